@@ -1,0 +1,142 @@
+/**
+ * Builds change events exactly as Debezium writes them (JSON converter, with or without schemas), for
+ * Cellar's native CDC readers, the demo and test fixtures. Column types follow Kafka Connect's schema
+ * types; DECIMAL columns are sent as base64 two's-complement bytes with a `scale` parameter, as
+ * Debezium does with `decimal.handling.mode=precise`.
+ */
+
+/** A captured column and its Connect type. */
+export interface ColumnDef {
+  name: string;
+  type: 'int16' | 'int32' | 'int64' | 'string' | 'boolean' | 'double' | 'decimal';
+  /** For `decimal`: digits after the point. */
+  scale?: number;
+  optional?: boolean;
+}
+
+/** Where a change comes from: connector, logical server name (topic prefix), database, schema, table. */
+export interface SourceInfo {
+  connector: 'postgresql' | 'mysql';
+  name: string;
+  db: string;
+  schema?: string;
+  table: string;
+}
+
+export interface ChangeSpec {
+  op: 'c' | 'u' | 'd' | 'r' | 't';
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown> | null;
+  /** Commit time at the source, ms. */
+  tsMs: number;
+  /** Postgres: LSN of the change; txId. */
+  lsn?: number;
+  txId?: number;
+  /** MySQL: binlog file, position, row in event, GTID. */
+  file?: string;
+  pos?: number;
+  row?: number;
+  gtid?: string | null;
+  snapshot?: 'true' | 'first' | 'last' | 'false' | 'incremental';
+}
+
+/** Two's-complement big-endian bytes of an integer, base64, as Kafka Connect's Decimal. */
+export function encodeDecimal(value: string | number, scale: number): string {
+  const [int, frac = ''] = String(value).split('.');
+  const digits = `${int}${frac.padEnd(scale, '0').slice(0, scale)}`;
+  let n = BigInt(digits);
+  const bytes: number[] = [];
+  const neg = n < 0n;
+  do {
+    bytes.unshift(Number(n & 0xffn));
+    n >>= 8n;
+  } while (neg ? n !== -1n || (bytes[0]! & 0x80) === 0 : n !== 0n || (bytes[0]! & 0x80) !== 0);
+  return Buffer.from(bytes).toString('base64');
+}
+
+function fieldSchema(c: ColumnDef): Record<string, unknown> {
+  if (c.type === 'decimal') {
+    return { type: 'bytes', optional: c.optional ?? true, name: 'org.apache.kafka.connect.data.Decimal', version: 1, parameters: { scale: String(c.scale ?? 0) }, field: c.name };
+  }
+  return { type: c.type === 'double' ? 'double' : c.type, optional: c.optional ?? true, field: c.name };
+}
+
+function encodeRow(row: Record<string, unknown> | null, columns: ColumnDef[]): Record<string, unknown> | null {
+  if (!row) return null;
+  const out: Record<string, unknown> = {};
+  for (const c of columns) {
+    const v = row[c.name];
+    out[c.name] = v === undefined || v === null ? null : c.type === 'decimal' ? encodeDecimal(v as string | number, c.scale ?? 0) : v;
+  }
+  return out;
+}
+
+function sourceStruct(info: SourceInfo): Record<string, unknown> {
+  const s = (field: string, type = 'string', optional = true) => ({ type, optional, field });
+  const common = [s('version', 'string', false), s('connector', 'string', false), s('name', 'string', false), s('ts_ms', 'int64', false), s('snapshot'), s('db', 'string', false), s('sequence')];
+  const fields = info.connector === 'postgresql'
+    ? [...common, s('schema', 'string', false), s('table', 'string', false), s('txId', 'int64'), s('lsn', 'int64'), s('xmin', 'int64')]
+    : [...common, s('table'), s('server_id', 'int64', false), s('gtid'), s('file', 'string', false), s('pos', 'int64', false), s('row', 'int32', false), s('thread', 'int64'), s('query')];
+  return { type: 'struct', fields, optional: false, name: `io.debezium.connector.${info.connector}.Source`, field: 'source' };
+}
+
+/** The Debezium `source` block of a change. */
+export function sourceBlock(info: SourceInfo, c: ChangeSpec): Record<string, unknown> {
+  const base = { version: '2.7.3.Final', connector: info.connector, name: info.name, ts_ms: c.tsMs, snapshot: c.snapshot ?? 'false', db: info.db };
+  if (info.connector === 'postgresql') {
+    return { ...base, sequence: JSON.stringify([null, String(c.lsn ?? 0)]), schema: info.schema ?? 'public', table: info.table, txId: c.txId ?? null, lsn: c.lsn ?? 0, xmin: null };
+  }
+  return { ...base, sequence: null, table: info.table, server_id: 1, gtid: c.gtid ?? null, file: c.file ?? 'bin.000001', pos: c.pos ?? 4, row: c.row ?? 0, thread: null, query: null };
+}
+
+/** Debezium's topic for a table: `<name>.<schema>.<table>` (Postgres) or `<name>.<db>.<table>` (MySQL). */
+export function debeziumTopic(info: SourceInfo): string {
+  return `${info.name}.${info.connector === 'postgresql' ? (info.schema ?? 'public') : info.db}.${info.table}`;
+}
+
+/**
+ * The key and value of one change as the JSON converter writes them. With `schemas` (the converter's
+ * default) each is `{schema, payload}`; a delete's tombstone is a separate message with a null value.
+ */
+export function debeziumJsonMessage(
+  info: SourceInfo,
+  columns: ColumnDef[],
+  keyColumns: string[],
+  c: ChangeSpec,
+  options: { schemas?: boolean } = {},
+): { key: string | null; value: string } {
+  const withSchemas = options.schemas ?? true;
+  const prefix = debeziumTopic(info);
+  const rowSchema = (field: string) => ({ type: 'struct', fields: columns.map(fieldSchema), optional: true, name: `${prefix}.Value`, field });
+  const payload = {
+    before: encodeRow(c.before, columns),
+    after: encodeRow(c.after, columns),
+    source: sourceBlock(info, c),
+    op: c.op,
+    ts_ms: c.tsMs + 5,
+    transaction: null,
+  };
+  const schema = {
+    type: 'struct',
+    fields: [
+      rowSchema('before'),
+      rowSchema('after'),
+      sourceStruct(info),
+      { type: 'string', optional: false, field: 'op' },
+      { type: 'int64', optional: true, field: 'ts_ms' },
+      { type: 'struct', fields: [{ type: 'string', optional: false, field: 'id' }, { type: 'int64', optional: false, field: 'total_order' }, { type: 'int64', optional: false, field: 'data_collection_order' }], optional: true, name: 'event.block', version: 1, field: 'transaction' },
+    ],
+    optional: false,
+    name: `${prefix}.Envelope`,
+    version: 1,
+  };
+  const row = c.after ?? c.before;
+  let key: string | null = null;
+  if (row && c.op !== 't') {
+    const keyCols = columns.filter((col) => keyColumns.includes(col.name));
+    const keyPayload = encodeRow(Object.fromEntries(keyColumns.map((k) => [k, row[k]])), keyCols);
+    const keySchema = { type: 'struct', fields: keyCols.map((col) => ({ ...fieldSchema(col), optional: false })), optional: false, name: `${prefix}.Key` };
+    key = JSON.stringify(withSchemas ? { schema: keySchema, payload: keyPayload } : keyPayload);
+  }
+  return { key, value: JSON.stringify(withSchemas ? { schema, payload } : payload) };
+}

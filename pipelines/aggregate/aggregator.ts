@@ -1,0 +1,144 @@
+import type { RegionalStock, StockObservation } from '../../schemas/records.js';
+
+/**
+ * One contributor's latest state under one (region, sku). Deleted entries are kept as tombstones with
+ * their version, so that an older upsert delivered late cannot resurrect the row.
+ */
+export interface Contribution {
+  region: string;
+  sku: string;
+  contributorId: string;
+  supplierId: string;
+  warehouseId: string;
+  bottles: number;
+  sourceVersion: string;
+  sourceTsMs: number;
+  deleted: boolean;
+  /** The key's version right after this contribution last changed (persisted; restores key versions). */
+  keyVersion: number;
+}
+
+interface KeyState {
+  region: string;
+  sku: string;
+  /** Number of effective changes applied to this key: deterministic for a given input order. */
+  version: number;
+  bottles: number;
+  contributors: number;
+  sourceTsMs: number;
+  entries: Map<string, Contribution>;
+}
+
+/**
+ * Per-(region, sku) totals over versioned contributors. Pure and synchronous: the runtimes feed it
+ * observations in partition order and persist what {@link RegionalAggregator.drain} returns.
+ *
+ * Invariants:
+ * - a contributor's latest state wins by `sourceVersion`; equal or older observations change nothing;
+ * - `bottles` and `contributors` of a key are always the sums over its live entries;
+ * - a key's `version` grows by one per effective change, so the same input prefix gives the same
+ *   version and the same totals, whatever the batch boundaries (replays emit identical records).
+ */
+export class RegionalAggregator {
+  private readonly keys = new Map<string, KeyState>();
+  private readonly dirtyKeys = new Set<KeyState>();
+  private readonly dirtyEntries = new Set<Contribution>();
+
+  /** Number of (key, contributor) entries held, tombstones included. */
+  get size(): number {
+    let n = 0;
+    for (const k of this.keys.values()) n += k.entries.size;
+    return n;
+  }
+
+  /** Loads persisted contributions (restore); does not mark anything dirty. */
+  restore(rows: Iterable<Contribution>): void {
+    for (const c of rows) {
+      const k = this.keyState(c.region, c.sku);
+      const prev = k.entries.get(c.contributorId);
+      if (prev && !prev.deleted) {
+        k.bottles -= prev.bottles;
+        k.contributors -= 1;
+      }
+      k.entries.set(c.contributorId, { ...c });
+      if (!c.deleted) {
+        k.bottles += c.bottles;
+        k.contributors += 1;
+      }
+      k.version = Math.max(k.version, c.keyVersion);
+      k.sourceTsMs = Math.max(k.sourceTsMs, c.sourceTsMs);
+    }
+  }
+
+  private keyState(region: string, sku: string): KeyState {
+    const id = `${region}|${sku}`;
+    let k = this.keys.get(id);
+    if (!k) {
+      k = { region, sku, version: 0, bottles: 0, contributors: 0, sourceTsMs: 0, entries: new Map() };
+      this.keys.set(id, k);
+    }
+    return k;
+  }
+
+  /** Applies one observation. Returns true when it changed the key's state. */
+  apply(o: StockObservation): boolean {
+    const k = this.keyState(o.region, o.sku);
+    const prev = k.entries.get(o.contributorId);
+    if (prev && o.sourceVersion <= prev.sourceVersion) return false;
+    const deleted = o.op === 'DELETE';
+    if (prev && !prev.deleted) {
+      k.bottles -= prev.bottles;
+      k.contributors -= 1;
+    }
+    if (!deleted) {
+      k.bottles += o.bottles;
+      k.contributors += 1;
+    }
+    k.version += 1;
+    k.sourceTsMs = Math.max(k.sourceTsMs, o.sourceTsMs);
+    const entry: Contribution = {
+      region: o.region,
+      sku: o.sku,
+      contributorId: o.contributorId,
+      supplierId: o.supplierId,
+      warehouseId: o.warehouseId,
+      bottles: deleted ? 0 : o.bottles,
+      sourceVersion: o.sourceVersion,
+      sourceTsMs: o.sourceTsMs,
+      deleted,
+      keyVersion: k.version,
+    };
+    if (prev) this.dirtyEntries.delete(prev);
+    k.entries.set(o.contributorId, entry);
+    this.dirtyEntries.add(entry);
+    this.dirtyKeys.add(k);
+    return true;
+  }
+
+  /** Current total of a key, or undefined if it was never seen. */
+  get(region: string, sku: string): RegionalStock | undefined {
+    const k = this.keys.get(`${region}|${sku}`);
+    return k ? this.record(k, k.sourceTsMs) : undefined;
+  }
+
+  private record(k: KeyState, nowMs: number): RegionalStock {
+    return { region: k.region, sku: k.sku, bottles: k.bottles, contributors: k.contributors, version: k.version, sourceTsMs: k.sourceTsMs, updatedTsMs: nowMs };
+  }
+
+  /**
+   * Returns the totals of keys changed since the last drain (one record per key, latest version) and the
+   * changed contributions to persist, and clears the change sets.
+   */
+  drain(nowMs: number): { totals: RegionalStock[]; contributions: Contribution[] } {
+    const totals = [...this.dirtyKeys].map((k) => this.record(k, nowMs));
+    const contributions = [...this.dirtyEntries];
+    this.dirtyKeys.clear();
+    this.dirtyEntries.clear();
+    return { totals, contributions };
+  }
+
+  /** All current totals (for snapshots and tests). */
+  totals(): RegionalStock[] {
+    return [...this.keys.values()].map((k) => this.record(k, k.sourceTsMs));
+  }
+}

@@ -1,0 +1,77 @@
+import type pg from 'pg';
+import { query } from '../../sinks/postgres/pool.js';
+import type { Contribution } from './aggregator.js';
+
+interface Row {
+  region: string;
+  sku: string;
+  contributor_id: string;
+  supplier_id: string;
+  warehouse_id: string;
+  bottles: string;
+  source_version: string;
+  source_ms: number | null;
+  deleted: boolean;
+  key_version: string;
+}
+
+/**
+ * The aggregator's durable state: `cellar.stock_contributions`, one row per (key, contributor), with the
+ * observations partition that owns the key. Restoring a partition reads only its rows, so restore time
+ * follows the partition's state, not the topic's history.
+ */
+export class ContributionStore {
+  constructor(private readonly pool: pg.Pool) {}
+
+  /** All contributions of one observations partition. */
+  async load(partition: number): Promise<Contribution[]> {
+    const { rows } = await query<Row>(
+      this.pool,
+      `restoring aggregator partition ${partition}`,
+      `SELECT region, sku, contributor_id, supplier_id, warehouse_id, bottles, source_version,
+              extract(epoch from source_ts) * 1000 AS source_ms, deleted, key_version
+         FROM cellar.stock_contributions WHERE partition = $1`,
+      [partition],
+    );
+    return rows.map((r) => ({
+      region: r.region,
+      sku: r.sku,
+      contributorId: r.contributor_id,
+      supplierId: r.supplier_id,
+      warehouseId: r.warehouse_id,
+      bottles: Number(r.bottles),
+      sourceVersion: r.source_version,
+      sourceTsMs: Math.round(Number(r.source_ms ?? 0)),
+      deleted: r.deleted,
+      keyVersion: Number(r.key_version),
+    }));
+  }
+
+  /** Upserts changed contributions in one statement; never moves a row to an older source version. */
+  async save(rows: Contribution[], partition: number): Promise<void> {
+    if (rows.length === 0) return;
+    const list = [...rows].sort((a, b) =>
+      a.region !== b.region ? (a.region < b.region ? -1 : 1) : a.sku !== b.sku ? (a.sku < b.sku ? -1 : 1) : a.contributorId < b.contributorId ? -1 : 1,
+    );
+    const col = <K extends keyof Contribution>(k: K) => list.map((r) => r[k]);
+    await query(
+      this.pool,
+      'saving aggregator contributions',
+      `INSERT INTO cellar.stock_contributions AS t
+         (region, sku, contributor_id, supplier_id, warehouse_id, bottles, source_version, source_ts, deleted, key_version, partition)
+       SELECT u.region, u.sku, u.cid, u.sup, u.wh, u.bottles, u.sv, to_timestamp(u.ms / 1000.0), u.deleted, u.kv, $11
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[],
+                     $8::double precision[], $9::boolean[], $10::bigint[])
+              AS u(region, sku, cid, sup, wh, bottles, sv, ms, deleted, kv)
+       ON CONFLICT (region, sku, contributor_id) DO UPDATE SET
+         supplier_id = excluded.supplier_id, warehouse_id = excluded.warehouse_id, bottles = excluded.bottles,
+         source_version = excluded.source_version, source_ts = excluded.source_ts, deleted = excluded.deleted,
+         key_version = excluded.key_version, partition = excluded.partition
+       WHERE t.source_version < excluded.source_version`,
+      [
+        col('region'), col('sku'), col('contributorId'), col('supplierId'), col('warehouseId'), col('bottles'),
+        col('sourceVersion'), col('sourceTsMs'), col('deleted'), col('keyVersion'), partition,
+      ],
+    );
+  }
+}

@@ -1,0 +1,96 @@
+import { Command, Option } from 'commander';
+import { loadRuntimeConfig, RUNTIME_ENV, RuntimeConfigSpec } from '../core/config.js';
+import { CellarError, ConfigError } from '../core/errors.js';
+import { createLogger, redactUrl } from '../core/logger.js';
+import { WORKER_ROLES, startWorker, type WorkerRole } from '../runtime/kafka-runtime.js';
+import { createPgPool } from '../../sinks/postgres/pool.js';
+import { migrate } from '../../sinks/postgres/migrate.js';
+import { createCodecs, valueSubject } from '../../schemas/registry.js';
+import { cellarTopics } from '../kafka/topics.js';
+import { runDemo } from './demo.js';
+
+const program = new Command('cellar')
+  .description('Real-time, multi-supplier, multi-region inventory pipeline')
+  .showHelpAfterError()
+  .addHelpText('after', () => `\nEnvironment:\n${Object.entries(RUNTIME_ENV).map(([k, v]) => `  ${v.padEnd(28)} ${describe(k)}`).join('\n')}\n`);
+
+function describe(key: string): string {
+  const field = (RuntimeConfigSpec.shape as Record<string, { description?: string }>)[key];
+  return (field?.description ?? '').replace(/^CELLAR_\w+: /, '');
+}
+
+program
+  .command('migrate')
+  .description('apply pending Postgres migrations to CELLAR_PG_URL (safe to run twice, and concurrently)')
+  .action(async () => {
+    const cfg = loadRuntimeConfig();
+    const pool = createPgPool(cfg.pgUrl);
+    try {
+      const applied = await migrate(pool);
+      console.log(applied.length ? `applied migrations: ${applied.join(', ')}` : 'database is up to date');
+    } finally {
+      await pool.end();
+    }
+  });
+
+program
+  .command('run')
+  .description('run one worker of the Kafka runtime until SIGTERM/SIGINT')
+  .addArgument(new (await import('commander')).Argument('<role>', 'worker role').choices([...WORKER_ROLES]))
+  .action(async (role: WorkerRole) => {
+    const cfg = loadRuntimeConfig();
+    const log = createLogger(role);
+    log.info({ brokers: cfg.kafkaBrokers, compat: cfg.kafkaCompat, pg: redactUrl(cfg.pgUrl), topicPrefix: cfg.topicPrefix }, 'starting');
+    const running = await startWorker(role, cfg, log);
+    let exiting = false;
+    const shutdown = async (signal: string) => {
+      if (exiting) return;
+      exiting = true;
+      log.info({ signal }, 'draining');
+      await running.stop();
+      process.exit(0);
+    };
+    process.on('SIGTERM', () => void shutdown('SIGTERM'));
+    process.on('SIGINT', () => void shutdown('SIGINT'));
+    await running.worker.done;
+    if (!exiting) {
+      log.error('consumer stopped unexpectedly');
+      process.exit(1);
+    }
+  });
+
+const schemas = program.command('schemas').description('canonical Avro schemas in the Schema Registry');
+schemas
+  .command('register')
+  .description('register the canonical schemas for Cellar topics (BACKWARD compatibility)')
+  .action(async () => {
+    const cfg = loadRuntimeConfig();
+    const codecs = createCodecs(cfg.schemaRegistryUrl);
+    const t = cellarTopics(cfg);
+    for (const [codec, topic] of [[codecs.observation, t.observations], [codecs.regionalStock, t.regionalStock], [codecs.deadLetter, t.dlq]] as const) {
+      const id = await codec.register(valueSubject(topic));
+      console.log(`${valueSubject(topic)}: schema id ${id}`);
+    }
+  });
+
+program
+  .command('demo')
+  .description('provision private services, run the four workers, replay a scripted scenario and print regional stock')
+  .addOption(new Option('--keep-running', 'leave the pipeline running after the scenario until Ctrl-C'))
+  .action(async (opts: { keepRunning?: boolean }) => {
+    process.exitCode = await runDemo({ keepRunning: Boolean(opts.keepRunning) });
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof ConfigError) {
+    console.error(`cellar: ${err.message}`);
+    process.exit(2);
+  }
+  if (err instanceof CellarError) {
+    console.error(`cellar: ${err.code}: ${err.message}`);
+    process.exit(1);
+  }
+  throw err;
+}

@@ -1,0 +1,87 @@
+import { z } from 'zod';
+import { parseSpec } from './spec.js';
+
+const csv = z
+  .string()
+  .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
+  .pipe(z.array(z.string()).min(1, 'at least one broker host:port'));
+
+const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+
+/**
+ * Runtime configuration of every Cellar process, read from `CELLAR_*` environment variables.
+ * Each field below documents its variable, default and purpose; `cellar --help-env` prints them.
+ */
+export const RuntimeConfigSpec = z.object({
+  kafkaBrokers: csv.default(['127.0.0.1:9092']).describe(
+    'CELLAR_KAFKA_BROKERS: comma-separated bootstrap servers. Default `127.0.0.1:9092`.',
+  ),
+  kafkaClientId: z.string().min(1).default('cellar').describe(
+    'CELLAR_KAFKA_CLIENT_ID: client id sent to the brokers. Default `cellar`.',
+  ),
+  kafkaCompat: z.enum(['standard', 'librdkafka-mock']).default('standard').describe(
+    'CELLAR_KAFKA_COMPAT: `standard` (real Kafka/Redpanda: idempotent producer, topics created through the admin API with compaction) or `librdkafka-mock` (the test broker: topics auto-created, no idempotence). Default `standard`.',
+  ),
+  topicPrefix: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, . _ -').default('cellar').describe(
+    'CELLAR_TOPIC_PREFIX: prefix of Cellar\'s own topics (`<prefix>.observations` …). Default `cellar`.',
+  ),
+  groupPrefix: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, . _ -').default('cellar').describe(
+    'CELLAR_GROUP_PREFIX: prefix of consumer group ids (`<prefix>-normalizer` …). Default `cellar`.',
+  ),
+  topicPartitions: int(12, 1).describe(
+    'CELLAR_TOPIC_PARTITIONS: partitions of topics Cellar creates on real clusters. Default 12.',
+  ),
+  topicReplication: z.coerce.number().int().min(-1).default(3).describe(
+    'CELLAR_TOPIC_REPLICATION: replication factor of topics Cellar creates. Default 3 (-1 = broker default).',
+  ),
+  schemaRegistryUrl: z.string().url().default('http://127.0.0.1:8081').describe(
+    'CELLAR_SCHEMA_REGISTRY_URL: Confluent Schema Registry base URL. Default `http://127.0.0.1:8081`.',
+  ),
+  pgUrl: z.string().min(1).default('postgres://postgres@127.0.0.1:5432/postgres').describe(
+    'CELLAR_PG_URL: Cellar\'s own Postgres (materialized tables, state). Default `postgres://postgres@127.0.0.1:5432/postgres`.',
+  ),
+  redisUrl: z.string().min(1).default('redis://127.0.0.1:6379/0').describe(
+    'CELLAR_REDIS_URL: Redis for stock snapshots. Default `redis://127.0.0.1:6379/0`.',
+  ),
+  suppliersDir: z.string().min(1).default('suppliers').describe(
+    'CELLAR_SUPPLIERS_DIR: folder of supplier registry YAML files. Default `./suppliers`.',
+  ),
+});
+
+export type RuntimeConfig = z.output<typeof RuntimeConfigSpec>;
+
+const ENV_NAMES: Record<keyof RuntimeConfig, string> = {
+  kafkaBrokers: 'CELLAR_KAFKA_BROKERS',
+  kafkaClientId: 'CELLAR_KAFKA_CLIENT_ID',
+  kafkaCompat: 'CELLAR_KAFKA_COMPAT',
+  topicPrefix: 'CELLAR_TOPIC_PREFIX',
+  groupPrefix: 'CELLAR_GROUP_PREFIX',
+  topicPartitions: 'CELLAR_TOPIC_PARTITIONS',
+  topicReplication: 'CELLAR_TOPIC_REPLICATION',
+  schemaRegistryUrl: 'CELLAR_SCHEMA_REGISTRY_URL',
+  pgUrl: 'CELLAR_PG_URL',
+  redisUrl: 'CELLAR_REDIS_URL',
+  suppliersDir: 'CELLAR_SUPPLIERS_DIR',
+};
+
+/** The environment variable behind each runtime setting. */
+export const RUNTIME_ENV = ENV_NAMES;
+
+/**
+ * Reads the runtime configuration from `env` (default `process.env`); `overrides` win. Throws one
+ * ConfigError naming every bad variable.
+ */
+export function loadRuntimeConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  overrides: Partial<RuntimeConfig> = {},
+): RuntimeConfig {
+  const raw: Record<string, unknown> = {};
+  for (const [key, name] of Object.entries(ENV_NAMES)) {
+    const v = env[name];
+    if (v !== undefined && v !== '') raw[key] = v;
+  }
+  const parsed = parseSpec(RuntimeConfigSpec, raw, 'environment', (path) =>
+    path.length ? (ENV_NAMES[path[0] as keyof RuntimeConfig] ?? String(path[0])) : '(root)',
+  );
+  return { ...parsed, ...overrides };
+}

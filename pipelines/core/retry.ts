@@ -1,0 +1,53 @@
+import { isRetriable } from './errors.js';
+
+/** Options for {@link withRetry}. */
+export interface RetryOptions {
+  /** Attempts after the first; default Infinity (retry until aborted). */
+  retries?: number;
+  /** First backoff ceiling in ms; default 100. */
+  minDelayMs?: number;
+  /** Largest backoff ceiling in ms; default 10_000. */
+  maxDelayMs?: number;
+  /** Stops retrying (the last error is thrown) once aborted. */
+  signal?: AbortSignal;
+  /** Called before each wait, e.g. to log or mark a worker unready. */
+  onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
+  /** Overrides which errors are retried; default {@link isRetriable}. */
+  shouldRetry?: (err: unknown) => boolean;
+}
+
+/** Resolves after `ms`, or early when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/**
+ * Runs `fn` until it succeeds, retrying only retriable errors (see `CellarError.retriable`) with
+ * exponential backoff and full jitter: the n-th wait is uniform in [0, min(max, min·2ⁿ)].
+ * Programming errors and non-retriable errors are thrown at once.
+ */
+export async function withRetry<T>(fn: (attempt: number) => Promise<T>, options: RetryOptions = {}): Promise<T> {
+  const { retries = Infinity, minDelayMs = 100, maxDelayMs = 10_000, signal, onRetry } = options;
+  const shouldRetry = options.shouldRetry ?? isRetriable;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn(attempt);
+    } catch (err) {
+      if (attempt >= retries || !shouldRetry(err) || signal?.aborted) throw err;
+      const ceiling = Math.min(maxDelayMs, minDelayMs * 2 ** Math.min(attempt, 30));
+      const delay = Math.round(Math.random() * ceiling);
+      onRetry?.(err, attempt + 1, delay);
+      await sleep(delay, signal);
+      if (signal?.aborted) throw err;
+    }
+  }
+}

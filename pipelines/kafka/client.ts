@@ -1,0 +1,114 @@
+import { Kafka, logLevel, Partitioners, type Admin, type Producer, type ProducerConfig, type ITopicConfig } from 'kafkajs';
+import type { RuntimeConfig } from '../core/config.js';
+import { fromKafkaError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { cellarTopics } from './topics.js';
+
+/**
+ * Everything that differs between a real Kafka cluster and librdkafka's mock cluster (the broker used
+ * in tests) is decided here and only here.
+ *
+ * The mock cluster reports controller id 0 while its brokers are 1..N, so every kafkajs call that goes
+ * to the controller (CreateTopics, InitProducerId for idempotent producers) fails with "Broker 0 not
+ * found"; it also has no CreateTopics at all and creates topics with 4 partitions on first metadata
+ * request. Under `librdkafka-mock` Cellar therefore turns producer idempotence off and creates topics
+ * by asking for their metadata. Under `standard` (the default) producers are idempotent and topics are
+ * created through the admin API, `regional-stock` compacted. Correctness never depends on either:
+ * every consumer is idempotent by version.
+ */
+export interface KafkaProfile {
+  idempotentProducer: boolean;
+  createTopicsWithAdmin: boolean;
+}
+
+export function kafkaProfile(cfg: Pick<RuntimeConfig, 'kafkaCompat'>): KafkaProfile {
+  return cfg.kafkaCompat === 'librdkafka-mock'
+    ? { idempotentProducer: false, createTopicsWithAdmin: false }
+    : { idempotentProducer: true, createTopicsWithAdmin: true };
+}
+
+const LEVEL: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
+  [logLevel.ERROR]: 'error',
+  [logLevel.WARN]: 'warn',
+  [logLevel.INFO]: 'info',
+  [logLevel.DEBUG]: 'debug',
+};
+
+/** Creates the kafkajs client, logging through the component's logger. */
+export function createKafka(cfg: RuntimeConfig, log: Logger, clientSuffix?: string): Kafka {
+  return new Kafka({
+    clientId: clientSuffix ? `${cfg.kafkaClientId}-${clientSuffix}` : cfg.kafkaClientId,
+    brokers: cfg.kafkaBrokers,
+    connectionTimeout: 5_000,
+    requestTimeout: 30_000,
+    retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 10_000 },
+    logLevel: logLevel.WARN,
+    logCreator:
+      () =>
+      ({ level, log: entry }) => {
+        const { message, ...rest } = entry;
+        log[LEVEL[level] ?? 'info']({ kafkajs: rest }, String(message));
+      },
+  });
+}
+
+/** Producer settings for Cellar's outputs: acks from all replicas, idempotent on real clusters. */
+export function producerConfig(cfg: RuntimeConfig): ProducerConfig {
+  const profile = kafkaProfile(cfg);
+  return {
+    allowAutoTopicCreation: !profile.createTopicsWithAdmin,
+    idempotent: profile.idempotentProducer,
+    maxInFlightRequests: profile.idempotentProducer ? 5 : undefined,
+    createPartitioner: Partitioners.DefaultPartitioner,
+  };
+}
+
+/** Creates and connects a producer; errors are converted to CellarError. */
+export async function connectProducer(kafka: Kafka, cfg: RuntimeConfig): Promise<Producer> {
+  const producer = kafka.producer(producerConfig(cfg));
+  try {
+    await producer.connect();
+  } catch (err) {
+    throw fromKafkaError(err, 'connecting Kafka producer');
+  }
+  return producer;
+}
+
+/** Topic settings Cellar applies when it creates its own topics on a real cluster. */
+export function cellarTopicConfigs(cfg: RuntimeConfig): ITopicConfig[] {
+  const t = cellarTopics(cfg);
+  const base = { numPartitions: cfg.topicPartitions, replicationFactor: cfg.topicReplication };
+  return [
+    { topic: t.observations, ...base, configEntries: [{ name: 'retention.ms', value: String(7 * 24 * 3600 * 1000) }] },
+    {
+      topic: t.regionalStock,
+      ...base,
+      configEntries: [
+        { name: 'cleanup.policy', value: 'compact' },
+        { name: 'min.compaction.lag.ms', value: '60000' },
+      ],
+    },
+    { topic: t.dlq, ...base, configEntries: [{ name: 'retention.ms', value: String(30 * 24 * 3600 * 1000) }] },
+  ];
+}
+
+/**
+ * Makes sure Cellar's topics (and any `extra` input topics) exist. Real clusters: admin CreateTopics
+ * (existing topics are left as they are). Mock cluster: a metadata request creates them.
+ */
+export async function ensureTopics(kafka: Kafka, cfg: RuntimeConfig, extra: string[] = []): Promise<void> {
+  const admin: Admin = kafka.admin();
+  try {
+    await admin.connect();
+    const configs = cellarTopicConfigs(cfg);
+    if (kafkaProfile(cfg).createTopicsWithAdmin) {
+      await admin.createTopics({ topics: configs, waitForLeaders: true });
+    } else {
+      await admin.fetchTopicMetadata({ topics: [...configs.map((c) => c.topic), ...extra] });
+    }
+  } catch (err) {
+    throw fromKafkaError(err, 'creating Cellar topics');
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}

@@ -1,0 +1,140 @@
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
+import { fromKafkaError, isRetriable } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { withRetry } from '../core/retry.js';
+
+/** One fetched batch of one partition. */
+export interface PartitionBatch {
+  topic: string;
+  partition: number;
+  messages: KafkaMessage[];
+}
+
+/** Given to handlers: retry I/O while keeping the group membership alive. */
+export interface BatchContext {
+  /** Retries `fn` on retriable errors (backoff with jitter), heartbeating between attempts. */
+  retry<T>(what: string, fn: () => Promise<T>): Promise<T>;
+  signal: AbortSignal;
+}
+
+/**
+ * A stage's logic for one partition batch. `handle` must finish every output write (Kafka acks, database
+ * commits) before it returns: the worker commits the batch's offsets right after.
+ */
+export interface BatchHandler {
+  /** Called after every group join with this member's partitions (state owned elsewhere must be dropped). */
+  onAssignment?(assigned: Array<{ topic: string; partition: number }>): void;
+  handle(batch: PartitionBatch, ctx: BatchContext): Promise<void>;
+  /** Called when `handle` failed for good: drop any in-memory state of that partition. */
+  reset?(topic: string, partition: number): void;
+}
+
+export interface ConsumerWorkerOptions {
+  kafka: Kafka;
+  groupId: string;
+  topics: string[];
+  handler: BatchHandler;
+  log: Logger;
+  /** Start from the earliest offset when the group has no committed offset. Default true. */
+  fromBeginning?: boolean;
+  /** Most bytes fetched per partition per request; bounds batch size. Default 1 MiB. */
+  maxBytesPerPartition?: number;
+}
+
+/** A running stage worker. */
+export interface ConsumerWorker {
+  /** Resolves when the worker has stopped (after `stop()` or a fatal error). */
+  done: Promise<void>;
+  /** False while the worker retries an unavailable dependency. */
+  isReady(): boolean;
+  /** Finishes the batch in progress, commits, leaves the group. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs a consumer-group member around a {@link BatchHandler}: offsets are committed only after the
+ * handler returns (at-least-once), retriable failures are retried in place with backoff (which pauses
+ * consumption of that partition and keeps heartbeating), and anything else restarts the consumer from
+ * the last committed offset.
+ */
+export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<ConsumerWorker> {
+  const { kafka, groupId, topics, handler, log } = opts;
+  const abort = new AbortController();
+  let ready = true;
+  const consumer: Consumer = kafka.consumer({
+    groupId,
+    sessionTimeout: 30_000,
+    rebalanceTimeout: 60_000,
+    heartbeatInterval: 3_000,
+    maxBytesPerPartition: opts.maxBytesPerPartition ?? 1 << 20,
+    retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 10_000 },
+  });
+  consumer.on(consumer.events.GROUP_JOIN, (e) => {
+    const assigned = Object.entries(e.payload.memberAssignment).flatMap(([topic, parts]) => parts.map((partition) => ({ topic, partition })));
+    log.info({ groupId, assigned: assigned.length }, 'joined consumer group');
+    handler.onAssignment?.(assigned);
+  });
+  consumer.on(consumer.events.CRASH, (e) => {
+    log.error({ err: e.payload.error, restart: e.payload.restart }, 'consumer crashed');
+  });
+  try {
+    await consumer.connect();
+    for (const topic of topics) await consumer.subscribe({ topic, fromBeginning: opts.fromBeginning ?? true });
+  } catch (err) {
+    throw fromKafkaError(err, `starting consumer group ${groupId}`);
+  }
+
+  const eachBatch = async ({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload) => {
+    if (!isRunning() || isStale() || batch.messages.length === 0) return;
+    const ctx: BatchContext = {
+      signal: abort.signal,
+      retry: (what, fn) =>
+        withRetry(fn, {
+          minDelayMs: 200,
+          maxDelayMs: 5_000,
+          signal: abort.signal,
+          onRetry: (err, attempt, delayMs) => {
+            ready = false;
+            log.warn({ err: (err as Error).message, attempt, delayMs, what }, 'retrying');
+            heartbeat().catch(() => undefined);
+          },
+        }).then((v) => {
+          ready = true;
+          return v;
+        }),
+    };
+    try {
+      await handler.handle({ topic: batch.topic, partition: batch.partition, messages: batch.messages }, ctx);
+    } catch (err) {
+      handler.reset?.(batch.topic, batch.partition);
+      log.error({ err, topic: batch.topic, partition: batch.partition, retriable: isRetriable(err) }, 'batch failed; restarting from last committed offset');
+      throw err;
+    }
+    resolveOffset(batch.lastOffset());
+    const next = (BigInt(batch.lastOffset()) + 1n).toString();
+    await ctx.retry('committing offsets', async () => {
+      try {
+        await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
+      } catch (err) {
+        throw fromKafkaError(err, 'committing offsets');
+      }
+    });
+    await heartbeat().catch(() => undefined);
+  };
+
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+  consumer.on(consumer.events.STOP, () => resolveDone());
+  await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch });
+  let stopping: Promise<void> | undefined;
+  return {
+    done,
+    isReady: () => ready,
+    stop: () =>
+      (stopping ??= (async () => {
+        abort.abort();
+        await consumer.disconnect().catch((err) => log.warn({ err }, 'error leaving consumer group'));
+        resolveDone();
+      })()),
+  };
+}

@@ -1,0 +1,92 @@
+import type pg from 'pg';
+import { query } from '../../sinks/postgres/pool.js';
+import type { Route } from './normalize.js';
+
+interface RouteRow {
+  contributor_id: string;
+  supplier_id: string;
+  source_table: string;
+  region: string;
+  sku: string;
+  supplier_sku: string;
+  warehouse_id: string;
+  vintage: number | null;
+  bottle_size_ml: number;
+  source_version: string;
+  deleted: boolean;
+}
+
+const COLS = 'contributor_id, supplier_id, source_table, region, sku, supplier_sku, warehouse_id, vintage, bottle_size_ml, source_version, deleted';
+
+function toRoute(r: RouteRow): Route {
+  return {
+    contributorId: r.contributor_id,
+    supplierId: r.supplier_id,
+    sourceTable: r.source_table,
+    region: r.region,
+    sku: r.sku,
+    supplierSku: r.supplier_sku,
+    warehouseId: r.warehouse_id,
+    vintage: r.vintage,
+    bottleSizeMl: r.bottle_size_ml,
+    sourceVersion: r.source_version,
+    deleted: r.deleted,
+  };
+}
+
+/**
+ * Durable routes of the normalizer in `cellar.contributor_routes`. Saved after the observations they
+ * produced are acknowledged by Kafka, and before input offsets are committed; a save never moves a
+ * route to an older source version.
+ */
+export class RouteStore {
+  constructor(private readonly pool: pg.Pool) {}
+
+  /** Routes of the given contributors, one query. */
+  async get(ids: string[]): Promise<Map<string, Route>> {
+    const out = new Map<string, Route>();
+    if (ids.length === 0) return out;
+    const { rows } = await query<RouteRow>(this.pool, 'reading contributor routes', `SELECT ${COLS} FROM cellar.contributor_routes WHERE contributor_id = ANY($1::text[])`, [ids]);
+    for (const r of rows) out.set(r.contributor_id, toRoute(r));
+    return out;
+  }
+
+  /** Live routes of one captured table (for truncates). */
+  async liveOfTable(supplierId: string, table: string): Promise<Route[]> {
+    const { rows } = await query<RouteRow>(
+      this.pool,
+      'reading routes of table',
+      `SELECT ${COLS} FROM cellar.contributor_routes WHERE supplier_id = $1 AND source_table = $2 AND NOT deleted`,
+      [supplierId, table],
+    );
+    return rows.map(toRoute);
+  }
+
+  /** Upserts routes (latest per contributor wins), one statement. */
+  async save(routes: Route[]): Promise<void> {
+    if (routes.length === 0) return;
+    const latest = new Map<string, Route>();
+    for (const r of routes) {
+      const prev = latest.get(r.contributorId);
+      if (!prev || prev.sourceVersion < r.sourceVersion) latest.set(r.contributorId, r);
+    }
+    const list = [...latest.values()].sort((a, b) => (a.contributorId < b.contributorId ? -1 : 1));
+    const col = <K extends keyof Route>(k: K) => list.map((r) => r[k]);
+    await query(
+      this.pool,
+      'saving contributor routes',
+      `INSERT INTO cellar.contributor_routes AS t (${COLS})
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                            $8::integer[], $9::integer[], $10::text[], $11::boolean[])
+       ON CONFLICT (contributor_id) DO UPDATE SET
+         region = excluded.region, sku = excluded.sku, supplier_sku = excluded.supplier_sku,
+         warehouse_id = excluded.warehouse_id, vintage = excluded.vintage, bottle_size_ml = excluded.bottle_size_ml,
+         source_version = excluded.source_version, deleted = excluded.deleted, updated_at = now()
+       WHERE t.source_version < excluded.source_version`,
+      [
+        col('contributorId'), col('supplierId'), col('sourceTable'), col('region'), col('sku'), col('supplierSku'),
+        col('warehouseId'), col('vintage'), col('bottleSizeMl'), col('sourceVersion'), col('deleted'),
+      ],
+    );
+  }
+}

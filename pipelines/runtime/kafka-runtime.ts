@@ -1,0 +1,99 @@
+import type { Producer } from 'kafkajs';
+import type pg from 'pg';
+import { loadRegistry } from '../../connectors/registry/loader.js';
+import { createCodecs } from '../../schemas/registry.js';
+import { createPgPool } from '../../sinks/postgres/pool.js';
+import { createPostgresStockSink } from '../../sinks/postgres/sink.js';
+import { createRedisSnapshotSink } from '../../sinks/redis/sink.js';
+import type { StockSink } from '../../sinks/types.js';
+import { ContributionStore } from '../aggregate/contribution-store.js';
+import { AggregatorHandler } from '../aggregate/worker.js';
+import type { RuntimeConfig } from '../core/config.js';
+import { createLogger, type Logger } from '../core/logger.js';
+import { withRetry } from '../core/retry.js';
+import { DeadLetterWriter } from '../dlq/writer.js';
+import { connectProducer, createKafka, ensureTopics } from '../kafka/client.js';
+import { cellarTopics, groupId } from '../kafka/topics.js';
+import { startConsumerWorker, type BatchHandler, type ConsumerWorker } from '../kafka/worker.js';
+import { describeTopics, NormalizerHandler, rawTopics } from '../normalize/worker.js';
+import { RouteStore } from '../normalize/route-store.js';
+import { SinkHandler } from '../sink/worker.js';
+
+/** The Kafka-runtime worker roles (`cellar run <role>`). */
+export const WORKER_ROLES = ['normalizer', 'aggregator', 'sink-postgres', 'sink-redis'] as const;
+export type WorkerRole = (typeof WORKER_ROLES)[number];
+
+/** A started worker with what it holds, so it can be stopped cleanly. */
+export interface RunningWorker {
+  role: WorkerRole;
+  worker: ConsumerWorker;
+  stats: object;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts one worker of the Kafka runtime. Dependencies that are not reachable yet (Kafka, Postgres,
+ * Redis, the Schema Registry) are waited for with backoff, so workers can start in any order.
+ */
+export async function startWorker(role: WorkerRole, cfg: RuntimeConfig, log: Logger = createLogger(role)): Promise<RunningWorker> {
+  const topics = cellarTopics(cfg);
+  const kafka = createKafka(cfg, log, role);
+  const codecs = createCodecs(cfg.schemaRegistryUrl);
+  const closers: Array<() => Promise<void>> = [];
+  const wait = <T>(what: string, fn: () => Promise<T>) =>
+    withRetry(fn, { minDelayMs: 250, maxDelayMs: 5_000, retries: 60, onRetry: (err, attempt) => log.warn({ err: (err as Error).message, attempt }, `waiting for ${what}`) });
+
+  let producer: Producer | undefined;
+  let pool: pg.Pool | undefined;
+  const getProducer = async () => {
+    producer ??= await wait('Kafka', () => connectProducer(kafka, cfg));
+    return producer;
+  };
+  const getPool = () => (pool ??= createPgPool(cfg.pgUrl, { applicationName: `cellar-${role}` }));
+
+  let handler: BatchHandler & { stats: object };
+  let inputTopics: string[];
+  await wait('Kafka topics', () => ensureTopics(kafka, cfg));
+  if (role === 'normalizer') {
+    const suppliers = loadRegistry(cfg.suppliersDir);
+    const raw = rawTopics(suppliers);
+    inputTopics = raw.map((r) => r.topic);
+    await wait('raw topics', () => ensureTopics(kafka, cfg, inputTopics));
+    log.info({ topics: describeTopics(raw) }, 'normalizing raw topics');
+    const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
+    const h = new NormalizerHandler(raw, new RouteStore(getPool()), await getProducer(), codecs, topics.observations, dlq, log);
+    await wait('Schema Registry', () => h.init());
+    handler = h;
+  } else if (role === 'aggregator') {
+    inputTopics = [topics.observations];
+    const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
+    const h = new AggregatorHandler(new ContributionStore(getPool()), await getProducer(), codecs, topics.regionalStock, dlq, log);
+    await wait('Schema Registry', () => h.init());
+    handler = h;
+  } else {
+    inputTopics = [topics.regionalStock];
+    const sink: StockSink = role === 'sink-postgres' ? createPostgresStockSink({ url: cfg.pgUrl }) : createRedisSnapshotSink({ url: cfg.redisUrl });
+    await wait(role === 'sink-postgres' ? 'Postgres' : 'Redis', () => sink.connect());
+    closers.push(() => sink.close());
+    handler = new SinkHandler(sink, codecs, log);
+  }
+
+  const worker = await wait('consumer group', () =>
+    startConsumerWorker({ kafka, groupId: groupId(cfg, role), topics: inputTopics, handler, log }),
+  );
+  log.info({ role, group: groupId(cfg, role), topics: inputTopics }, 'worker started');
+  let stopped: Promise<void> | undefined;
+  return {
+    role,
+    worker,
+    stats: handler.stats,
+    stop: () =>
+      (stopped ??= (async () => {
+        await worker.stop();
+        await producer?.disconnect().catch(() => undefined);
+        for (const c of closers) await c();
+        await pool?.end().catch(() => undefined);
+        log.info({ stats: handler.stats }, 'worker stopped');
+      })()),
+  };
+}

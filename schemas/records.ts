@@ -1,0 +1,47 @@
+/** Plain TypeScript shapes of the canonical Avro records in schemas/avro. */
+
+export type ObservationOp = 'UPSERT' | 'DELETE';
+
+/** One supplier source row's latest state (see schemas/avro/stock-observation.avsc). */
+export interface StockObservation {
+  supplierId: string;
+  warehouseId: string;
+  region: string;
+  sku: string;
+  supplierSku: string;
+  vintage: number | null;
+  bottleSizeMl: number;
+  bottles: number;
+  op: ObservationOp;
+  contributorId: string;
+  sourceVersion: string;
+  sourceTsMs: number;
+  ingestTsMs: number;
+  traceId: string;
+}
+
+/** Total stock of one SKU in one region (see schemas/avro/regional-stock.avsc). */
+export interface RegionalStock {
+  region: string;
+  sku: string;
+  bottles: number;
+  contributors: number;
+  version: number;
+  sourceTsMs: number;
+  updatedTsMs: number;
+}
+
+/** A record a stage could not process (see schemas/avro/dead-letter.avsc). */
+export interface DeadLetter {
+  stage: string;
+  reason: string;
+  message: string;
+  supplierId: string | null;
+  topic: string | null;
+  partition: number | null;
+  offset: string | null;
+  sourcePosition: string | null;
+  key: Buffer | null;
+  value: Buffer | null;
+  tsMs: number;
+}

@@ -1,0 +1,75 @@
+import type pg from 'pg';
+import type { RegionalStock } from '../../schemas/records.js';
+import { latestPerKey, type SinkResult, type StockSink } from '../types.js';
+import { parsePostgresSinkConfig, type PostgresSinkConfig } from './config.js';
+import { createPgPool, query } from './pool.js';
+
+const UPSERT = `
+INSERT INTO cellar.regional_stock AS t (region, sku, bottles, contributors, version, source_ts, updated_at)
+SELECT u.region, u.sku, u.bottles, u.contributors, u.version, ts.source_ts, ts.updated_at FROM unnest($1::text[], $2::text[], $3::bigint[], $4::integer[], $5::bigint[],
+                     $6::double precision[], $7::double precision[])
+       AS u(region, sku, bottles, contributors, version, source_ms, updated_ms)
+  CROSS JOIN LATERAL (SELECT to_timestamp(u.source_ms / 1000.0), to_timestamp(u.updated_ms / 1000.0)) ts(source_ts, updated_at)
+ON CONFLICT (region, sku) DO UPDATE
+  SET bottles = excluded.bottles, contributors = excluded.contributors, version = excluded.version,
+      source_ts = excluded.source_ts, updated_at = excluded.updated_at
+  WHERE t.version < excluded.version`;
+
+/**
+ * Materializes regional totals in `cellar.regional_stock`: one statement per batch (arrays through
+ * unnest), and a row changes only when the incoming version is higher than the stored one.
+ */
+export class PostgresStockSink implements StockSink {
+  private pool: pg.Pool | undefined;
+  private readonly cfg: PostgresSinkConfig;
+
+  constructor(config: unknown) {
+    this.cfg = parsePostgresSinkConfig(config);
+  }
+
+  async connect(): Promise<void> {
+    this.pool ??= createPgPool(this.cfg.url, { max: this.cfg.poolMax, applicationName: 'cellar-sink-postgres' });
+    await query(this.pool, 'connecting Postgres sink', 'SELECT 1 FROM cellar.regional_stock LIMIT 0');
+  }
+
+  async writeBatch(records: RegionalStock[]): Promise<SinkResult> {
+    if (!this.pool) throw new Error('PostgresStockSink: connect() first');
+    if (records.length === 0) return { applied: 0, skipped: 0 };
+    const rows = latestPerKey(records);
+    // Stable order keeps concurrent sink instances from deadlocking on the same keys.
+    rows.sort((a, b) => (a.region === b.region ? (a.sku < b.sku ? -1 : 1) : a.region < b.region ? -1 : 1));
+    const res = await query(this.pool, 'writing regional_stock', UPSERT, [
+      rows.map((r) => r.region),
+      rows.map((r) => r.sku),
+      rows.map((r) => r.bottles),
+      rows.map((r) => r.contributors),
+      rows.map((r) => r.version),
+      rows.map((r) => r.sourceTsMs),
+      rows.map((r) => r.updatedTsMs),
+    ]);
+    const applied = res.rowCount ?? 0;
+    return { applied, skipped: records.length - applied };
+  }
+
+  async read(region: string, sku: string): Promise<{ bottles: number; version: number } | undefined> {
+    if (!this.pool) throw new Error('PostgresStockSink: connect() first');
+    const { rows } = await query<{ bottles: string; version: string }>(
+      this.pool,
+      'reading regional_stock',
+      'SELECT bottles, version FROM cellar.regional_stock WHERE region = $1 AND sku = $2',
+      [region, sku],
+    );
+    return rows[0] ? { bottles: Number(rows[0].bottles), version: Number(rows[0].version) } : undefined;
+  }
+
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    await pool?.end().catch(() => undefined);
+  }
+}
+
+/** Creates the Postgres sink. */
+export function createPostgresStockSink(config: { url: string; poolMax?: number }): PostgresStockSink {
+  return new PostgresStockSink(config);
+}

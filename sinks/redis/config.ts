@@ -1,0 +1,31 @@
+import { z } from 'zod';
+import { parseSpec } from '../../pipelines/core/spec.js';
+
+/** Redis snapshot sink settings. */
+export const RedisSinkSpec = z.object({
+  /** Redis URL, e.g. `redis://127.0.0.1:6379/0`. */
+  url: z.string().min(1),
+  /** Key prefix: hashes are `<prefix>:stock:<region>`. Default `cellar`. */
+  keyPrefix: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('cellar'),
+  /** Pub/sub channel for change notifications. Default `<keyPrefix>:stock-updates`. */
+  channel: z.string().min(1).optional(),
+  /** Per-command timeout in ms, so an unreachable Redis fails the batch (and it is retried). Default 5000. */
+  commandTimeoutMs: z.number().int().min(100).default(5_000),
+});
+export type RedisSinkConfig = z.output<typeof RedisSinkSpec>;
+
+export function parseRedisSinkConfig(input: unknown): RedisSinkConfig {
+  return parseSpec(RedisSinkSpec, input, 'redis sink');
+}
+
+/** Key names of one region's snapshot. */
+export function redisKeys(prefix: string, region: string) {
+  return {
+    /** hash sku → bottles */
+    stock: `${prefix}:stock:${region}`,
+    /** hash sku → version (the guard) */
+    versions: `${prefix}:stock:${region}:versions`,
+    /** hash: version (applied changes), updatedTsMs */
+    meta: `${prefix}:stock:${region}:meta`,
+  };
+}

@@ -1,0 +1,35 @@
+import type { RegionalStock } from '../schemas/records.js';
+
+/** What a sink did with a batch. */
+export interface SinkResult {
+  /** Records that changed the store (newer than what it held). */
+  applied: number;
+  /** Records at or below the stored version (replays, duplicates): left alone. */
+  skipped: number;
+}
+
+/**
+ * A store of regional totals. Every sink is idempotent by version: writing a batch twice, or an older
+ * batch after a newer one, never moves a key backwards. All sinks pass test/sinks/conformance.ts.
+ */
+export interface StockSink {
+  /** Opens connections and prepares what the sink needs (scripts, statements). */
+  connect(): Promise<void>;
+  /** Writes a batch in one round trip; throws CellarError (retriable when the store is unreachable). */
+  writeBatch(records: RegionalStock[]): Promise<SinkResult>;
+  /** Reads a key back as the sink stores it (for checks and the read path); undefined if absent. */
+  read(region: string, sku: string): Promise<{ bottles: number; version: number } | undefined>;
+  /** Closes connections. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Keeps the highest version per key, so a batch never holds two writes of one key. */
+export function latestPerKey(records: RegionalStock[]): RegionalStock[] {
+  const byKey = new Map<string, RegionalStock>();
+  for (const r of records) {
+    const k = `${r.region}|${r.sku}`;
+    const prev = byKey.get(k);
+    if (!prev || r.version > prev.version) byKey.set(k, r);
+  }
+  return [...byKey.values()];
+}
