@@ -58,6 +58,7 @@ export async function runDemo(opts: { keepRunning: boolean }): Promise<number> {
       CELLAR_REDIS_URL: stack.redisUrl,
       CELLAR_SUPPLIERS_DIR: suppliersDir,
       CELLAR_LOG_LEVEL: process.env.CELLAR_LOG_LEVEL ?? 'info',
+      CELLAR_KAFKA_SESSION_TIMEOUT_MS: '10000',
     };
     const cfg = loadRuntimeConfig({ ...process.env, ...env });
     pool = createPgPool(cfg.pgUrl);

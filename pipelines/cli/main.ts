@@ -12,7 +12,7 @@ import { runDemo } from './demo.js';
 const program = new Command('cellar')
   .description('Real-time, multi-supplier, multi-region inventory pipeline')
   .showHelpAfterError()
-  .addHelpText('after', () => `\nEnvironment:\n${Object.entries(RUNTIME_ENV).map(([k, v]) => `  ${v.padEnd(28)} ${describe(k)}`).join('\n')}\n`);
+  .addHelpText('after', () => `\nEnvironment:\n${Object.entries(RUNTIME_ENV).map(([k, v]) => `  ${v.padEnd(34)} ${describe(k)}`).join('\n')}\n`);
 
 function describe(key: string): string {
   const field = (RuntimeConfigSpec.shape as Record<string, { description?: string }>)[key];

@@ -22,6 +22,9 @@ export const RuntimeConfigSpec = z.object({
   kafkaCompat: z.enum(['standard', 'librdkafka-mock']).default('standard').describe(
     'CELLAR_KAFKA_COMPAT: `standard` (real Kafka/Redpanda: idempotent producer, topics created through the admin API with compaction) or `librdkafka-mock` (the test broker: topics auto-created, no idempotence). Default `standard`.',
   ),
+  kafkaSessionTimeoutMs: int(30_000, 3_000).describe(
+    'CELLAR_KAFKA_SESSION_TIMEOUT_MS: consumer session timeout; a crashed worker\'s partitions move after this long. Default 30000.',
+  ),
   topicPrefix: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, . _ -').default('cellar').describe(
     'CELLAR_TOPIC_PREFIX: prefix of Cellar\'s own topics (`<prefix>.observations` …). Default `cellar`.',
   ),
@@ -54,6 +57,7 @@ const ENV_NAMES: Record<keyof RuntimeConfig, string> = {
   kafkaBrokers: 'CELLAR_KAFKA_BROKERS',
   kafkaClientId: 'CELLAR_KAFKA_CLIENT_ID',
   kafkaCompat: 'CELLAR_KAFKA_COMPAT',
+  kafkaSessionTimeoutMs: 'CELLAR_KAFKA_SESSION_TIMEOUT_MS',
   topicPrefix: 'CELLAR_TOPIC_PREFIX',
   groupPrefix: 'CELLAR_GROUP_PREFIX',
   topicPartitions: 'CELLAR_TOPIC_PARTITIONS',

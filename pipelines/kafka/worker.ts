@@ -37,6 +37,8 @@ export interface ConsumerWorkerOptions {
   log: Logger;
   /** Start from the earliest offset when the group has no committed offset. Default true. */
   fromBeginning?: boolean;
+  /** Session timeout in ms (heartbeats every third of it). Default 30 000. */
+  sessionTimeoutMs?: number;
   /** Most bytes fetched per partition per request; bounds batch size. Default 1 MiB. */
   maxBytesPerPartition?: number;
 }
@@ -63,9 +65,9 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
   let ready = true;
   const consumer: Consumer = kafka.consumer({
     groupId,
-    sessionTimeout: 30_000,
+    sessionTimeout: opts.sessionTimeoutMs ?? 30_000,
     rebalanceTimeout: 60_000,
-    heartbeatInterval: 3_000,
+    heartbeatInterval: Math.max(500, Math.floor((opts.sessionTimeoutMs ?? 30_000) / 10)),
     maxBytesPerPartition: opts.maxBytesPerPartition ?? 1 << 20,
     retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 10_000 },
   });

@@ -53,10 +53,10 @@ export async function startWorker(role: WorkerRole, cfg: RuntimeConfig, log: Log
 
   let handler: BatchHandler & { stats: object };
   let inputTopics: string[];
+  // Configuration problems fail at once, before waiting for any service.
+  const raw = role === 'normalizer' ? rawTopics(loadRegistry(cfg.suppliersDir)) : [];
   await wait('Kafka topics', () => ensureTopics(kafka, cfg));
   if (role === 'normalizer') {
-    const suppliers = loadRegistry(cfg.suppliersDir);
-    const raw = rawTopics(suppliers);
     inputTopics = raw.map((r) => r.topic);
     await wait('raw topics', () => ensureTopics(kafka, cfg, inputTopics));
     log.info({ topics: describeTopics(raw) }, 'normalizing raw topics');
@@ -79,7 +79,7 @@ export async function startWorker(role: WorkerRole, cfg: RuntimeConfig, log: Log
   }
 
   const worker = await wait('consumer group', () =>
-    startConsumerWorker({ kafka, groupId: groupId(cfg, role), topics: inputTopics, handler, log }),
+    startConsumerWorker({ kafka, groupId: groupId(cfg, role), topics: inputTopics, handler, log, sessionTimeoutMs: cfg.kafkaSessionTimeoutMs }),
   );
   log.info({ role, group: groupId(cfg, role), topics: inputTopics }, 'worker started');
   let stopped: Promise<void> | undefined;

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what `make test` and `make demo` need on a fresh machine, and nothing when it is already there:
+# node modules (npm ci when package-lock.json is newer than the installed tree) and Debian packages
+# (kcat for the Kafka-protocol test broker; redis-server and mariadb-server only when missing).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else echo "provision: need root for: $*" >&2; return 1; fi; }
+
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "provision: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+missing=()
+command -v kcat >/dev/null || missing+=(kcat)
+command -v redis-server >/dev/null || missing+=(redis-server)
+if [ "${CELLAR_SKIP_MARIADB:-}" != 1 ]; then
+  command -v mariadbd >/dev/null || missing+=(mariadb-server)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "provision: apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,74 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RegionalStock } from '../../schemas/records.js';
+import type { StockSink } from '../../sinks/types.js';
+import { rid } from '../support/services.js';
+
+function rec(region: string, sku: string, bottles: number, version: number): RegionalStock {
+  return { region, sku, bottles, contributors: bottles > 0 ? 1 : 0, version, sourceTsMs: 1_700_000_000_000 + version, updatedTsMs: Date.now() };
+}
+
+/**
+ * The behaviour every StockSink must have. Each sink's test file calls this with a factory for a sink
+ * on fresh storage.
+ */
+export function sinkConformance(name: string, make: () => Promise<{ sink: StockSink; cleanup?: () => Promise<void> }>): void {
+  describe(`${name} conformance`, () => {
+    let sink: StockSink;
+    let cleanup: (() => Promise<void>) | undefined;
+    beforeAll(async () => {
+      ({ sink, cleanup } = await make());
+      await sink.connect();
+    });
+    afterAll(async () => {
+      await sink.close();
+      await cleanup?.();
+    });
+
+    it('writes a batch and reads it back', async () => {
+      const region = rid('r');
+      expect(await sink.writeBatch([rec(region, 'a', 10, 1), rec(region, 'b', 5, 1)])).toEqual({ applied: 2, skipped: 0 });
+      expect(await sink.read(region, 'a')).toEqual({ bottles: 10, version: 1 });
+      expect(await sink.read(region, 'b')).toEqual({ bottles: 5, version: 1 });
+      expect(await sink.read(region, 'missing')).toBeUndefined();
+    });
+
+    it('never moves a key backwards: replays and older versions are skipped', async () => {
+      const region = rid('r');
+      await sink.writeBatch([rec(region, 'a', 10, 5)]);
+      expect(await sink.writeBatch([rec(region, 'a', 99, 4), rec(region, 'a', 10, 5)])).toMatchObject({ applied: 0 });
+      expect(await sink.read(region, 'a')).toEqual({ bottles: 10, version: 5 });
+      await sink.writeBatch([rec(region, 'a', 0, 6)]);
+      expect(await sink.read(region, 'a')).toEqual({ bottles: 0, version: 6 });
+    });
+
+    it('keeps the highest version when a batch holds several writes of one key, in any order', async () => {
+      const region = rid('r');
+      await sink.writeBatch([rec(region, 'a', 3, 3), rec(region, 'a', 7, 7), rec(region, 'a', 5, 5)]);
+      expect(await sink.read(region, 'a')).toEqual({ bottles: 7, version: 7 });
+    });
+
+    it('converges to the same state when batches are replayed in any order', async () => {
+      const region = rid('r');
+      const batches = [[rec(region, 'a', 1, 1), rec(region, 'b', 2, 1)], [rec(region, 'a', 4, 2)], [rec(region, 'b', 0, 2), rec(region, 'a', 6, 3)]];
+      for (const b of [...batches].reverse()) await sink.writeBatch(b);
+      for (const b of batches) await sink.writeBatch(b);
+      expect(await sink.read(region, 'a')).toEqual({ bottles: 6, version: 3 });
+      expect(await sink.read(region, 'b')).toEqual({ bottles: 0, version: 2 });
+    });
+
+    it('writes a large batch in one call', async () => {
+      const region = rid('r');
+      const batch = Array.from({ length: 5000 }, (_, i) => rec(region, `sku-${i}`, i, 1));
+      expect((await sink.writeBatch(batch)).applied).toBe(5000);
+      expect(await sink.read(region, 'sku-4999')).toEqual({ bottles: 4999, version: 1 });
+    });
+
+    it('accepts an empty batch and close() twice', async () => {
+      expect(await sink.writeBatch([])).toEqual({ applied: 0, skipped: 0 });
+      const { sink: other } = await make();
+      await other.connect();
+      await other.close();
+      await other.close();
+    });
+  });
+}

@@ -1,0 +1,102 @@
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { Redis } from 'ioredis';
+import type pg from 'pg';
+import { spawnCellar } from '../../infra/local/cellar-process.js';
+import { stopChild, tempDir } from '../../infra/local/process.js';
+import { loadRuntimeConfig, type RuntimeConfig } from '../../pipelines/core/config.js';
+import { createLogger } from '../../pipelines/core/logger.js';
+import { connectProducer, createKafka, ensureTopics } from '../../pipelines/kafka/client.js';
+import type { RawMessage } from '../../pipelines/demo/simulated-table.js';
+import { readRegionalStock } from '../../sinks/postgres/read.js';
+import { readRegionSnapshot } from '../../sinks/redis/read.js';
+import { cellarEnv, rid } from './services.js';
+
+/** Totals keyed `region|sku`. */
+export type Totals = Map<string, { bottles: number; contributors: number }>;
+
+/** A Kafka-runtime pipeline of real `cellar run` processes on random topics, groups and database. */
+export class PipelineUnderTest {
+  readonly env: Record<string, string>;
+  readonly cfg: RuntimeConfig;
+  readonly workers = new Map<string, ChildProcess>();
+  private readonly redis: Redis;
+  private producer: Awaited<ReturnType<typeof connectProducer>> | undefined;
+
+  constructor(
+    readonly pgUrl: string,
+    readonly pool: pg.Pool,
+    suppliers: Record<string, string>,
+    readonly logDir: string,
+  ) {
+    const dir = tempDir('suppliers');
+    mkdirSync(dir, { recursive: true });
+    for (const [name, yaml] of Object.entries(suppliers)) writeFileSync(join(dir, `${name}.yaml`), yaml);
+    const id = rid('p');
+    this.env = cellarEnv({ CELLAR_PG_URL: pgUrl, CELLAR_SUPPLIERS_DIR: dir, CELLAR_TOPIC_PREFIX: `${id}.cellar`, CELLAR_GROUP_PREFIX: id });
+    this.cfg = loadRuntimeConfig({ ...process.env, ...this.env });
+    this.redis = new Redis(this.cfg.redisUrl, { maxRetriesPerRequest: 1 });
+  }
+
+  start(role: string): ChildProcess {
+    const child = spawnCellar(['run', role], this.env, join(this.logDir, `${role}.log`));
+    this.workers.set(role, child);
+    return child;
+  }
+
+  async kill(role: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const c = this.workers.get(role);
+    if (c) await stopChild(c, signal, 15_000);
+    this.workers.delete(role);
+  }
+
+  async publish(messages: RawMessage[], rawTopics: string[] = []): Promise<void> {
+    if (!this.producer) {
+      const kafka = createKafka(this.cfg, createLogger('test', 'warn'), 'test');
+      await ensureTopics(kafka, this.cfg, rawTopics);
+      this.producer = await connectProducer(kafka, this.cfg);
+    }
+    for (let i = 0; i < messages.length; i += 200) {
+      const chunk = messages.slice(i, i + 200);
+      const byTopic = new Map<string, RawMessage[]>();
+      for (const m of chunk) byTopic.set(m.topic, [...(byTopic.get(m.topic) ?? []), m]);
+      // One topic at a time keeps the per-key order Kafka guarantees within a partition.
+      for (const [topic, ms] of byTopic) await this.producer.send({ topic, acks: -1, messages: ms.map((m) => ({ key: m.key, value: m.value })) });
+    }
+  }
+
+  /** Totals in Postgres, `region|sku` → bottles/contributors. */
+  async postgresTotals(): Promise<Totals> {
+    const rows = await readRegionalStock(this.pool);
+    return new Map(rows.map((r) => [`${r.region}|${r.sku}`, { bottles: r.bottles, contributors: r.contributors }]));
+  }
+
+  /** Bottles per `region|sku` in Redis, for the given regions. */
+  async redisTotals(regions: string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for (const region of regions) for (const [sku, b] of await readRegionSnapshot(this.redis, region)) out.set(`${region}|${sku}`, b);
+    return out;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.workers.keys()].map((r) => this.kill(r, 'SIGTERM')));
+    await this.producer?.disconnect().catch(() => undefined);
+    this.redis.disconnect();
+  }
+}
+
+/** Differences between expected and actual totals (keys missing on either side count as 0). */
+export function diffTotals(expected: Totals, pgActual: Totals, redisActual: Map<string, number>): string[] {
+  const keys = new Set([...expected.keys(), ...pgActual.keys(), ...redisActual.keys()]);
+  const out: string[] = [];
+  for (const k of [...keys].sort()) {
+    const e = expected.get(k) ?? { bottles: 0, contributors: 0 };
+    const p = pgActual.get(k) ?? { bottles: 0, contributors: 0 };
+    const r = redisActual.get(k) ?? 0;
+    if (e.bottles !== p.bottles || e.contributors !== p.contributors || e.bottles !== r) {
+      out.push(`${k}: expected ${e.bottles} (${e.contributors} rows), postgres ${p.bottles} (${p.contributors} rows), redis ${r}`);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import { decodeDebeziumJson, sourceVersionOf } from '../../pipelines/normalize/debezium.js';
+import { Rejection } from '../../pipelines/normalize/reasons.js';
+import { debeziumJsonMessage, encodeDecimal } from '../../connectors/debezium/envelope.js';
+import { debeziumFixture } from '../support/fixtures.js';
+
+describe('Debezium JSON decoding', () => {
+  it('decodes a Postgres update with schemas, DECIMAL bytes and the key', () => {
+    const { key, value } = debeziumFixture('postgres-json-schemas-update.json');
+    const e = decodeDebeziumJson(key, value)!;
+    expect(e.op).toBe('u');
+    expect(e.table).toBe('public.stock');
+    expect(e.key).toEqual({ id: 42 });
+    expect(e.before).toBeNull();
+    expect(e.after).toMatchObject({ id: 42, item_code: 'NC-MARGAUX-19', depot: 'bdx-1', qty: { unscaled: 500n, scale: 2 } });
+    expect(e.sourceVersion).toBe('00000000000024023128');
+    expect(e.sourceTsMs).toBe(1732190000123);
+    expect(e.position).toBe('lsn=24023128');
+  });
+
+  it('decodes a MySQL delete without schemas, with binlog position as version', () => {
+    const { key, value } = debeziumFixture('mysql-json-plain-delete.json');
+    const e = decodeDebeziumJson(key, value)!;
+    expect(e.op).toBe('d');
+    expect(e.table).toBe('warehouse.stock_levels');
+    expect(e.before).toEqual({ sku: 'SV-MAL-19', warehouse: 'nj-b', bottles: 18 });
+    expect(e.key).toEqual({ sku: 'SV-MAL-19', warehouse: 'nj-b' });
+    expect(e.position).toBe('mysql-bin.000003:154#0');
+  });
+
+  it('treats a null value as a tombstone', () => {
+    expect(decodeDebeziumJson(Buffer.from('{"id":1}'), null)).toBeNull();
+  });
+
+  it.each([
+    ['not json', 'malformed_json'],
+    ['{"after":{"a":1}}', 'not_debezium_envelope'],
+    ['{"op":"x","source":{"connector":"postgresql","lsn":1}}', 'unsupported_op'],
+    ['{"op":"c","source":{"connector":"postgresql"},"after":{}}', 'bad_version'],
+    ['{"op":"c","source":{"connector":"oracle","scn":"1"},"after":{}}', 'bad_version'],
+  ])('rejects %s as %s', (value, reason) => {
+    try {
+      decodeDebeziumJson(null, Buffer.from(value));
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(Rejection);
+      expect((err as Rejection).reason).toBe(reason);
+    }
+  });
+
+  it('orders versions of later binlog files, positions and rows after earlier ones', () => {
+    const v = (file: string, pos: number, row: number) => sourceVersionOf('mysql', { file, pos, row }).version;
+    expect(v('bin.000009', 999999, 5) < v('bin.000010', 4, 0)).toBe(true);
+    expect(v('bin.000010', 4, 0) < v('bin.000010', 120, 0)).toBe(true);
+    expect(v('bin.000010', 120, 0) < v('bin.000010', 120, 1)).toBe(true);
+    const lsn = (n: number) => sourceVersionOf('postgresql', { lsn: n }).version;
+    expect(lsn(999) < lsn(1000)).toBe(true);
+  });
+
+  it('round-trips the envelope builder, including negative decimals', () => {
+    expect(encodeDecimal('-1.5', 2)).toBe(Buffer.from([0xff, 0x6a]).toString('base64'));
+    const msg = debeziumJsonMessage(
+      { connector: 'postgresql', name: 'n', db: 'd', schema: 'public', table: 't' },
+      [{ name: 'id', type: 'int32', optional: false }, { name: 'q', type: 'decimal', scale: 3 }],
+      ['id'],
+      { op: 'c', before: null, after: { id: 7, q: '-12.250' }, tsMs: 1, lsn: 77 },
+    );
+    const e = decodeDebeziumJson(Buffer.from(msg.key!), Buffer.from(msg.value))!;
+    expect(e.after).toEqual({ id: 7, q: { unscaled: -12250n, scale: 3 } });
+    expect(e.key).toEqual({ id: 7 });
+  });
+});
