@@ -1,4 +1,4 @@
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { spawnManaged, stopChild, tempDir } from './process.js';
@@ -11,6 +11,7 @@ import { spawnManaged, stopChild, tempDir } from './process.js';
 export interface KafkaMockCluster {
   brokers: string[];
   logFile: string;
+  /** Stops the cluster (its data is gone) and removes its log unless CELLAR_KEEP_LOGS=1. */
   stop(): Promise<void>;
 }
 
@@ -50,6 +51,7 @@ export async function startKafkaMock(brokers = 3): Promise<KafkaMockCluster> {
       child.stdin?.end();
       await stopChild(child, 'SIGTERM', 5_000);
       log.end();
+      if (process.env.CELLAR_KEEP_LOGS !== '1') rmSync(dir, { recursive: true, force: true });
     },
   };
 }

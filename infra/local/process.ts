@@ -6,7 +6,16 @@ import { join } from 'node:path';
 
 /** Processes started by this module; all are killed when this process exits, however it exits. */
 const children = new Set<ChildProcess>();
+/** Async cleanups (stop servers, delete temp data) run first on SIGINT/SIGTERM/SIGHUP. */
+const cleanups = new Set<() => Promise<void>>();
 let hooked = false;
+
+/** Registers `fn` to run when the process is interrupted; returns a function that unregisters it. */
+export function onInterrupt(fn: () => Promise<void>): () => void {
+  hookExit();
+  cleanups.add(fn);
+  return () => cleanups.delete(fn);
+}
 
 function killAll(): void {
   for (const c of children) {
@@ -24,8 +33,13 @@ function hookExit(): void {
   process.on('exit', killAll);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(sig, () => {
-      killAll();
-      process.exit(130);
+      process.stderr.write(`\n${sig}: stopping what was started…\n`);
+      const all = Promise.allSettled([...cleanups].map((fn) => fn()));
+      const timeout = new Promise((r) => setTimeout(r, 15_000).unref());
+      void Promise.race([all, timeout]).finally(() => {
+        killAll();
+        process.exit(130);
+      });
     });
   }
 }

@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { freePort, spawnManaged, stopChild, tempDir, waitUntil } from './process.js';
 
@@ -9,6 +10,8 @@ export interface LocalRedis {
   /** Stops the server (for outage tests); `start()` brings it back on the same port. */
   stop(): Promise<void>;
   start(): Promise<void>;
+  /** Stops the server and removes its folder. */
+  destroy(): Promise<void>;
 }
 
 export async function startLocalRedis(): Promise<LocalRedis> {
@@ -39,6 +42,10 @@ export async function startLocalRedis(): Promise<LocalRedis> {
     start,
     stop: async () => {
       if (child) await stopChild(child, 'SIGTERM');
+    },
+    destroy: async () => {
+      if (child) await stopChild(child, 'SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -4,6 +4,7 @@ import { startLocalRedis, type LocalRedis } from './redis.js';
 import { mariadbAvailable, startLocalMariaDb, type LocalMariaDb } from './mariadb.js';
 import { startLocalSchemaRegistry, type LocalSchemaRegistry } from './schema-registry.js';
 import { dockerAvailable, startContainerStack, type ContainerStack } from './containers.js';
+import { onInterrupt } from './process.js';
 
 /** Addresses of the services a Cellar run needs, and handles to stop them. */
 export interface LocalStack {
@@ -49,8 +50,10 @@ export async function startLocalStack(options: StackOptions = {}): Promise<Local
   const stop = async () => {
     if (stopped) return;
     stopped = true;
+    unhook();
     for (const s of stops.reverse()) await s().catch(() => undefined);
   };
+  const unhook = onInterrupt(stop);
   try {
     const dockerMode = (env('DOCKER') as StackOptions['docker']) ?? options.docker ?? 'auto';
     let containers: ContainerStack | undefined;
@@ -101,7 +104,7 @@ export async function startLocalStack(options: StackOptions = {}): Promise<Local
     let redisUrl = env('REDIS_URL') ?? containers?.redisUrl;
     if (!redisUrl) {
       const redis = await startLocalRedis();
-      stops.push(() => redis.stop());
+      stops.push(() => redis.destroy());
       handles.redis = redis;
       redisUrl = redis.url;
     }

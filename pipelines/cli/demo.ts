@@ -1,4 +1,4 @@
-import { mkdirSync, copyFileSync, readdirSync } from 'node:fs';
+import { mkdirSync, copyFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
@@ -82,6 +82,7 @@ export async function runDemo(opts: { keepRunning: boolean }): Promise<number> {
 
     const expected = expectedTotals(scenario, suppliers);
     redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: 1 });
+    redis.on('error', () => undefined);
     say('5. Waiting for the pipeline to converge…');
     const regions = [...new Set([...expected.values()].map((e) => e.region))];
     let rows: StockRow[] = [];
@@ -108,7 +109,7 @@ export async function runDemo(opts: { keepRunning: boolean }): Promise<number> {
         }),
       ),
     );
-    say(`\n${ok ? 'All regional totals equal the sum of the suppliers\' rows.' : 'MISMATCH: totals did not converge within 90 s; see worker logs in ' + work}`);
+    say(`\n${ok ? 'All regional totals equal the sum of the suppliers\' rows.' : 'MISMATCH: totals did not converge within 90 s; run with CELLAR_KEEP_LOGS=1 to keep worker logs in ' + work}`);
     say(`Done in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
     if (opts.keepRunning && ok) {
       say('Pipeline left running; press Ctrl-C to stop and clean up.');
@@ -118,6 +119,7 @@ export async function runDemo(opts: { keepRunning: boolean }): Promise<number> {
   } finally {
     say('Cleaning up…');
     await Promise.all(workers.map((w) => stopChild(w, 'SIGTERM', 15_000)));
+    if (process.env.CELLAR_KEEP_LOGS !== '1') rmSync(work, { recursive: true, force: true });
     redis?.disconnect();
     await pool?.end().catch(() => undefined);
     await stack?.stop();
