@@ -24,3 +24,7 @@ demo: provision
 
 clean:
 	rm -rf dist test-artifacts
+
+# Benchmarks run the compiled code, as production does.
+bench: build
+	node dist/bench/run.js

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { SchemaRegistry, SchemaType, COMPATIBILITY } from '@kafkajs/confluent-schema-registry';
 import avro from 'avsc';
 import { CellarError } from '../pipelines/core/errors.js';
+import { assetPath } from '../pipelines/core/paths.js';
 import type { DeadLetter, RegionalStock, StockObservation } from './records.js';
 
 /** The canonical schemas Cellar registers, by record name. */
@@ -15,7 +15,7 @@ export type CanonicalName = keyof typeof CANONICAL;
 
 /** Reads a canonical schema's JSON text from schemas/avro. */
 export function canonicalSchemaText(name: CanonicalName): string {
-  return readFileSync(fileURLToPath(new URL(`./avro/${CANONICAL[name]}`, import.meta.url)), 'utf8');
+  return readFileSync(assetPath('schemas', 'avro', CANONICAL[name]), 'utf8');
 }
 
 /** Parses a canonical schema into an avsc Type. */

@@ -140,3 +140,72 @@ export function debeziumJsonMessage(
   }
   return { key, value: JSON.stringify(withSchemas ? { schema, payload } : payload) };
 }
+
+function avroFieldType(c: ColumnDef): unknown {
+  const base =
+    c.type === 'decimal'
+      ? {
+          type: 'bytes',
+          scale: c.scale ?? 0,
+          precision: 18,
+          'connect.version': 1,
+          'connect.parameters': { scale: String(c.scale ?? 0), 'connect.decimal.precision': '18' },
+          'connect.name': 'org.apache.kafka.connect.data.Decimal',
+          logicalType: 'decimal',
+        }
+      : { int16: 'int', int32: 'int', int64: 'long', string: 'string', boolean: 'boolean', double: 'double' }[c.type];
+  return c.optional === false ? base : ['null', base];
+}
+
+/**
+ * The value schema Debezium's AvroConverter registers for a table (subject `<topic>-value`): an
+ * Envelope record with `before`/`after` of the table's Value record, the connector's Source record,
+ * `op`, `ts_ms` and `transaction`.
+ */
+export function debeziumAvroSchema(info: SourceInfo, columns: ColumnDef[]): Record<string, unknown> {
+  const ns = debeziumTopic(info);
+  const str = (name: string, optional = true) => ({ name, type: optional ? ['null', 'string'] : 'string', ...(optional ? { default: null } : {}) });
+  const long = (name: string, optional = true) => ({ name, type: optional ? ['null', 'long'] : 'long', ...(optional ? { default: null } : {}) });
+  const common = [str('version', false), str('connector', false), str('name', false), long('ts_ms', false), str('snapshot'), str('db', false), str('sequence')];
+  const sourceFields = info.connector === 'postgresql'
+    ? [...common, str('schema', false), str('table', false), long('txId'), long('lsn'), long('xmin')]
+    : [...common, str('table'), long('server_id', false), str('gtid'), str('file', false), long('pos', false), { name: 'row', type: 'int' }, long('thread'), str('query')];
+  return {
+    type: 'record',
+    name: 'Envelope',
+    namespace: ns,
+    fields: [
+      {
+        name: 'before',
+        type: ['null', {
+          type: 'record',
+          name: 'Value',
+          fields: columns.map((c) => ({ name: c.name, type: avroFieldType(c), ...(c.optional === false ? {} : { default: null }) })),
+          'connect.name': `${ns}.Value`,
+        }],
+        default: null,
+      },
+      { name: 'after', type: ['null', 'Value'], default: null },
+      { name: 'source', type: { type: 'record', name: 'Source', namespace: `io.debezium.connector.${info.connector}`, fields: sourceFields, 'connect.name': `io.debezium.connector.${info.connector}.Source` } },
+      { name: 'op', type: 'string' },
+      { name: 'ts_ms', type: ['null', 'long'], default: null },
+    ],
+    'connect.version': 1,
+    'connect.name': `${ns}.Envelope`,
+  };
+}
+
+/** A change's value as the AvroConverter writes it (before encoding): DECIMAL columns as unscaled bytes. */
+export function debeziumAvroValue(info: SourceInfo, columns: ColumnDef[], c: ChangeSpec): Record<string, unknown> {
+  const row = (r: Record<string, unknown> | null) => {
+    if (!r) return null;
+    const out: Record<string, unknown> = {};
+    for (const col of columns) {
+      const v = r[col.name];
+      out[col.name] = v === undefined || v === null ? null : col.type === 'decimal' ? Buffer.from(encodeDecimal(v as string | number, col.scale ?? 0), 'base64') : v;
+    }
+    return out;
+  };
+  const src = sourceBlock(info, c);
+  return { before: row(c.before), after: row(c.after), source: src, op: c.op, ts_ms: c.tsMs + 5 };
+}

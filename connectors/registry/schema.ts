@@ -33,10 +33,13 @@ export const ConnectionSpec = z
   })
   .strict();
 
-/** One captured table: `schema.table` (Postgres, SQL Server), `database.table` (MySQL) or `database.collection` (MongoDB). */
+/**
+ * One captured table, named as Debezium names it in topics: `schema.table` (Postgres), `database.table`
+ * (MySQL/MariaDB), `database.collection` (MongoDB), `database.schema.table` (SQL Server).
+ */
 export const TableSpec = z
   .object({
-    name: z.string().regex(/^[A-Za-z0-9_$-]+\.[A-Za-z0-9_$-]+$/, 'qualified name like schema.table'),
+    name: z.string().regex(/^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+){1,2}$/, 'qualified name like schema.table (database.schema.table for SQL Server)'),
     /** Primary key columns; default: the fields of the Debezium message key. */
     key: z.array(z.string().min(1)).min(1).optional(),
   })

@@ -1,10 +1,10 @@
 import { createWriteStream } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../../pipelines/core/paths.js';
 import type { ChildProcess } from 'node:child_process';
 import { spawnManaged } from './process.js';
 
 /** The repository root (where package.json is). */
-export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const REPO_ROOT = packageRoot();
 
 /**
  * Starts `cellar <args>` as a separate process from source (through tsx), with `env` added to this

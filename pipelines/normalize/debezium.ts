@@ -1,4 +1,4 @@
-import { decodeConnectDecimal, type Decimal } from './decimal.js';
+import { decodeConnectDecimal, parseDecimal, type Decimal } from './decimal.js';
 import { Rejection } from './reasons.js';
 
 /** A row image: column (or document field) name → decoded value. */
@@ -15,7 +15,7 @@ export interface ChangeEvent {
   /** The message key's fields (the row's primary key), or null. */
   key: Row | null;
   source: Record<string, unknown>;
-  /** `schema.table` (Postgres, SQL Server) or `database.table` (MySQL/MariaDB, MongoDB). */
+  /** `schema.table` (Postgres), `database.table` (MySQL/MariaDB, MongoDB) or `database.schema.table` (SQL Server). */
   table: string;
   /** Fixed-width, lexicographically ordered position of the change (see {@link sourceVersionOf}). */
   sourceVersion: string;
@@ -35,14 +35,85 @@ interface FieldSchema {
 
 const DECIMAL = 'org.apache.kafka.connect.data.Decimal';
 const VARIABLE_DECIMAL = 'io.debezium.data.VariableScaleDecimal';
+const DAY_MS = 86_400_000;
 
-/** Decodes logical types of one row image using the Connect schema of that struct. */
+/**
+ * Converts Debezium/Connect time types to epoch milliseconds: io.debezium.time.Date and Connect Date (days),
+ * Timestamp and Connect Timestamp (ms), MicroTimestamp (µs), NanoTimestamp (ns), ZonedTimestamp (ISO text).
+ * Returns undefined for other types.
+ */
+export function timeToMs(name: string | undefined, v: unknown): number | undefined {
+  switch (name) {
+    case 'io.debezium.time.Date':
+    case 'org.apache.kafka.connect.data.Date':
+      return typeof v === 'number' ? v * DAY_MS : undefined;
+    case 'io.debezium.time.Timestamp':
+    case 'org.apache.kafka.connect.data.Timestamp':
+      return typeof v === 'number' ? v : undefined;
+    case 'io.debezium.time.MicroTimestamp':
+      return typeof v === 'number' ? Math.floor(v / 1000) : undefined;
+    case 'io.debezium.time.NanoTimestamp':
+      return typeof v === 'number' ? Math.floor(v / 1e6) : undefined;
+    case 'io.debezium.time.ZonedTimestamp': {
+      const ms = typeof v === 'string' ? Date.parse(v) : NaN;
+      return Number.isNaN(ms) ? undefined : ms;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Reads a MongoDB Extended JSON document (as the Debezium MongoDB connector sends `after`/`before`):
+ * `$oid` → hex string, `$numberInt`/`$numberLong`/`$numberDouble` → number (or exact decimal beyond 2^53),
+ * `$numberDecimal` → exact decimal, `$date` → epoch ms.
+ */
+export function fromExtendedJson(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(fromExtendedJson);
+  if (v === null || typeof v !== 'object') return v;
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o);
+  if (keys.length === 1) {
+    const k = keys[0]!;
+    const x = o[k];
+    if (k === '$oid' && typeof x === 'string') return x;
+    if ((k === '$numberInt' || k === '$numberDouble') && typeof x === 'string') return Number(x);
+    if (k === '$numberLong' && typeof x === 'string') return Number.isSafeInteger(Number(x)) ? Number(x) : parseDecimal(x, '$numberLong');
+    if (k === '$numberDecimal' && typeof x === 'string') return parseDecimal(x, '$numberDecimal');
+    if (k === '$date') {
+      if (typeof x === 'number') return x;
+      if (typeof x === 'string') return Date.parse(x);
+      if (x && typeof x === 'object' && '$numberLong' in x) return Number((x as { $numberLong: string }).$numberLong);
+    }
+  }
+  const out: Record<string, unknown> = {};
+  for (const k of keys) out[k] = fromExtendedJson(o[k]);
+  return out;
+}
+
+function mongoDocument(v: unknown, where: string): Row | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v !== 'string') return fromExtendedJson(v) as Row;
+  try {
+    return fromExtendedJson(JSON.parse(v)) as Row;
+  } catch (err) {
+    throw new Rejection('malformed_json', `${where} is not a MongoDB Extended JSON document: ${(err as Error).message}`);
+  }
+}
+
+/** Fields of a struct schema that carry logical types needing conversion (cached on the schema object). */
+function logicalFields(schema: FieldSchema): FieldSchema[] {
+  const s = schema as FieldSchema & { _logical?: FieldSchema[] };
+  return (s._logical ??= (schema.fields ?? []).filter((f) => f.field && f.name));
+}
+
+/** Decodes logical types of one row image (in place: the row was just parsed) using its Connect schema. */
 function decodeRow(row: unknown, schema: FieldSchema | undefined, where: string): Row | null {
   if (row === null || row === undefined) return null;
   if (typeof row !== 'object' || Array.isArray(row)) throw new Rejection('not_debezium_envelope', `${where} is not an object`);
-  const out: Row = { ...(row as Row) };
+  const out = row as Row;
   if (!schema?.fields) return out;
-  for (const f of schema.fields) {
+  for (const f of logicalFields(schema)) {
     if (!f.field) continue;
     const v = out[f.field];
     if (v === null || v === undefined) continue;
@@ -52,13 +123,16 @@ function decodeRow(row: unknown, schema: FieldSchema | undefined, where: string)
       const { scale, value } = v as { scale?: number; value?: string };
       if (typeof value !== 'string') throw new Rejection('bad_decimal', `${where}.${f.field}: VariableScaleDecimal without value`);
       out[f.field] = decodeConnectDecimal(value, Number(scale ?? 0), `${where}.${f.field}`);
+    } else if (f.name) {
+      const ms = timeToMs(f.name, v);
+      if (ms !== undefined) out[f.field] = ms;
     }
   }
   return out;
 }
 
 function pad(n: bigint | number | string, width: number): string {
-  const s = BigInt(n).toString();
+  const s = typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 ? String(n) : BigInt(n).toString();
   return s.length >= width ? s : '0'.repeat(width - s.length) + s;
 }
 
@@ -89,7 +163,8 @@ export function sourceVersionOf(connector: string, source: Record<string, unknow
       const commit = String(source.commit_lsn ?? '');
       const change = String(source.change_lsn ?? '');
       if (!commit) throw new Rejection('bad_version', 'SQL Server source has no commit_lsn');
-      return { version: `${commit}|${change || commit}`, position: `commit_lsn=${commit} change_lsn=${change}` };
+      const serial = Number(source.event_serial_no ?? 0);
+      return { version: `${commit}|${change || commit}|${pad(serial, 6)}`, position: `commit_lsn=${commit} change_lsn=${change} #${serial}` };
     }
     case 'mongodb': {
       const ts = Number(source.ts_ms ?? 0);
@@ -101,11 +176,54 @@ export function sourceVersionOf(connector: string, source: Record<string, unknow
   }
 }
 
-function parseJson(buf: Buffer, what: string): unknown {
+function parseJson(text: string, what: string): unknown {
   try {
-    return JSON.parse(buf.toString('utf8'));
+    return JSON.parse(text);
   } catch (err) {
     throw new Rejection('malformed_json', `${what} is not JSON: ${(err as Error).message}`);
+  }
+}
+
+const SCHEMA_HEAD = Buffer.from('{"schema":');
+const PAYLOAD_SEP = Buffer.from(',"payload":');
+/** Recently seen Connect schemas (their bytes and parsed form): a topic's events repeat one schema. */
+const recentSchemas: Array<{ bytes: Buffer; schema: FieldSchema }> = [];
+
+/**
+ * Parses `{"schema":…,"payload":…}` as the JSON converter writes it without decoding the schema
+ * again when its bytes equal a recently seen one: only the payload is parsed. Returns undefined when the
+ * message is not in that exact shape (the caller parses it whole).
+ */
+function parseSchemaPayload(buf: Buffer): { payload: unknown; schema: FieldSchema } | undefined {
+  if (buf.length < SCHEMA_HEAD.length + PAYLOAD_SEP.length + 2 || buf.compare(SCHEMA_HEAD, 0, SCHEMA_HEAD.length, 0, SCHEMA_HEAD.length) !== 0) return undefined;
+  if (buf[buf.length - 1] !== 0x7d) return undefined;
+  let schema: FieldSchema | undefined;
+  let sep = -1;
+  for (const r of recentSchemas) {
+    const end = SCHEMA_HEAD.length + r.bytes.length;
+    if (
+      end + PAYLOAD_SEP.length < buf.length &&
+      buf.compare(PAYLOAD_SEP, 0, PAYLOAD_SEP.length, end, end + PAYLOAD_SEP.length) === 0 &&
+      buf.compare(r.bytes, 0, r.bytes.length, SCHEMA_HEAD.length, end) === 0
+    ) {
+      schema = r.schema;
+      sep = end;
+      break;
+    }
+  }
+  if (sep < 0) sep = buf.indexOf(PAYLOAD_SEP, SCHEMA_HEAD.length);
+  if (sep < 0) return undefined;
+  try {
+    if (!schema) {
+      const parsed = JSON.parse(buf.toString('utf8', SCHEMA_HEAD.length, sep)) as FieldSchema;
+      if (!parsed || typeof parsed !== 'object') return undefined;
+      schema = parsed;
+      recentSchemas.unshift({ bytes: Buffer.from(buf.subarray(SCHEMA_HEAD.length, sep)), schema });
+      if (recentSchemas.length > 32) recentSchemas.pop();
+    }
+    return { payload: JSON.parse(buf.toString('utf8', sep + PAYLOAD_SEP.length, buf.length - 1)), schema };
+  } catch {
+    return undefined;
   }
 }
 
@@ -120,6 +238,25 @@ function unwrap(v: unknown): { payload: unknown; schema: FieldSchema | undefined
 
 const OPS = new Set(['c', 'u', 'd', 'r', 't', 'm']);
 
+/** The envelope's `before`/`after` struct schemas, looked up once per schema object. */
+function envelopeField(schema: FieldSchema, name: string): FieldSchema | undefined {
+  const s = schema as FieldSchema & { _byField?: Map<string, FieldSchema> };
+  s._byField ??= new Map((schema.fields ?? []).filter((f) => f.field).map((f) => [f.field!, f]));
+  return s._byField.get(name);
+}
+
+/** The MongoDB connector's key is `{id: "<Extended JSON of _id>"}`; an ObjectId becomes its hex string. */
+function mongoKey(key: Row): Row {
+  const id = key.id;
+  if (typeof id !== 'string') return key;
+  try {
+    const v = fromExtendedJson(JSON.parse(id));
+    return { id: typeof v === 'object' && v !== null ? JSON.stringify(v) : v };
+  } catch {
+    return { id };
+  }
+}
+
 /** Builds a ChangeEvent from an already-parsed envelope (JSON or Avro), with optional Connect schema. */
 export function changeFromEnvelope(payload: unknown, schema: FieldSchema | undefined, key: Row | null): ChangeEvent {
   if (!payload || typeof payload !== 'object') throw new Rejection('not_debezium_envelope', 'value is not an object');
@@ -130,17 +267,21 @@ export function changeFromEnvelope(payload: unknown, schema: FieldSchema | undef
     throw new Rejection('not_debezium_envelope', 'value has no "op" and "source" (is the ExtractNewRecordState SMT configured? Cellar needs the full envelope)');
   }
   if (!OPS.has(op)) throw new Rejection('unsupported_op', `op "${op}" is not a Debezium op`);
-  const fieldSchema = (name: string) => schema?.fields?.find((f) => f.field === name);
+  const fieldSchema = (name: string) => (schema ? envelopeField(schema, name) : undefined);
   const connector = String(source.connector ?? '');
   const table = `${String(source.schema ?? source.db ?? '')}.${String(source.table ?? source.collection ?? '')}`;
   const { version, position } = sourceVersionOf(connector, source);
+  const mongo = connector === 'mongodb';
   return {
     op: op as DebeziumOp,
-    before: decodeRow(env.before, fieldSchema('before'), 'before'),
-    after: decodeRow(env.after, fieldSchema('after'), 'after'),
-    key,
+    before: mongo ? mongoDocument(env.before, 'before') : decodeRow(env.before, fieldSchema('before'), 'before'),
+    after: mongo ? mongoDocument(env.after, 'after') : decodeRow(env.after, fieldSchema('after'), 'after'),
+    key: mongo && key ? mongoKey(key) : key,
     source,
-    table: connector === 'mysql' || connector === 'mariadb' ? `${String(source.db)}.${String(source.table)}` : table,
+    table:
+      connector === 'mysql' || connector === 'mariadb' ? `${String(source.db)}.${String(source.table)}`
+      : connector === 'sqlserver' ? `${String(source.db)}.${String(source.schema)}.${String(source.table)}`
+      : table,
     sourceVersion: version,
     sourceTsMs: Number(source.ts_ms ?? env.ts_ms ?? 0),
     position,
@@ -154,11 +295,15 @@ export function changeFromEnvelope(payload: unknown, schema: FieldSchema | undef
  */
 export function decodeDebeziumJson(key: Buffer | null, value: Buffer | null): ChangeEvent | null {
   if (value === null || value.length === 0) return null;
-  const { payload, schema } = unwrap(parseJson(value, 'value'));
+  const { payload, schema } = parseEnvelopeJson(value, 'value');
   let keyRow: Row | null = null;
   if (key && key.length) {
-    const k = unwrap(parseJson(key, 'key'));
+    const k = parseEnvelopeJson(key, 'key');
     keyRow = decodeRow(k.payload, k.schema, 'key');
   }
   return changeFromEnvelope(payload, schema, keyRow);
+}
+
+function parseEnvelopeJson(buf: Buffer, what: string): { payload: unknown; schema: FieldSchema | undefined } {
+  return parseSchemaPayload(buf) ?? unwrap(parseJson(buf.toString('utf8'), what));
 }

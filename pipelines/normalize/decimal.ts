@@ -9,15 +9,52 @@ export interface Decimal {
 /** Reads a two's-complement big-endian integer (Kafka Connect Decimal bytes). */
 export function bytesToBigInt(bytes: Uint8Array): bigint {
   if (bytes.length === 0) return 0n;
+  if (bytes.length <= 6) {
+    let n = 0;
+    for (const b of bytes) n = n * 256 + b;
+    if (bytes[0]! & 0x80) n -= 2 ** (bytes.length * 8);
+    return BigInt(n);
+  }
   let n = 0n;
   for (const b of bytes) n = (n << 8n) | BigInt(b);
   if (bytes[0]! & 0x80) n -= 1n << BigInt(bytes.length * 8);
   return n;
 }
 
+const B64 = new Int16Array(128).fill(-1);
+for (let i = 0; i < 64; i++) B64['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.charCodeAt(i)] = i;
+
+/** Decodes base64 of at most 6 bytes straight to a two's-complement number; undefined if not that. */
+function smallBase64ToNumber(b64: string): number | undefined {
+  if (b64.length === 0 || b64.length > 8 || b64.length % 4 !== 0) return undefined;
+  let bits = 0;
+  let n = 0;
+  let bytes = 0;
+  for (let i = 0; i < b64.length; i++) {
+    const c = b64.charCodeAt(i);
+    if (c === 61) break; // '='
+    const v = c < 128 ? B64[c]! : -1;
+    if (v < 0) return undefined;
+    bits = bits * 64 + v;
+    if ((i & 3) === 3) {
+      n = n * 2 ** 24 + bits;
+      bytes += 3;
+      bits = 0;
+    }
+  }
+  const pad = b64.endsWith('==') ? 2 : b64.endsWith('=') ? 1 : 0;
+  if (pad === 1) { n = n * 2 ** 16 + Math.floor(bits / 4); bytes += 2; }
+  if (pad === 2) { n = n * 2 ** 8 + Math.floor(bits / 16); bytes += 1; }
+  if (bytes === 0 || bytes > 6) return undefined;
+  const first = Math.floor(n / 2 ** ((bytes - 1) * 8));
+  return first & 0x80 ? n - 2 ** (bytes * 8) : n;
+}
+
 /** Decodes a Connect Decimal sent by the JSON converter (base64 bytes) with its scale. */
 export function decodeConnectDecimal(b64: string, scale: number, field: string): Decimal {
   if (!Number.isInteger(scale) || scale < 0) throw new Rejection('bad_decimal', `${field}: invalid decimal scale ${scale}`);
+  const small = smallBase64ToNumber(b64);
+  if (small !== undefined) return { unscaled: BigInt(small), scale };
   const bytes = Buffer.from(b64, 'base64');
   if (bytes.length === 0 && b64.length > 0) throw new Rejection('bad_decimal', `${field}: "${b64}" is not base64`);
   return { unscaled: bytesToBigInt(bytes), scale };
@@ -25,6 +62,7 @@ export function decodeConnectDecimal(b64: string, scale: number, field: string):
 
 /** Parses a decimal from a number or numeric string ("12", "-1.50", "2e3"). */
 export function parseDecimal(v: number | string, field: string): Decimal {
+  if (typeof v === 'number' && Number.isSafeInteger(v)) return { unscaled: BigInt(v), scale: 0 };
   const s = typeof v === 'number' ? (Number.isFinite(v) ? numberToPlain(v) : '') : v.trim();
   const m = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(s);
   if (!m || (m[2] === '' && (m[3] ?? '') === '')) throw new Rejection('wrong_type', `${field}: "${String(v)}" is not a number`);
@@ -43,8 +81,19 @@ function numberToPlain(n: number): string {
   return n.toString();
 }
 
-/** Multiplies by `num/den` and returns the exact integer result, or null if it is not whole. */
+const POW10 = Array.from({ length: 16 }, (_, i) => 10 ** i);
+
+/**
+ * Multiplies by `num/den` and returns the exact integer result, or null if it is not whole. Uses plain
+ * numbers while every intermediate is a safe integer, BigInt otherwise.
+ */
 export function scaleToInteger(d: Decimal, num: bigint, den: bigint): bigint | null {
+  if (d.scale < POW10.length) {
+    const u = Number(d.unscaled);
+    const n = u * Number(num);
+    const q = Number(den) * POW10[d.scale]!;
+    if (Number.isSafeInteger(n) && Number.isSafeInteger(q) && Number.isSafeInteger(u)) return n % q === 0 ? BigInt(n / q) : null;
+  }
   const n = d.unscaled * num;
   const q = den * 10n ** BigInt(d.scale);
   return n % q === 0n ? n / q : null;

@@ -53,12 +53,8 @@ export function contributorIdOf(supplierId: string, change: ChangeEvent, keyColu
   return `${supplierId}/${change.table}/${parts.join(',')}`;
 }
 
-function stockKeyOf(p: { region: string; sku: string }): string {
-  return `${p.region}|${p.sku}`;
-}
-
 function observation(
-  route: Omit<Route, 'deleted'>,
+  route: Route,
   op: 'UPSERT' | 'DELETE',
   bottles: number,
   change: ChangeEvent,
@@ -107,24 +103,33 @@ export function normalizeChange(
   route: Route | undefined,
   nowMs: number,
 ): NormalizeOutcome {
-  const supplierId = mapping.supplier.id;
   if (route && change.sourceVersion <= route.sourceVersion) return { kind: 'stale', route };
-  const base = { contributorId, supplierId, sourceTable: change.table, sourceVersion: change.sourceVersion };
-  const previous: Array<Omit<Route, 'deleted'>> = [];
+  const supplierId = mapping.supplier.id;
+  // Explicit construction, not object spread/rest: this is the per-event hot path.
+  const routeAt = (p: Omit<Placement, 'bottles'>, deleted: boolean): Route => ({
+    contributorId,
+    supplierId,
+    sourceTable: change.table,
+    region: p.region,
+    sku: p.sku,
+    supplierSku: p.supplierSku,
+    warehouseId: p.warehouseId,
+    vintage: p.vintage,
+    bottleSizeMl: p.bottleSizeMl,
+    sourceVersion: change.sourceVersion,
+    deleted,
+  });
+  const previous: Array<Omit<Placement, 'bottles'>> = [];
   if (route && !route.deleted) previous.push(route);
   const beforePlacement = tryPlace(mapping, change.before);
-  if (beforePlacement && !previous.some((p) => stockKeyOf(p) === stockKeyOf(beforePlacement))) {
-    previous.push({ ...base, ...beforePlacement });
+  if (beforePlacement && !previous.some((p) => p.region === beforePlacement.region && p.sku === beforePlacement.sku)) {
+    previous.push(beforePlacement);
   }
 
   if (change.op === 'd') {
-    const observations = previous.map((p) => observation(p, 'DELETE', 0, change, nowMs));
-    const last = previous[0] ?? route;
-    if (!last) {
-      const unknown = { supplierSku: '', sku: '', warehouseId: '', region: '', vintage: null, bottleSizeMl: 0 };
-      return { kind: 'changed', observations, route: { ...unknown, ...base, deleted: true } };
-    }
-    return { kind: 'changed', observations, route: { ...last, ...base, deleted: true } };
+    const observations = previous.map((p) => observation(routeAt(p, true), 'DELETE', 0, change, nowMs));
+    const last = previous[0] ?? route ?? { supplierSku: '', sku: '', warehouseId: '', region: '', vintage: null, bottleSizeMl: 0 };
+    return { kind: 'changed', observations, route: routeAt(last, true) };
   }
   if (change.op !== 'c' && change.op !== 'u' && change.op !== 'r') {
     return { kind: 'rejected', reason: 'unsupported_op', message: `op "${change.op}" is not a row change` };
@@ -137,12 +142,12 @@ export function normalizeChange(
     if (err instanceof Rejection) return { kind: 'rejected', reason: err.reason, message: err.message };
     throw err;
   }
-  const { bottles, ...where } = placement;
-  const next: Route = { ...base, ...where, deleted: false };
-  const observations = previous
-    .filter((p) => stockKeyOf(p) !== stockKeyOf(next))
-    .map((p) => observation(p, 'DELETE', 0, change, nowMs));
-  observations.push(observation(next, 'UPSERT', bottles, change, nowMs));
+  const next = routeAt(placement, false);
+  const observations: StockObservation[] = [];
+  for (const p of previous) {
+    if (p.region !== next.region || p.sku !== next.sku) observations.push(observation(routeAt(p, true), 'DELETE', 0, change, nowMs));
+  }
+  observations.push(observation(next, 'UPSERT', placement.bottles, change, nowMs));
   return { kind: 'changed', observations, route: next };
 }
 
@@ -155,8 +160,9 @@ export function normalizeTruncate(change: ChangeEvent, liveRoutes: Route[], nowM
   const routes: Route[] = [];
   for (const r of liveRoutes) {
     if (r.deleted || change.sourceVersion <= r.sourceVersion) continue;
-    observations.push(observation(r, 'DELETE', 0, change, nowMs));
-    routes.push({ ...r, sourceVersion: change.sourceVersion, deleted: true });
+    const next: Route = { ...r, sourceVersion: change.sourceVersion, deleted: true };
+    observations.push(observation(next, 'DELETE', 0, change, nowMs));
+    routes.push(next);
   }
   return { observations, routes };
 }

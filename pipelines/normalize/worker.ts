@@ -7,7 +7,8 @@ import type { Logger } from '../core/logger.js';
 import type { DeadLetterWriter } from '../dlq/writer.js';
 import type { BatchContext, BatchHandler, PartitionBatch } from '../kafka/worker.js';
 import { stockKey } from '../kafka/topics.js';
-import { decodeDebeziumJson, type ChangeEvent } from './debezium.js';
+import type { ChangeEvent } from './debezium.js';
+import { decodeRawChange, type DebeziumAvroDecoder } from './debezium-avro.js';
 import { compileMapping, type CompiledMapping } from './mapping.js';
 import { contributorIdOf, normalizeChange, normalizeTruncate, type Route } from './normalize.js';
 import { Rejection } from './reasons.js';
@@ -57,6 +58,7 @@ export class NormalizerHandler implements BatchHandler {
     private readonly observationsTopic: string,
     private readonly dlq: DeadLetterWriter,
     private readonly log: Logger,
+    private readonly avro?: DebeziumAvroDecoder,
   ) {
     this.byTopic = new Map(topics.map((t) => [t.topic, t]));
   }
@@ -87,7 +89,8 @@ export class NormalizerHandler implements BatchHandler {
         continue;
       }
       try {
-        const change = decodeDebeziumJson(m.key, m.value);
+        const quick = decodeRawChange(m.key, m.value, this.avro);
+        const change = quick instanceof Promise ? await ctx.retry('decoding raw change', () => decodeRawChange(m.key, m.value, this.avro) as Promise<ChangeEvent | null>) : quick;
         if (!change) {
           this.stats.tombstones++;
           continue;

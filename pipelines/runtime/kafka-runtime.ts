@@ -17,6 +17,7 @@ import { cellarTopics, groupId } from '../kafka/topics.js';
 import { startConsumerWorker, type BatchHandler, type ConsumerWorker } from '../kafka/worker.js';
 import { describeTopics, NormalizerHandler, rawTopics } from '../normalize/worker.js';
 import { RouteStore } from '../normalize/route-store.js';
+import { DebeziumAvroDecoder } from '../normalize/debezium-avro.js';
 import { SinkHandler } from '../sink/worker.js';
 
 /** The Kafka-runtime worker roles (`cellar run <role>`). */
@@ -61,7 +62,7 @@ export async function startWorker(role: WorkerRole, cfg: RuntimeConfig, log: Log
     await wait('raw topics', () => ensureTopics(kafka, cfg, inputTopics));
     log.info({ topics: describeTopics(raw) }, 'normalizing raw topics');
     const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
-    const h = new NormalizerHandler(raw, new RouteStore(getPool()), await getProducer(), codecs, topics.observations, dlq, log);
+    const h = new NormalizerHandler(raw, new RouteStore(getPool()), await getProducer(), codecs, topics.observations, dlq, log, new DebeziumAvroDecoder(cfg.schemaRegistryUrl));
     await wait('Schema Registry', () => h.init());
     handler = h;
   } else if (role === 'aggregator') {

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { CellarError } from '../../pipelines/core/errors.js';
 import { inTransaction, query } from './pool.js';
+import { assetPath } from '../../pipelines/core/paths.js';
 
-const DIR = fileURLToPath(new URL('../../schemas/postgres/', import.meta.url));
+const DIR = assetPath('schemas', 'postgres');
 const LOCK_ID = 0x63656c6c; // "cell": serializes concurrent `cellar migrate` runs
 
 export interface Migration {

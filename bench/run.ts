@@ -1,0 +1,12 @@
+import { report, type BenchResult } from './harness.js';
+import { normalizeBenchmarks } from './normalize.bench.js';
+
+/** `make bench`: runs every suite (or those named on the command line) and reports each. */
+const suites: Record<string, () => Promise<BenchResult[]>> = {
+  normalize: normalizeBenchmarks,
+};
+
+const wanted = process.argv.slice(2).filter((a) => a in suites);
+for (const name of wanted.length ? wanted : Object.keys(suites)) {
+  report(name, await suites[name]!());
+}
