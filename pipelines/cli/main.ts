@@ -8,6 +8,7 @@ import { migrate } from '../../sinks/postgres/migrate.js';
 import { createCodecs, valueSubject } from '../../schemas/registry.js';
 import { cellarTopics } from '../kafka/topics.js';
 import { runDemo } from './demo.js';
+import { mappingTestCommand } from './mapping-test.js';
 
 const program = new Command('cellar')
   .description('Real-time, multi-supplier, multi-region inventory pipeline')
@@ -71,6 +72,18 @@ schemas
       const id = await codec.register(valueSubject(topic));
       console.log(`${valueSubject(topic)}: schema id ${id}`);
     }
+  });
+
+program
+  .command('mapping')
+  .description('check a supplier mapping before going live')
+  .command('test')
+  .description('normalize sample change events with a supplier file; one JSON line per event; exit 0 only if all were accepted')
+  .requiredOption('--supplier <file>', 'supplier YAML file')
+  .requiredOption('--events <file>', 'JSON lines: {"key": …, "value": …} as the Debezium JSON converter writes them')
+  .option('--sku-map <csv>', 'rows of cellar.sku_map for suppliers that use it (supplier_sku,canonical_sku); default: read CELLAR_PG_URL')
+  .action(async (opts: { supplier: string; events: string; skuMap?: string }) => {
+    process.exitCode = await mappingTestCommand(opts);
   });
 
 program

@@ -49,6 +49,9 @@ export const RuntimeConfigSpec = z.object({
   suppliersDir: z.string().min(1).default('suppliers').describe(
     'CELLAR_SUPPLIERS_DIR: folder of supplier registry YAML files. Default `./suppliers`.',
   ),
+  skuMapRefreshMs: int(60_000, 1_000).describe(
+    'CELLAR_SKU_MAP_REFRESH_MS: how often the normalizer re-reads cellar.sku_map. Default 60000.',
+  ),
 });
 
 export type RuntimeConfig = z.output<typeof RuntimeConfigSpec>;
@@ -66,6 +69,7 @@ const ENV_NAMES: Record<keyof RuntimeConfig, string> = {
   pgUrl: 'CELLAR_PG_URL',
   redisUrl: 'CELLAR_REDIS_URL',
   suppliersDir: 'CELLAR_SUPPLIERS_DIR',
+  skuMapRefreshMs: 'CELLAR_SKU_MAP_REFRESH_MS',
 };
 
 /** The environment variable behind each runtime setting. */

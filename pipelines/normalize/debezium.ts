@@ -171,6 +171,15 @@ export function sourceVersionOf(connector: string, source: Record<string, unknow
       const ord = Number(source.ord ?? 0);
       return { version: `${pad(ts, 15)}${pad(ord, 10)}`, position: `ts_ms=${ts} ord=${ord}` };
     }
+    case 'cellar-feed': {
+      // CSV and HTTP feeds: the supplier's own row version (a counter or a timestamp), then the line.
+      const v = source.version ?? source.ts_ms;
+      if ((typeof v !== 'number' && typeof v !== 'string') || !/^\d+$/.test(String(v))) {
+        throw new Rejection('bad_version', 'feed source has no numeric "version"');
+      }
+      const line = Number(source.line ?? 0);
+      return { version: `${pad(v, 20)}${pad(line, 10)}`, position: `${String(source.file ?? source.name ?? 'feed')}@${v}#${line}` };
+    }
     default:
       throw new Rejection('bad_version', `unknown Debezium connector "${connector}"`);
   }

@@ -18,6 +18,7 @@ import { startConsumerWorker, type BatchHandler, type ConsumerWorker } from '../
 import { describeTopics, NormalizerHandler, rawTopics } from '../normalize/worker.js';
 import { RouteStore } from '../normalize/route-store.js';
 import { DebeziumAvroDecoder } from '../normalize/debezium-avro.js';
+import { loadSkuMaps, tableMappedSuppliers } from '../normalize/sku-map-store.js';
 import { SinkHandler } from '../sink/worker.js';
 
 /** The Kafka-runtime worker roles (`cellar run <role>`). */
@@ -55,7 +56,27 @@ export async function startWorker(role: WorkerRole, cfg: RuntimeConfig, log: Log
   let handler: BatchHandler & { stats: object };
   let inputTopics: string[];
   // Configuration problems fail at once, before waiting for any service.
-  const raw = role === 'normalizer' ? rawTopics(loadRegistry(cfg.suppliersDir)) : [];
+  const suppliers = role === 'normalizer' ? loadRegistry(cfg.suppliersDir) : [];
+  const tableMapped = tableMappedSuppliers(suppliers);
+  const skuTables = tableMapped.length ? await wait('Postgres (cellar.sku_map)', () => loadSkuMaps(getPool(), tableMapped)) : undefined;
+  const raw = rawTopics(suppliers, skuTables);
+  if (skuTables) {
+    // The compiled mappings hold these maps: refresh them in place so new rows apply without a restart.
+    const timer = setInterval(() => {
+      loadSkuMaps(getPool(), tableMapped).then(
+        (fresh) => {
+          for (const [id, m] of fresh) {
+            const live = skuTables.get(id)!;
+            live.clear();
+            for (const [k, v] of m) live.set(k, v);
+          }
+        },
+        (err: unknown) => log.warn({ err: (err as Error).message }, 'refreshing cellar.sku_map failed; keeping the previous map'),
+      );
+    }, cfg.skuMapRefreshMs);
+    timer.unref();
+    closers.push(async () => clearInterval(timer));
+  }
   await wait('Kafka topics', () => ensureTopics(kafka, cfg));
   if (role === 'normalizer') {
     inputTopics = raw.map((r) => r.topic);
