@@ -159,7 +159,7 @@ async function route(reg: Registry, req: IncomingMessage): Promise<unknown> {
   }
   if (a === 'compatibility' && b === 'subjects' && c && d === 'versions' && parts[4] && m === 'POST') {
     const parsed = reg.parse((await body(req)).schema);
-    if (!reg.subjects.has(c)) return { is_compatible: true };
+    reg.versions(c); // 404 40401 for an unknown subject, as the registry answers
     const against = parts[4] === 'latest' ? undefined : [reg.version(c, parts[4]).schema];
     return { is_compatible: reg.compatible(c, parsed.type, against) };
   }

@@ -3,20 +3,12 @@ import { valueSubject, type CanonicalCodecs } from '../../schemas/registry.js';
 import type { DeadLetter, StockObservation } from '../../schemas/records.js';
 import { CellarError, fromKafkaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import type { CellarMetrics } from '../core/metrics.js';
 import type { DeadLetterWriter } from '../dlq/writer.js';
 import type { BatchContext, BatchHandler, PartitionBatch } from '../kafka/worker.js';
 import { stockKey } from '../kafka/topics.js';
 import { RegionalAggregator } from './aggregator.js';
 import type { ContributionStore } from './contribution-store.js';
-
-/** Counters an aggregator exposes. */
-export interface AggregatorStats {
-  in: number;
-  applied: number;
-  out: number;
-  restoredContributions: number;
-  deadLetters: number;
-}
 
 function validObservation(o: StockObservation): string | undefined {
   if (!o.region || !o.sku || !o.contributorId || !o.sourceVersion) return 'region, sku, contributorId and sourceVersion must be non-empty';
@@ -33,7 +25,6 @@ function validObservation(o: StockObservation): string | undefined {
  * has, which the version guard turns into no-ops, or re-emits identical records (same version, same total).
  */
 export class AggregatorHandler implements BatchHandler {
-  readonly stats: AggregatorStats = { in: 0, applied: 0, out: 0, restoredContributions: 0, deadLetters: 0 };
   private readonly partitions = new Map<number, RegionalAggregator>();
 
   constructor(
@@ -43,6 +34,7 @@ export class AggregatorHandler implements BatchHandler {
     private readonly outputTopic: string,
     private readonly dlq: DeadLetterWriter,
     private readonly log: Logger,
+    private readonly metrics: CellarMetrics,
   ) {}
 
   async init(): Promise<void> {
@@ -73,7 +65,6 @@ export class AggregatorHandler implements BatchHandler {
       agg = new RegionalAggregator();
       agg.restore(rows);
       this.partitions.set(partition, agg);
-      this.stats.restoredContributions += rows.length;
       this.log.info({ partition, contributions: rows.length }, 'restored aggregator state');
     }
     return agg;
@@ -81,7 +72,7 @@ export class AggregatorHandler implements BatchHandler {
 
   private async decode(batch: PartitionBatch, m: KafkaMessage, letters: DeadLetter[]): Promise<StockObservation | undefined> {
     const fail = (reason: string, message: string) => {
-      this.stats.deadLetters++;
+      this.metrics.deadLetters.inc({ stage: 'aggregator', reason });
       letters.push({
         stage: 'aggregator', reason, message, supplierId: null, topic: batch.topic, partition: batch.partition,
         offset: m.offset, sourcePosition: null, key: m.key ?? null, value: m.value ?? null, tsMs: Date.now(),
@@ -107,8 +98,10 @@ export class AggregatorHandler implements BatchHandler {
       const o = await ctx.retry('decoding observation', () => this.decode(batch, m, letters));
       if (o) observations.push(o);
     }
-    this.stats.in += batch.messages.length;
-    for (const o of observations) if (agg.apply(o)) this.stats.applied++;
+    this.metrics.eventsIn.inc({ stage: 'aggregator' }, batch.messages.length);
+    let stale = 0;
+    for (const o of observations) if (!agg.apply(o)) stale++;
+    if (stale) this.metrics.staleEvents.inc({ stage: 'aggregator' }, stale);
     const { totals, contributions } = agg.drain(Date.now());
     const subject = valueSubject(this.outputTopic);
     if (totals.length) {
@@ -123,6 +116,6 @@ export class AggregatorHandler implements BatchHandler {
     }
     await ctx.retry('persisting contributions', () => this.store.save(contributions, batch.partition));
     await ctx.retry('writing dead letters', () => this.dlq.write(letters));
-    this.stats.out += totals.length;
+    this.metrics.eventsOut.inc({ stage: 'aggregator' }, totals.length);
   }
 }

@@ -15,16 +15,9 @@ import { createLogger } from '../core/logger.js';
 import { connectProducer, createKafka, ensureTopics } from '../kafka/client.js';
 import { demoScenario, expectedTotals } from '../demo/scenario.js';
 import { WORKER_ROLES } from '../runtime/kafka-runtime.js';
+import { formatTable } from './format.js';
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
-
-/** Formats rows as an aligned text table. */
-export function formatTable(headers: string[], rows: Array<Array<string | number>>): string {
-  const cells = [headers, ...rows.map((r) => r.map(String))];
-  const widths = headers.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
-  const line = (r: string[]) => r.map((c, i) => (i >= 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
-  return [line(cells[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
-}
 
 /**
  * `cellar demo`: provisions private services, starts the four Kafka-runtime workers as separate

@@ -5,10 +5,12 @@ import { createLogger, redactUrl } from '../core/logger.js';
 import { WORKER_ROLES, startWorker, type WorkerRole } from '../runtime/kafka-runtime.js';
 import { createPgPool } from '../../sinks/postgres/pool.js';
 import { migrate } from '../../sinks/postgres/migrate.js';
-import { createCodecs, valueSubject } from '../../schemas/registry.js';
+import { canonicalSchemaText, createCodecs, valueSubject } from '../../schemas/registry.js';
+import { checkSchemas } from '../../schemas/check.js';
 import { cellarTopics } from '../kafka/topics.js';
 import { runDemo } from './demo.js';
 import { mappingTestCommand } from './mapping-test.js';
+import { registerDlqCommands } from './dlq.js';
 
 const program = new Command('cellar')
   .description('Real-time, multi-supplier, multi-region inventory pipeline')
@@ -74,6 +76,21 @@ schemas
     }
   });
 
+schemas
+  .command('check')
+  .description('check the canonical schemas in schemas/avro against what the registry holds; exit 1 on an incompatible change')
+  .action(async () => {
+    const cfg = loadRuntimeConfig();
+    const t = cellarTopics(cfg);
+    const results = await checkSchemas(cfg.schemaRegistryUrl, [
+      { subject: valueSubject(t.observations), schema: canonicalSchemaText('StockObservation') },
+      { subject: valueSubject(t.regionalStock), schema: canonicalSchemaText('RegionalStock') },
+      { subject: valueSubject(t.dlq), schema: canonicalSchemaText('DeadLetter') },
+    ]);
+    for (const r of results) console.log(`${r.subject}: ${r.verdict}${r.messages?.length ? ` (${r.messages.join('; ')})` : ''}`);
+    process.exitCode = results.some((r) => r.verdict === 'incompatible') ? 1 : 0;
+  });
+
 program
   .command('mapping')
   .description('check a supplier mapping before going live')
@@ -85,6 +102,8 @@ program
   .action(async (opts: { supplier: string; events: string; skuMap?: string }) => {
     process.exitCode = await mappingTestCommand(opts);
   });
+
+registerDlqCommands(program);
 
 program
   .command('demo')

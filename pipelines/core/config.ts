@@ -49,6 +49,9 @@ export const RuntimeConfigSpec = z.object({
   suppliersDir: z.string().min(1).default('suppliers').describe(
     'CELLAR_SUPPLIERS_DIR: folder of supplier registry YAML files. Default `./suppliers`.',
   ),
+  httpPort: z.coerce.number().int().min(-1).max(65535).default(-1).describe(
+    'CELLAR_HTTP_PORT: port of a worker\'s /metrics, /healthz and /readyz (0 = any free port, -1 = off). Default -1.',
+  ),
   skuMapRefreshMs: int(60_000, 1_000).describe(
     'CELLAR_SKU_MAP_REFRESH_MS: how often the normalizer re-reads cellar.sku_map. Default 60000.',
   ),
@@ -70,6 +73,7 @@ const ENV_NAMES: Record<keyof RuntimeConfig, string> = {
   redisUrl: 'CELLAR_REDIS_URL',
   suppliersDir: 'CELLAR_SUPPLIERS_DIR',
   skuMapRefreshMs: 'CELLAR_SKU_MAP_REFRESH_MS',
+  httpPort: 'CELLAR_HTTP_PORT',
 };
 
 /** The environment variable behind each runtime setting. */

@@ -69,7 +69,9 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
     rebalanceTimeout: 60_000,
     heartbeatInterval: Math.max(500, Math.floor((opts.sessionTimeoutMs ?? 30_000) / 10)),
     maxBytesPerPartition: opts.maxBytesPerPartition ?? 1 << 20,
-    retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 10_000 },
+    // A failed batch restarts the consumer from the last committed offset, whatever the error: stopping
+    // would leave the partition unconsumed. Per-record problems never get here (they are dead-lettered).
+    retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000, restartOnFailure: async () => true },
   });
   consumer.on(consumer.events.GROUP_JOIN, (e) => {
     const assigned = Object.entries(e.payload.memberAssignment).flatMap(([topic, parts]) => parts.map((partition) => ({ topic, partition })));

@@ -132,7 +132,11 @@ function decodeRow(row: unknown, schema: FieldSchema | undefined, where: string)
 }
 
 function pad(n: bigint | number | string, width: number): string {
-  const s = typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 ? String(n) : BigInt(n).toString();
+  let s: string;
+  if (typeof n === 'number' && Number.isSafeInteger(n) && n >= 0) s = String(n);
+  else if (typeof n === 'bigint' && n >= 0n) s = n.toString();
+  else if (typeof n === 'string' && /^\d+$/.test(n)) s = n.replace(/^0+(?=\d)/, '');
+  else throw new Rejection('bad_version', `source position ${JSON.stringify(String(n))} is not a non-negative integer`);
   return s.length >= width ? s : '0'.repeat(width - s.length) + s;
 }
 

@@ -19,6 +19,7 @@ export const REASONS = {
   negative_quantity: 'negative stock from a supplier that does not allow backorders',
   bad_decimal: 'a DECIMAL value could not be decoded',
   bad_version: 'the change carries no usable source position',
+  unexpected_error: 'processing the record failed unexpectedly (a defect; the message names it)',
 } as const;
 
 export type ReasonCode = keyof typeof REASONS;

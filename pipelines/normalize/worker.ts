@@ -2,8 +2,9 @@ import type { KafkaMessage, Producer } from 'kafkajs';
 import type { Supplier } from '../../connectors/registry/loader.js';
 import { valueSubject, type CanonicalCodecs } from '../../schemas/registry.js';
 import type { DeadLetter, StockObservation } from '../../schemas/records.js';
-import { fromKafkaError } from '../core/errors.js';
+import { CellarError, fromKafkaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import type { CellarMetrics } from '../core/metrics.js';
 import type { DeadLetterWriter } from '../dlq/writer.js';
 import type { BatchContext, BatchHandler, PartitionBatch } from '../kafka/worker.js';
 import { stockKey } from '../kafka/topics.js';
@@ -31,15 +32,6 @@ export function rawTopics(suppliers: Supplier[], skuTables?: Map<string, Map<str
   });
 }
 
-/** Counters a normalizer exposes (metrics read them). */
-export interface NormalizerStats {
-  in: number;
-  out: number;
-  stale: number;
-  tombstones: number;
-  deadLetters: Record<string, number>;
-}
-
 /**
  * The normalize stage on Kafka: raw Debezium messages → StockObservation (key `region|sku`) or dead
  * letters. Per batch: decode, read the routes of the batch's contributors (one query), normalize in order,
@@ -47,7 +39,6 @@ export interface NormalizerStats {
  * the worker afterwards, so a crash anywhere replays the batch and the routes make the replay a no-op.
  */
 export class NormalizerHandler implements BatchHandler {
-  readonly stats: NormalizerStats = { in: 0, out: 0, stale: 0, tombstones: 0, deadLetters: {} };
   private readonly byTopic: Map<string, RawTopic>;
 
   constructor(
@@ -58,6 +49,7 @@ export class NormalizerHandler implements BatchHandler {
     private readonly observationsTopic: string,
     private readonly dlq: DeadLetterWriter,
     private readonly log: Logger,
+    private readonly metrics: CellarMetrics,
     private readonly avro?: DebeziumAvroDecoder,
   ) {
     this.byTopic = new Map(topics.map((t) => [t.topic, t]));
@@ -69,7 +61,6 @@ export class NormalizerHandler implements BatchHandler {
   }
 
   private deadLetter(batch: PartitionBatch, m: KafkaMessage, reason: string, message: string, supplierId: string | null, position: string | null): DeadLetter {
-    this.stats.deadLetters[reason] = (this.stats.deadLetters[reason] ?? 0) + 1;
     return {
       stage: 'normalizer', reason, message, supplierId,
       topic: batch.topic, partition: batch.partition, offset: m.offset, sourcePosition: position,
@@ -77,12 +68,19 @@ export class NormalizerHandler implements BatchHandler {
     };
   }
 
+  /** A dead letter for a message that threw: its Rejection reason, or `unexpected_error` for a defect. */
+  private poison(batch: PartitionBatch, m: KafkaMessage, err: unknown, supplierId: string | null, position: string | null): DeadLetter {
+    if (err instanceof Rejection) return this.deadLetter(batch, m, err.reason, err.message, supplierId, position);
+    this.log.error({ err, topic: batch.topic, partition: batch.partition, offset: m.offset }, 'unexpected error on one record; dead-lettered');
+    return this.deadLetter(batch, m, 'unexpected_error', `${(err as Error)?.name ?? 'Error'}: ${(err as Error)?.message ?? String(err)}`, supplierId, position);
+  }
+
   async handle(batch: PartitionBatch, ctx: BatchContext): Promise<void> {
     const raw = this.byTopic.get(batch.topic);
     const letters: DeadLetter[] = [];
     const decoded: Array<{ m: KafkaMessage; change: ChangeEvent; contributorId: string }> = [];
     const truncates: Array<{ m: KafkaMessage; change: ChangeEvent }> = [];
-    this.stats.in += batch.messages.length;
+    this.metrics.eventsIn.inc({ stage: 'normalizer' }, batch.messages.length);
     for (const m of batch.messages) {
       if (!raw) {
         letters.push(this.deadLetter(batch, m, 'unknown_supplier', `no supplier captures topic ${batch.topic}`, null, null));
@@ -90,17 +88,22 @@ export class NormalizerHandler implements BatchHandler {
       }
       try {
         const quick = decodeRawChange(m.key, m.value, this.avro);
-        const change = quick instanceof Promise ? await ctx.retry('decoding raw change', () => decodeRawChange(m.key, m.value, this.avro) as Promise<ChangeEvent | null>) : quick;
-        if (!change) {
-          this.stats.tombstones++;
-          continue;
-        }
+        let pending: Promise<ChangeEvent | null> | undefined = quick instanceof Promise ? quick : undefined;
+        // Only a schema fetch is asynchronous; its first attempt is `quick`, later ones start anew.
+        const change = pending
+          ? await ctx.retry('decoding raw change', () => {
+              const p = pending ?? (decodeRawChange(m.key, m.value, this.avro) as Promise<ChangeEvent | null>);
+              pending = undefined;
+              return p;
+            })
+          : (quick as ChangeEvent | null);
+        if (!change || change.op === 'm') continue; // tombstones and logical messages carry no stock
+        if (change.table !== raw.table) throw new Rejection('unknown_table', `change on ${change.table} arrived on ${batch.topic}, which carries ${raw.table}`);
         if (change.op === 't') truncates.push({ m, change });
-        else if (change.op === 'm') this.stats.tombstones++;
         else decoded.push({ m, change, contributorId: contributorIdOf(raw.supplier.id, change, raw.keyColumns) });
       } catch (err) {
-        if (!(err instanceof Rejection)) throw err;
-        letters.push(this.deadLetter(batch, m, err.reason, err.message, raw.supplier.id, null));
+        if (err instanceof CellarError && err.retriable) throw err;
+        letters.push(this.poison(batch, m, err, raw.supplier.id, null));
       }
     }
 
@@ -123,8 +126,14 @@ export class NormalizerHandler implements BatchHandler {
         changedRoutes.push(...out.routes);
         continue;
       }
-      const outcome = normalizeChange(item.change, raw!.mapping, item.contributorId, known.get(item.contributorId), now);
-      if (outcome.kind === 'stale') this.stats.stale++;
+      let outcome: ReturnType<typeof normalizeChange>;
+      try {
+        outcome = normalizeChange(item.change, raw!.mapping, item.contributorId, known.get(item.contributorId), now);
+      } catch (err) {
+        letters.push(this.poison(batch, item.m, err, raw!.supplier.id, item.change.position));
+        continue;
+      }
+      if (outcome.kind === 'stale') this.metrics.staleEvents.inc({ stage: 'normalizer' });
       else if (outcome.kind === 'rejected') {
         letters.push(this.deadLetter(batch, item.m, outcome.reason, outcome.message, raw!.supplier.id, item.change.position));
       } else {
@@ -151,7 +160,8 @@ export class NormalizerHandler implements BatchHandler {
     }
     await ctx.retry('writing dead letters', () => this.dlq.write(letters));
     await ctx.retry('saving routes', () => this.routes.save(changedRoutes));
-    this.stats.out += observations.length;
+    this.metrics.eventsOut.inc({ stage: 'normalizer' }, observations.length);
+    for (const l of letters) this.metrics.deadLetters.inc({ stage: 'normalizer', reason: l.reason });
     if (letters.length) this.log.warn({ deadLetters: letters.length, reasons: [...new Set(letters.map((l) => l.reason))] }, 'dead-lettered records');
   }
 }

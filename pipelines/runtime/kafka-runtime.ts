@@ -11,6 +11,8 @@ import { AggregatorHandler } from '../aggregate/worker.js';
 import type { RuntimeConfig } from '../core/config.js';
 import { createLogger, type Logger } from '../core/logger.js';
 import { withRetry } from '../core/retry.js';
+import { CellarMetrics } from '../core/metrics.js';
+import { startOpsServer } from '../core/http.js';
 import { DeadLetterWriter } from '../dlq/writer.js';
 import { connectProducer, createKafka, ensureTopics } from '../kafka/client.js';
 import { cellarTopics, groupId } from '../kafka/topics.js';
@@ -29,7 +31,9 @@ export type WorkerRole = (typeof WORKER_ROLES)[number];
 export interface RunningWorker {
   role: WorkerRole;
   worker: ConsumerWorker;
-  stats: object;
+  metrics: CellarMetrics;
+  /** Port of /metrics, /healthz, /readyz when CELLAR_HTTP_PORT is set. */
+  httpPort?: number;
   stop(): Promise<void>;
 }
 
@@ -37,7 +41,12 @@ export interface RunningWorker {
  * Starts one worker of the Kafka runtime. Dependencies that are not reachable yet (Kafka, Postgres,
  * Redis, the Schema Registry) are waited for with backoff, so workers can start in any order.
  */
-export async function startWorker(role: WorkerRole, cfg: RuntimeConfig, log: Logger = createLogger(role)): Promise<RunningWorker> {
+export async function startWorker(
+  role: WorkerRole,
+  cfg: RuntimeConfig,
+  log: Logger = createLogger(role),
+  metrics: CellarMetrics = new CellarMetrics(),
+): Promise<RunningWorker> {
   const topics = cellarTopics(cfg);
   const kafka = createKafka(cfg, log, role);
   const codecs = createCodecs(cfg.schemaRegistryUrl);
@@ -53,7 +62,7 @@ export async function startWorker(role: WorkerRole, cfg: RuntimeConfig, log: Log
   };
   const getPool = () => (pool ??= createPgPool(cfg.pgUrl, { applicationName: `cellar-${role}` }));
 
-  let handler: BatchHandler & { stats: object };
+  let handler: BatchHandler;
   let inputTopics: string[];
   // Configuration problems fail at once, before waiting for any service.
   const suppliers = role === 'normalizer' ? loadRegistry(cfg.suppliersDir) : [];
@@ -83,13 +92,13 @@ export async function startWorker(role: WorkerRole, cfg: RuntimeConfig, log: Log
     await wait('raw topics', () => ensureTopics(kafka, cfg, inputTopics));
     log.info({ topics: describeTopics(raw) }, 'normalizing raw topics');
     const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
-    const h = new NormalizerHandler(raw, new RouteStore(getPool()), await getProducer(), codecs, topics.observations, dlq, log, new DebeziumAvroDecoder(cfg.schemaRegistryUrl));
+    const h = new NormalizerHandler(raw, new RouteStore(getPool()), await getProducer(), codecs, topics.observations, dlq, log, metrics, new DebeziumAvroDecoder(cfg.schemaRegistryUrl));
     await wait('Schema Registry', () => h.init());
     handler = h;
   } else if (role === 'aggregator') {
     inputTopics = [topics.observations];
     const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
-    const h = new AggregatorHandler(new ContributionStore(getPool()), await getProducer(), codecs, topics.regionalStock, dlq, log);
+    const h = new AggregatorHandler(new ContributionStore(getPool()), await getProducer(), codecs, topics.regionalStock, dlq, log, metrics);
     await wait('Schema Registry', () => h.init());
     handler = h;
   } else {
@@ -97,25 +106,32 @@ export async function startWorker(role: WorkerRole, cfg: RuntimeConfig, log: Log
     const sink: StockSink = role === 'sink-postgres' ? createPostgresStockSink({ url: cfg.pgUrl }) : createRedisSnapshotSink({ url: cfg.redisUrl });
     await wait(role === 'sink-postgres' ? 'Postgres' : 'Redis', () => sink.connect());
     closers.push(() => sink.close());
-    handler = new SinkHandler(sink, codecs, log);
+    const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
+    await wait('Schema Registry', () => dlq.init());
+    handler = new SinkHandler(role === 'sink-postgres' ? 'postgres' : 'redis', sink, codecs, dlq, log, metrics);
   }
 
   const worker = await wait('consumer group', () =>
     startConsumerWorker({ kafka, groupId: groupId(cfg, role), topics: inputTopics, handler, log, sessionTimeoutMs: cfg.kafkaSessionTimeoutMs }),
   );
-  log.info({ role, group: groupId(cfg, role), topics: inputTopics }, 'worker started');
+  let live = true;
+  const ops = cfg.httpPort >= 0 ? await startOpsServer(cfg.httpPort, metrics, { live: () => live, ready: () => worker.isReady() }) : undefined;
+  log.info({ role, group: groupId(cfg, role), topics: inputTopics, httpPort: ops?.port }, 'worker started');
   let stopped: Promise<void> | undefined;
   return {
     role,
     worker,
-    stats: handler.stats,
+    metrics,
+    httpPort: ops?.port,
     stop: () =>
       (stopped ??= (async () => {
+        live = false;
+        await ops?.close();
         await worker.stop();
         await producer?.disconnect().catch(() => undefined);
         for (const c of closers) await c();
         await pool?.end().catch(() => undefined);
-        log.info({ stats: handler.stats }, 'worker stopped');
+        log.info('worker stopped');
       })()),
   };
 }

@@ -1,47 +1,57 @@
-import type { RegionalStock } from '../../schemas/records.js';
+import type { DeadLetter, RegionalStock } from '../../schemas/records.js';
 import type { CanonicalCodecs } from '../../schemas/registry.js';
 import type { StockSink } from '../../sinks/types.js';
 import { CellarError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import type { CellarMetrics } from '../core/metrics.js';
+import type { DeadLetterWriter } from '../dlq/writer.js';
 import type { BatchContext, BatchHandler, PartitionBatch } from '../kafka/worker.js';
-
-/** Counters a sink worker exposes. */
-export interface SinkStats {
-  in: number;
-  applied: number;
-  skipped: number;
-  undecodable: number;
-}
 
 /**
  * Feeds a {@link StockSink} from the regional-stock topic. Each batch is one `writeBatch`, retried while
  * the store is unreachable (consumption of that partition waits meanwhile); versions make redelivery
- * harmless. A record that cannot be decoded is logged and counted, never blocks the partition.
+ * harmless. A record that cannot be decoded is dead-lettered and never blocks the partition.
  */
 export class SinkHandler implements BatchHandler {
-  readonly stats: SinkStats = { in: 0, applied: 0, skipped: 0, undecodable: 0 };
-
   constructor(
+    private readonly name: 'postgres' | 'redis',
     private readonly sink: StockSink,
     private readonly codecs: CanonicalCodecs,
+    private readonly dlq: DeadLetterWriter,
     private readonly log: Logger,
+    private readonly metrics: CellarMetrics,
   ) {}
+
+  private get stage(): string {
+    return `sink-${this.name}`;
+  }
 
   async handle(batch: PartitionBatch, ctx: BatchContext): Promise<void> {
     const records: RegionalStock[] = [];
+    const letters: DeadLetter[] = [];
     for (const m of batch.messages) {
       if (!m.value) continue;
       try {
         records.push(await this.codecs.regionalStock.decode(m.value));
       } catch (err) {
         if (err instanceof CellarError && err.retriable) throw err;
-        this.stats.undecodable++;
-        this.log.error({ err: (err as Error).message, topic: batch.topic, partition: batch.partition, offset: m.offset }, 'undecodable regional-stock record skipped');
+        letters.push({
+          stage: this.stage, reason: 'avro_decode', message: (err as Error).message, supplierId: null, topic: batch.topic,
+          partition: batch.partition, offset: m.offset, sourcePosition: null, key: m.key ?? null, value: m.value, tsMs: Date.now(),
+        });
       }
     }
-    this.stats.in += batch.messages.length;
+    this.metrics.eventsIn.inc({ stage: this.stage }, batch.messages.length);
+    const t0 = process.hrtime.bigint();
     const res = await ctx.retry('writing sink batch', () => this.sink.writeBatch(records));
-    this.stats.applied += res.applied;
-    this.stats.skipped += res.skipped;
+    this.metrics.sinkBatch.observe({ sink: this.name }, Number(process.hrtime.bigint() - t0) / 1e9);
+    const now = Date.now();
+    for (const r of records) if (r.sourceTsMs > 0) this.metrics.freshness.observe({ sink: this.name }, Math.max(0, now - r.sourceTsMs) / 1000);
+    this.metrics.eventsOut.inc({ stage: this.stage }, res.applied);
+    if (letters.length) {
+      await ctx.retry('writing dead letters', () => this.dlq.write(letters));
+      for (const l of letters) this.metrics.deadLetters.inc({ stage: this.stage, reason: l.reason });
+      this.log.error({ count: letters.length, topic: batch.topic, partition: batch.partition }, 'undecodable regional-stock records dead-lettered');
+    }
   }
 }

@@ -66,3 +66,19 @@ describe('Schema Registry contract and codecs', () => {
     await expect(reader.decode(Buffer.from('plain json'))).rejects.toMatchObject({ code: 'wire_format' });
   });
 });
+
+describe('cellar schemas check', () => {
+  it('passes for the shipped schemas and fails for an incompatible change', async () => {
+    const { checkSchemas } = await import('../../schemas/check.js');
+    const subject = `${rid()}.regional-stock-value`;
+    const current = canonicalSchemaText('RegionalStock');
+    expect(await checkSchemas(services().schemaRegistryUrl, [{ subject, schema: current }])).toEqual([{ subject, verdict: 'new' }]);
+    await createCodecs(services().schemaRegistryUrl).regionalStock.register(subject);
+    expect((await checkSchemas(services().schemaRegistryUrl, [{ subject, schema: current }]))[0]!.verdict).toBe('compatible');
+    const parsed = JSON.parse(current) as { fields: Array<Record<string, unknown>> };
+    const optional = { ...parsed, fields: [...parsed.fields, { name: 'warehouseCount', type: ['null', 'int'], default: null }] };
+    const required = { ...parsed, fields: [...parsed.fields, { name: 'warehouseCount', type: 'int' }] };
+    expect((await checkSchemas(services().schemaRegistryUrl, [{ subject, schema: JSON.stringify(optional) }]))[0]!.verdict).toBe('compatible');
+    expect((await checkSchemas(services().schemaRegistryUrl, [{ subject, schema: JSON.stringify(required) }]))[0]!.verdict).toBe('incompatible');
+  });
+});

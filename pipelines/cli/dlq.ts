@@ -1,0 +1,94 @@
+import type { Command } from 'commander';
+import { createPgPool } from '../../sinks/postgres/pool.js';
+import { loadRuntimeConfig } from '../core/config.js';
+import { createLogger } from '../core/logger.js';
+import { connectProducer, createKafka } from '../kafka/client.js';
+import { deadLetterCounts, listDeadLetters, replayDeadLetters, type DeadLetterFilter } from '../dlq/store.js';
+import { formatTable } from './format.js';
+
+interface FilterOpts {
+  id?: string[];
+  reason?: string;
+  supplier?: string;
+  stage?: string;
+  pending?: boolean;
+  limit?: string;
+}
+
+function filterOf(o: FilterOpts): DeadLetterFilter {
+  return {
+    ids: o.id?.map((x) => Number(x)).filter(Number.isInteger),
+    reason: o.reason,
+    supplierId: o.supplier,
+    stage: o.stage,
+    pending: o.pending,
+    limit: o.limit ? Number(o.limit) : undefined,
+  };
+}
+
+function withFilters(c: Command): Command {
+  return c
+    .option('--id <id...>', 'dead letter ids')
+    .option('--reason <code>', 'reason code, e.g. unknown_sku')
+    .option('--supplier <id>', 'supplier id')
+    .option('--stage <stage>', 'normalizer, aggregator, sink-postgres, sink-redis')
+    .option('--pending', 'only letters never replayed')
+    .option('--limit <n>', 'at most this many');
+}
+
+function preview(buf: Buffer | null): string {
+  if (!buf) return '';
+  const s = buf.toString('utf8');
+  return (/^[\x20-\x7e\s]*$/.test(s.slice(0, 200)) ? s : `<${buf.length} bytes>`).replace(/\s+/g, ' ').slice(0, 80);
+}
+
+/** `cellar dlq list|replay`. */
+export function registerDlqCommands(program: Command): void {
+  const dlq = program.command('dlq').description('inspect and replay dead letters (cellar.dead_letters)');
+  withFilters(dlq.command('list').description('list dead letters, newest first, with a count by reason'))
+    .option('--json', 'one JSON object per line, with key and value in base64')
+    .action(async (o: FilterOpts & { json?: boolean }) => {
+      const pool = createPgPool(loadRuntimeConfig().pgUrl);
+      try {
+        const letters = await listDeadLetters(pool, filterOf(o));
+        if (o.json) {
+          for (const l of letters) process.stdout.write(`${JSON.stringify({ ...l, key: l.key?.toString('base64') ?? null, value: l.value?.toString('base64') ?? null })}\n`);
+          return;
+        }
+        const counts = await deadLetterCounts(pool);
+        console.log(formatTable(['stage', 'reason', 'total', 'pending'], counts.map((c) => [c.stage, c.reason, c.count, c.pending])));
+        console.log('');
+        console.log(
+          formatTable(
+            ['id', 'stage', 'reason', 'supplier', 'where', 'message', 'value'],
+            letters.map((l) => [l.id, l.stage, l.reason, l.supplierId ?? '-', l.topic ? `${l.topic}[${l.partition}]@${l.offset}` : (l.sourcePosition ?? '-'), l.message.slice(0, 70), preview(l.value)]),
+          ),
+        );
+      } finally {
+        await pool.end();
+      }
+    });
+  withFilters(dlq.command('replay').description('produce dead letters again to their original topics (after fixing a mapping)'))
+    .option('--dry-run', 'only say what would be replayed')
+    .action(async (o: FilterOpts & { dryRun?: boolean }) => {
+      const cfg = loadRuntimeConfig();
+      const pool = createPgPool(cfg.pgUrl);
+      const filter = filterOf(o);
+      try {
+        if (o.dryRun) {
+          const letters = await listDeadLetters(pool, { ...filter, limit: filter.limit ?? 100_000 });
+          console.log(`would replay ${letters.filter((l) => l.topic).length} dead letters: ${letters.map((l) => l.id).join(', ')}`);
+          return;
+        }
+        const producer = await connectProducer(createKafka(cfg, createLogger('dlq-replay', 'warn'), 'dlq-replay'), cfg);
+        try {
+          const { replayed, skipped } = await replayDeadLetters(pool, producer, filter);
+          console.log(`replayed ${replayed.length} dead letters${skipped.length ? `; skipped ${skipped.length} without a source topic (${skipped.join(', ')})` : ''}`);
+        } finally {
+          await producer.disconnect();
+        }
+      } finally {
+        await pool.end();
+      }
+    });
+}

@@ -1,0 +1,115 @@
+import type { Producer } from 'kafkajs';
+import type pg from 'pg';
+import { fromKafkaError } from '../core/errors.js';
+import { query } from '../../sinks/postgres/pool.js';
+
+/** Which dead letters a command applies to. All given conditions must hold. */
+export interface DeadLetterFilter {
+  ids?: number[];
+  reason?: string;
+  supplierId?: string;
+  stage?: string;
+  /** Only letters never replayed. */
+  pending?: boolean;
+  limit?: number;
+}
+
+export interface StoredDeadLetter {
+  id: number;
+  stage: string;
+  reason: string;
+  message: string;
+  supplierId: string | null;
+  topic: string | null;
+  partition: number | null;
+  offset: string | null;
+  sourcePosition: string | null;
+  key: Buffer | null;
+  value: Buffer | null;
+  createdAt: Date;
+  replayedAt: Date | null;
+  replayCount: number;
+}
+
+function where(f: DeadLetterFilter): { sql: string; values: unknown[] } {
+  const conds: string[] = [];
+  const values: unknown[] = [];
+  const add = (sql: string, v: unknown) => {
+    values.push(v);
+    conds.push(sql.replace('?', `$${values.length}`));
+  };
+  if (f.ids?.length) add('id = ANY(?::bigint[])', f.ids);
+  if (f.reason) add('reason = ?', f.reason);
+  if (f.supplierId) add('supplier_id = ?', f.supplierId);
+  if (f.stage) add('stage = ?', f.stage);
+  if (f.pending) conds.push('replayed_at IS NULL');
+  return { sql: conds.length ? `WHERE ${conds.join(' AND ')}` : '', values };
+}
+
+/** Dead letters, newest first. */
+export async function listDeadLetters(pool: pg.Pool, f: DeadLetterFilter = {}): Promise<StoredDeadLetter[]> {
+  const w = where(f);
+  const { rows } = await query<Record<string, unknown>>(
+    pool,
+    'listing dead letters',
+    `SELECT id, stage, reason, message, supplier_id, topic, partition, "offset", source_position, key, value, created_at, replayed_at, replay_count
+       FROM cellar.dead_letters ${w.sql} ORDER BY id DESC LIMIT ${Math.max(1, Math.min(f.limit ?? 100, 100_000))}`,
+    w.values,
+  );
+  return rows.map((r) => ({
+    id: Number(r.id),
+    stage: r.stage as string,
+    reason: r.reason as string,
+    message: r.message as string,
+    supplierId: r.supplier_id as string | null,
+    topic: r.topic as string | null,
+    partition: r.partition as number | null,
+    offset: r.offset as string | null,
+    sourcePosition: r.source_position as string | null,
+    key: r.key as Buffer | null,
+    value: r.value as Buffer | null,
+    createdAt: r.created_at as Date,
+    replayedAt: r.replayed_at as Date | null,
+    replayCount: r.replay_count as number,
+  }));
+}
+
+/** Counts of dead letters by stage and reason. */
+export async function deadLetterCounts(pool: pg.Pool): Promise<Array<{ stage: string; reason: string; count: number; pending: number }>> {
+  const { rows } = await query<{ stage: string; reason: string; count: string; pending: string }>(
+    pool,
+    'counting dead letters',
+    'SELECT stage, reason, count(*) AS count, count(*) FILTER (WHERE replayed_at IS NULL) AS pending FROM cellar.dead_letters GROUP BY 1, 2 ORDER BY 3 DESC',
+  );
+  return rows.map((r) => ({ stage: r.stage, reason: r.reason, count: Number(r.count), pending: Number(r.pending) }));
+}
+
+/**
+ * Replays dead letters: each original message (key and value bytes) is produced again to the topic it
+ * came from, in id order, with header `cellar-replay-of`. The stage then processes it with the current
+ * mapping; versions make a replayed change that is already applied, or older than what is, a no-op, so
+ * replaying twice changes nothing. Letters without a topic (embedded runtime) are skipped and reported.
+ */
+export async function replayDeadLetters(pool: pg.Pool, producer: Producer, f: DeadLetterFilter): Promise<{ replayed: number[]; skipped: number[] }> {
+  const letters = (await listDeadLetters(pool, { ...f, limit: f.limit ?? 100_000 })).reverse();
+  const replayable = letters.filter((l) => l.topic);
+  const skipped = letters.filter((l) => !l.topic).map((l) => l.id);
+  const byTopic = new Map<string, StoredDeadLetter[]>();
+  for (const l of replayable) byTopic.set(l.topic!, [...(byTopic.get(l.topic!) ?? []), l]);
+  try {
+    for (const [topic, ls] of byTopic) {
+      await producer.send({
+        topic,
+        acks: -1,
+        messages: ls.map((l) => ({ key: l.key, value: l.value, headers: { 'cellar-replay-of': String(l.id) } })),
+      });
+    }
+  } catch (err) {
+    throw fromKafkaError(err, 'replaying dead letters');
+  }
+  const ids = replayable.map((l) => l.id);
+  if (ids.length) {
+    await query(pool, 'marking replayed dead letters', 'UPDATE cellar.dead_letters SET replayed_at = now(), replay_count = replay_count + 1 WHERE id = ANY($1::bigint[])', [ids]);
+  }
+  return { replayed: ids, skipped };
+}
