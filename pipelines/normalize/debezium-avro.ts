@@ -61,30 +61,55 @@ function fieldConverter(type: unknown): Converter | undefined {
   return undefined;
 }
 
+/** `source` fields Cellar reads (versions, table names, timestamps); the others are skipped when decoding. */
+const SOURCE_FIELDS = new Set(['connector', 'ts_ms', 'db', 'schema', 'table', 'collection', 'lsn', 'file', 'pos', 'row', 'change_lsn', 'commit_lsn', 'event_serial_no', 'ord', 'version', 'line', 'snapshot']);
+
+/**
+ * The writer's envelope schema with named types inlined and its `source` record reduced to
+ * {@link SOURCE_FIELDS}, so avsc's resolver skips the rest without allocating.
+ */
+function leanEnvelope(schema: AvroSchema, names: Map<string, AvroSchema>): AvroSchema {
+  const fields = (schema.fields as Array<{ name: string; type: unknown }>).map((f) => {
+    if (f.name !== 'source') return f;
+    const src = (typeof f.type === 'string' ? names.get(f.type) : f.type) as AvroSchema;
+    return { ...f, type: { ...src, fields: (src.fields as Array<{ name: string }>).filter((x) => SOURCE_FIELDS.has(x.name)) } };
+  });
+  return { ...schema, fields };
+}
+
 /** Per writer schema: which fields of `before`/`after` (and the key) need converting. */
-function rowConverters(record: unknown, names: Map<string, AvroSchema>, ns: string): Map<string, Converter> {
-  const out = new Map<string, Converter>();
+function rowConverters(record: unknown, names: Map<string, AvroSchema>, ns: string): Array<[string, Converter]> {
+  const out: Array<[string, Converter]> = [];
   const r = resolve(record, names, ns) as AvroSchema | undefined;
   for (const f of (r?.fields as Array<{ name: string; type: unknown }> | undefined) ?? []) {
     const c = fieldConverter(resolve(f.type, names, ns));
-    if (c) out.set(f.name, c);
+    if (c) out.push([f.name, c]);
   }
   return out;
 }
 
 /** Converts logical-type fields in place (the row was just decoded and is ours). */
-function convertRow(row: unknown, conv: Map<string, Converter>): Row | null {
+function convertRow(row: unknown, conv: Array<[string, Converter]> | undefined): Row | null {
   if (row === null || row === undefined) return null;
   const out = row as Row;
-  for (const [k, c] of conv) if (out[k] !== null && out[k] !== undefined) out[k] = c(out[k]);
+  if (conv) {
+    for (let i = 0; i < conv.length; i++) {
+      const [k, c] = conv[i]!;
+      const v = out[k];
+      if (v !== null && v !== undefined) out[k] = c(v);
+    }
+  }
   return out;
 }
 
 interface Writer {
   type: avro.Type;
-  before?: Map<string, Converter>;
-  after?: Map<string, Converter>;
-  row?: Map<string, Converter>;
+  /** Reads the writer's bytes into a leaner reader schema (unused `source` fields skipped). */
+  resolver?: ReturnType<avro.Type['createResolver']>;
+  reader?: avro.Type;
+  before?: Array<[string, Converter]>;
+  after?: Array<[string, Converter]>;
+  row?: Array<[string, Converter]>;
 }
 
 /**
@@ -127,14 +152,24 @@ export class DebeziumAvroDecoder {
     const f = (n: string) => fields.find((x) => x.name === n)?.type;
     const names = namedTypes(schema);
     const ns = typeof schema.namespace === 'string' ? schema.namespace : '';
-    return fields.some((x) => x.name === 'op')
-      ? { type, before: rowConverters(f('before'), names, ns), after: rowConverters(f('after'), names, ns) }
-      : { type, row: rowConverters(schema, names, ns) };
+    if (!fields.some((x) => x.name === 'op')) return { type, row: rowConverters(schema, names, ns) };
+    const lean = leanEnvelope(schema, names);
+    let reader: avro.Type | undefined;
+    let resolver: Writer['resolver'];
+    try {
+      reader = avro.Type.forSchema(lean as avro.Schema, { wrapUnions: 'auto' });
+      resolver = reader.createResolver(type);
+    } catch {
+      reader = undefined; // fall back to the full writer schema
+    }
+    return { type, reader, resolver, before: rowConverters(f('before'), names, ns), after: rowConverters(f('after'), names, ns) };
   }
 
   private decodeWith(w: Writer, buf: Buffer, id: number): { value: unknown; w: Writer } {
     try {
-      return { value: w.type.fromBuffer(buf.subarray(5)), w };
+      const r = w.reader && w.resolver ? w.reader.decode(buf, 5, w.resolver) : w.type.decode(buf, 5);
+      if (r.offset !== buf.length) throw new Error(r.offset < 0 ? 'truncated payload' : `${buf.length - r.offset} trailing bytes`);
+      return { value: r.value, w };
     } catch (err) {
       throw new Rejection('avro_decode', `Avro payload does not match schema id ${id}: ${(err as Error).message}`);
     }
@@ -160,10 +195,10 @@ export class DebeziumAvroDecoder {
 
   private assemble(key: Buffer | null, kw: Writer | undefined, keyId: number | undefined, value: Buffer, vw: Writer, valueId: number): ChangeEvent {
     let keyRow: Row | null = null;
-    if (kw && key) keyRow = convertRow(this.decodeWith(kw, key, keyId!).value, kw.row ?? new Map());
+    if (kw && key) keyRow = convertRow(this.decodeWith(kw, key, keyId!).value, kw.row);
     const e = this.decodeWith(vw, value, valueId).value as Record<string, unknown>;
-    e.before = convertRow(e.before, vw.before ?? new Map());
-    e.after = convertRow(e.after, vw.after ?? new Map());
+    e.before = convertRow(e.before, vw.before);
+    e.after = convertRow(e.after, vw.after);
     return changeFromEnvelope(e, undefined, keyRow);
   }
 }

@@ -280,25 +280,38 @@ export function changeFromEnvelope(payload: unknown, schema: FieldSchema | undef
     throw new Rejection('not_debezium_envelope', 'value has no "op" and "source" (is the ExtractNewRecordState SMT configured? Cellar needs the full envelope)');
   }
   if (!OPS.has(op)) throw new Rejection('unsupported_op', `op "${op}" is not a Debezium op`);
-  const fieldSchema = (name: string) => (schema ? envelopeField(schema, name) : undefined);
   const connector = String(source.connector ?? '');
-  const table = `${String(source.schema ?? source.db ?? '')}.${String(source.table ?? source.collection ?? '')}`;
   const { version, position } = sourceVersionOf(connector, source);
   const mongo = connector === 'mongodb';
   return {
     op: op as DebeziumOp,
-    before: mongo ? mongoDocument(env.before, 'before') : decodeRow(env.before, fieldSchema('before'), 'before'),
-    after: mongo ? mongoDocument(env.after, 'after') : decodeRow(env.after, fieldSchema('after'), 'after'),
+    before: mongo ? mongoDocument(env.before, 'before') : decodeRow(env.before, schema && envelopeField(schema, 'before'), 'before'),
+    after: mongo ? mongoDocument(env.after, 'after') : decodeRow(env.after, schema && envelopeField(schema, 'after'), 'after'),
     key: mongo && key ? mongoKey(key) : key,
     source,
-    table:
-      connector === 'mysql' || connector === 'mariadb' ? `${String(source.db)}.${String(source.table)}`
-      : connector === 'sqlserver' ? `${String(source.db)}.${String(source.schema)}.${String(source.table)}`
-      : table,
+    table: tableName(connector, source),
     sourceVersion: version,
     sourceTsMs: Number(source.ts_ms ?? env.ts_ms ?? 0),
     position,
   };
+}
+
+/** The last computed table name: consecutive events nearly always come from the same table. */
+let lastTable = { connector: '', db: undefined as unknown, schema: undefined as unknown, table: undefined as unknown, name: '' };
+
+/** `schema.table` (Postgres), `db.table` (MySQL/MariaDB, MongoDB, feeds), `db.schema.table` (SQL Server). */
+function tableName(connector: string, source: Record<string, unknown>): string {
+  const db = source.db;
+  const sch = source.schema;
+  const table = source.table ?? source.collection;
+  const l = lastTable;
+  if (l.connector === connector && l.db === db && l.schema === sch && l.table === table) return l.name;
+  const name =
+    connector === 'mysql' || connector === 'mariadb' ? `${String(db)}.${String(table)}`
+    : connector === 'sqlserver' ? `${String(db)}.${String(sch)}.${String(table)}`
+    : `${String(sch ?? db ?? '')}.${String(table ?? '')}`;
+  lastTable = { connector, db, schema: sch, table, name };
+  return name;
 }
 
 /**
