@@ -85,3 +85,28 @@ describe('golden Debezium fixtures, Avro converter through the Schema Registry',
     await expect(decodeRawChange(null, value, decoder)).rejects.toMatchObject({ reason: 'avro_decode' });
   });
 });
+
+describe('schema evolution at the source', () => {
+  it('keeps decoding when a supplier adds a column (new writer schema id mid-stream)', async () => {
+    const { debeziumAvroSchema, debeziumAvroValue } = await import('../../connectors/debezium/envelope.js');
+    const { compileMapping } = await import('../../pipelines/normalize/mapping.js');
+    const { northSupplier } = await import('../support/fixtures.js');
+    const registry = new SchemaRegistry({ host: services().schemaRegistryUrl });
+    const info = { connector: 'postgresql' as const, name: rid('n'), db: 'inv', schema: 'public', table: 'stock' };
+    const v1 = [{ name: 'id', type: 'int32' as const, optional: false }, { name: 'item_code', type: 'string' as const }, { name: 'depot', type: 'string' as const }, { name: 'qty', type: 'int32' as const }];
+    const v2 = [...v1, { name: 'shelf', type: 'string' as const }];
+    const decoder = new DebeziumAvroDecoder(services().schemaRegistryUrl);
+    const mapping = compileMapping(northSupplier());
+    const bottles: number[] = [];
+    for (const [cols, after] of [[v1, { id: 1, item_code: 'x', depot: 'bdx-1', qty: 5 }], [v2, { id: 1, item_code: 'x', depot: 'bdx-1', qty: 7, shelf: 'A3' }]] as const) {
+      const schema = debeziumAvroSchema(info, [...cols]);
+      const { id } = await registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject: `${info.name}.public.stock-value` });
+      const body = avro.Type.forSchema(schema as avro.Schema, { wrapUnions: 'auto' }).toBuffer(debeziumAvroValue(info, [...cols], { op: 'u', before: null, after, tsMs: 1, lsn: 10 }));
+      const head = Buffer.alloc(5);
+      head.writeInt32BE(id, 1);
+      const e = await decodeRawChange(null, Buffer.concat([head, body]), decoder);
+      bottles.push(mapping.place(e!.after!).bottles);
+    }
+    expect(bottles).toEqual([5, 7]);
+  });
+});
