@@ -19,6 +19,10 @@ build: provision
 test: provision typecheck
 	npx vitest run
 
+# The fault suite alone, with 20 SIGKILL trials per worker; prints each trial's outcome.
+test-faults: provision
+	CELLAR_FAULT_TRIALS=20 npx vitest run test/faults
+
 demo: provision
 	$(NODE_TSX) pipelines/cli/main.ts demo
 

@@ -6,6 +6,11 @@ export interface SinkResult {
   applied: number;
   /** Records at or below the stored version (replays, duplicates): left alone. */
   skipped: number;
+  /**
+   * The store lost its data since this sink last wrote (e.g. Redis restarted empty): nothing was written,
+   * and the caller must replay its input from the beginning (the compacted topic holds every key's latest).
+   */
+  reset?: boolean;
 }
 
 /**
@@ -21,6 +26,8 @@ export interface StockSink {
   read(region: string, sku: string): Promise<{ bottles: number; version: number } | undefined>;
   /** Closes connections. Safe to call twice. */
   close(): Promise<void>;
+  /** False while the store is known to be unreachable (for readiness); true when unknown. */
+  isHealthy?(): boolean;
 }
 
 /** Keeps the highest version per key, so a batch never holds two writes of one key. */

@@ -11,6 +11,7 @@ import { cellarTopics } from '../kafka/topics.js';
 import { runDemo } from './demo.js';
 import { mappingTestCommand } from './mapping-test.js';
 import { registerDlqCommands } from './dlq.js';
+import { registerSnapshotCommands } from './snapshot.js';
 
 const program = new Command('cellar')
   .description('Real-time, multi-supplier, multi-region inventory pipeline')
@@ -104,6 +105,7 @@ program
   });
 
 registerDlqCommands(program);
+registerSnapshotCommands(program);
 
 program
   .command('demo')

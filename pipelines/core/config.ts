@@ -46,6 +46,9 @@ export const RuntimeConfigSpec = z.object({
   redisUrl: z.string().min(1).default('redis://127.0.0.1:6379/0').describe(
     'CELLAR_REDIS_URL: Redis for stock snapshots. Default `redis://127.0.0.1:6379/0`.',
   ),
+  redisTtlSeconds: int(0, 0).describe(
+    'CELLAR_REDIS_TTL_SECONDS: expire each region\'s snapshot keys this long after their last write (0 = never). Default 0.',
+  ),
   suppliersDir: z.string().min(1).default('suppliers').describe(
     'CELLAR_SUPPLIERS_DIR: folder of supplier registry YAML files. Default `./suppliers`.',
   ),
@@ -71,6 +74,7 @@ const ENV_NAMES: Record<keyof RuntimeConfig, string> = {
   schemaRegistryUrl: 'CELLAR_SCHEMA_REGISTRY_URL',
   pgUrl: 'CELLAR_PG_URL',
   redisUrl: 'CELLAR_REDIS_URL',
+  redisTtlSeconds: 'CELLAR_REDIS_TTL_SECONDS',
   suppliersDir: 'CELLAR_SUPPLIERS_DIR',
   skuMapRefreshMs: 'CELLAR_SKU_MAP_REFRESH_MS',
   httpPort: 'CELLAR_HTTP_PORT',

@@ -14,6 +14,11 @@ export interface PartitionBatch {
 export interface BatchContext {
   /** Retries `fn` on retriable errors (backoff with jitter), heartbeating between attempts. */
   retry<T>(what: string, fn: () => Promise<T>): Promise<T>;
+  /**
+   * Asks the worker to consume every partition of this topic assigned to this member again from the
+   * earliest offset, instead of committing the batch (a sink's store lost its data).
+   */
+  rewind(): void;
   signal: AbortSignal;
 }
 
@@ -73,8 +78,9 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
     // would leave the partition unconsumed. Per-record problems never get here (they are dead-lettered).
     retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000, restartOnFailure: async () => true },
   });
+  let assigned: Array<{ topic: string; partition: number }> = [];
   consumer.on(consumer.events.GROUP_JOIN, (e) => {
-    const assigned = Object.entries(e.payload.memberAssignment).flatMap(([topic, parts]) => parts.map((partition) => ({ topic, partition })));
+    assigned = Object.entries(e.payload.memberAssignment).flatMap(([topic, parts]) => parts.map((partition) => ({ topic, partition })));
     log.info({ groupId, assigned: assigned.length }, 'joined consumer group');
     handler.onAssignment?.(assigned);
   });
@@ -90,8 +96,12 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
 
   const eachBatch = async ({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload) => {
     if (!isRunning() || isStale() || batch.messages.length === 0) return;
+    let rewind = false;
     const ctx: BatchContext = {
       signal: abort.signal,
+      rewind: () => {
+        rewind = true;
+      },
       retry: (what, fn) =>
         withRetry(fn, {
           minDelayMs: 200,
@@ -113,6 +123,10 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
       handler.reset?.(batch.topic, batch.partition);
       log.error({ err, topic: batch.topic, partition: batch.partition, retriable: isRetriable(err) }, 'batch failed; restarting from last committed offset');
       throw err;
+    }
+    if (rewind) {
+      await ctx.retry('rewinding to the earliest offsets', () => rewindToEarliest(kafka, consumer, batch.topic, assigned, log));
+      return;
     }
     resolveOffset(batch.lastOffset());
     const next = (BigInt(batch.lastOffset()) + 1n).toString();
@@ -141,4 +155,32 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
         resolveDone();
       })()),
   };
+}
+
+/**
+ * Seeks this member's partitions of `topic` to their earliest offsets and commits those, so the replay
+ * also survives a crash. Used when a sink's store lost its data: the compacted input topic holds every
+ * key's latest record, and version guards make the replay exact.
+ */
+async function rewindToEarliest(
+  kafka: Kafka,
+  consumer: Consumer,
+  topic: string,
+  assigned: Array<{ topic: string; partition: number }>,
+  log: Logger,
+): Promise<void> {
+  const admin = kafka.admin();
+  try {
+    await admin.connect();
+    const offsets = await admin.fetchTopicOffsets(topic);
+    const mine = new Set(assigned.filter((a) => a.topic === topic).map((a) => a.partition));
+    const targets = offsets.filter((o) => mine.has(o.partition)).map((o) => ({ topic, partition: o.partition, offset: o.low }));
+    await consumer.commitOffsets(targets);
+    for (const t of targets) consumer.seek(t);
+    log.warn({ topic, partitions: targets.map((t) => t.partition) }, 'store lost its data: replaying the topic from the earliest offsets');
+  } catch (err) {
+    throw fromKafkaError(err, `rewinding ${topic}`);
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
 }

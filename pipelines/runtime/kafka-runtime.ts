@@ -63,6 +63,7 @@ export async function startWorker(
   const getPool = () => (pool ??= createPgPool(cfg.pgUrl, { applicationName: `cellar-${role}` }));
 
   let handler: BatchHandler;
+  let sinkHealthy: () => boolean = () => true;
   let inputTopics: string[];
   // Configuration problems fail at once, before waiting for any service.
   const suppliers = role === 'normalizer' ? loadRegistry(cfg.suppliersDir) : [];
@@ -103,8 +104,9 @@ export async function startWorker(
     handler = h;
   } else {
     inputTopics = [topics.regionalStock];
-    const sink: StockSink = role === 'sink-postgres' ? createPostgresStockSink({ url: cfg.pgUrl }) : createRedisSnapshotSink({ url: cfg.redisUrl });
+    const sink: StockSink = role === 'sink-postgres' ? createPostgresStockSink({ url: cfg.pgUrl }) : createRedisSnapshotSink({ url: cfg.redisUrl, ttlSeconds: cfg.redisTtlSeconds });
     await wait(role === 'sink-postgres' ? 'Postgres' : 'Redis', () => sink.connect());
+    sinkHealthy = () => sink.isHealthy?.() ?? true;
     closers.push(() => sink.close());
     const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
     await wait('Schema Registry', () => dlq.init());
@@ -115,7 +117,7 @@ export async function startWorker(
     startConsumerWorker({ kafka, groupId: groupId(cfg, role), topics: inputTopics, handler, log, sessionTimeoutMs: cfg.kafkaSessionTimeoutMs }),
   );
   let live = true;
-  const ops = cfg.httpPort >= 0 ? await startOpsServer(cfg.httpPort, metrics, { live: () => live, ready: () => worker.isReady() }) : undefined;
+  const ops = cfg.httpPort >= 0 ? await startOpsServer(cfg.httpPort, metrics, { live: () => live, ready: () => worker.isReady() && sinkHealthy() }) : undefined;
   log.info({ role, group: groupId(cfg, role), topics: inputTopics, httpPort: ops?.port }, 'worker started');
   let stopped: Promise<void> | undefined;
   return {

@@ -44,6 +44,11 @@ export class SinkHandler implements BatchHandler {
     this.metrics.eventsIn.inc({ stage: this.stage }, batch.messages.length);
     const t0 = process.hrtime.bigint();
     const res = await ctx.retry('writing sink batch', () => this.sink.writeBatch(records));
+    if (res.reset) {
+      this.log.warn({ sink: this.name }, 'the store lost its data since the last write; replaying from the earliest offsets');
+      ctx.rewind();
+      return;
+    }
     this.metrics.sinkBatch.observe({ sink: this.name }, Number(process.hrtime.bigint() - t0) / 1e9);
     const now = Date.now();
     for (const r of records) if (r.sourceTsMs > 0) this.metrics.freshness.observe({ sink: this.name }, Math.max(0, now - r.sourceTsMs) / 1000);

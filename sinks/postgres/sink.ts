@@ -22,6 +22,7 @@ ON CONFLICT (region, sku) DO UPDATE
 export class PostgresStockSink implements StockSink {
   private pool: pg.Pool | undefined;
   private readonly cfg: PostgresSinkConfig;
+  private healthy = true;
 
   constructor(config: unknown) {
     this.cfg = parsePostgresSinkConfig(config);
@@ -38,17 +39,28 @@ export class PostgresStockSink implements StockSink {
     const rows = latestPerKey(records);
     // Stable order keeps concurrent sink instances from deadlocking on the same keys.
     rows.sort((a, b) => (a.region === b.region ? (a.sku < b.sku ? -1 : 1) : a.region < b.region ? -1 : 1));
-    const res = await query(this.pool, 'writing regional_stock', UPSERT, [
-      rows.map((r) => r.region),
-      rows.map((r) => r.sku),
-      rows.map((r) => r.bottles),
-      rows.map((r) => r.contributors),
-      rows.map((r) => r.version),
-      rows.map((r) => r.sourceTsMs),
-      rows.map((r) => r.updatedTsMs),
-    ]);
+    let res;
+    try {
+      res = await query(this.pool, 'writing regional_stock', UPSERT, [
+        rows.map((r) => r.region),
+        rows.map((r) => r.sku),
+        rows.map((r) => r.bottles),
+        rows.map((r) => r.contributors),
+        rows.map((r) => r.version),
+        rows.map((r) => r.sourceTsMs),
+        rows.map((r) => r.updatedTsMs),
+      ]);
+    } catch (err) {
+      this.healthy = !(err as { retriable?: boolean }).retriable;
+      throw err;
+    }
+    this.healthy = true;
     const applied = res.rowCount ?? 0;
     return { applied, skipped: records.length - applied };
+  }
+
+  isHealthy(): boolean {
+    return this.healthy;
   }
 
   async read(region: string, sku: string): Promise<{ bottles: number; version: number } | undefined> {

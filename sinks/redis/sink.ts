@@ -7,12 +7,16 @@ import { parseRedisSinkConfig, redisKeys, type RedisSinkConfig } from './config.
 /**
  * Applies one region's updates atomically. A SKU's bottles change only when the incoming version is
  * higher than the one stored beside it, so replays never go backwards. Publishes one notification per
- * region and batch with the applied changes.
- * KEYS: stock, versions, meta. ARGV: channel, updatedTsMs, region, then (sku, bottles, version)*.
+ * region and batch with the applied changes. With a TTL the three keys expire together and every call
+ * sets it again; with 0 any expiry is removed, so turning the TTL off never lets a live region lapse.
+ * KEYS: stock, versions, meta, epoch marker. ARGV: channel, updatedTsMs, region, ttlSeconds, epoch, then
+ * (sku, bottles, version)*. Returns -1 without writing when the marker does not hold this sink's epoch:
+ * Redis lost its data (or another instance found that it had) since this sink last wrote.
  */
 const APPLY = `
+if redis.call('GET', KEYS[4]) ~= ARGV[5] then return -1 end
 local changes = {}
-for i = 4, #ARGV, 3 do
+for i = 6, #ARGV, 3 do
   local sku = ARGV[i]
   local v = tonumber(ARGV[i + 2])
   local cur = redis.call('HGET', KEYS[2], sku)
@@ -27,9 +31,13 @@ if #changes > 0 then
   redis.call('HSET', KEYS[3], 'updatedTsMs', ARGV[2])
   redis.call('PUBLISH', ARGV[1], cjson.encode({ region = ARGV[3], updatedTsMs = tonumber(ARGV[2]), changes = changes }))
 end
+local ttl = tonumber(ARGV[4])
+for k = 1, 3 do
+  if ttl > 0 then redis.call('EXPIRE', KEYS[k], ttl) else redis.call('PERSIST', KEYS[k]) end
+end
 return #changes`;
 
-type WithApply = Redis & { cellarApply(k1: string, k2: string, k3: string, ...argv: string[]): Promise<number> };
+type WithApply = Redis & { cellarApply(k1: string, k2: string, k3: string, k4: string, ...argv: string[]): Promise<number> };
 
 /**
  * Keeps `cellar:stock:<region>` hashes (sku → bottles) current, with a version guard per SKU in
@@ -38,6 +46,34 @@ type WithApply = Redis & { cellarApply(k1: string, k2: string, k3: string, ...ar
  */
 export class RedisSnapshotSink implements StockSink {
   private redis: WithApply | undefined;
+  /** The snapshot epoch this sink writes under (see {@link RedisSnapshotSink.adoptEpoch}). */
+  private epoch = '';
+  /** Set when connect() found no epoch: Redis is empty or new, so the input must be replayed once. */
+  private resetPending = false;
+
+  private get epochKey(): string {
+    return `${this.cfg.keyPrefix}:snapshot:epoch`;
+  }
+
+  /**
+   * Reads the snapshot epoch, creating one when Redis has none (a new or emptied Redis: then the next
+   * batch reports `reset` so the worker replays its input from the beginning). Instances share the epoch;
+   * the first one to find it missing creates it, the others notice the change on their next write.
+   */
+  private async adoptEpoch(): Promise<void> {
+    const r = this.redis!;
+    try {
+      let e = await r.get(this.epochKey);
+      if (e === null) {
+        await r.set(this.epochKey, `${Date.now()}-${Math.random().toString(36).slice(2, 10)}`, 'NX');
+        e = await r.get(this.epochKey);
+        this.resetPending = true;
+      }
+      this.epoch = e ?? '';
+    } catch (err) {
+      throw fromRedisError(err, 'reading the Redis snapshot epoch');
+    }
+  }
   private readonly cfg: RedisSinkConfig;
 
   constructor(config: unknown) {
@@ -53,15 +89,18 @@ export class RedisSnapshotSink implements StockSink {
       const r = new Redis(this.cfg.url, {
         lazyConnect: true,
         maxRetriesPerRequest: 1,
+        // Fail at once while disconnected: the worker retries with backoff and reports unready meanwhile.
+        enableOfflineQueue: false,
         commandTimeout: this.cfg.commandTimeoutMs,
         retryStrategy: (n) => Math.min(200 * n, 2_000),
       });
       r.on('error', () => undefined); // surfaced per command as retriable errors
-      r.defineCommand('cellarApply', { numberOfKeys: 3, lua: APPLY });
+      r.defineCommand('cellarApply', { numberOfKeys: 4, lua: APPLY });
       this.redis = r as WithApply;
     }
     try {
       if (this.redis.status === 'wait') await this.redis.connect();
+      await this.adoptEpoch();
       await this.redis.ping();
     } catch (err) {
       throw fromRedisError(err, 'connecting Redis sink');
@@ -71,6 +110,10 @@ export class RedisSnapshotSink implements StockSink {
   async writeBatch(records: RegionalStock[]): Promise<SinkResult> {
     const r = this.redis;
     if (!r) throw new Error('RedisSnapshotSink: connect() first');
+    if (this.resetPending) {
+      this.resetPending = false;
+      return { applied: 0, skipped: 0, reset: true };
+    }
     if (records.length === 0) return { applied: 0, skipped: 0 };
     const byRegion = new Map<string, RegionalStock[]>();
     for (const rec of latestPerKey(records)) {
@@ -82,9 +125,9 @@ export class RedisSnapshotSink implements StockSink {
     const pipe = r.pipeline();
     for (const [region, list] of byRegion) {
       const k = redisKeys(this.cfg.keyPrefix, region);
-      const argv = [this.channel, now, region];
+      const argv = [this.channel, now, region, String(this.cfg.ttlSeconds), this.epoch];
       for (const rec of list) argv.push(rec.sku, String(rec.bottles), String(rec.version));
-      (pipe as unknown as WithApply).cellarApply(k.stock, k.versions, k.meta, ...argv);
+      (pipe as unknown as WithApply).cellarApply(k.stock, k.versions, k.meta, this.epochKey, ...argv);
     }
     let results: Array<[Error | null, unknown]> | null;
     try {
@@ -93,6 +136,11 @@ export class RedisSnapshotSink implements StockSink {
       throw fromRedisError(err, 'writing Redis snapshot');
     }
     let applied = 0;
+    if ((results ?? []).some(([err, n]) => !err && Number(n) === -1)) {
+      await this.adoptEpoch();
+      this.resetPending = false; // this answer is the reset
+      return { applied: 0, skipped: 0, reset: true };
+    }
     for (const [err, n] of results ?? []) {
       if (err) throw fromRedisError(err, 'writing Redis snapshot');
       applied += Number(n);
@@ -112,6 +160,10 @@ export class RedisSnapshotSink implements StockSink {
     }
   }
 
+  isHealthy(): boolean {
+    return this.redis?.status === 'ready';
+  }
+
   async close(): Promise<void> {
     const r = this.redis;
     this.redis = undefined;
@@ -120,6 +172,6 @@ export class RedisSnapshotSink implements StockSink {
 }
 
 /** Creates the Redis snapshot sink. */
-export function createRedisSnapshotSink(config: { url: string; keyPrefix?: string; channel?: string }): RedisSnapshotSink {
+export function createRedisSnapshotSink(config: { url: string; keyPrefix?: string; channel?: string; ttlSeconds?: number }): RedisSnapshotSink {
   return new RedisSnapshotSink(config);
 }

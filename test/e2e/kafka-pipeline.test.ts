@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
-import { SimulatedTable, type RawMessage } from '../../pipelines/demo/simulated-table.js';
-import { artifactDir, eventually, freshDatabase, rid } from '../support/services.js';
-import { diffTotals, PipelineUnderTest, type Totals } from '../support/pipeline.js';
+import type { RawMessage } from '../../pipelines/demo/simulated-table.js';
+import { TwoSupplierWorkload } from '../support/workload.js';
+import { artifactDir, eventually, freshDatabase } from '../support/services.js';
+import { PipelineUnderTest, type Totals } from '../support/pipeline.js';
 
 /**
  * The walking skeleton through real processes: Debezium JSON events on raw topics → `cellar run
@@ -10,70 +11,15 @@ import { diffTotals, PipelineUnderTest, type Totals } from '../support/pipeline.
  * member) → cellar.regional_stock and Redis hashes. Two suppliers, two regions.
  */
 describe('Kafka runtime end to end', () => {
-  const R1 = rid('west');
-  const R2 = rid('east');
-  const aPrefix = rid('a');
-  const bPrefix = rid('b');
-  const acme = new SimulatedTable(
-    { connector: 'postgresql', name: aPrefix, db: 'inv', schema: 'public', table: 'stock' },
-    [{ name: 'id', type: 'int32', optional: false }, { name: 'item_code', type: 'string' }, { name: 'depot', type: 'string' }, { name: 'qty', type: 'int32' }],
-    ['id'],
-  );
-  const bodega = new SimulatedTable(
-    { connector: 'mysql', name: bPrefix, db: 'shop', table: 'levels' },
-    [{ name: 'sku', type: 'string', optional: false }, { name: 'wh', type: 'string', optional: false }, { name: 'bottles', type: 'int64' }],
-    ['sku', 'wh'],
-  );
-  const acmeRegions: Record<string, string> = { d1: R1, d2: R1, d3: R2 };
-  const bodegaRegions: Record<string, string> = { w1: R1, w2: R2 };
-  const suppliers = {
-    acme: `id: acme
-name: Acme Wines
-source:
-  kind: postgres
-  connection: { host: acme.internal, database: inv, user: cdc, password: "\${ACME_PASSWORD}" }
-  topicPrefix: ${aPrefix}
-  tables: [{ name: public.stock }]
-mapping:
-  sku: item_code
-  warehouse: depot
-  quantity: qty
-  regions: { d1: ${R1}, d2: ${R1}, d3: ${R2} }
-`,
-    bodega: `id: bodega
-name: Bodega
-source:
-  kind: mysql
-  connection: { host: bodega.internal, database: shop, user: cdc, password: "\${BODEGA_PASSWORD}" }
-  topicPrefix: ${bPrefix}
-  tables: [{ name: shop.levels }]
-mapping:
-  sku: sku
-  warehouse: wh
-  quantity: bottles
-  regions: { w1: ${R1}, w2: ${R2} }
-`,
-  };
-
-  /** Totals straight from the simulated suppliers' rows (the source of truth). */
-  function truth(): Totals {
-    const out: Totals = new Map();
-    const add = (region: string, sku: string, bottles: number) => {
-      const k = `${region}|${sku}`;
-      const cur = out.get(k) ?? { bottles: 0, contributors: 0 };
-      out.set(k, { bottles: cur.bottles + bottles, contributors: cur.contributors + 1 });
-    };
-    for (const r of acme.rows.values()) add(acmeRegions[r.depot as string]!, r.item_code as string, r.qty as number);
-    for (const r of bodega.rows.values()) add(bodegaRegions[r.wh as string]!, r.sku as string, r.bottles as number);
-    return out;
-  }
+  const w = new TwoSupplierWorkload();
+  const { R1, R2, acme, bodega } = w;
 
   let db: { url: string; pool: pg.Pool };
   let p: PipelineUnderTest;
 
   beforeAll(async () => {
     db = await freshDatabase();
-    p = new PipelineUnderTest(db.url, db.pool, suppliers, artifactDir('e2e-kafka'));
+    p = new PipelineUnderTest(db.url, db.pool, w.suppliers(), artifactDir('e2e-kafka'));
     for (const role of ['normalizer', 'aggregator', 'sink-postgres', 'sink-redis']) p.start(role);
   });
 
@@ -82,14 +28,7 @@ mapping:
     await db?.pool.end();
   });
 
-  async function converged(expected: Totals, timeoutMs = 120_000): Promise<string[]> {
-    let diff: string[] = ['not checked'];
-    await eventually(async () => {
-      diff = diffTotals(expected, await p.postgresTotals(), await p.redisTotals([R1, R2]));
-      return diff.length === 0;
-    }, timeoutMs, 500);
-    return diff;
-  }
+  const converged = (expected: Totals) => p.converged(expected, w.regions);
 
   it('moves totals on inserts, updates, moves and deletes; duplicates change nothing', async () => {
     const script: RawMessage[] = [
@@ -109,7 +48,7 @@ mapping:
       ...bodega.delete({ sku: 'Y', wh: 'w2' }),
       ...sale,
     );
-    await p.publish(script, [acme.topic, bodega.topic]);
+    await p.publish(script, w.rawTopics);
     // Worked out by hand from the script above, independently of the truth() helper.
     const expected: Totals = new Map([
       [`${R1}|X`, { bottles: 4 + 9, contributors: 2 }],
@@ -117,37 +56,12 @@ mapping:
       [`${R1}|Y`, { bottles: 0, contributors: 0 }],
       [`${R2}|Y`, { bottles: 5, contributors: 1 }],
     ]);
-    expect(truth()).toEqual(new Map([...expected].filter(([, v]) => v.contributors > 0)));
+    expect(w.truth()).toEqual(new Map([...expected].filter(([, v]) => v.contributors > 0)));
     expect(await converged(expected)).toEqual([]);
   }, 180_000);
 
   it('stays exact when the aggregator is SIGKILLed mid-stream and restarted', async () => {
-    let nextId = 100;
-    const skus = ['X', 'Y', 'Z', 'W'];
-    const pick = <T>(xs: T[]) => xs[Math.floor(Math.random() * xs.length)]!;
-    const randomChanges = (n: number): RawMessage[] => {
-      const out: RawMessage[] = [];
-      for (let i = 0; i < n; i++) {
-        const useAcme = Math.random() < 0.6;
-        const roll = Math.random();
-        if (useAcme) {
-          const ids = [...acme.rows.values()].map((r) => r.id as number);
-          if (ids.length < 20 || roll < 0.2) out.push(...acme.insert({ id: nextId++, item_code: pick(skus), depot: pick(['d1', 'd2', 'd3']), qty: Math.floor(Math.random() * 100) }));
-          else if (roll < 0.3) out.push(...acme.delete({ id: pick(ids) }));
-          else if (roll < 0.45) out.push(...acme.update({ id: pick(ids) }, { depot: pick(['d1', 'd2', 'd3']), item_code: pick(skus) }));
-          else out.push(...acme.update({ id: pick(ids) }, { qty: Math.floor(Math.random() * 100) }));
-        } else {
-          const sku = pick(skus);
-          const wh = pick(['w1', 'w2']);
-          const exists = bodega.rows.has(`${sku}|${wh}`);
-          if (!exists) out.push(...bodega.insert({ sku, wh, bottles: Math.floor(Math.random() * 50) }));
-          else if (roll < 0.2) out.push(...bodega.delete({ sku, wh }));
-          else out.push(...bodega.update({ sku, wh }, { bottles: Math.floor(Math.random() * 50) }));
-        }
-        if (Math.random() < 0.05 && out.length) out.push(out[out.length - 1]!); // connector redelivery
-      }
-      return out;
-    };
+    const randomChanges = (n: number) => w.randomChanges(n);
     const versionSum = async () => Number((await db.pool.query('SELECT coalesce(sum(version),0) AS v FROM cellar.regional_stock')).rows[0].v);
     const before = await versionSum();
     await p.publish(randomChanges(600));
@@ -157,6 +71,6 @@ mapping:
     await p.publish(randomChanges(600));
     p.start('aggregator');
     await p.publish(randomChanges(600));
-    expect(await converged(truth())).toEqual([]);
+    expect(await converged(w.truth())).toEqual([]);
   }, 240_000);
 });

@@ -9,7 +9,8 @@ function rec(region: string, sku: string, bottles: number, version: number): Reg
 
 /**
  * The behaviour every StockSink must have. Each sink's test file calls this with a factory for a sink
- * on fresh storage.
+ * on fresh storage. A sink may answer its first write on a new store with `reset` (nothing written:
+ * replay your input); the suite consumes that once after connecting.
  */
 export function sinkConformance(name: string, make: () => Promise<{ sink: StockSink; cleanup?: () => Promise<void> }>): void {
   describe(`${name} conformance`, () => {
@@ -18,6 +19,7 @@ export function sinkConformance(name: string, make: () => Promise<{ sink: StockS
     beforeAll(async () => {
       ({ sink, cleanup } = await make());
       await sink.connect();
+      await sink.writeBatch([]);
     });
     afterAll(async () => {
       await sink.close();
@@ -61,6 +63,12 @@ export function sinkConformance(name: string, make: () => Promise<{ sink: StockS
       const batch = Array.from({ length: 5000 }, (_, i) => rec(region, `sku-${i}`, i, 1));
       expect((await sink.writeBatch(batch)).applied).toBe(5000);
       expect(await sink.read(region, 'sku-4999')).toEqual({ bottles: 4999, version: 1 });
+    });
+
+    it('reports reset at most once on a new store, and never afterwards', async () => {
+      const region = rid('r');
+      for (let i = 1; i <= 3; i++) expect((await sink.writeBatch([rec(region, 'a', i, i)])).reset).toBeFalsy();
+      expect(await sink.read(region, 'a')).toEqual({ bottles: 3, version: 3 });
     });
 
     it('accepts an empty batch and close() twice', async () => {

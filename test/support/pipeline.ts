@@ -29,26 +29,49 @@ export class PipelineUnderTest {
     readonly pool: pg.Pool,
     suppliers: Record<string, string>,
     readonly logDir: string,
+    /** Extra environment for every worker (e.g. CELLAR_REDIS_URL of a private Redis). */
+    extraEnv: Record<string, string> = {},
   ) {
     const dir = tempDir('suppliers');
     mkdirSync(dir, { recursive: true });
     for (const [name, yaml] of Object.entries(suppliers)) writeFileSync(join(dir, `${name}.yaml`), yaml);
     const id = rid('p');
-    this.env = cellarEnv({ CELLAR_PG_URL: pgUrl, CELLAR_SUPPLIERS_DIR: dir, CELLAR_TOPIC_PREFIX: `${id}.cellar`, CELLAR_GROUP_PREFIX: id });
+    this.env = cellarEnv({ CELLAR_PG_URL: pgUrl, CELLAR_SUPPLIERS_DIR: dir, CELLAR_TOPIC_PREFIX: `${id}.cellar`, CELLAR_GROUP_PREFIX: id, ...extraEnv });
     this.cfg = loadRuntimeConfig({ ...process.env, ...this.env });
     this.redis = new Redis(this.cfg.redisUrl, { maxRetriesPerRequest: 1 });
+    this.redis.on('error', () => undefined);
   }
 
-  start(role: string): ChildProcess {
-    const child = spawnCellar(['run', role], this.env, join(this.logDir, `${role}.log`));
-    this.workers.set(role, child);
+  /**
+   * Starts `cellar run <role>` as its own process. `name` tells instances of one role apart (a second
+   * aggregator); `env` adds variables for this process only (e.g. CELLAR_HTTP_PORT).
+   */
+  start(role: string, name = role, env: Record<string, string> = {}): ChildProcess {
+    const child = spawnCellar(['run', role], { ...this.env, ...env }, join(this.logDir, `${name}.log`));
+    this.workers.set(name, child);
     return child;
   }
 
-  async kill(role: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const c = this.workers.get(role);
+  async kill(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const c = this.workers.get(name);
     if (c) await stopChild(c, signal, 15_000);
-    this.workers.delete(role);
+    this.workers.delete(name);
+  }
+
+  /** Waits until Postgres and Redis hold exactly `expected`; returns the remaining differences. */
+  async converged(expected: Totals, regions: string[], timeoutMs = 120_000): Promise<string[]> {
+    let diff: string[] = ['not checked'];
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      try {
+        diff = diffTotals(expected, await this.postgresTotals(), await this.redisTotals(regions));
+        if (diff.length === 0) return diff;
+      } catch (err) {
+        diff = [`store unavailable: ${(err as Error).message}`];
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    return diff;
   }
 
   async publish(messages: RawMessage[], rawTopics: string[] = []): Promise<void> {

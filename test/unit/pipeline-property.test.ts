@@ -1,0 +1,123 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { RegionalAggregator, type Contribution } from '../../pipelines/aggregate/aggregator.js';
+import type { ChangeEvent } from '../../pipelines/normalize/debezium.js';
+import { compileMapping } from '../../pipelines/normalize/mapping.js';
+import { contributorIdOf, normalizeChange, type Route } from '../../pipelines/normalize/normalize.js';
+import type { StockObservation } from '../../schemas/records.js';
+import { northSupplier } from '../support/fixtures.js';
+
+const mapping = compileMapping(northSupplier());
+const DEPOTS = ['bdx-1', 'lyon-2', 'nyc-1'];
+const REGION: Record<string, string> = { 'bdx-1': 'eu-west', 'lyon-2': 'eu-west', 'nyc-1': 'us-east' };
+const SKUS = ['a', 'b', 'c'];
+
+type Op = { kind: 'upsert'; id: number; sku: number; depot: number; qty: number } | { kind: 'delete'; id: number } | { kind: 'dup'; back: number };
+
+/** Applies supplier operations to rows (the truth) and returns the Debezium changes, Postgres-style. */
+function history(ops: Op[]): { changes: ChangeEvent[]; rows: Map<number, { sku: string; depot: string; qty: number }> } {
+  const rows = new Map<number, { sku: string; depot: string; qty: number }>();
+  const changes: ChangeEvent[] = [];
+  let lsn = 100;
+  for (const op of ops) {
+    if (op.kind === 'dup') {
+      if (changes.length) changes.push(changes[Math.max(0, changes.length - 1 - (op.back % changes.length))]!);
+      continue;
+    }
+    lsn += 8;
+    const base = { source: {}, table: 'public.stock', sourceVersion: String(lsn).padStart(20, '0'), sourceTsMs: lsn, position: `lsn=${lsn}`, key: { id: op.id } };
+    if (op.kind === 'delete') {
+      if (!rows.has(op.id)) continue;
+      rows.delete(op.id);
+      changes.push({ ...base, op: 'd', before: { id: op.id, item_code: null, depot: null, qty: null }, after: null });
+    } else {
+      const row = { sku: SKUS[op.sku]!, depot: DEPOTS[op.depot]!, qty: op.qty };
+      const existed = rows.has(op.id);
+      rows.set(op.id, row);
+      changes.push({ ...base, op: existed ? 'u' : 'c', before: null, after: { id: op.id, item_code: row.sku, depot: row.depot, qty: row.qty } });
+    }
+  }
+  return { changes, rows };
+}
+
+/** Normalizes `changes` from position `from` with the given routes; returns outputs and routes after each change. */
+function normalize(changes: ChangeEvent[], from: number, routes: Map<string, Route>): { out: StockObservation[][]; routesAt: Array<Map<string, Route>> } {
+  const out: StockObservation[][] = [];
+  const routesAt: Array<Map<string, Route>> = [];
+  for (let i = from; i < changes.length; i++) {
+    const c = changes[i]!;
+    const id = contributorIdOf('north-cellars', c);
+    const r = normalizeChange(c, mapping, id, routes.get(id), 0);
+    if (r.kind === 'changed') routes.set(id, r.route);
+    out.push(r.kind === 'changed' ? r.observations : []);
+    routesAt.push(new Map(routes));
+  }
+  return { out, routesAt };
+}
+
+/** Interleaves observations as separate partitions would: per-key order kept, keys shuffled by `seed`. */
+function partitions(obs: StockObservation[], seed: number): StockObservation[] {
+  const queues = new Map<string, StockObservation[]>();
+  for (const o of obs) queues.set(`${o.region}|${o.sku}`, [...(queues.get(`${o.region}|${o.sku}`) ?? []), o]);
+  const qs = [...queues.values()];
+  const out: StockObservation[] = [];
+  let s = seed;
+  while (qs.some((q) => q.length)) {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    const live = qs.filter((q) => q.length);
+    out.push(live[s % live.length]!.shift()!);
+  }
+  return out;
+}
+
+const op = fc.oneof(
+  { weight: 6, arbitrary: fc.record({ kind: fc.constant('upsert' as const), id: fc.integer({ min: 1, max: 6 }), sku: fc.nat(2), depot: fc.nat(2), qty: fc.integer({ min: 0, max: 40 }) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('delete' as const), id: fc.integer({ min: 1, max: 6 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('dup' as const), back: fc.nat(20) }) },
+);
+
+describe('normalize + aggregate under crashes and replays (property)', () => {
+  it('totals equal the suppliers\' final rows for any history, crash point and committed position', () => {
+    fc.assert(
+      fc.property(fc.array(op, { minLength: 1, maxLength: 80 }), fc.nat(), fc.nat(), fc.nat(), fc.nat(), fc.nat(), (ops, a, b, c, d, seed) => {
+        const { changes, rows } = history(ops);
+        const n = changes.length;
+        // Normalizer: run 1 stops after k1 changes; routes were saved after p ≤ k1 changes, offsets committed at c1 ≤ p.
+        const k1 = n === 0 ? 0 : a % (n + 1);
+        const run1 = normalize(changes.slice(0, k1), 0, new Map());
+        const p = k1 === 0 ? 0 : b % (k1 + 1);
+        const c1 = p === 0 ? 0 : c % (p + 1);
+        const restored = new Map(p === 0 ? [] : run1.routesAt[p - 1]!);
+        const run2 = normalize(changes, c1, restored);
+        const observations = [...run1.out.flat(), ...run2.out.flat()];
+
+        // Aggregator: consumes the interleaved log; state persisted at q, committed at d1 ≤ q, restarts from d1.
+        const log = partitions(observations, seed);
+        const q = log.length === 0 ? 0 : d % (log.length + 1);
+        const first = new RegionalAggregator();
+        const persisted = new Map<string, Contribution>();
+        log.slice(0, q).forEach((o) => {
+          first.apply(o);
+          for (const x of first.drain(0).contributions) persisted.set(`${x.region}|${x.sku}|${x.contributorId}`, x);
+        });
+        const d1 = q === 0 ? 0 : (d >>> 3) % (q + 1);
+        const second = new RegionalAggregator();
+        second.restore(persisted.values());
+        for (const o of log.slice(d1)) second.apply(o);
+
+        const truth = new Map<string, number>();
+        for (const r of rows.values()) {
+          const k = `${REGION[r.depot]}|${r.sku}`;
+          truth.set(k, (truth.get(k) ?? 0) + r.qty);
+        }
+        const got = new Map(second.totals().map((t) => [`${t.region}|${t.sku}`, t]));
+        for (const [k, bottles] of truth) expect(got.get(k)?.bottles, k).toBe(bottles);
+        for (const [k, t] of got) {
+          expect(t.bottles, k).toBe(truth.get(k) ?? 0);
+          expect(t.contributors, k).toBe([...rows.values()].filter((r) => `${REGION[r.depot]}|${r.sku}` === k).length);
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
