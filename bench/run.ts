@@ -1,9 +1,13 @@
 import { report, type BenchResult } from './harness.js';
+import { aggregateBenchmarks } from './aggregate.bench.js';
 import { normalizeBenchmarks } from './normalize.bench.js';
+import { sinkBenchmarks } from './sinks.bench.js';
 
 /** `make bench`: runs every suite (or those named on the command line) and reports each. */
 const suites: Record<string, () => Promise<BenchResult[]>> = {
   normalize: normalizeBenchmarks,
+  aggregate: aggregateBenchmarks,
+  sinks: sinkBenchmarks,
 };
 
 const wanted = process.argv.slice(2).filter((a) => a in suites);

@@ -31,6 +31,8 @@ function hookExit(): void {
   if (hooked) return;
   hooked = true;
   process.on('exit', killAll);
+  // Inside a test runner's worker the runner owns signals; the exit hook above still reaps children.
+  if (process.env.VITEST_WORKER_ID) return;
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(sig, () => {
       process.stderr.write(`\n${sig}: stopping what was started…\n`);

@@ -40,14 +40,15 @@ interface KeyState {
  *   version and the same totals, whatever the batch boundaries (replays emit identical records).
  */
 export class RegionalAggregator {
-  private readonly keys = new Map<string, KeyState>();
+  /** region → sku → state; nested so the hot path never builds a `region|sku` string. */
+  private readonly keys = new Map<string, Map<string, KeyState>>();
   private readonly dirtyKeys = new Set<KeyState>();
   private readonly dirtyEntries = new Set<Contribution>();
 
   /** Number of (key, contributor) entries held, tombstones included. */
   get size(): number {
     let n = 0;
-    for (const k of this.keys.values()) n += k.entries.size;
+    for (const region of this.keys.values()) for (const k of region.values()) n += k.entries.size;
     return n;
   }
 
@@ -71,11 +72,15 @@ export class RegionalAggregator {
   }
 
   private keyState(region: string, sku: string): KeyState {
-    const id = `${region}|${sku}`;
-    let k = this.keys.get(id);
+    let byRegion = this.keys.get(region);
+    if (!byRegion) {
+      byRegion = new Map();
+      this.keys.set(region, byRegion);
+    }
+    let k = byRegion.get(sku);
     if (!k) {
       k = { region, sku, version: 0, bottles: 0, contributors: 0, sourceTsMs: 0, entries: new Map() };
-      this.keys.set(id, k);
+      byRegion.set(sku, k);
     }
     return k;
   }
@@ -117,7 +122,7 @@ export class RegionalAggregator {
 
   /** Current total of a key, or undefined if it was never seen. */
   get(region: string, sku: string): RegionalStock | undefined {
-    const k = this.keys.get(`${region}|${sku}`);
+    const k = this.keys.get(region)?.get(sku);
     return k ? this.record(k, k.sourceTsMs) : undefined;
   }
 
@@ -139,6 +144,8 @@ export class RegionalAggregator {
 
   /** All current totals (for snapshots and tests). */
   totals(): RegionalStock[] {
-    return [...this.keys.values()].map((k) => this.record(k, k.sourceTsMs));
+    const out: RegionalStock[] = [];
+    for (const region of this.keys.values()) for (const k of region.values()) out.push(this.record(k, k.sourceTsMs));
+    return out;
   }
 }

@@ -10,6 +10,8 @@ SELECT u.region, u.sku, u.bottles, u.contributors, u.version, ts.source_ts, ts.u
                      $6::double precision[], $7::double precision[])
        AS u(region, sku, bottles, contributors, version, source_ms, updated_ms)
   CROSS JOIN LATERAL (SELECT to_timestamp(u.source_ms / 1000.0), to_timestamp(u.updated_ms / 1000.0)) ts(source_ts, updated_at)
+ -- A stable row order keeps concurrent sink instances from deadlocking on the same keys.
+ ORDER BY u.region, u.sku
 ON CONFLICT (region, sku) DO UPDATE
   SET bottles = excluded.bottles, contributors = excluded.contributors, version = excluded.version,
       source_ts = excluded.source_ts, updated_at = excluded.updated_at
@@ -37,8 +39,6 @@ export class PostgresStockSink implements StockSink {
     if (!this.pool) throw new Error('PostgresStockSink: connect() first');
     if (records.length === 0) return { applied: 0, skipped: 0 };
     const rows = latestPerKey(records);
-    // Stable order keeps concurrent sink instances from deadlocking on the same keys.
-    rows.sort((a, b) => (a.region === b.region ? (a.sku < b.sku ? -1 : 1) : a.region < b.region ? -1 : 1));
     let res;
     try {
       res = await query(this.pool, 'writing regional_stock', UPSERT, [
