@@ -2,6 +2,7 @@ import type { Producer } from 'kafkajs';
 import type pg from 'pg';
 import { fromKafkaError } from '../core/errors.js';
 import { query } from '../../sinks/postgres/pool.js';
+import type { DeadLetter } from '../../schemas/records.js';
 
 /** Which dead letters a command applies to. All given conditions must hold. */
 export interface DeadLetterFilter {
@@ -14,18 +15,9 @@ export interface DeadLetterFilter {
   limit?: number;
 }
 
-export interface StoredDeadLetter {
+/** A row of `cellar.dead_letters`: the DeadLetter record plus its id and replay bookkeeping. */
+export interface StoredDeadLetter extends Omit<DeadLetter, 'tsMs'> {
   id: number;
-  stage: string;
-  reason: string;
-  message: string;
-  supplierId: string | null;
-  topic: string | null;
-  partition: number | null;
-  offset: string | null;
-  sourcePosition: string | null;
-  key: Buffer | null;
-  value: Buffer | null;
   createdAt: Date;
   replayedAt: Date | null;
   replayCount: number;
