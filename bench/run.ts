@@ -1,6 +1,7 @@
 import { report, type BenchResult } from './harness.js';
 import { aggregateBenchmarks } from './aggregate.bench.js';
 import { normalizeBenchmarks } from './normalize.bench.js';
+import { postgresReadBenchmarks } from './postgres-reads.bench.js';
 import { sinkBenchmarks } from './sinks.bench.js';
 
 /** `make bench`: runs every suite (or those named on the command line) and reports each. */
@@ -8,6 +9,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
   normalize: normalizeBenchmarks,
   aggregate: aggregateBenchmarks,
   sinks: sinkBenchmarks,
+  'postgres-reads': postgresReadBenchmarks,
 };
 
 const wanted = process.argv.slice(2).filter((a) => a in suites);

@@ -64,7 +64,8 @@ async function binaries(asRoot: boolean): Promise<string> {
   return shared;
 }
 
-export async function startLocalPostgres(): Promise<LocalPostgres> {
+/** Starts the server; `walLevel` defaults to `logical` (a CDC source). */
+export async function startLocalPostgres(options: { walLevel?: 'logical' | 'replica' } = {}): Promise<LocalPostgres> {
   const owner = await runAs();
   const native = await binaries(owner.uid !== undefined);
   const bin = (name: string) => join(native, 'bin', name);
@@ -82,7 +83,7 @@ export async function startLocalPostgres(): Promise<LocalPostgres> {
   }
   const flags = [
     '-D', data, '-p', String(port), '-k', sockets, '-c', 'listen_addresses=127.0.0.1',
-    '-c', 'wal_level=logical', '-c', 'max_replication_slots=64', '-c', 'max_wal_senders=64', '-c', 'max_connections=300',
+    '-c', `wal_level=${options.walLevel ?? 'logical'}`, '-c', 'max_replication_slots=64', '-c', 'max_wal_senders=64', '-c', 'max_connections=300',
     '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'shared_buffers=256MB',
   ];
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;

@@ -1,0 +1,258 @@
+import pg from 'pg';
+import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
+import { CellarError, fromPgError } from '../../pipelines/core/errors.js';
+import type { Logger } from '../../pipelines/core/logger.js';
+import { debeziumJsonMessage, debeziumTopic, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
+import { parsePostgresCdcConfig, type PostgresCdcConfig } from './config.js';
+
+/** Debezium messages of one committed source transaction (or one snapshot chunk). */
+export interface CdcBatch {
+  messages: Array<{ topic: string; key: string | null; value: string }>;
+  /** Source position after this batch (`X/Y`); acknowledged to the slot once the handler resolves. */
+  lsn: string;
+  /** True for rows read by the initial snapshot. */
+  snapshot: boolean;
+}
+
+/** Called with each batch; the reader acknowledges the batch's LSN only after this resolves. */
+export type CdcHandler = (batch: CdcBatch) => Promise<void>;
+
+/** `X/Y` → the 64-bit LSN as a number (exact below 2^53, i.e. 8 PiB of WAL). */
+export function lsnToNumber(lsn: string): number {
+  const [hi, lo] = lsn.split('/');
+  return parseInt(hi!, 16) * 2 ** 32 + parseInt(lo!, 16);
+}
+
+const TYPE: Record<string, ColumnDef['type']> = {
+  int2: 'int16', int4: 'int32', int8: 'int64', float4: 'double', float8: 'double', bool: 'boolean',
+};
+
+/** Debezium JSON values: numerics as strings (decimal.handling.mode=string), times as ISO text. */
+function jsonValue(v: unknown, type: ColumnDef['type']): unknown {
+  if (v === null || v === undefined) return null;
+  if (v instanceof Date) return v.toISOString();
+  if (Buffer.isBuffer(v)) return v.toString('base64');
+  if (type === 'int64' || type === 'int32' || type === 'int16') return typeof v === 'string' ? Number(v) : v;
+  if (type === 'string' && typeof v !== 'string') return typeof v === 'object' ? JSON.stringify(v) : String(v);
+  return v;
+}
+
+interface TableMeta {
+  info: SourceInfo;
+  columns: ColumnDef[];
+  key: string[];
+}
+
+/**
+ * Native Postgres CDC reader: logical replication with pgoutput, emitting the change events Debezium's
+ * Postgres connector emits (JSON converter with schemas, topics `<prefix>.<schema>.<table>`).
+ *
+ * On first start it creates the slot over a replication connection with an exported snapshot and reads
+ * the tables' existing rows inside that snapshot (`op: r`, at the slot's consistent point), then streams
+ * from that point: rows committed during the snapshot arrive exactly once. LSNs are acknowledged only
+ * after the handler resolves; while nothing is in flight the server's keepalive position is acknowledged
+ * too, so a source whose captured tables are idle does not retain WAL.
+ */
+export class PostgresCdcSource {
+  readonly cfg: PostgresCdcConfig;
+  private service: LogicalReplicationService | undefined;
+  private readonly tables = new Map<string, TableMeta>();
+  private inFlight = false;
+  private stopped = false;
+
+  constructor(config: unknown, private readonly log: Logger) {
+    this.cfg = parsePostgresCdcConfig(config);
+  }
+
+  private async admin<T>(what: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+    const c = new pg.Client({ connectionString: this.cfg.url, application_name: 'cellar-postgres-cdc' });
+    try {
+      await c.connect();
+      return await fn(c);
+    } catch (err) {
+      throw err instanceof CellarError ? err : fromPgError(err, what);
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+
+  /** Checks wal_level, privileges and replica identity; creates or updates the publication. */
+  async prepare(): Promise<void> {
+    await this.admin('preparing Postgres CDC', async (c) => {
+      const wal = (await c.query('SHOW wal_level')).rows[0].wal_level as string;
+      if (wal !== 'logical') {
+        throw new CellarError('cdc_wal_level', `wal_level is "${wal}" on the supplier database; set wal_level=logical and restart Postgres`);
+      }
+      const role = (await c.query('SELECT rolreplication OR rolsuper AS ok FROM pg_roles WHERE rolname = current_user')).rows[0];
+      if (!role?.ok) throw new CellarError('cdc_privileges', 'the CDC user needs the REPLICATION attribute (ALTER ROLE … REPLICATION) and SELECT on the captured tables');
+      for (const t of this.cfg.tables) {
+        const [schema, table] = t.split('.') as [string, string];
+        const r = await c.query(
+          `SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`,
+          [schema, table],
+        );
+        if (!r.rows[0]) throw new CellarError('cdc_table', `captured table ${t} does not exist`);
+        const { relreplident, has_pk } = r.rows[0] as { relreplident: string; has_pk: boolean };
+        if (relreplident === 'n' || (relreplident === 'd' && !has_pk)) {
+          throw new CellarError('cdc_replica_identity', `table ${t} has no primary key and no replica identity: updates and deletes cannot be captured; add a primary key or ALTER TABLE ${t} REPLICA IDENTITY FULL`);
+        }
+        this.tables.set(t, await this.describe(c, schema, table));
+      }
+      const list = this.cfg.tables.map((t) => t.split('.').map((p) => `"${p}"`).join('.')).join(', ');
+      const exists = (await c.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [this.cfg.publicationName])).rowCount;
+      await c.query(exists ? `ALTER PUBLICATION ${this.cfg.publicationName} SET TABLE ${list}` : `CREATE PUBLICATION ${this.cfg.publicationName} FOR TABLE ${list}`);
+    });
+  }
+
+  private async describe(c: pg.Client, schema: string, table: string): Promise<TableMeta> {
+    const cols = await c.query<{ name: string; type: string; notnull: boolean }>(
+      `SELECT a.attname AS name, t.typname AS type, a.attnotnull AS notnull FROM pg_attribute a
+         JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
+      [`"${schema}"."${table}"`],
+    );
+    const key = await c.query<{ name: string }>(
+      `SELECT a.attname AS name FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+        WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)`,
+      [`"${schema}"."${table}"`],
+    );
+    return {
+      info: { connector: 'postgresql', name: this.cfg.topicPrefix, db: c.database ?? '', schema, table },
+      columns: cols.rows.map((r) => ({ name: r.name, type: TYPE[r.type] ?? 'string', optional: !r.notnull })),
+      key: key.rows.map((r) => r.name),
+    };
+  }
+
+  private message(meta: TableMeta, op: 'c' | 'u' | 'd' | 'r' | 't', before: Record<string, unknown> | null, after: Record<string, unknown> | null, lsn: string, tsMs: number, snapshot?: 'true' | 'last') {
+    const conv = (row: Record<string, unknown> | null) => row && Object.fromEntries(meta.columns.map((c) => [c.name, jsonValue(row[c.name], c.type)]));
+    const m = debeziumJsonMessage(meta.info, meta.columns, meta.key, { op, before: conv(before), after: conv(after), tsMs, lsn: lsnToNumber(lsn), snapshot });
+    return { topic: debeziumTopic(meta.info), key: m.key, value: m.value };
+  }
+
+  /** The slot's confirmed position, or undefined when the slot does not exist. */
+  async slotPosition(): Promise<string | undefined> {
+    return this.admin('reading the replication slot', async (c) => {
+      const r = await c.query('SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1', [this.cfg.slotName]);
+      return r.rows[0]?.lsn as string | undefined;
+    });
+  }
+
+  /** Drops the slot (and so the position); the next start snapshots again. */
+  async dropSlot(): Promise<void> {
+    await this.admin('dropping the replication slot', (c) => c.query('SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1', [this.cfg.slotName]));
+  }
+
+  /**
+   * Creates the slot with an exported snapshot and emits every existing row inside that snapshot.
+   * The replication connection that exported the snapshot stays open (and idle) until the read is done.
+   */
+  private async createSlotAndSnapshot(handler: CdcHandler): Promise<void> {
+    const repl = new pg.Client({ connectionString: this.cfg.url, replication: 'database' } as pg.ClientConfig);
+    await repl.connect();
+    try {
+      const res = await repl.query(`CREATE_REPLICATION_SLOT ${this.cfg.slotName} LOGICAL pgoutput EXPORT_SNAPSHOT`);
+      const { consistent_point: lsn, snapshot_name: snap } = res.rows[0] as { consistent_point: string; snapshot_name: string };
+      if (this.cfg.snapshot === 'never') return;
+      const c = new pg.Client({ connectionString: this.cfg.url });
+      await c.connect();
+      try {
+        await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        await c.query(`SET TRANSACTION SNAPSHOT '${snap.replace(/'/g, '')}'`);
+        const now = Date.now();
+        let rows = 0;
+        for (const [name, meta] of this.tables) {
+          await c.query(`DECLARE snap CURSOR FOR SELECT * FROM ${name.split('.').map((p) => `"${p}"`).join('.')}`);
+          for (;;) {
+            const chunk = await c.query(`FETCH ${this.cfg.snapshotFetchRows} FROM snap`);
+            if (chunk.rowCount === 0) break;
+            rows += chunk.rows.length;
+            await handler({ messages: chunk.rows.map((r) => this.message(meta, 'r', null, r, lsn, now, 'true')), lsn, snapshot: true });
+          }
+          await c.query('CLOSE snap');
+        }
+        await c.query('COMMIT');
+        this.log.info({ slot: this.cfg.slotName, rows, lsn }, 'snapshot complete');
+      } finally {
+        await c.end().catch(() => undefined);
+      }
+    } finally {
+      await repl.end().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Prepares the source, snapshots when the slot is new, then streams. Resolves once streaming has begun;
+   * `done` settles when the stream stops.
+   */
+  async start(handler: CdcHandler): Promise<void> {
+    await this.prepare();
+    if ((await this.slotPosition()) === undefined) await this.createSlotAndSnapshot(handler);
+    const service = new LogicalReplicationService(
+      { connectionString: this.cfg.url, application_name: 'cellar-postgres-cdc' },
+      { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } },
+    );
+    this.service = service;
+    let pending: CdcBatch['messages'] = [];
+    let lastAcked = '';
+    let commitMs = Date.now();
+    const byRelation = (rel: Pgoutput.MessageRelation) => this.tables.get(`${rel.schema}.${rel.name}`);
+    service.on('data', async (lsn: string, msg: Pgoutput.Message) => {
+      if (msg.tag === 'begin') {
+        pending = [];
+        this.inFlight = true;
+        commitMs = Number((msg.commitTime as unknown as bigint) / 1000n);
+      } else if (msg.tag === 'insert' || msg.tag === 'update' || msg.tag === 'delete') {
+        const meta = byRelation(msg.relation);
+        if (!meta) return;
+        if (msg.tag === 'insert') pending.push(this.message(meta, 'c', null, msg.new, lsn, commitMs));
+        else if (msg.tag === 'update') pending.push(this.message(meta, 'u', msg.old, msg.new, lsn, commitMs));
+        else pending.push(this.message(meta, 'd', msg.old ?? msg.key, null, lsn, commitMs));
+      } else if (msg.tag === 'truncate') {
+        for (const rel of msg.relations) {
+          const meta = byRelation(rel);
+          if (meta) pending.push(this.message(meta, 't', null, null, lsn, commitMs));
+        }
+      } else if (msg.tag === 'commit') {
+        const end = msg.commitEndLsn ?? lsn;
+        if (pending.length) await handler({ messages: pending, lsn: end, snapshot: false });
+        pending = [];
+        await service.acknowledge(end);
+        lastAcked = end;
+        this.inFlight = false;
+      }
+    });
+    // Keepalives are emitted as they arrive, ahead of data still queued by flow control, so the server's
+    // position may only be acknowledged when nothing is queued, processing or open (pg-logical-replication 2.5).
+    const idle = () => {
+      const q = service as unknown as { _messageQueue?: unknown[]; _processing?: boolean };
+      return !this.inFlight && (q._messageQueue?.length ?? 0) === 0 && !q._processing;
+    };
+    service.on('heartbeat', async (lsn: string, _ts: number, shouldRespond: boolean) => {
+      // Caught up: everything before the server's position was delivered and handled (or filtered out).
+      if (idle() && lsn && lsnToNumber(lsn) > (lastAcked ? lsnToNumber(lastAcked) : 0)) {
+        await service.acknowledge(lsn);
+        lastAcked = lsn;
+      } else if (shouldRespond && lastAcked) await service.acknowledge(lastAcked);
+    });
+    service.on('error', (err: Error) => {
+      if (!this.stopped) this.log.error({ err: err.message }, 'replication stream error');
+    });
+    service
+      .subscribe(new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.cfg.publicationName] }), this.cfg.slotName)
+      .catch((err: unknown) => {
+        if (!this.stopped) this.log.error({ err: (err as Error).message }, 'replication stream ended');
+      });
+  }
+
+  /** Stops streaming. Safe to call twice. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.service?.stop().catch(() => undefined);
+    this.service = undefined;
+  }
+}
+
+/** Creates the native Postgres CDC reader. */
+export function createPostgresCdcSource(config: unknown, log: Logger): PostgresCdcSource {
+  return new PostgresCdcSource(config, log);
+}
