@@ -68,13 +68,8 @@ ON CONFLICT (region, sku) DO UPDATE
       source_ts = excluded.source_ts, updated_at = excluded.updated_at
   WHERE t.version < excluded.version`;
 
-interface Shape {
-  name: string;
-  sql: (table: string) => string;
-  params: (rand: () => number) => unknown[];
-  /** Rows every query must return. */
-  rows: number;
-}
+/** A query shape; every query must return `rows` rows. */
+interface Shape { name: string; rows: number; sql: (table: string) => string; params: (rand: () => number) => unknown[] }
 
 const SHAPES: Shape[] = [
   { name: 'per-key read', rows: 1, sql: (t) => `SELECT bottles, version FROM ${t} WHERE region = $1 AND sku = $2`, params: (r) => [regionName(pick(r, REGIONS)), skuName(pick(r, SKUS))] },
@@ -96,18 +91,15 @@ const seconds = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
 const round2 = (n: number) => Math.round(n * 100) / 100;
 
-function quantile(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? 0;
-}
+const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))] ?? 0;
 
-/** The plan's first line and how many scan nodes of each kind it has (an Append hides its children). */
+/** The plan's first line, and its scan nodes with a count each (partitions as _rNN: an Append or Limit hides them). */
 async function explain(client: pg.PoolClient, sql: string, params: unknown[]): Promise<{ plan: string; scans: Record<string, number> }> {
   const { rows } = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN (FORMAT TEXT) ${sql}`, params);
   const scans: Record<string, number> = {};
   for (const { 'QUERY PLAN': line } of rows) {
-    const kind = /(Seq Scan|Index Only Scan|Bitmap Index Scan|Bitmap Heap Scan|Index Scan)/.exec(line)?.[1];
-    if (kind) scans[kind] = (scans[kind] ?? 0) + 1;
+    const scan = /(?:Seq|Index Only|Bitmap Index|Bitmap Heap|Index) Scan(?: using \S+)? on \S+/.exec(line)?.[0].replace(/_r\d\d\b/g, '_rNN');
+    if (scan) scans[scan] = (scans[scan] ?? 0) + 1;
   }
   return { plan: rows[0]?.['QUERY PLAN'] ?? '', scans };
 }

@@ -47,15 +47,18 @@ export class ContributionStore {
     }));
   }
 
-  /** Upserts changed contributions in one statement; never moves a row to an older source version. */
-  async save(rows: Contribution[], partition: number): Promise<void> {
+  /**
+   * Upserts changed contributions in one statement; never moves a row to an older source version.
+   * `tx` runs it inside a caller's transaction.
+   */
+  async save(rows: Contribution[], partition: number, tx?: pg.PoolClient): Promise<void> {
     if (rows.length === 0) return;
     const list = [...rows].sort((a, b) =>
       a.region !== b.region ? (a.region < b.region ? -1 : 1) : a.sku !== b.sku ? (a.sku < b.sku ? -1 : 1) : a.contributorId < b.contributorId ? -1 : 1,
     );
     const col = <K extends keyof Contribution>(k: K) => list.map((r) => r[k]);
     await query(
-      this.pool,
+      tx ?? this.pool,
       'saving aggregator contributions',
       `INSERT INTO cellar.stock_contributions AS t
          (region, sku, contributor_id, supplier_id, warehouse_id, bottles, source_version, source_ts, deleted, key_version, partition)

@@ -62,8 +62,8 @@ export class RouteStore {
     return rows.map(toRoute);
   }
 
-  /** Upserts routes (latest per contributor wins), one statement. */
-  async save(routes: Route[]): Promise<void> {
+  /** Upserts routes (latest per contributor wins), one statement; `tx` runs it inside a caller's transaction. */
+  async save(routes: Route[], tx?: pg.PoolClient): Promise<void> {
     if (routes.length === 0) return;
     const latest = new Map<string, Route>();
     for (const r of routes) {
@@ -73,7 +73,7 @@ export class RouteStore {
     const list = [...latest.values()].sort((a, b) => (a.contributorId < b.contributorId ? -1 : 1));
     const col = <K extends keyof Route>(k: K) => list.map((r) => r[k]);
     await query(
-      this.pool,
+      tx ?? this.pool,
       'saving contributor routes',
       `INSERT INTO cellar.contributor_routes AS t (${COLS})
        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],

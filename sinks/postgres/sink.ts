@@ -18,6 +18,26 @@ ON CONFLICT (region, sku) DO UPDATE
   WHERE t.version < excluded.version`;
 
 /**
+ * The version-guarded upsert of totals into `cellar.regional_stock`, on a pool or inside a caller's
+ * transaction (the embedded runtime writes totals, contributions and checkpoints in one transaction).
+ */
+export async function upsertRegionalStock(q: pg.Pool | pg.PoolClient, records: RegionalStock[]): Promise<SinkResult> {
+  if (records.length === 0) return { applied: 0, skipped: 0 };
+  const rows = latestPerKey(records);
+  const res = await query(q, 'writing regional_stock', UPSERT, [
+    rows.map((r) => r.region),
+    rows.map((r) => r.sku),
+    rows.map((r) => r.bottles),
+    rows.map((r) => r.contributors),
+    rows.map((r) => r.version),
+    rows.map((r) => r.sourceTsMs),
+    rows.map((r) => r.updatedTsMs),
+  ]);
+  const applied = res.rowCount ?? 0;
+  return { applied, skipped: records.length - applied };
+}
+
+/**
  * Materializes regional totals in `cellar.regional_stock`: one statement per batch (arrays through
  * unnest), and a row changes only when the incoming version is higher than the stored one.
  */
@@ -37,26 +57,14 @@ export class PostgresStockSink implements StockSink {
 
   async writeBatch(records: RegionalStock[]): Promise<SinkResult> {
     if (!this.pool) throw new Error('PostgresStockSink: connect() first');
-    if (records.length === 0) return { applied: 0, skipped: 0 };
-    const rows = latestPerKey(records);
-    let res;
     try {
-      res = await query(this.pool, 'writing regional_stock', UPSERT, [
-        rows.map((r) => r.region),
-        rows.map((r) => r.sku),
-        rows.map((r) => r.bottles),
-        rows.map((r) => r.contributors),
-        rows.map((r) => r.version),
-        rows.map((r) => r.sourceTsMs),
-        rows.map((r) => r.updatedTsMs),
-      ]);
+      const res = await upsertRegionalStock(this.pool, records);
+      this.healthy = true;
+      return res;
     } catch (err) {
       this.healthy = !(err as { retriable?: boolean }).retriable;
       throw err;
     }
-    this.healthy = true;
-    const applied = res.rowCount ?? 0;
-    return { applied, skipped: records.length - applied };
   }
 
   isHealthy(): boolean {

@@ -1,0 +1,110 @@
+import type { StockObservation } from '../../schemas/records.js';
+import { CellarError } from '../core/errors.js';
+import type { ChangeEvent } from './debezium.js';
+import { decodeRawChange, type DebeziumAvroDecoder } from './debezium-avro.js';
+import type { CompiledMapping } from './mapping.js';
+import { contributorIdOf, normalizeChange, normalizeTruncate, type Route } from './normalize.js';
+import { Rejection, type ReasonCode } from './reasons.js';
+
+/** One raw message of a batch, in source order, with the caller's reference (offset, position…). */
+export interface RawItem<R> {
+  key: Buffer | null;
+  value: Buffer | null;
+  ref: R;
+}
+
+/** Where the raw messages of a batch come from. */
+export interface RawSource {
+  supplierId: string;
+  mapping: CompiledMapping;
+  table: string;
+  keyColumns?: string[];
+}
+
+/** What normalizing a batch needs from its runtime. */
+export interface BatchDeps {
+  /** Routes of the given contributors (one round trip). */
+  routes(ids: string[]): Promise<Map<string, Route>>;
+  /** Live routes of a table, for truncates. */
+  liveOfTable(supplierId: string, table: string): Promise<Route[]>;
+  /** Retries I/O on retriable errors (schema fetches, route reads). */
+  retry<T>(what: string, fn: () => Promise<T>): Promise<T>;
+  avro?: DebeziumAvroDecoder;
+  /** Called for a record that threw something other than a Rejection (a defect), before it is dead-lettered. */
+  onDefect?(err: unknown): void;
+}
+
+/** The outcome of one batch: what to emit, which routes to save, which records to dead-letter. */
+export interface NormalizedBatch<R> {
+  observations: StockObservation[];
+  routes: Route[];
+  rejected: Array<{ ref: R; reason: ReasonCode | string; message: string; position: string | null }>;
+  stale: number;
+}
+
+async function decode<R>(item: RawItem<R>, deps: BatchDeps): Promise<ChangeEvent | null> {
+  const quick = decodeRawChange(item.key, item.value, deps.avro);
+  if (!(quick instanceof Promise)) return quick;
+  let pending: Promise<ChangeEvent | null> | undefined = quick;
+  // Only a schema fetch is asynchronous; its first attempt is `quick`, later ones start anew.
+  return deps.retry('decoding raw change', () => {
+    const p = pending ?? (decodeRawChange(item.key, item.value, deps.avro) as Promise<ChangeEvent | null>);
+    pending = undefined;
+    return p;
+  });
+}
+
+/**
+ * Normalizes a batch of raw Debezium messages of one table, in order, with the runtime's routes. Shared
+ * by the Kafka normalizer and the embedded runtime. Bad records become rejections (never exceptions);
+ * only retriable I/O errors are thrown.
+ */
+export async function normalizeBatch<R>(items: Array<RawItem<R>>, src: RawSource, deps: BatchDeps, nowMs = Date.now()): Promise<NormalizedBatch<R>> {
+  const out: NormalizedBatch<R> = { observations: [], routes: [], rejected: [], stale: 0 };
+  const reject = (ref: R, err: unknown, position: string | null) => {
+    if (err instanceof Rejection) return void out.rejected.push({ ref, reason: err.reason, message: err.message, position });
+    deps.onDefect?.(err);
+    out.rejected.push({ ref, reason: 'unexpected_error', message: `${(err as Error)?.name ?? 'Error'}: ${(err as Error)?.message ?? String(err)}`, position });
+  };
+  const work: Array<{ ref: R; change: ChangeEvent; contributorId: string }> = [];
+  for (const item of items) {
+    try {
+      const change = await decode(item, deps);
+      if (!change || change.op === 'm') continue; // tombstones and logical messages carry no stock
+      if (change.table !== src.table) throw new Rejection('unknown_table', `change on ${change.table} arrived where ${src.table} is expected`);
+      work.push({ ref: item.ref, change, contributorId: change.op === 't' ? '' : contributorIdOf(src.supplierId, change, src.keyColumns) });
+    } catch (err) {
+      if (err instanceof CellarError && err.retriable) throw err;
+      reject(item.ref, err, null);
+    }
+  }
+  const known = await deps.retry('reading routes', () => deps.routes([...new Set(work.filter((w) => w.contributorId).map((w) => w.contributorId))]));
+  for (const item of work) {
+    if (item.change.op === 't') {
+      // A truncate removes the rows seen before it: routes read now, updated by this batch so far.
+      const live = await deps.retry('reading routes of truncated table', () => deps.liveOfTable(src.supplierId, item.change.table));
+      const current = live.map((r) => known.get(r.contributorId) ?? r);
+      for (const r of known.values()) if (!r.deleted && r.sourceTable === item.change.table && !current.includes(r)) current.push(r);
+      const t = normalizeTruncate(item.change, current, nowMs);
+      out.observations.push(...t.observations);
+      for (const r of t.routes) known.set(r.contributorId, r);
+      out.routes.push(...t.routes);
+      continue;
+    }
+    let outcome: ReturnType<typeof normalizeChange>;
+    try {
+      outcome = normalizeChange(item.change, src.mapping, item.contributorId, known.get(item.contributorId), nowMs);
+    } catch (err) {
+      reject(item.ref, err, item.change.position);
+      continue;
+    }
+    if (outcome.kind === 'stale') out.stale++;
+    else if (outcome.kind === 'rejected') out.rejected.push({ ref: item.ref, reason: outcome.reason, message: outcome.message, position: item.change.position });
+    else {
+      out.observations.push(...outcome.observations);
+      known.set(item.contributorId, outcome.route);
+      out.routes.push(outcome.route);
+    }
+  }
+  return out;
+}
