@@ -98,7 +98,7 @@ async function explain(client: pg.PoolClient, sql: string, params: unknown[]): P
   const { rows } = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN (FORMAT TEXT) ${sql}`, params);
   const scans: Record<string, number> = {};
   for (const { 'QUERY PLAN': line } of rows) {
-    const scan = /(?:Seq|Index Only|Bitmap Index|Bitmap Heap|Index) Scan(?: using \S+)? on \S+/.exec(line)?.[0].replace(/_r\d\d\b/g, '_rNN');
+    const scan = /(?:Seq|Index Only|Bitmap Index|Bitmap Heap|Index) Scan(?: using \S+)? on \S+/.exec(line)?.[0].replace(/_r\d\d(?!\d)/g, '_rNN');
     if (scan) scans[scan] = (scans[scan] ?? 0) + 1;
   }
   return { plan: rows[0]?.['QUERY PLAN'] ?? '', scans };

@@ -12,6 +12,8 @@ export interface CdcBatch {
   lsn: string;
   /** True for rows read by the initial snapshot. */
   snapshot: boolean;
+  /** Set on the (empty) batch that follows the last snapshot rows: the snapshot is complete. */
+  snapshotComplete?: boolean;
 }
 
 /** Called with each batch; the reader acknowledges the batch's LSN only after this resolves. */
@@ -171,6 +173,7 @@ export class PostgresCdcSource {
           await c.query('CLOSE snap');
         }
         await c.query('COMMIT');
+        await handler({ messages: [], lsn, snapshot: true, snapshotComplete: true });
         this.log.info({ slot: this.cfg.slotName, rows, lsn }, 'snapshot complete');
       } finally {
         await c.end().catch(() => undefined);
@@ -184,9 +187,15 @@ export class PostgresCdcSource {
    * Prepares the source, snapshots when the slot is new, then streams. Resolves once streaming has begun;
    * `done` settles when the stream stops.
    */
-  async start(handler: CdcHandler): Promise<void> {
+  async start(handler: CdcHandler, opts: { snapshotDone?: boolean } = {}): Promise<void> {
     await this.prepare();
-    if ((await this.slotPosition()) === undefined) await this.createSlotAndSnapshot(handler);
+    const position = await this.slotPosition();
+    // A slot whose snapshot never completed (a crash mid-snapshot) cannot resume: snapshot again.
+    if (position !== undefined && opts.snapshotDone === false && this.cfg.snapshot === 'initial') {
+      this.log.warn({ slot: this.cfg.slotName }, 'previous snapshot did not complete: dropping the slot and snapshotting again');
+      await this.dropSlot();
+    }
+    if (position === undefined || (opts.snapshotDone === false && this.cfg.snapshot === 'initial')) await this.createSlotAndSnapshot(handler);
     const service = new LogicalReplicationService(
       { connectionString: this.cfg.url, application_name: 'cellar-postgres-cdc' },
       { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } },

@@ -9,6 +9,9 @@ import { canonicalSchemaText, createCodecs, valueSubject } from '../../schemas/r
 import { checkSchemas } from '../../schemas/check.js';
 import { cellarTopics } from '../kafka/topics.js';
 import { runDemo } from './demo.js';
+import { startEmbedded } from '../runtime/embedded-runtime.js';
+import { CellarMetrics } from '../core/metrics.js';
+import { startOpsServer } from '../core/http.js';
 import { mappingTestCommand } from './mapping-test.js';
 import { registerDlqCommands } from './dlq.js';
 import { registerSnapshotCommands } from './snapshot.js';
@@ -40,8 +43,9 @@ program
 program
   .command('run')
   .description('run one worker of the Kafka runtime until SIGTERM/SIGINT')
-  .addArgument(new (await import('commander')).Argument('<role>', 'worker role').choices([...WORKER_ROLES]))
-  .action(async (role: WorkerRole) => {
+  .addArgument(new (await import('commander')).Argument('<role>', 'worker role, or embedded (the whole pipeline in one process)').choices([...WORKER_ROLES, 'embedded']))
+  .action(async (role: WorkerRole | 'embedded') => {
+    if (role === 'embedded') return runEmbeddedCommand();
     const cfg = loadRuntimeConfig();
     const log = createLogger(role);
     log.info({ brokers: cfg.kafkaBrokers, compat: cfg.kafkaCompat, pg: redactUrl(cfg.pgUrl), topicPrefix: cfg.topicPrefix }, 'starting');
@@ -114,6 +118,27 @@ program
   .action(async (opts: { keepRunning?: boolean }) => {
     process.exitCode = await runDemo({ keepRunning: Boolean(opts.keepRunning) });
   });
+
+/** `cellar run embedded`: runs until SIGTERM/SIGINT (drains) or a fatal error (exit 1, restart resumes). */
+async function runEmbeddedCommand(): Promise<void> {
+  const cfg = loadRuntimeConfig();
+  const log = createLogger('embedded');
+  const metrics = new CellarMetrics();
+  const rt = await startEmbedded(cfg, log, metrics);
+  const ops = cfg.httpPort >= 0 ? await startOpsServer(cfg.httpPort, metrics, { live: () => true, ready: () => rt.isReady() }) : undefined;
+  log.info({ captured: rt.captured, skipped: rt.skipped, httpPort: ops?.port }, 'embedded runtime started');
+  const shutdown = async (signal: string) => {
+    log.info({ signal }, 'draining');
+    await ops?.close();
+    await rt.stop();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  const err = await rt.failed;
+  log.error({ err }, 'embedded runtime failed; exiting so a restart resumes from the last commit');
+  process.exit(1);
+}
 
 try {
   await program.parseAsync(process.argv);

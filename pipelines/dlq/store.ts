@@ -38,6 +38,22 @@ function where(f: DeadLetterFilter): { sql: string; values: unknown[] } {
   return { sql: conds.length ? `WHERE ${conds.join(' AND ')}` : '', values };
 }
 
+/** Inserts dead letters (on a pool or inside a caller's transaction); idempotent per Kafka position. */
+export async function insertDeadLetters(q: pg.Pool | pg.PoolClient, letters: DeadLetter[]): Promise<void> {
+  if (letters.length === 0) return;
+  const col = <K extends keyof DeadLetter>(k: K) => letters.map((l) => l[k]);
+  await query(
+    q,
+    'writing dead letters',
+    `INSERT INTO cellar.dead_letters (stage, reason, message, supplier_id, topic, partition, "offset", source_position, key, value, created_at)
+     SELECT u.stage, u.reason, u.message, u.sup, u.topic, u.part, u.off, u.pos, u.k, u.v, to_timestamp(u.ts / 1000.0)
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::integer[], $7::text[], $8::text[],
+                   $9::bytea[], $10::bytea[], $11::double precision[]) AS u(stage, reason, message, sup, topic, part, off, pos, k, v, ts)
+     ON CONFLICT (stage, topic, partition, "offset") DO NOTHING`,
+    [col('stage'), col('reason'), col('message'), col('supplierId'), col('topic'), col('partition'), col('offset'), col('sourcePosition'), col('key'), col('value'), col('tsMs')],
+  );
+}
+
 /** Dead letters, newest first. */
 export async function listDeadLetters(pool: pg.Pool, f: DeadLetterFilter = {}): Promise<StoredDeadLetter[]> {
   const w = where(f);

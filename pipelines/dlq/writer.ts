@@ -1,7 +1,7 @@
 import type { Producer } from 'kafkajs';
 import type pg from 'pg';
 import { fromKafkaError } from '../core/errors.js';
-import { query } from '../../sinks/postgres/pool.js';
+import { insertDeadLetters } from './store.js';
 import type { CanonicalCodecs } from '../../schemas/registry.js';
 import { valueSubject } from '../../schemas/registry.js';
 import type { DeadLetter } from '../../schemas/records.js';
@@ -38,16 +38,6 @@ export class DeadLetterWriter {
     } catch (err) {
       throw fromKafkaError(err, 'writing dead letters to Kafka');
     }
-    const col = <K extends keyof DeadLetter>(k: K) => letters.map((l) => l[k]);
-    await query(
-      this.pool,
-      'writing dead letters',
-      `INSERT INTO cellar.dead_letters (stage, reason, message, supplier_id, topic, partition, "offset", source_position, key, value, created_at)
-       SELECT u.stage, u.reason, u.message, u.sup, u.topic, u.part, u.off, u.pos, u.k, u.v, to_timestamp(u.ts / 1000.0)
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::integer[], $7::text[], $8::text[],
-                     $9::bytea[], $10::bytea[], $11::double precision[]) AS u(stage, reason, message, sup, topic, part, off, pos, k, v, ts)
-       ON CONFLICT (stage, topic, partition, "offset") DO NOTHING`,
-      [col('stage'), col('reason'), col('message'), col('supplierId'), col('topic'), col('partition'), col('offset'), col('sourcePosition'), col('key'), col('value'), col('tsMs')],
-    );
+    await insertDeadLetters(this.pool, letters);
   }
 }
