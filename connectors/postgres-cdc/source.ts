@@ -214,7 +214,14 @@ export class PostgresCdcSource {
         const meta = byRelation(msg.relation);
         if (!meta) return;
         if (msg.tag === 'insert') pending.push(this.message(meta, 'c', null, msg.new, lsn, commitMs));
-        else if (msg.tag === 'update') pending.push(this.message(meta, 'u', msg.old, msg.new, lsn, commitMs));
+        else if (msg.tag === 'update') {
+          const old = msg.old ?? msg.key;
+          if (old && meta.key.some((k) => String(old[k]) !== String(msg.new[k]))) {
+            // The primary key changed: as Debezium does, a delete of the old key and a create of the new one.
+            pending.push(this.message(meta, 'd', old, null, lsn, commitMs));
+            pending.push(this.message(meta, 'c', null, msg.new, lsn, commitMs));
+          } else pending.push(this.message(meta, 'u', msg.old, msg.new, lsn, commitMs));
+        }
         else pending.push(this.message(meta, 'd', msg.old ?? msg.key, null, lsn, commitMs));
       } else if (msg.tag === 'truncate') {
         for (const rel of msg.relations) {

@@ -10,6 +10,7 @@ import { checkSchemas } from '../../schemas/check.js';
 import { cellarTopics } from '../kafka/topics.js';
 import { runDemo } from './demo.js';
 import { startEmbedded } from '../runtime/embedded-runtime.js';
+import { startCapture } from '../runtime/capture.js';
 import { CellarMetrics } from '../core/metrics.js';
 import { startOpsServer } from '../core/http.js';
 import { mappingTestCommand } from './mapping-test.js';
@@ -43,9 +44,11 @@ program
 program
   .command('run')
   .description('run one worker of the Kafka runtime until SIGTERM/SIGINT')
-  .addArgument(new (await import('commander')).Argument('<role>', 'worker role, or embedded (the whole pipeline in one process)').choices([...WORKER_ROLES, 'embedded']))
-  .action(async (role: WorkerRole | 'embedded') => {
+  .addArgument(new (await import('commander')).Argument('<role>', 'worker role; embedded (the whole pipeline in one process); capture (native reader → Kafka raw topics)').choices([...WORKER_ROLES, 'embedded', 'capture']))
+  .option('--supplier <id>', 'with capture: the supplier to capture')
+  .action(async (role: WorkerRole | 'embedded' | 'capture', opts: { supplier?: string }) => {
     if (role === 'embedded') return runEmbeddedCommand();
+    if (role === 'capture') return runCaptureCommand(opts.supplier);
     const cfg = loadRuntimeConfig();
     const log = createLogger(role);
     log.info({ brokers: cfg.kafkaBrokers, compat: cfg.kafkaCompat, pg: redactUrl(cfg.pgUrl), topicPrefix: cfg.topicPrefix }, 'starting');
@@ -118,6 +121,22 @@ program
   .action(async (opts: { keepRunning?: boolean }) => {
     process.exitCode = await runDemo({ keepRunning: Boolean(opts.keepRunning) });
   });
+
+/** `cellar run capture --supplier ID`: runs until SIGTERM/SIGINT. */
+async function runCaptureCommand(supplierId: string | undefined): Promise<void> {
+  if (!supplierId) throw new ConfigError('cellar run capture needs --supplier <id>');
+  const cfg = loadRuntimeConfig();
+  const log = createLogger(`capture-${supplierId}`);
+  const metrics = new CellarMetrics();
+  const capture = await startCapture(cfg, supplierId, log, metrics);
+  const ops = cfg.httpPort >= 0 ? await startOpsServer(cfg.httpPort, metrics, { live: () => true, ready: () => true }) : undefined;
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(sig, () => {
+      log.info({ signal: sig }, 'draining');
+      void Promise.all([ops?.close(), capture.stop()]).then(() => process.exit(0));
+    });
+  }
+}
 
 /** `cellar run embedded`: runs until SIGTERM/SIGINT (drains) or a fatal error (exit 1, restart resumes). */
 async function runEmbeddedCommand(): Promise<void> {
