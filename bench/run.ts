@@ -1,4 +1,5 @@
 import { report, type BenchResult } from './harness.js';
+import { embeddedBenchmarks } from './embedded.bench.js';
 import { aggregateBenchmarks } from './aggregate.bench.js';
 import { normalizeBenchmarks } from './normalize.bench.js';
 import { postgresReadBenchmarks } from './postgres-reads.bench.js';
@@ -10,6 +11,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
   aggregate: aggregateBenchmarks,
   sinks: sinkBenchmarks,
   'postgres-reads': postgresReadBenchmarks,
+  embedded: embeddedBenchmarks,
 };
 
 const wanted = process.argv.slice(2).filter((a) => a in suites);

@@ -98,6 +98,9 @@ export function debeziumTopic(info: SourceInfo): string {
  * The key and value of one change as the JSON converter writes them. With `schemas` (the converter's
  * default) each is `{schema, payload}`; a delete's tombstone is a separate message with a null value.
  */
+/** Envelope and key schema texts per table shape: they never change between events of one table. */
+const schemaTexts = new WeakMap<ColumnDef[], Map<string, { value: string; key: string }>>();
+
 export function debeziumJsonMessage(
   info: SourceInfo,
   columns: ColumnDef[],
@@ -107,6 +110,9 @@ export function debeziumJsonMessage(
 ): { key: string | null; value: string } {
   const withSchemas = options.schemas ?? true;
   const prefix = debeziumTopic(info);
+  let byPrefix = schemaTexts.get(columns);
+  if (!byPrefix) schemaTexts.set(columns, (byPrefix = new Map()));
+  const cacheKey = `${info.connector}|${prefix}|${keyColumns.join(',')}`;
   const rowSchema = (field: string) => ({ type: 'struct', fields: columns.map(fieldSchema), optional: true, name: `${prefix}.Value`, field });
   const payload = {
     before: encodeRow(c.before, columns),
@@ -116,7 +122,7 @@ export function debeziumJsonMessage(
     ts_ms: c.tsMs + 5,
     transaction: null,
   };
-  const schema = {
+  const buildSchema = () => ({
     type: 'struct',
     fields: [
       rowSchema('before'),
@@ -129,16 +135,22 @@ export function debeziumJsonMessage(
     optional: false,
     name: `${prefix}.Envelope`,
     version: 1,
-  };
+  });
+  const keyCols = columns.filter((col) => keyColumns.includes(col.name));
+  let texts = byPrefix.get(cacheKey);
+  if (!texts) {
+    const keySchema = { type: 'struct', fields: keyCols.map((col) => ({ ...fieldSchema(col), optional: false })), optional: false, name: `${prefix}.Key` };
+    texts = { value: JSON.stringify(buildSchema()), key: JSON.stringify(keySchema) };
+    byPrefix.set(cacheKey, texts);
+  }
   const row = c.after ?? c.before;
   let key: string | null = null;
   if (row && c.op !== 't') {
-    const keyCols = columns.filter((col) => keyColumns.includes(col.name));
-    const keyPayload = encodeRow(Object.fromEntries(keyColumns.map((k) => [k, row[k]])), keyCols);
-    const keySchema = { type: 'struct', fields: keyCols.map((col) => ({ ...fieldSchema(col), optional: false })), optional: false, name: `${prefix}.Key` };
-    key = JSON.stringify(withSchemas ? { schema: keySchema, payload: keyPayload } : keyPayload);
+    const keyPayload = JSON.stringify(encodeRow(Object.fromEntries(keyColumns.map((k) => [k, row[k]])), keyCols));
+    key = withSchemas ? `{"schema":${texts.key},"payload":${keyPayload}}` : keyPayload;
   }
-  return { key, value: JSON.stringify(withSchemas ? { schema, payload } : payload) };
+  const payloadText = JSON.stringify(payload);
+  return { key, value: withSchemas ? `{"schema":${texts.value},"payload":${payloadText}}` : payloadText };
 }
 
 function avroFieldType(c: ColumnDef): unknown {

@@ -61,6 +61,10 @@ export class PostgresCdcSource {
   private readonly tables = new Map<string, TableMeta>();
   private inFlight = false;
   private stopped = false;
+  /** Explicit mode: the newest LSN delivered to the handler, and the newest the consumer confirmed. */
+  private delivered = '';
+  private confirmed = '';
+  private explicit = false;
 
   constructor(config: unknown, private readonly log: Logger) {
     this.cfg = parsePostgresCdcConfig(config);
@@ -187,7 +191,8 @@ export class PostgresCdcSource {
    * Prepares the source, snapshots when the slot is new, then streams. Resolves once streaming has begun;
    * `done` settles when the stream stops.
    */
-  async start(handler: CdcHandler, opts: { snapshotDone?: boolean } = {}): Promise<void> {
+  async start(handler: CdcHandler, opts: { snapshotDone?: boolean; explicitConfirm?: boolean } = {}): Promise<void> {
+    this.explicit = opts.explicitConfirm ?? false;
     await this.prepare();
     const position = await this.slotPosition();
     // A slot whose snapshot never completed (a crash mid-snapshot) cannot resume: snapshot again.
@@ -232,8 +237,12 @@ export class PostgresCdcSource {
         const end = msg.commitEndLsn ?? lsn;
         if (pending.length) await handler({ messages: pending, lsn: end, snapshot: false });
         pending = [];
-        await service.acknowledge(end);
-        lastAcked = end;
+        if (this.explicit) {
+          if (end > this.delivered || !this.delivered) this.delivered = end;
+        } else {
+          await service.acknowledge(end);
+          lastAcked = end;
+        }
         this.inFlight = false;
       }
     });
@@ -241,7 +250,16 @@ export class PostgresCdcSource {
     // position may only be acknowledged when nothing is queued, processing or open (pg-logical-replication 2.5).
     const idle = () => {
       const q = service as unknown as { _messageQueue?: unknown[]; _processing?: boolean };
-      return !this.inFlight && (q._messageQueue?.length ?? 0) === 0 && !q._processing;
+      const unconfirmed = this.explicit && this.delivered !== '' && lsnToNumber(this.delivered) > (this.confirmed ? lsnToNumber(this.confirmed) : 0);
+      return !this.inFlight && !unconfirmed && (q._messageQueue?.length ?? 0) === 0 && !q._processing;
+    };
+    this.confirmTo = async (lsn: string) => {
+      if (this.confirmed && lsnToNumber(lsn) <= lsnToNumber(this.confirmed)) return;
+      this.confirmed = lsn;
+      if (!lastAcked || lsnToNumber(lsn) > lsnToNumber(lastAcked)) {
+        await service.acknowledge(lsn);
+        lastAcked = lsn;
+      }
     };
     service.on('heartbeat', async (lsn: string, _ts: number, shouldRespond: boolean) => {
       // Caught up: everything before the server's position was delivered and handled (or filtered out).
@@ -258,6 +276,17 @@ export class PostgresCdcSource {
       .catch((err: unknown) => {
         if (!this.stopped) this.log.error({ err: (err as Error).message }, 'replication stream ended');
       });
+  }
+
+  private confirmTo: ((lsn: string) => Promise<void>) | undefined;
+
+  /**
+   * With `explicitConfirm`, the handler only accepts batches and the consumer calls this once a batch is
+   * durable: the slot is acknowledged up to `lsn` (never backwards). Lets a consumer commit many source
+   * transactions at once.
+   */
+  async confirm(lsn: string): Promise<void> {
+    await this.confirmTo?.(lsn);
   }
 
   /** Stops streaming. Safe to call twice. */

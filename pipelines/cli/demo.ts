@@ -1,120 +1,193 @@
-import { mkdirSync, copyFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ChildProcess } from 'node:child_process';
+import pg from 'pg';
 import { Redis } from 'ioredis';
-import { loadRegistry } from '../../connectors/registry/loader.js';
-import { startLocalStack, type LocalStack } from '../../infra/local/stack.js';
-import { REPO_ROOT, spawnCellar } from '../../infra/local/cellar-process.js';
-import { stopChild, tempDir } from '../../infra/local/process.js';
+import { mariadbAvailable } from '../../infra/local/mariadb.js';
+import { createDatabase, startLocalPostgres, type LocalPostgres } from '../../infra/local/postgres.js';
+import { onInterrupt, tempDir } from '../../infra/local/process.js';
+import { startLocalRedis, type LocalRedis } from '../../infra/local/redis.js';
 import { createPgPool } from '../../sinks/postgres/pool.js';
-import { migrate } from '../../sinks/postgres/migrate.js';
-import { readRegionalStock, type StockRow } from '../../sinks/postgres/read.js';
-import { readRegionSnapshot } from '../../sinks/redis/read.js';
 import { loadRuntimeConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
-import { connectProducer, createKafka, ensureTopics } from '../kafka/client.js';
-import { demoScenario, expectedTotals } from '../demo/scenario.js';
-import { WORKER_ROLES } from '../runtime/kafka-runtime.js';
+import { CellarMetrics } from '../core/metrics.js';
+import { startEmbedded, type EmbeddedRuntime } from '../runtime/embedded-runtime.js';
+import { DEMO_SUPPLIERS, demoRegions, prng, seedRows, writeSupplierFile, type DemoSupplier, type ModelRow } from '../demo/catalog.js';
+import { startGenerator, type ChangeGenerator } from '../demo/generator.js';
+import { runKafkaDemo } from '../demo/kafka-demo.js';
+import { checkRegions, expectedTotals, freshnessBuckets, quantile, secs, type Buckets, type RegionCheck } from '../demo/verify.js';
 import { formatTable } from './format.js';
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const num = (n: number) => Math.round(n).toLocaleString('en-US');
+
+/** Options of `cellar demo`. */
+export interface DemoOptions {
+  /** Run the Kafka-runtime demo (four worker processes, scripted Debezium events) instead. */
+  kafka: boolean;
+  /** Leave the pipeline running after the summary until Ctrl-C. */
+  keepRunning: boolean;
+  /** Row changes per second the generator makes (embedded demo). */
+  rate: number;
+  /** Seconds the generator runs (embedded demo). */
+  durationS: number;
+}
+
+/** `cellar demo`: the embedded-runtime demo, or with `--kafka` the Kafka-runtime one. Returns the exit code. */
+export async function runDemo(opts: DemoOptions): Promise<number> {
+  return opts.kafka ? runKafkaDemo({ keepRunning: opts.keepRunning }) : runEmbeddedDemo(opts);
+}
+
+/** Inserts `rows` into the supplier's table in multi-row statements. */
+async function seed(url: string, s: DemoSupplier, rows: ModelRow[]): Promise<void> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query(s.ddl);
+    for (let i = 0; i < rows.length; i += 500) {
+      const chunk = rows.slice(i, i + 500).map((r) => s.columns(r));
+      const cols = Object.keys(chunk[0]!);
+      const values = chunk.flatMap((r) => Object.values(r));
+      const tuples = chunk.map((_, j) => `(${cols.map((_, k) => `$${j * cols.length + k + 1}`).join(', ')})`);
+      await c.query(`INSERT INTO ${s.table} (${cols.join(', ')}) VALUES ${tuples.join(', ')}`, values);
+    }
+  } finally {
+    await c.end();
+  }
+}
+
+/** Polls until every region matches `expected` in Postgres and Redis, or `timeoutMs` passes. */
+async function converge(pool: pg.Pool, redis: Redis, expected: Awaited<ReturnType<typeof expectedTotals>>, timeoutMs: number, broken: () => Error | undefined): Promise<RegionCheck[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const checks = await checkRegions(pool, redis, demoRegions(), expected);
+    if (checks.every((c) => c.postgres && c.redis) || Date.now() > deadline || broken()) return checks;
+    await sleep(200);
+  }
+}
 
 /**
- * `cellar demo`: provisions private services, starts the four Kafka-runtime workers as separate
- * processes, publishes a scripted scenario of Debezium change events, waits for the totals in Postgres
- * and Redis to match the suppliers' final rows, prints them, and cleans up. Returns the exit code.
+ * The default `cellar demo`: three Postgres suppliers with their own schemas, units and SKU codes in a
+ * private Postgres, captured natively by the embedded runtime in this process; a generator makes sales,
+ * receipts, transfers, returns, corrections, deletes and re-inserts at `rate` changes/s for `durationS`
+ * seconds with a live progress line; then every regional total in Postgres and Redis is compared with
+ * the sums computed directly from the suppliers' rows. Everything started is stopped, also on Ctrl-C.
  */
-export async function runDemo(opts: { keepRunning: boolean }): Promise<number> {
-  const started = Date.now();
+async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
+  const t0 = Date.now();
   const work = tempDir('demo');
   const log = createLogger('demo', process.env.CELLAR_LOG_LEVEL ?? 'warn');
-  let stack: LocalStack | undefined;
-  const workers: ChildProcess[] = [];
-  let pool: ReturnType<typeof createPgPool> | undefined;
+  let pgServer: LocalPostgres | undefined;
+  let redisServer: LocalRedis | undefined;
+  let rt: EmbeddedRuntime | undefined;
+  let gen: ChangeGenerator | undefined;
+  let pool: pg.Pool | undefined;
   let redis: Redis | undefined;
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      await gen?.stop().catch(() => undefined);
+      await rt?.stop().catch(() => undefined);
+      redis?.disconnect();
+      await pool?.end().catch(() => undefined);
+      await redisServer?.destroy().catch(() => undefined);
+      await pgServer?.destroy().catch(() => undefined);
+      rmSync(work, { recursive: true, force: true });
+    })());
+  const unhook = onInterrupt(cleanup);
+  let broken: Error | undefined;
   try {
-    say('Cellar demo: two suppliers, three regions, the Kafka runtime end to end.\n');
+    say('Cellar demo: three suppliers, three regions, the embedded runtime (no Kafka) in this process.\n');
     say('1. Provisioning private services…');
-    stack = await startLocalStack({ envPrefix: 'CELLAR_DEMO_' });
-    say(`   Kafka ${stack.kafkaBrokers[0]} (${stack.kafkaCompat}), Schema Registry ${stack.schemaRegistryUrl}, Postgres :${new URL(stack.pgUrl).port}, Redis :${new URL(stack.redisUrl).port}`);
-    for (const n of stack.notes) say(`   ${n}`);
+    [pgServer, redisServer] = await Promise.all([startLocalPostgres(), startLocalRedis()]);
+    say(`   Postgres :${pgServer.port} (wal_level=logical; Cellar's database and the suppliers' databases), Redis :${redisServer.port}`);
+    say(`   MariaDB binaries ${(await mariadbAvailable()) ? 'found' : 'not found'}. MySQL/MariaDB suppliers are not captured natively yet`);
+    say('   (they need Debezium and the Kafka runtime), so all three demo suppliers are Postgres databases.');
+    const cellarUrl = await createDatabase(pgServer.url, 'cellar');
 
+    say('2. Seeding the suppliers (rows that exist before Cellar starts arrive through the snapshot):');
     const suppliersDir = join(work, 'suppliers');
     mkdirSync(suppliersDir);
-    const src = join(REPO_ROOT, 'connectors/suppliers/demo');
-    for (const f of readdirSync(src)) copyFileSync(join(src, f), join(suppliersDir, f));
-    const env: Record<string, string> = {
-      CELLAR_KAFKA_BROKERS: stack.kafkaBrokers.join(','),
-      CELLAR_KAFKA_COMPAT: stack.kafkaCompat,
-      CELLAR_SCHEMA_REGISTRY_URL: stack.schemaRegistryUrl,
-      CELLAR_PG_URL: stack.pgUrl,
-      CELLAR_REDIS_URL: stack.redisUrl,
-      CELLAR_SUPPLIERS_DIR: suppliersDir,
-      CELLAR_LOG_LEVEL: process.env.CELLAR_LOG_LEVEL ?? 'info',
-      CELLAR_KAFKA_SESSION_TIMEOUT_MS: '10000',
-    };
-    const cfg = loadRuntimeConfig({ ...process.env, ...env });
-    pool = createPgPool(cfg.pgUrl);
-    say('2. Migrating Cellar\'s database…');
-    await migrate(pool);
-
-    say(`3. Starting workers: ${WORKER_ROLES.join(', ')} (logs in ${work})`);
-    for (const role of WORKER_ROLES) workers.push(spawnCellar(['run', role], env, join(work, `${role}.log`)));
-
-    const suppliers = loadRegistry(suppliersDir);
-    const scenario = demoScenario();
-    const kafka = createKafka(cfg, log, 'demo');
-    await ensureTopics(kafka, cfg, scenario.tables.map((t) => t.table.topic));
-    const producer = await connectProducer(kafka, cfg);
-    say('4. Publishing supplier changes as Debezium events:');
-    for (const s of scenario.steps) {
-      for (const m of s.messages) await producer.send({ topic: m.topic, acks: -1, messages: [{ key: m.key, value: m.value }] });
-      say(`   - ${s.title} (${s.messages.length} messages)`);
+    const rnd = prng(7);
+    const sources: Array<{ supplier: DemoSupplier; url: string; rows: ModelRow[] }> = [];
+    for (const s of DEMO_SUPPLIERS) {
+      const url = await createDatabase(pgServer.url, s.database);
+      const rows = seedRows(s, rnd);
+      await seed(url, s, rows);
+      writeSupplierFile(s, suppliersDir, pgServer.port);
+      sources.push({ supplier: s, url, rows });
+      say(`   - ${s.id}: ${s.name}; ${s.table}, ${num(rows.length)} rows, ${Object.keys(s.regions).length} warehouses (${Object.keys(s.regions).join(', ')}), SKU map ${s.skuMap}`);
     }
-    await producer.disconnect();
+    say(`   Registry files in ${suppliersDir}`);
 
-    const expected = expectedTotals(scenario, suppliers);
-    redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: 1 });
+    say('3. Starting the embedded runtime (snapshot, then streaming)…');
+    const cfg = loadRuntimeConfig({ ...process.env, CELLAR_PG_URL: cellarUrl, CELLAR_REDIS_URL: redisServer.url, CELLAR_SUPPLIERS_DIR: suppliersDir });
+    const metrics = new CellarMetrics(false);
+    const tSnap = Date.now();
+    rt = await startEmbedded(cfg, log, metrics);
+    void rt.failed.then((e) => (broken ??= e));
+    say(`   captured: ${rt.captured.join(', ')}${rt.skipped.length ? `; skipped: ${rt.skipped.map((k) => `${k.supplier} (${k.reason})`).join(', ')}` : ''}`);
+    pool = createPgPool(cellarUrl, { max: 2, applicationName: 'cellar-demo' });
+    redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
     redis.on('error', () => undefined);
-    say('5. Waiting for the pipeline to converge…');
-    const regions = [...new Set([...expected.values()].map((e) => e.region))];
-    let rows: StockRow[] = [];
-    let snap = new Map<string, Map<string, number>>();
-    const matches = () =>
-      [...expected.values()].every((e) => rows.some((r) => r.region === e.region && r.sku === e.sku && r.bottles === e.bottles && r.contributors === e.contributors) && snap.get(e.region)?.get(e.sku) === e.bottles) &&
-      rows.every((r) => r.bottles === (expected.get(`${r.region}|${r.sku}`)?.bottles ?? 0));
-    const deadline = Date.now() + 90_000;
-    while (Date.now() < deadline) {
-      rows = await readRegionalStock(pool);
-      snap = new Map(await Promise.all(regions.map(async (r) => [r, await readRegionSnapshot(redis!, r)] as const)));
-      if (matches()) break;
-      await new Promise((r) => setTimeout(r, 500));
+    const seeded = await converge(pool, redis, await expectedTotals(sources), 60_000, () => broken);
+    const seededOk = seeded.every((c) => c.postgres && c.redis);
+    say(`   snapshot: ${num(await metrics.value('cellar_events_in_total', { stage: 'embedded' }))} rows → ${num(seeded.reduce((a, c) => a + c.skus, 0))} regional SKU totals in ${secs((Date.now() - tSnap) / 1000)}; ${seededOk ? 'they equal the SQL sums' : 'MISMATCH with the SQL sums'}`);
+
+    say(`4. Generating changes at ${num(opts.rate)}/s for ${opts.durationS} s (sales, receipts, transfers, returns, corrections, deletes, re-inserts):`);
+    const base = { events: await metrics.value('cellar_events_in_total', { stage: 'embedded' }), fresh: await freshnessBuckets(metrics) };
+    const tGen = Date.now();
+    gen = await startGenerator(sources, opts.rate);
+    void gen.failed.then((e) => (broken ??= e));
+    let last = { t: Date.now(), changes: 0, events: base.events, fresh: base.fresh as Buckets };
+    const progress = async () => {
+      const now = { t: Date.now(), changes: gen!.committed(), events: await metrics.value('cellar_events_in_total', { stage: 'embedded' }), fresh: await freshnessBuckets(metrics) };
+      const dt = Math.max(0.001, (now.t - last.t) / 1000);
+      const line = `   ${String(Math.round((now.t - tGen) / 1000)).padStart(3)} s  generated ${num((now.changes - last.changes) / dt).padStart(6)}/s  processed ${num((now.events - last.events) / dt).padStart(6)} events/s  freshness p50 ${secs(quantile(0.5, now.fresh, last.fresh)).padStart(6)} p99 ${secs(quantile(0.99, now.fresh, last.fresh)).padStart(6)}  dead letters ${num(await metrics.value('cellar_dead_letters_total'))}`;
+      process.stdout.write(process.stdout.isTTY ? `\r${line}\x1b[K` : `${line}\n`);
+      last = now;
+    };
+    while (Date.now() - tGen < opts.durationS * 1000 && !broken) {
+      await sleep(Math.min(1000, tGen + opts.durationS * 1000 - Date.now()));
+      await progress();
     }
-    const ok = matches();
-    say('\nRegional stock (Postgres cellar.regional_stock, Redis cellar:stock:<region>, expected from supplier rows):\n');
-    say(
-      formatTable(
-        ['region', 'sku', 'bottles', 'contributors', 'redis', 'expected', 'ok'],
-        rows.map((r) => {
-          const e = expected.get(`${r.region}|${r.sku}`);
-          const rb = snap.get(r.region)?.get(r.sku);
-          return [r.region, r.sku, r.bottles, r.contributors, rb ?? '-', e?.bottles ?? 0, r.bottles === (e?.bottles ?? 0) && rb === r.bottles ? 'yes' : 'NO'];
-        }),
-      ),
-    );
-    say(`\n${ok ? 'All regional totals equal the sum of the suppliers\' rows.' : 'MISMATCH: totals did not converge within 90 s; run with CELLAR_KEEP_LOGS=1 to keep worker logs in ' + work}`);
-    say(`Done in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
+    await gen.stop();
+    const genSeconds = (Date.now() - tGen) / 1000;
+    const changes = gen.committed();
+    if (process.stdout.isTTY) process.stdout.write('\n');
+
+    say('5. Waiting until every regional total equals the sum over the suppliers\' rows…');
+    const tStop = Date.now();
+    const expected = await expectedTotals(sources);
+    const checks = await converge(pool, redis, expected, 60_000, () => broken);
+    const ok = !broken && seededOk && checks.every((c) => c.postgres && c.redis);
+    const caughtUp = (Date.now() - tStop) / 1000;
+    const fresh = await freshnessBuckets(metrics);
+    const dead = await metrics.value('cellar_dead_letters_total');
+    say('\nRegional stock (cellar.regional_stock and Redis cellar:stock:<region> vs. SQL over the suppliers\' rows):\n');
+    say(formatTable(['region', 'warehouses', 'SKUs', 'bottles', 'postgres', 'redis'], checks.map((c) => [
+      c.region, DEMO_SUPPLIERS.reduce((a, s) => a + Object.values(s.regions).filter((r) => r === c.region).length, 0), c.skus, c.bottles,
+      c.postgres ? 'yes' : `NO (${c.pgDiff} SKUs differ)`, c.redis ? 'yes' : `NO (${c.redisDiff} SKUs differ)`,
+    ])));
+    say('');
+    say(`changes     ${num(changes)} in ${genSeconds.toFixed(1)} s = ${num(changes / genSeconds)}/s (${Object.entries(gen.byKind()).map(([k, n]) => `${k} ${num(n)}`).join(', ')})`);
+    say(`events      ${num((await metrics.value('cellar_events_in_total', { stage: 'embedded' })) - base.events)} processed; caught up ${secs(caughtUp)} after the generator stopped`);
+    say(`freshness   p50 ${secs(quantile(0.5, fresh, base.fresh))}, p99 ${secs(quantile(0.99, fresh, base.fresh))} (source commit → totals written, from the histogram buckets)`);
+    say(`dead letters ${num(dead)}`);
+    if (broken) say(`FAILED: ${broken.message}`);
+    say(`\n${ok ? 'All regional totals equal the sums over the suppliers\' rows.' : 'MISMATCH: the totals did not converge within 60 s.'} Done in ${((Date.now() - t0) / 1000).toFixed(1)} s.`);
     if (opts.keepRunning && ok) {
-      say('Pipeline left running; press Ctrl-C to stop and clean up.');
-      await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+      say(`\nPipeline left running. Supplier databases: ${sources.map((s) => s.url).join(' ')}`);
+      say(`Cellar: ${cellarUrl}  Redis: ${redisServer.url}. Change supplier rows with psql and watch; Ctrl-C stops and cleans up.`);
+      for (;;) {
+        await sleep(1000);
+        await progress();
+      }
     }
     return ok ? 0 : 1;
   } finally {
     say('Cleaning up…');
-    await Promise.all(workers.map((w) => stopChild(w, 'SIGTERM', 15_000)));
-    if (process.env.CELLAR_KEEP_LOGS !== '1') rmSync(work, { recursive: true, force: true });
-    redis?.disconnect();
-    await pool?.end().catch(() => undefined);
-    await stack?.stop();
+    await cleanup();
+    unhook();
   }
 }

@@ -116,10 +116,17 @@ registerSnapshotCommands(program);
 
 program
   .command('demo')
-  .description('provision private services, run the four workers, replay a scripted scenario and print regional stock')
-  .addOption(new Option('--keep-running', 'leave the pipeline running after the scenario until Ctrl-C'))
-  .action(async (opts: { keepRunning?: boolean }) => {
-    process.exitCode = await runDemo({ keepRunning: Boolean(opts.keepRunning) });
+  .description('run the pipeline end to end on private services: three Postgres suppliers captured by the embedded runtime under a live change generator, then regional totals checked against the suppliers\' rows (--kafka: the Kafka-runtime demo)')
+  .addOption(new Option('--rate <changes/s>', 'row changes per second the generator makes').default('500'))
+  .addOption(new Option('--duration <s>', 'seconds the generator runs').default('20'))
+  .addOption(new Option('--kafka', 'run the Kafka-runtime demo instead: four worker processes and a scripted scenario of Debezium events'))
+  .addOption(new Option('--keep-running', 'leave the pipeline running after the summary until Ctrl-C'))
+  .action(async (opts: { rate: string; duration: string; kafka?: boolean; keepRunning?: boolean }) => {
+    const rate = Number(opts.rate);
+    const durationS = Number(opts.duration);
+    if (!(rate > 0 && rate <= 100_000)) throw new ConfigError(`--rate ${opts.rate}: expected changes per second between 1 and 100000`);
+    if (!(durationS > 0 && durationS <= 86_400)) throw new ConfigError(`--duration ${opts.duration}: expected seconds between 1 and 86400`);
+    process.exitCode = await runDemo({ kafka: Boolean(opts.kafka), keepRunning: Boolean(opts.keepRunning), rate, durationS });
   });
 
 /** `cellar run capture --supplier ID`: runs until SIGTERM/SIGINT. */

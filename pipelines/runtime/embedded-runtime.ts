@@ -1,4 +1,3 @@
-import PQueue from 'p-queue';
 import { Redis } from 'ioredis';
 import { postgresUrl } from '../../connectors/registry/connection.js';
 import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
@@ -71,38 +70,56 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const aggregator = new RegionalAggregator();
   aggregator.restore(await retry('restoring aggregate state', () => contributions.load(EMBEDDED_PARTITION)));
   const skuTables = await retry('reading cellar.sku_map', () => loadSkuMaps(pool, tableMappedSuppliers(suppliers)));
-  const queue = new PQueue({ concurrency: 1 }); // one batch at a time: the aggregator and routes are shared
   const sources: PostgresCdcSource[] = [];
   const skipped: EmbeddedRuntime['skipped'] = [];
   let fatal: Error | undefined;
   let fail!: (err: Error) => void;
   const failed = new Promise<Error>((r) => (fail = r));
 
-  const handleBatch = async (supplier: Supplier, mapping: CompiledMapping, batch: CdcBatch) => {
-    if (fatal) throw fatal;
-    const byTable = new Map<string, CdcBatch['messages']>();
-    for (const m of batch.messages) {
-      const table = m.topic.slice(supplier.topicPrefix.length + 1);
-      byTable.set(table, [...(byTable.get(table) ?? []), m]);
-    }
+  // Group commit: readers hand over committed source transactions as they arrive; one loop commits all
+  // that accumulated in one Postgres transaction, then confirms each reader's position. The buffer is
+  // bounded: a full buffer makes the readers wait (and the replication stream pause).
+  interface Pending { supplier: Supplier; mapping: CompiledMapping; source: PostgresCdcSource; batch: CdcBatch }
+  const buffer: Pending[] = [];
+  let buffered = 0;
+  let stopping = false;
+  let wake: (() => void) | undefined;
+  let space: Array<() => void> = [];
+  const snapshotDone = new Map<string, boolean>();
+
+  const commitGroup = async (taken: Pending[]) => {
     const letters: DeadLetter[] = [];
-    let stale = 0;
     const allRoutes: Route[] = [];
-    for (const [table, msgs] of byTable) {
-      const res = await normalizeBatch(
-        msgs.map((m) => ({ key: m.key === null ? null : Buffer.from(m.key), value: Buffer.from(m.value), ref: m })),
-        { supplierId: supplier.id, mapping, table, keyColumns: supplier.source.tables.find((t) => t.name === table)?.key },
-        { routes: (ids) => routes.get(ids), liveOfTable: (s, t) => routes.liveOfTable(s, t), retry, onDefect: (err) => log.error({ err }, 'unexpected error on one record; dead-lettered') },
-      );
-      for (const o of res.observations) aggregator.apply(o);
-      allRoutes.push(...res.routes);
-      stale += res.stale;
-      for (const r of res.rejected) {
-        letters.push({ stage: 'normalizer', reason: r.reason, message: r.message, supplierId: supplier.id, topic: null, partition: null, offset: null, sourcePosition: r.position ?? `lsn=${batch.lsn}`, key: r.ref.key === null ? null : Buffer.from(r.ref.key), value: Buffer.from(r.ref.value), tsMs: Date.now() });
+    let stale = 0;
+    let changes = 0;
+    const bySupplier = new Map<string, Pending[]>();
+    for (const p of taken) bySupplier.set(p.supplier.id, [...(bySupplier.get(p.supplier.id) ?? []), p]);
+    for (const group of bySupplier.values()) {
+      const { supplier, mapping } = group[0]!;
+      const byTable = new Map<string, Array<{ m: CdcBatch['messages'][number]; lsn: string }>>();
+      for (const p of group) {
+        changes += p.batch.messages.length;
+        for (const m of p.batch.messages) {
+          const table = m.topic.slice(supplier.topicPrefix.length + 1);
+          byTable.set(table, [...(byTable.get(table) ?? []), { m, lsn: p.batch.lsn }]);
+        }
+        if (!p.batch.snapshot || p.batch.snapshotComplete) snapshotDone.set(supplier.id, true);
+      }
+      for (const [table, msgs] of byTable) {
+        const res = await normalizeBatch(
+          msgs.map(({ m, lsn }) => ({ key: m.key === null ? null : Buffer.from(m.key), value: Buffer.from(m.value), ref: { m, lsn } })),
+          { supplierId: supplier.id, mapping, table, keyColumns: supplier.source.tables.find((t) => t.name === table)?.key },
+          { routes: (ids) => routes.get(ids), liveOfTable: (sid, t) => routes.liveOfTable(sid, t), retry, onDefect: (err) => log.error({ err }, 'unexpected error on one record; dead-lettered') },
+        );
+        for (const o of res.observations) aggregator.apply(o);
+        allRoutes.push(...res.routes);
+        stale += res.stale;
+        for (const r of res.rejected) {
+          letters.push({ stage: 'normalizer', reason: r.reason, message: r.message, supplierId: supplier.id, topic: null, partition: null, offset: null, sourcePosition: r.position ?? `lsn=${r.ref.lsn}`, key: r.ref.m.key === null ? null : Buffer.from(r.ref.m.key), value: Buffer.from(r.ref.m.value), tsMs: Date.now() });
+        }
       }
     }
     const { totals, contributions: changed } = aggregator.drain(Date.now());
-    const checkpoint = { kind: 'postgres', lsn: batch.lsn, snapshotDone: !batch.snapshot || Boolean(batch.snapshotComplete) };
     try {
       await retry('committing batch', () =>
         inTransaction(pool, 'committing embedded batch', async (tx) => {
@@ -110,9 +127,11 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
           await contributions.save(changed, EMBEDDED_PARTITION, tx);
           await upsertRegionalStock(tx, totals);
           await insertDeadLetters(tx, letters);
-          if (!batch.snapshot || batch.snapshotComplete) {
+          for (const group of bySupplier.values()) {
+            const last = group[group.length - 1]!;
+            const checkpoint = { kind: 'postgres', lsn: last.batch.lsn, snapshotDone: snapshotDone.get(last.supplier.id) ?? false };
             await query(tx, 'writing checkpoint', `INSERT INTO cellar.checkpoints (source_id, position, updated_at) VALUES ($1, $2, now())
-              ON CONFLICT (source_id) DO UPDATE SET position = excluded.position, updated_at = now()`, [supplier.id, JSON.stringify(checkpoint)]);
+              ON CONFLICT (source_id) DO UPDATE SET position = excluded.position, updated_at = now()`, [last.supplier.id, JSON.stringify(checkpoint)]);
           }
         }),
       );
@@ -124,7 +143,11 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     }
     const res = await retry('writing Redis', () => redisSink.writeBatch(totals));
     if (res.reset) await rebuild(); // Redis lost its data: Postgres (just committed) is complete
-    metrics.eventsIn.inc({ stage: 'embedded' }, batch.messages.length);
+    for (const group of bySupplier.values()) {
+      const last = group[group.length - 1]!;
+      await last.source.confirm(last.batch.lsn);
+    }
+    metrics.eventsIn.inc({ stage: 'embedded' }, changes);
     metrics.eventsOut.inc({ stage: 'embedded' }, totals.length);
     if (stale) metrics.staleEvents.inc({ stage: 'embedded' }, stale);
     for (const l of letters) metrics.deadLetters.inc({ stage: 'normalizer', reason: l.reason });
@@ -132,6 +155,21 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     for (const t of totals) if (t.sourceTsMs > 0) metrics.freshness.observe({ sink: 'embedded' }, Math.max(0, now - t.sourceTsMs) / 1000);
   };
 
+  const loop = (async () => {
+    while (!fatal) {
+      if (!buffer.length) {
+        if (stopping) return;
+        await new Promise<void>((r) => (wake = r));
+        continue;
+      }
+      const taken = buffer.splice(0);
+      buffered = 0;
+      for (const r of space.splice(0)) r();
+      await commitGroup(taken).catch((err: unknown) => log.error({ err }, 'embedded batch failed'));
+    }
+  })();
+
+  const MAX_BUFFERED = 50_000;
   for (const supplier of suppliers) {
     if (supplier.source.kind !== 'postgres') {
       skipped.push({ supplier: supplier.id, reason: `no native reader for source kind ${supplier.source.kind} yet; capture it with Debezium and the Kafka runtime` });
@@ -140,9 +178,17 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     const mapping = compileMapping(supplier, skuTables.get(supplier.id));
     const source = createPostgresCdcSource({ url: postgresUrl(supplier), topicPrefix: supplier.topicPrefix, tables: supplier.source.tables.map((t) => t.name) }, log);
     const cp = await query<{ position: { snapshotDone?: boolean } }>(pool, 'reading checkpoint', 'SELECT position FROM cellar.checkpoints WHERE source_id = $1', [supplier.id]);
+    snapshotDone.set(supplier.id, cp.rows[0]?.position.snapshotDone ?? false);
+    const accept = async (batch: CdcBatch) => {
+      if (fatal) throw fatal;
+      buffer.push({ supplier, mapping, source, batch });
+      buffered += batch.messages.length;
+      wake?.();
+      while (buffered > MAX_BUFFERED && !fatal) await new Promise<void>((r) => space.push(r));
+    };
     await retry(`starting the reader of ${supplier.id}`, async () => {
       try {
-        await source.start((batch) => queue.add(() => handleBatch(supplier, mapping, batch)) as Promise<void>, { snapshotDone: cp.rows[0]?.position.snapshotDone ?? false });
+        await source.start(accept, { snapshotDone: snapshotDone.get(supplier.id), explicitConfirm: true });
       } catch (err) {
         throw err instanceof CellarError ? err : new CellarError('cdc_start', `${supplier.id}: ${(err as Error).message}`, { retriable: true, cause: err });
       }
@@ -158,7 +204,9 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     failed,
     stop: async () => {
       for (const s of sources) await s.stop();
-      await queue.onIdle();
+      stopping = true;
+      wake?.();
+      await loop;
       await redisSink.close();
       redis.disconnect();
       await pool.end().catch(() => undefined);

@@ -1,0 +1,50 @@
+import { z } from 'zod';
+import { parseSpec } from '../../pipelines/core/spec.js';
+
+/** A random replica server id, clear of the small ids people give real servers. */
+function randomServerId(): number {
+  return 10_000 + Math.floor(Math.random() * (2 ** 31 - 10_000));
+}
+
+/** Settings of the native MySQL/MariaDB CDC reader. */
+export const MysqlCdcSpec = z.object({
+  /**
+   * Connection URL of the supplier server, `mysql://user:password@host:port/`. The user needs
+   * REPLICATION SLAVE, REPLICATION CLIENT (MariaDB: BINLOG MONITOR) and SELECT on the captured tables.
+   */
+  url: z.string().regex(/^(mysql|mariadb):\/\/[^/]+/, 'mysql://user:password@host:port/').describe('connection URL of the supplier server'),
+  /** Debezium logical server name: topics and `source.name` are `<topicPrefix>.<database>.<table>`. */
+  topicPrefix: z.string().regex(/^[A-Za-z0-9_.-]+$/).describe('Debezium topic.prefix'),
+  /** Captured tables as `database.table`. */
+  tables: z.array(z.string().regex(/^[A-Za-z0-9_$]+\.[A-Za-z0-9_$]+$/, 'database.table')).min(1),
+  /**
+   * Server id the reader announces as a replica; must differ from every server and replica in the
+   * topology. Default: random in [10000, 2^31).
+   */
+  serverId: z.number().int().min(1).max(2 ** 32 - 1).default(randomServerId),
+  /** `initial`: read existing rows in a consistent snapshot, then stream. `never`: stream only. */
+  snapshot: z.enum(['initial', 'never']).default('initial'),
+  /**
+   * Rows per snapshot batch. Default 5000. At most 999999: a snapshot row's `source.row` is its index
+   * within the batch and must fit the six digits of the pipeline's source version.
+   */
+  snapshotFetchRows: z.number().int().min(1).max(999_999).default(5000),
+});
+
+/** The parsed settings of the MySQL/MariaDB CDC reader, with connection parts split out of `url`. */
+export type MysqlCdcConfig = z.output<typeof MysqlCdcSpec> & {
+  connection: { host: string; port: number; user: string; password?: string };
+};
+
+/** Parses the reader's config, naming every bad field. */
+export function parseMysqlCdcConfig(input: unknown): MysqlCdcConfig {
+  const c = parseSpec(MysqlCdcSpec, input, 'mysql-cdc');
+  const u = new URL(c.url.replace(/^mariadb:/, 'mysql:'));
+  const connection = {
+    host: u.hostname || '127.0.0.1',
+    port: Number(u.port || 3306),
+    user: decodeURIComponent(u.username || 'root'),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+  };
+  return { ...c, connection };
+}

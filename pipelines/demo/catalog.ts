@@ -1,0 +1,178 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+
+/** Canonical SKUs of the demo catalog (at least 2,000 end up stocked). */
+export const CANONICAL_SKUS = 2400;
+
+/** One stock row as the demo's generator models it, whatever the supplier calls its columns. */
+export interface ModelRow {
+  id: number;
+  /** The supplier's own SKU code. */
+  code: string;
+  warehouse: string;
+  /** Quantity in the row's unit: cases (rhone), bottles (pacific, northsea; northsea stores liters). */
+  units: number;
+  /** Bottles per unit: 12 or 6 for rhone's cases, 1 otherwise. */
+  pack: number;
+  /** Bottle size in ml (northsea: 750 or 1500; others 750). */
+  ml: number;
+}
+
+/**
+ * A demo supplier: its own database, table, column names, unit, SKU codes and warehouses. `sqlBottles`
+ * converts its rows to (code, warehouse, bottles) in SQL, independently of Cellar's mapping code.
+ */
+export interface DemoSupplier {
+  id: string;
+  name: string;
+  database: string;
+  /** `schema.table` */
+  table: string;
+  pk: string;
+  whCol: string;
+  /** Supplier warehouse → region. */
+  regions: Record<string, string>;
+  ddl: string;
+  /** Column → value of a whole row (for INSERT). */
+  columns(r: ModelRow): Record<string, string | number>;
+  /** Column → value of the quantity columns (for UPDATE). */
+  quantity(r: ModelRow): Record<string, string | number>;
+  sqlBottles: string;
+  /** Units of a receipt / of a sale, and the range of a stock count. */
+  receipt: [number, number];
+  sale: [number, number];
+  count: [number, number];
+  /** Canonical SKU index → supplier code. */
+  codeOf(i: number): string;
+  /** How the supplier file carries its SKU map. */
+  skuMap: 'csv' | 'inline';
+  mapping: Record<string, unknown>;
+  /** A new row's pack and bottle size. */
+  packing(rnd: () => number): { pack: number; ml: number };
+  /** The range of canonical SKU indexes it carries (wrapping modulo CANONICAL_SKUS). */
+  carries: [number, number];
+}
+
+/** Liters of `bottles` bottles of `ml` ml, as an exact decimal string (never a float). */
+export function litersText(bottles: number, ml: number): string {
+  const total = bottles * ml; // milliliters
+  return `${Math.floor(total / 1000)}.${String(total % 1000).padStart(3, '0')}`;
+}
+
+const APPELLATIONS = ['bordeaux', 'rioja', 'barolo', 'chianti', 'napa-cab', 'sonoma-pinot', 'mosel-riesling', 'chablis', 'rhone-syrah', 'malbec', 'marlborough-sb', 'douro', 'priorat', 'champagne', 'tokaji', 'barossa-shiraz'];
+
+/** The canonical SKU with index `i`, e.g. `rioja-0017-2019`. */
+export function canonicalSku(i: number): string {
+  return `${APPELLATIONS[i % APPELLATIONS.length]}-${String(i).padStart(4, '0')}-${2010 + ((i * 7) % 13)}`;
+}
+
+/** The three demo suppliers. All Postgres: MySQL/MariaDB suppliers are not captured natively yet. */
+export const DEMO_SUPPLIERS: DemoSupplier[] = [
+  {
+    id: 'rhone-imports', name: 'Rhône Imports (ERP, cases of 12 and 6)', database: 'rhone_erp', table: 'public.stock_positions', pk: 'stock_id', whCol: 'depot',
+    regions: { 'LYS-01': 'eu-west', 'BOD-02': 'eu-west', 'JFK-03': 'us-east', 'OAK-04': 'us-west' },
+    ddl: `CREATE TABLE public.stock_positions (stock_id bigint PRIMARY KEY, item_code text NOT NULL, depot text NOT NULL,
+            case_type text NOT NULL CHECK (case_type IN ('CS12', 'CS6')), cases integer NOT NULL, vintage integer)`,
+    columns: (r) => ({ stock_id: r.id, item_code: r.code, depot: r.warehouse, case_type: r.pack === 12 ? 'CS12' : 'CS6', cases: r.units, vintage: 2010 + (r.id % 13) }),
+    quantity: (r) => ({ cases: r.units }),
+    sqlBottles: `SELECT item_code AS code, depot AS warehouse,
+                   sum(cases * CASE case_type WHEN 'CS12' THEN 12 WHEN 'CS6' THEN 6 END)::bigint AS bottles
+                   FROM public.stock_positions GROUP BY 1, 2`,
+    receipt: [5, 25], sale: [1, 2], count: [0, 40],
+    codeOf: (i) => `RH-${100000 + i}`,
+    skuMap: 'csv',
+    mapping: { sku: 'item_code', warehouse: 'depot', quantity: 'cases', unit: { field: 'case_type', values: { CS12: 'case12', CS6: 'case6' } }, vintage: 'vintage' },
+    packing: (rnd) => ({ pack: rnd() < 0.25 ? 6 : 12, ml: 750 }),
+    carries: [0, 1100],
+  },
+  {
+    id: 'pacific-cellars', name: 'Pacific Cellars (WMS, bottles)', database: 'pacific_wms', table: 'inventory.stock_levels', pk: 'id', whCol: 'warehouse',
+    regions: { 'napa-1': 'us-west', 'sea-2': 'us-west', 'bos-3': 'us-east', 'lon-4': 'eu-west' },
+    ddl: `CREATE SCHEMA inventory;
+          CREATE TABLE inventory.stock_levels (id bigint PRIMARY KEY, sku text NOT NULL, warehouse text NOT NULL, bottles integer NOT NULL)`,
+    columns: (r) => ({ id: r.id, sku: r.code, warehouse: r.warehouse, bottles: r.units }),
+    quantity: (r) => ({ bottles: r.units }),
+    sqlBottles: 'SELECT sku AS code, warehouse, sum(bottles)::bigint AS bottles FROM inventory.stock_levels GROUP BY 1, 2',
+    receipt: [24, 144], sale: [1, 12], count: [0, 300],
+    codeOf: (i) => `PC${7000 + i * 3}-75`,
+    skuMap: 'inline',
+    mapping: { sku: 'sku', warehouse: 'warehouse', quantity: 'bottles', unit: 'bottles' },
+    packing: () => ({ pack: 1, ml: 750 }),
+    carries: [900, 2000],
+  },
+  {
+    id: 'northsea-wines', name: 'Northsea Wines (liters, 750 ml and 1500 ml bottles)', database: 'northsea_inv', table: 'public.article_stock', pk: 'line_no', whCol: 'site',
+    regions: { RTM: 'eu-west', ATL: 'us-east', LAX: 'us-west' },
+    ddl: `CREATE TABLE public.article_stock (line_no bigint PRIMARY KEY, article_no text NOT NULL, site text NOT NULL,
+            liters numeric(12,3) NOT NULL, bottle_ml integer NOT NULL)`,
+    columns: (r) => ({ line_no: r.id, article_no: r.code, site: r.warehouse, liters: litersText(r.units, r.ml), bottle_ml: r.ml }),
+    quantity: (r) => ({ liters: litersText(r.units, r.ml) }),
+    sqlBottles: `SELECT article_no AS code, site AS warehouse, sum(liters * 1000 / bottle_ml)::bigint AS bottles,
+                   bool_and((liters * 1000) % bottle_ml = 0) AS whole FROM public.article_stock GROUP BY 1, 2`,
+    receipt: [12, 60], sale: [1, 6], count: [0, 200],
+    codeOf: (i) => `NS-A${50000 + ((i * 37) % 100000)}`,
+    skuMap: 'csv',
+    mapping: { sku: 'article_no', warehouse: 'site', quantity: 'liters', unit: 'liters', bottleSizeMl: 'bottle_ml' },
+    packing: (rnd) => ({ pack: 1, ml: rnd() < 0.15 ? 1500 : 750 }),
+    carries: [1700, 2600],
+  },
+];
+
+/** A small deterministic PRNG (mulberry32), so every demo run seeds the same catalog. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A random integer in [lo, hi]. */
+export const between = (rnd: () => number, [lo, hi]: [number, number]) => lo + Math.floor(rnd() * (hi - lo + 1));
+
+/** Supplier code → canonical SKU, built from the catalog (not from the registry files). */
+export function skuTable(s: DemoSupplier): Map<string, string> {
+  const m = new Map<string, string>();
+  for (let i = s.carries[0]; i < s.carries[1]; i++) m.set(s.codeOf(i % CANONICAL_SKUS), canonicalSku(i % CANONICAL_SKUS));
+  return m;
+}
+
+/** The supplier's initial rows: each SKU it carries at one to three of its warehouses. */
+export function seedRows(s: DemoSupplier, rnd: () => number): ModelRow[] {
+  const whs = Object.keys(s.regions);
+  const rows: ModelRow[] = [];
+  for (const code of skuTable(s).keys()) {
+    const n = 1 + Math.floor(rnd() * 3);
+    const start = Math.floor(rnd() * whs.length);
+    for (let k = 0; k < n && k < whs.length; k++) {
+      rows.push({ id: rows.length + 1, code, warehouse: whs[(start + k) % whs.length]!, units: between(rnd, s.count), ...s.packing(rnd) });
+    }
+  }
+  return rows;
+}
+
+/** Writes the supplier's registry YAML (and SKU CSV) into `dir`; trust auth, so no password field. */
+export function writeSupplierFile(s: DemoSupplier, dir: string, pgPort: number): void {
+  const map = skuTable(s);
+  let skus: unknown;
+  if (s.skuMap === 'csv') {
+    writeFileSync(join(dir, `${s.id}-skus.csv`), `supplier_sku,canonical_sku\n${[...map].map(([a, b]) => `${a},${b}`).join('\n')}\n`);
+    skus = { csv: `${s.id}-skus.csv` };
+  } else skus = { inline: Object.fromEntries(map) };
+  const doc = {
+    id: s.id,
+    name: s.name,
+    source: { kind: 'postgres', connection: { host: '127.0.0.1', port: pgPort, database: s.database, user: 'postgres' }, topicPrefix: s.id.split('-')[0], tables: [{ name: s.table }] },
+    mapping: { ...s.mapping, skus, regions: s.regions },
+  };
+  writeFileSync(join(dir, `${s.id}.yaml`), `# Written by \`cellar demo\`: a private Postgres on 127.0.0.1 with trust authentication.\n${stringify(doc)}`);
+}
+
+/** The regions of all demo warehouses, sorted. */
+export function demoRegions(): string[] {
+  return [...new Set(DEMO_SUPPLIERS.flatMap((s) => Object.values(s.regions)))].sort();
+}
