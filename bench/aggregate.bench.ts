@@ -2,7 +2,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { RegionalAggregator } from '../pipelines/aggregate/aggregator.js';
 import type { StockObservation } from '../schemas/records.js';
-import { repeat, result, type BenchResult } from './harness.js';
+import { repeat, result, type BenchResult, rng } from './harness.js';
 
 const EVENTS = 500_000;
 const CONTRIBUTORS = 50_000;
@@ -14,16 +14,6 @@ const BATCH = 2_000;
 const MEMORY_CONTRIBUTORS = 200_000;
 const T0 = 1_732_000_000_000;
 
-/** Small seeded PRNG (mulberry32), so every run sees the same stream. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const version = (n: number) => String(n).padStart(20, '0');
 

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { createDatabase, startLocalPostgres, type LocalPostgres } from '../infra/local/postgres.js';
 import { migrate } from '../sinks/postgres/migrate.js';
 import { createPgPool } from '../sinks/postgres/pool.js';
-import { median, result, type BenchResult } from './harness.js';
+import { median, result, type BenchResult, rng } from './harness.js';
 
 const REGIONS = 20;
 const SKUS = 100_000;
@@ -19,16 +19,6 @@ const TABLES = [
 const regionName = (r: number) => `region-${String(r).padStart(2, '0')}`;
 const skuName = (s: number) => `wine-${String(s).padStart(6, '0')}`;
 
-/** Small seeded PRNG (mulberry32): both tables see the same parameter stream. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const pick = (rand: () => number, n: number) => Math.floor(rand() * n);
 
 /** Every (region, sku) once, in shuffled order (keys first arrive in no particular order), server-side. */
