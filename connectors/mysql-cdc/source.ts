@@ -7,10 +7,7 @@ import { debeziumJsonMessage, debeziumTopic, type ColumnDef, type SourceInfo } f
 import { parseMysqlCdcConfig, type MysqlCdcConfig } from './config.js';
 
 /** A binlog position: file name and byte offset. */
-export interface BinlogPosition {
-  file: string;
-  pos: number;
-}
+export interface BinlogPosition { file: string; pos: number }
 
 /** Debezium messages of one committed source transaction (or one snapshot chunk). */
 export interface MysqlCdcBatch {
@@ -33,12 +30,7 @@ export type MysqlCdcHandler = (batch: MysqlCdcBatch) => Promise<void>;
 type Message = MysqlCdcBatch['messages'][number];
 type Op = 'c' | 'u' | 'd' | 'r' | 't';
 
-interface TableMeta {
-  info: SourceInfo;
-  columns: ColumnDef[];
-  key: string[];
-  quoted: string;
-}
+interface TableMeta { info: SourceInfo; columns: ColumnDef[]; key: string[]; quoted: string }
 
 const INT32 = new Set(['tinyint', 'smallint', 'mediumint', 'year']);
 const RETRIABLE = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|ENOTFOUND|PROTOCOL_CONNECTION_LOST|PROTOCOL_SEQUENCE_TIMEOUT|ER_CON_COUNT_ERROR|ER_SERVER_SHUTDOWN|ER_LOCK_DEADLOCK|ER_LOCK_WAIT_TIMEOUT|ER_NET_/;
@@ -59,10 +51,7 @@ function jsonValue(v: unknown, type: ColumnDef['type']): unknown {
   if (v === null || v === undefined) return null;
   if (v instanceof Date) return Number.isNaN(v.getTime()) ? null : v.toISOString();
   if (Buffer.isBuffer(v)) return v.toString('base64');
-  if (type === 'int64' || type === 'int32') {
-    const n = Number(v);
-    return Number.isSafeInteger(n) ? n : String(v);
-  }
+  if (type === 'int64' || type === 'int32') return Number.isSafeInteger(Number(v)) ? Number(v) : String(v);
   if (type === 'double') return Number(v);
   if (typeof v === 'string') return v;
   return typeof v === 'object' ? JSON.stringify(v) : String(v);
@@ -131,35 +120,24 @@ export class MysqlCdcSource {
       const [[v]] = await c.query<mysql.RowDataPacket[]>('SELECT @@GLOBAL.binlog_format AS fmt, @@GLOBAL.log_bin AS logBin, @@GLOBAL.binlog_row_image AS image, VERSION() AS version');
       this.mariadb = /mariadb/i.test(String(v!.version));
       if (Number(v!.logBin) !== 1) throw new CellarError('cdc_log_bin', 'the binary log is off on the supplier server (log_bin): start it with --log-bin and --binlog-format=ROW');
-      if (String(v!.fmt).toUpperCase() !== 'ROW') {
-        throw new CellarError('cdc_binlog_format', `binlog_format is "${v!.fmt}" on the supplier server; set binlog_format=ROW (--binlog-format=ROW or SET GLOBAL binlog_format='ROW')`);
-      }
-      if (String(v!.image).toUpperCase() !== 'FULL') {
-        throw new CellarError('cdc_binlog_row_image', `binlog_row_image is "${v!.image}"; set binlog_row_image=FULL so updates and deletes carry whole rows`);
-      }
+      if (String(v!.fmt).toUpperCase() !== 'ROW') throw new CellarError('cdc_binlog_format', `binlog_format is "${v!.fmt}" on the supplier server; set binlog_format=ROW (--binlog-format=ROW or SET GLOBAL binlog_format='ROW')`);
+      if (String(v!.image).toUpperCase() !== 'FULL') throw new CellarError('cdc_binlog_row_image', `binlog_row_image is "${v!.image}"; set binlog_row_image=FULL so updates and deletes carry whole rows`);
       const [grantRows] = await c.query<mysql.RowDataPacket[]>('SHOW GRANTS');
       const global = grantRows.map((r) => String(Object.values(r)[0])).filter((g) => /\bON \*\.\* TO\b/i.test(g)).join(' ').toUpperCase();
       const all = /\b(ALL PRIVILEGES|SUPER)\b/.test(global);
-      const missing = [
-        all || global.includes('REPLICATION SLAVE') ? '' : 'REPLICATION SLAVE',
-        all || /REPLICATION CLIENT|BINLOG MONITOR/.test(global) ? '' : 'REPLICATION CLIENT',
-      ].filter(Boolean);
-      if (missing.length) {
-        throw new CellarError('cdc_privileges', `the CDC user lacks ${missing.join(' and ')}: GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO the user`);
-      }
+      const missing = [all || global.includes('REPLICATION SLAVE') ? '' : 'REPLICATION SLAVE', all || /REPLICATION CLIENT|BINLOG MONITOR/.test(global) ? '' : 'REPLICATION CLIENT'].filter(Boolean);
+      if (missing.length) throw new CellarError('cdc_privileges', `the CDC user lacks ${missing.join(' and ')}: GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO the user`);
       for (const t of this.cfg.tables) {
         const [db, table] = t.split('.') as [string, string];
         const [cols] = await c.query<mysql.RowDataPacket[]>(
-          `SELECT COLUMN_NAME AS name, DATA_TYPE AS dataType, COLUMN_TYPE AS columnType, IS_NULLABLE AS nullable
-             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`,
+          `SELECT c.COLUMN_NAME AS name, c.DATA_TYPE AS dataType, c.COLUMN_TYPE AS columnType, c.IS_NULLABLE AS nullable, k.ORDINAL_POSITION AS keyPos
+             FROM information_schema.COLUMNS c LEFT JOIN information_schema.KEY_COLUMN_USAGE k ON k.CONSTRAINT_NAME = 'PRIMARY'
+              AND k.TABLE_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME AND k.COLUMN_NAME = c.COLUMN_NAME
+            WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ? ORDER BY c.ORDINAL_POSITION`,
           [db, table],
         );
         if (!cols.length) throw new CellarError('cdc_table', `captured table ${t} does not exist (or the CDC user cannot SELECT from it)`);
-        const [key] = await c.query<mysql.RowDataPacket[]>(
-          `SELECT COLUMN_NAME AS name FROM information_schema.KEY_COLUMN_USAGE
-            WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION`,
-          [db, table],
-        );
+        const key = cols.filter((r) => r.keyPos !== null).sort((a, b) => Number(a.keyPos) - Number(b.keyPos));
         if (!key.length) throw new CellarError('cdc_primary_key', `table ${t} has no primary key: Debezium keys and Cellar's updates need one; add a PRIMARY KEY`);
         this.tables.set(t, {
           info: { connector: 'mysql', name: this.cfg.topicPrefix, db, table },
@@ -175,6 +153,16 @@ export class MysqlCdcSource {
     const conv = (row: RowData | null) => row && Object.fromEntries(meta.columns.map((c) => [c.name, jsonValue(row[c.name], c.type)]));
     const m = debeziumJsonMessage(meta.info, meta.columns, meta.key, { op, before: conv(before), after: conv(after), tsMs: at.tsMs, file: at.file, pos: at.pos, row: at.row, gtid: at.gtid ?? null, snapshot });
     return { topic: debeziumTopic(meta.info), key: m.key, value: m.value };
+  }
+
+  /** One row image of a rows event as Debezium changes; a primary-key update is a delete then a create, as Debezium does. */
+  private rowChanges(meta: TableMeta, kind: string, r: unknown, at: Parameters<MysqlCdcSource['message']>[4]): Message[] {
+    if (kind === 'writerows') return [this.message(meta, 'c', null, r as RowData, at)];
+    if (kind === 'deleterows') return [this.message(meta, 'd', r as RowData, null, at)];
+    const { before, after } = r as { before: RowData; after: RowData };
+    const key = (row: RowData) => JSON.stringify(meta.key.map((k) => jsonValue(row[k], 'string')));
+    if (key(before) === key(after)) return [this.message(meta, 'u', before, after, at)];
+    return [this.message(meta, 'd', before, null, at), this.message(meta, 'c', null, after, at)];
   }
 
   private async binlogStatus(c: mysql.Connection): Promise<BinlogPosition> {
@@ -209,20 +197,20 @@ export class MysqlCdcSource {
       let total = 0;
       // The promise wrapper's underlying connection: only it streams rows with backpressure.
       const core = (c as unknown as { connection: CoreConnection }).connection;
+      let chunk: Message[] = [];
+      const flush = async () => {
+        total += chunk.length;
+        if (chunk.length) await handler({ messages: chunk, position, snapshot: true });
+        chunk = [];
+      };
       for (const meta of this.tables.values()) {
-        let chunk: Message[] = [];
         // Rows share the snapshot's file/pos; `row` only has to be unique per key, and every streamed
         // change lies after that position, so snapshot versions stay below streamed ones.
         for await (const row of core.query(`SELECT * FROM ${meta.quoted}`).stream({ highWaterMark: 1000 })) {
           chunk.push(this.message(meta, 'r', null, row as RowData, { ...position, row: chunk.length, tsMs }, 'true'));
-          if (chunk.length >= this.cfg.snapshotFetchRows) {
-            total += chunk.length;
-            await handler({ messages: chunk, position, snapshot: true });
-            chunk = [];
-          }
+          if (chunk.length >= this.cfg.snapshotFetchRows) await flush();
         }
-        if (chunk.length) await handler({ messages: chunk, position, snapshot: true });
-        total += chunk.length;
+        await flush();
       }
       await c.query('COMMIT');
       await handler({ messages: [], position, snapshot: true, snapshotComplete: true });
@@ -257,14 +245,16 @@ export class MysqlCdcSource {
     let lastDelivered = Date.now();
     let queued = 0;
     let paused = false;
-    const fail = (err: unknown) => {
+    const fail = (err: unknown, context = 'streaming the MySQL binlog') => {
       if (this.stopped) return;
-      const e = fromMysqlError(err, 'streaming the MySQL binlog');
+      const e = fromMysqlError(err, context);
       this.log.error({ err: e.message, file, pos: lastEnd }, 'binlog stream failed');
       this.stopped = true;
       z.stop();
       this.settle(e);
+      return e;
     };
+    const startOf = (e: BinlogEvent) => e.nextPosition - e.size - 19 - (z.useChecksum ? 4 : 0);
     const deliver = (batch: MysqlCdcBatch) => {
       queued += batch.messages.length;
       lastDelivered = Date.now();
@@ -276,7 +266,7 @@ export class MysqlCdcSource {
           paused = false;
           z.connection?.resume();
         }
-      }).catch(fail);
+      }).catch((err: unknown) => void fail(err));
     };
     const commit = (e: BinlogEvent) => {
       inTx = false;
@@ -295,21 +285,9 @@ export class MysqlCdcSource {
         const t = z.tableMap[ev.tableId];
         const meta = t && this.tables.get(`${t.parentSchema}.${t.tableName}`);
         if (!meta) return;
-        // MariaDB and MySQL give each rows event its real end position; the start is end minus length.
-        const pos = e.nextPosition > 0 ? e.nextPosition - e.size - 19 - (z.useChecksum ? 4 : 0) : lastEnd;
-        const at = (row: number) => ({ file, pos, row, tsMs: e.timestamp, gtid: e.gtid });
-        ev.rows.forEach((r, i) => {
-          if (name === 'writerows') pending.push(this.message(meta, 'c', null, r as RowData, at(i)));
-          else if (name === 'deleterows') pending.push(this.message(meta, 'd', r as RowData, null, at(i)));
-          else {
-            const { before, after } = r as { before: RowData; after: RowData };
-            const key = (row: RowData) => JSON.stringify(meta.key.map((k) => jsonValue(row[k], 'string')));
-            if (key(before) !== key(after)) {
-              // The primary key changed: as Debezium does, a delete of the old key and a create of the new one.
-              pending.push(this.message(meta, 'd', before, null, at(i)), this.message(meta, 'c', null, after, at(i)));
-            } else pending.push(this.message(meta, 'u', before, after, at(i)));
-          }
-        });
+        // Rows events carry their real end position (MariaDB too, over the dump protocol); pos is their start.
+        const pos = e.nextPosition > 0 ? startOf(e) : lastEnd;
+        ev.rows.forEach((r, i) => pending.push(...this.rowChanges(meta, name, r, { file, pos, row: i, tsMs: e.timestamp, gtid: e.gtid })));
       } else if (name === 'query') {
         const q = (e as AnyBinlogEvent & { query: string; schema: string });
         const text = q.query.trim();
@@ -317,8 +295,7 @@ export class MysqlCdcSource {
         else if (/^(COMMIT|ROLLBACK)\s*$/i.test(text) || !inTx) {
           const m = /^TRUNCATE\s+(?:TABLE\s+)?(?:`?([\w$]+)`?\s*\.\s*)?`?([\w$]+)`?/i.exec(text);
           const meta = m ? this.tables.get(`${m[1] ?? q.schema}.${m[2]}`) : undefined;
-          const pos = e.nextPosition - e.size - 19 - (z.useChecksum ? 4 : 0);
-          if (meta) pending.push(this.message(meta, 't', null, null, { file, pos, row: 0, tsMs: e.timestamp, gtid: e.gtid }));
+          if (meta) pending.push(this.message(meta, 't', null, null, { file, pos: startOf(e), row: 0, tsMs: e.timestamp, gtid: e.gtid }));
           commit(e);
         }
       }
@@ -329,11 +306,7 @@ export class MysqlCdcSource {
       }
     };
     z.on('binlog', (e: AnyBinlogEvent) => {
-      try {
-        onEvent(e);
-      } catch (err) {
-        fail(err);
-      }
+      try { onEvent(e); } catch (err) { fail(err); }
     });
     const includeSchema: Record<string, string[]> = {};
     for (const meta of this.tables.values()) (includeSchema[meta.info.db] ??= []).push(meta.info.table);
@@ -344,14 +317,7 @@ export class MysqlCdcSource {
         this.log.info({ ...from, serverId: this.cfg.serverId }, 'binlog stream started');
         resolve();
       });
-      z.on('error', (err: Error) => {
-        if (ready) fail(err);
-        else {
-          this.stopped = true;
-          z.stop();
-          reject(fromMysqlError(err, 'starting the MySQL binlog stream'));
-        }
-      });
+      z.on('error', (err: Error) => (ready ? fail(err) : reject(fail(err, 'starting the MySQL binlog stream') ?? fromMysqlError(err, 'starting the MySQL binlog stream'))));
       z.start({
         serverId: this.cfg.serverId,
         filename: from.file,
@@ -368,11 +334,11 @@ export class MysqlCdcSource {
     this.stopped = true;
     const z = this.zongji;
     this.zongji = undefined;
-    if (z) await new Promise<void>((resolve) => {
-      z.once('stopped', () => resolve());
+    if (z) {
+      const stopped = new Promise<void>((resolve) => z.once('stopped', () => resolve()));
       z.stop();
-      setTimeout(resolve, 5000).unref();
-    });
+      await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+    }
     await this.chain.catch(() => undefined);
     if (wasRunning) this.settle();
   }

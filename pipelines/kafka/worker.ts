@@ -68,31 +68,11 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
   const { kafka, groupId, topics, handler, log } = opts;
   const abort = new AbortController();
   let ready = true;
-  const consumer: Consumer = kafka.consumer({
-    groupId,
-    sessionTimeout: opts.sessionTimeoutMs ?? 30_000,
-    rebalanceTimeout: 60_000,
-    heartbeatInterval: Math.max(500, Math.floor((opts.sessionTimeoutMs ?? 30_000) / 10)),
-    maxBytesPerPartition: opts.maxBytesPerPartition ?? 1 << 20,
-    // A failed batch restarts the consumer from the last committed offset, whatever the error: stopping
-    // would leave the partition unconsumed. Per-record problems never get here (they are dead-lettered).
-    retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000, restartOnFailure: async () => true },
-  });
+  let stopping = false;
   let assigned: Array<{ topic: string; partition: number }> = [];
-  consumer.on(consumer.events.GROUP_JOIN, (e) => {
-    assigned = Object.entries(e.payload.memberAssignment).flatMap(([topic, parts]) => parts.map((partition) => ({ topic, partition })));
-    log.info({ groupId, assigned: assigned.length }, 'joined consumer group');
-    handler.onAssignment?.(assigned);
-  });
-  consumer.on(consumer.events.CRASH, (e) => {
-    log.error({ err: e.payload.error, restart: e.payload.restart }, 'consumer crashed');
-  });
-  try {
-    await consumer.connect();
-    for (const topic of topics) await consumer.subscribe({ topic, fromBeginning: opts.fromBeginning ?? true });
-  } catch (err) {
-    throw fromKafkaError(err, `starting consumer group ${groupId}`);
-  }
+  let consumer: Consumer;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
 
   const eachBatch = async ({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload) => {
     if (!isRunning() || isStale() || batch.messages.length === 0) return;
@@ -140,16 +120,61 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
     await heartbeat().catch(() => undefined);
   };
 
-  let resolveDone!: () => void;
-  const done = new Promise<void>((r) => (resolveDone = r));
-  consumer.on(consumer.events.STOP, () => resolveDone());
-  await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch });
-  let stopping: Promise<void> | undefined;
+  /** Creates, connects and runs a consumer; kafkajs gives up on some errors, then a fresh one is launched. */
+  const launch = async (): Promise<void> => {
+    const c = kafka.consumer({
+      groupId,
+      sessionTimeout: opts.sessionTimeoutMs ?? 30_000,
+      rebalanceTimeout: 60_000,
+      heartbeatInterval: Math.max(500, Math.floor((opts.sessionTimeoutMs ?? 30_000) / 10)),
+      maxBytesPerPartition: opts.maxBytesPerPartition ?? 1 << 20,
+      // A failed batch restarts the consumer from the last committed offset, whatever the error: stopping
+      // would leave the partition unconsumed. Per-record problems never get here (they are dead-lettered).
+      retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000, restartOnFailure: async () => true },
+    });
+    consumer = c;
+    c.on(c.events.GROUP_JOIN, (e) => {
+      assigned = Object.entries(e.payload.memberAssignment).flatMap(([topic, parts]) => parts.map((partition) => ({ topic, partition })));
+      log.info({ groupId, assigned: assigned.length }, 'joined consumer group');
+      handler.onAssignment?.(assigned);
+    });
+    c.on(c.events.CRASH, (e) => {
+      log.error({ err: e.payload.error, restart: e.payload.restart }, 'consumer crashed');
+      // kafkajs does not restart after some errors (e.g. a protocol error during a rebalance): start anew.
+      if (!e.payload.restart && !stopping) void relaunch();
+    });
+    try {
+      await c.connect();
+      for (const topic of topics) await c.subscribe({ topic, fromBeginning: opts.fromBeginning ?? true });
+    } catch (err) {
+      await c.disconnect().catch(() => undefined);
+      throw fromKafkaError(err, `starting consumer group ${groupId}`);
+    }
+    await c.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch });
+  };
+
+  const relaunch = async (): Promise<void> => {
+    ready = false;
+    await consumer.disconnect().catch(() => undefined);
+    handler.onAssignment?.([]);
+    await withRetry(async () => {
+      if (stopping) return;
+      await launch();
+    }, { minDelayMs: 1_000, maxDelayMs: 10_000, signal: abort.signal, shouldRetry: () => !stopping, onRetry: (err) => log.warn({ err: (err as Error).message }, 'relaunching consumer') }).catch(() => undefined);
+    if (!stopping) {
+      ready = true;
+      log.warn({ groupId }, 'consumer relaunched');
+    }
+  };
+
+  await launch();
+  let stoppingPromise: Promise<void> | undefined;
   return {
     done,
     isReady: () => ready,
     stop: () =>
-      (stopping ??= (async () => {
+      (stoppingPromise ??= (async () => {
+        stopping = true;
         abort.abort();
         await consumer.disconnect().catch((err) => log.warn({ err }, 'error leaving consumer group'));
         resolveDone();

@@ -26,7 +26,9 @@ function apply(events: ChangeEvent[]): Map<string, Record<string, unknown>> {
   return new Map([...rows].filter(([, r]) => r.row).map(([k, r]) => [k, r.row!]));
 }
 
-describe.skipIf(!mariadbUrl)('native MySQL/MariaDB CDC reader (binlog)', () => {
+const skipReason = mariadbUrl ? '' : ' (skipped: no MariaDB for this run; install mariadb-server or set MARIADB_URL)';
+
+describe.skipIf(!mariadbUrl)(`native MySQL/MariaDB CDC reader (binlog)${skipReason}`, () => {
   const dbName = rid('supplier_');
   const prefix = rid('sup');
   const sources: MysqlCdcSource[] = [];
