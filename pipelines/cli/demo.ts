@@ -140,8 +140,9 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
     gen = await startGenerator(sources, opts.rate);
     void gen.failed.then((e) => (broken ??= e));
     let last = { t: Date.now(), changes: 0, events: base.events, fresh: base.fresh as Buckets };
-    const progress = async () => {
+    const progress = async (skipIdle = false) => {
       const now = { t: Date.now(), changes: gen!.committed(), events: await metrics.value('cellar_events_in_total', { stage: 'embedded' }), fresh: await freshnessBuckets(metrics) };
+      if (skipIdle && now.events === last.events) return void (last = now);
       const dt = Math.max(0.001, (now.t - last.t) / 1000);
       const line = `   ${String(Math.round((now.t - tGen) / 1000)).padStart(3)} s  generated ${num((now.changes - last.changes) / dt).padStart(6)}/s  processed ${num((now.events - last.events) / dt).padStart(6)} events/s  freshness p50 ${secs(quantile(0.5, now.fresh, last.fresh)).padStart(6)} p99 ${secs(quantile(0.99, now.fresh, last.fresh)).padStart(6)}  dead letters ${num(await metrics.value('cellar_dead_letters_total'))}`;
       process.stdout.write(process.stdout.isTTY ? `\r${line}\x1b[K` : `${line}\n`);
@@ -181,7 +182,7 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
       say(`Cellar: ${cellarUrl}  Redis: ${redisServer.url}. Change supplier rows with psql and watch; Ctrl-C stops and cleans up.`);
       for (;;) {
         await sleep(1000);
-        await progress();
+        await progress(!process.stdout.isTTY); // without a terminal, a line only when something happened
       }
     }
     return ok ? 0 : 1;

@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { loadRegistry } from '../../connectors/registry/loader.js';
 import { startLocalStack, type LocalStack } from '../../infra/local/stack.js';
 import { REPO_ROOT, spawnCellar } from '../../infra/local/cellar-process.js';
-import { stopChild, tempDir } from '../../infra/local/process.js';
+import { onInterrupt, stopChild, tempDir } from '../../infra/local/process.js';
 import { createPgPool } from '../../sinks/postgres/pool.js';
 import { migrate } from '../../sinks/postgres/migrate.js';
 import { readRegionalStock, type StockRow } from '../../sinks/postgres/read.js';
@@ -32,6 +32,16 @@ export async function runKafkaDemo(opts: { keepRunning: boolean }): Promise<numb
   const workers: ChildProcess[] = [];
   let pool: ReturnType<typeof createPgPool> | undefined;
   let redis: Redis | undefined;
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      await Promise.all(workers.map((w) => stopChild(w, 'SIGTERM', 15_000)));
+      if (process.env.CELLAR_KEEP_LOGS !== '1') rmSync(work, { recursive: true, force: true });
+      redis?.disconnect();
+      await pool?.end().catch(() => undefined);
+      await stack?.stop();
+    })());
+  const unhook = onInterrupt(cleanup); // Ctrl-C: stop workers and services before the process exits
   try {
     say('Cellar demo: two suppliers, three regions, the Kafka runtime end to end.\n');
     say('1. Provisioning private services…');
@@ -106,15 +116,12 @@ export async function runKafkaDemo(opts: { keepRunning: boolean }): Promise<numb
     say(`Done in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
     if (opts.keepRunning && ok) {
       say('Pipeline left running; press Ctrl-C to stop and clean up.');
-      await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+      await new Promise<void>(() => undefined); // Ctrl-C runs the cleanup registered with onInterrupt and exits
     }
     return ok ? 0 : 1;
   } finally {
     say('Cleaning up…');
-    await Promise.all(workers.map((w) => stopChild(w, 'SIGTERM', 15_000)));
-    if (process.env.CELLAR_KEEP_LOGS !== '1') rmSync(work, { recursive: true, force: true });
-    redis?.disconnect();
-    await pool?.end().catch(() => undefined);
-    await stack?.stop();
+    await cleanup();
+    unhook();
   }
 }
