@@ -84,7 +84,7 @@ export async function startLocalPostgres(options: { walLevel?: 'logical' | 'repl
   const flags = [
     '-D', data, '-p', String(port), '-k', sockets, '-c', 'listen_addresses=127.0.0.1',
     '-c', `wal_level=${options.walLevel ?? 'logical'}`, '-c', 'max_replication_slots=64', '-c', 'max_wal_senders=64', '-c', 'max_connections=300',
-    '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'shared_buffers=256MB',
+    '-c', 'fsync=off', '-c', 'full_page_writes=off', '-c', 'shared_buffers=256MB',
   ];
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
   let child: ChildProcess | undefined;
