@@ -18,3 +18,15 @@ export function postgresUrl(supplier: Supplier, env: NodeJS.ProcessEnv = process
   for (const [k, v] of Object.entries(c.options ?? {})) u.searchParams.set(k, String(v));
   return u.toString();
 }
+
+/** The connection URL of a MySQL/MariaDB supplier (`mysql://user:password@host:port/`), password resolved now. */
+export function mysqlUrl(supplier: Supplier, env: NodeJS.ProcessEnv = process.env): string {
+  const c = supplier.source.connection;
+  if (!c) throw new ConfigError(`${supplier.file}: source.connection: required to capture ${supplier.id} natively`);
+  const u = new URL('mysql://placeholder/');
+  u.hostname = c.host;
+  u.port = String(c.port ?? 3306);
+  u.username = encodeURIComponent(c.user ?? 'root');
+  if (c.password) u.password = encodeURIComponent(resolveSecret(c.password, supplier.file, env));
+  return u.toString();
+}

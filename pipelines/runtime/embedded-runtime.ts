@@ -1,7 +1,8 @@
 import { Redis } from 'ioredis';
-import { postgresUrl } from '../../connectors/registry/connection.js';
+import { mysqlUrl, postgresUrl } from '../../connectors/registry/connection.js';
+import { createMysqlCdcSource, type BinlogPosition } from '../../connectors/mysql-cdc/index.js';
 import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
-import { createPostgresCdcSource, type CdcBatch, type PostgresCdcSource } from '../../connectors/postgres-cdc/index.js';
+import { createPostgresCdcSource, type CdcBatch } from '../../connectors/postgres-cdc/index.js';
 import type { DeadLetter } from '../../schemas/records.js';
 import { createPgPool, inTransaction, query } from '../../sinks/postgres/pool.js';
 import { migrate } from '../../sinks/postgres/migrate.js';
@@ -70,7 +71,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const aggregator = new RegionalAggregator();
   aggregator.restore(await retry('restoring aggregate state', () => contributions.load(EMBEDDED_PARTITION)));
   const skuTables = await retry('reading cellar.sku_map', () => loadSkuMaps(pool, tableMappedSuppliers(suppliers)));
-  const sources: PostgresCdcSource[] = [];
+  const sources: Array<{ stop(): Promise<void> }> = [];
   const skipped: EmbeddedRuntime['skipped'] = [];
   let fatal: Error | undefined;
   let fail!: (err: Error) => void;
@@ -79,7 +80,14 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   // Group commit: readers hand over committed source transactions as they arrive; one loop commits all
   // that accumulated in one Postgres transaction, then confirms each reader's position. The buffer is
   // bounded: a full buffer makes the readers wait (and the replication stream pause).
-  interface Pending { supplier: Supplier; mapping: CompiledMapping; source: PostgresCdcSource; batch: CdcBatch }
+  /** A source batch, where it leaves its source (checkpointed), and how to tell the source it is durable. */
+  interface Pending {
+    supplier: Supplier;
+    mapping: CompiledMapping;
+    batch: { messages: CdcBatch['messages']; snapshot: boolean; snapshotComplete?: boolean };
+    position: unknown;
+    confirm: () => Promise<void>;
+  }
   const buffer: Pending[] = [];
   let buffered = 0;
   let stopping = false;
@@ -96,18 +104,18 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     for (const p of taken) bySupplier.set(p.supplier.id, [...(bySupplier.get(p.supplier.id) ?? []), p]);
     for (const group of bySupplier.values()) {
       const { supplier, mapping } = group[0]!;
-      const byTable = new Map<string, Array<{ m: CdcBatch['messages'][number]; lsn: string }>>();
+      const byTable = new Map<string, Array<{ m: CdcBatch['messages'][number]; at: string }>>();
       for (const p of group) {
         changes += p.batch.messages.length;
         for (const m of p.batch.messages) {
           const table = m.topic.slice(supplier.topicPrefix.length + 1);
-          byTable.set(table, [...(byTable.get(table) ?? []), { m, lsn: p.batch.lsn }]);
+          byTable.set(table, [...(byTable.get(table) ?? []), { m, at: JSON.stringify(p.position) }]);
         }
         if (!p.batch.snapshot || p.batch.snapshotComplete) snapshotDone.set(supplier.id, true);
       }
       for (const [table, msgs] of byTable) {
         const res = await normalizeBatch(
-          msgs.map(({ m, lsn }) => ({ key: m.key === null ? null : Buffer.from(m.key), value: Buffer.from(m.value), ref: { m, lsn } })),
+          msgs.map(({ m, at }) => ({ key: m.key === null ? null : Buffer.from(m.key), value: Buffer.from(m.value), ref: { m, at } })),
           { supplierId: supplier.id, mapping, table, keyColumns: supplier.source.tables.find((t) => t.name === table)?.key },
           { routes: (ids) => routes.get(ids), liveOfTable: (sid, t) => routes.liveOfTable(sid, t), retry, onDefect: (err) => log.error({ err }, 'unexpected error on one record; dead-lettered') },
         );
@@ -115,7 +123,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
         allRoutes.push(...res.routes);
         stale += res.stale;
         for (const r of res.rejected) {
-          letters.push({ stage: 'normalizer', reason: r.reason, message: r.message, supplierId: supplier.id, topic: null, partition: null, offset: null, sourcePosition: r.position ?? `lsn=${r.ref.lsn}`, key: r.ref.m.key === null ? null : Buffer.from(r.ref.m.key), value: Buffer.from(r.ref.m.value), tsMs: Date.now() });
+          letters.push({ stage: 'normalizer', reason: r.reason, message: r.message, supplierId: supplier.id, topic: null, partition: null, offset: null, sourcePosition: r.position ?? r.ref.at, key: r.ref.m.key === null ? null : Buffer.from(r.ref.m.key), value: Buffer.from(r.ref.m.value), tsMs: Date.now() });
         }
       }
     }
@@ -129,7 +137,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
           await insertDeadLetters(tx, letters);
           for (const group of bySupplier.values()) {
             const last = group[group.length - 1]!;
-            const checkpoint = { kind: 'postgres', lsn: last.batch.lsn, snapshotDone: snapshotDone.get(last.supplier.id) ?? false };
+            const checkpoint = { kind: last.supplier.source.kind, position: last.position, snapshotDone: snapshotDone.get(last.supplier.id) ?? false };
             await query(tx, 'writing checkpoint', `INSERT INTO cellar.checkpoints (source_id, position, updated_at) VALUES ($1, $2, now())
               ON CONFLICT (source_id) DO UPDATE SET position = excluded.position, updated_at = now()`, [last.supplier.id, JSON.stringify(checkpoint)]);
           }
@@ -143,10 +151,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     }
     const res = await retry('writing Redis', () => redisSink.writeBatch(totals));
     if (res.reset) await rebuild(); // Redis lost its data: Postgres (just committed) is complete
-    for (const group of bySupplier.values()) {
-      const last = group[group.length - 1]!;
-      await last.source.confirm(last.batch.lsn);
-    }
+    for (const group of bySupplier.values()) await group[group.length - 1]!.confirm();
     metrics.eventsIn.inc({ stage: 'embedded' }, changes);
     metrics.eventsOut.inc({ stage: 'embedded' }, totals.length);
     if (stale) metrics.staleEvents.inc({ stage: 'embedded' }, stale);
@@ -171,29 +176,40 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
 
   const MAX_BUFFERED = 50_000;
   for (const supplier of suppliers) {
-    if (supplier.source.kind !== 'postgres') {
-      skipped.push({ supplier: supplier.id, reason: `no native reader for source kind ${supplier.source.kind} yet; capture it with Debezium and the Kafka runtime` });
+    const kind = supplier.source.kind;
+    if (kind !== 'postgres' && kind !== 'mysql' && kind !== 'mariadb') {
+      skipped.push({ supplier: supplier.id, reason: `no native reader for source kind ${kind}; capture it with Debezium and the Kafka runtime` });
       continue;
     }
     const mapping = compileMapping(supplier, skuTables.get(supplier.id));
-    const source = createPostgresCdcSource({ url: postgresUrl(supplier), topicPrefix: supplier.topicPrefix, tables: supplier.source.tables.map((t) => t.name) }, log);
-    const cp = await query<{ position: { snapshotDone?: boolean } }>(pool, 'reading checkpoint', 'SELECT position FROM cellar.checkpoints WHERE source_id = $1', [supplier.id]);
-    snapshotDone.set(supplier.id, cp.rows[0]?.position.snapshotDone ?? false);
-    const accept = async (batch: CdcBatch) => {
+    const cp = await query<{ position: { snapshotDone?: boolean; position?: unknown } }>(pool, 'reading checkpoint', 'SELECT position FROM cellar.checkpoints WHERE source_id = $1', [supplier.id]);
+    const saved = cp.rows[0]?.position;
+    snapshotDone.set(supplier.id, saved?.snapshotDone ?? false);
+    const accept = async (p: Omit<Pending, 'supplier' | 'mapping'>) => {
       if (fatal) throw fatal;
-      buffer.push({ supplier, mapping, source, batch });
-      buffered += batch.messages.length;
+      buffer.push({ supplier, mapping, ...p });
+      buffered += p.batch.messages.length;
       wake?.();
       while (buffered > MAX_BUFFERED && !fatal) await new Promise<void>((r) => space.push(r));
     };
+    const tables = supplier.source.tables.map((t) => t.name);
     await retry(`starting the reader of ${supplier.id}`, async () => {
       try {
-        await source.start(accept, { snapshotDone: snapshotDone.get(supplier.id), explicitConfirm: true });
+        if (kind === 'postgres') {
+          const source = createPostgresCdcSource({ url: postgresUrl(supplier), topicPrefix: supplier.topicPrefix, tables }, log);
+          await source.start((b) => accept({ batch: b, position: b.lsn, confirm: () => source.confirm(b.lsn) }), { snapshotDone: snapshotDone.get(supplier.id), explicitConfirm: true });
+          sources.push(source);
+        } else {
+          // The binlog position in the checkpoint is where a restart resumes: nothing to confirm at the source.
+          const source = createMysqlCdcSource({ url: mysqlUrl(supplier), topicPrefix: supplier.topicPrefix, tables }, log);
+          const resume = saved?.snapshotDone && saved.position ? { position: saved.position as BinlogPosition } : {};
+          await source.start((b) => accept({ batch: b, position: b.position, confirm: async () => undefined }), resume);
+          sources.push(source);
+        }
       } catch (err) {
         throw err instanceof CellarError ? err : new CellarError('cdc_start', `${supplier.id}: ${(err as Error).message}`, { retriable: true, cause: err });
       }
     });
-    sources.push(source);
   }
   ready = true;
   for (const s of skipped) log.warn(s, 'supplier not captured by the embedded runtime');
