@@ -6,6 +6,7 @@ import { spawnCellar } from '../../infra/local/cellar-process.js';
 import { createDatabase } from '../../infra/local/postgres.js';
 import { stopChild } from '../../infra/local/process.js';
 import { PipelineUnderTest, type Totals } from '../support/pipeline.js';
+import { addRow } from '../support/stores.js';
 import { artifactDir, freshDatabase, rid, services } from '../support/services.js';
 
 /** `cellar run capture` (native pgoutput reader → Kafka raw topics) feeding the four Kafka-runtime workers. */
@@ -56,11 +57,7 @@ mapping:
     const { rows } = await supplier.query<{ sku: string; store: string; bottles: number }>('SELECT sku, store, bottles FROM public.inventory');
     const region: Record<string, string> = { s0: R1, s1: R1, s2: R2, s3: R2, s4: R2 };
     const out: Totals = new Map();
-    for (const r of rows) {
-      const k = `${region[r.store]}|${r.sku}`;
-      const cur = out.get(k) ?? { bottles: 0, contributors: 0 };
-      out.set(k, { bottles: cur.bottles + r.bottles, contributors: cur.contributors + 1 });
-    }
+    for (const r of rows) addRow(out, region[r.store]!, r.sku, r.bottles);
     return out;
   }
 

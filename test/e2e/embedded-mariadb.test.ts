@@ -10,9 +10,8 @@ import { createDatabase } from '../../infra/local/postgres.js';
 import { stopChild, tempDir } from '../../infra/local/process.js';
 import { startLocalRedis, type LocalRedis } from '../../infra/local/redis.js';
 import { createPgPool } from '../../sinks/postgres/pool.js';
-import { readRegionalStock } from '../../sinks/postgres/read.js';
-import { readRegionSnapshot } from '../../sinks/redis/read.js';
-import { diffTotals, type Totals } from '../support/pipeline.js';
+import type { Totals } from '../support/pipeline.js';
+import { addRow, storesConverged } from '../support/stores.js';
 import { artifactDir, cellarEnv, rid, services } from '../support/services.js';
 
 const mariadbUrl = services().mariadbUrl;
@@ -69,30 +68,14 @@ mapping:
     await redis?.destroy();
   });
 
-  async function converged(): Promise<string[]> {
-    let diff = ['not checked'];
-    const deadline = Date.now() + 90_000;
-    while (Date.now() < deadline) {
-      try {
-        const [rows] = await conn.query(`SELECT article, wh, liters FROM ${db}.levels`);
-        const expected: Totals = new Map();
-        for (const r of rows as Array<{ article: string; wh: string; liters: string }>) {
-          const k = `${region[r.wh]}|${r.article}`;
-          const cur = expected.get(k) ?? { bottles: 0, contributors: 0 };
-          expected.set(k, { bottles: cur.bottles + Math.round(Number(r.liters) * 1000) / 750, contributors: cur.contributors + 1 });
-        }
-        const pgTotals: Totals = new Map((await readRegionalStock(pool)).filter((r) => r.region === R1 || r.region === R2).map((r) => [`${r.region}|${r.sku}`, { bottles: r.bottles, contributors: r.contributors }]));
-        const redisTotals = new Map<string, number>();
-        for (const reg of [R1, R2]) for (const [sku, b] of await readRegionSnapshot(redisClient, reg)) redisTotals.set(`${reg}|${sku}`, b);
-        diff = diffTotals(expected, pgTotals, redisTotals);
-        if (diff.length === 0) return diff;
-      } catch (err) {
-        diff = [`not readable yet: ${(err as Error).message}`];
-      }
-      await new Promise((r) => setTimeout(r, 500));
-    }
-    return diff;
+  async function truth(): Promise<Totals> {
+    const [rows] = await conn.query(`SELECT article, wh, liters FROM ${db}.levels`);
+    const out: Totals = new Map();
+    for (const r of rows as Array<{ article: string; wh: string; liters: string }>) addRow(out, region[r.wh]!, r.article, Math.round(Number(r.liters) * 1000) / 750);
+    return out;
   }
+
+  const converged = () => storesConverged(truth, pool, redisClient, [R1, R2]);
 
   async function randomWrites(n: number): Promise<void> {
     for (let i = 0; i < n; i++) {

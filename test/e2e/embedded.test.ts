@@ -9,9 +9,8 @@ import { createDatabase } from '../../infra/local/postgres.js';
 import { stopChild, tempDir } from '../../infra/local/process.js';
 import { startLocalRedis, type LocalRedis } from '../../infra/local/redis.js';
 import { createPgPool } from '../../sinks/postgres/pool.js';
-import { readRegionalStock } from '../../sinks/postgres/read.js';
-import { readRegionSnapshot } from '../../sinks/redis/read.js';
-import { diffTotals, type Totals } from '../support/pipeline.js';
+import type { Totals } from '../support/pipeline.js';
+import { addRow, storesConverged } from '../support/stores.js';
 import { artifactDir, cellarEnv, rid, services } from '../support/services.js';
 
 /**
@@ -76,32 +75,11 @@ mapping:
   async function truth(): Promise<Totals> {
     const { rows } = await supplier.query<{ item_code: string; depot: string; cases: number }>('SELECT item_code, depot, cases FROM public.stock');
     const out: Totals = new Map();
-    for (const r of rows) {
-      const k = `${regions[r.depot]}|${r.item_code}`;
-      const cur = out.get(k) ?? { bottles: 0, contributors: 0 };
-      out.set(k, { bottles: cur.bottles + r.cases * 6, contributors: cur.contributors + 1 });
-    }
+    for (const r of rows) addRow(out, regions[r.depot]!, r.item_code, r.cases * 6);
     return out;
   }
 
-  async function converged(): Promise<string[]> {
-    let diff = ['not checked'];
-    const deadline = Date.now() + 90_000;
-    while (Date.now() < deadline) {
-      try {
-        const expected = await truth();
-        const pgTotals: Totals = new Map((await readRegionalStock(cellarPool)).filter((r) => r.region === R1 || r.region === R2).map((r) => [`${r.region}|${r.sku}`, { bottles: r.bottles, contributors: r.contributors }]));
-        const redisTotals = new Map<string, number>();
-        for (const region of [R1, R2]) for (const [sku, b] of await readRegionSnapshot(redisClient, region)) redisTotals.set(`${region}|${sku}`, b);
-        diff = diffTotals(expected, pgTotals, redisTotals);
-        if (diff.length === 0) return diff;
-      } catch (err) {
-        diff = [`not readable yet: ${(err as Error).message}`];
-      }
-      await new Promise((r) => setTimeout(r, 500));
-    }
-    return diff;
-  }
+  const converged = () => storesConverged(truth, cellarPool, redisClient, [R1, R2]);
 
   let nextId = 1000;
   async function randomWrites(n: number): Promise<void> {
