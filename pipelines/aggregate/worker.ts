@@ -51,13 +51,6 @@ export class AggregatorHandler implements BatchHandler {
     this.partitions.delete(partition);
   }
 
-  /** Entries held in memory across partitions (for memory measurements). */
-  get heldContributions(): number {
-    let n = 0;
-    for (const a of this.partitions.values()) n += a.size;
-    return n;
-  }
-
   private async state(partition: number, ctx: BatchContext): Promise<RegionalAggregator> {
     let agg = this.partitions.get(partition);
     if (!agg) {

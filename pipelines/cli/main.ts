@@ -63,11 +63,6 @@ program
     };
     process.on('SIGTERM', () => void shutdown('SIGTERM'));
     process.on('SIGINT', () => void shutdown('SIGINT'));
-    await running.worker.done;
-    if (!exiting) {
-      log.error('consumer stopped unexpectedly');
-      process.exit(1);
-    }
   });
 
 const schemas = program.command('schemas').description('canonical Avro schemas in the Schema Registry');

@@ -50,7 +50,7 @@ export interface ConsumerWorkerOptions {
 
 /** A running stage worker. */
 export interface ConsumerWorker {
-  /** Resolves when the worker has stopped (after `stop()` or a fatal error). */
+  /** Resolves once `stop()` has left the group (a consumer kafkajs gave up on is relaunched, not ended). */
   done: Promise<void>;
   /** False while the worker retries an unavailable dependency. */
   isReady(): boolean;
