@@ -72,6 +72,7 @@ export class NormalizerHandler implements BatchHandler {
     if (!raw) {
       const letters = batch.messages.map((m) => this.deadLetter(batch, m, 'unknown_supplier', `no supplier captures topic ${batch.topic}`, null, null));
       await ctx.retry('writing dead letters', () => this.dlq.write(letters));
+      this.metrics.deadLetters.inc({ stage: 'normalizer', reason: 'unknown_supplier' }, letters.length);
       return;
     }
     const result = await normalizeBatch(
