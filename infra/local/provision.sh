@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make test` and `make demo` need on a fresh machine, and nothing when it is already there:
 # node modules (npm ci when package-lock.json is newer than the installed tree) and Debian packages
-# (kcat for the Kafka-protocol test broker; redis-server and mariadb-server only when missing).
+# (kcat for the Kafka-protocol test broker, docker-compose to validate the compose stack, chromium for the
+# dashboard test; redis-server and mariadb-server only when missing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -15,6 +16,9 @@ fi
 missing=()
 command -v kcat >/dev/null || missing+=(kcat)
 command -v redis-server >/dev/null || missing+=(redis-server)
+# docker-compose (v1) validates infra/compose without a Docker engine; chromium drives the dashboard test.
+command -v docker-compose >/dev/null || missing+=(docker-compose)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ "${CELLAR_SKIP_MARIADB:-}" != 1 ]; then
   command -v mariadbd >/dev/null || missing+=(mariadb-server)
 fi
