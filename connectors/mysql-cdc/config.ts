@@ -22,6 +22,12 @@ export const MysqlCdcSpec = z.object({
    * topology. Default: random in [10000, 2^31).
    */
   serverId: z.number().int().min(1).max(2 ** 32 - 1).default(randomServerId),
+  /**
+   * How a restart resumes when its saved position carries GTIDs: `gtid` (default; valid across a failover
+   * to another server of the same replication topology, needs `gtid_mode=ON` on MySQL, always on MariaDB)
+   * or `position` (binlog file and offset of the server the position was read from).
+   */
+  resumeBy: z.enum(['gtid', 'position']).default('gtid'),
   /** `initial`: read existing rows in a consistent snapshot, then stream. `never`: stream only. */
   snapshot: z.enum(['initial', 'never']).default('initial'),
   /**

@@ -6,8 +6,13 @@ import type { Logger } from '../../pipelines/core/logger.js';
 import { debeziumJsonMessage, debeziumTopic, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
 import { parseMysqlCdcConfig, type MysqlCdcConfig } from './config.js';
 
-/** A binlog position: file name and byte offset. */
-export interface BinlogPosition { file: string; pos: number }
+/**
+ * A binlog position: file name and byte offset, and, when the server has GTIDs, the executed GTID set
+ * (MySQL, `uuid:1-27,…`) or GTID position (MariaDB, `0-1-1234`) at that point. With `gtids`, a restart
+ * resumes by GTID (config `resumeBy`), which stays valid across a failover to another server of the
+ * same topology; file/pos are then informational.
+ */
+export interface BinlogPosition { file: string; pos: number; gtids?: string }
 
 /** Debezium messages of one committed source transaction (or one snapshot chunk). */
 export interface MysqlCdcBatch {
@@ -168,7 +173,25 @@ export class MysqlCdcSource {
   private async binlogStatus(c: mysql.Connection): Promise<BinlogPosition> {
     const [rows] = await c.query<mysql.RowDataPacket[]>('SHOW MASTER STATUS').catch(() => c.query<mysql.RowDataPacket[]>('SHOW BINARY LOG STATUS'));
     if (!rows[0]) throw new CellarError('cdc_log_bin', 'the supplier server reports no binary log position (is log_bin on?)');
-    return { file: String(rows[0].File), pos: Number(rows[0].Position) };
+    const position = { file: String(rows[0].File), pos: Number(rows[0].Position) };
+    return this.withGtids(c, position, rows[0].Executed_Gtid_Set);
+  }
+
+  /**
+   * Adds the GTIDs matching a position: MariaDB computes them (`BINLOG_GTID_POS`); MySQL reports its
+   * executed set only with `gtid_mode=ON`, read at the same instant as the position (under the read lock
+   * or from the same status row). Without GTIDs the position stays file/pos only.
+   */
+  private async withGtids(c: mysql.Connection, position: BinlogPosition, executed?: unknown): Promise<BinlogPosition> {
+    if (this.mariadb) {
+      const [[row]] = await c.query<mysql.RowDataPacket[]>('SELECT BINLOG_GTID_POS(?, ?) AS g', [position.file, position.pos]);
+      const g = row?.g === null || row?.g === undefined ? '' : String(row.g);
+      return g ? { ...position, gtids: g } : position;
+    }
+    const [[mode]] = await c.query<mysql.RowDataPacket[]>('SELECT @@GLOBAL.gtid_mode AS m, @@GLOBAL.gtid_executed AS g');
+    if (String(mode?.m).toUpperCase() !== 'ON') return position;
+    const set = String(executed ?? mode!.g ?? '').replace(/\s+/g, '');
+    return set ? { ...position, gtids: set } : position;
   }
 
   /**
@@ -183,7 +206,7 @@ export class MysqlCdcSource {
         await c.query('START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY');
         const [rows] = await c.query<mysql.RowDataPacket[]>("SHOW STATUS LIKE 'binlog_snapshot_%'");
         const get = (name: string) => rows.find((r) => String(r.Variable_name).toLowerCase() === name)?.Value;
-        position = { file: String(get('binlog_snapshot_file')), pos: Number(get('binlog_snapshot_position')) };
+        position = await this.withGtids(c, { file: String(get('binlog_snapshot_file')), pos: Number(get('binlog_snapshot_position')) });
       } else {
         await c.query('FLUSH TABLES WITH READ LOCK');
         try {
@@ -238,6 +261,7 @@ export class MysqlCdcSource {
   private stream(handler: MysqlCdcHandler, from: BinlogPosition): Promise<void> {
     const z = new ZongJi({ ...this.cfg.connection, timezone: 'Z', supportBigNumbers: true });
     this.zongji = z;
+    const byGtid = this.cfg.resumeBy === 'gtid' && from.gtids !== undefined;
     let file = from.file;
     let pending: Message[] = [];
     let inTx = false;
@@ -271,13 +295,20 @@ export class MysqlCdcSource {
     const commit = (e: BinlogEvent) => {
       inTx = false;
       if (e.nextPosition > 0) lastEnd = e.nextPosition;
-      const position = { file, pos: lastEnd };
+      // zongji folds a transaction into gtidSet on its commit event, before this handler sees it.
+      const gtids = z.gtidSet;
+      const position = gtids ? { file, pos: lastEnd, gtids } : { file, pos: lastEnd };
       if (pending.length || Date.now() - lastDelivered >= IDLE_ADVANCE_MS) deliver({ messages: pending, position, snapshot: false });
       pending = [];
     };
     const onEvent = (e: AnyBinlogEvent) => {
       const name = e.getEventName();
-      if (name === 'rotate') file = (e as AnyBinlogEvent & { binlogName: string }).binlogName;
+      if (name === 'rotate') {
+        const r = e as AnyBinlogEvent & { binlogName: string; position: number };
+        file = r.binlogName;
+        // A GTID start begins with the server's own (artificial) rotate: where the stream really is.
+        if (byGtid && Number(r.position) > 0) lastEnd = Number(r.position);
+      }
       else if (name === 'mariadbgtid') inTx = !(e as AnyBinlogEvent & { standalone: boolean }).standalone;
       else if (name === 'xid') commit(e);
       else if (name === 'writerows' || name === 'updaterows' || name === 'deleterows') {
@@ -314,14 +345,13 @@ export class MysqlCdcSource {
       let ready = false;
       z.on('ready', () => {
         ready = true;
-        this.log.info({ ...from, serverId: this.cfg.serverId }, 'binlog stream started');
+        this.log.info({ ...from, serverId: this.cfg.serverId, resumedBy: byGtid ? 'gtid' : 'position' }, 'binlog stream started');
         resolve();
       });
       z.on('error', (err: Error) => (ready ? fail(err) : reject(fail(err, 'starting the MySQL binlog stream') ?? fromMysqlError(err, 'starting the MySQL binlog stream'))));
       z.start({
         serverId: this.cfg.serverId,
-        filename: from.file,
-        position: from.pos,
+        ...(byGtid ? { gtidSet: from.gtids } : { filename: from.file, position: from.pos }),
         includeEvents: ['rotate', 'mariadbgtid', 'tablemap', 'writerows', 'updaterows', 'deleterows', 'query', 'xid'],
         includeSchema,
       });

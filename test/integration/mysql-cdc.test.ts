@@ -143,6 +143,60 @@ describe.skipIf(!mariadbUrl)(`native MySQL/MariaDB CDC reader (binlog)${skipReas
     events.push(...again);
   }, 60_000);
 
+  it('resumes by GTID: a saved position whose binlog file this server never had (as after a failover) still resumes exactly', async () => {
+    const before = lastPosition!;
+    expect(before.gtids, 'positions carry the MariaDB GTID position').toMatch(/^\d+-\d+-\d+/);
+    const maxSeen = events.filter((e) => e.op !== 'r').map((e) => e.sourceVersion).sort().at(-1)!;
+    await sources.pop()!.stop();
+    await db.query(`INSERT INTO ${dbName}.stock VALUES ${Array.from({ length: 5 }, (_, i) => `('gtid-${i}', 'w1', ${i})`).join(',')}`);
+    await db.query(`DELETE FROM ${dbName}.stock WHERE sku = 'after-0'`);
+
+    const again: ChangeEvent[] = [];
+    const batches: MysqlCdcBatch[] = [];
+    // Another server's file name and offset: only the GTIDs can say where to resume.
+    await start(async (b) => {
+      batches.push(b);
+      again.push(...decode(b));
+      lastPosition = b.position;
+    }, { file: 'failed-primary-bin.000042', pos: 123_456, gtids: before.gtids! });
+    expect(await eventually(async () => again.some((e) => e.op === 'd'), 20_000)).toBe(true);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(again.map((e) => `${e.op}:${keyOf(e)}`)).toEqual([...Array.from({ length: 5 }, (_, i) => `c:gtid-${i}|w1`), 'd:after-0|w2']);
+    expect(again.every((e) => e.sourceVersion > maxSeen)).toBe(true);
+    // Positions after the resume name this server's real binlog file again, and the GTIDs advanced.
+    expect(batches.at(-1)!.position.file).toMatch(/\.\d+$/);
+    expect(batches.at(-1)!.position.file).not.toBe('failed-primary-bin.000042');
+    expect(batches.at(-1)!.position.gtids).not.toBe(before.gtids);
+    events.push(...again);
+  }, 60_000);
+
+  it('with resumeBy=position, resumes by file/offset even when GTIDs are saved', async () => {
+    const before = lastPosition!;
+    await sources.pop()!.stop();
+    await db.query(`UPDATE ${dbName}.stock SET liters = 5 WHERE sku = 'gtid-2'`);
+    const again: ChangeEvent[] = [];
+    const s = createMysqlCdcSource({ url: mariadbUrl, topicPrefix: prefix, tables: [`${dbName}.stock`], resumeBy: 'position' }, log);
+    sources.push(s);
+    await s.start(async (b) => {
+      again.push(...decode(b));
+      lastPosition = b.position;
+    }, { position: before });
+    expect(await eventually(async () => again.length >= 1, 20_000)).toBe(true);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(again.map((e) => `${e.op}:${keyOf(e)}`)).toEqual(['u:gtid-2|w1']);
+    events.push(...again);
+    // A bogus file fails clearly in this mode instead of silently reading from elsewhere.
+    await sources.pop()!.stop();
+    const bogus = createMysqlCdcSource({ url: mariadbUrl, topicPrefix: prefix, tables: [`${dbName}.stock`], resumeBy: 'position' }, log);
+    // The server refuses the unknown file either while the stream opens or right after.
+    const failed = bogus.start(async () => undefined, { position: { file: 'failed-primary-bin.000042', pos: 4, gtids: before.gtids! } }).then(() => bogus.done);
+    await expect(failed).rejects.toMatchObject({ code: 'cdc_binlog_position', message: expect.stringMatching(/snapshot again/) });
+    await bogus.stop();
+    const s2 = createMysqlCdcSource({ url: mariadbUrl, topicPrefix: prefix, tables: [`${dbName}.stock`] }, log);
+    sources.push(s2);
+    await s2.start(async (b) => { events.push(...decode(b)); lastPosition = b.position; }, { position: lastPosition! });
+  }, 60_000);
+
   it('emits a truncate (op t) and the applied events equal the table', async () => {
     const n = events.length;
     await sources.pop()!.stop();
