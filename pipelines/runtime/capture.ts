@@ -1,6 +1,7 @@
-import { postgresUrl } from '../../connectors/registry/connection.js';
-import { loadRegistry } from '../../connectors/registry/loader.js';
+import { mysqlUrl, postgresUrl } from '../../connectors/registry/connection.js';
+import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
 import { createPostgresCdcSource } from '../../connectors/postgres-cdc/index.js';
+import { createMysqlCdcSource, type BinlogPosition } from '../../connectors/mysql-cdc/index.js';
 import { createPgPool, query } from '../../sinks/postgres/pool.js';
 import { migrate } from '../../sinks/postgres/migrate.js';
 import type { RuntimeConfig } from '../core/config.js';
@@ -10,17 +11,26 @@ import type { CellarMetrics } from '../core/metrics.js';
 import { withRetry } from '../core/retry.js';
 import { connectProducer, createKafka, ensureTopics } from '../kafka/client.js';
 
+/** What `cellar.checkpoints` holds for a capture (source id `capture:<supplier>`). */
+interface CaptureCheckpoint { kind: string; snapshotDone?: boolean; lsn?: string; position?: BinlogPosition }
+
+/** A MySQL position is checkpointed at most this often while streaming (and at snapshot end and on stop). */
+const CHECKPOINT_EVERY_MS = 1_000;
+
 /**
- * `cellar run capture --supplier ID`: the native reader of one supplier publishing to Kafka raw topics
- * under Debezium's topic names and format, for sites that run Kafka without Kafka Connect. A source
- * position is acknowledged only after the broker acknowledged (acks=all) every message before it; the
- * snapshot's completion is checkpointed in `cellar.checkpoints` (source id `capture:<supplier>`).
+ * `cellar run capture --supplier ID`: the native reader of one supplier (Postgres or MySQL/MariaDB)
+ * publishing to Kafka raw topics under Debezium's topic names and format, for sites that run Kafka
+ * without Kafka Connect. A source position is acknowledged only after the broker acknowledged
+ * (acks=all) every message before it: Postgres through the slot, MySQL/MariaDB through the binlog
+ * position (with GTIDs) checkpointed in `cellar.checkpoints` as `capture:<supplier>`. A restart may
+ * publish the last second's changes again; the normalizer's version guard makes that harmless.
  */
-export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: Logger, metrics: CellarMetrics): Promise<{ stop(): Promise<void> }> {
+export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: Logger, metrics: CellarMetrics): Promise<{ stop(): Promise<void>; done?: Promise<void> }> {
   const supplier = loadRegistry(cfg.suppliersDir).find((s) => s.id === supplierId);
   if (!supplier) throw new ConfigError(`no supplier "${supplierId}" in ${cfg.suppliersDir}`);
-  if (supplier.source.kind !== 'postgres') {
-    throw new ConfigError(`${supplier.file}: source.kind: ${supplier.source.kind} has no native reader yet; capture it with Debezium on Kafka Connect`);
+  const kind = supplier.source.kind;
+  if (kind !== 'postgres' && kind !== 'mysql' && kind !== 'mariadb') {
+    throw new ConfigError(`${supplier.file}: source.kind: ${kind} has no native reader; capture it with Debezium on Kafka Connect (cellar connectors apply)`);
   }
   const retry = <T>(what: string, fn: () => Promise<T>) =>
     withRetry(fn, { minDelayMs: 200, maxDelayMs: 5_000, onRetry: (err, attempt) => log.warn({ err: (err as Error).message, attempt, what }, 'retrying') });
@@ -31,43 +41,85 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
   await retry('Kafka topics', () => ensureTopics(kafka, cfg, topics));
   const producer = await retry('Kafka', () => connectProducer(kafka, cfg));
   const sourceId = `capture:${supplier.id}`;
-  const cp = await query<{ position: { snapshotDone?: boolean } }>(pool, 'reading checkpoint', 'SELECT position FROM cellar.checkpoints WHERE source_id = $1', [sourceId]);
+  const cp = await query<{ position: CaptureCheckpoint }>(pool, 'reading checkpoint', 'SELECT position FROM cellar.checkpoints WHERE source_id = $1', [sourceId]);
+  const saved = cp.rows[0]?.position;
+  const writeCheckpoint = (c: CaptureCheckpoint) =>
+    retry('writing checkpoint', () =>
+      query(pool, 'writing checkpoint', `INSERT INTO cellar.checkpoints (source_id, position) VALUES ($1, $2)
+        ON CONFLICT (source_id) DO UPDATE SET position = excluded.position, updated_at = now()`, [sourceId, JSON.stringify(c)]),
+    );
+  const publish = async (messages: Array<{ topic: string; key: string | null; value: string }>) => {
+    if (!messages.length) return;
+    await retry('producing raw changes', async () => {
+      try {
+        await producer.sendBatch({
+          acks: -1,
+          topicMessages: [...new Set(messages.map((m) => m.topic))].map((topic) => ({
+            topic,
+            messages: messages.filter((m) => m.topic === topic).map((m) => ({ key: m.key, value: m.value })),
+          })),
+        });
+      } catch (err) {
+        throw fromKafkaError(err, 'producing raw changes');
+      }
+    });
+    metrics.eventsOut.inc({ stage: 'capture' }, messages.length);
+  };
+  const reader = kind === 'postgres' ? await startPostgres(supplier, saved, publish, writeCheckpoint, retry, log) : await startMysql(supplier, saved, publish, writeCheckpoint, retry, log);
+  log.info({ supplier: supplier.id, kind, topics }, 'capturing');
+  return {
+    ...(reader.done ? { done: reader.done } : {}),
+    stop: async () => {
+      await reader.stop();
+      await producer.disconnect().catch(() => undefined);
+      await pool.end().catch(() => undefined);
+    },
+  };
+}
+
+type Publish = (messages: Array<{ topic: string; key: string | null; value: string }>) => Promise<void>;
+type Retry = <T>(what: string, fn: () => Promise<T>) => Promise<T>;
+/** `done` rejects when the reader stops for good on an error (the MySQL reader; the Postgres reader reconnects itself). */
+type Reader = { stop(): Promise<void>; done?: Promise<void> };
+
+async function startPostgres(supplier: Supplier, saved: CaptureCheckpoint | undefined, publish: Publish, checkpoint: (c: CaptureCheckpoint) => Promise<unknown>, retry: Retry, log: Logger): Promise<Reader> {
   const source = createPostgresCdcSource({ url: postgresUrl(supplier), topicPrefix: supplier.topicPrefix, tables: supplier.source.tables.map((t) => t.name) }, log);
   await retry(`starting the reader of ${supplier.id}`, () =>
     source.start(
       async (batch) => {
-        if (batch.messages.length) {
-          await retry('producing raw changes', async () => {
-            try {
-              await producer.sendBatch({
-                acks: -1,
-                topicMessages: [...new Set(batch.messages.map((m) => m.topic))].map((topic) => ({
-                  topic,
-                  messages: batch.messages.filter((m) => m.topic === topic).map((m) => ({ key: m.key, value: m.value })),
-                })),
-              });
-            } catch (err) {
-              throw fromKafkaError(err, 'producing raw changes');
-            }
-          });
-          metrics.eventsOut.inc({ stage: 'capture' }, batch.messages.length);
-        }
-        if (batch.snapshotComplete) {
-          await retry('writing checkpoint', () =>
-            query(pool, 'writing checkpoint', `INSERT INTO cellar.checkpoints (source_id, position) VALUES ($1, $2)
-              ON CONFLICT (source_id) DO UPDATE SET position = excluded.position, updated_at = now()`, [sourceId, JSON.stringify({ kind: 'postgres', lsn: batch.lsn, snapshotDone: true })]),
-          );
-        }
+        await publish(batch.messages);
+        if (batch.snapshotComplete) await checkpoint({ kind: 'postgres', lsn: batch.lsn, snapshotDone: true });
       },
-      { snapshotDone: cp.rows[0]?.position.snapshotDone ?? false },
+      { snapshotDone: saved?.snapshotDone ?? false },
     ),
   );
-  log.info({ supplier: supplier.id, topics }, 'capturing');
+  return { stop: () => source.stop() };
+}
+
+async function startMysql(supplier: Supplier, saved: CaptureCheckpoint | undefined, publish: Publish, checkpoint: (c: CaptureCheckpoint) => Promise<unknown>, retry: Retry, log: Logger): Promise<Reader> {
+  const source = createMysqlCdcSource({ url: mysqlUrl(supplier), topicPrefix: supplier.topicPrefix, tables: supplier.source.tables.map((t) => t.name) }, log);
+  let snapshotDone = saved?.snapshotDone ?? false;
+  let latest: BinlogPosition | undefined;
+  let written = 0;
+  const resume = snapshotDone && saved?.position ? { position: saved.position } : {};
+  await retry(`starting the reader of ${supplier.id}`, () =>
+    source.start(async (batch) => {
+      await publish(batch.messages);
+      // Only positions after the snapshot are resumable: a crash inside the snapshot snapshots again.
+      if (batch.snapshotComplete) snapshotDone = true;
+      if (!snapshotDone) return;
+      latest = batch.position;
+      if (batch.snapshotComplete || Date.now() - written >= CHECKPOINT_EVERY_MS) {
+        written = Date.now();
+        await checkpoint({ kind: supplier.source.kind, position: latest, snapshotDone: true });
+      }
+    }, resume),
+  );
   return {
+    done: source.done,
     stop: async () => {
       await source.stop();
-      await producer.disconnect().catch(() => undefined);
-      await pool.end().catch(() => undefined);
+      if (latest) await checkpoint({ kind: supplier.source.kind, position: latest, snapshotDone: true }).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'final checkpoint not written; a restart publishes the last changes again'));
     },
   };
 }

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
+import mysql from 'mysql2/promise';
 import type { ChildProcess } from 'node:child_process';
 import { spawnCellar } from '../../infra/local/cellar-process.js';
 import { createDatabase } from '../../infra/local/postgres.js';
@@ -70,4 +71,90 @@ mapping:
     await supplier.query(`INSERT INTO public.inventory VALUES ('w-new', 's2', 77)`);
     expect(await p.converged(await truth(), [R1, R2])).toEqual([]);
   }, 150_000);
+});
+
+const mariadbUrl = services().mariadbUrl;
+
+/**
+ * `cellar run capture` of a MariaDB supplier (binlog reader → Kafka raw topics) feeding the Kafka runtime;
+ * SIGKILL of the capture mid-stream, then a restart from the checkpointed binlog position (GTIDs).
+ */
+describe.skipIf(!mariadbUrl)(`native capture of a MariaDB supplier into the Kafka runtime${mariadbUrl ? '' : ' — skipped: no MariaDB server could be provisioned'}`, () => {
+  const R1 = rid('west');
+  const R2 = rid('east');
+  const region: Record<string, string> = { pdx: R1, sea: R1, nyc: R2 };
+  const db = rid('cap_');
+  let conn: mysql.Connection;
+  let cellar: { url: string; pool: pg.Pool };
+  let p: PipelineUnderTest;
+  let capture: ChildProcess | undefined;
+  const logDir = artifactDir('capture-mariadb');
+  let runs = 0;
+  const startCapture = () => (capture = spawnCellar(['run', 'capture', '--supplier', 'cascade'], p.env, join(logDir, `capture-${++runs}.log`)));
+
+  beforeAll(async () => {
+    conn = await mysql.createConnection(`${mariadbUrl}?multipleStatements=true`);
+    await conn.query(`CREATE DATABASE ${db}; CREATE TABLE ${db}.levels (article varchar(32), wh varchar(8), cases int NOT NULL, PRIMARY KEY (article, wh))`);
+    await conn.query(`INSERT IGNORE INTO ${db}.levels VALUES ${Array.from({ length: 90 }, (_, i) => `('a-${i % 30}', '${['pdx', 'sea', 'nyc'][i % 3]}', ${i % 7})`).join(',')}`);
+    cellar = await freshDatabase();
+    const u = new URL(mariadbUrl!);
+    p = new PipelineUnderTest(cellar.url, cellar.pool, {
+      cascade: `id: cascade
+name: Cascade
+source:
+  kind: mariadb
+  connection: { host: 127.0.0.1, port: ${u.port}, user: root }
+  topicPrefix: ${rid('cascade')}
+  tables: [{ name: ${db}.levels }]
+mapping:
+  sku: article
+  warehouse: wh
+  quantity: cases
+  unit: case6
+  regions: { pdx: ${R1}, sea: ${R1}, nyc: ${R2} }
+`,
+    }, logDir);
+    startCapture();
+    for (const role of ['normalizer', 'aggregator', 'sink-postgres', 'sink-redis']) p.start(role);
+  }, 60_000);
+
+  afterAll(async () => {
+    if (capture) await stopChild(capture, 'SIGTERM', 15_000);
+    await p?.stop();
+    await conn?.end();
+    await cellar?.pool.end();
+  });
+
+  async function truth(): Promise<Totals> {
+    const [rows] = await conn.query(`SELECT article, wh, cases FROM ${db}.levels`);
+    const out: Totals = new Map();
+    for (const r of rows as Array<{ article: string; wh: string; cases: number }>) addRow(out, region[r.wh]!, r.article, r.cases * 6);
+    return out;
+  }
+
+  it('snapshot, changes, a SIGKILL mid-stream and a restart: Postgres and Redis equal the supplier rows', async () => {
+    expect(await p.converged(await truth(), [R1, R2])).toEqual([]);
+    await conn.query(`UPDATE ${db}.levels SET cases = cases + 2 WHERE wh = 'sea'`);
+    await conn.query(`UPDATE ${db}.levels SET wh = 'nyc' WHERE article = 'a-1' AND wh = 'pdx'`); // region move
+    await conn.query(`DELETE FROM ${db}.levels WHERE article = 'a-2'`);
+    let stop = false;
+    const writer = (async () => {
+      for (let i = 0; !stop; i++) {
+        const a = `a-${i % 40}`;
+        const wh = ['pdx', 'sea', 'nyc'][i % 3]!;
+        if (i % 5 === 4) await conn.query(`DELETE FROM ${db}.levels WHERE article = ? AND wh = ?`, [a, wh]);
+        else await conn.query(`INSERT INTO ${db}.levels VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE cases = VALUES(cases)`, [a, wh, i % 11]);
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 1_500));
+    await stopChild(capture!, 'SIGKILL', 5_000);
+    await new Promise((r) => setTimeout(r, 500));
+    startCapture();
+    await new Promise((r) => setTimeout(r, 1_500));
+    stop = true;
+    await writer;
+    expect(await p.converged(await truth(), [R1, R2])).toEqual([]);
+    const { rows } = await cellar.pool.query<{ position: { position: { gtids?: string }; snapshotDone: boolean } }>("SELECT position FROM cellar.checkpoints WHERE source_id = 'capture:cascade'");
+    expect(rows[0]?.position).toMatchObject({ snapshotDone: true, position: { gtids: expect.stringMatching(/^\d+-\d+-\d+/) } });
+  }, 180_000);
 });
