@@ -44,7 +44,7 @@ program
 program
   .command('run')
   .description('run one worker of the Kafka runtime until SIGTERM/SIGINT')
-  .addArgument(new (await import('commander')).Argument('<role>', 'worker role; embedded (the whole pipeline in one process); capture (native reader → Kafka raw topics)').choices([...WORKER_ROLES, 'embedded', 'capture']))
+  .addArgument(new (await import('commander')).Argument('<role>', 'worker role; embedded (the whole pipeline in one process); capture (native Postgres/MySQL/MariaDB reader → Kafka raw topics)').choices([...WORKER_ROLES, 'embedded', 'capture']))
   .option('--supplier <id>', 'with capture: the supplier to capture')
   .action(async (role: WorkerRole | 'embedded' | 'capture', opts: { supplier?: string }) => {
     if (role === 'embedded') return runEmbeddedCommand();
@@ -138,6 +138,10 @@ async function runCaptureCommand(supplierId: string | undefined): Promise<void> 
       void Promise.all([ops?.close(), capture.stop()]).then(() => process.exit(0));
     });
   }
+  capture.done?.catch((err: unknown) => {
+    log.error({ err }, 'capture failed; exiting so a restart resumes from the last checkpoint');
+    process.exit(1);
+  });
 }
 
 /** `cellar run embedded`: runs until SIGTERM/SIGINT (drains) or a fatal error (exit 1, restart resumes). */
