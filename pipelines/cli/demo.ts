@@ -1,8 +1,8 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import { Redis } from 'ioredis';
-import { mariadbAvailable } from '../../infra/local/mariadb.js';
+import { mariadbAvailable, startLocalMariaDb, type LocalMariaDb } from '../../infra/local/mariadb.js';
 import { createDatabase, startLocalPostgres, type LocalPostgres } from '../../infra/local/postgres.js';
 import { onInterrupt, tempDir } from '../../infra/local/process.js';
 import { startLocalRedis, type LocalRedis } from '../../infra/local/redis.js';
@@ -11,7 +11,8 @@ import { loadRuntimeConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
 import { CellarMetrics } from '../core/metrics.js';
 import { startEmbedded, type EmbeddedRuntime } from '../runtime/embedded-runtime.js';
-import { DEMO_SUPPLIERS, demoRegions, prng, seedRows, writeSupplierFile, type DemoSupplier, type ModelRow } from '../demo/catalog.js';
+import { demoRegions, demoSuppliers, prng, seedRows, writeSupplierFile, type DemoSupplier, type ModelRow } from '../demo/catalog.js';
+import { openSupplierDb } from '../demo/supplier-db.js';
 import { startGenerator, type ChangeGenerator } from '../demo/generator.js';
 import { runKafkaDemo } from '../demo/kafka-demo.js';
 import { checkRegions, expectedTotals, freshnessBuckets, quantile, secs, type Buckets, type RegionCheck } from '../demo/verify.js';
@@ -38,10 +39,9 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   return opts.kafka ? runKafkaDemo({ keepRunning: opts.keepRunning }) : runEmbeddedDemo(opts);
 }
 
-/** Inserts `rows` into the supplier's table in multi-row statements. */
+/** Creates the supplier's table and inserts `rows` in multi-row statements. */
 async function seed(url: string, s: DemoSupplier, rows: ModelRow[]): Promise<void> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
+  const c = await openSupplierDb(s.engine, url);
   try {
     await c.query(s.ddl);
     for (let i = 0; i < rows.length; i += 500) {
@@ -67,8 +67,9 @@ async function converge(pool: pg.Pool, redis: Redis, expected: Awaited<ReturnTyp
 }
 
 /**
- * The default `cellar demo`: three Postgres suppliers with their own schemas, units and SKU codes in a
- * private Postgres, captured natively by the embedded runtime in this process; a generator makes sales,
+ * The default `cellar demo`: three Postgres suppliers in a private Postgres and, when MariaDB's binaries
+ * are installed, a fourth in a private MariaDB (binlog), each with its own schema, units and SKU codes,
+ * captured natively by the embedded runtime in this process; a generator makes sales,
  * receipts, transfers, returns, corrections, deletes and re-inserts at `rate` changes/s for `durationS`
  * seconds with a live progress line; then every regional total in Postgres and Redis is compared with
  * the sums computed directly from the suppliers' rows. Everything started is stopped, also on Ctrl-C.
@@ -78,6 +79,7 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
   const work = tempDir('demo');
   const log = createLogger('demo', process.env.CELLAR_LOG_LEVEL ?? 'warn');
   let pgServer: LocalPostgres | undefined;
+  let mariaServer: LocalMariaDb | undefined;
   let redisServer: LocalRedis | undefined;
   let rt: EmbeddedRuntime | undefined;
   let gen: ChangeGenerator | undefined;
@@ -92,17 +94,21 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
       await pool?.end().catch(() => undefined);
       await redisServer?.destroy().catch(() => undefined);
       await pgServer?.destroy().catch(() => undefined);
+      await mariaServer?.destroy().catch(() => undefined);
       rmSync(work, { recursive: true, force: true });
     })());
   const unhook = onInterrupt(cleanup);
   let broken: Error | undefined;
   try {
-    say('Cellar demo: three suppliers, three regions, the embedded runtime (no Kafka) in this process.\n');
+    const withMariaDb = process.env.CELLAR_DEMO_MARIADB !== '0' && (await mariadbAvailable());
+    const suppliers = demoSuppliers(withMariaDb);
+    say(`Cellar demo: ${suppliers.length} suppliers, ${demoRegions().length} regions, the embedded runtime (no Kafka) in this process.\n`);
     say('1. Provisioning private services…');
-    [pgServer, redisServer] = await Promise.all([startLocalPostgres(), startLocalRedis()]);
-    say(`   Postgres :${pgServer.port} (wal_level=logical; Cellar's database and the suppliers' databases), Redis :${redisServer.port}`);
-    say(`   MariaDB binaries ${(await mariadbAvailable()) ? 'found' : 'not found'}. MySQL/MariaDB suppliers are not captured natively yet`);
-    say('   (they need Debezium and the Kafka runtime), so all three demo suppliers are Postgres databases.');
+    [pgServer, redisServer, mariaServer] = await Promise.all([startLocalPostgres(), startLocalRedis(), withMariaDb ? startLocalMariaDb() : undefined]);
+    say(`   Postgres :${pgServer.port} (wal_level=logical; Cellar's database and three suppliers' databases), Redis :${redisServer.port}`);
+    say(mariaServer
+      ? `   MariaDB :${mariaServer.port} (ROW binlog; the fourth supplier's database)`
+      : '   MariaDB: binaries not found (Debian package mariadb-server), so the MariaDB supplier is left out; the three Postgres suppliers run.');
     const cellarUrl = await createDatabase(pgServer.url, 'cellar');
 
     say('2. Seeding the suppliers (rows that exist before Cellar starts arrive through the snapshot):');
@@ -110,13 +116,13 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
     mkdirSync(suppliersDir);
     const rnd = prng(7);
     const sources: Array<{ supplier: DemoSupplier; url: string; rows: ModelRow[] }> = [];
-    for (const s of DEMO_SUPPLIERS) {
-      const url = await createDatabase(pgServer.url, s.database);
+    for (const s of suppliers) {
+      const url = s.engine === 'postgres' ? await createDatabase(pgServer.url, s.database) : mariaServer!.url;
       const rows = seedRows(s, rnd);
       await seed(url, s, rows);
-      writeSupplierFile(s, suppliersDir, pgServer.port);
+      writeSupplierFile(s, suppliersDir, s.engine === 'postgres' ? pgServer.port : mariaServer!.port);
       sources.push({ supplier: s, url, rows });
-      say(`   - ${s.id}: ${s.name}; ${s.table}, ${num(rows.length)} rows, ${Object.keys(s.regions).length} warehouses (${Object.keys(s.regions).join(', ')}), SKU map ${s.skuMap}`);
+      say(`   - ${s.id}: ${s.name}; ${s.engine} ${s.table}, ${num(rows.length)} rows, ${Object.keys(s.regions).length} warehouses (${Object.keys(s.regions).join(', ')}), SKU map ${s.skuMap}`);
     }
     say(`   Registry files in ${suppliersDir}`);
 
@@ -167,13 +173,14 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
     const dead = await metrics.value('cellar_dead_letters_total');
     say('\nRegional stock (cellar.regional_stock and Redis cellar:stock:<region> vs. SQL over the suppliers\' rows):\n');
     say(formatTable(['region', 'warehouses', 'SKUs', 'bottles', 'postgres', 'redis'], checks.map((c) => [
-      c.region, DEMO_SUPPLIERS.reduce((a, s) => a + Object.values(s.regions).filter((r) => r === c.region).length, 0), c.skus, c.bottles,
+      c.region, suppliers.reduce((a, s) => a + Object.values(s.regions).filter((r) => r === c.region).length, 0), c.skus, c.bottles,
       c.postgres ? 'yes' : `NO (${c.pgDiff} SKUs differ)`, c.redis ? 'yes' : `NO (${c.redisDiff} SKUs differ)`,
     ])));
     say('');
     say(`changes     ${num(changes)} in ${genSeconds.toFixed(1)} s = ${num(changes / genSeconds)}/s (${Object.entries(gen.byKind()).map(([k, n]) => `${k} ${num(n)}`).join(', ')})`);
     say(`events      ${num((await metrics.value('cellar_events_in_total', { stage: 'embedded' })) - base.events)} processed; caught up ${secs(caughtUp)} after the generator stopped`);
     say(`freshness   p50 ${secs(quantile(0.5, fresh, base.fresh))}, p99 ${secs(quantile(0.99, fresh, base.fresh))} (source commit → totals written, from the histogram buckets)`);
+    if (mariaServer) say('            (MariaDB stamps commits in whole seconds, so its changes read up to 1 s staler than they are: the p99)');
     say(`dead letters ${num(dead)}`);
     if (broken) say(`FAILED: ${broken.message}`);
     say(`\n${ok ? 'All regional totals equal the sums over the suppliers\' rows.' : 'MISMATCH: the totals did not converge within 60 s.'} Done in ${((Date.now() - t0) / 1000).toFixed(1)} s.`);

@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import type { DemoEngine } from './supplier-db.js';
 
 /** Canonical SKUs of the demo catalog (at least 2,000 end up stocked). */
 export const CANONICAL_SKUS = 2400;
@@ -11,7 +12,7 @@ export interface ModelRow {
   /** The supplier's own SKU code. */
   code: string;
   warehouse: string;
-  /** Quantity in the row's unit: cases (rhone), bottles (pacific, northsea; northsea stores liters). */
+  /** Quantity in the row's unit: cases (rhone, cascade), bottles (pacific, northsea; northsea stores liters). */
   units: number;
   /** Bottles per unit: 12 or 6 for rhone's cases, 1 otherwise. */
   pack: number;
@@ -26,8 +27,11 @@ export interface ModelRow {
 export interface DemoSupplier {
   id: string;
   name: string;
+  /** The database server it runs on. */
+  engine: DemoEngine;
+  /** Postgres: a database of the private server; MariaDB: the schema its DDL creates. */
   database: string;
-  /** `schema.table` */
+  /** `schema.table` (MariaDB: `database.table`) */
   table: string;
   pk: string;
   whCol: string;
@@ -67,10 +71,10 @@ export function canonicalSku(i: number): string {
   return `${APPELLATIONS[i % APPELLATIONS.length]}-${String(i).padStart(4, '0')}-${2010 + ((i * 7) % 13)}`;
 }
 
-/** The three demo suppliers. All Postgres: MySQL/MariaDB suppliers are not captured natively yet. */
+/** The Postgres demo suppliers (always there) and a MariaDB one (when MariaDB's binaries are installed). */
 export const DEMO_SUPPLIERS: DemoSupplier[] = [
   {
-    id: 'rhone-imports', name: 'Rhône Imports (ERP, cases of 12 and 6)', database: 'rhone_erp', table: 'public.stock_positions', pk: 'stock_id', whCol: 'depot',
+    id: 'rhone-imports', name: 'Rhône Imports (ERP, cases of 12 and 6)', engine: 'postgres', database: 'rhone_erp', table: 'public.stock_positions', pk: 'stock_id', whCol: 'depot',
     regions: { 'LYS-01': 'eu-west', 'BOD-02': 'eu-west', 'JFK-03': 'us-east', 'OAK-04': 'us-west' },
     ddl: `CREATE TABLE public.stock_positions (stock_id bigint PRIMARY KEY, item_code text NOT NULL, depot text NOT NULL,
             case_type text NOT NULL CHECK (case_type IN ('CS12', 'CS6')), cases integer NOT NULL, vintage integer)`,
@@ -87,7 +91,7 @@ export const DEMO_SUPPLIERS: DemoSupplier[] = [
     carries: [0, 1100],
   },
   {
-    id: 'pacific-cellars', name: 'Pacific Cellars (WMS, bottles)', database: 'pacific_wms', table: 'inventory.stock_levels', pk: 'id', whCol: 'warehouse',
+    id: 'pacific-cellars', name: 'Pacific Cellars (WMS, bottles)', engine: 'postgres', database: 'pacific_wms', table: 'inventory.stock_levels', pk: 'id', whCol: 'warehouse',
     regions: { 'napa-1': 'us-west', 'sea-2': 'us-west', 'bos-3': 'us-east', 'lon-4': 'eu-west' },
     ddl: `CREATE SCHEMA inventory;
           CREATE TABLE inventory.stock_levels (id bigint PRIMARY KEY, sku text NOT NULL, warehouse text NOT NULL, bottles integer NOT NULL)`,
@@ -102,7 +106,7 @@ export const DEMO_SUPPLIERS: DemoSupplier[] = [
     carries: [900, 2000],
   },
   {
-    id: 'northsea-wines', name: 'Northsea Wines (liters, 750 ml and 1500 ml bottles)', database: 'northsea_inv', table: 'public.article_stock', pk: 'line_no', whCol: 'site',
+    id: 'northsea-wines', name: 'Northsea Wines (liters, 750 ml and 1500 ml bottles)', engine: 'postgres', database: 'northsea_inv', table: 'public.article_stock', pk: 'line_no', whCol: 'site',
     regions: { RTM: 'eu-west', ATL: 'us-east', LAX: 'us-west' },
     ddl: `CREATE TABLE public.article_stock (line_no bigint PRIMARY KEY, article_no text NOT NULL, site text NOT NULL,
             liters numeric(12,3) NOT NULL, bottle_ml integer NOT NULL)`,
@@ -117,7 +121,27 @@ export const DEMO_SUPPLIERS: DemoSupplier[] = [
     packing: (rnd) => ({ pack: 1, ml: rnd() < 0.15 ? 1500 : 750 }),
     carries: [1700, 2600],
   },
+  {
+    id: 'cascade-wines', name: 'Cascade Wines (MariaDB, 6-bottle cases)', engine: 'mariadb', database: 'cascade_inv', table: 'cascade_inv.levels', pk: 'line_id', whCol: 'wh_code',
+    regions: { PDX: 'us-west', MIA: 'us-east', AMS: 'eu-west' },
+    ddl: `CREATE DATABASE cascade_inv;
+          CREATE TABLE cascade_inv.levels (line_id bigint PRIMARY KEY, article varchar(32) NOT NULL, wh_code varchar(8) NOT NULL, cases6 int NOT NULL)`,
+    columns: (r) => ({ line_id: r.id, article: r.code, wh_code: r.warehouse, cases6: r.units }),
+    quantity: (r) => ({ cases6: r.units }),
+    sqlBottles: 'SELECT article AS code, wh_code AS warehouse, CAST(SUM(cases6 * 6) AS SIGNED) AS bottles FROM cascade_inv.levels GROUP BY 1, 2',
+    receipt: [2, 20], sale: [1, 2], count: [0, 50],
+    codeOf: (i) => `CW/${String(i).padStart(5, '0')}`,
+    skuMap: 'inline',
+    mapping: { sku: 'article', warehouse: 'wh_code', quantity: 'cases6', unit: 'case6' },
+    packing: () => ({ pack: 6, ml: 750 }),
+    carries: [300, 1500],
+  },
 ];
+
+/** The demo's suppliers: the Postgres ones, plus the MariaDB one when a MariaDB server is there. */
+export function demoSuppliers(withMariaDb: boolean): DemoSupplier[] {
+  return DEMO_SUPPLIERS.filter((s) => s.engine === 'postgres' || withMariaDb);
+}
 
 /** A small deterministic PRNG (mulberry32), so every demo run seeds the same catalog. */
 export function prng(seed: number): () => number {
@@ -155,8 +179,8 @@ export function seedRows(s: DemoSupplier, rnd: () => number): ModelRow[] {
   return rows;
 }
 
-/** Writes the supplier's registry YAML (and SKU CSV) into `dir`; trust auth, so no password field. */
-export function writeSupplierFile(s: DemoSupplier, dir: string, pgPort: number): void {
+/** Writes the supplier's registry YAML (and SKU CSV) into `dir`; trust auth / root without password, so no password field. */
+export function writeSupplierFile(s: DemoSupplier, dir: string, port: number): void {
   const map = skuTable(s);
   let skus: unknown;
   if (s.skuMap === 'csv') {
@@ -166,10 +190,15 @@ export function writeSupplierFile(s: DemoSupplier, dir: string, pgPort: number):
   const doc = {
     id: s.id,
     name: s.name,
-    source: { kind: 'postgres', connection: { host: '127.0.0.1', port: pgPort, database: s.database, user: 'postgres' }, topicPrefix: s.id.split('-')[0], tables: [{ name: s.table }] },
+    source: {
+      kind: s.engine,
+      connection: s.engine === 'postgres' ? { host: '127.0.0.1', port, database: s.database, user: 'postgres' } : { host: '127.0.0.1', port, user: 'root' },
+      topicPrefix: s.id.split('-')[0],
+      tables: [{ name: s.table }],
+    },
     mapping: { ...s.mapping, skus, regions: s.regions },
   };
-  writeFileSync(join(dir, `${s.id}.yaml`), `# Written by \`cellar demo\`: a private Postgres on 127.0.0.1 with trust authentication.\n${stringify(doc)}`);
+  writeFileSync(join(dir, `${s.id}.yaml`), `# Written by \`cellar demo\`: a private ${s.engine === 'postgres' ? 'Postgres on 127.0.0.1 with trust authentication' : 'MariaDB on 127.0.0.1, root without a password'}.\n${stringify(doc)}`);
 }
 
 /** The regions of all demo warehouses, sorted. */

@@ -1,5 +1,5 @@
-import pg from 'pg';
 import { between, prng, type DemoSupplier, type ModelRow } from './catalog.js';
+import { openSupplierDb, type SupplierDb } from './supplier-db.js';
 
 /** Kinds of change the generator makes, as a warehouse system would. */
 export const CHANGE_KINDS = ['sale', 'receipt', 'transfer', 'return', 'correction', 'delete', 'reinsert'] as const;
@@ -10,7 +10,7 @@ const WEIGHTS: Array<[ChangeKind, number]> = [['sale', 40], ['receipt', 14], ['t
 /** One supplier's rows, split into lanes that own disjoint rows (so transactions never conflict). */
 interface Lane {
   supplier: DemoSupplier;
-  client: pg.Client;
+  client: SupplierDb;
   live: ModelRow[];
   deleted: ModelRow[];
 }
@@ -26,11 +26,11 @@ export interface ChangeGenerator {
   failed: Promise<Error>;
 }
 
-const ident = (qualified: string) => qualified.split('.').map((p) => `"${p}"`).join('.');
+const ident = (s: DemoSupplier) => s.table.split('.').map((p) => (s.engine === 'postgres' ? `"${p}"` : `\`${p}\``)).join('.');
 
 /** The SQL of one change, applied to `r` (already mutated to its new state). */
 function statement(s: DemoSupplier, kind: ChangeKind, r: ModelRow): { text: string; values: Array<string | number> } {
-  const t = ident(s.table);
+  const t = ident(s);
   if (kind === 'delete') return { text: `DELETE FROM ${t} WHERE ${s.pk} = $1`, values: [r.id] };
   if (kind === 'reinsert') {
     const cols = s.columns(r);
@@ -102,9 +102,7 @@ export async function startGenerator(
   const lanes: Lane[] = [];
   for (const { supplier, url, rows } of suppliers) {
     for (let k = 0; k < lanesPerSupplier; k++) {
-      const client = new pg.Client({ connectionString: url, application_name: 'cellar-demo-generator' });
-      client.on('error', () => undefined);
-      await client.connect();
+      const client = await openSupplierDb(supplier.engine, url, 'cellar-demo-generator');
       lanes.push({ supplier, client, live: rows.filter((r) => r.id % lanesPerSupplier === k), deleted: [] });
     }
   }

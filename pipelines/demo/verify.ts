@@ -4,6 +4,7 @@ import { readRegionalStock } from '../../sinks/postgres/read.js';
 import { readRegionSnapshot } from '../../sinks/redis/read.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import { skuTable, type DemoSupplier } from './catalog.js';
+import { openSupplierDb } from './supplier-db.js';
 
 /** region → canonical SKU → bottles. */
 export type Totals = Map<string, Map<string, number>>;
@@ -17,10 +18,9 @@ export async function expectedTotals(suppliers: Array<{ supplier: DemoSupplier; 
   const totals: Totals = new Map();
   for (const { supplier, url } of suppliers) {
     const skus = skuTable(supplier);
-    const c = new pg.Client({ connectionString: url });
-    await c.connect();
+    const c = await openSupplierDb(supplier.engine, url);
     try {
-      const { rows } = await c.query<{ code: string; warehouse: string; bottles: string; whole?: boolean }>(supplier.sqlBottles);
+      const rows = await c.query<{ code: string; warehouse: string; bottles: string; whole?: boolean }>(supplier.sqlBottles);
       for (const r of rows) {
         if (r.whole === false) throw new Error(`${supplier.id}: ${r.code} at ${r.warehouse} is not a whole number of bottles`);
         const sku = skus.get(r.code);
