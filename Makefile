@@ -5,7 +5,7 @@ SHELL := /bin/bash
 NODE_TSX := node --import tsx
 export NPM_CONFIG_UPDATE_NOTIFIER := false
 
-.PHONY: provision build typecheck test test-faults demo bench clean
+.PHONY: provision build typecheck test test-faults demo bench clean up down
 
 provision:
 	@bash infra/local/provision.sh
@@ -32,3 +32,17 @@ clean:
 # Benchmarks run the compiled code, as production does.
 bench: build
 	node dist/bench/run.js
+
+# The production-shaped stack of infra/compose (Kafka, Schema Registry, Debezium, Postgres, Redis, two seeded
+# suppliers, the four workers, Prometheus, Grafana); needs a Docker engine. Operating it: docs/OPERATIONS.md.
+COMPOSE_FILE := infra/compose/docker-compose.yml
+COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+
+up:
+	@docker info >/dev/null 2>&1 || { echo "make up: no Docker engine answers (docker info failed): start Docker or set DOCKER_HOST. Without Docker, 'make demo' runs the whole pipeline on private services." >&2; exit 1; }
+	$(COMPOSE) -f $(COMPOSE_FILE) up -d --build
+	@echo "Grafana http://127.0.0.1:13000  Prometheus http://127.0.0.1:19090  Kafka Connect http://127.0.0.1:18083  (ports: CELLAR_COMPOSE_*_PORT)"
+
+down:
+	@docker info >/dev/null 2>&1 || { echo "make down: no Docker engine answers (docker info failed): nothing to stop." >&2; exit 1; }
+	$(COMPOSE) -f $(COMPOSE_FILE) down
