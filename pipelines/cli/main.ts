@@ -16,6 +16,8 @@ import { startOpsServer } from '../core/http.js';
 import { mappingTestCommand } from './mapping-test.js';
 import { registerDlqCommands } from './dlq.js';
 import { registerSnapshotCommands } from './snapshot.js';
+import { registerKeysCommands } from './keys.js';
+import { runApiProcess, startApi } from '../api/index.js';
 
 const program = new Command('cellar')
   .description('Real-time, multi-supplier, multi-region inventory pipeline')
@@ -44,10 +46,12 @@ program
 program
   .command('run')
   .description('run one worker of the Kafka runtime until SIGTERM/SIGINT')
-  .addArgument(new (await import('commander')).Argument('<role>', 'worker role; embedded (the whole pipeline in one process); capture (native Postgres/MySQL/MariaDB reader → Kafka raw topics)').choices([...WORKER_ROLES, 'embedded', 'capture']))
+  .addArgument(new (await import('commander')).Argument('<role>', 'worker role; embedded (the whole pipeline in one process); capture (native Postgres/MySQL/MariaDB reader → Kafka raw topics); api (read API and dashboard)').choices([...WORKER_ROLES, 'embedded', 'capture', 'api']))
   .option('--supplier <id>', 'with capture: the supplier to capture')
-  .action(async (role: WorkerRole | 'embedded' | 'capture', opts: { supplier?: string }) => {
-    if (role === 'embedded') return runEmbeddedCommand();
+  .option('--api', 'with embedded: also serve the read API and dashboard on CELLAR_API_PORT')
+  .action(async (role: WorkerRole | 'embedded' | 'capture' | 'api', opts: { supplier?: string; api?: boolean }) => {
+    if (role === 'embedded') return runEmbeddedCommand(Boolean(opts.api));
+    if (role === 'api') return runApiProcess(loadRuntimeConfig(), createLogger('api'), new CellarMetrics());
     if (role === 'capture') return runCaptureCommand(opts.supplier);
     const cfg = loadRuntimeConfig();
     const log = createLogger(role);
@@ -108,6 +112,7 @@ program
 
 registerDlqCommands(program);
 registerSnapshotCommands(program);
+registerKeysCommands(program);
 
 program
   .command('demo')
@@ -145,15 +150,17 @@ async function runCaptureCommand(supplierId: string | undefined): Promise<void> 
 }
 
 /** `cellar run embedded`: runs until SIGTERM/SIGINT (drains) or a fatal error (exit 1, restart resumes). */
-async function runEmbeddedCommand(): Promise<void> {
+async function runEmbeddedCommand(withApi = false): Promise<void> {
   const cfg = loadRuntimeConfig();
   const log = createLogger('embedded');
   const metrics = new CellarMetrics();
   const rt = await startEmbedded(cfg, log, metrics);
   const ops = cfg.httpPort >= 0 ? await startOpsServer(cfg.httpPort, metrics, { live: () => true, ready: () => rt.isReady() }) : undefined;
-  log.info({ captured: rt.captured, skipped: rt.skipped, httpPort: ops?.port }, 'embedded runtime started');
+  const api = withApi ? await startApi(cfg, log, metrics) : undefined;
+  log.info({ captured: rt.captured, skipped: rt.skipped, httpPort: ops?.port, api: api?.url, dashboard: api && `${api.url}/dashboard` }, 'embedded runtime started');
   const shutdown = async (signal: string) => {
     log.info({ signal }, 'draining');
+    await api?.stop();
     await ops?.close();
     await rt.stop();
     process.exit(0);

@@ -58,6 +58,21 @@ export const RuntimeConfigSpec = z.object({
   skuMapRefreshMs: int(60_000, 1_000).describe(
     'CELLAR_SKU_MAP_REFRESH_MS: how often the normalizer re-reads cellar.sku_map. Default 60000.',
   ),
+  apiPort: z.coerce.number().int().min(0).max(65535).default(8080).describe(
+    'CELLAR_API_PORT: port of the read API and dashboard (`cellar run api`; 0 = any free port). Default 8080.',
+  ),
+  apiHost: z.string().min(1).default('127.0.0.1').describe(
+    'CELLAR_API_HOST: address the read API listens on (`0.0.0.0` for every interface). Default `127.0.0.1`.',
+  ),
+  apiScrapeUrls: z
+    .string()
+    .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
+    .pipe(z.array(z.string().url()))
+    .default([])
+    .describe('CELLAR_API_SCRAPE_URLS: comma-separated worker /metrics URLs the API reads for the dashboard\'s pipeline health. Default none.'),
+  connectUrl: z.string().url().optional().describe(
+    'CELLAR_CONNECT_URL: Kafka Connect REST URL, for connector status in the read API. Default unset (the endpoint answers 503).',
+  ),
 });
 
 export type RuntimeConfig = z.output<typeof RuntimeConfigSpec>;
@@ -78,6 +93,10 @@ const ENV_NAMES: Record<keyof RuntimeConfig, string> = {
   suppliersDir: 'CELLAR_SUPPLIERS_DIR',
   skuMapRefreshMs: 'CELLAR_SKU_MAP_REFRESH_MS',
   httpPort: 'CELLAR_HTTP_PORT',
+  apiPort: 'CELLAR_API_PORT',
+  apiHost: 'CELLAR_API_HOST',
+  apiScrapeUrls: 'CELLAR_API_SCRAPE_URLS',
+  connectUrl: 'CELLAR_CONNECT_URL',
 };
 
 /** The environment variable behind each runtime setting. */

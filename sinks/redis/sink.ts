@@ -9,9 +9,12 @@ import { parseRedisSinkConfig, redisKeys, type RedisSinkConfig } from './config.
  * higher than the one stored beside it, so replays never go backwards. Publishes one notification per
  * region and batch with the applied changes. With a TTL the three keys expire together and every call
  * sets it again; with 0 any expiry is removed, so turning the TTL off never lets a live region lapse.
- * KEYS: stock, versions, meta, epoch marker. ARGV: channel, updatedTsMs, region, ttlSeconds, epoch, and the
- * rows as one JSON array of [sku, bottles, version] strings (one argument: cheap to send, decoded in C;
- * versions are read with HMGET and written with bulk HSET, a few calls per 500 rows instead of three per row). Returns -1 without writing when the marker does not hold this sink's epoch:
+ * The same notification is appended to the change stream (see {@link STOCK_EVENTS_MAXLEN}), whose entry ids
+ * let readers resume where they left off.
+ * KEYS: stock, versions, meta, epoch marker, change stream. ARGV: channel, updatedTsMs, region, ttlSeconds, epoch, the
+ * rows as one JSON array of [sku, bottles, version] strings, and the stream's length bound (one argument: cheap to send, decoded in C;
+ * versions are read with HMGET and written with bulk HSET, a few calls per 500 rows instead of three per row)
+ * with the stream's length bound last. Returns -1 without writing when the marker does not hold this sink's epoch:
  * Redis lost its data (or another instance found that it had) since this sink last wrote.
  */
 const APPLY = `
@@ -43,7 +46,9 @@ end
 if #changes > 0 then
   redis.call('HINCRBY', KEYS[3], 'version', #changes)
   redis.call('HSET', KEYS[3], 'updatedTsMs', ARGV[2])
-  redis.call('PUBLISH', ARGV[1], cjson.encode({ region = ARGV[3], updatedTsMs = tonumber(ARGV[2]), changes = changes }))
+  local payload = cjson.encode({ region = ARGV[3], updatedTsMs = tonumber(ARGV[2]), changes = changes })
+  redis.call('PUBLISH', ARGV[1], payload)
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', 'data', payload)
 end
 local ttl = tonumber(ARGV[4])
 for k = 1, 3 do
@@ -51,12 +56,24 @@ for k = 1, 3 do
 end
 return #changes`;
 
-type WithApply = Redis & { cellarApply(k1: string, k2: string, k3: string, k4: string, ...argv: string[]): Promise<number> };
+/**
+ * Entries kept in the change stream `<prefix>:stock-events` (trimmed approximately, so at least this many):
+ * one entry per region and applied batch, holding the notification published on the channel. This is the
+ * window in which a reader (the read API's server-sent events) can resume from an entry id.
+ */
+export const STOCK_EVENTS_MAXLEN = 10_000;
+
+/** The change stream of a key prefix: one entry per region and applied batch (see {@link STOCK_EVENTS_MAXLEN}). */
+export function stockEventsKey(keyPrefix = 'cellar'): string {
+  return `${keyPrefix}:stock-events`;
+}
+
+type WithApply = Redis & { cellarApply(k1: string, k2: string, k3: string, k4: string, k5: string, ...argv: string[]): Promise<number> };
 
 /**
  * Keeps `cellar:stock:<region>` hashes (sku → bottles) current, with a version guard per SKU in
  * `cellar:stock:<region>:versions`, region metadata in `…:meta`, and change notifications on
- * `cellar:stock-updates`. One pipelined round trip per batch (one script call per region).
+ * `cellar:stock-updates` and in the stream `cellar:stock-events`. One pipelined round trip per batch (one script call per region).
  */
 export class RedisSnapshotSink implements StockSink {
   private redis: WithApply | undefined;
@@ -109,7 +126,7 @@ export class RedisSnapshotSink implements StockSink {
         retryStrategy: (n) => Math.min(200 * n, 2_000),
       });
       r.on('error', () => undefined); // surfaced per command as retriable errors
-      r.defineCommand('cellarApply', { numberOfKeys: 4, lua: APPLY });
+      r.defineCommand('cellarApply', { numberOfKeys: 5, lua: APPLY });
       this.redis = r as WithApply;
     }
     try {
@@ -140,8 +157,8 @@ export class RedisSnapshotSink implements StockSink {
     for (const [region, list] of byRegion) {
       const k = redisKeys(this.cfg.keyPrefix, region);
       const rows = JSON.stringify(list.map((rec) => [rec.sku, String(rec.bottles), String(rec.version)]));
-      const argv = [this.channel, now, region, String(this.cfg.ttlSeconds), this.epoch, rows];
-      (pipe as unknown as WithApply).cellarApply(k.stock, k.versions, k.meta, this.epochKey, ...argv);
+      const argv = [this.channel, now, region, String(this.cfg.ttlSeconds), this.epoch, rows, String(STOCK_EVENTS_MAXLEN)];
+      (pipe as unknown as WithApply).cellarApply(k.stock, k.versions, k.meta, this.epochKey, stockEventsKey(this.cfg.keyPrefix), ...argv);
     }
     let results: Array<[Error | null, unknown]> | null;
     try {

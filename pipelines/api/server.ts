@@ -1,0 +1,234 @@
+import { readFileSync } from 'node:fs';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+import type pg from 'pg';
+import type { Logger } from '../core/logger.js';
+import type { CellarMetrics } from '../core/metrics.js';
+import { assetPath } from '../core/paths.js';
+import { createPgPool, query } from '../../sinks/postgres/pool.js';
+import { createApiMetrics } from './api-metrics.js';
+import { recordAudit } from './audit.js';
+import { ApiKeyAuthenticator, presentedKey, type AuthenticatedKey } from './auth.js';
+import { errorAnswer } from './errors.js';
+import { roleAllows, type Role } from './keys-store.js';
+import { collectRoutes, openApiDocument } from './openapi.js';
+import { PipelineMonitor } from './pipeline-health.js';
+import { RateLimiter } from './rate-limit.js';
+import { registerOpsRoutes, type OpsDeps } from './routes-ops.js';
+import { registerStockRoutes } from './routes-stock.js';
+import { ANY_OBJECT, errorResponses } from './schemas.js';
+import { registerEventRoutes, StockEventHub } from './sse.js';
+import { StockReader } from './stock-reader.js';
+
+declare module 'fastify' {
+  /** OpenAPI annotations on route schemas (see openapi.ts). */
+  interface FastifySchema {
+    summary?: string;
+    description?: string;
+    tags?: string[];
+    /** Left out of the OpenAPI document. */
+    hide?: boolean;
+  }
+  interface FastifyContextConfig {
+    /** The least role a key needs; routes without one are public (health, metrics, OpenAPI, the dashboard page). */
+    role?: Role;
+    /** Audit action name: every call of the route is written to cellar.api_audit. */
+    audit?: string;
+  }
+  interface FastifyRequest {
+    apiKey?: AuthenticatedKey;
+    /** What an audited action acted on, set by its handler. */
+    auditTarget?: string;
+    /** A short outcome note for the audit row, set by its handler. */
+    auditDetail?: string;
+  }
+}
+
+/** What the read API serves from and acts on. */
+export interface ApiServerOptions extends Omit<OpsDeps, 'pool'> {
+  /** Cellar's Postgres (regional_stock, api_keys, api_audit, dead_letters). */
+  pgUrl: string;
+  /** The Redis of the snapshots and the change stream. */
+  redisUrl: string;
+  log: Logger;
+  /** This process' registry: the API's own metrics go here, and it is read for pipeline health. */
+  metrics: CellarMetrics;
+  /** Further in-process registries read for pipeline health (the embedded runtime's). */
+  extraRegistries?: CellarMetrics[];
+  /** Worker /metrics URLs read for pipeline health. */
+  scrapeUrls?: string[];
+  /** Key prefix of the Redis snapshots. Default `cellar`. */
+  keyPrefix?: string;
+}
+
+/** A built (not yet listening) read API and what it holds. */
+export interface ApiServer {
+  app: FastifyInstance;
+  pool: pg.Pool;
+  /** Starts listening; returns the base URL. */
+  listen(port: number, host: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+const DASHBOARD_FILES: Record<string, string> = { 'index.html': 'text/html; charset=utf-8', 'app.js': 'text/javascript; charset=utf-8', 'style.css': 'text/css; charset=utf-8' };
+
+/**
+ * Builds the read API: stock reads (Redis, Postgres fallback), server-sent change events, pipeline
+ * health, operator/admin endpoints, the dashboard page, `/openapi.json`, `/metrics`, `/healthz`, `/readyz`.
+ * Every `/v1` route needs an API key with the route's role; each key is rate limited; operator and admin
+ * calls are audited. Keys are read from headers only and never logged.
+ */
+export async function createApiServer(o: ApiServerOptions): Promise<ApiServer> {
+  const pool = createPgPool(o.pgUrl, { max: 8, applicationName: 'cellar-api' });
+  const redisOpts = { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: 2_000, retryStrategy: (n: number) => Math.min(200 * n, 2_000) };
+  const redis = new Redis(o.redisUrl, { ...redisOpts, enableAutoPipelining: true });
+  const streamReader = new Redis(o.redisUrl, { maxRetriesPerRequest: null, retryStrategy: (n: number) => Math.min(200 * n, 2_000) });
+  for (const r of [redis, streamReader]) r.on('error', () => undefined); // surfaced per command
+  const log = o.log;
+  const apiMetrics = createApiMetrics(o.metrics);
+  const auth = new ApiKeyAuthenticator(pool, o.pgUrl, log);
+  await auth.start();
+  const limiter = new RateLimiter();
+  const reader = new StockReader(redis, pool, o.keyPrefix);
+  const hub = new StockEventHub(streamReader, redis, log, o.keyPrefix);
+  const monitor = new PipelineMonitor([o.metrics, ...(o.extraRegistries ?? [])], o.scrapeUrls ?? [], pool, redis);
+  monitor.start();
+
+  const app = Fastify({ logger: false, forceCloseConnections: true, routerOptions: { maxParamLength: 600 }, bodyLimit: 1 << 20, ajv: { customOptions: { coerceTypes: 'array', allErrors: false, removeAdditional: false } } });
+  const routes = collectRoutes(app);
+
+  app.addHook('onRequest', async (req, reply) => {
+    const need = req.routeOptions.config.role;
+    if (!need) return;
+    const res = await auth.authenticate(presentedKey(req.headers));
+    if ('failure' in res) return reply.code(401).header('www-authenticate', 'Bearer realm="cellar"').send({ error: res.failure });
+    const key = res.key;
+    req.apiKey = key;
+    if (!roleAllows(key.role, need)) {
+      return reply.code(403).send({ error: { code: 'forbidden', message: `key ${key.id} has role ${key.role}; this endpoint needs ${need}` } });
+    }
+    const rate = limiter.take(key.id, key.rateLimitPerS);
+    if (!rate.allowed) {
+      return reply
+        .code(429)
+        .header('retry-after', String(rate.retryAfterS))
+        .header('ratelimit-limit', String(rate.limit))
+        .header('ratelimit-remaining', '0')
+        .send({ error: { code: 'rate_limited', message: `key ${key.id} exceeded its limit of ${key.rateLimitPerS} requests/s; retry after ${rate.retryAfterS} s` } });
+    }
+  });
+
+  app.addHook('onSend', async (req, reply, payload) => {
+    const action = req.routeOptions.config.audit;
+    if (!action) return payload;
+    const status = reply.statusCode;
+    let detail = req.auditDetail;
+    if (status >= 400 && typeof payload === 'string') {
+      try {
+        detail = (JSON.parse(payload) as { error?: { message?: string } }).error?.message ?? detail;
+      } catch {
+        /* not JSON */
+      }
+    }
+    const key = req.apiKey;
+    await recordAudit(pool, {
+      keyId: key?.id ?? null,
+      keyName: key?.name ?? null,
+      actor: key ? `key:${key.name}` : 'anonymous',
+      action,
+      target: req.auditTarget ?? null,
+      params: { params: req.params, query: req.query, body: req.body },
+      outcome: status < 400 ? 'ok' : status === 401 || status === 403 || status === 429 ? 'denied' : 'failed',
+      status,
+      detail,
+    }).catch((err: unknown) => log.error({ err: (err as Error).message, action }, 'writing the audit row failed'));
+    return payload;
+  });
+
+  app.addHook('onResponse', (req, reply, done) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    apiMetrics.requests.inc({ route, status: String(reply.statusCode) });
+    apiMetrics.latency.observe({ route }, reply.elapsedTime / 1000);
+    done();
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const a = errorAnswer(err);
+    if (a.unexpected) log.error({ err, route: req.routeOptions.url, method: req.method }, 'request failed');
+    return reply.code(a.status).send(a.body);
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` } }));
+
+  registerStockRoutes(app, reader);
+  registerEventRoutes(app, hub, apiMetrics, (r) => reader.noteRegion(r));
+  registerOpsRoutes(app, { pool, connectors: o.connectors, reconcile: o.reconcile, producer: o.producer });
+
+  app.get(
+    '/v1/pipeline',
+    {
+      config: { role: 'reader' },
+      schema: {
+        summary: 'Pipeline health: throughput per stage, consumer lag, freshness p50/p99, dead letters by reason, last reconciliation',
+        tags: ['pipeline'],
+        response: { 200: ANY_OBJECT, ...errorResponses() },
+      },
+    },
+    async () => monitor.health(),
+  );
+
+  const doc = () => openApiDocument(routes, { title: 'Cellar read API', version: '1', description: 'Regional stock, live changes, pipeline health and operations.' });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => doc());
+
+  let ready = { at: 0, ok: false };
+  const checkReady = async () => {
+    if (Date.now() - ready.at < 1_000) return ready.ok;
+    const ok = await Promise.all([redis.ping().then(() => true), query(pool, 'readiness', 'SELECT 1').then(() => true)]).then(
+      () => true,
+      () => false,
+    );
+    ready = { at: Date.now(), ok };
+    return ok;
+  };
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
+    const ok = await checkReady();
+    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ok' : 'unavailable' });
+  });
+  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => reply.type(o.metrics.registry.contentType).send(await o.metrics.registry.metrics()));
+
+  const files = new Map(Object.entries(DASHBOARD_FILES).map(([f, type]) => [f, { type, body: readFileSync(assetPath('pipelines', 'api', 'dashboard', f)) }]));
+  const serveFile = (name: string) => async (_req: unknown, reply: import('fastify').FastifyReply) => {
+    const f = files.get(name)!;
+    return reply
+      .type(f.type)
+      .header('cache-control', 'no-cache')
+      .header('content-security-policy', "default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
+      .header('x-content-type-options', 'nosniff')
+      .send(f.body);
+  };
+  app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/dashboard'));
+  app.get('/dashboard', { schema: { hide: true } }, serveFile('index.html'));
+  for (const name of files.keys()) app.get(`/dashboard/${name}`, { schema: { hide: true } }, serveFile(name));
+
+  await app.ready();
+  let closed: Promise<void> | undefined;
+  return {
+    app,
+    pool,
+    listen: async (port, host) => {
+      await app.listen({ port, host });
+      const addr = app.server.address();
+      const p = typeof addr === 'object' && addr ? addr.port : port;
+      return `http://${host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host}:${p}`;
+    },
+    close: () =>
+      (closed ??= (async () => {
+        monitor.stop();
+        await hub.stop();
+        await app.close();
+        await auth.close();
+        redis.disconnect();
+        await pool.end().catch(() => undefined);
+      })()),
+  };
+}
