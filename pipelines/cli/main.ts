@@ -18,6 +18,7 @@ import { registerDlqCommands } from './dlq.js';
 import { registerSnapshotCommands } from './snapshot.js';
 import { registerKeysCommands } from './keys.js';
 import { runApiProcess, startApi } from '../api/index.js';
+import { registerConnectorsCommands } from './connectors.js';
 
 const program = new Command('cellar')
   .description('Real-time, multi-supplier, multi-region inventory pipeline')
@@ -113,6 +114,7 @@ program
 registerDlqCommands(program);
 registerSnapshotCommands(program);
 registerKeysCommands(program);
+registerConnectorsCommands(program);
 
 program
   .command('demo')
