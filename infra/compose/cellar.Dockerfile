@@ -11,7 +11,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --omit=optional --loglevel=error && npm cache clean --force
+RUN npm ci --omit=dev --loglevel=error && npm cache clean --force
 
 COPY tsconfig.json ./
 COPY bin ./bin

@@ -151,6 +151,9 @@ describe('compose file', () => {
     const kafka = services['kafka']!.environment!;
     expect(kafka['KAFKA_PROCESS_ROLES']).toBe('broker,controller');
     expect(kafka['KAFKA_CONTROLLER_QUORUM_VOTERS']).toBe('1@kafka:9093');
+    // kafka-storage format refuses a cluster id that is not 16 bytes of base64url.
+    expect(Buffer.from(kafka['CLUSTER_ID']!, 'base64url')).toHaveLength(16);
+    expect(kafka['CLUSTER_ID']).toMatch(/^[A-Za-z0-9_-]{22}$/);
     const connect = services['connect']!.environment!;
     expect(connect['CONNECT_CONFIG_PROVIDERS']).toBe('file,env,dir');
     expect(connect['CONNECT_CONFIG_PROVIDERS_FILE_CLASS']).toBe('org.apache.kafka.common.config.provider.FileConfigProvider');
