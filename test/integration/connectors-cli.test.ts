@@ -292,6 +292,24 @@ describe('cellar connectors against the Kafka Connect REST contract', () => {
     }
   });
 
+  it('times out a request Connect does not answer, and retries it', async () => {
+    const seen: number[] = [];
+    const silent = createServer(() => seen.push(Date.now()));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const client = createKafkaConnectClient({ connectUrl: url, timeoutMs: 300, retries: 1, retryMinDelayMs: 10, retryMaxDelayMs: 10 });
+    try {
+      const err = (await client.status('cellar-x').catch((e: unknown) => e)) as CellarError;
+      expect(err).toBeInstanceOf(CellarError);
+      expect(err.code).toBe('kafka_connect_unavailable');
+      expect(err.message).toBe(`cannot reach Kafka Connect at ${url} (GET /connectors/cellar-x/status): no answer within 300 ms (gave up after 2 attempts)`);
+      expect(seen).toHaveLength(2);
+    } finally {
+      silent.closeAllConnections();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
+  });
+
   it('generate prints configs with provider references only', async () => {
     const r = await cellar(['generate', '--converter', 'json']);
     expect(r.code, r.out).toBe(0);

@@ -9,6 +9,8 @@ import {
   parseKafkaConnectOptions,
   providerReference,
   renderPlan,
+  renderValue,
+  secretScrubber,
   planConnectors,
   type GeneratedConnector,
   type KafkaConnectOptions,
@@ -91,6 +93,16 @@ describe('Debezium connector configs generated from the registry', () => {
     expect(byKind('mongodb').config['mongodb.connection.string']).toBe('mongodb://mongo.harbor.example:27017/?replicaSet=rs0');
     expect(providerReference({ file: 'secrets/pg' }, '/etc/cellar/suppliers/a.yaml')).toBe('${dir:/etc/cellar/suppliers/secrets:pg}');
     expect(() => providerReference({ file: '/run/sec:rets/x' }, '/a.yaml')).toThrow(ConfigError);
+  });
+
+  it('renders values for plans without secrets: references shown, inline credentials hidden', () => {
+    expect(renderValue('database.password', '${env:PG_PW}')).toBe('"${env:PG_PW}"');
+    expect(renderValue('database.password', 'hunter2')).toBe('(sensitive value hidden)');
+    expect(renderValue('mongodb.connection.string', 'mongodb://u:hunter2@h:27017/?replicaSet=rs0')).toBe('"mongodb://u:***@h:27017/?replicaSet=rs0"');
+    expect(renderValue('mongodb.connection.string', 'mongodb://u:${env:PW}@h:27017/')).toBe('"mongodb://u:${env:PW}@h:27017/"');
+    expect(renderValue('database.hostname', 'pg.example')).toBe('"pg.example"');
+    const scrub = secretScrubber(suppliers(), { RHONE_PG_PASSWORD: 'p@ss word!' });
+    expect(scrub('auth failed for p@ss word! and p%40ss%20word!')).toBe('auth failed for *** and ***');
   });
 
   it('gives each MySQL/MariaDB connector its own stable server id', () => {
