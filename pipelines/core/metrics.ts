@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
  * Cellar's Prometheus metrics, prefix `cellar_`. One registry per process; every stage records into
@@ -18,6 +18,12 @@ export class CellarMetrics {
   readonly freshness: Histogram<'sink'>;
   /** Duration of one sink batch write, seconds. */
   readonly sinkBatch: Histogram<'sink'>;
+  /** Keys found drifted by the supplier's last reconciliation run (0 when clean). */
+  readonly reconciliationDrift: Gauge<'supplier'>;
+  /** Unix time of the supplier's last reconciliation run that completed (clean, drift found or repaired), seconds. */
+  readonly reconciliationLastSuccess: Gauge<'supplier'>;
+  /** Source rows compared by reconciliation. */
+  readonly reconciliationRows: Counter<'supplier'>;
 
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'cellar_process_' });
@@ -40,6 +46,9 @@ export class CellarMetrics {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
       registers: r,
     });
+    this.reconciliationDrift = new Gauge({ name: 'cellar_reconciliation_drift_keys', help: 'Keys found drifted by the last reconciliation run of a supplier', labelNames: ['supplier'], registers: r });
+    this.reconciliationLastSuccess = new Gauge({ name: 'cellar_reconciliation_last_success_timestamp_seconds', help: 'Unix time of the last completed reconciliation run of a supplier', labelNames: ['supplier'], registers: r });
+    this.reconciliationRows = new Counter({ name: 'cellar_reconciliation_rows_compared_total', help: 'Source rows compared by reconciliation', labelNames: ['supplier'], registers: r });
   }
 
   /** Value of a counter for the given labels (for tests and the demo's progress line). */
