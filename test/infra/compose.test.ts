@@ -28,6 +28,7 @@ interface Service {
   ports?: Array<string | { target: number; published: number | string; host_ip?: string }>;
   volumes?: Array<string | { source: string; target: string; type: string }>;
   restart?: string;
+  pull_policy?: string;
 }
 
 function resolved(env: Record<string, string> = {}): Record<string, Service> {
@@ -75,13 +76,18 @@ describe('compose file', () => {
     expect(Object.keys(services).sort()).toEqual(
       ['aggregator', 'connect', 'grafana', 'kafka', 'normalizer', 'postgres', 'prometheus', 'redis', 'schema-registry', 'setup', 'sink-postgres', 'sink-redis', 'supplier-mysql', 'supplier-postgres'].sort(),
     );
+    const built = new Map(Object.entries(services).flatMap(([name, s]) => (s.build ? [[s.image!, name] as const] : [])));
     for (const [name, s] of Object.entries(services)) {
       if (s.build) {
         expect(s.image, `${name}: built image needs a local tag`).toMatch(/:local$/);
         continue;
       }
+      if (built.has(s.image!)) continue;
       expect(s.image, `${name}: image`).toMatch(/:v?\d[\w.-]*$/);
     }
+    // One service builds Cellar's image (parallel builds of one tag collide); the workers never pull it.
+    expect(Object.values(services).filter((s) => s.build && s.image === 'cellar:local')).toHaveLength(1);
+    for (const w of WORKERS) expect(services[w], w).toMatchObject({ image: 'cellar:local', pull_policy: 'never' });
     const fromLines = [readFileSync(join(COMPOSE_DIR, 'cellar.Dockerfile'), 'utf8'), readFileSync(join(COMPOSE_DIR, 'connect', 'Dockerfile'), 'utf8')]
       .join('\n')
       .split('\n')
