@@ -19,7 +19,7 @@ import {
   type KafkaConnectOptions,
 } from '../../connectors/kafka-connect/index.js';
 import { loadRuntimeConfig } from '../core/config.js';
-import { CellarError } from '../core/errors.js';
+import { CellarError, ConfigError } from '../core/errors.js';
 
 /** Options shared by every `cellar connectors` command. */
 interface CommonOpts {
@@ -35,9 +35,15 @@ interface Context {
   scrub: (text: string) => string;
 }
 
-function context(o: CommonOpts): Context {
+/** `registry: 'optional'` (pause/resume) still works when the registry cannot be read, e.g. mid-incident. */
+function context(o: CommonOpts, registry: 'required' | 'optional' = 'required'): Context {
   const cfg = loadRuntimeConfig();
-  const suppliers = loadRegistry(o.suppliers ?? cfg.suppliersDir);
+  let suppliers: Supplier[] = [];
+  try {
+    suppliers = loadRegistry(o.suppliers ?? cfg.suppliersDir);
+  } catch (err) {
+    if (registry === 'required' || !(err instanceof ConfigError)) throw err;
+  }
   const options = loadKafkaConnectOptions(cfg, process.env, { converter: o.converter });
   const scrub = secretScrubber(suppliers);
   const client = createKafkaConnectClient({
@@ -135,7 +141,7 @@ export function registerConnectorsCommands(program: Command): void {
       .description(verb === 'pause' ? 'pause a connector and its tasks (state kept across restarts)' : 'resume a paused connector')
       .argument('<name>', 'connector name')
       .action(async (name: string, o: CommonOpts) => {
-        const ctx = context(o);
+        const ctx = context(o, 'optional');
         await ctx.client[verb](name);
         console.log(`${verb === 'pause' ? 'pausing' : 'resuming'} ${name} (Connect applies it asynchronously; see cellar connectors status)`);
       });
