@@ -1,0 +1,111 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import { createRedisSnapshotSink, STOCK_EVENTS_MAXLEN, type RedisSnapshotSink } from '../../sinks/redis/sink.js';
+import { eventually, freshDatabase, rid, services } from '../support/services.js';
+import { call, keysByRole, openEvents, startTestApi, stock, type SseEvent, type TestApi } from './api-support.js';
+
+const changes = (events: SseEvent[]) => events.filter((e) => e.event === 'stock').flatMap((e) => e.data.changes.map((c: { sku: string; bottles: number; version: number }) => `${e.data.region}/${c.sku}=${c.bottles}@${c.version}`));
+
+/**
+ * `GET /v1/events` against the real Redis sink: live changes, filters, resuming with Last-Event-ID after
+ * a disconnect without loss or repetition, and a `reset` when the id is older than the kept window.
+ */
+describe('server-sent stock events', () => {
+  const prefix = rid('p');
+  const R1 = rid('west');
+  const R2 = rid('east');
+  let db: { url: string; pool: pg.Pool };
+  let sink: RedisSnapshotSink;
+  let api: TestApi;
+  let key: string;
+
+  beforeAll(async () => {
+    db = await freshDatabase();
+    sink = createRedisSnapshotSink({ url: services().redisUrl, keyPrefix: prefix });
+    await sink.connect();
+    await sink.writeBatch([]);
+    api = await startTestApi({ pgUrl: db.url, redisUrl: services().redisUrl, keyPrefix: prefix });
+    key = (await keysByRole(db.pool, rid('k'))).reader;
+  });
+
+  afterAll(async () => {
+    await api?.close();
+    await sink?.close();
+    await db?.pool.end();
+  });
+
+  it('streams applied changes with increasing ids, filtered by region and SKU', async () => {
+    const all = await openEvents(`${api.url}/v1/events`, key);
+    const one = await openEvents(`${api.url}/v1/events?region=${R1}&sku=b`, key);
+    const pre = await openEvents(`${api.url}/v1/events?skuPrefix=a`, key);
+    try {
+      expect(all.status).toBe(200);
+      await sink.writeBatch([stock(R1, 'a', 1, 1), stock(R1, 'b', 2, 1), stock(R2, 'b', 3, 1)]);
+      await sink.writeBatch([stock(R1, 'b', 4, 2), stock(R1, 'b', 4, 2)]);
+      await sink.writeBatch([stock(R1, 'b', 9, 1)]); // older version: not applied, so no event
+      await sink.writeBatch([stock(R2, 'a', 5, 1)]);
+      expect(await eventually(async () => changes(all.events).length === 5, 5_000, 20)).toBe(true);
+      expect(changes(all.events).sort()).toEqual([`${R1}/a=1@1`, `${R1}/b=2@1`, `${R1}/b=4@2`, `${R2}/a=5@1`, `${R2}/b=3@1`].sort());
+      const ids = all.events.map((e) => e.id!);
+      expect([...ids].sort((x, y) => (BigInt(x.split('-')[0]!) - BigInt(y.split('-')[0]!) || Number(x.split('-')[1]) - Number(y.split('-')[1])) > 0 ? 1 : -1)).toEqual(ids);
+      expect(all.events[0]!.data.updatedTsMs).toBeGreaterThan(Date.now() - 10_000);
+      expect(await eventually(async () => changes(one.events).length === 2, 2_000, 20)).toBe(true);
+      expect(changes(one.events)).toEqual([`${R1}/b=2@1`, `${R1}/b=4@2`]);
+      expect(await eventually(async () => changes(pre.events).length === 2, 2_000, 20)).toBe(true);
+      expect(changes(pre.events)).toEqual([`${R1}/a=1@1`, `${R2}/a=5@1`]);
+      // Filtered-out entries still move the client's position, so a resume does not re-scan them.
+      expect(one.lastId()).toBe(all.lastId());
+    } finally {
+      all.close();
+      one.close();
+      pre.close();
+    }
+  });
+
+  it('resumes with Last-Event-ID: what was missed while disconnected arrives once, in order, then live changes', async () => {
+    const first = await openEvents(`${api.url}/v1/events?region=${R1}`, key);
+    await sink.writeBatch([stock(R1, 'r1', 1, 1)]);
+    expect(await eventually(async () => changes(first.events).length === 1, 5_000, 20)).toBe(true);
+    const last = first.lastId()!;
+    first.close();
+    await sink.writeBatch([stock(R1, 'r1', 2, 2)]);
+    await sink.writeBatch([stock(R2, 'other', 1, 1)]);
+    await sink.writeBatch([stock(R1, 'r2', 3, 1), stock(R1, 'r1', 4, 3)]);
+    const resumed = await openEvents(`${api.url}/v1/events?region=${R1}`, key, last);
+    try {
+      expect(resumed.status).toBe(200);
+      expect(await eventually(async () => changes(resumed.events).length === 3, 5_000, 20)).toBe(true);
+      await sink.writeBatch([stock(R1, 'r2', 5, 2)]);
+      expect(await eventually(async () => changes(resumed.events).length === 4, 5_000, 20)).toBe(true);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(changes(resumed.events)).toEqual([`${R1}/r1=2@2`, `${R1}/r2=3@1`, `${R1}/r1=4@3`, `${R1}/r2=5@2`]);
+      expect(resumed.events.some((e) => e.event === 'reset')).toBe(false);
+    } finally {
+      resumed.close();
+    }
+  });
+
+  it(`sends reset when the Last-Event-ID is older than the kept window (about ${STOCK_EVENTS_MAXLEN} region writes), and 400 for a malformed one`, async () => {
+    const probe = await openEvents(`${api.url}/v1/events?region=${R1}`, key);
+    await sink.writeBatch([stock(R1, 'w', 1, 1)]);
+    expect(await eventually(async () => changes(probe.events).length === 1, 5_000, 20)).toBe(true);
+    const old = probe.lastId()!;
+    probe.close();
+    // More region writes than the stream keeps: one batch touching that many regions.
+    const many = Array.from({ length: STOCK_EVENTS_MAXLEN + 500 }, (_, i) => stock(`${R2}-${i}`, 'x', 1, 1));
+    await sink.writeBatch(many);
+    const late = await openEvents(`${api.url}/v1/events?region=${R1}`, key, old);
+    try {
+      expect(await eventually(async () => late.events.length >= 1, 5_000, 20)).toBe(true);
+      expect(late.events[0]!.event).toBe('reset');
+      await sink.writeBatch([stock(R1, 'w', 2, 2)]);
+      expect(await eventually(async () => changes(late.events).length === 1, 5_000, 20)).toBe(true);
+      expect(changes(late.events)).toEqual([`${R1}/w=2@2`]);
+    } finally {
+      late.close();
+    }
+    const bad = await call(`${api.url}/v1/events`, key, { headers: { 'last-event-id': 'yesterday' } });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.message).toMatch(/last-event-id/);
+  });
+});
