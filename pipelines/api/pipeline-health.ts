@@ -54,12 +54,25 @@ export interface PipelineHealth {
   stores: { redis: boolean; postgres: boolean };
 }
 
-/** Upper-bound quantile from cumulative histogram counts (the bucket's bound), in ms. */
-function quantileMs(q: number, cum: Array<[number, number]>): number | null {
+/**
+ * Quantile from cumulative histogram counts, in ms, interpolated linearly inside the bucket that holds
+ * it (as Prometheus' histogram_quantile does); the largest finite bound when it falls in +Inf.
+ */
+export function quantileMs(q: number, cum: Array<[number, number]>): number | null {
   const total = cum.length ? cum[cum.length - 1]![1] : 0;
   if (total <= 0) return null;
   const rank = q * total;
-  for (const [le, c] of cum) if (c >= rank) return Number.isFinite(le) ? Math.round(le * 1000) : null;
+  let prevLe = 0;
+  let prevCount = 0;
+  for (const [le, c] of cum) {
+    if (c >= rank) {
+      if (!Number.isFinite(le)) return Math.round(prevLe * 1000);
+      const within = c === prevCount ? 1 : (rank - prevCount) / (c - prevCount);
+      return Math.round((prevLe + (le - prevLe) * within) * 1000);
+    }
+    prevLe = le;
+    prevCount = c;
+  }
   return null;
 }
 

@@ -8,12 +8,21 @@ const ms = (v) => (v === null || v === undefined ? '–' : v < 1000 ? `${v} ms` 
 const time = (ts) => (ts ? new Date(ts).toLocaleTimeString() : '–');
 
 let key = sessionStorage.getItem('cellar-key') || '';
-const fragment = new URLSearchParams(location.hash.slice(1)).get('key');
-if (fragment) {
+let started = false;
+
+/** A key given as `#key=…` (a fragment never reaches the server) is kept for this tab and removed from the address bar. */
+function keyFromFragment() {
+  const fragment = new URLSearchParams(location.hash.slice(1)).get('key');
+  if (!fragment) return false;
   key = fragment;
   sessionStorage.setItem('cellar-key', key);
-  history.replaceState(null, '', location.pathname + location.search); // keep the key out of the address bar
+  history.replaceState(null, '', location.pathname + location.search);
+  return true;
 }
+keyFromFragment();
+window.addEventListener('hashchange', () => {
+  if (keyFromFragment()) void start();
+});
 
 // latest: the newest change seen live per region|sku, so a page read from a store that lags the stream
 // (or read while a change arrived) never shows an older value than one already seen.
@@ -97,13 +106,15 @@ function fill(tr, item, flash) {
   }
 }
 
+let stockRequest = 0;
 async function loadStock() {
   const region = state.region;
   if (!region) return;
+  const mine = ++stockRequest; // only the newest request's answer is shown
   const q = new URLSearchParams({ limit: '200' });
   if (state.prefix) q.set('prefix', state.prefix);
   const page = await api(`/v1/stock/${encodeURIComponent(region)}?${q}`);
-  if (region !== state.region) return;
+  if (mine !== stockRequest) return;
   state.rows = new Map();
   const body = $('#stock tbody');
   body.replaceChildren(...page.items.map((i) => {
@@ -187,7 +198,12 @@ async function follow() {
 
 // ---- pipeline health ----
 
-function rows(tbody, list, cells) {
+function rows(tbody, list, cells, empty) {
+  if (list.length === 0) {
+    const td = el('td', empty, 'muted');
+    td.colSpan = 4;
+    return $(tbody).replaceChildren(Object.assign(el('tr'), {}).appendChild(td).parentNode);
+  }
   $(tbody).replaceChildren(...list.map((x) => {
     const tr = el('tr');
     for (const [v, cls] of cells(x)) tr.append(el('td', v, cls));
@@ -203,9 +219,9 @@ async function loadHealth() {
   const stores = $('#stores');
   stores.textContent = `redis ${h.stores.redis ? 'up' : 'down'} · pg ${h.stores.postgres ? 'up' : 'down'}`;
   stores.className = `value ${h.stores.redis && h.stores.postgres ? 'up' : 'down'}`;
-  rows('#stages tbody', h.stages, (s) => [[s.stage], [fmt(s.inPerS), 'num'], [fmt(s.outPerS), 'num'], [fmt(s.inTotal), 'num']]);
-  rows('#lag tbody', h.consumerLag, (l) => [[l.group], [l.topic], [fmt(l.lag), 'num']]);
-  rows('#dlq tbody', h.deadLetters, (d) => [[d.stage], [d.reason], [fmt(d.count), 'num'], [fmt(d.pending), 'num']]);
+  rows('#stages tbody', h.stages, (s) => [[s.stage], [fmt(s.inPerS), 'num'], [fmt(s.outPerS), 'num'], [fmt(s.inTotal), 'num']], 'no records processed yet');
+  rows('#lag tbody', h.consumerLag, (l) => [[l.group], [l.topic], [fmt(l.lag), 'num']], 'no Kafka consumers reported (embedded runtime, or no worker URLs to read)');
+  rows('#dlq tbody', h.deadLetters, (d) => [[d.stage], [d.reason], [fmt(d.count), 'num'], [fmt(d.pending), 'num']], 'none');
   const r = h.reconciliation;
   $('#reconciliation').textContent = r
     ? `${r.outcome ?? 'running'} · ${r.supplier_id ?? 'all suppliers'} · started ${new Date(r.started_at).toLocaleString()} · ${fmt(r.rows_compared)} rows compared · ${fmt(r.drifted_keys)} drifted keys${r.repaired ? ' (repaired)' : ''}`
@@ -223,6 +239,13 @@ async function start() {
   }
   $('#login').hidden = true;
   $('#app').hidden = false;
+  if (started) {
+    state.stream?.abort();
+    state.lastEventId = null;
+    void follow();
+    return;
+  }
+  started = true;
   void follow();
   void loadHealth().catch(() => undefined);
   setInterval(() => void loadHealth().catch(() => undefined), 2000);
