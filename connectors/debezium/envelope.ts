@@ -38,6 +38,12 @@ export interface ChangeSpec {
   row?: number;
   gtid?: string | null;
   snapshot?: 'true' | 'first' | 'last' | 'false' | 'incremental';
+  /**
+   * A reconciliation repair's version (`source.cellar_version`), used by the normalizer instead of the
+   * LSN or binlog position: it sorts just above what the pipeline holds for the row and below every later
+   * real change (see pipelines/reconcile/repair.ts).
+   */
+  cellarVersion?: string;
 }
 
 /** Two's-complement big-endian bytes of an integer, base64, as Kafka Connect's Decimal. */
@@ -82,7 +88,7 @@ function sourceStruct(info: SourceInfo): Record<string, unknown> {
 
 /** The Debezium `source` block of a change. */
 export function sourceBlock(info: SourceInfo, c: ChangeSpec): Record<string, unknown> {
-  const base = { version: '2.7.3.Final', connector: info.connector, name: info.name, ts_ms: c.tsMs, snapshot: c.snapshot ?? 'false', db: info.db };
+  const base = { version: '2.7.3.Final', connector: info.connector, name: info.name, ts_ms: c.tsMs, snapshot: c.snapshot ?? 'false', db: info.db, ...(c.cellarVersion !== undefined ? { cellar_version: c.cellarVersion } : {}) };
   if (info.connector === 'postgresql') {
     return { ...base, sequence: JSON.stringify([null, String(c.lsn ?? 0)]), schema: info.schema ?? 'public', table: info.table, txId: c.txId ?? null, lsn: c.lsn ?? 0, xmin: null };
   }

@@ -119,6 +119,35 @@ export class MysqlCdcSource {
     }
   }
 
+  /** Reads the captured tables' columns and keys only (read-only; no binlog or grant checks): for {@link rowMessage}. */
+  async inspect(): Promise<void> {
+    await this.admin('reading table metadata', async (c) => {
+      const [[v]] = await c.query<mysql.RowDataPacket[]>('SELECT VERSION() AS version');
+      this.mariadb = /mariadb/i.test(String(v!.version));
+      await this.describeTables(c);
+    });
+  }
+
+  /** Primary key columns of a captured table (after prepare() or inspect()). */
+  keyColumns(table: string): string[] {
+    return this.tables.get(table)?.key ?? [];
+  }
+
+  /**
+   * A row of a captured table (as mysql2 returns it) as the Debezium message a snapshot would emit, or a
+   * delete of it. `cellarVersion` overrides the version (repairs).
+   */
+  rowMessage(table: string, op: 'r' | 'd', row: RowData, opts: { position: BinlogPosition; tsMs: number; cellarVersion?: string }): Message {
+    const meta = this.tables.get(table);
+    if (!meta) throw new CellarError('cdc_table', `table ${table} is not captured by this reader`);
+    const conv = (r: RowData) => Object.fromEntries(meta.columns.map((c) => [c.name, jsonValue(r[c.name], c.type)]));
+    const m = debeziumJsonMessage(meta.info, meta.columns, meta.key, {
+      op, before: op === 'd' ? conv(row) : null, after: op === 'r' ? conv(row) : null, tsMs: opts.tsMs, file: opts.position.file, pos: opts.position.pos, row: 0, gtid: null, snapshot: op === 'r' ? 'true' : 'false',
+      ...(opts.cellarVersion !== undefined ? { cellarVersion: opts.cellarVersion } : {}),
+    });
+    return { topic: debeziumTopic(meta.info), key: m.key, value: m.value };
+  }
+
   /** Checks the binlog settings, the user's grants and the captured tables; reads their columns and keys. */
   async prepare(): Promise<void> {
     await this.admin('preparing MySQL CDC', async (c) => {
@@ -132,26 +161,30 @@ export class MysqlCdcSource {
       const all = /\b(ALL PRIVILEGES|SUPER)\b/.test(global);
       const missing = [all || global.includes('REPLICATION SLAVE') ? '' : 'REPLICATION SLAVE', all || /REPLICATION CLIENT|BINLOG MONITOR/.test(global) ? '' : 'REPLICATION CLIENT'].filter(Boolean);
       if (missing.length) throw new CellarError('cdc_privileges', `the CDC user lacks ${missing.join(' and ')}: GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO the user`);
-      for (const t of this.cfg.tables) {
-        const [db, table] = t.split('.') as [string, string];
-        const [cols] = await c.query<mysql.RowDataPacket[]>(
-          `SELECT c.COLUMN_NAME AS name, c.DATA_TYPE AS dataType, c.COLUMN_TYPE AS columnType, c.IS_NULLABLE AS nullable, k.ORDINAL_POSITION AS keyPos
-             FROM information_schema.COLUMNS c LEFT JOIN information_schema.KEY_COLUMN_USAGE k ON k.CONSTRAINT_NAME = 'PRIMARY'
-              AND k.TABLE_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME AND k.COLUMN_NAME = c.COLUMN_NAME
-            WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ? ORDER BY c.ORDINAL_POSITION`,
-          [db, table],
-        );
-        if (!cols.length) throw new CellarError('cdc_table', `captured table ${t} does not exist (or the CDC user cannot SELECT from it)`);
-        const key = cols.filter((r) => r.keyPos !== null).sort((a, b) => Number(a.keyPos) - Number(b.keyPos));
-        if (!key.length) throw new CellarError('cdc_primary_key', `table ${t} has no primary key: Debezium keys and Cellar's updates need one; add a PRIMARY KEY`);
-        this.tables.set(t, {
-          info: { connector: 'mysql', name: this.cfg.topicPrefix, db, table },
-          columns: cols.map((r) => ({ name: String(r.name), type: connectType(String(r.dataType), String(r.columnType)), optional: r.nullable === 'YES' })),
-          key: key.map((r) => String(r.name)),
-          quoted: `\`${db}\`.\`${table}\``,
-        });
-      }
+      await this.describeTables(c);
     });
+  }
+
+  private async describeTables(c: mysql.Connection): Promise<void> {
+    for (const t of this.cfg.tables) {
+      const [db, table] = t.split('.') as [string, string];
+      const [cols] = await c.query<mysql.RowDataPacket[]>(
+        `SELECT c.COLUMN_NAME AS name, c.DATA_TYPE AS dataType, c.COLUMN_TYPE AS columnType, c.IS_NULLABLE AS nullable, k.ORDINAL_POSITION AS keyPos
+           FROM information_schema.COLUMNS c LEFT JOIN information_schema.KEY_COLUMN_USAGE k ON k.CONSTRAINT_NAME = 'PRIMARY'
+            AND k.TABLE_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME AND k.COLUMN_NAME = c.COLUMN_NAME
+          WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ? ORDER BY c.ORDINAL_POSITION`,
+        [db, table],
+      );
+      if (!cols.length) throw new CellarError('cdc_table', `captured table ${t} does not exist (or the CDC user cannot SELECT from it)`);
+      const key = cols.filter((r) => r.keyPos !== null).sort((a, b) => Number(a.keyPos) - Number(b.keyPos));
+      if (!key.length) throw new CellarError('cdc_primary_key', `table ${t} has no primary key: Debezium keys and Cellar's updates need one; add a PRIMARY KEY`);
+      this.tables.set(t, {
+        info: { connector: 'mysql', name: this.cfg.topicPrefix, db, table },
+        columns: cols.map((r) => ({ name: String(r.name), type: connectType(String(r.dataType), String(r.columnType)), optional: r.nullable === 'YES' })),
+        key: key.map((r) => String(r.name)),
+        quoted: `\`${db}\`.\`${table}\``,
+      });
+    }
   }
 
   private message(meta: TableMeta, op: Op, before: RowData | null, after: RowData | null, at: { file: string; pos: number; row: number; tsMs: number; gtid?: string | undefined }, snapshot?: 'true'): Message {

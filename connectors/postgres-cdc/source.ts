@@ -129,6 +129,41 @@ export class PostgresCdcSource {
     };
   }
 
+  /**
+   * Reads the captured tables' columns and keys without touching the publication or the slot (read-only):
+   * what {@link rowMessage} needs. Reconciliation uses it with its own snapshot of the rows.
+   */
+  async inspect(): Promise<void> {
+    await this.admin('reading table metadata', async (c) => {
+      for (const t of this.cfg.tables) {
+        const [schema, table] = t.split('.') as [string, string];
+        const exists = await c.query('SELECT to_regclass($1) IS NOT NULL AS ok', [`"${schema}"."${table}"`]);
+        if (!exists.rows[0]?.ok) throw new CellarError('cdc_table', `captured table ${t} does not exist`);
+        this.tables.set(t, await this.describe(c, schema, table));
+      }
+    });
+  }
+
+  /** Primary key columns of a captured table (after prepare() or inspect()). */
+  keyColumns(table: string): string[] {
+    return this.tables.get(table)?.key ?? [];
+  }
+
+  /**
+   * A row of a captured table (as node-postgres returns it from `SELECT *`) as the Debezium message a
+   * snapshot would emit, or a delete of it. `cellarVersion` overrides the version (repairs).
+   */
+  rowMessage(table: string, op: 'r' | 'd', row: Record<string, unknown>, opts: { lsn: string; tsMs: number; cellarVersion?: string }): { topic: string; key: string | null; value: string } {
+    const meta = this.tables.get(table);
+    if (!meta) throw new CellarError('cdc_table', `table ${table} is not captured by this reader`);
+    const conv = (r: Record<string, unknown>) => Object.fromEntries(meta.columns.map((c) => [c.name, jsonValue(r[c.name], c.type)]));
+    const m = debeziumJsonMessage(meta.info, meta.columns, meta.key, {
+      op, before: op === 'd' ? conv(row) : null, after: op === 'r' ? conv(row) : null, tsMs: opts.tsMs, lsn: lsnToNumber(opts.lsn), snapshot: op === 'r' ? 'true' : 'false',
+      ...(opts.cellarVersion !== undefined ? { cellarVersion: opts.cellarVersion } : {}),
+    });
+    return { topic: debeziumTopic(meta.info), key: m.key, value: m.value };
+  }
+
   private message(meta: TableMeta, op: 'c' | 'u' | 'd' | 'r' | 't', before: Record<string, unknown> | null, after: Record<string, unknown> | null, lsn: string, tsMs: number, snapshot?: 'true' | 'last') {
     const conv = (row: Record<string, unknown> | null) => row && Object.fromEntries(meta.columns.map((c) => [c.name, jsonValue(row[c.name], c.type)]));
     const m = debeziumJsonMessage(meta.info, meta.columns, meta.key, { op, before: conv(before), after: conv(after), tsMs, lsn: lsnToNumber(lsn), snapshot });

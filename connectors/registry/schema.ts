@@ -1,4 +1,15 @@
 import { z } from 'zod';
+import { Cron } from 'croner';
+
+/** True when croner accepts the expression. */
+function validCron(expr: string): boolean {
+  try {
+    new Cron(expr, { paused: true }).stop();
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** Source systems a supplier's stock can come from. */
 export const SOURCE_KINDS = ['postgres', 'mysql', 'mariadb', 'mongodb', 'sqlserver', 'http', 'csv'] as const;
@@ -114,6 +125,18 @@ export const SupplierSpec = z
       })
       .strict(),
     mapping: MappingSpec,
+    /** Scheduled reconciliation of this supplier (`cellar run scheduler`). */
+    reconcile: z
+      .object({
+        /** Cron expression (5 fields, or 6 with seconds first), UTC, e.g. `0 * * * *` (hourly). */
+        schedule: z.string().min(9).refine(validCron, 'a cron expression like "*/15 * * * *" (minute hour day month weekday; an optional seconds field first)').optional(),
+        /** Correct drift through the pipeline when found. Default false: report only. */
+        repair: z.boolean().default(false),
+        /** Wait before re-checking a difference, ms; longer than the pipeline's lag. Default 3000. */
+        settleMs: z.number().int().min(0).max(600_000).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .superRefine((s, ctx) => {

@@ -19,6 +19,7 @@ import { registerSnapshotCommands } from './snapshot.js';
 import { registerKeysCommands } from './keys.js';
 import { runApiProcess, startApi } from '../api/index.js';
 import { registerConnectorsCommands } from './connectors.js';
+import { registerReconcileCommands, runSchedulerCommand } from './reconcile.js';
 
 const program = new Command('cellar')
   .description('Real-time, multi-supplier, multi-region inventory pipeline')
@@ -47,10 +48,11 @@ program
 program
   .command('run')
   .description('run one worker of the Kafka runtime until SIGTERM/SIGINT')
-  .addArgument(new (await import('commander')).Argument('<role>', 'worker role; embedded (the whole pipeline in one process); capture (native Postgres/MySQL/MariaDB reader → Kafka raw topics); api (read API and dashboard)').choices([...WORKER_ROLES, 'embedded', 'capture', 'api']))
+  .addArgument(new (await import('commander')).Argument('<role>', 'worker role; embedded (the whole pipeline in one process); capture (native Postgres/MySQL/MariaDB reader → Kafka raw topics); api (read API and dashboard); scheduler (scheduled reconciliation)').choices([...WORKER_ROLES, 'embedded', 'capture', 'api', 'scheduler']))
   .option('--supplier <id>', 'with capture: the supplier to capture')
   .option('--api', 'with embedded: also serve the read API and dashboard on CELLAR_API_PORT')
-  .action(async (role: WorkerRole | 'embedded' | 'capture' | 'api', opts: { supplier?: string; api?: boolean }) => {
+  .action(async (role: WorkerRole | 'embedded' | 'capture' | 'api' | 'scheduler', opts: { supplier?: string; api?: boolean }) => {
+    if (role === 'scheduler') return runSchedulerCommand();
     if (role === 'embedded') return runEmbeddedCommand(Boolean(opts.api));
     if (role === 'api') return runApiProcess(loadRuntimeConfig(), createLogger('api'), new CellarMetrics());
     if (role === 'capture') return runCaptureCommand(opts.supplier);
@@ -115,6 +117,7 @@ registerDlqCommands(program);
 registerSnapshotCommands(program);
 registerKeysCommands(program);
 registerConnectorsCommands(program);
+registerReconcileCommands(program);
 
 program
   .command('demo')

@@ -281,7 +281,9 @@ export function changeFromEnvelope(payload: unknown, schema: FieldSchema | undef
   }
   if (!OPS.has(op)) throw new Rejection('unsupported_op', `op "${op}" is not a Debezium op`);
   const connector = String(source.connector ?? '');
-  const { version, position } = sourceVersionOf(connector, source);
+  // A reconciliation repair carries its own version (see pipelines/reconcile/repair.ts).
+  const repair = source.cellar_version;
+  const { version, position } = typeof repair === 'string' ? { version: repair, position: `reconcile:${repair}` } : sourceVersionOf(connector, source);
   const mongo = connector === 'mongodb';
   return {
     op: op as DebeziumOp,

@@ -25,6 +25,8 @@ import { loadSkuMaps, tableMappedSuppliers } from '../normalize/sku-map-store.js
 
 /** The `partition` the embedded runtime files its contributions under (the Kafka runtime uses 0..N-1). */
 export const EMBEDDED_PARTITION = -1;
+/** How often the embedded runtime looks for corrections queued by reconciliation, ms. */
+const REPAIR_POLL_MS = 1_000;
 
 /** A running embedded pipeline. */
 export interface EmbeddedRuntime {
@@ -85,8 +87,11 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     supplier: Supplier;
     mapping: CompiledMapping;
     batch: { messages: CdcBatch['messages']; snapshot: boolean; snapshotComplete?: boolean };
+    /** Where the source resumes after this batch; undefined for corrections (nothing to checkpoint). */
     position: unknown;
     confirm: () => Promise<void>;
+    /** Rows of `cellar.repair_requests` this batch carries, deleted in the commit that applies them. */
+    repairIds?: number[];
   }
   const buffer: Pending[] = [];
   let buffered = 0;
@@ -111,7 +116,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
           const table = m.topic.slice(supplier.topicPrefix.length + 1);
           byTable.set(table, [...(byTable.get(table) ?? []), { m, at: JSON.stringify(p.position) }]);
         }
-        if (!p.batch.snapshot || p.batch.snapshotComplete) snapshotDone.set(supplier.id, true);
+        if (!p.repairIds && (!p.batch.snapshot || p.batch.snapshotComplete)) snapshotDone.set(supplier.id, true);
       }
       for (const [table, msgs] of byTable) {
         const res = await normalizeBatch(
@@ -135,8 +140,11 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
           await contributions.save(changed, EMBEDDED_PARTITION, tx);
           await upsertRegionalStock(tx, totals);
           await insertDeadLetters(tx, letters);
+          const repairIds = taken.flatMap((p) => p.repairIds ?? []);
+          if (repairIds.length) await query(tx, 'consuming corrections', 'DELETE FROM cellar.repair_requests WHERE id = ANY($1)', [repairIds]);
           for (const group of bySupplier.values()) {
-            const last = group[group.length - 1]!;
+            const last = group.filter((p) => p.position !== undefined).at(-1);
+            if (!last) continue;
             const checkpoint = { kind: last.supplier.source.kind, position: last.position, snapshotDone: snapshotDone.get(last.supplier.id) ?? false };
             await query(tx, 'writing checkpoint', `INSERT INTO cellar.checkpoints (source_id, position, updated_at) VALUES ($1, $2, now())
               ON CONFLICT (source_id) DO UPDATE SET position = excluded.position, updated_at = now()`, [last.supplier.id, JSON.stringify(checkpoint)]);
@@ -151,7 +159,8 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     }
     const res = await retry('writing Redis', () => redisSink.writeBatch(totals));
     if (res.reset) await rebuild(); // Redis lost its data: Postgres (just committed) is complete
-    for (const group of bySupplier.values()) await group[group.length - 1]!.confirm();
+    for (const group of bySupplier.values()) await group.filter((p) => p.position !== undefined).at(-1)?.confirm();
+    for (const p of taken) for (const id of p.repairIds ?? []) queuedRepairs.delete(id);
     metrics.eventsIn.inc({ stage: 'embedded' }, changes);
     metrics.eventsOut.inc({ stage: 'embedded' }, totals.length);
     if (stale) metrics.staleEvents.inc({ stage: 'embedded' }, stale);
@@ -175,6 +184,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   })();
 
   const MAX_BUFFERED = 50_000;
+  const mappings = new Map<string, { supplier: Supplier; mapping: CompiledMapping }>();
   for (const supplier of suppliers) {
     const kind = supplier.source.kind;
     if (kind !== 'postgres' && kind !== 'mysql' && kind !== 'mariadb') {
@@ -182,6 +192,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       continue;
     }
     const mapping = compileMapping(supplier, skuTables.get(supplier.id));
+    mappings.set(supplier.id, { supplier, mapping });
     const cp = await query<{ position: { snapshotDone?: boolean; position?: unknown } }>(pool, 'reading checkpoint', 'SELECT position FROM cellar.checkpoints WHERE source_id = $1', [supplier.id]);
     const saved = cp.rows[0]?.position;
     snapshotDone.set(supplier.id, saved?.snapshotDone ?? false);
@@ -211,6 +222,30 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       }
     });
   }
+  // Corrections from reconciliation (cellar.repair_requests) take the same path as the readers' changes.
+  const queuedRepairs = new Set<number>();
+  const pollRepairs = async () => {
+    const { rows } = await query<{ id: string; supplier_id: string; source_table: string; key: string | null; value: string }>(pool, 'reading corrections',
+      'SELECT id, supplier_id, source_table, key, value FROM cellar.repair_requests ORDER BY id LIMIT 5000');
+    const bySupplier = new Map<string, typeof rows>();
+    for (const r of rows) {
+      if (queuedRepairs.has(Number(r.id)) || !mappings.has(r.supplier_id)) continue;
+      bySupplier.set(r.supplier_id, [...(bySupplier.get(r.supplier_id) ?? []), r]);
+    }
+    for (const [id, list] of bySupplier) {
+      const { supplier, mapping } = mappings.get(id)!;
+      for (const r of list) queuedRepairs.add(Number(r.id));
+      buffer.push({
+        supplier, mapping, position: undefined, confirm: async () => undefined, repairIds: list.map((r) => Number(r.id)),
+        batch: { snapshot: false, messages: list.map((r) => ({ topic: `${supplier.topicPrefix}.${r.source_table}`, key: r.key, value: r.value })) },
+      });
+      wake?.();
+    }
+  };
+  const repairTimer = setInterval(() => {
+    if (!stopping && !fatal) pollRepairs().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'reading corrections failed; retrying'));
+  }, REPAIR_POLL_MS);
+  repairTimer.unref();
   ready = true;
   for (const s of skipped) log.warn(s, 'supplier not captured by the embedded runtime');
   return {
@@ -219,6 +254,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     isReady: () => ready && !fatal,
     failed,
     stop: async () => {
+      clearInterval(repairTimer);
       for (const s of sources) await s.stop();
       stopping = true;
       wake?.();

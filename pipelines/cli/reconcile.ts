@@ -1,0 +1,107 @@
+import { Option, type Command } from 'commander';
+import { loadRegistry } from '../../connectors/registry/loader.js';
+import { loadRuntimeConfig } from '../core/config.js';
+import { ConfigError } from '../core/errors.js';
+import { createLogger } from '../core/logger.js';
+import { CellarMetrics } from '../core/metrics.js';
+import { startOpsServer } from '../core/http.js';
+import type { Drift } from '../reconcile/compare.js';
+import type { ReconcileReport } from '../reconcile/reconcile.js';
+import { Reconciler, startScheduler } from '../reconcile/runner.js';
+import { listRuns } from '../reconcile/store.js';
+import { createPgPool } from '../../sinks/postgres/pool.js';
+import { formatTable } from './format.js';
+
+const num = (n: number) => Math.round(n).toLocaleString('en-US');
+const show = (v: unknown) => (v === null || v === undefined ? 'none' : typeof v === 'object' ? `${(v as { region: string }).region}/${(v as { sku: string }).sku} ${num((v as { bottles: number }).bottles)} bottles` : `${num(Number(v))} bottles`);
+
+/** One line per drift for the terminal. */
+function driftLine(d: Drift & { repaired: boolean }): string[] {
+  const where = d.kind === 'contribution' ? d.contributorId ?? '' : `${d.region}/${d.sku}`;
+  return [d.kind, where, show(d.expected), show(d.actual), d.repaired ? 'yes' : 'no', d.likelyCause];
+}
+
+/** The summary of one run, as printed by `cellar reconcile`. */
+export function formatReport(r: ReconcileReport): string {
+  const rate = r.durationMs > 0 ? (r.rowsCompared * 1000) / r.durationMs : 0;
+  const verdict = r.outcome === 'clean' ? 'clean' : r.outcome === 'repaired' ? 'drift found and repaired' : 'DRIFT';
+  const lines = [`${r.supplierId}: ${num(r.rowsCompared)} source rows compared in ${(r.durationMs / 1000).toFixed(1)} s (${num(rate)} rows/s); ${r.drift.length} drifted, ${r.repaired} repaired, ${r.unsettled} still changing (not drift), ${r.rejectedRows} rejected by the mapping — ${verdict} (run ${r.runId})`];
+  if (r.drift.length) {
+    const shown = r.drift.slice(0, 50);
+    lines.push(formatTable(['where', 'key', 'expected', 'actual', 'repaired', 'likely cause'], shown.map(driftLine)).replace(/^/gm, '  '));
+    if (r.drift.length > shown.length) lines.push(`  … and ${r.drift.length - shown.length} more in cellar.reconciliation_drift (run_id ${r.runId})`);
+  }
+  return lines.join('\n');
+}
+
+/** `cellar reconcile` and `cellar reconcile runs`. */
+export function registerReconcileCommands(program: Command): void {
+  const cmd = program
+    .command('reconcile')
+    .description('compare suppliers\' rows with what Cellar materialized (contributions, regional totals, Redis); exit 1 when drift was found and not repaired')
+    .option('--supplier <id>', 'one supplier (default: every Postgres, MySQL and MariaDB supplier)')
+    .option('--repair', 'correct the drift through the pipeline')
+    .addOption(new Option('--settle <ms>', 'wait before each re-check of a difference; longer than the pipeline\'s lag').default('3000'))
+    .addOption(new Option('--rounds <n>', 're-checks before a difference counts as drift').default('3'))
+    .addOption(new Option('--via <path>', 'how corrections enter the pipeline').choices(['auto', 'queue', 'kafka']).default('auto'))
+    .action(async (opts: { supplier?: string; repair?: boolean; settle: string; rounds: string; via: 'auto' | 'queue' | 'kafka' }) => {
+      const settleMs = Number(opts.settle);
+      const rounds = Number(opts.rounds);
+      if (!(settleMs >= 0 && settleMs <= 600_000)) throw new ConfigError(`--settle ${opts.settle}: expected milliseconds between 0 and 600000`);
+      if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20)) throw new ConfigError(`--rounds ${opts.rounds}: expected 1 to 20`);
+      const cfg = loadRuntimeConfig();
+      const reconciler = new Reconciler(cfg, createLogger('reconcile', process.env.CELLAR_LOG_LEVEL ?? 'warn'));
+      let last = 0;
+      try {
+        await reconciler.prepare();
+        const reports = await reconciler.run({
+          ...(opts.supplier ? { supplierId: opts.supplier } : {}), repair: Boolean(opts.repair), settleMs, rounds, via: opts.via,
+          onProgress: (p) => {
+            if (Date.now() - last < (process.stderr.isTTY ? 500 : 5000)) return;
+            last = Date.now();
+            process.stderr.write(`${process.stderr.isTTY ? '\r' : ''}${p.supplierId}: ${p.phase}, ${num(p.rowsCompared)} rows compared${process.stderr.isTTY ? '\x1b[K' : '\n'}`);
+          },
+        });
+        if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+        for (const r of reports) console.log(formatReport(r));
+        if (!reports.length) console.log('no supplier Cellar can read (Postgres, MySQL, MariaDB) in the registry');
+        process.exitCode = reports.some((r) => r.outcome === 'drift') ? 1 : 0;
+      } finally {
+        await reconciler.close();
+      }
+    });
+  cmd
+    .command('runs')
+    .description('recent reconciliation runs')
+    .option('--supplier <id>', 'one supplier')
+    .option('--limit <n>', 'rows', '20')
+    .action(async (opts: { supplier?: string; limit: string }) => {
+      const pool = createPgPool(loadRuntimeConfig().pgUrl, { max: 1 });
+      try {
+        const runs = await listRuns(pool, { ...(opts.supplier ? { supplierId: opts.supplier } : {}), limit: Number(opts.limit) });
+        console.log(formatTable(['run', 'supplier', 'started', 'seconds', 'rows', 'drifted', 'repaired', 'unsettled', 'outcome'], runs.map((r) => [
+          r.id, r.supplierId, r.startedAt.toISOString(), r.finishedAt ? ((r.finishedAt.getTime() - r.startedAt.getTime()) / 1000).toFixed(1) : '-', r.rowsCompared, r.driftedKeys, r.repaired, r.unsettled, r.outcome,
+        ])));
+      } finally {
+        await pool.end();
+      }
+    });
+}
+
+/** `cellar run scheduler`: scheduled reconciliations from the registry until SIGTERM/SIGINT. */
+export async function runSchedulerCommand(): Promise<void> {
+  const cfg = loadRuntimeConfig();
+  const log = createLogger('scheduler');
+  const metrics = new CellarMetrics();
+  const reconciler = new Reconciler(cfg, log, metrics);
+  await reconciler.prepare();
+  const scheduler = startScheduler(reconciler, loadRegistry(cfg.suppliersDir), log);
+  if (!scheduler.jobs) log.warn('no supplier has reconcile.schedule in the registry; nothing to do until one does');
+  const ops = cfg.httpPort >= 0 ? await startOpsServer(cfg.httpPort, metrics, { live: () => true, ready: () => true }) : undefined;
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(sig, () => {
+      log.info({ signal: sig }, 'draining');
+      void Promise.all([ops?.close(), scheduler.stop()]).then(() => reconciler.close()).then(() => process.exit(0));
+    });
+  }
+}

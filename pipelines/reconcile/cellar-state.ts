@@ -1,0 +1,119 @@
+import type pg from 'pg';
+import type { Redis } from 'ioredis';
+import { fromRedisError } from '../core/errors.js';
+import { inTransaction, query } from '../../sinks/postgres/pool.js';
+import { redisKeys } from '../../sinks/redis/config.js';
+import type { KeyState, Placed } from './compare.js';
+
+/** What Cellar holds for one contributor (source row): its live placement and the newest version seen. */
+export interface HeldContributor {
+  live?: Placed;
+  /** Keys where it has a tombstone (moved away or deleted). */
+  tombstones: Array<{ region: string; sku: string }>;
+  newestVersion: string;
+}
+
+/** A supplier's contributions as Cellar holds them, by contributor id (tombstones included). */
+export async function loadContributions(pool: pg.Pool, supplierId: string, ids?: string[]): Promise<Map<string, HeldContributor>> {
+  const { rows } = await query<{ contributor_id: string; region: string; sku: string; bottles: string; source_version: string; deleted: boolean }>(
+    pool,
+    'reading stock_contributions',
+    `SELECT contributor_id, region, sku, bottles, source_version, deleted FROM cellar.stock_contributions
+      WHERE supplier_id = $1 ${ids ? 'AND contributor_id = ANY($2)' : ''}`,
+    ids ? [supplierId, ids] : [supplierId],
+  );
+  const out = new Map<string, HeldContributor>();
+  for (const r of rows) {
+    let h = out.get(r.contributor_id);
+    if (!h) out.set(r.contributor_id, (h = { tombstones: [], newestVersion: r.source_version }));
+    if (r.source_version > h.newestVersion) h.newestVersion = r.source_version;
+    if (r.deleted) h.tombstones.push({ region: r.region, sku: r.sku });
+    else h.live = { region: r.region, sku: r.sku, bottles: Number(r.bottles) };
+  }
+  return out;
+}
+
+/** The newest version Cellar holds for each contributor, over its routes and contributions. */
+export async function newestVersions(pool: pg.Pool, ids: string[]): Promise<Map<string, string>> {
+  const { rows } = await query<{ id: string; v: string }>(
+    pool,
+    'reading contributor versions',
+    `SELECT id, max(v) AS v FROM (
+       SELECT contributor_id AS id, source_version AS v FROM cellar.contributor_routes WHERE contributor_id = ANY($1)
+       UNION ALL SELECT contributor_id, source_version FROM cellar.stock_contributions WHERE contributor_id = ANY($1)
+     ) x GROUP BY id`,
+    [ids],
+  );
+  return new Map(rows.map((r) => [r.id, r.v]));
+}
+
+/**
+ * Every (region, sku) the supplier contributes to (or did), or the given keys: the sum of live
+ * contributions over all suppliers and the `regional_stock` row, read in one snapshot; then the Redis fields.
+ */
+export async function loadKeyStates(pool: pg.Pool, redis: Redis, supplierId: string, keys?: Array<{ region: string; sku: string }>, keyPrefix = 'cellar'): Promise<KeyState[]> {
+  const rows = await inTransaction(pool, 'reading regional totals', async (tx) => {
+    await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const from = keys
+      ? 'SELECT * FROM unnest($1::text[], $2::text[]) AS k(region, sku)'
+      : 'SELECT DISTINCT region, sku FROM cellar.stock_contributions WHERE supplier_id = $1';
+    const r = await tx.query<{ region: string; sku: string; contributed: string; stored: string | null }>(
+      `WITH k AS (${from})
+       SELECT k.region, k.sku,
+              (SELECT coalesce(sum(c.bottles) FILTER (WHERE NOT c.deleted), 0) FROM cellar.stock_contributions c
+                WHERE c.region = k.region AND c.sku = k.sku) AS contributed,
+              rs.bottles AS stored
+         FROM k LEFT JOIN cellar.regional_stock rs ON rs.region = k.region AND rs.sku = k.sku`,
+      keys ? [keys.map((k) => k.region), keys.map((k) => k.sku)] : [supplierId],
+    );
+    return r.rows;
+  });
+  const byRegion = new Map<string, typeof rows>();
+  for (const r of rows) byRegion.set(r.region, [...(byRegion.get(r.region) ?? []), r]);
+  const out: KeyState[] = [];
+  try {
+    for (const [region, list] of byRegion) {
+      const stock = redisKeys(keyPrefix, region).stock;
+      for (let i = 0; i < list.length; i += 5000) {
+        const chunk = list.slice(i, i + 5000);
+        const cached = await redis.hmget(stock, ...chunk.map((r) => r.sku));
+        chunk.forEach((r, j) => out.push({ region, sku: r.sku, contributed: Number(r.contributed), stored: r.stored === null ? null : Number(r.stored), cached: cached[j] === null || cached[j] === undefined ? null : Number(cached[j]) }));
+      }
+    }
+  } catch (err) {
+    throw fromRedisError(err, 'reading Redis snapshots');
+  }
+  return out;
+}
+
+/**
+ * Repairs Redis-only drift from Postgres: the field and its version guard are set from `regional_stock`
+ * (or removed when the table has no row), so later sink writes with higher versions apply as usual.
+ */
+export async function repairRedisFromPostgres(pool: pg.Pool, redis: Redis, keys: Array<{ region: string; sku: string }>, keyPrefix = 'cellar'): Promise<number> {
+  if (!keys.length) return 0;
+  const { rows } = await query<{ region: string; sku: string; bottles: string; version: string }>(
+    pool,
+    'reading regional_stock for Redis repair',
+    'SELECT rs.region, rs.sku, rs.bottles, rs.version FROM unnest($1::text[], $2::text[]) AS k(region, sku) JOIN cellar.regional_stock rs ON rs.region = k.region AND rs.sku = k.sku',
+    [keys.map((k) => k.region), keys.map((k) => k.sku)],
+  );
+  const found = new Map(rows.map((r) => [`${r.region}\u0000${r.sku}`, r]));
+  const m = redis.multi();
+  for (const k of keys) {
+    const names = redisKeys(keyPrefix, k.region);
+    const r = found.get(`${k.region}\u0000${k.sku}`);
+    if (r) {
+      m.hset(names.stock, k.sku, r.bottles);
+      m.hset(names.versions, k.sku, r.version);
+    } else {
+      m.hdel(names.stock, k.sku);
+    }
+  }
+  try {
+    await m.exec();
+  } catch (err) {
+    throw fromRedisError(err, 'repairing Redis snapshots');
+  }
+  return keys.length;
+}

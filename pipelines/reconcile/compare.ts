@@ -1,0 +1,119 @@
+/**
+ * The pure core of reconciliation: what a source row should contribute, how that differs from what Cellar
+ * holds, and how Cellar's own layers (contributions, totals, Redis) disagree. No I/O.
+ */
+
+/** Where a contributor's bottles are counted. */
+export interface Placed {
+  region: string;
+  sku: string;
+  bottles: number;
+}
+
+/** Kinds of difference, by where it was found. */
+export type DriftKind = 'contribution' | 'regional_total' | 'redis';
+
+/** One difference found by a run (a row of `cellar.reconciliation_drift`). */
+export interface Drift {
+  kind: DriftKind;
+  region: string | null;
+  sku: string | null;
+  contributorId: string | null;
+  expected: unknown;
+  actual: unknown;
+  likelyCause: string;
+}
+
+const samePlace = (a: Placed, b: Placed) => a.region === b.region && a.sku === b.sku;
+
+/** True when Cellar's live contribution equals what the source row implies (both absent counts as equal). */
+export function contributionMatches(expected: Placed | undefined, actual: Placed | undefined): boolean {
+  if (!expected || !actual) return !expected && !actual;
+  return samePlace(expected, actual) && expected.bottles === actual.bottles;
+}
+
+/** Why a source row and Cellar's contribution differ, in an on-call engineer's words. */
+export function contributionCause(expected: Placed | undefined, actual: Placed | undefined): string {
+  if (expected && !actual) return 'the source row is not counted in Cellar: a lost insert, or a change lost after a delete';
+  if (!expected && actual) return 'Cellar still counts a row the source no longer has: a lost delete';
+  if (expected && actual && !samePlace(expected, actual)) {
+    return `counted under ${actual.region}/${actual.sku}, the source row says ${expected.region}/${expected.sku}: a lost move (warehouse or SKU change)`;
+  }
+  return 'the quantity differs: a lost update, or the contribution was changed outside the pipeline';
+}
+
+/** A contribution difference as a drift row. */
+export function contributionDrift(contributorId: string, expected: Placed | undefined, actual: Placed | undefined): Drift {
+  const at = expected ?? actual;
+  return { kind: 'contribution', region: at?.region ?? null, sku: at?.sku ?? null, contributorId, expected: expected ?? null, actual: actual ?? null, likelyCause: contributionCause(expected, actual) };
+}
+
+/** What Cellar holds for one (region, sku): the sum over live contributions, the table row, the Redis field. */
+export interface KeyState {
+  region: string;
+  sku: string;
+  /** Sum of live `stock_contributions` of every supplier. */
+  contributed: number;
+  /** `regional_stock.bottles`, or null without a row. */
+  stored: number | null;
+  /** The Redis snapshot's field, or null when absent. */
+  cached: number | null;
+}
+
+/**
+ * Cellar's internal disagreements at one key: `regional_stock` against the sum of contributions, and
+ * Redis against `regional_stock` (only when the table is right, so one fault is reported once). A missing
+ * row or field counts as 0 bottles.
+ */
+export function keyDrift(k: KeyState): Drift | undefined {
+  const stored = k.stored ?? 0;
+  if (stored !== k.contributed) {
+    return { kind: 'regional_total', region: k.region, sku: k.sku, contributorId: null, expected: k.contributed, actual: k.stored, likelyCause: 'cellar.regional_stock differs from the sum of its contributions: changed outside the pipeline, or a lost sink write' };
+  }
+  if ((k.cached ?? 0) !== stored) {
+    return { kind: 'redis', region: k.region, sku: k.sku, contributorId: null, expected: k.stored, actual: k.cached, likelyCause: k.cached === null ? 'the Redis field is missing: deleted, evicted or expired' : 'the Redis snapshot differs from cellar.regional_stock: changed outside the pipeline' };
+  }
+  return undefined;
+}
+
+/** A stable text of a drift's observed values, to tell a persistent difference from one still moving. */
+export function driftSignature(d: Drift): string {
+  return JSON.stringify([d.kind, d.expected, d.actual]);
+}
+
+/**
+ * The primary key of a contributor from its id `supplier/table/k=v[,k=v]`, given each table's key
+ * columns (in any order). Undefined when the id does not belong to one of `tables`.
+ */
+export function keyOfContributor(contributorId: string, supplierId: string, tables: Map<string, string[]>): { table: string; key: Record<string, string> } | undefined {
+  const prefix = `${supplierId}/`;
+  if (!contributorId.startsWith(prefix)) return undefined;
+  const rest = contributorId.slice(prefix.length);
+  const slash = rest.indexOf('/');
+  if (slash < 0) return undefined;
+  const table = rest.slice(0, slash);
+  const cols = tables.get(table);
+  if (!cols?.length) return undefined;
+  const text = rest.slice(slash + 1);
+  // Split only before `,<key column>=`, so values may hold commas.
+  const esc = cols.map((c) => c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
+  const parts = text.split(new RegExp(`,(?=(?:${esc})=)`));
+  const key: Record<string, string> = {};
+  for (const p of parts) {
+    const eq = p.indexOf('=');
+    const col = p.slice(0, eq);
+    if (eq < 0 || !cols.includes(col)) return undefined;
+    key[col] = p.slice(eq + 1);
+  }
+  return cols.every((c) => c in key) ? { table, key } : undefined;
+}
+
+/**
+ * The version of a correction: just above the newest version Cellar holds for the row (so it applies) and
+ * below every later real change (which sorts above that version at some digit), so a correction never
+ * hides a change still in flight. For a row Cellar never saw, `+r` sorts below every real version
+ * (they start with a digit or hex letter).
+ */
+export function repairVersion(newestHeld: string | null | undefined): string {
+  return `${newestHeld ?? ''}+r`;
+}

@@ -1,0 +1,203 @@
+import type pg from 'pg';
+import type { Redis } from 'ioredis';
+import type { Supplier } from '../../connectors/registry/loader.js';
+import { CellarError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { CellarMetrics } from '../core/metrics.js';
+import { sleep } from '../core/retry.js';
+import { decodeDebeziumJson } from '../normalize/debezium.js';
+import { compileMapping, type CompiledMapping } from '../normalize/mapping.js';
+import { contributorIdOf } from '../normalize/normalize.js';
+import { Rejection } from '../normalize/reasons.js';
+import { loadSkuMaps, tableMappedSuppliers } from '../normalize/sku-map-store.js';
+import { loadContributions, loadKeyStates } from './cellar-state.js';
+import { contributionDrift, contributionMatches, driftSignature, keyDrift, keyOfContributor, type Drift, type Placed } from './compare.js';
+import { applyRepairs, type RepairVia } from './repair.js';
+import { finishRun, recordDrift, startRun, type RunOutcome } from './store.js';
+import { openSupplierSnapshot, type SourceRow, type SupplierSnapshot } from './source-snapshot.js';
+
+/** Options of one reconciliation run. */
+export interface ReconcileOptions {
+  /** Correct what was found, through the pipeline (default false: report only). */
+  repair?: boolean;
+  /** Wait before each re-check of a difference, ms: longer than the pipeline's lag. Default 3000. */
+  settleMs?: number;
+  /** Re-checks of differences before they count as drift or, still moving, as unsettled. Default 3. */
+  rounds?: number;
+  /** Source rows per read. Default 5000. */
+  chunkRows?: number;
+  /** How corrections enter the pipeline; `auto` (default): the embedded runtime's queue when it checkpoints this supplier, else Kafka. */
+  via?: RepairVia | 'auto';
+  /** Who started the run (cli, scheduler, api). */
+  trigger?: string;
+  /** Called after each chunk of source rows and at each phase. */
+  onProgress?: (p: { supplierId: string; phase: string; rowsCompared: number }) => void;
+}
+
+/** What one run found and did. */
+export interface ReconcileReport {
+  runId: number;
+  supplierId: string;
+  rowsCompared: number;
+  /** Source rows the mapping rejects (they are dead letters, not drift). */
+  rejectedRows: number;
+  drift: Array<Drift & { repaired: boolean }>;
+  repaired: number;
+  /** Differences still moving at the source after every re-check: in flight, not drift. */
+  unsettled: number;
+  outcome: RunOutcome;
+  durationMs: number;
+}
+
+/** Services a run uses. */
+export interface ReconcileDeps {
+  pool: pg.Pool;
+  redis: Redis;
+  log: Logger;
+  metrics?: CellarMetrics;
+  /** Kafka settings for corrections sent to raw topics. */
+  kafka?: Parameters<typeof applyRepairs>[0]['kafka'];
+  keyPrefix?: string;
+}
+
+/** A difference being re-checked: the last source observation and the source row behind it. */
+interface Candidate {
+  cid: string;
+  table?: string;
+  key?: Record<string, string>;
+  expected?: Placed;
+  row?: SourceRow;
+}
+
+/** What a source row implies: its contributor id and placement (or the mapping's rejection). */
+function expectation(supplier: Supplier, mapping: CompiledMapping, snap: SupplierSnapshot, r: SourceRow): { cid: string; placed?: Placed; rejected?: string } {
+  const m = snap.message(r, 'r');
+  const change = decodeDebeziumJson(m.key === null ? null : Buffer.from(m.key), Buffer.from(m.value))!;
+  const cid = contributorIdOf(supplier.id, change, supplier.source.tables.find((t) => t.name === r.table)?.key);
+  try {
+    const p = mapping.place(change.after!);
+    return { cid, placed: { region: p.region, sku: p.sku, bottles: p.bottles } };
+  } catch (err) {
+    if (err instanceof Rejection) return { cid, rejected: err.reason };
+    throw err;
+  }
+}
+
+/**
+ * Reconciles one supplier: reads its rows in one consistent, read-only, chunked snapshot, normalizes them
+ * with the pipeline's mapping code, and compares each row with `stock_contributions`, then each key the
+ * supplier feeds with `regional_stock` and Redis. Differences are re-checked (settle, read Cellar, read the
+ * source again) so that changes in flight are never reported: a difference counts as drift only when the
+ * source row did not change across a settle window and Cellar, read inside that window, still disagrees.
+ */
+export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier, opts: ReconcileOptions = {}): Promise<ReconcileReport> {
+  const t0 = Date.now();
+  const { pool, redis, log } = deps;
+  const settleMs = opts.settleMs ?? 3000;
+  const rounds = opts.rounds ?? 3;
+  const runId = await startRun(pool, supplier.id, opts.trigger ?? 'cli');
+  const progress = (phase: string, rowsCompared: number) => opts.onProgress?.({ supplierId: supplier.id, phase, rowsCompared });
+  let rowsCompared = 0;
+  try {
+    const snap = await openSupplierSnapshot(supplier, log);
+    const skuTables = await loadSkuMaps(pool, tableMappedSuppliers([supplier]));
+    const mapping = compileMapping(supplier, skuTables.get(supplier.id));
+    const keyCols = new Map(supplier.source.tables.map((t) => [t.name, t.key ?? snap.keyColumns(t.name)]));
+    const held = await loadContributions(pool, supplier.id);
+    const seen = new Set<string>();
+    const rejected = new Set<string>();
+    const cands = new Map<string, Candidate>();
+    const keyOf = (row: SourceRow) => Object.fromEntries((keyCols.get(row.table) ?? []).map((k) => [k, String(row.row[k])]));
+
+    progress('reading source rows', 0);
+    await snap.scan((chunk) => {
+      for (const r of chunk) {
+        const e = expectation(supplier, mapping, snap, r);
+        seen.add(e.cid);
+        rowsCompared++;
+        if (e.rejected) {
+          rejected.add(e.cid);
+          continue;
+        }
+        if (!contributionMatches(e.placed, held.get(e.cid)?.live)) cands.set(e.cid, { cid: e.cid, table: r.table, key: keyOf(r), expected: e.placed, row: r });
+      }
+      progress('reading source rows', rowsCompared);
+    }, opts.chunkRows ?? 5000);
+    for (const [cid, h] of held) {
+      if (!h.live || seen.has(cid)) continue;
+      const k = keyOfContributor(cid, supplier.id, keyCols);
+      cands.set(cid, { cid, ...(k ? { table: k.table, key: k.key } : {}) });
+    }
+    const keyCands = new Map<string, { region: string; sku: string; sig: string }>();
+    for (const s of await loadKeyStates(pool, redis, supplier.id, undefined, deps.keyPrefix)) {
+      const d = keyDrift(s);
+      if (d) keyCands.set(`${s.region}\u0000${s.sku}`, { region: s.region, sku: s.sku, sig: driftSignature(d) });
+    }
+
+    const confirmed: Array<{ drift: Drift; cand?: Candidate }> = [];
+    for (let round = 1; round <= rounds && (cands.size || keyCands.size); round++) {
+      progress(`re-checking ${cands.size + keyCands.size} differences (${round}/${rounds})`, rowsCompared);
+      await sleep(settleMs);
+      // Cellar first, then the source: a difference confirmed below spans a whole settle window.
+      const ids = [...cands.keys()];
+      const heldNow = ids.length ? await loadContributions(pool, supplier.id, ids) : new Map();
+      const keyStates = keyCands.size ? await loadKeyStates(pool, redis, supplier.id, [...keyCands.values()], deps.keyPrefix) : [];
+      const fresh = new Map<string, { placed?: Placed; row: SourceRow }>();
+      const byTable = new Map<string, Candidate[]>();
+      for (const c of cands.values()) if (c.table && c.key) byTable.set(c.table, [...(byTable.get(c.table) ?? []), c]);
+      for (const [table, list] of byTable) {
+        for (const row of await snap.fetch(table, list.map((c) => c.key!))) {
+          const e = expectation(supplier, mapping, snap, row);
+          if (e.rejected) rejected.add(e.cid);
+          else fresh.set(e.cid, { ...(e.placed ? { placed: e.placed } : {}), row });
+        }
+      }
+      for (const c of [...cands.values()]) {
+        if (rejected.has(c.cid)) {
+          cands.delete(c.cid);
+          continue;
+        }
+        const now = fresh.get(c.cid);
+        const actual = heldNow.get(c.cid)?.live;
+        if (contributionMatches(c.expected, now?.placed)) {
+          cands.delete(c.cid);
+          if (!contributionMatches(now?.placed, actual)) confirmed.push({ drift: contributionDrift(c.cid, now?.placed, actual), cand: { ...c, ...(now ? { row: now.row } : {}) } });
+        } else {
+          c.expected = now?.placed;
+          if (now) c.row = now.row;
+          else delete c.row;
+        }
+      }
+      for (const s of keyStates) {
+        const id = `${s.region}\u0000${s.sku}`;
+        const prev = keyCands.get(id)!;
+        const d = keyDrift(s);
+        if (!d) keyCands.delete(id);
+        else if (driftSignature(d) === prev.sig) {
+          keyCands.delete(id);
+          confirmed.push({ drift: d });
+        } else prev.sig = driftSignature(d);
+      }
+    }
+    const unsettled = cands.size + keyCands.size;
+    let repairedKeys = new Set<Drift>();
+    if (opts.repair && confirmed.length) {
+      progress(`repairing ${confirmed.length} differences`, rowsCompared);
+      repairedKeys = await applyRepairs({ pool, redis, log, supplier, snap, runId, via: opts.via ?? 'auto', ...(deps.kafka ? { kafka: deps.kafka } : {}), ...(deps.keyPrefix ? { keyPrefix: deps.keyPrefix } : {}) }, confirmed);
+    }
+    const drift = confirmed.map((c) => ({ ...c.drift, repaired: repairedKeys.has(c.drift) }));
+    await recordDrift(pool, runId, drift);
+    const repaired = drift.filter((d) => d.repaired).length;
+    const outcome: RunOutcome = !drift.length ? 'clean' : repaired === drift.length ? 'repaired' : 'drift';
+    await finishRun(pool, runId, { rowsCompared, drifted: drift.length, repaired, unsettled, outcome });
+    deps.metrics?.reconciliationDrift.set({ supplier: supplier.id }, drift.length);
+    deps.metrics?.reconciliationLastSuccess.set({ supplier: supplier.id }, Date.now() / 1000);
+    deps.metrics?.reconciliationRows.inc({ supplier: supplier.id }, rowsCompared);
+    log.info({ supplier: supplier.id, runId, rowsCompared, drift: drift.length, repaired, unsettled, rejected: rejected.size, outcome }, 'reconciliation finished');
+    return { runId, supplierId: supplier.id, rowsCompared, rejectedRows: rejected.size, drift, repaired, unsettled, outcome, durationMs: Date.now() - t0 };
+  } catch (err) {
+    const e = err instanceof CellarError ? err : new CellarError('reconcile_failed', `reconciling ${supplier.id}: ${(err as Error).message}`, { cause: err });
+    await finishRun(pool, runId, { rowsCompared, drifted: 0, repaired: 0, unsettled: 0, outcome: 'failed', error: e.message }).catch(() => undefined);
+    throw e;
+  }
+}

@@ -1,0 +1,106 @@
+import type pg from 'pg';
+import type { Redis } from 'ioredis';
+import type { Supplier } from '../../connectors/registry/loader.js';
+import type { RuntimeConfig } from '../core/config.js';
+import { ConfigError, fromKafkaError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { connectProducer, createKafka } from '../kafka/client.js';
+import { query } from '../../sinks/postgres/pool.js';
+import { newestVersions, repairRedisFromPostgres } from './cellar-state.js';
+import { keyOfContributor, repairVersion, type Drift } from './compare.js';
+import type { SourceMessage, SourceRow, SupplierSnapshot } from './source-snapshot.js';
+
+/**
+ * How corrections enter the pipeline: `queue` (the table `cellar.repair_requests`, which the embedded
+ * runtime applies like changes of its readers) or `kafka` (the supplier's raw topics, which the Kafka
+ * runtime's normalizer reads like Debezium's changes).
+ */
+export type RepairVia = 'queue' | 'kafka';
+
+/** What applying corrections needs. */
+export interface RepairContext {
+  pool: pg.Pool;
+  redis: Redis;
+  log: Logger;
+  supplier: Supplier;
+  snap: SupplierSnapshot;
+  runId: number;
+  via: RepairVia | 'auto';
+  /** Kafka settings, for `via: kafka`. */
+  kafka?: RuntimeConfig;
+  keyPrefix?: string;
+}
+
+/** `queue` when the embedded runtime checkpoints this supplier, else `kafka`. */
+export async function resolveVia(pool: pg.Pool, supplierId: string, via: RepairVia | 'auto'): Promise<RepairVia> {
+  if (via !== 'auto') return via;
+  const { rowCount } = await query(pool, 'reading checkpoints', 'SELECT 1 FROM cellar.checkpoints WHERE source_id = $1', [supplierId]);
+  return rowCount ? 'queue' : 'kafka';
+}
+
+/**
+ * Corrects confirmed drift through the pipeline. A drifted contribution gets a snapshot event of the
+ * source row as it is now (or a delete when the row is gone) with a version just above what Cellar holds
+ * for that row (see {@link repairVersion}): the normalizer, the aggregator, the topics and every sink
+ * apply it like any change. A wrong regional total is corrected the same way through one of the
+ * supplier's contributors at that key (the aggregator then writes its total afresh with a new version).
+ * Redis-only drift is rewritten from Postgres. Returns the drift entries corrected.
+ */
+export async function applyRepairs(ctx: RepairContext, confirmed: Array<{ drift: Drift; cand?: { cid: string; table?: string; key?: Record<string, string>; row?: SourceRow } }>): Promise<Set<Drift>> {
+  const done = new Set<Drift>();
+  const { pool, supplier, snap } = ctx;
+  const keyCols = new Map(supplier.source.tables.map((t) => [t.name, t.key ?? snap.keyColumns(t.name)]));
+  // Each correction names one contributor (source row) and which drift it corrects.
+  const targets: Array<{ drift: Drift; cid: string; table: string; key: Record<string, string>; row?: SourceRow }> = [];
+  for (const { drift, cand } of confirmed) {
+    if (drift.kind === 'contribution' && cand?.table && cand.key) targets.push({ drift, cid: cand.cid, table: cand.table, key: cand.key, ...(cand.row ? { row: cand.row } : {}) });
+    if (drift.kind === 'regional_total') {
+      const { rows } = await query<{ contributor_id: string }>(pool, 'choosing a contributor to correct a total',
+        'SELECT contributor_id FROM cellar.stock_contributions WHERE supplier_id = $1 AND region = $2 AND sku = $3 ORDER BY deleted, contributor_id LIMIT 1',
+        [supplier.id, drift.region, drift.sku]);
+      const k = rows[0] && keyOfContributor(rows[0].contributor_id, supplier.id, keyCols);
+      if (k) {
+        const [row] = await snap.fetch(k.table, [k.key]);
+        targets.push({ drift, cid: rows[0]!.contributor_id, table: k.table, key: k.key, ...(row ? { row } : {}) });
+      }
+    }
+  }
+  const versions = await newestVersions(pool, [...new Set(targets.map((t) => t.cid))]);
+  const messages: Array<{ table: string; m: SourceMessage; drift: Drift }> = targets.map((t) => ({
+    table: t.table,
+    drift: t.drift,
+    m: t.row ? snap.message(t.row, 'r', repairVersion(versions.get(t.cid))) : snap.message({ table: t.table, row: t.key }, 'd', repairVersion(versions.get(t.cid))),
+  }));
+  if (messages.length) {
+    const via = await resolveVia(pool, supplier.id, ctx.via);
+    if (via === 'queue') await enqueue(pool, ctx.runId, supplier.id, messages);
+    else await produce(ctx, messages);
+    for (const m of messages) done.add(m.drift);
+    ctx.log.info({ supplier: supplier.id, corrections: messages.length, via }, 'corrections sent through the pipeline');
+  }
+  const redisDrift = confirmed.map((c) => c.drift).filter((d) => d.kind === 'redis' && d.region && d.sku);
+  await repairRedisFromPostgres(pool, ctx.redis, redisDrift.map((d) => ({ region: d.region!, sku: d.sku! })), ctx.keyPrefix);
+  for (const d of redisDrift) done.add(d);
+  return done;
+}
+
+async function enqueue(pool: pg.Pool, runId: number, supplierId: string, messages: Array<{ table: string; m: SourceMessage }>): Promise<void> {
+  await query(pool, 'queueing corrections',
+    `INSERT INTO cellar.repair_requests (run_id, supplier_id, source_table, key, value)
+     SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[])`,
+    [runId, supplierId, messages.map((x) => x.table), messages.map((x) => x.m.key), messages.map((x) => x.m.value)]);
+}
+
+async function produce(ctx: RepairContext, messages: Array<{ m: SourceMessage }>): Promise<void> {
+  if (!ctx.kafka) throw new ConfigError('corrections for the Kafka runtime need Kafka settings (CELLAR_KAFKA_BROKERS)');
+  const kafka = createKafka(ctx.kafka, ctx.log, 'cellar-reconcile');
+  const producer = await connectProducer(kafka, ctx.kafka);
+  try {
+    const topics = [...new Set(messages.map((x) => x.m.topic))];
+    await producer.sendBatch({ acks: -1, topicMessages: topics.map((topic) => ({ topic, messages: messages.filter((x) => x.m.topic === topic).map((x) => ({ key: x.m.key, value: x.m.value })) })) });
+  } catch (err) {
+    throw fromKafkaError(err, 'sending corrections to the raw topics');
+  } finally {
+    await producer.disconnect().catch(() => undefined);
+  }
+}
