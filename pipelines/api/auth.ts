@@ -5,6 +5,9 @@ import { findApiKey, KEYS_CHANNEL, parseApiKey, secretMatches, touchApiKeys, typ
 /** The key a request authenticated with. */
 export type AuthenticatedKey = Pick<ApiKeyRecord, 'id' | 'name' | 'role' | 'rateLimitPerS'>;
 
+/** The outcome of checking a presented key. */
+export type AuthResult = { key: AuthenticatedKey } | { failure: AuthFailure };
+
 /** Why a request was refused (always answered 401; the message never echoes the key). */
 export interface AuthFailure {
   code: 'missing_key' | 'invalid_key' | 'revoked_key';
@@ -125,11 +128,31 @@ export class ApiKeyAuthenticator {
   }
 
   /** The key behind a presented string, or why it is refused. Throws only when Postgres cannot be read. */
-  async authenticate(presented: string | undefined): Promise<{ key: AuthenticatedKey } | { failure: AuthFailure }> {
+  async authenticate(presented: string | undefined): Promise<AuthResult> {
+    const early = this.check(presented);
+    if (early !== undefined && !('id' in early)) return early;
+    const parsed = early as { id: string; secret: string };
+    return this.verify(parsed, await this.lookup(parsed.id));
+  }
+
+  /**
+   * The same answer as {@link authenticate} without waiting, when it can be given from a fresh cache entry
+   * (the common case); undefined when the key record must be read first.
+   */
+  authenticateCached(presented: string | undefined): AuthResult | undefined {
+    const early = this.check(presented);
+    if (early === undefined || !('id' in early)) return early;
+    const hit = this.cache.get(early.id);
+    if (!hit?.known || hit.known.at < hit.at || Date.now() - hit.at >= (this.listening ? this.ttlMs : 1_000)) return undefined;
+    return this.verify(early, hit.known.record);
+  }
+
+  private check(presented: string | undefined): AuthResult | { id: string; secret: string } {
     if (!presented) return { failure: { code: 'missing_key', message: 'an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>' } };
-    const parsed = parseApiKey(presented);
-    if (!parsed) return { failure: { code: 'invalid_key', message: 'the API key is not valid' } };
-    const rec = await this.lookup(parsed.id);
+    return parseApiKey(presented) ?? { failure: { code: 'invalid_key', message: 'the API key is not valid' } };
+  }
+
+  private verify(parsed: { secret: string }, rec: ApiKeyRecord | undefined): AuthResult {
     if (!rec || !secretMatches(parsed.secret, rec.secretSha256)) return { failure: { code: 'invalid_key', message: 'the API key is not valid' } };
     if (rec.revokedAt) return { failure: { code: 'revoked_key', message: `API key ${rec.id} was revoked` } };
     this.used.add(rec.id);

@@ -175,7 +175,8 @@ export class PipelineMonitor {
       const t = await query<{ t: string | null }>(this.pool, 'checking reconciliation table', "SELECT to_regclass('cellar.reconciliation_runs')::text AS t");
       if (t.rows[0]?.t) {
         const { rows } = await query(this.pool, 'reading the last reconciliation', 'SELECT * FROM cellar.reconciliation_runs ORDER BY started_at DESC LIMIT 1');
-        reconciliation = rows[0] ? Object.fromEntries(Object.entries(rows[0]).map(([k, v]) => [k, v instanceof Date ? v.toISOString() : typeof v === 'bigint' ? Number(v) : v])) : null;
+        // bigint columns (id, rows_compared) arrive as strings: numbers for the page.
+        reconciliation = rows[0] ? Object.fromEntries(Object.entries(rows[0]).map(([k, v]) => [k, v instanceof Date ? v.toISOString() : typeof v === 'string' && /^-?\d{1,15}$/.test(v) && /(^id$|_id$|rows|keys|count)/.test(k) && k !== 'supplier_id' ? Number(v) : v])) : null;
       }
     } catch {
       postgres = false;

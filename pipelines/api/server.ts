@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type onRequestHookHandler, type onSendHookHandler } from 'fastify';
 import { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from '../core/logger.js';
@@ -8,7 +8,7 @@ import { assetPath } from '../core/paths.js';
 import { createPgPool, query } from '../../sinks/postgres/pool.js';
 import { createApiMetrics } from './api-metrics.js';
 import { recordAudit } from './audit.js';
-import { ApiKeyAuthenticator, presentedKey, type AuthenticatedKey } from './auth.js';
+import { ApiKeyAuthenticator, presentedKey, type AuthenticatedKey, type AuthResult } from './auth.js';
 import { errorAnswer } from './errors.js';
 import { roleAllows, type Role } from './keys-store.js';
 import { collectRoutes, openApiDocument } from './openapi.js';
@@ -97,30 +97,34 @@ export async function createApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const app = Fastify({ logger: false, forceCloseConnections: true, routerOptions: { maxParamLength: 600 }, bodyLimit: 1 << 20, ajv: { customOptions: { coerceTypes: 'array', allErrors: false, removeAdditional: false } } });
   const routes = collectRoutes(app);
 
-  app.addHook('onRequest', async (req, reply) => {
-    const need = req.routeOptions.config.role;
-    if (!need) return;
-    const res = await auth.authenticate(presentedKey(req.headers));
-    if ('failure' in res) return reply.code(401).header('www-authenticate', 'Bearer realm="cellar"').send({ error: res.failure });
-    const key = res.key;
-    req.apiKey = key;
-    if (!roleAllows(key.role, need)) {
-      return reply.code(403).send({ error: { code: 'forbidden', message: `key ${key.id} has role ${key.role}; this endpoint needs ${need}` } });
-    }
-    const rate = limiter.take(key.id, key.rateLimitPerS);
-    if (!rate.allowed) {
-      return reply
-        .code(429)
-        .header('retry-after', String(rate.retryAfterS))
-        .header('ratelimit-limit', String(rate.limit))
-        .header('ratelimit-remaining', '0')
-        .send({ error: { code: 'rate_limited', message: `key ${key.id} exceeded its limit of ${key.rateLimitPerS} requests/s; retry after ${rate.retryAfterS} s` } });
-    }
-  });
+  /** Checks key, role and rate limit; answers 401/403/429 itself, else lets the request through. */
+  const authHook = (need: Role): onRequestHookHandler => (req, reply, done) => {
+    const finish = (res: AuthResult) => {
+      if ('failure' in res) return void reply.code(401).header('www-authenticate', 'Bearer realm="cellar"').send({ error: res.failure });
+      const key = res.key;
+      req.apiKey = key;
+      if (!roleAllows(key.role, need)) {
+        return void reply.code(403).send({ error: { code: 'forbidden', message: `key ${key.id} has role ${key.role}; this endpoint needs ${need}` } });
+      }
+      const rate = limiter.take(key.id, key.rateLimitPerS);
+      if (!rate.allowed) {
+        return void reply
+          .code(429)
+          .header('retry-after', String(rate.retryAfterS))
+          .header('ratelimit-limit', String(rate.limit))
+          .header('ratelimit-remaining', '0')
+          .send({ error: { code: 'rate_limited', message: `key ${key.id} exceeded its limit of ${key.rateLimitPerS} requests/s; retry after ${rate.retryAfterS} s` } });
+      }
+      done();
+    };
+    const presented = presentedKey(req.headers);
+    const cached = auth.authenticateCached(presented);
+    if (cached) return finish(cached);
+    auth.authenticate(presented).then(finish, (err: unknown) => done(err as Error));
+  };
 
-  app.addHook('onSend', async (req, reply, payload) => {
-    const action = req.routeOptions.config.audit;
-    if (!action) return payload;
+  /** Writes the audit row of an operator/admin call before its answer leaves. */
+  const auditHook = (action: string): onSendHookHandler => async (req, reply, payload) => {
     const status = reply.statusCode;
     let detail = req.auditDetail;
     if (status >= 400 && typeof payload === 'string') {
@@ -143,12 +147,27 @@ export async function createApiServer(o: ApiServerOptions): Promise<ApiServer> {
       detail,
     }).catch((err: unknown) => log.error({ err: (err as Error).message, action }, 'writing the audit row failed'));
     return payload;
+  };
+
+  // Hooks only on the routes that need them: public routes and reads pay for nothing else.
+  app.addHook('onRoute', (r) => {
+    const cfg = r.config as { role?: Role; audit?: string } | undefined;
+    const list = <T>(h: T | T[] | undefined): T[] => (h === undefined ? [] : Array.isArray(h) ? h : [h]);
+    if (cfg?.role) r.onRequest = [...list(r.onRequest), authHook(cfg.role)];
+    if (cfg?.audit) r.onSend = [...list(r.onSend), auditHook(cfg.audit)];
   });
 
+  const counters = new Map<string, { inc(): void }>();
+  const timers = new Map<string, { observe(v: number): void }>();
   app.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url ?? 'unmatched';
-    apiMetrics.requests.inc({ route, status: String(reply.statusCode) });
-    apiMetrics.latency.observe({ route }, reply.elapsedTime / 1000);
+    const k = `${route} ${reply.statusCode}`;
+    let c = counters.get(k);
+    if (!c) counters.set(k, (c = apiMetrics.requests.labels(route, String(reply.statusCode))));
+    c.inc();
+    let t = timers.get(route);
+    if (!t) timers.set(route, (t = apiMetrics.latency.labels(route)));
+    t.observe(reply.elapsedTime / 1000);
     done();
   });
 

@@ -18,6 +18,8 @@ export class CellarMetrics {
   readonly freshness: Histogram<'sink'>;
   /** Duration of one sink batch write, seconds. */
   readonly sinkBatch: Histogram<'sink'>;
+  /** Messages behind the partition's high watermark after this member's last batch (Kafka workers). */
+  readonly consumerLag: Gauge<'group' | 'topic' | 'partition'>;
   /** Keys found drifted by the supplier's last reconciliation run (0 when clean). */
   readonly reconciliationDrift: Gauge<'supplier'>;
   /** Unix time of the supplier's last reconciliation run that completed (clean, drift found or repaired), seconds. */
@@ -46,6 +48,7 @@ export class CellarMetrics {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
       registers: r,
     });
+    this.consumerLag = new Gauge({ name: 'cellar_consumer_lag', help: 'Messages behind the high watermark after the last batch, per partition this member consumes', labelNames: ['group', 'topic', 'partition'], registers: r });
     this.reconciliationDrift = new Gauge({ name: 'cellar_reconciliation_drift_keys', help: 'Keys found drifted by the last reconciliation run of a supplier', labelNames: ['supplier'], registers: r });
     this.reconciliationLastSuccess = new Gauge({ name: 'cellar_reconciliation_last_success_timestamp_seconds', help: 'Unix time of the last completed reconciliation run of a supplier', labelNames: ['supplier'], registers: r });
     this.reconciliationRows = new Counter({ name: 'cellar_reconciliation_rows_compared_total', help: 'Source rows compared by reconciliation', labelNames: ['supplier'], registers: r });

@@ -1,6 +1,7 @@
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { fromKafkaError, isRetriable } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import type { CellarMetrics } from '../core/metrics.js';
 import { withRetry } from '../core/retry.js';
 
 /** One fetched batch of one partition. */
@@ -46,6 +47,8 @@ export interface ConsumerWorkerOptions {
   sessionTimeoutMs?: number;
   /** Most bytes fetched per partition per request; bounds batch size. Default 1 MiB. */
   maxBytesPerPartition?: number;
+  /** Where `cellar_consumer_lag` is recorded (per group, topic and partition this member consumes). */
+  metrics?: CellarMetrics;
 }
 
 /** A running stage worker. */
@@ -110,6 +113,8 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
     }
     resolveOffset(batch.lastOffset());
     const next = (BigInt(batch.lastOffset()) + 1n).toString();
+    const lag = BigInt(batch.highWatermark) - BigInt(next);
+    opts.metrics?.consumerLag.set({ group: groupId, topic: batch.topic, partition: String(batch.partition) }, Number(lag > 0n ? lag : 0n));
     await ctx.retry('committing offsets', async () => {
       try {
         await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
@@ -134,7 +139,9 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
     });
     consumer = c;
     c.on(c.events.GROUP_JOIN, (e) => {
-      assigned = Object.entries(e.payload.memberAssignment).flatMap(([topic, parts]) => parts.map((partition) => ({ topic, partition })));
+      const now = Object.entries(e.payload.memberAssignment).flatMap(([topic, parts]) => parts.map((partition) => ({ topic, partition })));
+      for (const a of assigned) if (!now.some((n) => n.topic === a.topic && n.partition === a.partition)) opts.metrics?.consumerLag.remove({ group: groupId, topic: a.topic, partition: String(a.partition) });
+      assigned = now;
       log.info({ groupId, assigned: assigned.length }, 'joined consumer group');
       handler.onAssignment?.(assigned);
     });

@@ -114,7 +114,7 @@ export async function startWorker(
   }
 
   const worker = await wait('consumer group', () =>
-    startConsumerWorker({ kafka, groupId: groupId(cfg, role), topics: inputTopics, handler, log, sessionTimeoutMs: cfg.kafkaSessionTimeoutMs }),
+    startConsumerWorker({ kafka, groupId: groupId(cfg, role), topics: inputTopics, handler, log, sessionTimeoutMs: cfg.kafkaSessionTimeoutMs, metrics }),
   );
   let live = true;
   const ops = cfg.httpPort >= 0 ? await startOpsServer(cfg.httpPort, metrics, { live: () => live, ready: () => worker.isReady() && sinkHealthy() }) : undefined;

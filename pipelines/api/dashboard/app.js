@@ -224,7 +224,7 @@ async function loadHealth() {
   rows('#dlq tbody', h.deadLetters, (d) => [[d.stage], [d.reason], [fmt(d.count), 'num'], [fmt(d.pending), 'num']], 'none');
   const r = h.reconciliation;
   $('#reconciliation').textContent = r
-    ? `${r.outcome ?? 'running'} · ${r.supplier_id ?? 'all suppliers'} · started ${new Date(r.started_at).toLocaleString()} · ${fmt(r.rows_compared)} rows compared · ${fmt(r.drifted_keys)} drifted keys${r.repaired ? ' (repaired)' : ''}`
+    ? `${r.outcome ?? 'running'} · ${r.supplier_id ?? 'all suppliers'} · started ${new Date(r.started_at).toLocaleString()} · ${fmt(r.rows_compared)} rows compared · ${fmt(r.drifted_keys)} drifted keys${r.repaired ? `, ${fmt(r.repaired)} repaired` : ''}${r.unsettled ? `, ${fmt(r.unsettled)} still changing` : ''}`
     : 'none yet';
   $('#sources').textContent = `metrics from: ${h.sources.map((s) => `${s.source}${s.ok ? '' : ' (unreachable)'}`).join(', ')}`;
 }
