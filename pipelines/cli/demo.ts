@@ -17,6 +17,8 @@ import { startGenerator, type ChangeGenerator } from '../demo/generator.js';
 import { runKafkaDemo } from '../demo/kafka-demo.js';
 import { checkRegions, expectedTotals, freshnessBuckets, quantile, secs, type Buckets, type RegionCheck } from '../demo/verify.js';
 import { formatTable } from './format.js';
+import { startApi, type RunningApi } from '../api/index.js';
+import { createApiKey } from '../api/keys-store.js';
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -32,6 +34,8 @@ export interface DemoOptions {
   rate: number;
   /** Seconds the generator runs (embedded demo). */
   durationS: number;
+  /** Serve the read API and dashboard while the embedded demo runs, and print the URL. */
+  api?: boolean;
 }
 
 /** `cellar demo`: the embedded-runtime demo, or with `--kafka` the Kafka-runtime one. Returns the exit code. */
@@ -85,10 +89,12 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
   let gen: ChangeGenerator | undefined;
   let pool: pg.Pool | undefined;
   let redis: Redis | undefined;
+  let api: RunningApi | undefined;
   let cleaning: Promise<void> | undefined;
   const cleanup = () =>
     (cleaning ??= (async () => {
       await gen?.stop().catch(() => undefined);
+      await api?.stop().catch(() => undefined);
       await rt?.stop().catch(() => undefined);
       redis?.disconnect();
       await pool?.end().catch(() => undefined);
@@ -136,6 +142,12 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
     pool = createPgPool(cellarUrl, { max: 2, applicationName: 'cellar-demo' });
     redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
     redis.on('error', () => undefined);
+    if (opts.api) {
+      api = await startApi(cfg, log, metrics, { port: process.env.CELLAR_API_PORT ? cfg.apiPort : 0 });
+      const { key } = await createApiKey(pool, { name: 'demo', role: 'admin', rateLimitPerS: 0 });
+      say(`   Read API ${api.url} (OpenAPI: ${api.url}/openapi.json), admin key for this demo: ${key}`);
+      say(`   Dashboard: ${api.url}/dashboard#key=${key}`);
+    }
     const seeded = await converge(pool, redis, await expectedTotals(sources), 60_000, () => broken);
     const seededOk = seeded.every((c) => c.postgres && c.redis);
     say(`   snapshot: ${num(await metrics.value('cellar_events_in_total', { stage: 'embedded' }))} rows → ${num(seeded.reduce((a, c) => a + c.skus, 0))} regional SKU totals in ${secs((Date.now() - tSnap) / 1000)}; ${seededOk ? 'they equal the SQL sums' : 'MISMATCH with the SQL sums'}`);

@@ -126,12 +126,13 @@ program
   .addOption(new Option('--duration <s>', 'seconds the generator runs').default('20'))
   .addOption(new Option('--kafka', 'run the Kafka-runtime demo instead: four worker processes and a scripted scenario of Debezium events'))
   .addOption(new Option('--keep-running', 'leave the pipeline running after the summary until Ctrl-C'))
-  .action(async (opts: { rate: string; duration: string; kafka?: boolean; keepRunning?: boolean }) => {
+  .addOption(new Option('--api', 'also serve the read API and live dashboard (CELLAR_API_PORT, default any free port) and print its URL'))
+  .action(async (opts: { rate: string; duration: string; kafka?: boolean; keepRunning?: boolean; api?: boolean }) => {
     const rate = Number(opts.rate);
     const durationS = Number(opts.duration);
     if (!(rate > 0 && rate <= 100_000)) throw new ConfigError(`--rate ${opts.rate}: expected changes per second between 1 and 100000`);
     if (!(durationS > 0 && durationS <= 86_400)) throw new ConfigError(`--duration ${opts.duration}: expected seconds between 1 and 86400`);
-    process.exitCode = await runDemo({ kafka: Boolean(opts.kafka), keepRunning: Boolean(opts.keepRunning), rate, durationS });
+    process.exitCode = await runDemo({ kafka: Boolean(opts.kafka), keepRunning: Boolean(opts.keepRunning), rate, durationS, api: Boolean(opts.api) });
   });
 
 /** `cellar run capture --supplier ID`: runs until SIGTERM/SIGINT. */
