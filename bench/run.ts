@@ -4,6 +4,7 @@ import { aggregateBenchmarks } from './aggregate.bench.js';
 import { normalizeBenchmarks } from './normalize.bench.js';
 import { postgresReadBenchmarks } from './postgres-reads.bench.js';
 import { sinkBenchmarks } from './sinks.bench.js';
+import { apiBenchmarks } from './api.bench.js';
 
 /** `make bench`: runs every suite (or those named on the command line) and reports each. */
 const suites: Record<string, () => Promise<BenchResult[]>> = {
@@ -12,6 +13,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
   sinks: sinkBenchmarks,
   'postgres-reads': postgresReadBenchmarks,
   embedded: embeddedBenchmarks,
+  api: apiBenchmarks,
 };
 
 const wanted = process.argv.slice(2).filter((a) => a in suites);

@@ -1,0 +1,112 @@
+import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import autocannon from 'autocannon';
+import { createDatabase, startLocalPostgres } from '../infra/local/postgres.js';
+import { freePort, spawnManaged, stopChild } from '../infra/local/process.js';
+import { startLocalRedis } from '../infra/local/redis.js';
+import { createApiKey } from '../pipelines/api/keys-store.js';
+import { assetPath } from '../pipelines/core/paths.js';
+import type { RegionalStock } from '../schemas/records.js';
+import { migrate } from '../sinks/postgres/migrate.js';
+import { createPgPool } from '../sinks/postgres/pool.js';
+import { upsertRegionalStock } from '../sinks/postgres/sink.js';
+import { createRedisSnapshotSink } from '../sinks/redis/sink.js';
+import { median, result, rng, type BenchResult } from './harness.js';
+
+const REGIONS = ['eu-west', 'us-east', 'ap-south'];
+const SKUS = 2_000;
+const CONNECTIONS = 32;
+const RUN_S = 10;
+const RUNS = 3;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface LoadRun {
+  readsPerS: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+/** One autocannon run of `durationS` over random keys; every answer must be 200. */
+function load(url: string, key: string, paths: string[], durationS: number, seed: number): Promise<LoadRun> {
+  const next = rng(seed);
+  return new Promise((resolve, reject) => {
+    autocannon(
+      {
+        url,
+        connections: CONNECTIONS,
+        duration: durationS,
+        headers: { authorization: `Bearer ${key}` },
+        requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, path: paths[Math.floor(next() * paths.length)]! }) }],
+      },
+      (err, r) => {
+        if (err) return reject(err);
+        const bad = r.non2xx + r.errors + r.timeouts;
+        resolve({ readsPerS: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: bad });
+      },
+    );
+  });
+}
+
+/**
+ * Read API throughput and latency: the API runs in its own process from the compiled code (`cellar run
+ * api`), over a private Postgres and Redis seeded with 3 regions × 2,000 SKUs; autocannon in this
+ * process sends authenticated `GET /v1/stock/{region}/{sku}` for random keys over 32 connections,
+ * 3 runs of 10 s after a warm-up. Reported: reads/s, p50 and p99 (ms) per run.
+ */
+export async function apiBenchmarks(): Promise<BenchResult[]> {
+  const main = assetPath('dist', 'pipelines', 'cli', 'main.js');
+  if (!existsSync(main)) throw new Error('the API benchmark runs the compiled code: run `npm run build` (make bench does) first');
+  const [pgServer, redis] = await Promise.all([startLocalPostgres({ walLevel: 'replica' }), startLocalRedis()]);
+  let api: ChildProcess | undefined;
+  try {
+    const url = await createDatabase(pgServer.url, 'bench_api');
+    const pool = createPgPool(url, { max: 2 });
+    await migrate(pool);
+    const rows: RegionalStock[] = REGIONS.flatMap((region) =>
+      Array.from({ length: SKUS }, (_, i) => ({ region, sku: `wine-${String(i).padStart(5, '0')}`, bottles: (i * 7) % 500, contributors: 3, version: 1 + (i % 5), sourceTsMs: Date.now(), updatedTsMs: Date.now() })),
+    );
+    await upsertRegionalStock(pool, rows);
+    const sink = createRedisSnapshotSink({ url: redis.url });
+    await sink.connect();
+    await sink.writeBatch([]);
+    await sink.writeBatch(rows);
+    await sink.close();
+    const key = (await createApiKey(pool, { name: 'bench', role: 'reader', rateLimitPerS: 0 })).key;
+    await pool.end();
+
+    const port = await freePort();
+    api = spawnManaged(process.execPath, [main, 'run', 'api'], {
+      env: { ...process.env, CELLAR_PG_URL: url, CELLAR_REDIS_URL: redis.url, CELLAR_API_PORT: String(port), CELLAR_API_HOST: '127.0.0.1', CELLAR_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    const base = `http://127.0.0.1:${port}`;
+    for (let i = 0; ; i++) {
+      const ok = await fetch(`${base}/readyz`).then((r) => r.ok, () => false);
+      if (ok) break;
+      if (i > 150 || api.exitCode !== null) throw new Error('the API process did not become ready');
+      await sleep(200);
+    }
+    const paths = rows.map((r) => `/v1/stock/${r.region}/${r.sku}`);
+    const check = await fetch(`${base}${paths[17]}`, { headers: { authorization: `Bearer ${key}` } });
+    const body = (await check.json()) as { freshness?: { store?: string } };
+    if (check.status !== 200 || body.freshness?.store !== 'redis') throw new Error(`unexpected answer ${check.status} ${JSON.stringify(body)}`);
+
+    await load(base, key, paths, 3, 1); // warm-up: JIT, connection pools, script cache
+    const runs: LoadRun[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const r = await load(base, key, paths, RUN_S, 100 + i);
+      if (r.errors) throw new Error(`${r.errors} requests failed or were not 200 during the run`);
+      runs.push(r);
+    }
+    const details = { connections: CONNECTIONS, runSeconds: RUN_S, regions: REGIONS.length, skusPerRegion: SKUS, endpoint: 'GET /v1/stock/{region}/{sku}', loadTool: 'autocannon (separate process from the API)', p50Ms: runs.map((r) => r.p50) };
+    return [
+      result('api key reads', 'reads/s', runs.map((r) => r.readsPerS), { target: 20_000, details }),
+      result('api key read p99', 'ms', runs.map((r) => r.p99), { target: 10, higherIsBetter: false, details: { p50Ms: runs.map((r) => r.p50), p50MedianMs: median(runs.map((r) => r.p50)) } }),
+    ];
+  } finally {
+    if (api) await stopChild(api, 'SIGTERM');
+    await redis.destroy();
+    await pgServer.destroy();
+  }
+}
