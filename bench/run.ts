@@ -5,6 +5,7 @@ import { normalizeBenchmarks } from './normalize.bench.js';
 import { postgresReadBenchmarks } from './postgres-reads.bench.js';
 import { sinkBenchmarks } from './sinks.bench.js';
 import { apiBenchmarks } from './api.bench.js';
+import { reconcileBenchmarks } from './reconcile.bench.js';
 
 /** `make bench`: runs every suite (or those named on the command line) and reports each. */
 const suites: Record<string, () => Promise<BenchResult[]>> = {
@@ -14,6 +15,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
   'postgres-reads': postgresReadBenchmarks,
   embedded: embeddedBenchmarks,
   api: apiBenchmarks,
+  reconcile: reconcileBenchmarks,
 };
 
 const wanted = process.argv.slice(2).filter((a) => a in suites);

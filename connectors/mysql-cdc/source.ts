@@ -148,6 +148,20 @@ export class MysqlCdcSource {
     return { topic: debeziumTopic(meta.info), key: m.key, value: m.value };
   }
 
+  /** The key and row values a snapshot message of `row` carries, without building the message. */
+  rowImage(table: string, row: RowData): { key: Record<string, unknown>; after: Record<string, unknown> } {
+    const meta = this.tables.get(table);
+    if (!meta) throw new CellarError('cdc_table', `table ${table} is not captured by this reader`);
+    const after: Record<string, unknown> = {};
+    const key: Record<string, unknown> = {};
+    for (const c of meta.columns) {
+      const v = jsonValue(row[c.name], c.type);
+      after[c.name] = v;
+      if (meta.key.includes(c.name)) key[c.name] = v;
+    }
+    return { key, after };
+  }
+
   /** Checks the binlog settings, the user's grants and the captured tables; reads their columns and keys. */
   async prepare(): Promise<void> {
     await this.admin('preparing MySQL CDC', async (c) => {

@@ -164,6 +164,23 @@ export class PostgresCdcSource {
     return { topic: debeziumTopic(meta.info), key: m.key, value: m.value };
   }
 
+  /**
+   * The key and row values a snapshot message of `row` carries, without building the message: what the
+   * normalizer decodes from it (the native reader's column types need no schema-driven decoding).
+   */
+  rowImage(table: string, row: Record<string, unknown>): { key: Record<string, unknown>; after: Record<string, unknown> } {
+    const meta = this.tables.get(table);
+    if (!meta) throw new CellarError('cdc_table', `table ${table} is not captured by this reader`);
+    const after: Record<string, unknown> = {};
+    const key: Record<string, unknown> = {};
+    for (const c of meta.columns) {
+      const v = jsonValue(row[c.name], c.type);
+      after[c.name] = v;
+      if (meta.key.includes(c.name)) key[c.name] = v;
+    }
+    return { key, after };
+  }
+
   private message(meta: TableMeta, op: 'c' | 'u' | 'd' | 'r' | 't', before: Record<string, unknown> | null, after: Record<string, unknown> | null, lsn: string, tsMs: number, snapshot?: 'true' | 'last') {
     const conv = (row: Record<string, unknown> | null) => row && Object.fromEntries(meta.columns.map((c) => [c.name, jsonValue(row[c.name], c.type)]));
     const m = debeziumJsonMessage(meta.info, meta.columns, meta.key, { op, before: conv(before), after: conv(after), tsMs, lsn: lsnToNumber(lsn), snapshot });

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { fromKafkaError } from '../core/errors.js';
 import { query } from '../../sinks/postgres/pool.js';
 import type { DeadLetter } from '../../schemas/records.js';
+import { groupBy } from '../core/collections.js';
 
 /** Which dead letters a command applies to. All given conditions must hold. */
 export interface DeadLetterFilter {
@@ -102,8 +103,7 @@ export async function replayDeadLetters(pool: pg.Pool, producer: Producer, f: De
   const letters = (await listDeadLetters(pool, { ...f, limit: f.limit ?? 100_000 })).reverse();
   const replayable = letters.filter((l) => l.topic);
   const skipped = letters.filter((l) => !l.topic).map((l) => l.id);
-  const byTopic = new Map<string, StoredDeadLetter[]>();
-  for (const l of replayable) byTopic.set(l.topic!, [...(byTopic.get(l.topic!) ?? []), l]);
+  const byTopic = groupBy(replayable, (l) => l.topic!);
   try {
     for (const [topic, ls] of byTopic) {
       await producer.send({

@@ -4,6 +4,7 @@ import { fromRedisError } from '../core/errors.js';
 import { inTransaction, query } from '../../sinks/postgres/pool.js';
 import { redisKeys } from '../../sinks/redis/config.js';
 import type { KeyState, Placed } from './compare.js';
+import { groupBy } from '../core/collections.js';
 
 /** What Cellar holds for one contributor (source row): its live placement and the newest version seen. */
 export interface HeldContributor {
@@ -68,8 +69,7 @@ export async function loadKeyStates(pool: pg.Pool, redis: Redis, supplierId: str
     );
     return r.rows;
   });
-  const byRegion = new Map<string, typeof rows>();
-  for (const r of rows) byRegion.set(r.region, [...(byRegion.get(r.region) ?? []), r]);
+  const byRegion = groupBy(rows, (r) => r.region);
   const out: KeyState[] = [];
   try {
     for (const [region, list] of byRegion) {

@@ -5,7 +5,7 @@ import { CellarError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import { sleep } from '../core/retry.js';
-import { decodeDebeziumJson } from '../normalize/debezium.js';
+import type { ChangeEvent } from '../normalize/debezium.js';
 import { compileMapping, type CompiledMapping } from '../normalize/mapping.js';
 import { contributorIdOf } from '../normalize/normalize.js';
 import { Rejection } from '../normalize/reasons.js';
@@ -15,6 +15,7 @@ import { contributionDrift, contributionMatches, driftSignature, keyDrift, keyOf
 import { applyRepairs, type RepairVia } from './repair.js';
 import { finishRun, recordDrift, startRun, type RunOutcome } from './store.js';
 import { openSupplierSnapshot, type SourceRow, type SupplierSnapshot } from './source-snapshot.js';
+import { groupBy } from '../core/collections.js';
 
 /** Options of one reconciliation run. */
 export interface ReconcileOptions {
@@ -69,10 +70,11 @@ interface Candidate {
   row?: SourceRow;
 }
 
-/** What a source row implies: its contributor id and placement (or the mapping's rejection). */
-function expectation(supplier: Supplier, mapping: CompiledMapping, snap: SupplierSnapshot, r: SourceRow): { cid: string; placed?: Placed; rejected?: string } {
-  const m = snap.message(r, 'r');
-  const change = decodeDebeziumJson(m.key === null ? null : Buffer.from(m.key), Buffer.from(m.value))!;
+/** What a source row implies: its contributor id and placement (or the mapping's rejection), as the normalizer sees it. */
+export function expectation(supplier: Supplier, mapping: CompiledMapping, snap: SupplierSnapshot, r: SourceRow): { cid: string; placed?: Placed; rejected?: string } {
+  // What decoding the row's snapshot message would give (a test checks both ways agree), minus the JSON round trip.
+  const { key, after } = snap.image(r);
+  const change: ChangeEvent = { op: 'r', before: null, after, key, source: {}, table: r.table, sourceVersion: '', sourceTsMs: 0, position: '' };
   const cid = contributorIdOf(supplier.id, change, supplier.source.tables.find((t) => t.name === r.table)?.key);
   try {
     const p = mapping.place(change.after!);
@@ -143,8 +145,7 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
       const heldNow = ids.length ? await loadContributions(pool, supplier.id, ids) : new Map();
       const keyStates = keyCands.size ? await loadKeyStates(pool, redis, supplier.id, [...keyCands.values()], deps.keyPrefix) : [];
       const fresh = new Map<string, { placed?: Placed; row: SourceRow }>();
-      const byTable = new Map<string, Candidate[]>();
-      for (const c of cands.values()) if (c.table && c.key) byTable.set(c.table, [...(byTable.get(c.table) ?? []), c]);
+      const byTable = groupBy([...cands.values()].filter((c) => c.table && c.key), (c) => c.table!);
       for (const [table, list] of byTable) {
         for (const row of await snap.fetch(table, list.map((c) => c.key!))) {
           const e = expectation(supplier, mapping, snap, row);

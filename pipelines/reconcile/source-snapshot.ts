@@ -33,6 +33,8 @@ export interface SupplierSnapshot {
   fetch(table: string, keys: Array<Record<string, string>>): Promise<SourceRow[]>;
   /** The row as a snapshot (`r`) or delete (`d`) message; `cellarVersion` makes it a repair. */
   message(row: SourceRow, op: 'r' | 'd', cellarVersion?: string): SourceMessage;
+  /** The key and values the normalizer would decode from the row's snapshot message (without building it). */
+  image(row: SourceRow): { key: Record<string, unknown>; after: Record<string, unknown> };
   /** Primary key columns of a table. */
   keyColumns(table: string): string[];
   close(): Promise<void>;
@@ -102,6 +104,10 @@ class PostgresSnapshot implements SupplierSnapshot {
 
   message(r: SourceRow, op: 'r' | 'd', cellarVersion?: string): SourceMessage {
     return this.reader.rowMessage(r.table, op, r.row, { lsn: '0/0', tsMs: Date.now(), ...(cellarVersion !== undefined ? { cellarVersion } : {}) });
+  }
+
+  image(r: SourceRow): { key: Record<string, unknown>; after: Record<string, unknown> } {
+    return this.reader.rowImage(r.table, r.row);
   }
 
   keyColumns(table: string): string[] {
@@ -175,6 +181,10 @@ class MysqlSnapshot implements SupplierSnapshot {
 
   message(r: SourceRow, op: 'r' | 'd', cellarVersion?: string): SourceMessage {
     return this.reader.rowMessage(r.table, op, r.row as never, { position: { file: 'bin.000001', pos: 4 }, tsMs: Date.now(), ...(cellarVersion !== undefined ? { cellarVersion } : {}) });
+  }
+
+  image(r: SourceRow): { key: Record<string, unknown>; after: Record<string, unknown> } {
+    return this.reader.rowImage(r.table, r.row as never);
   }
 
   keyColumns(table: string): string[] {

@@ -22,6 +22,7 @@ import { compileMapping, type CompiledMapping } from '../normalize/mapping.js';
 import { RouteStore } from '../normalize/route-store.js';
 import type { Route } from '../normalize/normalize.js';
 import { loadSkuMaps, tableMappedSuppliers } from '../normalize/sku-map-store.js';
+import { groupBy } from '../core/collections.js';
 
 /** The `partition` the embedded runtime files its contributions under (the Kafka runtime uses 0..N-1). */
 export const EMBEDDED_PARTITION = -1;
@@ -105,16 +106,19 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     const allRoutes: Route[] = [];
     let stale = 0;
     let changes = 0;
-    const bySupplier = new Map<string, Pending[]>();
-    for (const p of taken) bySupplier.set(p.supplier.id, [...(bySupplier.get(p.supplier.id) ?? []), p]);
+    const bySupplier = groupBy(taken, (p) => p.supplier.id);
     for (const group of bySupplier.values()) {
       const { supplier, mapping } = group[0]!;
       const byTable = new Map<string, Array<{ m: CdcBatch['messages'][number]; at: string }>>();
       for (const p of group) {
         changes += p.batch.messages.length;
+        const at = JSON.stringify(p.position ?? 'reconciliation');
         for (const m of p.batch.messages) {
           const table = m.topic.slice(supplier.topicPrefix.length + 1);
-          byTable.set(table, [...(byTable.get(table) ?? []), { m, at: JSON.stringify(p.position) }]);
+          const item = { m, at };
+          const list = byTable.get(table);
+          if (list) list.push(item);
+          else byTable.set(table, [item]);
         }
         if (!p.repairIds && (!p.batch.snapshot || p.batch.snapshotComplete)) snapshotDone.set(supplier.id, true);
       }
@@ -227,11 +231,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const pollRepairs = async () => {
     const { rows } = await query<{ id: string; supplier_id: string; source_table: string; key: string | null; value: string }>(pool, 'reading corrections',
       'SELECT id, supplier_id, source_table, key, value FROM cellar.repair_requests ORDER BY id LIMIT 5000');
-    const bySupplier = new Map<string, typeof rows>();
-    for (const r of rows) {
-      if (queuedRepairs.has(Number(r.id)) || !mappings.has(r.supplier_id)) continue;
-      bySupplier.set(r.supplier_id, [...(bySupplier.get(r.supplier_id) ?? []), r]);
-    }
+    const bySupplier = groupBy(rows.filter((r) => !queuedRepairs.has(Number(r.id)) && mappings.has(r.supplier_id)), (r) => r.supplier_id);
     for (const [id, list] of bySupplier) {
       const { supplier, mapping } = mappings.get(id)!;
       for (const r of list) queuedRepairs.add(Number(r.id));

@@ -13,6 +13,11 @@ import { createLogger } from '../../pipelines/core/logger.js';
 import { CellarMetrics } from '../../pipelines/core/metrics.js';
 import { startEmbedded, type EmbeddedRuntime } from '../../pipelines/runtime/embedded-runtime.js';
 import { Reconciler, startScheduler } from '../../pipelines/reconcile/runner.js';
+import { expectation } from '../../pipelines/reconcile/reconcile.js';
+import { openSupplierSnapshot } from '../../pipelines/reconcile/source-snapshot.js';
+import { decodeDebeziumJson } from '../../pipelines/normalize/debezium.js';
+import { compileMapping } from '../../pipelines/normalize/mapping.js';
+import { contributorIdOf } from '../../pipelines/normalize/normalize.js';
 import { createPgPool } from '../../sinks/postgres/pool.js';
 import type { Totals } from '../support/pipeline.js';
 import { addRow, storesConverged } from '../support/stores.js';
@@ -107,6 +112,23 @@ reconcile: { schedule: '* * * * * *', repair: false, settleMs: 300 }
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
     return { code, out: readFileSync(file, 'utf8') };
   }
+
+  it('sees each source row as the normalizer sees its snapshot message', async () => {
+    const [s] = loadRegistry(cfg.suppliersDir);
+    const snap = await openSupplierSnapshot(s!, log);
+    const mapping = compileMapping(s!);
+    let n = 0;
+    await snap.scan((rows) => {
+      for (const r of rows) {
+        const m = snap.message(r, 'r');
+        const change = decodeDebeziumJson(m.key === null ? null : Buffer.from(m.key), Buffer.from(m.value))!;
+        const p = mapping.place(change.after!);
+        expect(expectation(s!, mapping, snap, r)).toEqual({ cid: contributorIdOf('acme', change), placed: { region: p.region, sku: p.sku, bottles: p.bottles } });
+        n++;
+      }
+    }, 128);
+    expect(n).toBe(400);
+  }, 60_000);
 
   it('finds nothing on a pipeline that is in step with its source', async () => {
     const [r] = await reconciler.run({ supplierId: 'acme', settleMs: 300 });
