@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 import { createDatabase, startLocalPostgres } from '../infra/local/postgres.js';
 import { freePort, spawnManaged, stopChild } from '../infra/local/process.js';
@@ -25,6 +25,28 @@ interface LoadRun {
   p50: number;
   p99: number;
   errors: number;
+  requests: number;
+}
+
+/** The pid of the private redis-server on `port` (found by its command line). */
+function redisPid(port: number): number {
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      // redis-server rewrites its title to `redis-server <host>:<port>`.
+      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
+      if (cmd.startsWith('redis-server') && (cmd.includes(`:${port}`) || cmd.includes(`\0${port}\0`))) return Number(d);
+    } catch {
+      /* gone */
+    }
+  }
+  throw new Error(`no redis-server on port ${port}`);
+}
+
+/** CPU time (user + system) a process has used, in ms (from /proc; Linux). */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
 
 /** One autocannon run of `durationS` over random keys; every answer must be 200. */
@@ -42,7 +64,7 @@ function load(url: string, key: string, paths: string[], durationS: number, seed
       (err, r) => {
         if (err) return reject(err);
         const bad = r.non2xx + r.errors + r.timeouts;
-        resolve({ readsPerS: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: bad });
+        resolve({ readsPerS: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: bad, requests: r.requests.total });
       },
     );
   });
@@ -94,12 +116,24 @@ export async function apiBenchmarks(): Promise<BenchResult[]> {
 
     await load(base, key, paths, 3, 1); // warm-up: JIT, connection pools, script cache
     const runs: LoadRun[] = [];
+    const apiCpuUs: number[] = [];
+    const loadCpuUs: number[] = [];
+    const redisCpuUs: number[] = [];
+    const rpid = redisPid(redis.port);
     for (let i = 0; i < RUNS; i++) {
+      const before = { api: cpuMs(api.pid!), redis: cpuMs(rpid), self: process.cpuUsage() };
       const r = await load(base, key, paths, RUN_S, 100 + i);
       if (r.errors) throw new Error(`${r.errors} requests failed or were not 200 during the run`);
       runs.push(r);
+      const self = process.cpuUsage(before.self);
+      apiCpuUs.push(((cpuMs(api.pid!) - before.api) * 1000) / r.requests);
+      redisCpuUs.push(((cpuMs(rpid) - before.redis) * 1000) / r.requests);
+      loadCpuUs.push((self.user + self.system) / r.requests);
     }
-    const details = { connections: CONNECTIONS, runSeconds: RUN_S, regions: REGIONS.length, skusPerRegion: SKUS, endpoint: 'GET /v1/stock/{region}/{sku}', loadTool: 'autocannon (separate process from the API)', p50Ms: runs.map((r) => r.p50) };
+    // CPU per read of each process: on a shared machine the throughput follows whatever else runs, while
+    // these say what one read costs the API (and what the load tool and Redis spent alongside).
+    const cpu = { apiCpuUsPerRead: median(apiCpuUs), redisCpuUsPerRead: median(redisCpuUs), loadToolCpuUsPerRead: median(loadCpuUs) };
+    const details = { ...cpu, readsPerApiCoreSecond: Math.round(1e6 / cpu.apiCpuUsPerRead), connections: CONNECTIONS, runSeconds: RUN_S, regions: REGIONS.length, skusPerRegion: SKUS, endpoint: 'GET /v1/stock/{region}/{sku}', loadTool: 'autocannon (separate process from the API)', p50Ms: runs.map((r) => r.p50) };
     return [
       result('api key reads', 'reads/s', runs.map((r) => r.readsPerS), { target: 20_000, details }),
       result('api key read p99', 'ms', runs.map((r) => r.p99), { target: 10, higherIsBetter: false, details: { p50Ms: runs.map((r) => r.p50), p50MedianMs: median(runs.map((r) => r.p50)) } }),

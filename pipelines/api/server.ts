@@ -19,6 +19,7 @@ import { registerStockRoutes } from './routes-stock.js';
 import { ANY_OBJECT, errorResponses } from './schemas.js';
 import { registerEventRoutes, StockEventHub } from './sse.js';
 import { StockReader } from './stock-reader.js';
+import { HotKeyCache } from './hot-cache.js';
 
 declare module 'fastify' {
   /** OpenAPI annotations on route schemas (see openapi.ts). */
@@ -89,8 +90,8 @@ export async function createApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const auth = new ApiKeyAuthenticator(pool, o.pgUrl, log);
   await auth.start();
   const limiter = new RateLimiter();
-  const reader = new StockReader(redis, pool, o.keyPrefix);
   const hub = new StockEventHub(streamReader, redis, log, o.keyPrefix);
+  const reader = new StockReader(redis, pool, o.keyPrefix, new HotKeyCache(hub));
   const monitor = new PipelineMonitor([o.metrics, ...(o.extraRegistries ?? [])], o.scrapeUrls ?? [], pool, redis);
   monitor.start();
 

@@ -46,13 +46,27 @@ export class StockEventHub {
   private stopped = false;
   /** Id of the newest entry handed to subscribers. */
   last = '0-0';
+  /**
+   * True while every change written to the stream reaches subscribers without a hole: from the first read
+   * of the stream's end until the reading connection drops or a read fails. `generation` counts the holes,
+   * so state kept from events (the API's key cache) can tell it may have missed one.
+   */
+  live = false;
+  generation = 0;
 
   constructor(
     private readonly reader: Redis,
     private readonly history: Redis,
     private readonly log: Logger,
     private readonly keyPrefix = 'cellar',
-  ) {}
+  ) {
+    reader.on('close', () => this.hole());
+  }
+
+  private hole(): void {
+    this.live = false;
+    this.generation++;
+  }
 
   get key(): string {
     return stockEventsKey(this.keyPrefix);
@@ -80,8 +94,12 @@ export class StockEventHub {
           const tail = (await this.history.xrevrange(this.key, '+', '-', 'COUNT', 1)) as Array<[string, string[]]>;
           this.last = tail[0]?.[0] ?? '0-0';
           this.started = true;
+          this.live = true;
         }
+        const gen = this.generation;
         const res = (await this.reader.xread('COUNT', 1000, 'BLOCK', 5_000, 'STREAMS', this.key, this.last)) as Array<[string, Array<[string, string[]]>]> | null;
+        // Entries after `last` are all here, whatever happened to the connection meanwhile.
+        if (gen === this.generation) this.live = true;
         for (const [, entries] of res ?? []) {
           for (const [id, fields] of entries) {
             this.last = id;
@@ -90,6 +108,7 @@ export class StockEventHub {
           }
         }
       } catch (err) {
+        this.hole();
         if (this.stopped) return;
         this.log.warn({ err: (err as Error).message }, 'reading the stock change stream failed; retrying');
         await new Promise((r) => setTimeout(r, 1_000));

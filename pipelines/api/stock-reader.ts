@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { CellarError, fromRedisError } from '../core/errors.js';
 import { query } from '../../sinks/postgres/pool.js';
 import { redisKeys } from '../../sinks/redis/config.js';
+import type { HotKeyCache } from './hot-cache.js';
 
 /** Where a read was answered from. */
 export type Store = 'redis' | 'postgres';
@@ -84,6 +85,8 @@ export class StockReader {
     redis: Redis,
     private readonly pool: pg.Pool,
     private readonly keyPrefix = 'cellar',
+    /** Hot keys kept current by the change stream (single-key reads only). */
+    private readonly cache?: HotKeyCache,
     private readonly now: () => number = Date.now,
   ) {
     redis.defineCommand('cellarRead', { lua: READ });
@@ -151,11 +154,16 @@ export class StockReader {
     }));
   }
 
-  /** One key: Redis, else Postgres; undefined when neither has it. */
+  /** One key: the hot-key cache, else Redis, else Postgres; undefined when none has it. */
   async get(region: string, sku: string): Promise<StockItem | undefined> {
+    const cached = this.cache?.get(region, sku);
+    if (cached) return { region, sku, bottles: cached.bottles, version: cached.version, freshness: this.fresh('redis', cached.asOfMs) };
     try {
       const [hit] = await this.fromRedis([region], sku);
-      if (hit) return hit;
+      if (hit) {
+        if (hit.freshness.asOfMs !== null) this.cache?.put(region, sku, hit.bottles, hit.version, hit.freshness.asOfMs);
+        return hit;
+      }
     } catch {
       /* Redis unavailable: Postgres answers */
     }

@@ -61,6 +61,26 @@ describe('read API: stock reads', () => {
     expect(r.headers.get('etag')).toBe('"1"');
   });
 
+  it('follows changes of a key read before (its cached copy is updated from the change stream, never going back)', async () => {
+    const url = `${api.url}/v1/stock/${R1}/wine-010`;
+    expect((await call(url, keys.reader)).body).toMatchObject({ bottles: 20, version: 1 });
+    for (let v = 2; v <= 6; v++) {
+      await sink.writeBatch([stock(R1, 'wine-010', 100 + v, v)]);
+      const seen: number[] = [];
+      for (let i = 0; i < 50 && seen.at(-1) !== v; i++) {
+        seen.push((await call(url, keys.reader)).body.version);
+        if (seen.at(-1) !== v) await new Promise((r) => setTimeout(r, 2));
+      }
+      expect(seen.at(-1), `versions read after writing ${v}: ${seen.join(',')}`).toBe(v);
+      expect([...seen].sort((a, b) => a - b)).toEqual(seen);
+    }
+    const last = (await call(url, keys.reader)).body;
+    expect(last).toMatchObject({ bottles: 106, version: 6, freshness: { store: 'redis' } });
+    await sink.writeBatch([stock(R1, 'wine-010', 1, 5)]); // an older version changes nothing, cached or not
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await call(url, keys.reader)).body).toMatchObject({ bottles: 106, version: 6 });
+  });
+
   it('falls back to Postgres for a key Redis does not hold, and answers 404 when neither has it', async () => {
     const r = await call(`${api.url}/v1/stock/${R2}/only-in-postgres`, keys.reader);
     expect(r.status).toBe(200);
