@@ -185,17 +185,18 @@ describe('read API while Postgres is down', () => {
     const prefix = rid('p');
     const region = rid('r');
     const pgServer = await startLocalPostgres({ walLevel: 'replica' });
-    const url = await createDatabase(pgServer.url, 'cellar');
-    const pool = createPgPool(url, { max: 2 });
-    await migrate(pool);
-    const keys = await keysByRole(pool, rid('k'));
-    await pool.end();
     const sink = createRedisSnapshotSink({ url: services().redisUrl, keyPrefix: prefix });
-    await sink.connect();
-    await sink.writeBatch([]);
-    await sink.writeBatch([stock(region, 'c', 3, 1), stock(region, 'a', 1, 1), stock(region, 'b', 2, 5)]);
-    const api = await startTestApi({ pgUrl: url, redisUrl: services().redisUrl, keyPrefix: prefix });
+    let api: TestApi | undefined;
     try {
+      const url = await createDatabase(pgServer.url, 'cellar');
+      const pool = createPgPool(url, { max: 2 });
+      await migrate(pool);
+      const keys = await keysByRole(pool, rid('k'));
+      await pool.end();
+      await sink.connect();
+      await sink.writeBatch([]);
+      await sink.writeBatch([stock(region, 'c', 3, 1), stock(region, 'a', 1, 1), stock(region, 'b', 2, 5)]);
+      api = await startTestApi({ pgUrl: url, redisUrl: services().redisUrl, keyPrefix: prefix });
       expect((await call(`${api.url}/v1/stock/${region}?limit=2`, keys.reader)).body).toMatchObject({ items: [], freshness: { store: 'postgres' } });
       await pgServer.stop();
       const one = await call(`${api.url}/v1/stock/${region}/b`, keys.reader);
@@ -210,7 +211,7 @@ describe('read API while Postgres is down', () => {
       expect(unknown.status).toBe(503);
       expect((await call(`${api.url}/readyz`, undefined)).status).toBe(503);
     } finally {
-      await api.close();
+      await api?.close();
       await sink.close();
       await pgServer.destroy();
     }
