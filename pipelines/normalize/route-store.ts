@@ -90,3 +90,46 @@ export class RouteStore {
     );
   }
 }
+
+/**
+ * A RouteStore for a runtime that is the only writer of its routes (the embedded runtime): routes read or
+ * saved are kept in memory (an absence too), so each batch reads from Postgres only contributors it has
+ * not seen since start. Call {@link CachedRouteStore.remember} only after the transaction that saved the
+ * routes committed. Holds at most `maxEntries` (then starts over), about 300 bytes each.
+ */
+export class CachedRouteStore extends RouteStore {
+  private readonly cache = new Map<string, Route | null>();
+
+  constructor(pool: pg.Pool, private readonly maxEntries = 2_000_000) {
+    super(pool);
+  }
+
+  override async get(ids: string[]): Promise<Map<string, Route>> {
+    const out = new Map<string, Route>();
+    const missing: string[] = [];
+    for (const id of ids) {
+      const r = this.cache.get(id);
+      if (r) out.set(id, r);
+      else if (r === undefined) missing.push(id);
+    }
+    if (missing.length) {
+      const found = await super.get(missing);
+      if (this.cache.size + missing.length > this.maxEntries) this.cache.clear();
+      for (const id of missing) {
+        const r = found.get(id);
+        this.cache.set(id, r ?? null);
+        if (r) out.set(id, r);
+      }
+    }
+    return out;
+  }
+
+  /** Records routes that were saved and committed (the newest per contributor wins). */
+  remember(routes: Route[]): void {
+    if (this.cache.size + routes.length > this.maxEntries) this.cache.clear();
+    for (const r of routes) {
+      const prev = this.cache.get(r.contributorId);
+      if (!prev || prev.sourceVersion < r.sourceVersion) this.cache.set(r.contributorId, r);
+    }
+  }
+}

@@ -19,7 +19,7 @@ import { withRetry } from '../core/retry.js';
 import { insertDeadLetters } from '../dlq/store.js';
 import { normalizeBatch } from '../normalize/batch.js';
 import { compileMapping, type CompiledMapping } from '../normalize/mapping.js';
-import { RouteStore } from '../normalize/route-store.js';
+import { CachedRouteStore } from '../normalize/route-store.js';
 import type { Route } from '../normalize/normalize.js';
 import { loadSkuMaps, tableMappedSuppliers } from '../normalize/sku-map-store.js';
 import { groupBy } from '../core/collections.js';
@@ -69,7 +69,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   await rebuild();
   await redisSink.writeBatch([]); // consumes the reset a new epoch reports: Redis was just rebuilt
 
-  const routes = new RouteStore(pool);
+  const routes = new CachedRouteStore(pool);
   const contributions = new ContributionStore(pool);
   const aggregator = new RegionalAggregator();
   aggregator.restore(await retry('restoring aggregate state', () => contributions.load(EMBEDDED_PARTITION)));
@@ -161,6 +161,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       fail(fatal);
       throw fatal;
     }
+    routes.remember(allRoutes);
     const res = await retry('writing Redis', () => redisSink.writeBatch(totals));
     if (res.reset) await rebuild(); // Redis lost its data: Postgres (just committed) is complete
     for (const group of bySupplier.values()) await group.filter((p) => p.position !== undefined).at(-1)?.confirm();
