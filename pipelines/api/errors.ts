@@ -1,4 +1,4 @@
-import { CellarError } from '../core/errors.js';
+import { CellarError, ConfigError } from '../core/errors.js';
 
 /** An error the API answers with its own status and code: `{ "error": { "code", "message" } }`. */
 export class ApiError extends CellarError {
@@ -19,6 +19,7 @@ export const notConfigured = (status: 501 | 503, message: string) => new ApiErro
 export function errorAnswer(err: unknown): { status: number; body: { error: { code: string; message: string } }; unexpected: boolean } {
   const e = err as { validation?: unknown; message?: string; statusCode?: number; code?: string };
   if (err instanceof ApiError) return { status: err.status, body: { error: { code: err.code, message: err.message } }, unexpected: false };
+  if (err instanceof ConfigError) return { status: 400, body: { error: { code: 'invalid_request', message: err.message } }, unexpected: false };
   if (e?.validation) return { status: 400, body: { error: { code: 'invalid_request', message: e.message ?? 'invalid request' } }, unexpected: false };
   if (err instanceof CellarError && err.retriable) {
     return { status: 503, body: { error: { code: err.code, message: 'a store this endpoint needs is unavailable; retry shortly' } }, unexpected: false };

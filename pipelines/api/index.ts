@@ -3,6 +3,7 @@ import type { RuntimeConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import { connectProducer, createKafka } from '../kafka/client.js';
+import { Reconciler } from '../reconcile/runner.js';
 import { createConnectStatusSource } from './connect-status.js';
 import type { ReconcileFn } from './routes-ops.js';
 import { createApiServer, type ApiServer } from './server.js';
@@ -19,9 +20,36 @@ export interface RunningApi {
 }
 
 /**
+ * Reconciliation for `POST /v1/ops/reconcile`: the suppliers of CELLAR_SUPPLIERS_DIR, one by id or every
+ * readable one, through the same {@link Reconciler} as `cellar reconcile` (created on first use). Answers
+ * each run's summary and its first 100 differences.
+ */
+export function apiReconcile(cfg: RuntimeConfig, log: Logger, metrics: CellarMetrics): { run: ReconcileFn; close(): Promise<void> } {
+  let reconciler: Promise<Reconciler> | undefined;
+  const get = () =>
+    (reconciler ??= (async () => {
+      const r = new Reconciler(cfg, log, metrics);
+      await r.prepare();
+      return r;
+    })().catch((err: unknown) => {
+      reconciler = undefined;
+      throw err;
+    }));
+  return {
+    run: async ({ supplierId, repair }) => {
+      const reports = await (await get()).run({ supplierId, repair, trigger: 'api' });
+      return {
+        runs: reports.map(({ drift, ...r }) => ({ ...r, driftedKeys: drift.length, drift: drift.slice(0, 100) })),
+      };
+    },
+    close: async () => (await reconciler?.catch(() => undefined))?.close(),
+  };
+}
+
+/**
  * Starts the read API and dashboard from the runtime configuration (`cellar run api`, or inside
  * `cellar run embedded` / `cellar demo --api`): Postgres and Redis from CELLAR_PG_URL / CELLAR_REDIS_URL,
- * connector status from CELLAR_CONNECT_URL, worker metrics from CELLAR_API_SCRAPE_URLS, a Kafka producer
+ * reconciliation of the suppliers in CELLAR_SUPPLIERS_DIR, connector status from CELLAR_CONNECT_URL, worker metrics from CELLAR_API_SCRAPE_URLS, a Kafka producer
  * (created on the first dead-letter replay) from CELLAR_KAFKA_*.
  */
 export async function startApi(
@@ -31,6 +59,7 @@ export async function startApi(
   extra: { extraRegistries?: CellarMetrics[]; reconcile?: ReconcileFn; port?: number; host?: string } = {},
 ): Promise<RunningApi> {
   let producer: Promise<Producer> | undefined;
+  const reconcile = extra.reconcile ? undefined : apiReconcile(cfg, log, metrics);
   const server = await createApiServer({
     pgUrl: cfg.pgUrl,
     redisUrl: cfg.redisUrl,
@@ -39,7 +68,7 @@ export async function startApi(
     extraRegistries: extra.extraRegistries,
     scrapeUrls: cfg.apiScrapeUrls,
     connectors: cfg.connectUrl ? createConnectStatusSource(cfg.connectUrl) : undefined,
-    reconcile: extra.reconcile,
+    reconcile: extra.reconcile ?? reconcile?.run,
     producer: () => (producer ??= connectProducer(createKafka(cfg, log, 'api'), cfg).catch((err: unknown) => {
       producer = undefined;
       throw err;
@@ -51,6 +80,7 @@ export async function startApi(
     server,
     stop: async () => {
       await server.close();
+      await reconcile?.close();
       await (await producer?.catch(() => undefined))?.disconnect().catch(() => undefined);
     },
   };

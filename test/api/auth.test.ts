@@ -5,9 +5,11 @@ import { connectProducer, createKafka } from '../../pipelines/kafka/client.js';
 import { loadRuntimeConfig } from '../../pipelines/core/config.js';
 import { createApiKey, revokeApiKey, type Role } from '../../pipelines/api/keys-store.js';
 import { createConnectStatusSource } from '../../pipelines/api/connect-status.js';
+import { startApi } from '../../pipelines/api/index.js';
+import { CellarMetrics } from '../../pipelines/core/metrics.js';
 import { insertDeadLetters } from '../../pipelines/dlq/store.js';
 import { upsertRegionalStock } from '../../sinks/postgres/sink.js';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnCellar } from '../../infra/local/cellar-process.js';
 import { tempDir } from '../../infra/local/process.js';
@@ -186,6 +188,26 @@ describe('read API access control and audit', () => {
       expect(r.status).toBe(501);
     } finally {
       await bare.close();
+    }
+  });
+
+  it('runs reconciliation over the supplier registry when started from the configuration (cellar run api)', async () => {
+    // One supplier whose source Cellar does not read itself (a CSV feed): nothing to reconcile.
+    const dir = tempDir('suppliers');
+    writeFileSync(join(dir, 'valley.yaml'), 'id: valley\nname: Valley\nsource: { kind: csv, topicPrefix: valley, tables: [{ name: feed.stock, key: [sku, store] }] }\nmapping: { sku: sku, warehouse: store, quantity: bottles, unit: bottles, regions: { napa: us-west } }\n');
+    const cfg = loadRuntimeConfig(cellarEnv({ CELLAR_PG_URL: db.url, CELLAR_SUPPLIERS_DIR: dir }));
+    const running = await startApi(cfg, memoryLogger().log, new CellarMetrics(false), { port: 0, host: '127.0.0.1' });
+    try {
+      const unknown = await call(`${running.url}/v1/ops/reconcile`, keys.operator, { method: 'POST', body: { supplierId: 'nope' } });
+      expect(unknown.status).toBe(400);
+      expect(unknown.body.error.message).toContain('no supplier "nope" in the registry (known: valley)');
+      const none = await call(`${running.url}/v1/ops/reconcile`, keys.operator, { method: 'POST', body: { repair: false } });
+      expect(none.status).toBe(200);
+      expect(none.body).toEqual({ runs: [] });
+      const { rows } = await db.pool.query<{ outcome: string; status: number }>("SELECT outcome, status FROM cellar.api_audit WHERE action = 'reconcile.run' ORDER BY id DESC LIMIT 2");
+      expect(rows.map((r) => `${r.outcome}:${r.status}`)).toEqual(['ok:200', 'failed:400']);
+    } finally {
+      await running.stop();
     }
   });
 
