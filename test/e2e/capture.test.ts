@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
@@ -19,6 +20,7 @@ describe('native capture into the Kafka runtime', () => {
   let p: PipelineUnderTest;
   let capture: ChildProcess | undefined;
   const logDir = artifactDir('capture');
+  const prefix = rid('valley');
 
   beforeAll(async () => {
     const supplierUrl = await createDatabase(services().pgUrl, rid('supplier_'));
@@ -34,7 +36,7 @@ name: Valley
 source:
   kind: postgres
   connection: { host: 127.0.0.1, port: ${u.port}, database: ${u.pathname.slice(1)}, user: postgres }
-  topicPrefix: ${rid('valley')}
+  topicPrefix: ${prefix}
   tables: [{ name: public.inventory }]
 mapping:
   sku: sku
@@ -71,6 +73,30 @@ mapping:
     await supplier.query(`INSERT INTO public.inventory VALUES ('w-new', 's2', 77)`);
     expect(await p.converged(await truth(), [R1, R2])).toEqual([]);
   }, 150_000);
+
+  it('reconciliation finds changes lost before Kafka and repairs them through the raw topic', async () => {
+    await stopChild(capture!, 'SIGTERM', 15_000);
+    await supplier.query(`UPDATE public.inventory SET bottles = 500 WHERE sku = 'w-4' AND store = 's1'`);
+    await supplier.query(`DELETE FROM public.inventory WHERE sku = 'w-5' AND store = 's3'`);
+    await supplier.query('SELECT pg_replication_slot_advance($1, pg_current_wal_lsn())', [`cellar_${prefix.toLowerCase()}`]);
+    capture = spawnCellar(['run', 'capture', '--supplier', 'valley'], p.env, join(logDir, 'capture-2.log'));
+    const reconcile = async (args: string[]) => {
+      const file = join(logDir, `reconcile-${Date.now()}.log`);
+      const child = spawnCellar(['reconcile', '--supplier', 'valley', '--settle', '1000', ...args], p.env, file);
+      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      return { code, out: readFileSync(file, 'utf8') };
+    };
+    const found = await reconcile([]);
+    expect(found.code, found.out).toBe(1);
+    expect(found.out).toContain('valley/public.inventory/sku=w-4,store=s1');
+    expect(found.out).toContain('valley/public.inventory/sku=w-5,store=s3');
+    expect(found.out).toMatch(/2 drifted/);
+    const repaired = await reconcile(['--repair']);
+    expect(repaired.code, repaired.out).toBe(0);
+    expect(await p.converged(await truth(), [R1, R2])).toEqual([]);
+    const clean = await reconcile([]);
+    expect(clean.code, clean.out).toBe(0);
+  }, 180_000);
 });
 
 const mariadbUrl = services().mariadbUrl;
