@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mysql from 'mysql2/promise';
 import type pg from 'pg';
@@ -101,4 +101,25 @@ mapping:
     await randomWrites(30);
     expect(await converged()).toEqual([]);
   }, 180_000);
+
+  it('reconciliation reads the MariaDB rows, finds a contribution changed behind Cellar\'s back and repairs it', async () => {
+    const reconcile = async (args: string[]) => {
+      const file = join(logDir, `reconcile-${Date.now()}.log`);
+      const child = spawnCellar(['reconcile', '--supplier', 'cascade', '--settle', '500', ...args], env, file);
+      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      return { code, out: readFileSync(file, 'utf8') };
+    };
+    const clean = await reconcile([]);
+    expect(clean.code, clean.out).toBe(0);
+    const [rows] = await conn.query(`SELECT count(*) AS n FROM ${db}.levels`);
+    expect(clean.out).toContain(`${(rows as Array<{ n: number }>)[0]!.n} source rows compared`);
+    const { rows: [victim] } = await pool.query<{ contributor_id: string }>("SELECT contributor_id FROM cellar.stock_contributions WHERE supplier_id = 'cascade' AND NOT deleted ORDER BY contributor_id LIMIT 1");
+    await pool.query('UPDATE cellar.stock_contributions SET bottles = bottles + 4 WHERE contributor_id = $1 AND NOT deleted', [victim!.contributor_id]);
+    const found = await reconcile(['--repair']);
+    expect(found.code, found.out).toBe(0);
+    expect(found.out).toContain(victim!.contributor_id);
+    expect(found.out).toContain('drift found and repaired');
+    expect(await converged()).toEqual([]);
+    expect((await reconcile([])).code).toBe(0);
+  }, 120_000);
 });
