@@ -28,3 +28,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# promtool checks the Prometheus alert rules (test/infra). Only the tool is taken from Debian's prometheus
+# package (installing the package would also set up a Prometheus server); best effort: the test says when
+# it is missing.
+if ! command -v promtool >/dev/null && [ "${CELLAR_SKIP_PROMTOOL:-}" != 1 ]; then
+  echo "provision: promtool from Debian's prometheus package"
+  tmp=$(mktemp -d)
+  if (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1 && dpkg -x prometheus_*.deb root) && [ -x "$tmp/root/usr/bin/promtool" ]; then
+    as_root install -m 0755 "$tmp/root/usr/bin/promtool" /usr/local/bin/promtool || true
+  else
+    echo "provision: promtool unavailable; the alert-rule unit tests will be skipped" >&2
+  fi
+  rm -rf "$tmp"
+fi
