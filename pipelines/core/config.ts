@@ -71,7 +71,7 @@ export const RuntimeConfigSpec = z.object({
     .default([])
     .describe('CELLAR_API_SCRAPE_URLS: comma-separated worker /metrics URLs the API reads for the dashboard\'s pipeline health. Default none.'),
   connectUrl: z.string().url().optional().describe(
-    'CELLAR_CONNECT_URL: Kafka Connect REST URL, for connector status in the read API. Default unset (the endpoint answers 503).',
+    'CELLAR_CONNECT_URL: Kafka Connect REST URL. The read API\'s connector status answers 503 while it is unset; `cellar connectors` then uses http://127.0.0.1:8083.',
   ),
 });
 
