@@ -19,9 +19,9 @@ build: provision
 test: provision typecheck
 	npx vitest run
 
-# The fault suite alone, with 20 SIGKILL trials per worker; prints each trial's outcome.
+# The fault suites alone: 20 SIGKILL trials per Kafka worker and 20 kills of the embedded runtime.
 test-faults: provision
-	CELLAR_FAULT_TRIALS=20 npx vitest run test/faults
+	CELLAR_FAULT_TRIALS=20 npx vitest run test/faults test/e2e/embedded.test.ts
 
 demo: provision
 	$(NODE_TSX) pipelines/cli/main.ts demo

@@ -121,18 +121,18 @@ registerReconcileCommands(program);
 
 program
   .command('demo')
-  .description('run the pipeline end to end on private services: three Postgres suppliers captured by the embedded runtime under a live change generator, then regional totals checked against the suppliers\' rows (--kafka: the Kafka-runtime demo)')
+  .description('run the pipeline end to end on private services: three Postgres suppliers and a MariaDB one (when installed) captured by the embedded runtime under a live change generator, with the read API and dashboard, then regional totals checked against the suppliers\' rows (--kafka: the Kafka-runtime demo)')
   .addOption(new Option('--rate <changes/s>', 'row changes per second the generator makes').default('500'))
   .addOption(new Option('--duration <s>', 'seconds the generator runs').default('20'))
   .addOption(new Option('--kafka', 'run the Kafka-runtime demo instead: four worker processes and a scripted scenario of Debezium events'))
   .addOption(new Option('--keep-running', 'leave the pipeline running after the summary until Ctrl-C'))
-  .addOption(new Option('--api', 'also serve the read API and live dashboard (CELLAR_API_PORT, default any free port) and print its URL'))
+  .addOption(new Option('--no-api', 'do not serve the read API and live dashboard (served by default on CELLAR_API_PORT, else any free port)'))
   .action(async (opts: { rate: string; duration: string; kafka?: boolean; keepRunning?: boolean; api?: boolean }) => {
     const rate = Number(opts.rate);
     const durationS = Number(opts.duration);
     if (!(rate > 0 && rate <= 100_000)) throw new ConfigError(`--rate ${opts.rate}: expected changes per second between 1 and 100000`);
     if (!(durationS > 0 && durationS <= 86_400)) throw new ConfigError(`--duration ${opts.duration}: expected seconds between 1 and 86400`);
-    process.exitCode = await runDemo({ kafka: Boolean(opts.kafka), keepRunning: Boolean(opts.keepRunning), rate, durationS, api: Boolean(opts.api) });
+    process.exitCode = await runDemo({ kafka: Boolean(opts.kafka), keepRunning: Boolean(opts.keepRunning), rate, durationS, api: opts.api !== false });
   });
 
 /** `cellar run capture --supplier ID`: runs until SIGTERM/SIGINT. */

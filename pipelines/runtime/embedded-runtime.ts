@@ -101,7 +101,22 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   let space: Array<() => void> = [];
   const snapshotDone = new Map<string, boolean>();
 
-  const commitGroup = async (taken: Pending[]) => {
+  /** A group normalized and aggregated in memory, ready to commit (see the loop below). */
+  interface Prepared {
+    taken: Pending[];
+    letters: DeadLetter[];
+    allRoutes: Route[];
+    totals: ReturnType<RegionalAggregator['drain']>['totals'];
+    changed: ReturnType<RegionalAggregator['drain']>['contributions'];
+    stale: number;
+    changes: number;
+    /** Checkpoint rows as of this group (taken now: the next group may already finish a snapshot). */
+    checkpoints: Array<[string, string]>;
+    confirms: Array<() => Promise<void>>;
+    repairIds: number[];
+  }
+
+  const prepareGroup = async (taken: Pending[]): Promise<Prepared> => {
     const letters: DeadLetter[] = [];
     const allRoutes: Route[] = [];
     let stale = 0;
@@ -137,35 +152,38 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       }
     }
     const { totals, contributions: changed } = aggregator.drain(Date.now());
-    try {
-      await retry('committing batch', () =>
-        inTransaction(pool, 'committing embedded batch', async (tx) => {
-          await routes.save(allRoutes, tx);
-          await contributions.save(changed, EMBEDDED_PARTITION, tx);
-          await upsertRegionalStock(tx, totals);
-          await insertDeadLetters(tx, letters);
-          const repairIds = taken.flatMap((p) => p.repairIds ?? []);
-          if (repairIds.length) await query(tx, 'consuming corrections', 'DELETE FROM cellar.repair_requests WHERE id = ANY($1)', [repairIds]);
-          for (const group of bySupplier.values()) {
-            const last = group.filter((p) => p.position !== undefined).at(-1);
-            if (!last) continue;
-            const checkpoint = { kind: last.supplier.source.kind, position: last.position, snapshotDone: snapshotDone.get(last.supplier.id) ?? false };
-            await query(tx, 'writing checkpoint', `INSERT INTO cellar.checkpoints (source_id, position, updated_at) VALUES ($1, $2, now())
-              ON CONFLICT (source_id) DO UPDATE SET position = excluded.position, updated_at = now()`, [last.supplier.id, JSON.stringify(checkpoint)]);
-          }
-        }),
-      );
-    } catch (err) {
-      // The in-memory state is ahead of what Postgres holds: stop, a restart restores from Postgres.
-      fatal = err instanceof Error ? err : new Error(String(err));
-      fail(fatal);
-      throw fatal;
-    }
+    // The next group is prepared while this one commits: it must see these routes already.
     routes.remember(allRoutes);
+    const checkpoints: Prepared['checkpoints'] = [];
+    const confirms: Prepared['confirms'] = [];
+    for (const group of bySupplier.values()) {
+      const last = group.filter((p) => p.position !== undefined).at(-1);
+      if (!last) continue;
+      checkpoints.push([last.supplier.id, JSON.stringify({ kind: last.supplier.source.kind, position: last.position, snapshotDone: snapshotDone.get(last.supplier.id) ?? false })]);
+      confirms.push(last.confirm);
+    }
+    return { taken, letters, allRoutes, totals, changed, stale, changes, checkpoints, confirms, repairIds: taken.flatMap((p) => p.repairIds ?? []) };
+  };
+
+  const commitGroup = async (g: Prepared) => {
+    const { letters, totals, stale, changes } = g;
+    await retry('committing batch', () =>
+      inTransaction(pool, 'committing embedded batch', async (tx) => {
+        await routes.save(g.allRoutes, tx);
+        await contributions.save(g.changed, EMBEDDED_PARTITION, tx);
+        await upsertRegionalStock(tx, totals);
+        await insertDeadLetters(tx, letters);
+        if (g.repairIds.length) await query(tx, 'consuming corrections', 'DELETE FROM cellar.repair_requests WHERE id = ANY($1)', [g.repairIds]);
+        for (const [sourceId, checkpoint] of g.checkpoints) {
+          await query(tx, 'writing checkpoint', `INSERT INTO cellar.checkpoints (source_id, position, updated_at) VALUES ($1, $2, now())
+            ON CONFLICT (source_id) DO UPDATE SET position = excluded.position, updated_at = now()`, [sourceId, checkpoint]);
+        }
+      }),
+    );
     const res = await retry('writing Redis', () => redisSink.writeBatch(totals));
     if (res.reset) await rebuild(); // Redis lost its data: Postgres (just committed) is complete
-    for (const group of bySupplier.values()) await group.filter((p) => p.position !== undefined).at(-1)?.confirm();
-    for (const p of taken) for (const id of p.repairIds ?? []) queuedRepairs.delete(id);
+    for (const confirm of g.confirms) await confirm();
+    for (const id of g.repairIds) queuedRepairs.delete(id);
     metrics.eventsIn.inc({ stage: 'embedded' }, changes);
     metrics.eventsOut.inc({ stage: 'embedded' }, totals.length);
     if (stale) metrics.staleEvents.inc({ stage: 'embedded' }, stale);
@@ -174,18 +192,37 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     for (const t of totals) if (t.sourceTsMs > 0) metrics.freshness.observe({ sink: 'embedded' }, Math.max(0, now - t.sourceTsMs) / 1000);
   };
 
+  // Two groups in flight: the next group is normalized and aggregated in memory while the previous one
+  // commits; commits stay in order. Any failure after retries stops the runtime: its memory is then ahead
+  // of Postgres, and a restart restores from Postgres and resumes at the checkpoints.
+  const stopOn = (err: unknown) => {
+    fatal ??= err instanceof Error ? err : new Error(String(err));
+    log.error({ err: fatal }, 'embedded batch failed');
+    fail(fatal);
+  };
   const loop = (async () => {
+    let committing: Promise<void> = Promise.resolve();
     while (!fatal) {
       if (!buffer.length) {
-        if (stopping) return;
+        if (stopping) break;
         await new Promise<void>((r) => (wake = r));
         continue;
       }
       const taken = buffer.splice(0);
       buffered = 0;
       for (const r of space.splice(0)) r();
-      await commitGroup(taken).catch((err: unknown) => log.error({ err }, 'embedded batch failed'));
+      let prepared: Prepared;
+      try {
+        prepared = await prepareGroup(taken);
+      } catch (err) {
+        stopOn(err);
+        break;
+      }
+      await committing;
+      if (fatal) break;
+      committing = commitGroup(prepared).catch(stopOn);
     }
+    await committing;
   })();
 
   const MAX_BUFFERED = 50_000;

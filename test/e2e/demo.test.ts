@@ -34,6 +34,11 @@ describe('cellar demo (the main job)', () => {
     // The private servers it started are gone.
     const ports = [...out.matchAll(/(?:Postgres|Redis|MariaDB) :(\d+)/g)].map((m) => Number(m[1]));
     expect(ports.length).toBe(withMariaDb ? 3 : 2);
+    // The read API and dashboard were served, and are gone too.
+    const api = /Read API http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+    expect(api, 'the demo serves the read API').not.toBeNull();
+    expect(out).toMatch(/Dashboard: http:\/\/127\.0\.0\.1:\d+\/dashboard#key=/);
+    ports.push(Number(api![1]));
     for (const port of ports) expect(await listening(port), `port ${port}`).toBe(false);
   }, 180_000);
 });
