@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import os from 'node:os';
 import pg from 'pg';
 import { createDatabase, startLocalPostgres } from '../infra/local/postgres.js';
 import { tempDir } from '../infra/local/process.js';
@@ -14,6 +15,17 @@ const SKUS = 2_000;
 const WAREHOUSES = 6;
 const ROWS = SKUS * WAREHOUSES;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** CPU time of the whole machine (every core, user + system + irq), ms. */
+function machineCpuMs(): number {
+  return os.cpus().reduce((a, c) => a + c.times.user + c.times.sys + c.times.irq + c.times.nice, 0);
+}
+
+/** CPU time of this process, ms. */
+function ownCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
 
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -74,10 +86,13 @@ mapping:
     const throughput: number[] = [];
     /** How long the supplier took to commit the changes: the writer's own ceiling. */
     const writerMs: number[] = [];
+    /** CPU per change, µs: the whole machine, and this process (the embedded runtime and the writer). */
+    const cpuUs: Array<{ machine: number; runtime: number }> = [];
     for (let run = 0; run < 3; run++) {
       const n = 60_000;
       const start = await processed();
       const t0 = Date.now();
+      const cpu0 = { machine: machineCpuMs(), own: ownCpuMs() };
       for (let i = 0; i < n / 500; i++) {
         const from = (i * 500) % ROWS;
         await supplier.query('UPDATE public.stock SET qty = qty + 1 WHERE id >= $1 AND id < $2', [from, from + 500]);
@@ -85,6 +100,7 @@ mapping:
       writerMs.push(Date.now() - t0);
       await caughtUp(start + n);
       throughput.push(n / ((Date.now() - t0) / 1000));
+      cpuUs.push({ machine: Math.round(((machineCpuMs() - cpu0.machine) * 1000) / n), runtime: Math.round(((ownCpuMs() - cpu0.own) * 1000) / n) });
     }
 
     // Freshness at a fixed 5,000 changes/s: 50 changes every 10 ms for 15 s.
@@ -105,7 +121,7 @@ mapping:
     const p50 = percentile(samples, 50);
     const p99 = percentile(samples, 99);
     return [
-      result('embedded: sustained changes/s, commit → Postgres + Redis', 'changes/s', throughput, { target: 50_000, details: { transactionRows: 500, rows: ROWS, writerChangesPerS: writerMs.map((ms) => Math.round(60_000 / (ms / 1000))) } }),
+      result('embedded: sustained changes/s, commit → Postgres + Redis', 'changes/s', throughput, { target: 50_000, details: { transactionRows: 500, rows: ROWS, writerChangesPerS: writerMs.map((ms) => Math.round(60_000 / (ms / 1000))), cpuMicrosPerChange: cpuUs, cores: os.cpus().length } }),
       result('embedded: freshness p50 at 5k changes/s', 'ms', [p50], { target: 50, higherIsBetter: false, details: { samples: samples.length, changes: sent, rate: Math.round(sent / 15) } }),
       result('embedded: freshness p99 at 5k changes/s', 'ms', [p99], { target: 250, higherIsBetter: false, details: { max: Math.max(...samples), median: median(samples) } }),
     ];
