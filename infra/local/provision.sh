@@ -19,6 +19,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 # docker-compose (v1) validates infra/compose without a Docker engine; chromium drives the dashboard test.
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v chromium >/dev/null || missing+=(chromium)
+# wrk is the load tool of the read API benchmark (C: it leaves the cores to the API).
+command -v wrk >/dev/null || missing+=(wrk)
 if [ "${CELLAR_SKIP_MARIADB:-}" != 1 ]; then
   command -v mariadbd >/dev/null || missing+=(mariadb-server)
 fi

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import type { Producer } from 'kafkajs';
 import type { RuntimeConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
@@ -88,12 +89,41 @@ export async function startApi(
 
 /** `cellar run api`: the read API and dashboard until SIGTERM/SIGINT. */
 export async function runApiProcess(cfg: RuntimeConfig, log: Logger, metrics: CellarMetrics): Promise<void> {
+  if (cfg.apiWorkers > 1 && cluster.isPrimary) return superviseApiWorkers(cfg.apiWorkers, log);
   const api = await startApi(cfg, log, metrics);
   log.info({ url: api.url, dashboard: `${api.url}/dashboard`, openapi: `${api.url}/openapi.json` }, 'read API listening');
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     process.once(sig, () => {
       log.info({ signal: sig }, 'stopping');
       void api.stop().then(() => process.exit(0));
+    });
+  }
+}
+
+/**
+ * With CELLAR_API_WORKERS > 1: forks that many API processes sharing the port (the primary hands out
+ * connections), replaces one that dies, and on SIGTERM/SIGINT stops them all and exits. Each worker has its
+ * own caches, rate limits and event-stream readers (rate limits are per process).
+ */
+function superviseApiWorkers(n: number, log: Logger): void {
+  let stopping = false;
+  const fork = () => cluster.fork();
+  for (let i = 0; i < n; i++) fork();
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+      return;
+    }
+    log.error({ pid: worker.process.pid, code, signal }, 'API worker exited; starting another');
+    setTimeout(fork, 1_000).unref();
+  });
+  log.info({ workers: n }, 'read API workers starting');
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(sig, () => {
+      stopping = true;
+      log.info({ signal: sig }, 'stopping API workers');
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
     });
   }
 }

@@ -61,6 +61,9 @@ export const RuntimeConfigSpec = z.object({
   apiPort: z.coerce.number().int().min(0).max(65535).default(8080).describe(
     'CELLAR_API_PORT: port of the read API and dashboard (`cellar run api`; 0 = any free port). Default 8080.',
   ),
+  apiWorkers: z.coerce.number().int().min(1).max(64).default(1).describe(
+    'CELLAR_API_WORKERS: processes of `cellar run api` sharing its port (node:cluster), e.g. one per core. Default 1.',
+  ),
   apiHost: z.string().min(1).default('127.0.0.1').describe(
     'CELLAR_API_HOST: address the read API listens on (`0.0.0.0` for every interface). Default `127.0.0.1`.',
   ),
@@ -95,6 +98,7 @@ const ENV_NAMES: Record<keyof RuntimeConfig, string> = {
   httpPort: 'CELLAR_HTTP_PORT',
   apiPort: 'CELLAR_API_PORT',
   apiHost: 'CELLAR_API_HOST',
+  apiWorkers: 'CELLAR_API_WORKERS',
   apiScrapeUrls: 'CELLAR_API_SCRAPE_URLS',
   connectUrl: 'CELLAR_CONNECT_URL',
 };
