@@ -86,6 +86,21 @@ function sourceStruct(info: SourceInfo): Record<string, unknown> {
   return { type: 'struct', fields, optional: false, name: `io.debezium.connector.${info.connector}.Source`, field: 'source' };
 }
 
+/**
+ * A row's key and values as its JSON message carries them (each value through the reader's `value`
+ * conversion), without building the message: the key's fields in column order, as the message key has them.
+ */
+export function rowImage(columns: ColumnDef[], keyColumns: string[], row: Record<string, unknown>, value: (v: unknown, type: ColumnDef['type']) => unknown): { key: Record<string, unknown>; after: Record<string, unknown> } {
+  const after: Record<string, unknown> = {};
+  const key: Record<string, unknown> = {};
+  for (const c of columns) {
+    const v = value(row[c.name], c.type);
+    after[c.name] = v;
+    if (keyColumns.includes(c.name)) key[c.name] = v;
+  }
+  return { key, after };
+}
+
 /** The Debezium `source` block of a change. */
 export function sourceBlock(info: SourceInfo, c: ChangeSpec): Record<string, unknown> {
   const base = { version: '2.7.3.Final', connector: info.connector, name: info.name, ts_ms: c.tsMs, snapshot: c.snapshot ?? 'false', db: info.db, ...(c.cellarVersion !== undefined ? { cellar_version: c.cellarVersion } : {}) };

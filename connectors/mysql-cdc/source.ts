@@ -3,7 +3,7 @@ import mysql from 'mysql2/promise';
 import ZongJi, { type AnyBinlogEvent, type BinlogEvent, type RowData } from '@vlasky/zongji';
 import { CellarError } from '../../pipelines/core/errors.js';
 import type { Logger } from '../../pipelines/core/logger.js';
-import { debeziumJsonMessage, debeziumTopic, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
+import { debeziumJsonMessage, debeziumTopic, rowImage, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
 import { parseMysqlCdcConfig, type MysqlCdcConfig } from './config.js';
 
 /**
@@ -152,14 +152,7 @@ export class MysqlCdcSource {
   rowImage(table: string, row: RowData): { key: Record<string, unknown>; after: Record<string, unknown> } {
     const meta = this.tables.get(table);
     if (!meta) throw new CellarError('cdc_table', `table ${table} is not captured by this reader`);
-    const after: Record<string, unknown> = {};
-    const key: Record<string, unknown> = {};
-    for (const c of meta.columns) {
-      const v = jsonValue(row[c.name], c.type);
-      after[c.name] = v;
-      if (meta.key.includes(c.name)) key[c.name] = v;
-    }
-    return { key, after };
+    return rowImage(meta.columns, meta.key, row, jsonValue);
   }
 
   /** Checks the binlog settings, the user's grants and the captured tables; reads their columns and keys. */

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import { CellarError, fromPgError } from '../../pipelines/core/errors.js';
 import type { Logger } from '../../pipelines/core/logger.js';
-import { debeziumJsonMessage, debeziumTopic, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
+import { debeziumJsonMessage, debeziumTopic, rowImage, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
 import { parsePostgresCdcConfig, type PostgresCdcConfig } from './config.js';
 
 /** Debezium messages of one committed source transaction (or one snapshot chunk). */
@@ -171,14 +171,7 @@ export class PostgresCdcSource {
   rowImage(table: string, row: Record<string, unknown>): { key: Record<string, unknown>; after: Record<string, unknown> } {
     const meta = this.tables.get(table);
     if (!meta) throw new CellarError('cdc_table', `table ${table} is not captured by this reader`);
-    const after: Record<string, unknown> = {};
-    const key: Record<string, unknown> = {};
-    for (const c of meta.columns) {
-      const v = jsonValue(row[c.name], c.type);
-      after[c.name] = v;
-      if (meta.key.includes(c.name)) key[c.name] = v;
-    }
-    return { key, after };
+    return rowImage(meta.columns, meta.key, row, jsonValue);
   }
 
   private message(meta: TableMeta, op: 'c' | 'u' | 'd' | 'r' | 't', before: Record<string, unknown> | null, after: Record<string, unknown> | null, lsn: string, tsMs: number, snapshot?: 'true' | 'last') {

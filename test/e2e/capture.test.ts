@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
@@ -10,6 +9,7 @@ import { stopChild } from '../../infra/local/process.js';
 import { PipelineUnderTest, type Totals } from '../support/pipeline.js';
 import { addRow } from '../support/stores.js';
 import { artifactDir, freshDatabase, rid, services } from '../support/services.js';
+import { runCellar } from '../support/cli.js';
 
 /** `cellar run capture` (native pgoutput reader → Kafka raw topics) feeding the four Kafka-runtime workers. */
 describe('native capture into the Kafka runtime', () => {
@@ -80,12 +80,7 @@ mapping:
     await supplier.query(`DELETE FROM public.inventory WHERE sku = 'w-5' AND store = 's3'`);
     await supplier.query('SELECT pg_replication_slot_advance($1, pg_current_wal_lsn())', [`cellar_${prefix.toLowerCase()}`]);
     capture = spawnCellar(['run', 'capture', '--supplier', 'valley'], p.env, join(logDir, 'capture-2.log'));
-    const reconcile = async (args: string[]) => {
-      const file = join(logDir, `reconcile-${Date.now()}.log`);
-      const child = spawnCellar(['reconcile', '--supplier', 'valley', '--settle', '1000', ...args], p.env, file);
-      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-      return { code, out: readFileSync(file, 'utf8') };
-    };
+    const reconcile = (args: string[]) => runCellar(['reconcile', '--supplier', 'valley', '--settle', '1000', ...args], p.env, logDir);
     const found = await reconcile([]);
     expect(found.code, found.out).toBe(1);
     expect(found.out).toContain('valley/public.inventory/sku=w-4,store=s1');

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mysql from 'mysql2/promise';
 import type pg from 'pg';
@@ -13,6 +13,7 @@ import { createPgPool } from '../../sinks/postgres/pool.js';
 import type { Totals } from '../support/pipeline.js';
 import { addRow, storesConverged } from '../support/stores.js';
 import { artifactDir, cellarEnv, rid, services } from '../support/services.js';
+import { runCellar } from '../support/cli.js';
 
 const mariadbUrl = services().mariadbUrl;
 
@@ -103,12 +104,7 @@ mapping:
   }, 180_000);
 
   it('reconciliation reads the MariaDB rows, finds a contribution changed behind Cellar\'s back and repairs it', async () => {
-    const reconcile = async (args: string[]) => {
-      const file = join(logDir, `reconcile-${Date.now()}.log`);
-      const child = spawnCellar(['reconcile', '--supplier', 'cascade', '--settle', '500', ...args], env, file);
-      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-      return { code, out: readFileSync(file, 'utf8') };
-    };
+    const reconcile = (args: string[]) => runCellar(['reconcile', '--supplier', 'cascade', '--settle', '500', ...args], env, logDir);
     const clean = await reconcile([]);
     expect(clean.code, clean.out).toBe(0);
     const [rows] = await conn.query(`SELECT count(*) AS n FROM ${db}.levels`);

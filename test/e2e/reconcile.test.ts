@@ -1,9 +1,8 @@
 import { join } from 'node:path';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { Redis } from 'ioredis';
-import { spawnCellar } from '../../infra/local/cellar-process.js';
 import { createDatabase } from '../../infra/local/postgres.js';
 import { tempDir } from '../../infra/local/process.js';
 import { startLocalRedis, type LocalRedis } from '../../infra/local/redis.js';
@@ -22,6 +21,7 @@ import { createPgPool } from '../../sinks/postgres/pool.js';
 import type { Totals } from '../support/pipeline.js';
 import { addRow, storesConverged } from '../support/stores.js';
 import { artifactDir, cellarEnv, eventually, rid, services } from '../support/services.js';
+import { runCellar } from '../support/cli.js';
 
 const log = createLogger('reconcile-test', 'warn');
 
@@ -106,12 +106,7 @@ reconcile: { schedule: '* * * * * *', repair: false, settleMs: 300 }
   const converged = () => storesConverged(truth, pool, redis, [R1, R2], 60_000);
 
   /** `cellar reconcile` as a process: exit code and output. */
-  async function cli(args: string[]): Promise<{ code: number | null; out: string }> {
-    const file = join(logDir, `cli-${Date.now()}.log`);
-    const child = spawnCellar(['reconcile', '--supplier', 'acme', '--settle', '300', ...args], env, file);
-    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-    return { code, out: readFileSync(file, 'utf8') };
-  }
+  const cli = (args: string[]) => runCellar(['reconcile', '--supplier', 'acme', '--settle', '300', ...args], env, logDir);
 
   it('sees each source row as the normalizer sees its snapshot message', async () => {
     const [s] = loadRegistry(cfg.suppliersDir);
