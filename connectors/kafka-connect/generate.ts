@@ -54,7 +54,7 @@ export function connectorlessSuppliers(suppliers: Supplier[]): ConnectorlessSupp
       supplierId: s.id,
       file: s.file,
       kind: s.source.kind,
-      reason: `${s.source.kind} source: no Debezium connector; its rows reach ${s.topicPrefix}.* through Cellar's own feed reader`,
+      reason: `${s.source.kind} source: no Debezium connector; its rows are published to ${s.topicPrefix}.* as feed-format change events (connector "cellar-feed")`,
     }));
 }
 
