@@ -11,6 +11,11 @@ import { Reconciler, startScheduler } from '../reconcile/runner.js';
 import { listRuns } from '../reconcile/store.js';
 import { createPgPool } from '../../sinks/postgres/pool.js';
 import { formatTable } from './format.js';
+import { watchConnectors } from '../../connectors/kafka-connect/watch.js';
+import { createConnectStatusSource } from '../api/connect-status.js';
+
+/** How often `cellar run scheduler` reads connector states (ms); CELLAR_CONNECTOR_POLL_MS overrides (tests). */
+const CONNECTOR_POLL_MS = Number(process.env.CELLAR_CONNECTOR_POLL_MS ?? 30_000);
 
 const num = (n: number) => Math.round(n).toLocaleString('en-US');
 const show = (v: unknown) => (v === null || v === undefined ? 'none' : typeof v === 'object' ? `${(v as { region: string }).region}/${(v as { sku: string }).sku} ${num((v as { bottles: number }).bottles)} bottles` : `${num(Number(v))} bottles`);
@@ -88,7 +93,10 @@ export function registerReconcileCommands(program: Command): void {
     });
 }
 
-/** `cellar run scheduler`: scheduled reconciliations from the registry until SIGTERM/SIGINT. */
+/**
+ * `cellar run scheduler`: scheduled reconciliations from the registry, and with CELLAR_CONNECT_URL the
+ * Kafka Connect connector gauges, until SIGTERM/SIGINT.
+ */
 export async function runSchedulerCommand(): Promise<void> {
   const cfg = loadRuntimeConfig();
   const log = createLogger('scheduler');
@@ -97,10 +105,14 @@ export async function runSchedulerCommand(): Promise<void> {
   await reconciler.prepare();
   const scheduler = startScheduler(reconciler, loadRegistry(cfg.suppliersDir), log);
   if (!scheduler.jobs) log.warn('no supplier has reconcile.schedule in the registry; nothing to do until one does');
+  // With Kafka Connect configured, this process also exports connector states for the alert rules.
+  const watch = cfg.connectUrl ? watchConnectors(createConnectStatusSource(cfg.connectUrl), metrics, log, CONNECTOR_POLL_MS) : undefined;
   const ops = cfg.httpPort >= 0 ? await startOpsServer(cfg.httpPort, metrics, { live: () => true, ready: () => true }) : undefined;
+  log.info({ reconciliations: scheduler.jobs, connectors: cfg.connectUrl ? 'watched' : 'not configured', httpPort: ops?.port }, 'scheduler started');
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     process.once(sig, () => {
       log.info({ signal: sig }, 'draining');
+      watch?.stop();
       void Promise.all([ops?.close(), scheduler.stop()]).then(() => reconciler.close()).then(() => process.exit(0));
     });
   }

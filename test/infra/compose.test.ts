@@ -74,7 +74,7 @@ describe('compose file', () => {
   it('has every service of the stack, with images pinned to versions', () => {
     const services = resolved();
     expect(Object.keys(services).sort()).toEqual(
-      ['aggregator', 'connect', 'grafana', 'kafka', 'normalizer', 'postgres', 'prometheus', 'redis', 'schema-registry', 'setup', 'sink-postgres', 'sink-redis', 'supplier-mysql', 'supplier-postgres'].sort(),
+      ['aggregator', 'connect', 'grafana', 'kafka', 'normalizer', 'postgres', 'prometheus', 'redis', 'schema-registry', 'scheduler', 'setup', 'sink-postgres', 'sink-redis', 'supplier-mysql', 'supplier-postgres'].sort(),
     );
     const built = new Map(Object.entries(services).flatMap(([name, s]) => (s.build ? [[s.image!, name] as const] : [])));
     for (const [name, s] of Object.entries(services)) {
