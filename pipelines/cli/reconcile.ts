@@ -48,8 +48,8 @@ export function registerReconcileCommands(program: Command): void {
     .option('--repair', 'correct the drift through the pipeline')
     .addOption(new Option('--settle <ms>', 'wait before each re-check of a difference; longer than the pipeline\'s lag').default('3000'))
     .addOption(new Option('--rounds <n>', 're-checks before a difference counts as drift').default('3'))
-    .addOption(new Option('--via <path>', 'how corrections enter the pipeline').choices(['auto', 'queue', 'kafka']).default('auto'))
-    .action(async (opts: { supplier?: string; repair?: boolean; settle: string; rounds: string; via: 'auto' | 'queue' | 'kafka' }) => {
+    .addOption(new Option('--via <path>', 'how corrections enter the pipeline: the embedded runtime\'s queue, the raw topics, or a Debezium incremental snapshot through the signal table').choices(['auto', 'queue', 'kafka', 'signal']).default('auto'))
+    .action(async (opts: { supplier?: string; repair?: boolean; settle: string; rounds: string; via: 'auto' | 'queue' | 'kafka' | 'signal' }) => {
       const settleMs = Number(opts.settle);
       const rounds = Number(opts.rounds);
       if (!(settleMs >= 0 && settleMs <= 600_000)) throw new ConfigError(`--settle ${opts.settle}: expected milliseconds between 0 and 600000`);

@@ -130,10 +130,19 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
       const k = keyOfContributor(cid, supplier.id, keyCols);
       cands.set(cid, { cid, ...(k ? { table: k.table, key: k.key } : {}) });
     }
+    // A total is checked against its contributions only where those match the source: where one does not,
+    // the contribution is the drift (and its repair rewrites the total too), reported once.
+    const keyId = (p: { region: string; sku: string }) => `${p.region}\u0000${p.sku}`;
+    const contributionKeys = new Set<string>();
+    for (const c of cands.values()) {
+      if (c.expected) contributionKeys.add(keyId(c.expected));
+      const live = held.get(c.cid)?.live;
+      if (live) contributionKeys.add(keyId(live));
+    }
     const keyCands = new Map<string, { region: string; sku: string; sig: string }>();
     for (const s of await loadKeyStates(pool, redis, supplier.id, undefined, deps.keyPrefix)) {
       const d = keyDrift(s);
-      if (d) keyCands.set(`${s.region}\u0000${s.sku}`, { region: s.region, sku: s.sku, sig: driftSignature(d) });
+      if (d && !(d.kind === 'regional_total' && contributionKeys.has(keyId(s)))) keyCands.set(keyId(s), { region: s.region, sku: s.sku, sig: driftSignature(d) });
     }
 
     const confirmed: Array<{ drift: Drift; cand?: Candidate }> = [];
@@ -170,7 +179,7 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
         }
       }
       for (const s of keyStates) {
-        const id = `${s.region}\u0000${s.sku}`;
+        const id = keyId(s);
         const prev = keyCands.get(id)!;
         const d = keyDrift(s);
         if (!d) keyCands.delete(id);

@@ -9,13 +9,17 @@ import { query } from '../../sinks/postgres/pool.js';
 import { newestVersions, repairRedisFromPostgres } from './cellar-state.js';
 import { keyOfContributor, repairVersion, type Drift } from './compare.js';
 import type { SourceMessage, SourceRow, SupplierSnapshot } from './source-snapshot.js';
+import { incrementalSnapshotSignal, sendSignal } from './signal.js';
+import { groupBy } from '../core/collections.js';
 
 /**
  * How corrections enter the pipeline: `queue` (the table `cellar.repair_requests`, which the embedded
- * runtime applies like changes of its readers) or `kafka` (the supplier's raw topics, which the Kafka
- * runtime's normalizer reads like Debezium's changes).
+ * runtime applies like changes of its readers), `kafka` (the supplier's raw topics, which the Kafka
+ * runtime's normalizer reads like Debezium's changes) or `signal` (Kafka runtime with Debezium: an
+ * incremental snapshot of the drifted rows requested through the connector's signal table; rows gone
+ * from the source, which a snapshot cannot bring back, are corrected through the raw topics).
  */
-export type RepairVia = 'queue' | 'kafka';
+export type RepairVia = 'queue' | 'kafka' | 'signal';
 
 /** What applying corrections needs. */
 export interface RepairContext {
@@ -65,18 +69,34 @@ export async function applyRepairs(ctx: RepairContext, confirmed: Array<{ drift:
       }
     }
   }
+  // One correction per row, whichever drifts led to it (they are all corrected by it).
+  const byCid = groupBy(targets, (t) => t.cid);
+  const unique = [...byCid.values()].map((list) => list[0]!);
+  const correctedBy = (t: { cid: string }) => byCid.get(t.cid)!.map((x) => x.drift);
+  targets.splice(0, targets.length, ...unique);
+  const via = targets.length ? await resolveVia(pool, supplier.id, ctx.via) : 'queue';
+  if (via === 'signal') {
+    const present = targets.filter((t) => t.row);
+    if (present.length) {
+      if (!ctx.kafka) throw new ConfigError('repairs through the signal table need Cellar\'s settings (the connector config names the table)');
+      const byTable = new Map([...groupBy(present, (t) => t.table)].map(([table, list]) => [table, list.map((t) => t.key)]));
+      const collection = await sendSignal(supplier, ctx.kafka, incrementalSnapshotSignal(supplier.source.kind, byTable));
+      for (const t of present) for (const d of correctedBy(t)) done.add(d);
+      ctx.log.info({ supplier: supplier.id, rows: present.length, signal: collection }, 'incremental snapshot requested through the signal table');
+    }
+    targets.splice(0, targets.length, ...targets.filter((t) => !t.row));
+  }
   const versions = await newestVersions(pool, [...new Set(targets.map((t) => t.cid))]);
-  const messages: Array<{ table: string; m: SourceMessage; drift: Drift }> = targets.map((t) => ({
+  const messages: Array<{ table: string; m: SourceMessage; drifts: Drift[] }> = targets.map((t) => ({
     table: t.table,
-    drift: t.drift,
+    drifts: correctedBy(t),
     m: t.row ? snap.message(t.row, 'r', repairVersion(versions.get(t.cid))) : snap.message({ table: t.table, row: t.key }, 'd', repairVersion(versions.get(t.cid))),
   }));
   if (messages.length) {
-    const via = await resolveVia(pool, supplier.id, ctx.via);
     if (via === 'queue') await enqueue(pool, ctx.runId, supplier.id, messages);
     else await produce(ctx, messages);
-    for (const m of messages) done.add(m.drift);
-    ctx.log.info({ supplier: supplier.id, corrections: messages.length, via }, 'corrections sent through the pipeline');
+    for (const m of messages) for (const d of m.drifts) done.add(d);
+    ctx.log.info({ supplier: supplier.id, corrections: messages.length, via: via === 'signal' ? 'kafka' : via }, 'corrections sent through the pipeline');
   }
   const redisDrift = confirmed.map((c) => c.drift).filter((d) => d.kind === 'redis' && d.region && d.sku);
   await repairRedisFromPostgres(pool, ctx.redis, redisDrift.map((d) => ({ region: d.region!, sku: d.sku! })), ctx.keyPrefix);

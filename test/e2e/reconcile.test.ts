@@ -186,6 +186,26 @@ reconcile: { schedule: '* * * * * *', repair: false, settleMs: 300 }
     expect(await converged()).toEqual([]);
   }, 180_000);
 
+  it('with --via signal, asks Debezium for an incremental snapshot of exactly the drifted rows through the signal table', async () => {
+    await supplier.query('CREATE TABLE public.debezium_signal (id varchar(64) PRIMARY KEY, type varchar(32) NOT NULL, data varchar(8192))');
+    const victims = [10, 11];
+    await pool.query('UPDATE cellar.stock_contributions SET bottles = bottles + 1 WHERE contributor_id = ANY($1) AND NOT deleted', [victims.map(cid)]);
+    const r = await cli(['--repair', '--via', 'signal']);
+    expect(r.code, r.out).toBe(0);
+    const { rows } = await supplier.query<{ type: string; data: string }>('SELECT type, data FROM public.debezium_signal');
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.type).toBe('execute-snapshot');
+    expect(JSON.parse(rows[0]!.data)).toEqual({
+      'data-collections': ['public.stock'],
+      type: 'incremental',
+      'additional-conditions': [{ 'data-collection': 'public.stock', filter: `("id" = '10') OR ("id" = '11')` }],
+    });
+    // No Debezium reads this signal here: correct the rows through the embedded runtime's queue instead.
+    expect((await cli(['--repair'])).code).toBe(0);
+    expect(await eventually(async () => (await cli([])).code === 0, 30_000, 500)).toBe(true);
+    expect(await converged()).toEqual([]);
+  }, 120_000);
+
   it('reports no drift when run again and again under a steady change load', async () => {
     let stop = false;
     let writes = 0;
