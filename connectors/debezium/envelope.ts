@@ -5,6 +5,8 @@
  * Debezium does with `decimal.handling.mode=precise`.
  */
 
+import { sourceVersionOf, type ChangeEvent } from '../../pipelines/normalize/debezium.js';
+
 /** A captured column and its Connect type. */
 export interface ColumnDef {
   name: string;
@@ -105,7 +107,7 @@ export function rowImage(columns: ColumnDef[], keyColumns: string[], row: Record
 export function sourceBlock(info: SourceInfo, c: ChangeSpec): Record<string, unknown> {
   const base = { version: '2.7.3.Final', connector: info.connector, name: info.name, ts_ms: c.tsMs, snapshot: c.snapshot ?? 'false', db: info.db, ...(c.cellarVersion !== undefined ? { cellar_version: c.cellarVersion } : {}) };
   if (info.connector === 'postgresql') {
-    return { ...base, sequence: JSON.stringify([null, String(c.lsn ?? 0)]), schema: info.schema ?? 'public', table: info.table, txId: c.txId ?? null, lsn: c.lsn ?? 0, xmin: null };
+    return { ...base, sequence: `[null,"${c.lsn ?? 0}"]`, schema: info.schema ?? 'public', table: info.table, txId: c.txId ?? null, lsn: c.lsn ?? 0, xmin: null };
   }
   return { ...base, sequence: null, table: info.table, server_id: 1, gtid: c.gtid ?? null, file: c.file ?? 'bin.000001', pos: c.pos ?? 4, row: c.row ?? 0, thread: null, query: null };
 }
@@ -241,4 +243,66 @@ export function debeziumAvroValue(info: SourceInfo, columns: ColumnDef[], c: Cha
   };
   const src = sourceBlock(info, c);
   return { before: row(c.before), after: row(c.after), source: src, op: c.op, ts_ms: c.tsMs + 5 };
+}
+
+/** A value as JSON carries it back: non-finite numbers become null. */
+function jsonSafe(v: unknown): unknown {
+  return typeof v === 'number' && !Number.isFinite(v) ? null : v === undefined ? null : v;
+}
+
+/**
+ * One change as the JSON converter writes it, built only when its key or value is read; {@link change}
+ * gives the event the normalizer would decode from those bytes without building and parsing them (the
+ * embedded runtime's path). Readers hand these over wherever `{topic, key, value}` is expected.
+ */
+export class DebeziumJsonMessage {
+  private built: { key: string | null; value: string } | undefined;
+
+  constructor(
+    readonly topic: string,
+    private readonly info: SourceInfo,
+    private readonly columns: ColumnDef[],
+    private readonly keyColumns: string[],
+    private readonly spec: ChangeSpec,
+  ) {}
+
+  private json(): { key: string | null; value: string } {
+    return (this.built ??= debeziumJsonMessage(this.info, this.columns, this.keyColumns, this.spec));
+  }
+
+  get key(): string | null {
+    return this.json().key;
+  }
+
+  get value(): string {
+    return this.json().value;
+  }
+
+  /**
+   * The decoded change, equal to decoding `key` and `value` (tests check both ways on every reader); undefined
+   * when a column needs the schema to decode (Connect decimals), then decode the JSON instead.
+   */
+  change(): ChangeEvent | undefined {
+    const { columns, info, spec: s } = this;
+    if (columns.some((c) => c.type === 'decimal')) return undefined;
+    const image = (row: Record<string, unknown> | null) => {
+      if (!row) return null;
+      const out: Record<string, unknown> = {};
+      for (const c of columns) out[c.name] = jsonSafe(row[c.name]);
+      return out;
+    };
+    const source = sourceBlock(info, s);
+    const { version, position } = s.cellarVersion !== undefined ? { version: s.cellarVersion, position: `reconcile:${s.cellarVersion}` } : sourceVersionOf(info.connector, source);
+    const row = s.after ?? s.before;
+    let key: Record<string, unknown> | null = null;
+    if (row && s.op !== 't') {
+      key = {};
+      for (const c of columns) if (this.keyColumns.includes(c.name)) key[c.name] = jsonSafe(row[c.name]);
+    }
+    return {
+      op: s.op, before: image(s.before), after: image(s.after), key, source,
+      table: info.connector === 'postgresql' ? `${info.schema ?? 'public'}.${info.table}` : `${info.db}.${info.table}`,
+      sourceVersion: version, sourceTsMs: s.tsMs, position,
+    };
+  }
 }

@@ -3,7 +3,7 @@ import mysql from 'mysql2/promise';
 import ZongJi, { type AnyBinlogEvent, type BinlogEvent, type RowData } from '@vlasky/zongji';
 import { CellarError } from '../../pipelines/core/errors.js';
 import type { Logger } from '../../pipelines/core/logger.js';
-import { debeziumJsonMessage, debeziumTopic, rowImage, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
+import { DebeziumJsonMessage, debeziumJsonMessage, debeziumTopic, rowImage, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
 import { parseMysqlCdcConfig, type MysqlCdcConfig } from './config.js';
 
 /**
@@ -35,7 +35,7 @@ export type MysqlCdcHandler = (batch: MysqlCdcBatch) => Promise<void>;
 type Message = MysqlCdcBatch['messages'][number];
 type Op = 'c' | 'u' | 'd' | 'r' | 't';
 
-interface TableMeta { info: SourceInfo; columns: ColumnDef[]; key: string[]; quoted: string }
+interface TableMeta { info: SourceInfo; topic: string; columns: ColumnDef[]; key: string[]; quoted: string }
 
 const INT32 = new Set(['tinyint', 'smallint', 'mediumint', 'year']);
 const RETRIABLE = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|ENOTFOUND|PROTOCOL_CONNECTION_LOST|PROTOCOL_SEQUENCE_TIMEOUT|ER_CON_COUNT_ERROR|ER_SERVER_SHUTDOWN|ER_LOCK_DEADLOCK|ER_LOCK_WAIT_TIMEOUT|ER_NET_/;
@@ -185,8 +185,10 @@ export class MysqlCdcSource {
       if (!cols.length) throw new CellarError('cdc_table', `captured table ${t} does not exist (or the CDC user cannot SELECT from it)`);
       const key = cols.filter((r) => r.keyPos !== null).sort((a, b) => Number(a.keyPos) - Number(b.keyPos));
       if (!key.length) throw new CellarError('cdc_primary_key', `table ${t} has no primary key: Debezium keys and Cellar's updates need one; add a PRIMARY KEY`);
+      const info: SourceInfo = { connector: 'mysql', name: this.cfg.topicPrefix, db, table };
       this.tables.set(t, {
-        info: { connector: 'mysql', name: this.cfg.topicPrefix, db, table },
+        info,
+        topic: debeziumTopic(info),
         columns: cols.map((r) => ({ name: String(r.name), type: connectType(String(r.dataType), String(r.columnType)), optional: r.nullable === 'YES' })),
         key: key.map((r) => String(r.name)),
         quoted: `\`${db}\`.\`${table}\``,
@@ -195,9 +197,8 @@ export class MysqlCdcSource {
   }
 
   private message(meta: TableMeta, op: Op, before: RowData | null, after: RowData | null, at: { file: string; pos: number; row: number; tsMs: number; gtid?: string | undefined }, snapshot?: 'true'): Message {
-    const conv = (row: RowData | null) => row && Object.fromEntries(meta.columns.map((c) => [c.name, jsonValue(row[c.name], c.type)]));
-    const m = debeziumJsonMessage(meta.info, meta.columns, meta.key, { op, before: conv(before), after: conv(after), tsMs: at.tsMs, file: at.file, pos: at.pos, row: at.row, gtid: at.gtid ?? null, snapshot });
-    return { topic: debeziumTopic(meta.info), key: m.key, value: m.value };
+    const conv = (row: RowData | null) => row && rowImage(meta.columns, [], row, jsonValue).after;
+    return new DebeziumJsonMessage(meta.topic, meta.info, meta.columns, meta.key, { op, before: conv(before), after: conv(after), tsMs: at.tsMs, file: at.file, pos: at.pos, row: at.row, gtid: at.gtid ?? null, snapshot });
   }
 
   /** One row image of a rows event as Debezium changes; a primary-key update is a delete then a create, as Debezium does. */

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import { CellarError, fromPgError } from '../../pipelines/core/errors.js';
 import type { Logger } from '../../pipelines/core/logger.js';
-import { debeziumJsonMessage, debeziumTopic, rowImage, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
+import { DebeziumJsonMessage, debeziumJsonMessage, debeziumTopic, rowImage, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
 import { parsePostgresCdcConfig, type PostgresCdcConfig } from './config.js';
 
 /** Debezium messages of one committed source transaction (or one snapshot chunk). */
@@ -41,6 +41,7 @@ function jsonValue(v: unknown, type: ColumnDef['type']): unknown {
 
 interface TableMeta {
   info: SourceInfo;
+  topic: string;
   columns: ColumnDef[];
   key: string[];
 }
@@ -122,8 +123,10 @@ export class PostgresCdcSource {
         WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)`,
       [`"${schema}"."${table}"`],
     );
+    const info: SourceInfo = { connector: 'postgresql', name: this.cfg.topicPrefix, db: c.database ?? '', schema, table };
     return {
-      info: { connector: 'postgresql', name: this.cfg.topicPrefix, db: c.database ?? '', schema, table },
+      info,
+      topic: debeziumTopic(info),
       columns: cols.rows.map((r) => ({ name: r.name, type: TYPE[r.type] ?? 'string', optional: !r.notnull })),
       key: key.rows.map((r) => r.name),
     };
@@ -175,9 +178,8 @@ export class PostgresCdcSource {
   }
 
   private message(meta: TableMeta, op: 'c' | 'u' | 'd' | 'r' | 't', before: Record<string, unknown> | null, after: Record<string, unknown> | null, lsn: string, tsMs: number, snapshot?: 'true' | 'last') {
-    const conv = (row: Record<string, unknown> | null) => row && Object.fromEntries(meta.columns.map((c) => [c.name, jsonValue(row[c.name], c.type)]));
-    const m = debeziumJsonMessage(meta.info, meta.columns, meta.key, { op, before: conv(before), after: conv(after), tsMs, lsn: lsnToNumber(lsn), snapshot });
-    return { topic: debeziumTopic(meta.info), key: m.key, value: m.value };
+    const conv = (row: Record<string, unknown> | null) => row && rowImage(meta.columns, [], row, jsonValue).after;
+    return new DebeziumJsonMessage(meta.topic, meta.info, meta.columns, meta.key, { op, before: conv(before), after: conv(after), tsMs, lsn: lsnToNumber(lsn), snapshot });
   }
 
   /** The slot's confirmed position, or undefined when the slot does not exist. */

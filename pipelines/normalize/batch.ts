@@ -11,6 +11,8 @@ export interface RawItem<R> {
   key: Buffer | null;
   value: Buffer | null;
   ref: R;
+  /** The change already decoded (a native reader's message in the embedded runtime): `key`/`value` are then unused. */
+  change?: ChangeEvent;
 }
 
 /** Where the raw messages of a batch come from. */
@@ -43,6 +45,7 @@ export interface NormalizedBatch<R> {
 }
 
 async function decode<R>(item: RawItem<R>, deps: BatchDeps): Promise<ChangeEvent | null> {
+  if (item.change) return item.change;
   const quick = decodeRawChange(item.key, item.value, deps.avro);
   if (!(quick instanceof Promise)) return quick;
   let pending: Promise<ChangeEvent | null> | undefined = quick;

@@ -23,6 +23,7 @@ import { CachedRouteStore } from '../normalize/route-store.js';
 import type { Route } from '../normalize/normalize.js';
 import { loadSkuMaps, tableMappedSuppliers } from '../normalize/sku-map-store.js';
 import { groupBy } from '../core/collections.js';
+import { DebeziumJsonMessage } from '../../connectors/debezium/envelope.js';
 
 /** The `partition` the embedded runtime files its contributions under (the Kafka runtime uses 0..N-1). */
 export const EMBEDDED_PARTITION = -1;
@@ -139,7 +140,12 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       }
       for (const [table, msgs] of byTable) {
         const res = await normalizeBatch(
-          msgs.map(({ m, at }) => ({ key: m.key === null ? null : Buffer.from(m.key), value: Buffer.from(m.value), ref: { m, at } })),
+          msgs.map(({ m, at }) => {
+            // Native readers' messages decode themselves; corrections from the queue are JSON.
+            const change = m instanceof DebeziumJsonMessage ? m.change() : undefined;
+            if (change) return { key: null, value: null, change, ref: { m, at } };
+            return { key: m.key === null ? null : Buffer.from(m.key), value: Buffer.from(m.value), ref: { m, at } };
+          }),
           { supplierId: supplier.id, mapping, table, keyColumns: supplier.source.tables.find((t) => t.name === table)?.key },
           { routes: (ids) => routes.get(ids), liveOfTable: (sid, t) => routes.liveOfTable(sid, t), retry, onDefect: (err) => log.error({ err }, 'unexpected error on one record; dead-lettered') },
         );

@@ -4,11 +4,12 @@ import { createMysqlCdcSource, type BinlogPosition, type MysqlCdcBatch, type Mys
 import { createLogger } from '../../pipelines/core/logger.js';
 import { decodeDebeziumJson, type ChangeEvent } from '../../pipelines/normalize/debezium.js';
 import { eventually, rid, services } from '../support/services.js';
+import { decodeChecked } from '../support/decode.js';
 
 const log = createLogger('mysql-cdc-test', 'warn');
 const mariadbUrl = services().mariadbUrl;
 
-const decode = (b: MysqlCdcBatch) => b.messages.map((m) => decodeDebeziumJson(m.key ? Buffer.from(m.key) : null, Buffer.from(m.value))!);
+const decode = (b: MysqlCdcBatch) => b.messages.map((m) => decodeChecked(m));
 const keyOf = (e: ChangeEvent) => `${String(e.key!.sku)}|${String(e.key!.warehouse)}`;
 
 /** Latest row per key from the events, with the pipeline's version rule; a truncate removes every row before it. */

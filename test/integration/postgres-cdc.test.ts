@@ -5,6 +5,7 @@ import { createDatabase, startLocalPostgres } from '../../infra/local/postgres.j
 import { createLogger } from '../../pipelines/core/logger.js';
 import { decodeDebeziumJson, type ChangeEvent } from '../../pipelines/normalize/debezium.js';
 import { eventually, rid, services } from '../support/services.js';
+import { decodeChecked } from '../support/decode.js';
 
 const log = createLogger('postgres-cdc-test', 'warn');
 
@@ -57,7 +58,7 @@ describe('native Postgres CDC reader (pgoutput)', () => {
     const events: ChangeEvent[] = [];
     let wroteDuringSnapshot = false;
     await start(async (b) => {
-      for (const m of b.messages) events.push(decodeDebeziumJson(m.key ? Buffer.from(m.key) : null, Buffer.from(m.value))!);
+      for (const m of b.messages) events.push(decodeChecked(m));
       if (b.snapshot && !wroteDuringSnapshot) {
         wroteDuringSnapshot = true;
         // Commits while the snapshot is being read: not in the snapshot, so they must come from the stream.
@@ -99,7 +100,7 @@ describe('native Postgres CDC reader (pgoutput)', () => {
     const seen: ChangeEvent[] = [];
     let blockerEnd = 0;
     await start(async (b) => {
-      for (const m of b.messages) seen.push(decodeDebeziumJson(m.key ? Buffer.from(m.key) : null, Buffer.from(m.value))!);
+      for (const m of b.messages) seen.push(decodeChecked(m));
       if (b.messages.some((m) => m.value.includes('"blocker"'))) {
         blockerEnd = lsnToNumber(b.lsn);
         await blocked;
@@ -119,7 +120,7 @@ describe('native Postgres CDC reader (pgoutput)', () => {
     // Restart: nothing acknowledged is delivered again.
     await sources.pop()!.stop();
     const again: ChangeEvent[] = [];
-    await start(async (b) => void again.push(...b.messages.map((m) => decodeDebeziumJson(m.key ? Buffer.from(m.key) : null, Buffer.from(m.value))!)));
+    await start(async (b) => void again.push(...b.messages.map((m) => decodeChecked(m))));
     await db.query(`INSERT INTO public.stock VALUES (3001, 'after-restart', 'd1', 1)`);
     expect(await eventually(async () => again.some((e) => e.after?.item_code === 'after-restart'), 20_000)).toBe(true);
     expect(again.filter((e) => e.after?.item_code === 'blocker')).toEqual([]);
