@@ -291,8 +291,10 @@ export class DebeziumJsonMessage {
       for (const c of columns) out[c.name] = jsonSafe(row[c.name]);
       return out;
     };
-    const source = sourceBlock(info, s);
-    const { version, position } = s.cellarVersion !== undefined ? { version: s.cellarVersion, position: `reconcile:${s.cellarVersion}` } : sourceVersionOf(info.connector, source);
+    // The version needs only the position fields; the whole source block is built if someone reads it.
+    const at = info.connector === 'postgresql' ? { lsn: s.lsn ?? 0 } : { file: s.file ?? 'bin.000001', pos: s.pos ?? 4, row: s.row ?? 0 };
+    const { version, position } = s.cellarVersion !== undefined ? { version: s.cellarVersion, position: `reconcile:${s.cellarVersion}` } : sourceVersionOf(info.connector, at);
+    let source: Record<string, unknown> | undefined;
     const row = s.after ?? s.before;
     let key: Record<string, unknown> | null = null;
     if (row && s.op !== 't') {
@@ -300,7 +302,10 @@ export class DebeziumJsonMessage {
       for (const c of columns) if (this.keyColumns.includes(c.name)) key[c.name] = jsonSafe(row[c.name]);
     }
     return {
-      op: s.op, before: image(s.before), after: image(s.after), key, source,
+      op: s.op, before: image(s.before), after: image(s.after), key,
+      get source() {
+        return (source ??= sourceBlock(info, s));
+      },
       table: info.connector === 'postgresql' ? `${info.schema ?? 'public'}.${info.table}` : `${info.db}.${info.table}`,
       sourceVersion: version, sourceTsMs: s.tsMs, position,
     };
