@@ -124,6 +124,29 @@ export class CachedRouteStore extends RouteStore {
     return out;
   }
 
+  /**
+   * The routes of `routes` (newest per contributor) whose placement differs from what is remembered: new
+   * contributors, moves, deletes. A change of quantity alone keeps the placement, so its route need not be
+   * written: only its version moved, and the aggregator's per-contribution version (written in the same
+   * transaction) already keeps an older change from applying after a restart. Call before {@link remember}.
+   */
+  placementChanges(routes: Route[]): Route[] {
+    const latest = new Map<string, Route>();
+    for (const r of routes) {
+      const prev = latest.get(r.contributorId);
+      if (!prev || prev.sourceVersion < r.sourceVersion) latest.set(r.contributorId, r);
+    }
+    const out: Route[] = [];
+    for (const r of latest.values()) {
+      const was = this.cache.get(r.contributorId);
+      if (
+        !was || was.deleted !== r.deleted || was.region !== r.region || was.sku !== r.sku || was.warehouseId !== r.warehouseId ||
+        was.supplierSku !== r.supplierSku || was.vintage !== r.vintage || was.bottleSizeMl !== r.bottleSizeMl || was.sourceTable !== r.sourceTable
+      ) out.push(r);
+    }
+    return out;
+  }
+
   /** Records routes that were saved and committed (the newest per contributor wins). */
   remember(routes: Route[]): void {
     if (this.cache.size + routes.length > this.maxEntries) this.cache.clear();

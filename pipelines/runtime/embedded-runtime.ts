@@ -158,7 +158,9 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       }
     }
     const { totals, contributions: changed } = aggregator.drain(Date.now());
-    // The next group is prepared while this one commits: it must see these routes already.
+    // Only placements that changed are written (see placementChanges); the next group is prepared while
+    // this one commits, so it must see these routes already.
+    const routesToSave = routes.placementChanges(allRoutes);
     routes.remember(allRoutes);
     const checkpoints: Prepared['checkpoints'] = [];
     const confirms: Prepared['confirms'] = [];
@@ -168,7 +170,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       checkpoints.push([last.supplier.id, JSON.stringify({ kind: last.supplier.source.kind, position: last.position, snapshotDone: snapshotDone.get(last.supplier.id) ?? false })]);
       confirms.push(last.confirm);
     }
-    return { taken, letters, allRoutes, totals, changed, stale, changes, checkpoints, confirms, repairIds: taken.flatMap((p) => p.repairIds ?? []) };
+    return { taken, letters, allRoutes: routesToSave, totals, changed, stale, changes, checkpoints, confirms, repairIds: taken.flatMap((p) => p.repairIds ?? []) };
   };
 
   const commitGroup = async (g: Prepared) => {
