@@ -93,8 +93,10 @@ export function cellarTopicConfigs(cfg: RuntimeConfig): ITopicConfig[] {
 }
 
 /**
- * Makes sure Cellar's topics (and any `extra` input topics) exist. Real clusters: admin CreateTopics
- * (existing topics are left as they are). Mock cluster: a metadata request creates them.
+ * Makes sure Cellar's topics exist, and waits for `extra` input topics (raw topics, which Debezium or
+ * `cellar run capture` create). Real clusters: admin CreateTopics for Cellar's (existing topics are left as
+ * they are), then a metadata request that fails, retriably, while an extra topic is missing. Mock cluster:
+ * a metadata request creates them all.
  */
 export async function ensureTopics(kafka: Kafka, cfg: RuntimeConfig, extra: string[] = []): Promise<void> {
   const admin: Admin = kafka.admin();
@@ -103,6 +105,9 @@ export async function ensureTopics(kafka: Kafka, cfg: RuntimeConfig, extra: stri
     const configs = cellarTopicConfigs(cfg);
     if (kafkaProfile(cfg).createTopicsWithAdmin) {
       await admin.createTopics({ topics: configs, waitForLeaders: true });
+      // Topics Cellar does not own (Debezium's raw topics) must exist before a consumer subscribes, without
+      // relying on the broker's auto-creation: a missing one fails here, retriable, and the caller waits.
+      if (extra.length) await admin.fetchTopicMetadata({ topics: extra });
     } else {
       await admin.fetchTopicMetadata({ topics: [...configs.map((c) => c.topic), ...extra] });
     }
