@@ -4,6 +4,7 @@ import type pg from 'pg';
 import type { CellarMetrics } from '../core/metrics.js';
 import { deadLetterCounts } from '../dlq/store.js';
 import { query } from '../../sinks/postgres/pool.js';
+import { histogramQuantile } from '../core/histogram.js';
 
 /** One sample line of Prometheus text. */
 export interface MetricSample {
@@ -54,26 +55,10 @@ export interface PipelineHealth {
   stores: { redis: boolean; postgres: boolean };
 }
 
-/**
- * Quantile from cumulative histogram counts, in ms, interpolated linearly inside the bucket that holds
- * it (as Prometheus' histogram_quantile does); the largest finite bound when it falls in +Inf.
- */
+/** Quantile from cumulative histogram counts (seconds), in ms; null without observations. */
 export function quantileMs(q: number, cum: Array<[number, number]>): number | null {
-  const total = cum.length ? cum[cum.length - 1]![1] : 0;
-  if (total <= 0) return null;
-  const rank = q * total;
-  let prevLe = 0;
-  let prevCount = 0;
-  for (const [le, c] of cum) {
-    if (c >= rank) {
-      if (!Number.isFinite(le)) return Math.round(prevLe * 1000);
-      const within = c === prevCount ? 1 : (rank - prevCount) / (c - prevCount);
-      return Math.round((prevLe + (le - prevLe) * within) * 1000);
-    }
-    prevLe = le;
-    prevCount = c;
-  }
-  return null;
+  const v = histogramQuantile(q, cum);
+  return v === undefined ? null : Math.round(v * 1000);
 }
 
 /**

@@ -5,6 +5,7 @@ import { readRegionSnapshot } from '../../sinks/redis/read.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import { skuTable, type DemoSupplier } from './catalog.js';
 import { openSupplierDb } from './supplier-db.js';
+import { histogramQuantile } from '../core/histogram.js';
 
 /** region → canonical SKU → bottles. */
 export type Totals = Map<string, Map<string, number>>;
@@ -89,27 +90,10 @@ export async function freshnessBuckets(metrics: CellarMetrics): Promise<Buckets>
     .sort((a, b) => a[0] - b[0]);
 }
 
-/**
- * The q-quantile of the observations between two bucket readings, interpolated linearly inside the
- * bucket as Prometheus' histogram_quantile does; undefined without observations.
- */
+/** The q-quantile (seconds) of the observations between two bucket readings; undefined without observations. */
 export function quantile(q: number, now: Buckets, before: Buckets = []): number | undefined {
   const base = new Map(before);
-  const counts = now.map(([le, c]): [number, number] => [le, c - (base.get(le) ?? 0)]);
-  const total = counts.at(-1)?.[1] ?? 0;
-  if (total <= 0) return undefined;
-  const rank = q * total;
-  let prevLe = 0;
-  let prevCount = 0;
-  for (const [le, c] of counts) {
-    if (c >= rank) {
-      if (le === Infinity) return prevLe;
-      return prevLe + ((le - prevLe) * (rank - prevCount)) / Math.max(1, c - prevCount);
-    }
-    prevLe = le;
-    prevCount = c;
-  }
-  return prevLe;
+  return histogramQuantile(q, now.map(([le, c]): [number, number] => [le, c - (base.get(le) ?? 0)]));
 }
 
 /** Seconds as a short human figure: `42 ms`, `1.3 s`, or `-`. */
