@@ -91,7 +91,7 @@ export async function startApi(
 export async function runApiProcess(cfg: RuntimeConfig, log: Logger, metrics: CellarMetrics): Promise<void> {
   if (cfg.apiWorkers > 1 && cluster.isPrimary) return superviseApiWorkers(cfg.apiWorkers, log);
   const api = await startApi(cfg, log, metrics);
-  log.info({ url: api.url, dashboard: `${api.url}/dashboard`, openapi: `${api.url}/openapi.json` }, 'read API listening');
+  log.info({ listening: api.url, dashboard: `${api.url}/dashboard`, openapi: `${api.url}/openapi.json` }, 'read API listening');
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     process.once(sig, () => {
       log.info({ signal: sig }, 'stopping');
