@@ -25,6 +25,12 @@ export function lsnToNumber(lsn: string): number {
   return parseInt(hi!, 16) * 2 ** 32 + parseInt(lo!, 16);
 }
 
+/** The LSN one byte before `lsn`, as `X/Y`. */
+function lsnBefore(lsn: string): string {
+  const n = Math.max(0, lsnToNumber(lsn) - 1);
+  return `${Math.floor(n / 2 ** 32).toString(16).toUpperCase()}/${(n % 2 ** 32).toString(16).toUpperCase()}`;
+}
+
 const TYPE: Record<string, ColumnDef['type']> = {
   int2: 'int16', int4: 'int32', int8: 'int64', float4: 'double', float8: 'double', bool: 'boolean',
 };
@@ -66,9 +72,22 @@ export class PostgresCdcSource {
   private delivered = '';
   private confirmed = '';
   private explicit = false;
+  /** Settles when streaming ends: resolves on stop(), rejects (retriable) when the stream stops on its own. */
+  readonly done: Promise<void>;
+  private settle!: (err?: CellarError) => void;
 
   constructor(config: unknown, private readonly log: Logger) {
     this.cfg = parsePostgresCdcConfig(config);
+    this.done = new Promise<void>((resolve, reject) => {
+      let settled = false;
+      this.settle = (err) => {
+        if (settled) return;
+        settled = true;
+        if (err) reject(err);
+        else resolve();
+      };
+    });
+    this.done.catch(() => undefined);
   }
 
   private async admin<T>(what: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
@@ -253,6 +272,10 @@ export class PostgresCdcSource {
       { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } },
     );
     this.service = service;
+    // Positions here (commit end, keepalive) already point past the last byte, and the library adds one:
+    // confirm exactly them, which is also what lets the server's walsender finish a shutdown (it waits
+    // until the confirmed position equals what it sent).
+    const ack = (lsn: string) => service.acknowledge(lsnBefore(lsn));
     let pending: CdcBatch['messages'] = [];
     let lastAcked = '';
     let commitMs = Date.now();
@@ -287,7 +310,7 @@ export class PostgresCdcSource {
         if (this.explicit) {
           if (end > this.delivered || !this.delivered) this.delivered = end;
         } else {
-          await service.acknowledge(end);
+          await ack(end);
           lastAcked = end;
         }
         this.inFlight = false;
@@ -304,25 +327,29 @@ export class PostgresCdcSource {
       if (this.confirmed && lsnToNumber(lsn) <= lsnToNumber(this.confirmed)) return;
       this.confirmed = lsn;
       if (!lastAcked || lsnToNumber(lsn) > lsnToNumber(lastAcked)) {
-        await service.acknowledge(lsn);
+        await ack(lsn);
         lastAcked = lsn;
       }
     };
     service.on('heartbeat', async (lsn: string, _ts: number, shouldRespond: boolean) => {
       // Caught up: everything before the server's position was delivered and handled (or filtered out).
       if (idle() && lsn && lsnToNumber(lsn) > (lastAcked ? lsnToNumber(lastAcked) : 0)) {
-        await service.acknowledge(lsn);
+        await ack(lsn);
         lastAcked = lsn;
-      } else if (shouldRespond && lastAcked) await service.acknowledge(lastAcked);
+      } else if (shouldRespond && lastAcked) await ack(lastAcked);
     });
     service.on('error', (err: Error) => {
       if (!this.stopped) this.log.error({ err: err.message }, 'replication stream error');
     });
+    const ended = (err?: unknown) => {
+      if (this.stopped) return;
+      const e = err === undefined ? new CellarError('cdc_stream_ended', `the replication stream of slot ${this.cfg.slotName} ended`, { retriable: true }) : fromPgError(err, `replication stream of slot ${this.cfg.slotName}`);
+      this.log.error({ err: e.message }, 'replication stream ended');
+      this.settle(new CellarError(e.code, e.message, { retriable: true, cause: err }));
+    };
     service
       .subscribe(new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.cfg.publicationName] }), this.cfg.slotName)
-      .catch((err: unknown) => {
-        if (!this.stopped) this.log.error({ err: (err as Error).message }, 'replication stream ended');
-      });
+      .then(() => ended(), ended);
   }
 
   private confirmTo: ((lsn: string) => Promise<void>) | undefined;
@@ -341,6 +368,7 @@ export class PostgresCdcSource {
     this.stopped = true;
     await this.service?.stop().catch(() => undefined);
     this.service = undefined;
+    this.settle();
   }
 }
 

@@ -90,7 +90,8 @@ export async function startLocalPostgres(options: { walLevel?: 'logical' | 'repl
   let child: ChildProcess | undefined;
   let log = '';
   const start = async () => {
-    if (child && child.exitCode === null) return;
+    // Still running (a process killed by a signal has a signalCode and no exitCode).
+    if (child && child.exitCode === null && child.signalCode === null) return;
     log = '';
     child = spawnManaged(bin('postgres'), flags, { env, ...owner, stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr?.on('data', (d: Buffer) => {

@@ -26,6 +26,8 @@ export class CellarMetrics {
   readonly reconciliationLastSuccess: Gauge<'supplier'>;
   /** Source rows compared by reconciliation. */
   readonly reconciliationRows: Counter<'supplier'>;
+  /** Native readers started again after their stream stopped on an error (embedded runtime). */
+  readonly readerRestarts: Counter<'supplier'>;
   /** 1 while a Kafka Connect connector is RUNNING, else 0 (exported by `cellar run scheduler` with CELLAR_CONNECT_URL). */
   readonly connectorUp: Gauge<'connector'>;
   /** 1 while a connector's task is FAILED, else 0. */
@@ -55,6 +57,7 @@ export class CellarMetrics {
     this.consumerLag = new Gauge({ name: 'cellar_consumer_lag', help: 'Messages behind the high watermark after the last batch, per partition this member consumes', labelNames: ['group', 'topic', 'partition'], registers: r });
     this.reconciliationDrift = new Gauge({ name: 'cellar_reconciliation_drift_keys', help: 'Keys found drifted by the last reconciliation run of a supplier', labelNames: ['supplier'], registers: r });
     this.reconciliationLastSuccess = new Gauge({ name: 'cellar_reconciliation_last_success_timestamp_seconds', help: 'Unix time of the last completed reconciliation run of a supplier', labelNames: ['supplier'], registers: r });
+    this.readerRestarts = new Counter({ name: 'cellar_reader_restarts_total', help: 'Native readers started again after their stream stopped on an error', labelNames: ['supplier'], registers: r });
     this.connectorUp = new Gauge({ name: 'cellar_connector_up', help: '1 while the Kafka Connect connector is RUNNING', labelNames: ['connector'], registers: r });
     this.connectorTaskFailed = new Gauge({ name: 'cellar_connector_task_failed', help: '1 while the connector task is FAILED', labelNames: ['connector', 'task'], registers: r });
     this.reconciliationRows = new Counter({ name: 'cellar_reconciliation_rows_compared_total', help: 'Source rows compared by reconciliation', labelNames: ['supplier'], registers: r });

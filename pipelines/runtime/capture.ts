@@ -79,7 +79,7 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
 
 type Publish = (messages: Array<{ topic: string; key: string | null; value: string }>) => Promise<void>;
 type Retry = <T>(what: string, fn: () => Promise<T>) => Promise<T>;
-/** `done` rejects when the reader stops for good on an error (the MySQL reader; the Postgres reader reconnects itself). */
+/** `done` rejects when the reader's stream stops on an error; `cellar run capture` then exits 1 for its supervisor to restart it. */
 type Reader = { stop(): Promise<void>; done?: Promise<void> };
 
 async function startPostgres(supplier: Supplier, saved: CaptureCheckpoint | undefined, publish: Publish, checkpoint: (c: CaptureCheckpoint) => Promise<unknown>, retry: Retry, log: Logger): Promise<Reader> {
@@ -93,7 +93,7 @@ async function startPostgres(supplier: Supplier, saved: CaptureCheckpoint | unde
       { snapshotDone: saved?.snapshotDone ?? false },
     ),
   );
-  return { stop: () => source.stop() };
+  return { stop: () => source.stop(), done: source.done };
 }
 
 async function startMysql(supplier: Supplier, saved: CaptureCheckpoint | undefined, publish: Publish, checkpoint: (c: CaptureCheckpoint) => Promise<unknown>, retry: Retry, log: Logger): Promise<Reader> {

@@ -15,7 +15,7 @@ import type { RuntimeConfig } from '../core/config.js';
 import { CellarError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
-import { withRetry } from '../core/retry.js';
+import { sleep, withRetry } from '../core/retry.js';
 import { insertDeadLetters } from '../dlq/store.js';
 import { normalizeBatch } from '../normalize/batch.js';
 import { compileMapping, type CompiledMapping } from '../normalize/mapping.js';
@@ -29,6 +29,8 @@ import { DebeziumJsonMessage } from '../../connectors/debezium/envelope.js';
 export const EMBEDDED_PARTITION = -1;
 /** How often the embedded runtime looks for corrections queued by reconciliation, ms. */
 const REPAIR_POLL_MS = 1_000;
+/** Wait before starting a reader again after its stream stopped on an error, ms (then retries with backoff). */
+const READER_RESTART_MS = 1_000;
 
 /** A running embedded pipeline. */
 export interface EmbeddedRuntime {
@@ -75,7 +77,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const aggregator = new RegionalAggregator();
   aggregator.restore(await retry('restoring aggregate state', () => contributions.load(EMBEDDED_PARTITION)));
   const skuTables = await retry('reading cellar.sku_map', () => loadSkuMaps(pool, tableMappedSuppliers(suppliers)));
-  const sources: Array<{ stop(): Promise<void> }> = [];
+  const sources: Array<{ stop(): Promise<void>; done: Promise<void> }> = [];
   const skipped: EmbeddedRuntime['skipped'] = [];
   let fatal: Error | undefined;
   let fail!: (err: Error) => void;
@@ -235,17 +237,16 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
 
   const MAX_BUFFERED = 50_000;
   const mappings = new Map<string, { supplier: Supplier; mapping: CompiledMapping }>();
-  for (const supplier of suppliers) {
-    const kind = supplier.source.kind;
-    if (kind !== 'postgres' && kind !== 'mysql' && kind !== 'mariadb') {
-      skipped.push({ supplier: supplier.id, reason: `no native reader for source kind ${kind}; capture it with Debezium and the Kafka runtime` });
-      continue;
-    }
-    const mapping = compileMapping(supplier, skuTables.get(supplier.id));
-    mappings.set(supplier.id, { supplier, mapping });
-    const cp = await query<{ position: { snapshotDone?: boolean; position?: unknown } }>(pool, 'reading checkpoint', 'SELECT position FROM cellar.checkpoints WHERE source_id = $1', [supplier.id]);
-    const saved = cp.rows[0]?.position;
-    snapshotDone.set(supplier.id, saved?.snapshotDone ?? false);
+  const readCheckpoint = async (supplierId: string) =>
+    (await query<{ position: { snapshotDone?: boolean; position?: unknown } }>(pool, 'reading checkpoint', 'SELECT position FROM cellar.checkpoints WHERE source_id = $1', [supplierId])).rows[0]?.position;
+
+  /**
+   * Starts a supplier's reader from where Cellar's commits left it (the slot's confirmed position, or the
+   * checkpointed binlog position), and starts it again, with backoff, when its stream stops on an error
+   * (a restarted or unreachable supplier database): changes read but not yet committed are read again,
+   * and the version guards make the repeats harmless.
+   */
+  const startReader = async (supplier: Supplier, mapping: CompiledMapping): Promise<void> => {
     const accept = async (p: Omit<Pending, 'supplier' | 'mapping'>) => {
       if (fatal) throw fatal;
       buffer.push({ supplier, mapping, ...p });
@@ -254,23 +255,47 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       while (buffered > MAX_BUFFERED && !fatal) await new Promise<void>((r) => space.push(r));
     };
     const tables = supplier.source.tables.map((t) => t.name);
-    await retry(`starting the reader of ${supplier.id}`, async () => {
+    const source = await retry(`starting the reader of ${supplier.id}`, async () => {
       try {
-        if (kind === 'postgres') {
-          const source = createPostgresCdcSource({ url: postgresUrl(supplier), topicPrefix: supplier.topicPrefix, tables }, log);
-          await source.start((b) => accept({ batch: b, position: b.lsn, confirm: () => source.confirm(b.lsn) }), { snapshotDone: snapshotDone.get(supplier.id), explicitConfirm: true });
-          sources.push(source);
-        } else {
-          // The binlog position in the checkpoint is where a restart resumes: nothing to confirm at the source.
-          const source = createMysqlCdcSource({ url: mysqlUrl(supplier), topicPrefix: supplier.topicPrefix, tables }, log);
-          const resume = saved?.snapshotDone && saved.position ? { position: saved.position as BinlogPosition } : {};
-          await source.start((b) => accept({ batch: b, position: b.position, confirm: async () => undefined }), resume);
-          sources.push(source);
+        if (supplier.source.kind === 'postgres') {
+          const pgSource = createPostgresCdcSource({ url: postgresUrl(supplier), topicPrefix: supplier.topicPrefix, tables }, log);
+          // A batch of a reader that has since stopped cannot be acknowledged through it: its successor
+          // resumes from the slot's confirmed position and acknowledges what follows.
+          await pgSource.start((b) => accept({ batch: b, position: b.lsn, confirm: () => pgSource.confirm(b.lsn).catch(() => undefined) }), { snapshotDone: snapshotDone.get(supplier.id), explicitConfirm: true });
+          return pgSource;
         }
+        // The binlog position in the checkpoint is where a restart resumes: nothing to confirm at the source.
+        const saved = await readCheckpoint(supplier.id);
+        const mySource = createMysqlCdcSource({ url: mysqlUrl(supplier), topicPrefix: supplier.topicPrefix, tables }, log);
+        const resume = saved?.snapshotDone && saved.position ? { position: saved.position as BinlogPosition } : {};
+        await mySource.start((b) => accept({ batch: b, position: b.position, confirm: async () => undefined }), resume);
+        return mySource;
       } catch (err) {
         throw err instanceof CellarError ? err : new CellarError('cdc_start', `${supplier.id}: ${(err as Error).message}`, { retriable: true, cause: err });
       }
     });
+    sources.push(source);
+    source.done.catch(async (err: unknown) => {
+      sources.splice(sources.indexOf(source), 1);
+      await source.stop().catch(() => undefined);
+      if (stopping || fatal) return;
+      metrics.readerRestarts.inc({ supplier: supplier.id });
+      log.error({ supplier: supplier.id, err: (err as Error).message }, 'reader stopped; starting it again from the last commit');
+      await sleep(READER_RESTART_MS);
+      if (!stopping && !fatal) await startReader(supplier, mapping).catch((e: unknown) => stopOn(e));
+    });
+  };
+
+  for (const supplier of suppliers) {
+    const kind = supplier.source.kind;
+    if (kind !== 'postgres' && kind !== 'mysql' && kind !== 'mariadb') {
+      skipped.push({ supplier: supplier.id, reason: `no native reader for source kind ${kind}; capture it with Debezium and the Kafka runtime` });
+      continue;
+    }
+    const mapping = compileMapping(supplier, skuTables.get(supplier.id));
+    mappings.set(supplier.id, { supplier, mapping });
+    snapshotDone.set(supplier.id, (await readCheckpoint(supplier.id))?.snapshotDone ?? false);
+    await startReader(supplier, mapping);
   }
   // Corrections from reconciliation (cellar.repair_requests) take the same path as the readers' changes.
   const queuedRepairs = new Set<number>();
