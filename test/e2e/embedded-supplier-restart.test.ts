@@ -2,8 +2,10 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
+import mysql from 'mysql2/promise';
 import { Redis } from 'ioredis';
 import { createDatabase, startLocalPostgres, type LocalPostgres } from '../../infra/local/postgres.js';
+import { mariadbAvailable, startLocalMariaDb, type LocalMariaDb } from '../../infra/local/mariadb.js';
 import { tempDir } from '../../infra/local/process.js';
 import { startLocalRedis, type LocalRedis } from '../../infra/local/redis.js';
 import { loadRuntimeConfig } from '../../pipelines/core/config.js';
@@ -108,5 +110,77 @@ mapping: { sku: sku, warehouse: wh, quantity: qty, regions: { a: ${R1}, b: ${R2}
     expect(await eventually(async () => (await metrics.value('cellar_reader_restarts_total', { supplier: 'acme' })) >= 1, 10_000)).toBe(true);
     expect(failed, 'the runtime kept running').toBeUndefined();
     expect(rt.isReady()).toBe(true);
+  }, 180_000);
+});
+
+const withMariaDb = await mariadbAvailable();
+
+/** The same with a MariaDB supplier: the binlog stream drops, the reader resumes from the checkpointed GTIDs. */
+describe.skipIf(!withMariaDb)(`embedded runtime across a supplier MariaDB restart${withMariaDb ? '' : ' — skipped: no MariaDB server binaries'}`, () => {
+  const R1 = rid('west');
+  const region: Record<string, string> = { a: R1, b: R1 };
+  let server: LocalMariaDb;
+  let redisServer: LocalRedis;
+  let redis: Redis;
+  let cellar: { url: string; pool: pg.Pool };
+  let rt: EmbeddedRuntime;
+  const metrics = new CellarMetrics(false);
+  let failed: Error | undefined;
+  const sql = async <T>(text: string, values: unknown[] = []): Promise<T> => {
+    const c = await mysql.createConnection({ uri: server.url, multipleStatements: true });
+    try {
+      return (await c.query(text, values))[0] as T;
+    } finally {
+      await c.end();
+    }
+  };
+
+  beforeAll(async () => {
+    server = await startLocalMariaDb();
+    await sql(`CREATE DATABASE shop; CREATE TABLE shop.stock (id int PRIMARY KEY, sku varchar(16) NOT NULL, wh varchar(4) NOT NULL, qty int NOT NULL)`);
+    await sql(`INSERT INTO shop.stock VALUES ${Array.from({ length: 100 }, (_, i) => `(${i + 1}, 'sku-${i % 10}', '${i % 2 ? 'a' : 'b'}', ${i % 7})`).join(',')}`);
+    cellar = await freshDatabase();
+    redisServer = await startLocalRedis();
+    redis = new Redis(redisServer.url);
+    const dir = tempDir('suppliers');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'shop.yaml'), `id: shop
+name: Shop
+source:
+  kind: mariadb
+  connection: { host: 127.0.0.1, port: ${server.port}, user: root }
+  topicPrefix: ${rid('shop')}
+  tables: [{ name: shop.stock }]
+mapping: { sku: sku, warehouse: wh, quantity: qty, regions: { a: ${R1}, b: ${R1} } }
+`);
+    const cfg = loadRuntimeConfig({ ...process.env, CELLAR_PG_URL: cellar.url, CELLAR_REDIS_URL: redisServer.url, CELLAR_SUPPLIERS_DIR: dir });
+    rt = await startEmbedded(cfg, createLogger('supplier-restart', 'error'), metrics);
+    void rt.failed.then((e) => (failed = e));
+  }, 120_000);
+
+  afterAll(async () => {
+    await rt?.stop();
+    redis?.disconnect();
+    await redisServer?.destroy();
+    await cellar?.pool.end();
+    await server?.destroy();
+  });
+
+  async function truth(): Promise<Totals> {
+    const out: Totals = new Map();
+    for (const r of await sql<Array<{ sku: string; wh: string; qty: number }>>('SELECT sku, wh, qty FROM shop.stock')) addRow(out, region[r.wh]!, r.sku, r.qty);
+    return out;
+  }
+
+  it('reads again from the checkpoint after the supplier restarts and stays exact, without stopping', async () => {
+    expect(await storesConverged(truth, cellar.pool, redis, [R1])).toEqual([]);
+    for (let i = 0; i < 50; i++) await sql('UPDATE shop.stock SET qty = ? WHERE id = ?', [i % 11, 1 + (i * 7) % 100]);
+    await server.stop();
+    await new Promise((r) => setTimeout(r, 1_500));
+    await server.start();
+    for (let i = 0; i < 80; i++) await sql('UPDATE shop.stock SET qty = ?, wh = ? WHERE id = ?', [i % 5, i % 3 ? 'a' : 'b', 1 + (i * 13) % 100]);
+    expect(await storesConverged(truth, cellar.pool, redis, [R1])).toEqual([]);
+    expect(await metrics.value('cellar_reader_restarts_total', { supplier: 'shop' })).toBeGreaterThanOrEqual(1);
+    expect(failed, 'the runtime kept running').toBeUndefined();
   }, 180_000);
 });
