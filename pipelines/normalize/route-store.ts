@@ -34,6 +34,16 @@ function toRoute(r: RouteRow): Route {
   };
 }
 
+/** The newest route of each contributor among `routes` (by source version). */
+function newestPerContributor(routes: Route[]): Route[] {
+  const latest = new Map<string, Route>();
+  for (const r of routes) {
+    const prev = latest.get(r.contributorId);
+    if (!prev || prev.sourceVersion < r.sourceVersion) latest.set(r.contributorId, r);
+  }
+  return [...latest.values()];
+}
+
 /**
  * Durable routes of the normalizer in `cellar.contributor_routes`. Saved after the observations they
  * produced are acknowledged by Kafka, and before input offsets are committed; a save never moves a
@@ -65,12 +75,7 @@ export class RouteStore {
   /** Upserts routes (latest per contributor wins), one statement; `tx` runs it inside a caller's transaction. */
   async save(routes: Route[], tx?: pg.PoolClient): Promise<void> {
     if (routes.length === 0) return;
-    const latest = new Map<string, Route>();
-    for (const r of routes) {
-      const prev = latest.get(r.contributorId);
-      if (!prev || prev.sourceVersion < r.sourceVersion) latest.set(r.contributorId, r);
-    }
-    const list = [...latest.values()].sort((a, b) => (a.contributorId < b.contributorId ? -1 : 1));
+    const list = newestPerContributor(routes).sort((a, b) => (a.contributorId < b.contributorId ? -1 : 1));
     const col = <K extends keyof Route>(k: K) => list.map((r) => r[k]);
     await query(
       tx ?? this.pool,
@@ -131,20 +136,11 @@ export class CachedRouteStore extends RouteStore {
    * transaction) already keeps an older change from applying after a restart. Call before {@link remember}.
    */
   placementChanges(routes: Route[]): Route[] {
-    const latest = new Map<string, Route>();
-    for (const r of routes) {
-      const prev = latest.get(r.contributorId);
-      if (!prev || prev.sourceVersion < r.sourceVersion) latest.set(r.contributorId, r);
-    }
-    const out: Route[] = [];
-    for (const r of latest.values()) {
+    return newestPerContributor(routes).filter((r) => {
       const was = this.cache.get(r.contributorId);
-      if (
-        !was || was.deleted !== r.deleted || was.region !== r.region || was.sku !== r.sku || was.warehouseId !== r.warehouseId ||
-        was.supplierSku !== r.supplierSku || was.vintage !== r.vintage || was.bottleSizeMl !== r.bottleSizeMl || was.sourceTable !== r.sourceTable
-      ) out.push(r);
-    }
-    return out;
+      return !was || was.deleted !== r.deleted || was.region !== r.region || was.sku !== r.sku || was.warehouseId !== r.warehouseId ||
+        was.supplierSku !== r.supplierSku || was.vintage !== r.vintage || was.bottleSizeMl !== r.bottleSizeMl || was.sourceTable !== r.sourceTable;
+    });
   }
 
   /** Records routes that were saved and committed (the newest per contributor wins). */

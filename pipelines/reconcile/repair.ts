@@ -11,6 +11,7 @@ import { keyOfContributor, repairVersion, type Drift } from './compare.js';
 import type { SourceMessage, SourceRow, SupplierSnapshot } from './source-snapshot.js';
 import { incrementalSnapshotSignal, sendSignal } from './signal.js';
 import { groupBy } from '../core/collections.js';
+import { readCheckpoint } from '../runtime/checkpoints.js';
 
 /**
  * How corrections enter the pipeline: `queue` (the table `cellar.repair_requests`, which the embedded
@@ -38,8 +39,7 @@ export interface RepairContext {
 /** `queue` when the embedded runtime checkpoints this supplier, else `kafka`. */
 export async function resolveVia(pool: pg.Pool, supplierId: string, via: RepairVia | 'auto'): Promise<RepairVia> {
   if (via !== 'auto') return via;
-  const { rowCount } = await query(pool, 'reading checkpoints', 'SELECT 1 FROM cellar.checkpoints WHERE source_id = $1', [supplierId]);
-  return rowCount ? 'queue' : 'kafka';
+  return (await readCheckpoint(pool, supplierId)) !== undefined ? 'queue' : 'kafka';
 }
 
 /**
@@ -70,26 +70,25 @@ export async function applyRepairs(ctx: RepairContext, confirmed: Array<{ drift:
     }
   }
   // One correction per row, whichever drifts led to it (they are all corrected by it).
-  const byCid = groupBy(targets, (t) => t.cid);
-  const unique = [...byCid.values()].map((list) => list[0]!);
-  const correctedBy = (t: { cid: string }) => byCid.get(t.cid)!.map((x) => x.drift);
-  targets.splice(0, targets.length, ...unique);
-  const via = targets.length ? await resolveVia(pool, supplier.id, ctx.via) : 'queue';
+  const rows = [...groupBy(targets, (t) => t.cid).values()].map((list) => ({ ...list[0]!, drifts: list.map((t) => t.drift) }));
+  const via = rows.length ? await resolveVia(pool, supplier.id, ctx.via) : 'queue';
+  let viaEvents = rows;
   if (via === 'signal') {
-    const present = targets.filter((t) => t.row);
+    const present = rows.filter((t) => t.row);
     if (present.length) {
       if (!ctx.kafka) throw new ConfigError('repairs through the signal table need Cellar\'s settings (the connector config names the table)');
       const byTable = new Map([...groupBy(present, (t) => t.table)].map(([table, list]) => [table, list.map((t) => t.key)]));
       const collection = await sendSignal(supplier, ctx.kafka, incrementalSnapshotSignal(supplier.source.kind, byTable));
-      for (const t of present) for (const d of correctedBy(t)) done.add(d);
+      for (const t of present) for (const d of t.drifts) done.add(d);
       ctx.log.info({ supplier: supplier.id, rows: present.length, signal: collection }, 'incremental snapshot requested through the signal table');
     }
-    targets.splice(0, targets.length, ...targets.filter((t) => !t.row));
+    // A snapshot cannot bring back a row the source no longer has: those go as delete events.
+    viaEvents = rows.filter((t) => !t.row);
   }
-  const versions = await newestVersions(pool, [...new Set(targets.map((t) => t.cid))]);
-  const messages: Array<{ table: string; m: SourceMessage; drifts: Drift[] }> = targets.map((t) => ({
+  const versions = await newestVersions(pool, viaEvents.map((t) => t.cid));
+  const messages: Array<{ table: string; m: SourceMessage; drifts: Drift[] }> = viaEvents.map((t) => ({
     table: t.table,
-    drifts: correctedBy(t),
+    drifts: t.drifts,
     m: t.row ? snap.message(t.row, 'r', repairVersion(versions.get(t.cid))) : snap.message({ table: t.table, row: t.key }, 'd', repairVersion(versions.get(t.cid))),
   }));
   if (messages.length) {

@@ -2,7 +2,7 @@ import { mysqlUrl, postgresUrl } from '../../connectors/registry/connection.js';
 import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
 import { createPostgresCdcSource } from '../../connectors/postgres-cdc/index.js';
 import { createMysqlCdcSource, type BinlogPosition } from '../../connectors/mysql-cdc/index.js';
-import { createPgPool, query } from '../../sinks/postgres/pool.js';
+import { createPgPool } from '../../sinks/postgres/pool.js';
 import { migrate } from '../../sinks/postgres/migrate.js';
 import type { RuntimeConfig } from '../core/config.js';
 import { ConfigError, fromKafkaError } from '../core/errors.js';
@@ -10,6 +10,7 @@ import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import { withRetry } from '../core/retry.js';
 import { connectProducer, createKafka, ensureTopics } from '../kafka/client.js';
+import { readCheckpoint, writeCheckpoint } from './checkpoints.js';
 
 /** What `cellar.checkpoints` holds for a capture (source id `capture:<supplier>`). */
 interface CaptureCheckpoint { kind: string; snapshotDone?: boolean; lsn?: string; position?: BinlogPosition }
@@ -41,13 +42,8 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
   await retry('Kafka topics', () => ensureTopics(kafka, cfg, topics));
   const producer = await retry('Kafka', () => connectProducer(kafka, cfg));
   const sourceId = `capture:${supplier.id}`;
-  const cp = await query<{ position: CaptureCheckpoint }>(pool, 'reading checkpoint', 'SELECT position FROM cellar.checkpoints WHERE source_id = $1', [sourceId]);
-  const saved = cp.rows[0]?.position;
-  const writeCheckpoint = (c: CaptureCheckpoint) =>
-    retry('writing checkpoint', () =>
-      query(pool, 'writing checkpoint', `INSERT INTO cellar.checkpoints (source_id, position) VALUES ($1, $2)
-        ON CONFLICT (source_id) DO UPDATE SET position = excluded.position, updated_at = now()`, [sourceId, JSON.stringify(c)]),
-    );
+  const saved = await readCheckpoint<CaptureCheckpoint>(pool, sourceId);
+  const checkpoint = (c: CaptureCheckpoint) => retry('writing checkpoint', () => writeCheckpoint(pool, sourceId, c));
   const publish = async (messages: Array<{ topic: string; key: string | null; value: string }>) => {
     if (!messages.length) return;
     await retry('producing raw changes', async () => {
@@ -65,7 +61,7 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
     });
     metrics.eventsOut.inc({ stage: 'capture' }, messages.length);
   };
-  const reader = kind === 'postgres' ? await startPostgres(supplier, saved, publish, writeCheckpoint, retry, log) : await startMysql(supplier, saved, publish, writeCheckpoint, retry, log);
+  const reader = kind === 'postgres' ? await startPostgres(supplier, saved, publish, checkpoint, retry, log) : await startMysql(supplier, saved, publish, checkpoint, retry, log);
   log.info({ supplier: supplier.id, kind, topics }, 'capturing');
   return {
     ...(reader.done ? { done: reader.done } : {}),

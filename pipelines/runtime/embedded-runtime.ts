@@ -24,9 +24,13 @@ import type { Route } from '../normalize/normalize.js';
 import { loadSkuMaps, tableMappedSuppliers } from '../normalize/sku-map-store.js';
 import { groupBy } from '../core/collections.js';
 import { DebeziumJsonMessage } from '../../connectors/debezium/envelope.js';
+import { readCheckpoint, writeCheckpoint } from './checkpoints.js';
 
 /** The `partition` the embedded runtime files its contributions under (the Kafka runtime uses 0..N-1). */
 export const EMBEDDED_PARTITION = -1;
+/** A supplier's checkpoint: where its reader resumes, and whether its initial snapshot completed. */
+interface EmbeddedCheckpoint { kind: string; position?: unknown; snapshotDone?: boolean }
+
 /** How often the embedded runtime looks for corrections queued by reconciliation, ms. */
 const REPAIR_POLL_MS = 1_000;
 /** Wait before starting a reader again after its stream stopped on an error, ms (then retries with backoff). */
@@ -106,15 +110,15 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
 
   /** A group normalized and aggregated in memory, ready to commit (see the loop below). */
   interface Prepared {
-    taken: Pending[];
     letters: DeadLetter[];
-    allRoutes: Route[];
+    /** Routes whose placement changed (see CachedRouteStore.placementChanges). */
+    routesToSave: Route[];
     totals: ReturnType<RegionalAggregator['drain']>['totals'];
     changed: ReturnType<RegionalAggregator['drain']>['contributions'];
     stale: number;
     changes: number;
     /** Checkpoint rows as of this group (taken now: the next group may already finish a snapshot). */
-    checkpoints: Array<[string, string]>;
+    checkpoints: Array<[string, EmbeddedCheckpoint]>;
     confirms: Array<() => Promise<void>>;
     repairIds: number[];
   }
@@ -169,25 +173,22 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     for (const group of bySupplier.values()) {
       const last = group.filter((p) => p.position !== undefined).at(-1);
       if (!last) continue;
-      checkpoints.push([last.supplier.id, JSON.stringify({ kind: last.supplier.source.kind, position: last.position, snapshotDone: snapshotDone.get(last.supplier.id) ?? false })]);
+      checkpoints.push([last.supplier.id, { kind: last.supplier.source.kind, position: last.position, snapshotDone: snapshotDone.get(last.supplier.id) ?? false }]);
       confirms.push(last.confirm);
     }
-    return { taken, letters, allRoutes: routesToSave, totals, changed, stale, changes, checkpoints, confirms, repairIds: taken.flatMap((p) => p.repairIds ?? []) };
+    return { letters, routesToSave, totals, changed, stale, changes, checkpoints, confirms, repairIds: taken.flatMap((p) => p.repairIds ?? []) };
   };
 
   const commitGroup = async (g: Prepared) => {
     const { letters, totals, stale, changes } = g;
     await retry('committing batch', () =>
       inTransaction(pool, 'committing embedded batch', async (tx) => {
-        await routes.save(g.allRoutes, tx);
+        await routes.save(g.routesToSave, tx);
         await contributions.save(g.changed, EMBEDDED_PARTITION, tx);
         await upsertRegionalStock(tx, totals);
         await insertDeadLetters(tx, letters);
         if (g.repairIds.length) await query(tx, 'consuming corrections', 'DELETE FROM cellar.repair_requests WHERE id = ANY($1)', [g.repairIds]);
-        for (const [sourceId, checkpoint] of g.checkpoints) {
-          await query(tx, 'writing checkpoint', `INSERT INTO cellar.checkpoints (source_id, position, updated_at) VALUES ($1, $2, now())
-            ON CONFLICT (source_id) DO UPDATE SET position = excluded.position, updated_at = now()`, [sourceId, checkpoint]);
-        }
+        for (const [sourceId, checkpoint] of g.checkpoints) await writeCheckpoint(tx, sourceId, checkpoint);
       }),
     );
     const res = await retry('writing Redis', () => redisSink.writeBatch(totals));
@@ -237,8 +238,6 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
 
   const MAX_BUFFERED = 50_000;
   const mappings = new Map<string, { supplier: Supplier; mapping: CompiledMapping }>();
-  const readCheckpoint = async (supplierId: string) =>
-    (await query<{ position: { snapshotDone?: boolean; position?: unknown } }>(pool, 'reading checkpoint', 'SELECT position FROM cellar.checkpoints WHERE source_id = $1', [supplierId])).rows[0]?.position;
 
   /**
    * Starts a supplier's reader from where Cellar's commits left it (the slot's confirmed position, or the
@@ -265,7 +264,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
           return pgSource;
         }
         // The binlog position in the checkpoint is where a restart resumes: nothing to confirm at the source.
-        const saved = await readCheckpoint(supplier.id);
+        const saved = await readCheckpoint<EmbeddedCheckpoint>(pool, supplier.id);
         const mySource = createMysqlCdcSource({ url: mysqlUrl(supplier), topicPrefix: supplier.topicPrefix, tables }, log);
         const resume = saved?.snapshotDone && saved.position ? { position: saved.position as BinlogPosition } : {};
         await mySource.start((b) => accept({ batch: b, position: b.position, confirm: async () => undefined }), resume);
@@ -294,7 +293,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     }
     const mapping = compileMapping(supplier, skuTables.get(supplier.id));
     mappings.set(supplier.id, { supplier, mapping });
-    snapshotDone.set(supplier.id, (await readCheckpoint(supplier.id))?.snapshotDone ?? false);
+    snapshotDone.set(supplier.id, (await readCheckpoint<EmbeddedCheckpoint>(pool, supplier.id))?.snapshotDone ?? false);
     await startReader(supplier, mapping);
   }
   // Corrections from reconciliation (cellar.repair_requests) take the same path as the readers' changes.
