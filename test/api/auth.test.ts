@@ -9,12 +9,12 @@ import { startApi } from '../../pipelines/api/index.js';
 import { CellarMetrics } from '../../pipelines/core/metrics.js';
 import { insertDeadLetters } from '../../pipelines/dlq/store.js';
 import { upsertRegionalStock } from '../../sinks/postgres/sink.js';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnCellar } from '../../infra/local/cellar-process.js';
 import { tempDir } from '../../infra/local/process.js';
 import type { Producer } from 'kafkajs';
-import { cellarEnv, freshDatabase, rid, services } from '../support/services.js';
+import { cellarEnv, freshDatabase, rid, services, supplierDir } from '../support/services.js';
 import { call, keysByRole, memoryLogger, openEvents, startTestApi, stock, type TestApi } from './api-support.js';
 
 /** Every /v1 operation of the OpenAPI document with the least role it needs. */
@@ -193,8 +193,7 @@ describe('read API access control and audit', () => {
 
   it('runs reconciliation over the supplier registry when started from the configuration (cellar run api)', async () => {
     // One supplier whose source Cellar does not read itself (a CSV feed): nothing to reconcile.
-    const dir = tempDir('suppliers');
-    writeFileSync(join(dir, 'valley.yaml'), 'id: valley\nname: Valley\nsource: { kind: csv, topicPrefix: valley, tables: [{ name: feed.stock, key: [sku, store] }] }\nmapping: { sku: sku, warehouse: store, quantity: bottles, unit: bottles, regions: { napa: us-west } }\n');
+    const dir = supplierDir({ valley: 'id: valley\nname: Valley\nsource: { kind: csv, topicPrefix: valley, tables: [{ name: feed.stock, key: [sku, store] }] }\nmapping: { sku: sku, warehouse: store, quantity: bottles, unit: bottles, regions: { napa: us-west } }\n' });
     const cfg = loadRuntimeConfig(cellarEnv({ CELLAR_PG_URL: db.url, CELLAR_SUPPLIERS_DIR: dir }));
     const running = await startApi(cfg, memoryLogger().log, new CellarMetrics(false), { port: 0, host: '127.0.0.1' });
     try {

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
@@ -11,7 +11,7 @@ import { CellarMetrics } from '../../pipelines/core/metrics.js';
 import { startEmbedded, type EmbeddedRuntime } from '../../pipelines/runtime/embedded-runtime.js';
 import { createPgPool } from '../../sinks/postgres/pool.js';
 import { createApiKey } from '../../pipelines/api/keys-store.js';
-import { artifactDir, cellarEnv, eventually, rid, services } from '../support/services.js';
+import { artifactDir, cellarEnv, eventually, rid, services, supplierDir } from '../support/services.js';
 import { memoryLogger, startTestApi, type TestApi } from './api-support.js';
 
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -44,11 +44,7 @@ describe('dashboard in a browser', () => {
     await supplier.query(`INSERT INTO public.stock VALUES (1000, 'live-sku', 'd1', 1)`);
     redis = await startLocalRedis();
     const u = new URL(supplierUrl);
-    const dir = tempDir('suppliers');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(
-      join(dir, 'acme.yaml'),
-      `id: acme
+    const dir = supplierDir({ acme: `id: acme
 name: Acme
 source:
   kind: postgres
@@ -61,8 +57,7 @@ mapping:
   quantity: cases
   unit: case6
   regions: { d1: ${R1}, d2: ${R1}, d3: ${R2} }
-`,
-    );
+` });
     const cfg = loadRuntimeConfig(cellarEnv({ CELLAR_PG_URL: cellarUrl, CELLAR_REDIS_URL: redis.url, CELLAR_SUPPLIERS_DIR: dir }));
     rt = await startEmbedded(cfg, memoryLogger().log, metrics);
     const pool = createPgPool(cellarUrl, { max: 1 });

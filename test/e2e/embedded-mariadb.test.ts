@@ -1,5 +1,4 @@
 import { join } from 'node:path';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mysql from 'mysql2/promise';
 import type pg from 'pg';
@@ -7,12 +6,12 @@ import { Redis } from 'ioredis';
 import type { ChildProcess } from 'node:child_process';
 import { spawnCellar } from '../../infra/local/cellar-process.js';
 import { createDatabase } from '../../infra/local/postgres.js';
-import { stopChild, tempDir } from '../../infra/local/process.js';
+import { stopChild } from '../../infra/local/process.js';
 import { startLocalRedis, type LocalRedis } from '../../infra/local/redis.js';
 import { createPgPool } from '../../sinks/postgres/pool.js';
 import type { Totals } from '../support/pipeline.js';
 import { addRow, storesConverged } from '../support/stores.js';
-import { artifactDir, cellarEnv, rid, services } from '../support/services.js';
+import { artifactDir, cellarEnv, rid, services, supplierDir } from '../support/services.js';
 import { runCellar } from '../support/cli.js';
 
 const mariadbUrl = services().mariadbUrl;
@@ -42,9 +41,7 @@ describe.skipIf(!mariadbUrl)(`embedded runtime end to end (MariaDB supplier)${ma
     redis = await startLocalRedis();
     redisClient = new Redis(redis.url);
     const u = new URL(mariadbUrl!);
-    const dir = tempDir('suppliers');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'cascade.yaml'), `id: cascade
+    const dir = supplierDir({ cascade: `id: cascade
 name: Cascade
 source:
   kind: mariadb
@@ -57,7 +54,7 @@ mapping:
   quantity: liters
   unit: liters
   regions: { pdx: ${R1}, sea: ${R1}, nyc: ${R2} }
-`);
+` });
     env = cellarEnv({ CELLAR_PG_URL: cellarUrl, CELLAR_REDIS_URL: redis.url, CELLAR_SUPPLIERS_DIR: dir, CELLAR_LOG_LEVEL: 'info' });
   }, 60_000);
 

@@ -1,20 +1,12 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import mysql from 'mysql2/promise';
-import { Redis } from 'ioredis';
 import { createDatabase, startLocalPostgres, type LocalPostgres } from '../../infra/local/postgres.js';
 import { mariadbAvailable, startLocalMariaDb, type LocalMariaDb } from '../../infra/local/mariadb.js';
-import { tempDir } from '../../infra/local/process.js';
-import { startLocalRedis, type LocalRedis } from '../../infra/local/redis.js';
-import { loadRuntimeConfig } from '../../pipelines/core/config.js';
-import { createLogger } from '../../pipelines/core/logger.js';
-import { CellarMetrics } from '../../pipelines/core/metrics.js';
-import { startEmbedded, type EmbeddedRuntime } from '../../pipelines/runtime/embedded-runtime.js';
 import type { Totals } from '../support/pipeline.js';
 import { addRow, storesConverged } from '../support/stores.js';
-import { eventually, freshDatabase, rid } from '../support/services.js';
+import { eventually, rid } from '../support/services.js';
+import { startEmbeddedUnderTest, type EmbeddedUnderTest } from '../support/embedded.js';
 
 /**
  * A supplier database restarted under the embedded runtime: the replication stream drops, the reader is
@@ -26,12 +18,7 @@ describe('embedded runtime across a supplier Postgres restart', () => {
   const region: Record<string, string> = { a: R1, b: R2 };
   let server: LocalPostgres;
   let supplierUrl: string;
-  let redisServer: LocalRedis;
-  let redis: Redis;
-  let cellar: { url: string; pool: pg.Pool };
-  let rt: EmbeddedRuntime;
-  const metrics = new CellarMetrics(false);
-  let failed: Error | undefined;
+  let e: EmbeddedUnderTest;
 
   beforeAll(async () => {
     server = await startLocalPostgres();
@@ -41,12 +28,7 @@ describe('embedded runtime across a supplier Postgres restart', () => {
     await c.query('CREATE TABLE public.stock (id int PRIMARY KEY, sku text NOT NULL, wh text NOT NULL, qty int NOT NULL)');
     await c.query(`INSERT INTO public.stock SELECT g, 'sku-' || (g % 20), CASE WHEN g % 2 = 0 THEN 'a' ELSE 'b' END, g % 9 FROM generate_series(1, 200) g`);
     await c.end();
-    cellar = await freshDatabase();
-    redisServer = await startLocalRedis();
-    redis = new Redis(redisServer.url);
-    const dir = tempDir('suppliers');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'acme.yaml'), `id: acme
+    e = await startEmbeddedUnderTest({ acme: `id: acme
 name: Acme
 source:
   kind: postgres
@@ -54,17 +36,11 @@ source:
   topicPrefix: ${rid('acme')}
   tables: [{ name: public.stock }]
 mapping: { sku: sku, warehouse: wh, quantity: qty, regions: { a: ${R1}, b: ${R2} } }
-`);
-    const cfg = loadRuntimeConfig({ ...process.env, CELLAR_PG_URL: cellar.url, CELLAR_REDIS_URL: redisServer.url, CELLAR_SUPPLIERS_DIR: dir });
-    rt = await startEmbedded(cfg, createLogger('supplier-restart', 'error'), metrics);
-    void rt.failed.then((e) => (failed = e));
+` }, 'supplier-restart');
   }, 120_000);
 
   afterAll(async () => {
-    await rt?.stop();
-    redis?.disconnect();
-    await redisServer?.destroy();
-    await cellar?.pool.end();
+    await e?.stop();
     await server?.destroy();
   });
 
@@ -91,7 +67,7 @@ mapping: { sku: sku, warehouse: wh, quantity: qty, regions: { a: ${R1}, b: ${R2}
   }
 
   it('reads again after the supplier restarts and stays exact, without stopping', async () => {
-    expect(await storesConverged(truth, cellar.pool, redis, [R1, R2])).toEqual([]);
+    expect(await storesConverged(truth, e.cellar.pool, e.redis, [R1, R2])).toEqual([]);
     await writes(0, 100);
     const t0 = Date.now();
     await server.stop();
@@ -106,10 +82,10 @@ mapping: { sku: sku, warehouse: wh, quantity: qty, regions: { a: ${R1}, b: ${R2}
     }, 30_000);
     expect(up, 'the supplier came back').toBe(true);
     await writes(100, 200);
-    expect(await storesConverged(truth, cellar.pool, redis, [R1, R2])).toEqual([]);
-    expect(await eventually(async () => (await metrics.value('cellar_reader_restarts_total', { supplier: 'acme' })) >= 1, 10_000)).toBe(true);
-    expect(failed, 'the runtime kept running').toBeUndefined();
-    expect(rt.isReady()).toBe(true);
+    expect(await storesConverged(truth, e.cellar.pool, e.redis, [R1, R2])).toEqual([]);
+    expect(await eventually(async () => (await e.metrics.value('cellar_reader_restarts_total', { supplier: 'acme' })) >= 1, 10_000)).toBe(true);
+    expect(e.failed(), 'the runtime kept running').toBeUndefined();
+    expect(e.rt.isReady()).toBe(true);
   }, 180_000);
 });
 
@@ -120,12 +96,7 @@ describe.skipIf(!withMariaDb)(`embedded runtime across a supplier MariaDB restar
   const R1 = rid('west');
   const region: Record<string, string> = { a: R1, b: R1 };
   let server: LocalMariaDb;
-  let redisServer: LocalRedis;
-  let redis: Redis;
-  let cellar: { url: string; pool: pg.Pool };
-  let rt: EmbeddedRuntime;
-  const metrics = new CellarMetrics(false);
-  let failed: Error | undefined;
+  let e: EmbeddedUnderTest;
   const sql = async <T>(text: string, values: unknown[] = []): Promise<T> => {
     const c = await mysql.createConnection({ uri: server.url, multipleStatements: true });
     try {
@@ -139,12 +110,7 @@ describe.skipIf(!withMariaDb)(`embedded runtime across a supplier MariaDB restar
     server = await startLocalMariaDb();
     await sql(`CREATE DATABASE shop; CREATE TABLE shop.stock (id int PRIMARY KEY, sku varchar(16) NOT NULL, wh varchar(4) NOT NULL, qty int NOT NULL)`);
     await sql(`INSERT INTO shop.stock VALUES ${Array.from({ length: 100 }, (_, i) => `(${i + 1}, 'sku-${i % 10}', '${i % 2 ? 'a' : 'b'}', ${i % 7})`).join(',')}`);
-    cellar = await freshDatabase();
-    redisServer = await startLocalRedis();
-    redis = new Redis(redisServer.url);
-    const dir = tempDir('suppliers');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'shop.yaml'), `id: shop
+    e = await startEmbeddedUnderTest({ shop: `id: shop
 name: Shop
 source:
   kind: mariadb
@@ -152,17 +118,11 @@ source:
   topicPrefix: ${rid('shop')}
   tables: [{ name: shop.stock }]
 mapping: { sku: sku, warehouse: wh, quantity: qty, regions: { a: ${R1}, b: ${R1} } }
-`);
-    const cfg = loadRuntimeConfig({ ...process.env, CELLAR_PG_URL: cellar.url, CELLAR_REDIS_URL: redisServer.url, CELLAR_SUPPLIERS_DIR: dir });
-    rt = await startEmbedded(cfg, createLogger('supplier-restart', 'error'), metrics);
-    void rt.failed.then((e) => (failed = e));
+` }, 'supplier-restart');
   }, 120_000);
 
   afterAll(async () => {
-    await rt?.stop();
-    redis?.disconnect();
-    await redisServer?.destroy();
-    await cellar?.pool.end();
+    await e?.stop();
     await server?.destroy();
   });
 
@@ -173,14 +133,14 @@ mapping: { sku: sku, warehouse: wh, quantity: qty, regions: { a: ${R1}, b: ${R1}
   }
 
   it('reads again from the checkpoint after the supplier restarts and stays exact, without stopping', async () => {
-    expect(await storesConverged(truth, cellar.pool, redis, [R1])).toEqual([]);
+    expect(await storesConverged(truth, e.cellar.pool, e.redis, [R1])).toEqual([]);
     for (let i = 0; i < 50; i++) await sql('UPDATE shop.stock SET qty = ? WHERE id = ?', [i % 11, 1 + (i * 7) % 100]);
     await server.stop();
     await new Promise((r) => setTimeout(r, 1_500));
     await server.start();
     for (let i = 0; i < 80; i++) await sql('UPDATE shop.stock SET qty = ?, wh = ? WHERE id = ?', [i % 5, i % 3 ? 'a' : 'b', 1 + (i * 13) % 100]);
-    expect(await storesConverged(truth, cellar.pool, redis, [R1])).toEqual([]);
-    expect(await metrics.value('cellar_reader_restarts_total', { supplier: 'shop' })).toBeGreaterThanOrEqual(1);
-    expect(failed, 'the runtime kept running').toBeUndefined();
+    expect(await storesConverged(truth, e.cellar.pool, e.redis, [R1])).toEqual([]);
+    expect(await e.metrics.value('cellar_reader_restarts_total', { supplier: 'shop' })).toBeGreaterThanOrEqual(1);
+    expect(e.failed(), 'the runtime kept running').toBeUndefined();
   }, 180_000);
 });

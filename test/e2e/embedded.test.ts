@@ -1,17 +1,16 @@
 import { join } from 'node:path';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import type { ChildProcess } from 'node:child_process';
 import { spawnCellar } from '../../infra/local/cellar-process.js';
 import { createDatabase } from '../../infra/local/postgres.js';
-import { stopChild, tempDir } from '../../infra/local/process.js';
+import { stopChild } from '../../infra/local/process.js';
 import { startLocalRedis, type LocalRedis } from '../../infra/local/redis.js';
 import { createPgPool } from '../../sinks/postgres/pool.js';
 import type { Totals } from '../support/pipeline.js';
 import { addRow, storesConverged } from '../support/stores.js';
-import { artifactDir, cellarEnv, rid, services } from '../support/services.js';
+import { artifactDir, cellarEnv, rid, services, supplierDir } from '../support/services.js';
 
 /**
  * `cellar run embedded` against a real supplier Postgres: the native reader's snapshot and stream,
@@ -42,11 +41,7 @@ describe('embedded runtime end to end (Postgres supplier)', () => {
     redis = await startLocalRedis();
     redisClient = new Redis(redis.url);
     const u = new URL(supplierUrl);
-    const dir = tempDir('suppliers');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(
-      join(dir, 'acme.yaml'),
-      `id: acme
+    const dir = supplierDir({ acme: `id: acme
 name: Acme
 source:
   kind: postgres
@@ -59,8 +54,7 @@ mapping:
   quantity: cases
   unit: case6
   regions: { d1: ${R1}, d2: ${R1}, d3: ${R2} }
-`,
-    );
+` });
     env = cellarEnv({ CELLAR_PG_URL: cellarUrl, CELLAR_REDIS_URL: redis.url, CELLAR_SUPPLIERS_DIR: dir, CELLAR_LOG_LEVEL: 'info' });
   });
 

@@ -1,10 +1,7 @@
-import { join } from 'node:path';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { createDatabase } from '../../infra/local/postgres.js';
-import { tempDir } from '../../infra/local/process.js';
 import { startLocalRedis, type LocalRedis } from '../../infra/local/redis.js';
 import { loadRegistry } from '../../connectors/registry/loader.js';
 import { loadRuntimeConfig, type RuntimeConfig } from '../../pipelines/core/config.js';
@@ -20,7 +17,7 @@ import { contributorIdOf } from '../../pipelines/normalize/normalize.js';
 import { createPgPool } from '../../sinks/postgres/pool.js';
 import type { Totals } from '../support/pipeline.js';
 import { addRow, storesConverged } from '../support/stores.js';
-import { artifactDir, cellarEnv, eventually, rid, services } from '../support/services.js';
+import { artifactDir, cellarEnv, eventually, rid, services, supplierDir } from '../support/services.js';
 import { runCellar } from '../support/cli.js';
 
 const log = createLogger('reconcile-test', 'warn');
@@ -63,9 +60,7 @@ describe('reconciliation (Postgres supplier, embedded runtime)', () => {
     redisServer = await startLocalRedis();
     redis = new Redis(redisServer.url);
     const u = new URL(supplierUrl);
-    const dir = tempDir('suppliers');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'acme.yaml'), `id: acme
+    const dir = supplierDir({ acme: `id: acme
 name: Acme
 source:
   kind: postgres
@@ -79,7 +74,7 @@ mapping:
   unit: bottles
   regions: { w1: ${R1}, w2: ${R1}, w3: ${R2} }
 reconcile: { schedule: '* * * * * *', repair: false, settleMs: 300 }
-`);
+` });
     env = cellarEnv({ CELLAR_PG_URL: cellarUrl, CELLAR_REDIS_URL: redisServer.url, CELLAR_SUPPLIERS_DIR: dir, CELLAR_LOG_LEVEL: 'warn' });
     cfg = loadRuntimeConfig({ ...process.env, ...env });
     await startRuntime();

@@ -1,9 +1,8 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { debeziumJsonMessage, type ColumnDef, type SourceInfo } from '../../connectors/debezium/envelope.js';
-import { tempDir } from '../../infra/local/process.js';
 import { createLogger } from '../../pipelines/core/logger.js';
 import { CellarMetrics } from '../../pipelines/core/metrics.js';
 import { replayDeadLetters } from '../../pipelines/dlq/store.js';
@@ -13,7 +12,7 @@ import { startWorker, type RunningWorker } from '../../pipelines/runtime/kafka-r
 import { createCodecs } from '../../schemas/registry.js';
 import type { DeadLetter, StockObservation } from '../../schemas/records.js';
 import { collect, testConfig } from '../support/kafka.js';
-import { eventually, freshDatabase, rid } from '../support/services.js';
+import { eventually, freshDatabase, rid, supplierDir } from '../support/services.js';
 
 const columns: ColumnDef[] = [
   { name: 'id', type: 'int32', optional: false },
@@ -94,9 +93,7 @@ mapping:
 
   beforeAll(async () => {
     db = await freshDatabase();
-    dir = tempDir('suppliers');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'acme.yaml'), supplierYaml());
+    dir = supplierDir({ acme: supplierYaml() });
     cfg = testConfig({ CELLAR_PG_URL: db.url, CELLAR_SUPPLIERS_DIR: dir });
   });
   afterAll(async () => {

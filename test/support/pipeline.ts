@@ -1,17 +1,16 @@
-import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import type pg from 'pg';
 import { spawnCellar } from '../../infra/local/cellar-process.js';
-import { stopChild, tempDir } from '../../infra/local/process.js';
+import { stopChild } from '../../infra/local/process.js';
 import { loadRuntimeConfig, type RuntimeConfig } from '../../pipelines/core/config.js';
 import { createLogger } from '../../pipelines/core/logger.js';
 import { connectProducer, createKafka, ensureTopics } from '../../pipelines/kafka/client.js';
 import type { RawMessage } from '../../pipelines/demo/simulated-table.js';
 import { readRegionalStock } from '../../sinks/postgres/read.js';
 import { readRegionSnapshot } from '../../sinks/redis/read.js';
-import { cellarEnv, rid } from './services.js';
+import { cellarEnv, rid, supplierDir } from './services.js';
 
 /** Totals keyed `region|sku`. */
 export type Totals = Map<string, { bottles: number; contributors: number }>;
@@ -32,9 +31,7 @@ export class PipelineUnderTest {
     /** Extra environment for every worker (e.g. CELLAR_REDIS_URL of a private Redis). */
     extraEnv: Record<string, string> = {},
   ) {
-    const dir = tempDir('suppliers');
-    mkdirSync(dir, { recursive: true });
-    for (const [name, yaml] of Object.entries(suppliers)) writeFileSync(join(dir, `${name}.yaml`), yaml);
+    const dir = supplierDir(suppliers);
     const id = rid('p');
     this.env = cellarEnv({ CELLAR_PG_URL: pgUrl, CELLAR_SUPPLIERS_DIR: dir, CELLAR_TOPIC_PREFIX: `${id}.cellar`, CELLAR_GROUP_PREFIX: id, ...extraEnv });
     this.cfg = loadRuntimeConfig({ ...process.env, ...this.env });

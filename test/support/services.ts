@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inject } from 'vitest';
 import type pg from 'pg';
 import { createDatabase } from '../../infra/local/postgres.js';
 import { REPO_ROOT } from '../../infra/local/cellar-process.js';
+import { tempDir } from '../../infra/local/process.js';
 import { createPgPool } from '../../sinks/postgres/pool.js';
 import { migrate } from '../../sinks/postgres/migrate.js';
 import type { TestServices } from '../global-setup.js';
@@ -60,4 +61,11 @@ export function cellarEnv(extra: Record<string, string>): Record<string, string>
     CELLAR_KAFKA_SESSION_TIMEOUT_MS: '6000',
     ...extra,
   };
+}
+
+/** A fresh folder of supplier files (`<name>.yaml` → its text), for CELLAR_SUPPLIERS_DIR. */
+export function supplierDir(files: Record<string, string>): string {
+  const dir = tempDir('suppliers');
+  for (const [name, yaml] of Object.entries(files)) writeFileSync(join(dir, `${name}.yaml`), yaml);
+  return dir;
 }

@@ -1,0 +1,52 @@
+import type pg from 'pg';
+import { Redis } from 'ioredis';
+import { startLocalRedis, type LocalRedis } from '../../infra/local/redis.js';
+import { loadRuntimeConfig } from '../../pipelines/core/config.js';
+import { createLogger } from '../../pipelines/core/logger.js';
+import { CellarMetrics } from '../../pipelines/core/metrics.js';
+import { startEmbedded, type EmbeddedRuntime } from '../../pipelines/runtime/embedded-runtime.js';
+import { freshDatabase, supplierDir } from './services.js';
+
+/** The embedded runtime in this process, over a fresh Cellar database and a private Redis. */
+export interface EmbeddedUnderTest {
+  rt: EmbeddedRuntime;
+  metrics: CellarMetrics;
+  cellar: { url: string; pool: pg.Pool };
+  redis: Redis;
+  /** The error the runtime stopped on, if it did. */
+  failed(): Error | undefined;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the embedded runtime in-process for the given supplier files. Redis is private because the
+ * runtime rebuilds Redis from its own database at start (and removes regions it does not know).
+ */
+export async function startEmbeddedUnderTest(suppliers: Record<string, string>, logName = 'embedded-test'): Promise<EmbeddedUnderTest> {
+  const cellar = await freshDatabase();
+  let redisServer: LocalRedis | undefined;
+  try {
+    redisServer = await startLocalRedis();
+    const cfg = loadRuntimeConfig({ ...process.env, CELLAR_PG_URL: cellar.url, CELLAR_REDIS_URL: redisServer.url, CELLAR_SUPPLIERS_DIR: supplierDir(suppliers) });
+    const metrics = new CellarMetrics(false);
+    const rt = await startEmbedded(cfg, createLogger(logName, 'error'), metrics);
+    let failed: Error | undefined;
+    void rt.failed.then((e) => (failed = e));
+    const redis = new Redis(redisServer.url);
+    const server = redisServer;
+    return {
+      rt, metrics, cellar, redis,
+      failed: () => failed,
+      stop: async () => {
+        await rt.stop();
+        redis.disconnect();
+        await server.destroy();
+        await cellar.pool.end();
+      },
+    };
+  } catch (err) {
+    await redisServer?.destroy();
+    await cellar.pool.end();
+    throw err;
+  }
+}
