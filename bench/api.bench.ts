@@ -143,7 +143,7 @@ export async function apiBenchmarks(): Promise<BenchResult[]> {
     const pool = createPgPool(url, { max: 2 });
     await migrate(pool);
     const rows: RegionalStock[] = REGIONS.flatMap((region) =>
-      Array.from({ length: SKUS }, (_, i) => ({ region, sku: `wine-${String(i).padStart(5, '0')}`, bottles: (i * 7) % 500, contributors: 3, version: 1 + (i % 5), sourceTsMs: Date.now(), updatedTsMs: Date.now() })),
+      Array.from({ length: SKUS }, (_, i) => ({ region, sku: `wine-${String(i).padStart(5, '0')}`, bottleSizeMl: 750, bottles: (i * 7) % 500, contributors: 3, version: 1 + (i % 5), sourceTsMs: Date.now(), updatedTsMs: Date.now() })),
     );
     await upsertRegionalStock(pool, rows);
     const sink = createRedisSnapshotSink({ url: redis.url });

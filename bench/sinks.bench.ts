@@ -32,7 +32,7 @@ function keys(): Array<{ region: string; sku: string }> {
 function batches(all: Array<{ region: string; sku: string }>, version: number): RegionalStock[][] {
   const out: RegionalStock[][] = [];
   for (let i = 0; i < all.length; i += BATCH) {
-    out.push(all.slice(i, i + BATCH).map((k, j) => ({ ...k, bottles: (i + j + version) % 500, contributors: 1 + ((i + j) % 7), version, sourceTsMs: T0 + version, updatedTsMs: T0 + version + 1 })));
+    out.push(all.slice(i, i + BATCH).map((k, j) => ({ ...k, bottleSizeMl: 750, bottles: (i + j + version) % 500, contributors: 1 + ((i + j) % 7), version, sourceTsMs: T0 + version, updatedTsMs: T0 + version + 1 })));
   }
   return out;
 }
@@ -121,7 +121,7 @@ export async function sinkBenchmarks(): Promise<BenchResult[]> {
     sinks.push(redis);
     await redis.connect();
     // A new Redis has no snapshot epoch: the first write answers `reset` (replay) and writes nothing.
-    await redis.writeBatch([{ ...all[0]!, bottles: 0, contributors: 0, version: 0, sourceTsMs: T0, updatedTsMs: T0 }]);
+    await redis.writeBatch([{ ...all[0]!, bottleSizeMl: 750, bottles: 0, contributors: 0, version: 0, sourceTsMs: T0, updatedTsMs: T0 }]);
     admin = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
     const a = admin;
     // Between runs only the data keys go; the epoch marker stays, so no further resets.

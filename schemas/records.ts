@@ -24,6 +24,8 @@ export interface StockObservation {
 export interface RegionalStock {
   region: string;
   sku: string;
+  /** Bottle size of the SKU's bottles, ml; null for totals written before sizes were kept. */
+  bottleSizeMl: number | null;
   bottles: number;
   contributors: number;
   version: number;
@@ -44,4 +46,9 @@ export interface DeadLetter {
   key: Buffer | null;
   value: Buffer | null;
   tsMs: number;
+  /**
+   * Source table of a change the embedded runtime dead-lettered (it has no topic); lets `cellar dlq replay`
+   * hand it back to the runtime. Not part of the Avro record.
+   */
+  sourceTable?: string | null;
 }

@@ -13,6 +13,14 @@ export interface SinkResult {
   reset?: boolean;
 }
 
+/** A key as a sink stores it. */
+export interface StoredStock {
+  bottles: number;
+  version: number;
+  /** The SKU's bottle size, ml; null when the stored record had none. */
+  bottleSizeMl: number | null;
+}
+
 /**
  * A store of regional totals. Every sink is idempotent by version: writing a batch twice, or an older
  * batch after a newer one, never moves a key backwards. All sinks pass test/sinks/conformance.ts.
@@ -23,7 +31,7 @@ export interface StockSink {
   /** Writes a batch in one round trip; throws CellarError (retriable when the store is unreachable). */
   writeBatch(records: RegionalStock[]): Promise<SinkResult>;
   /** Reads a key back as the sink stores it (for checks and the read path); undefined if absent. */
-  read(region: string, sku: string): Promise<{ bottles: number; version: number } | undefined>;
+  read(region: string, sku: string): Promise<StoredStock | undefined>;
   /** Closes connections. Safe to call twice. */
   close(): Promise<void>;
   /** False while the store is known to be unreachable (for readiness); true when unknown. */

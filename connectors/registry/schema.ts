@@ -19,6 +19,31 @@ export type SourceKind = (typeof SOURCE_KINDS)[number];
 export const UNITS = ['bottles', 'case6', 'case12', 'case', 'liters', 'milliliters'] as const;
 export type Unit = (typeof UNITS)[number];
 
+/**
+ * Spellings of each unit, accepted in the registry and in row values alike (case-insensitive), e.g.
+ * `bottle`, `btl`, `litre`, `l`, `cs12`.
+ */
+export const UNIT_ALIASES: Readonly<Record<string, Unit>> = {
+  bottle: 'bottles', bottles: 'bottles', btl: 'bottles', btls: 'bottles', bt: 'bottles', ea: 'bottles', each: 'bottles',
+  case6: 'case6', cs6: 'case6', case12: 'case12', cs12: 'case12', case: 'case', cases: 'case', cs: 'case',
+  l: 'liters', lt: 'liters', liter: 'liters', liters: 'liters', litre: 'liters', litres: 'liters',
+  ml: 'milliliters', milliliter: 'milliliters', milliliters: 'milliliters', millilitre: 'milliliters', millilitres: 'milliliters',
+};
+
+/** Reads a unit name in any accepted spelling; undefined when it is not one. */
+export function unitOf(name: string): Unit | undefined {
+  return UNIT_ALIASES[name.trim().toLowerCase()];
+}
+
+const UNIT_CHOICES = `${UNITS.join(', ')} (also spelled ${Object.keys(UNIT_ALIASES).filter((a) => !(UNITS as readonly string[]).includes(a)).join(', ')})`;
+
+/** A unit name in any accepted spelling, normalized to its {@link Unit}; the error lists the choices. */
+const unitName = z.string().transform((v, ctx): Unit => {
+  const u = unitOf(v);
+  if (!u) ctx.addIssue({ code: 'custom', message: `unknown unit "${v}"; allowed: ${UNIT_CHOICES}` });
+  return u ?? 'bottles';
+});
+
 const id = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and dashes, starting with a letter or digit');
 
 /**
@@ -60,24 +85,119 @@ export const TableSpec = z
 const field = z.string().min(1).regex(/^[^\s]+$/, 'a field name or dotted path, without spaces');
 
 /** Unit of quantity: a fixed unit, or a field holding a unit name with optional value aliases. */
-export const UnitSpec = z.union([
-  z.enum(UNITS),
-  z
+const UnitFieldSpec = z
+  .object({
+    field,
+    /** Maps the supplier's unit values (e.g. `CS12`, `L`) to Cellar units. */
+    values: z.record(z.string(), unitName).optional(),
+  })
+  .strict();
+
+/**
+ * Unit of quantity: a unit name in any accepted spelling, or `{ field, values? }`, a field holding a unit
+ * name with optional value aliases. (Not a union: a union would hide which unit name was wrong.)
+ */
+export const UnitSpec = z.unknown().transform((v, ctx): Unit | z.output<typeof UnitFieldSpec> => {
+  const r = typeof v === 'string' ? unitName.safeParse(v) : UnitFieldSpec.safeParse(v);
+  if (r.success) return r.data;
+  const notAnObject = typeof v !== 'string' && (v === null || typeof v !== 'object');
+  for (const issue of r.error.issues) {
+    ctx.addIssue({ code: 'custom', message: notAnObject ? `expected a unit name (${UNIT_CHOICES}) or { field, values }` : issue.message, path: issue.path });
+  }
+  return z.NEVER;
+});
+
+/** A whole number in [min, max]; every error names the bad value and the range. */
+function wholeNumber(what: string, min: number, max: number) {
+  const error = (iss: { input?: unknown }) => `expected ${what} (a whole number, ${min}–${max}), got ${JSON.stringify(iss.input)}`;
+  return z.number({ error }).int({ error }).min(min, { error }).max(max, { error });
+}
+/** A bottle size in ml (e.g. 375, 750, 1500). */
+const bottleSize = wholeNumber('a bottle size in ml', 1, 30000);
+/** A vintage year. */
+const vintageYear = wholeNumber('a vintage year', 1000, 9999);
+/** A canonical SKU. */
+const canonicalSku = z.string().min(1).regex(/^[^\s|]+$/, 'a canonical SKU has no spaces and no "|"');
+
+/**
+ * One SKU map entry: the supplier SKU, optionally narrowed to one vintage and/or one bottle size, and the
+ * canonical SKU it maps to. The most specific entry that matches a row wins: (sku, vintage, size), then
+ * (sku, size), then (sku, vintage), then (sku).
+ */
+export const SkuMapEntrySpec = z
+  .object({
+    supplierSku: z.string().min(1),
+    vintage: vintageYear.optional(),
+    bottleSizeMl: bottleSize.optional(),
+    sku: canonicalSku,
+  })
+  .strict();
+export type SkuMapEntry = z.output<typeof SkuMapEntrySpec>;
+
+/** Placeholders a SKU template may use. */
+export const SKU_TEMPLATE_FIELDS = ['sku', 'vintage', 'bottleSizeMl'] as const;
+
+/**
+ * How supplier SKUs map to canonical SKUs. Default `identity`. `inline` is either a plain
+ * `{ supplier SKU: canonical SKU }` map or a list of {@link SkuMapEntrySpec} entries keyed by vintage
+ * and/or bottle size too; `csv` has columns `supplier_sku,canonical_sku` and optionally `vintage` and
+ * `bottle_size_ml` (named in a header row); `template` builds the canonical SKU from the row's mapped
+ * fields, e.g. `{sku}-{vintage}-{bottleSizeMl}`.
+ */
+const SKU_MAP_FORMS = {
+  inline: z.object({ inline: z.unknown().transform((v, ctx) => forward(Array.isArray(v) ? z.array(SkuMapEntrySpec).min(1) : z.record(z.string(), canonicalSku), v, ctx)) }).strict(),
+  csv: z.object({ csv: z.string().min(1) }).strict(),
+  table: z.object({ table: z.literal('cellar.sku_map') }).strict(),
+  template: z
     .object({
-      field,
-      /** Maps the supplier's unit values (e.g. `CS12`, `L`) to Cellar units. */
-      values: z.record(z.string(), z.enum(UNITS)).optional(),
+      template: z
+        .string()
+        .min(1)
+        .superRefine((t, ctx) => {
+          const used = [...t.matchAll(/\{([^}]*)\}/g)].map((m) => m[1]!);
+          for (const u of used) {
+            if (!(SKU_TEMPLATE_FIELDS as readonly string[]).includes(u)) {
+              ctx.addIssue({ code: 'custom', message: `unknown placeholder "{${u}}" in SKU template "${t}"; allowed: ${SKU_TEMPLATE_FIELDS.map((f) => `{${f}}`).join(', ')}` });
+            }
+          }
+          if (!used.includes('sku')) ctx.addIssue({ code: 'custom', message: `SKU template "${t}" must use {sku}` });
+          if (/[\s|]/.test(t.replace(/\{[^}]*\}/g, ''))) ctx.addIssue({ code: 'custom', message: `SKU template "${t}" has a space or "|" (a canonical SKU has neither)` });
+        }),
     })
     .strict(),
-]);
+};
 
-/** How supplier SKUs map to canonical SKUs. Default `identity`. */
-export const SkuMapSpec = z.union([
-  z.literal('identity'),
-  z.object({ inline: z.record(z.string(), z.string().min(1)) }).strict(),
-  z.object({ csv: z.string().min(1) }).strict(),
-  z.object({ table: z.literal('cellar.sku_map') }).strict(),
-]);
+/** Parses `v` with `schema`, reporting its issues (with their paths) on `ctx`. */
+function forward<T extends z.ZodType>(schema: T, v: unknown, ctx: z.RefinementCtx): z.output<T> {
+  const r = schema.safeParse(v);
+  if (r.success) return r.data;
+  for (const issue of r.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+  return z.NEVER;
+}
+
+type SkuMapConfig =
+  | 'identity'
+  | { inline: Record<string, string> | SkuMapEntry[] }
+  | z.output<typeof SKU_MAP_FORMS.csv>
+  | z.output<typeof SKU_MAP_FORMS.table>
+  | z.output<typeof SKU_MAP_FORMS.template>;
+
+/**
+ * How supplier SKUs map to canonical SKUs. Default `identity`. `inline` is either a plain
+ * `{ supplier SKU: canonical SKU }` map or a list of {@link SkuMapEntrySpec} entries keyed by vintage
+ * and/or bottle size too; `csv` has columns `supplier_sku,canonical_sku` and optionally `vintage` and
+ * `bottle_size_ml` (named in a header row); `template` builds the canonical SKU from the row's mapped
+ * fields, e.g. `{sku}-{vintage}-{bottleSizeMl}`. (Not a union: a union would hide which entry was wrong.)
+ */
+export const SkuMapSpec = z.unknown().transform((v, ctx): SkuMapConfig => {
+  if (v === 'identity') return 'identity';
+  const form = v && typeof v === 'object' && !Array.isArray(v) ? Object.keys(v).find((k): k is keyof typeof SKU_MAP_FORMS => k in SKU_MAP_FORMS) : undefined;
+  if (!form) {
+    ctx.addIssue({ code: 'custom', message: 'expected identity, { inline: … }, { csv: file }, { table: cellar.sku_map } or { template: "…" }' });
+    return z.NEVER;
+  }
+  return forward(SKU_MAP_FORMS[form], v, ctx) as SkuMapConfig;
+});
 
 export const MappingSpec = z
   .object({
@@ -91,12 +211,14 @@ export const MappingSpec = z
     unit: UnitSpec.default('bottles'),
     /** Bottles per case for unit `case`. */
     caseSize: z.number().int().min(1).max(1000).optional(),
-    /** Field holding the vintage year (optional). */
+    /** Field holding the vintage year (optional); dotted paths reach nested fields. */
     vintage: field.optional(),
-    /** Field holding the bottle size in ml; default: every row is 750 ml. */
+    /** Vintage when no field gives it (or the row's is null). Default: none (non-vintage). */
+    defaultVintage: vintageYear.optional(),
+    /** Field holding the bottle size in ml; default: every row is `defaultBottleSizeMl`. */
     bottleSizeMl: field.optional(),
-    /** Bottle size in ml when no field gives it. Default 750. */
-    defaultBottleSizeMl: z.number().int().min(1).max(30000).default(750),
+    /** Bottle size in ml when no field gives it (or the row's is null). Default 750. */
+    defaultBottleSizeMl: bottleSize.default(750),
     /** Supplier SKU → canonical SKU. Default identity (the supplier already uses canonical SKUs). */
     skus: SkuMapSpec.default('identity'),
     /** Warehouse id → region. Every warehouse that holds stock must be listed. */
@@ -108,6 +230,9 @@ export const MappingSpec = z
   .superRefine((m, ctx) => {
     if (m.unit === 'case' && m.caseSize === undefined) {
       ctx.addIssue({ code: 'custom', path: ['caseSize'], message: 'required when unit is "case"' });
+    }
+    if (typeof m.skus === 'object' && 'template' in m.skus && m.skus.template.includes('{vintage}') && !m.vintage && m.defaultVintage === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['skus', 'template'], message: 'uses {vintage}, but the mapping has neither vintage (a field) nor defaultVintage' });
     }
   });
 

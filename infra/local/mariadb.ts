@@ -32,13 +32,18 @@ export async function startLocalMariaDb(): Promise<LocalMariaDb> {
   const root = tempDir('mariadb');
   const datadir = join(root, 'data');
   const socket = join(root, 'mariadb.sock');
-  await run('mariadb-install-db', [
-    '--no-defaults',
-    `--datadir=${datadir}`,
-    '--user=root',
-    '--auth-root-authentication-method=normal',
-    '--skip-test-db',
-  ]);
+  // The bootstrap's temporary tables live in the shared /tmp: two installs at the same moment can trip
+  // over each other, so a failed install is tried again in a clean folder.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await run('mariadb-install-db', ['--no-defaults', `--datadir=${datadir}`, '--user=root', '--auth-root-authentication-method=normal', '--skip-test-db']);
+      break;
+    } catch (err) {
+      if (attempt >= 3) throw err;
+      rmSync(datadir, { recursive: true, force: true });
+      await new Promise((r) => setTimeout(r, 500 * attempt));
+    }
+  }
   let child: ChildProcess | undefined;
   const start = async () => {
     child = spawnManaged(

@@ -10,6 +10,8 @@ export interface Contribution {
   contributorId: string;
   supplierId: string;
   warehouseId: string;
+  /** Bottle size of the contributor's bottles, ml (null: restored from before sizes were kept). */
+  bottleSizeMl: number | null;
   bottles: number;
   sourceVersion: string;
   sourceTsMs: number;
@@ -18,11 +20,16 @@ export interface Contribution {
   keyVersion: number;
 }
 
+/** What {@link RegionalAggregator.apply} did with an observation. */
+export type ApplyOutcome = 'applied' | 'stale' | 'bottle_size_mismatch';
+
 interface KeyState {
   region: string;
   sku: string;
   /** Number of effective changes applied to this key: deterministic for a given input order. */
   version: number;
+  /** The bottle size every live contributor of this key has (the last one seen when none is live). */
+  bottleSizeMl: number | null;
   bottles: number;
   contributors: number;
   sourceTsMs: number;
@@ -54,6 +61,8 @@ export class RegionalAggregator {
 
   /** Loads persisted contributions (restore); does not mark anything dirty. */
   restore(rows: Iterable<Contribution>): void {
+    // A key with no live contributor keeps the size of its most recently changed entry.
+    const sizedAt = new Map<KeyState, number>();
     for (const c of rows) {
       const k = this.keyState(c.region, c.sku);
       const prev = k.entries.get(c.contributorId);
@@ -65,6 +74,10 @@ export class RegionalAggregator {
       if (!c.deleted) {
         k.bottles += c.bottles;
         k.contributors += 1;
+        if (c.bottleSizeMl !== null) k.bottleSizeMl = c.bottleSizeMl;
+      } else if (c.bottleSizeMl !== null && k.contributors === 0 && c.keyVersion > (sizedAt.get(k) ?? -1)) {
+        k.bottleSizeMl = c.bottleSizeMl;
+        sizedAt.set(k, c.keyVersion);
       }
       k.version = Math.max(k.version, c.keyVersion);
       k.sourceTsMs = Math.max(k.sourceTsMs, c.sourceTsMs);
@@ -79,18 +92,25 @@ export class RegionalAggregator {
     }
     let k = byRegion.get(sku);
     if (!k) {
-      k = { region, sku, version: 0, bottles: 0, contributors: 0, sourceTsMs: 0, entries: new Map() };
+      k = { region, sku, version: 0, bottleSizeMl: null, bottles: 0, contributors: 0, sourceTsMs: 0, entries: new Map() };
       byRegion.set(sku, k);
     }
     return k;
   }
 
-  /** Applies one observation. Returns true when it changed the key's state. */
-  apply(o: StockObservation): boolean {
+  /**
+   * Applies one observation: `applied` when it changed the key's state, `stale` when it is not newer than
+   * what the contributor already has, `bottle_size_mismatch` (nothing changes) for an upsert whose bottle
+   * size differs from the size of the key's other live contributors: two sizes are never summed.
+   */
+  apply(o: StockObservation): ApplyOutcome {
     const k = this.keyState(o.region, o.sku);
     const prev = k.entries.get(o.contributorId);
-    if (prev && o.sourceVersion <= prev.sourceVersion) return false;
+    if (prev && o.sourceVersion <= prev.sourceVersion) return 'stale';
     const deleted = o.op === 'DELETE';
+    if (!deleted && k.bottleSizeMl !== null && o.bottleSizeMl !== k.bottleSizeMl && k.contributors - (prev && !prev.deleted ? 1 : 0) > 0) {
+      return 'bottle_size_mismatch';
+    }
     if (prev && !prev.deleted) {
       k.bottles -= prev.bottles;
       k.contributors -= 1;
@@ -98,6 +118,7 @@ export class RegionalAggregator {
     if (!deleted) {
       k.bottles += o.bottles;
       k.contributors += 1;
+      k.bottleSizeMl = o.bottleSizeMl;
     }
     k.version += 1;
     k.sourceTsMs = Math.max(k.sourceTsMs, o.sourceTsMs);
@@ -107,6 +128,7 @@ export class RegionalAggregator {
       contributorId: o.contributorId,
       supplierId: o.supplierId,
       warehouseId: o.warehouseId,
+      bottleSizeMl: o.bottleSizeMl,
       bottles: deleted ? 0 : o.bottles,
       sourceVersion: o.sourceVersion,
       sourceTsMs: o.sourceTsMs,
@@ -117,7 +139,13 @@ export class RegionalAggregator {
     k.entries.set(o.contributorId, entry);
     this.dirtyEntries.add(entry);
     this.dirtyKeys.add(k);
-    return true;
+    return 'applied';
+  }
+
+  /** The bottle size of a key's live contributors, or undefined when it has none (for messages). */
+  sizeOf(region: string, sku: string): number | undefined {
+    const k = this.keys.get(region)?.get(sku);
+    return k && k.contributors > 0 && k.bottleSizeMl !== null ? k.bottleSizeMl : undefined;
   }
 
   /** Current total of a key, or undefined if it was never seen. */
@@ -127,7 +155,7 @@ export class RegionalAggregator {
   }
 
   private record(k: KeyState, nowMs: number): RegionalStock {
-    return { region: k.region, sku: k.sku, bottles: k.bottles, contributors: k.contributors, version: k.version, sourceTsMs: k.sourceTsMs, updatedTsMs: nowMs };
+    return { region: k.region, sku: k.sku, bottleSizeMl: k.bottleSizeMl, bottles: k.bottles, contributors: k.contributors, version: k.version, sourceTsMs: k.sourceTsMs, updatedTsMs: nowMs };
   }
 
   /**
@@ -148,4 +176,9 @@ export class RegionalAggregator {
     for (const region of this.keys.values()) for (const k of region.values()) out.push(this.record(k, k.sourceTsMs));
     return out;
   }
+}
+
+/** Why the aggregator refused an observation whose bottle size differs from its key's live contributors'. */
+export function sizeMismatchMessage(o: StockObservation, keyMl: number | undefined): string {
+  return `${o.contributorId} is ${o.bottleSizeMl} ml but the live contributors of ${o.region}|${o.sku} are ${keyMl ?? '?'} ml: never summed (the catalog's size of ${o.sku} changed while it had stock; its rows are counted again when they change or a reconciliation repairs them)`;
 }

@@ -8,6 +8,7 @@ interface Row {
   contributor_id: string;
   supplier_id: string;
   warehouse_id: string;
+  bottle_size_ml: number | null;
   bottles: string;
   source_version: string;
   source_ms: number | null;
@@ -28,7 +29,7 @@ export class ContributionStore {
     const { rows } = await query<Row>(
       this.pool,
       `restoring aggregator partition ${partition}`,
-      `SELECT region, sku, contributor_id, supplier_id, warehouse_id, bottles, source_version,
+      `SELECT region, sku, contributor_id, supplier_id, warehouse_id, bottle_size_ml, bottles, source_version,
               extract(epoch from source_ts) * 1000 AS source_ms, deleted, key_version
          FROM cellar.stock_contributions WHERE partition = $1`,
       [partition],
@@ -39,6 +40,7 @@ export class ContributionStore {
       contributorId: r.contributor_id,
       supplierId: r.supplier_id,
       warehouseId: r.warehouse_id,
+      bottleSizeMl: r.bottle_size_ml,
       bottles: Number(r.bottles),
       sourceVersion: r.source_version,
       sourceTsMs: Math.round(Number(r.source_ms ?? 0)),
@@ -61,19 +63,20 @@ export class ContributionStore {
       tx ?? this.pool,
       'saving aggregator contributions',
       `INSERT INTO cellar.stock_contributions AS t
-         (region, sku, contributor_id, supplier_id, warehouse_id, bottles, source_version, source_ts, deleted, key_version, partition)
-       SELECT u.region, u.sku, u.cid, u.sup, u.wh, u.bottles, u.sv, to_timestamp(u.ms / 1000.0), u.deleted, u.kv, $11
+         (region, sku, contributor_id, supplier_id, warehouse_id, bottles, source_version, source_ts, deleted, key_version, partition, bottle_size_ml)
+       SELECT u.region, u.sku, u.cid, u.sup, u.wh, u.bottles, u.sv, to_timestamp(u.ms / 1000.0), u.deleted, u.kv, $11, u.ml
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[],
-                     $8::double precision[], $9::boolean[], $10::bigint[])
-              AS u(region, sku, cid, sup, wh, bottles, sv, ms, deleted, kv)
+                     $8::double precision[], $9::boolean[], $10::bigint[], $12::integer[])
+              AS u(region, sku, cid, sup, wh, bottles, sv, ms, deleted, kv, ml)
        ON CONFLICT (region, sku, contributor_id) DO UPDATE SET
          supplier_id = excluded.supplier_id, warehouse_id = excluded.warehouse_id, bottles = excluded.bottles,
+         bottle_size_ml = excluded.bottle_size_ml,
          source_version = excluded.source_version, source_ts = excluded.source_ts, deleted = excluded.deleted,
          key_version = excluded.key_version, partition = excluded.partition
        WHERE t.source_version < excluded.source_version`,
       [
         col('region'), col('sku'), col('contributorId'), col('supplierId'), col('warehouseId'), col('bottles'),
-        col('sourceVersion'), col('sourceTsMs'), col('deleted'), col('keyVersion'), partition,
+        col('sourceVersion'), col('sourceTsMs'), col('deleted'), col('keyVersion'), partition, col('bottleSizeMl'),
       ],
     );
   }

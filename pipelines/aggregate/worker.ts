@@ -7,7 +7,7 @@ import type { CellarMetrics } from '../core/metrics.js';
 import type { DeadLetterWriter } from '../dlq/writer.js';
 import type { BatchContext, BatchHandler, PartitionBatch } from '../kafka/worker.js';
 import { stockKey } from '../kafka/topics.js';
-import { RegionalAggregator } from './aggregator.js';
+import { RegionalAggregator, sizeMismatchMessage } from './aggregator.js';
 import type { ContributionStore } from './contribution-store.js';
 
 function validObservation(o: StockObservation): string | undefined {
@@ -86,14 +86,25 @@ export class AggregatorHandler implements BatchHandler {
   async handle(batch: PartitionBatch, ctx: BatchContext): Promise<void> {
     const agg = await this.state(batch.partition, ctx);
     const letters: DeadLetter[] = [];
-    const observations: StockObservation[] = [];
+    const observations: Array<{ o: StockObservation; m: KafkaMessage }> = [];
     for (const m of batch.messages) {
       const o = await ctx.retry('decoding observation', () => this.decode(batch, m, letters));
-      if (o) observations.push(o);
+      if (o) observations.push({ o, m });
     }
     this.metrics.eventsIn.inc({ stage: 'aggregator' }, batch.messages.length);
     let stale = 0;
-    for (const o of observations) if (!agg.apply(o)) stale++;
+    for (const { o, m } of observations) {
+      const size = agg.sizeOf(o.region, o.sku);
+      const outcome = agg.apply(o);
+      if (outcome === 'stale') stale++;
+      else if (outcome === 'bottle_size_mismatch') {
+        this.metrics.deadLetters.inc({ stage: 'aggregator', reason: outcome });
+        letters.push({
+          stage: 'aggregator', reason: outcome, message: sizeMismatchMessage(o, size), supplierId: o.supplierId, topic: batch.topic,
+          partition: batch.partition, offset: m.offset, sourcePosition: o.sourceVersion, key: m.key ?? null, value: m.value ?? null, tsMs: Date.now(),
+        });
+      }
+    }
     if (stale) this.metrics.staleEvents.inc({ stage: 'aggregator' }, stale);
     const { totals, contributions } = agg.drain(Date.now());
     const subject = valueSubject(this.outputTopic);

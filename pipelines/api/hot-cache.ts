@@ -1,8 +1,13 @@
 import type { StockEvent, StockEventHub } from './sse.js';
 
-interface Entry {
+/** A cached key's value. */
+export interface HotValue {
   bottles: number;
   version: number;
+  bottleSizeMl: number | null;
+}
+
+interface Entry extends HotValue {
   /** The region snapshot's write time as read or as carried by the event. */
   asOfMs: number;
   /** When the entry was read from Redis (ms, monotonic enough for a TTL). */
@@ -37,11 +42,12 @@ export class HotKeyCache {
 
   private apply(e: StockEvent): void {
     if ((this.regionAsOf.get(e.region) ?? 0) < e.updatedTsMs) this.regionAsOf.set(e.region, e.updatedTsMs);
-    for (const c of e.changes) this.put(e.region, c.sku, c.bottles, c.version, e.updatedTsMs, performance.now());
+    for (const c of e.changes) this.put(e.region, c.sku, c, e.updatedTsMs, performance.now());
   }
 
   /** Keeps a value read from Redis (ignored when an equal or newer version is cached). */
-  put(region: string, sku: string, bottles: number, version: number, asOfMs: number, at = performance.now()): void {
+  put(region: string, sku: string, value: HotValue, asOfMs: number, at = performance.now()): void {
+    const { bottles, version, bottleSizeMl } = value;
     const k = HotKeyCache.key(region, sku);
     const cur = this.entries.get(k);
     const generation = this.hub.generation;
@@ -52,14 +58,14 @@ export class HotKeyCache {
       return;
     }
     if (!cur && this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
-    this.entries.set(k, { bottles, version, asOfMs, at, generation });
+    this.entries.set(k, { bottles, version, bottleSizeMl, asOfMs, at, generation });
   }
 
   /** A current value, or undefined when it must be read from Redis. */
-  get(region: string, sku: string): { bottles: number; version: number; asOfMs: number } | undefined {
+  get(region: string, sku: string): (HotValue & { asOfMs: number }) | undefined {
     if (!this.hub.live) return undefined;
     const e = this.entries.get(HotKeyCache.key(region, sku));
     if (!e || e.generation !== this.hub.generation || performance.now() - e.at > this.ttlMs) return undefined;
-    return { bottles: e.bottles, version: e.version, asOfMs: Math.max(e.asOfMs, this.regionAsOf.get(region) ?? 0) };
+    return { bottles: e.bottles, version: e.version, bottleSizeMl: e.bottleSizeMl, asOfMs: Math.max(e.asOfMs, this.regionAsOf.get(region) ?? 0) };
   }
 }

@@ -1,4 +1,5 @@
 import type { FastifyInstance, RouteOptions } from 'fastify';
+import { STOCK_EVENT } from './schemas.js';
 
 /** What the OpenAPI document needs of a registered route. */
 interface RouteInfo {
@@ -47,7 +48,9 @@ export function openApiDocument(routes: RouteInfo[], info: { title: string; vers
       const isStream = r.url === '/v1/events' && status === '200';
       responses[status] = {
         description: (description as string | undefined) ?? (status.startsWith('2') ? 'OK' : 'Error'),
-        content: isStream ? { 'text/event-stream': { schema: { type: 'string' } } } : { 'application/json': { schema } },
+        content: isStream
+          ? { 'text/event-stream': { schema: { type: 'string', description: 'The data of each `stock` event is a `StockEvent` (#/components/schemas/StockEvent).' } } }
+          : { 'application/json': { schema } },
       };
     }
     const op: JsonSchema = {
@@ -71,6 +74,7 @@ export function openApiDocument(routes: RouteInfo[], info: { title: string; vers
     info,
     paths,
     components: {
+      schemas: { StockEvent: STOCK_EVENT },
       securitySchemes: {
         bearerKey: { type: 'http', scheme: 'bearer', description: 'An API key `ck_<id>_<secret>` from `cellar keys create`.' },
         headerKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },

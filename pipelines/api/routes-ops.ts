@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Producer } from 'kafkajs';
 import type pg from 'pg';
-import { deadLetterCounts, listDeadLetters, replayDeadLetters, type DeadLetterFilter } from '../dlq/store.js';
+import { deadLetterCounts, listDeadLetters, replayDeadLetters, replayRouteOf, type DeadLetterFilter } from '../dlq/store.js';
 import { listAudit } from './audit.js';
 import type { ConnectorStatusSource } from './connect-status.js';
 import { badRequest, notConfigured } from './errors.js';
@@ -115,7 +115,7 @@ export function registerOpsRoutes(app: FastifyInstance, deps: OpsDeps): void {
           },
         },
         response: {
-          200: { type: 'object', properties: { replayed: { type: 'array', items: { type: 'integer' } }, skipped: { type: 'array', items: { type: 'integer' } }, dryRun: { type: 'boolean' } }, required: ['replayed', 'skipped'] },
+          200: { type: 'object', properties: { replayed: { type: 'array', items: { type: 'integer' } }, queued: { type: 'array', items: { type: 'integer' }, description: 'Embedded runtime letters handed back to it through cellar.repair_requests.' }, skipped: { type: 'array', items: { type: 'integer' } }, dryRun: { type: 'boolean' } }, required: ['replayed', 'skipped'] },
           ...errorResponses(503),
         },
       },
@@ -128,11 +128,15 @@ export function registerOpsRoutes(app: FastifyInstance, deps: OpsDeps): void {
       req.auditTarget = filter.ids?.length ? `ids ${filter.ids.slice(0, 20).join(',')}${filter.ids.length > 20 ? ',…' : ''}` : (filter.reason ?? filter.supplierId ?? filter.stage ?? 'pending');
       if (dryRun) {
         const letters = await listDeadLetters(deps.pool, { ...filter, limit: filter.limit ?? 100_000 });
-        return { replayed: letters.filter((l) => l.topic).map((l) => l.id), skipped: letters.filter((l) => !l.topic).map((l) => l.id), dryRun: true };
+        const by = (r: string) => letters.filter((l) => replayRouteOf(l) === r).map((l) => l.id);
+        return { replayed: by('kafka'), queued: by('embedded'), skipped: by('none'), dryRun: true };
       }
-      if (!deps.producer) throw notConfigured(503, 'Kafka is not configured in this process');
-      const result = await replayDeadLetters(deps.pool, await deps.producer(), filter);
-      req.auditDetail = `replayed ${result.replayed.length}, skipped ${result.skipped.length}`;
+      const producer = deps.producer;
+      const result = await replayDeadLetters(deps.pool, async () => {
+        if (!producer) throw notConfigured(503, 'Kafka is not configured in this process');
+        return producer();
+      }, filter);
+      req.auditDetail = `replayed ${result.replayed.length}, queued ${result.queued.length}, skipped ${result.skipped.length}`;
       return { ...result, dryRun: false };
     },
   );

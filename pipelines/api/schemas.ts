@@ -11,6 +11,9 @@ export const SKU = { type: 'string', minLength: 1, maxLength: 200, pattern: '^[^
 
 const nullableInt = { type: ['integer', 'null'] } as const;
 
+/** A SKU's bottle size (every canonical SKU has exactly one). */
+const BOTTLE_SIZE = { type: ['integer', 'null'], description: 'Bottle size of the SKU, in ml; null for totals written before sizes were kept.' } as const;
+
 export const FRESHNESS = {
   type: 'object',
   description:
@@ -24,11 +27,12 @@ export const STOCK_ITEM = {
   properties: {
     region: { type: 'string' },
     sku: { type: 'string' },
-    bottles: { type: 'integer', description: 'Total bottles over every contributor (bottles of each row\'s bottle size).' },
+    bottleSizeMl: BOTTLE_SIZE,
+    bottles: { type: 'integer', description: 'Total bottles of `bottleSizeMl` over every contributor.' },
     version: { type: 'integer', description: 'Monotonic per key: the number of effective changes applied to it.' },
     freshness: FRESHNESS,
   },
-  required: ['region', 'sku', 'bottles', 'version', 'freshness'],
+  required: ['region', 'sku', 'bottleSizeMl', 'bottles', 'version', 'freshness'],
 } as const;
 
 export const STOCK_PAGE = {
@@ -39,8 +43,15 @@ export const STOCK_PAGE = {
       type: 'array',
       items: {
         type: 'object',
-        properties: { sku: { type: 'string' }, bottles: { type: 'integer' }, version: { type: 'integer' }, updatedTsMs: nullableInt, sourceTsMs: nullableInt },
-        required: ['sku', 'bottles', 'version'],
+        properties: {
+          sku: { type: 'string' },
+          bottleSizeMl: BOTTLE_SIZE,
+          bottles: { type: 'integer' },
+          version: { type: 'integer' },
+          updatedTsMs: nullableInt,
+          sourceTsMs: nullableInt,
+        },
+        required: ['sku', 'bottleSizeMl', 'bottles', 'version'],
       },
     },
     next: { type: ['string', 'null'], description: 'Pass as `after` to get the next page; null on the last page.' },
@@ -53,6 +64,24 @@ export const SKU_REGIONS = {
   type: 'object',
   properties: { sku: { type: 'string' }, regions: { type: 'array', items: STOCK_ITEM } },
   required: ['sku', 'regions'],
+} as const;
+
+/** The data of a server-sent `stock` event (`GET /v1/events`): one region's changes from one sink write. */
+export const STOCK_EVENT = {
+  type: 'object',
+  properties: {
+    region: { type: 'string' },
+    updatedTsMs: { type: 'integer', description: 'When the sink wrote the region\'s snapshot.' },
+    changes: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: { sku: { type: 'string' }, bottleSizeMl: BOTTLE_SIZE, bottles: { type: 'integer' }, version: { type: 'integer' } },
+        required: ['sku', 'bottleSizeMl', 'bottles', 'version'],
+      },
+    },
+  },
+  required: ['region', 'updatedTsMs', 'changes'],
 } as const;
 
 export const REGIONS = {

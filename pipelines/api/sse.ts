@@ -11,7 +11,8 @@ export interface StockEvent {
   id: string;
   region: string;
   updatedTsMs: number;
-  changes: Array<{ sku: string; bottles: number; version: number }>;
+  /** `bottleSizeMl` is null when the SKU's size is unknown (the stream entry leaves it out). */
+  changes: Array<{ sku: string; bottles: number; version: number; bottleSizeMl: number | null }>;
 }
 
 /** Compares stream ids numerically (`ms-seq`). */
@@ -27,9 +28,15 @@ function toEvent(id: string, fields: string[]): StockEvent | undefined {
   const i = fields.indexOf('data');
   if (i < 0 || i + 1 >= fields.length) return undefined;
   try {
-    const d = JSON.parse(fields[i + 1]!) as Omit<StockEvent, 'id'>;
+    const d = JSON.parse(fields[i + 1]!) as { region: string; updatedTsMs: number; changes: unknown };
     // cjson encodes an empty array as {}: normalize.
-    return { id, region: d.region, updatedTsMs: d.updatedTsMs, changes: Array.isArray(d.changes) ? d.changes : [] };
+    const changes = Array.isArray(d.changes) ? (d.changes as Array<{ sku: string; bottles: number; version: number; bottleSizeMl?: number }>) : [];
+    return {
+      id,
+      region: d.region,
+      updatedTsMs: d.updatedTsMs,
+      changes: changes.map((c) => ({ sku: c.sku, bottles: c.bottles, version: c.version, bottleSizeMl: c.bottleSizeMl ?? null })),
+    };
   } catch {
     return undefined;
   }
@@ -169,7 +176,7 @@ const HEARTBEAT_MS = 15_000;
 /**
  * `GET /v1/events`: server-sent events of stock changes. Each event is one stream entry (a region's changes
  * from one sink batch), `event: stock`, `id: <entry id>`, data `{region, updatedTsMs, changes: [{sku,
- * bottles, version}]}`, filtered by `region`, `sku` or `skuPrefix`. A client reconnecting with
+ * bottles, version, bottleSizeMl}]}`, filtered by `region`, `sku` or `skuPrefix`. A client reconnecting with
  * `Last-Event-ID` first gets every entry after that id still in the stream (about 10,000 region batches),
  * then live ones; if entries may be missing it gets `event: reset` first and should reload the stock.
  */
@@ -182,7 +189,8 @@ export function registerEventRoutes(app: FastifyInstance, hub: StockEventHub, ap
       schema: {
         summary: 'Server-sent events of stock changes, resumable with Last-Event-ID',
         description:
-          'Content type `text/event-stream`. Each `stock` event carries one region\'s changes from one sink write; its `id` is the Redis stream entry id. ' +
+          'Content type `text/event-stream`. Each `stock` event carries one region\'s changes from one sink write as `{region, updatedTsMs, changes: [{sku, bottleSizeMl, bottles, version}]}` ' +
+          '(a `StockEvent`); its `id` is the Redis stream entry id. ' +
           `Reconnect with \`Last-Event-ID\` to receive what was missed, within the last ~${STOCK_EVENTS_MAXLEN.toLocaleString('en-US')} region writes; ` +
           'older ids get `event: reset` (reload, then follow). A comment line is sent every 15 s.',
         tags: ['stock'],

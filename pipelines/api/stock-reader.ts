@@ -25,6 +25,8 @@ export interface Freshness {
 export interface StockItem {
   region: string;
   sku: string;
+  /** The SKU's bottle size, ml; null for totals written before sizes were kept. */
+  bottleSizeMl: number | null;
   bottles: number;
   /** Monotonic per key: the number of effective changes applied to it. */
   version: number;
@@ -49,23 +51,27 @@ export interface RegionSummary {
 }
 
 /**
- * Reads bottles, version and the region's write time of one SKU in each given region atomically (the sink
- * writes a region's three hashes in one script, so a script read never mixes two versions).
- * KEYS: stock, versions, meta per region. ARGV: sku. Returns per region {bottles, version, updatedTsMs} or false.
+ * Reads bottles, version, bottle size and the region's write time of one SKU in each given region atomically
+ * (the sink writes a region's hashes in one script, so a script read never mixes two versions).
+ * KEYS: stock, versions, meta, sizes per region. ARGV: sku. Returns per region {bottles, version, updatedTsMs,
+ * bottleSizeMl ('' when unknown)} or false.
  */
 const READ = `
 local out = {}
-for i = 1, #KEYS, 3 do
+for i = 1, #KEYS, 4 do
   local b = redis.call('HGET', KEYS[i], ARGV[1])
   if b then
-    out[#out + 1] = { b, redis.call('HGET', KEYS[i + 1], ARGV[1]) or '0', redis.call('HGET', KEYS[i + 2], 'updatedTsMs') or '' }
+    out[#out + 1] = { b, redis.call('HGET', KEYS[i + 1], ARGV[1]) or '0', redis.call('HGET', KEYS[i + 2], 'updatedTsMs') or '',
+      redis.call('HGET', KEYS[i + 3], ARGV[1]) or '' }
   else
     out[#out + 1] = false
   end
 end
 return out`;
 
-type WithRead = Redis & { cellarRead(n: number, ...args: string[]): Promise<Array<[string, string, string] | null>> };
+type WithRead = Redis & { cellarRead(n: number, ...args: string[]): Promise<Array<[string, string, string, string] | null>> };
+
+const sizeOf = (ml: string | null | undefined): number | null => (ml === null || ml === undefined || ml === '' ? null : Number(ml));
 
 /** Regions whose hash holds more SKUs than this are not listed from Redis (only Postgres keeps them ordered). */
 const REDIS_LIST_MAX = 50_000;
@@ -114,7 +120,7 @@ export class StockReader {
       const stream = this.redis.scanStream({ match: `${base.replace(/[*?[\]\\]/g, '\\$&')}*`, count: 1_000 });
       for await (const keys of stream as AsyncIterable<string[]>) {
         for (const key of keys) {
-          if (key.endsWith(':versions') || key.endsWith(':meta') || key.includes(':rebuild:')) continue;
+          if (key.endsWith(':versions') || key.endsWith(':meta') || key.endsWith(':sizes') || key.includes(':rebuild:')) continue;
           found.add(key.slice(base.length));
         }
       }
@@ -126,28 +132,32 @@ export class StockReader {
   }
 
   private async fromRedis(regions: string[], sku: string): Promise<StockItem[]> {
-    const keys = regions.flatMap((r) => Object.values(redisKeys(this.keyPrefix, r)));
+    const keys = regions.flatMap((r) => {
+      const k = redisKeys(this.keyPrefix, r);
+      return [k.stock, k.versions, k.meta, k.sizes];
+    });
     const res = await this.redis.cellarRead(keys.length, ...keys, sku);
     const out: StockItem[] = [];
     res.forEach((row, i) => {
       if (!row) return;
       const asOf = row[2] === '' ? null : Number(row[2]);
-      out.push({ region: regions[i]!, sku, bottles: Number(row[0]), version: Number(row[1]), freshness: this.fresh('redis', asOf) });
+      out.push({ region: regions[i]!, sku, bottleSizeMl: sizeOf(row[3]), bottles: Number(row[0]), version: Number(row[1]), freshness: this.fresh('redis', asOf) });
     });
     return out;
   }
 
   private async fromPostgres(sku: string, region?: string): Promise<StockItem[]> {
-    const { rows } = await query<{ region: string; bottles: string; version: string; source_ms: string | null; updated_ms: string }>(
+    const { rows } = await query<{ region: string; bottle_size_ml: number | null; bottles: string; version: string; source_ms: string | null; updated_ms: string }>(
       this.pool,
       'reading regional stock',
-      `SELECT region, bottles, version, (extract(epoch from source_ts) * 1000)::bigint AS source_ms, (extract(epoch from updated_at) * 1000)::bigint AS updated_ms
+      `SELECT region, bottle_size_ml, bottles, version, (extract(epoch from source_ts) * 1000)::bigint AS source_ms, (extract(epoch from updated_at) * 1000)::bigint AS updated_ms
          FROM cellar.regional_stock WHERE sku = $1 ${region === undefined ? '' : 'AND region = $2'} ORDER BY region`,
       region === undefined ? [sku] : [sku, region],
     );
     return rows.map((r) => ({
       region: r.region,
       sku,
+      bottleSizeMl: r.bottle_size_ml,
       bottles: Number(r.bottles),
       version: Number(r.version),
       freshness: this.fresh('postgres', Number(r.updated_ms), r.source_ms === null ? null : Number(r.source_ms)),
@@ -157,11 +167,11 @@ export class StockReader {
   /** One key: the hot-key cache, else Redis, else Postgres; undefined when none has it. */
   async get(region: string, sku: string): Promise<StockItem | undefined> {
     const cached = this.cache?.get(region, sku);
-    if (cached) return { region, sku, bottles: cached.bottles, version: cached.version, freshness: this.fresh('redis', cached.asOfMs) };
+    if (cached) return { region, sku, bottleSizeMl: cached.bottleSizeMl, bottles: cached.bottles, version: cached.version, freshness: this.fresh('redis', cached.asOfMs) };
     try {
       const [hit] = await this.fromRedis([region], sku);
       if (hit) {
-        if (hit.freshness.asOfMs !== null) this.cache?.put(region, sku, hit.bottles, hit.version, hit.freshness.asOfMs);
+        if (hit.freshness.asOfMs !== null) this.cache?.put(region, sku, hit, hit.freshness.asOfMs);
         return hit;
       }
     } catch {
@@ -202,16 +212,17 @@ export class StockReader {
       conds.push(`sku >= $${p} AND sku < $${p} || chr(1114111) AND starts_with(sku, $${p})`);
     }
     if (o.after !== undefined) conds.push(`sku > $${values.push(o.after)}`);
-    const { rows } = await query<{ sku: string; bottles: string; version: string; source_ms: string | null; updated_ms: string }>(
+    const { rows } = await query<{ sku: string; bottle_size_ml: number | null; bottles: string; version: string; source_ms: string | null; updated_ms: string }>(
       this.pool,
       `reading a page of ${region}`,
-      `SELECT sku, bottles, version, (extract(epoch from source_ts) * 1000)::bigint AS source_ms, (extract(epoch from updated_at) * 1000)::bigint AS updated_ms
+      `SELECT sku, bottle_size_ml, bottles, version, (extract(epoch from source_ts) * 1000)::bigint AS source_ms, (extract(epoch from updated_at) * 1000)::bigint AS updated_ms
          FROM cellar.regional_stock WHERE ${conds.join(' AND ')} ORDER BY sku LIMIT ${o.limit + 1}`,
       values,
     );
     const more = rows.length > o.limit;
     const items = rows.slice(0, o.limit).map((r) => ({
       sku: r.sku,
+      bottleSizeMl: r.bottle_size_ml,
       bottles: Number(r.bottles),
       version: Number(r.version),
       updatedTsMs: Number(r.updated_ms),
@@ -226,14 +237,18 @@ export class StockReader {
     try {
       const size = await this.redis.hlen(k.stock);
       if (size > REDIS_LIST_MAX) throw new CellarError('postgres_unavailable', `Postgres is unavailable and ${region} is too large to list from Redis`, { retriable: true });
-      const [stock, versions, updated] = (await this.redis.multi().hgetall(k.stock).hgetall(k.versions).hget(k.meta, 'updatedTsMs').exec())!.map(([e, v]) => {
+      const [stock, versions, sizes, updated] = (
+        await this.redis.multi().hgetall(k.stock).hgetall(k.versions).hgetall(k.sizes).hget(k.meta, 'updatedTsMs').exec()
+      )!.map(([e, v]) => {
         if (e) throw e;
         return v;
-      }) as [Record<string, string>, Record<string, string>, string | null];
+      }) as [Record<string, string>, Record<string, string>, Record<string, string>, string | null];
       const skus = Object.keys(stock)
         .filter((s) => (!o.prefix || s.startsWith(o.prefix)) && (o.after === undefined || s > o.after))
         .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-      const items = skus.slice(0, o.limit).map((sku) => ({ sku, bottles: Number(stock[sku]), version: Number(versions[sku] ?? 0), updatedTsMs: null, sourceTsMs: null }));
+      const items = skus
+        .slice(0, o.limit)
+        .map((sku) => ({ sku, bottleSizeMl: sizeOf(sizes[sku]), bottles: Number(stock[sku]), version: Number(versions[sku] ?? 0), updatedTsMs: null, sourceTsMs: null }));
       const asOf = updated === null ? null : Number(updated);
       return { region, items, next: skus.length > o.limit ? items[items.length - 1]!.sku : null, freshness: this.fresh('redis', asOf) };
     } catch (err) {

@@ -7,11 +7,14 @@ import { createDatabase, startLocalPostgres, type LocalPostgres } from '../../in
 import { onInterrupt, tempDir } from '../../infra/local/process.js';
 import { startLocalRedis, type LocalRedis } from '../../infra/local/redis.js';
 import { createPgPool } from '../../sinks/postgres/pool.js';
+import { migrate } from '../../sinks/postgres/migrate.js';
+import { readRegionalStock } from '../../sinks/postgres/read.js';
+import { importCatalog } from '../catalog/store.js';
 import { loadRuntimeConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
 import { CellarMetrics } from '../core/metrics.js';
 import { startEmbedded, type EmbeddedRuntime } from '../runtime/embedded-runtime.js';
-import { demoRegions, demoSuppliers, prng, seedRows, writeSupplierFile, type DemoSupplier, type ModelRow } from '../demo/catalog.js';
+import { demoCatalog, demoRegions, demoSuppliers, MAGNUM_ML, prng, seedRows, skuEntries, STANDARD_ML, writeSupplierFile, type DemoSupplier, type ModelRow } from '../demo/catalog.js';
 import { openSupplierDb } from '../demo/supplier-db.js';
 import { startGenerator, type ChangeGenerator } from '../demo/generator.js';
 import { runKafkaDemo } from '../demo/kafka-demo.js';
@@ -60,23 +63,51 @@ async function seed(url: string, s: DemoSupplier, rows: ModelRow[]): Promise<voi
   }
 }
 
-/** Polls until every region matches `expected` in Postgres and Redis, or `timeoutMs` passes. */
-async function converge(pool: pg.Pool, redis: Redis, expected: Awaited<ReturnType<typeof expectedTotals>>, timeoutMs: number, broken: () => Error | undefined): Promise<RegionCheck[]> {
+/** True when a region's totals match in Postgres and Redis and every row has its catalog size. */
+const good = (c: RegionCheck) => c.postgres && c.redis && c.sizes;
+
+/** Polls until every region matches `expected` in Postgres and Redis, sizes included, or `timeoutMs` passes. */
+async function converge(pool: pg.Pool, redis: Redis, expected: Awaited<ReturnType<typeof expectedTotals>>, catalog: Map<string, number>, timeoutMs: number, broken: () => Error | undefined): Promise<RegionCheck[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const checks = await checkRegions(pool, redis, demoRegions(), expected);
-    if (checks.every((c) => c.postgres && c.redis) || Date.now() > deadline || broken()) return checks;
+    const checks = await checkRegions(pool, redis, demoRegions(), expected, catalog);
+    if (checks.every(good) || Date.now() > deadline || broken()) return checks;
     await sleep(200);
   }
 }
 
 /**
+ * A code of a supplier of several bottle sizes that has stock in every size in one region, with the
+ * canonical SKU and total of each size as `cellar.regional_stock` holds them: what "sizes kept apart"
+ * looks like. Undefined when no code has.
+ */
+async function twoSizeExample(pool: pg.Pool, suppliers: DemoSupplier[]): Promise<string | undefined> {
+  const totals = new Map((await readRegionalStock(pool)).map((r) => [`${r.region}|${r.sku}`, r]));
+  for (const s of suppliers.filter((x) => x.sizes.length > 1)) {
+    const byCode = new Map<string, Array<{ ml: number; sku: string }>>();
+    for (const e of skuEntries(s)) byCode.set(e.code, [...(byCode.get(e.code) ?? []), e]);
+    for (const region of [...new Set(Object.values(s.regions))].sort()) {
+      for (const [code, sizes] of byCode) {
+        const rows = sizes.map((e) => ({ ...e, row: totals.get(`${region}|${e.sku}`) }));
+        if (rows.every((r) => r.row && r.row.bottles > 0 && r.row.bottleSizeMl === r.ml)) {
+          return `${s.id} ${code} in ${region}: ${rows.map((r) => `${r.ml} ml → ${r.sku} ${num(r.row!.bottles)} bottles`).join(', ')}`;
+        }
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
  * The default `cellar demo`: three Postgres suppliers in a private Postgres and, when MariaDB's binaries
  * are installed, a fourth in a private MariaDB (binlog), each with its own schema, units and SKU codes,
- * captured natively by the embedded runtime in this process; a generator makes sales,
+ * captured natively by the embedded runtime in this process; one supplier lists 750 ml bottles and
+ * magnums under one code, mapped by size to two canonical SKUs, and the canonical catalog (each SKU with
+ * its one bottle size) is imported into `cellar.catalog` first; a generator makes sales,
  * receipts, transfers, returns, corrections, deletes and re-inserts at `rate` changes/s for `durationS`
- * seconds with a live progress line; then every regional total in Postgres and Redis is compared with
- * the sums computed directly from the suppliers' rows. Everything started is stopped, also on Ctrl-C.
+ * seconds with a live progress line; then every regional total in Postgres and Redis is compared, per
+ * (region, SKU) with sizes kept apart, with the sums computed directly from the suppliers' rows, and each
+ * total's bottle size with the catalog's. Everything started is stopped, also on Ctrl-C.
  */
 async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
   const t0 = Date.now();
@@ -128,18 +159,30 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
       await seed(url, s, rows);
       writeSupplierFile(s, suppliersDir, s.engine === 'postgres' ? pgServer.port : mariaServer!.port);
       sources.push({ supplier: s, url, rows });
-      say(`   - ${s.id}: ${s.name}; ${s.engine} ${s.table}, ${num(rows.length)} rows, ${Object.keys(s.regions).length} warehouses (${Object.keys(s.regions).join(', ')}), SKU map ${s.skuMap}`);
+      const sized = s.sizes.length > 1
+        ? ` (${s.sizes.map((ml) => `${num(rows.filter((r) => r.ml === ml).length)} of ${ml} ml`).join(', ')}), SKU map ${s.skuMap} keyed by bottle size: one code's ${s.sizes.join(' ml and ')} ml bottles are ${s.sizes.length} canonical SKUs`
+        : `, SKU map ${s.skuMap}`;
+      say(`   - ${s.id}: ${s.name}; ${s.engine} ${s.table}, ${num(rows.length)} rows${sized}, ${Object.keys(s.regions).length} warehouses (${Object.keys(s.regions).join(', ')})`);
     }
     say(`   Registry files in ${suppliersDir}`);
 
-    say('3. Starting the embedded runtime (snapshot, then streaming)…');
+    say('3. Importing the canonical catalog into cellar.catalog (each canonical SKU with its one bottle size)…');
+    const catalog = demoCatalog(suppliers);
+    const catalogSizes = new Map(catalog.map((e) => [e.sku, e.bottleSizeMl]));
+    pool = createPgPool(cellarUrl, { max: 2, applicationName: 'cellar-demo' });
+    await migrate(pool);
+    const imported = await importCatalog(pool, catalog);
+    if (!imported.written) throw new Error(`importing the demo catalog: ${imported.conflicts.length} conflicts with live stock`);
+    const bySize = [...new Set(catalog.map((e) => e.bottleSizeMl))].sort((a, b) => a - b).map((ml) => `${num(catalog.filter((e) => e.bottleSizeMl === ml).length)} of ${ml} ml`);
+    say(`   ${num(imported.inserted + imported.updated + imported.unchanged)} canonical SKUs imported: ${bySize.join(', ')}`);
+
+    say('4. Starting the embedded runtime (snapshot, then streaming)…');
     const cfg = loadRuntimeConfig({ ...process.env, CELLAR_PG_URL: cellarUrl, CELLAR_REDIS_URL: redisServer.url, CELLAR_SUPPLIERS_DIR: suppliersDir });
     const metrics = new CellarMetrics(false);
     const tSnap = Date.now();
     rt = await startEmbedded(cfg, log, metrics);
     void rt.failed.then((e) => (broken ??= e));
     say(`   captured: ${rt.captured.join(', ')}${rt.skipped.length ? `; skipped: ${rt.skipped.map((k) => `${k.supplier} (${k.reason})`).join(', ')}` : ''}`);
-    pool = createPgPool(cellarUrl, { max: 2, applicationName: 'cellar-demo' });
     redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
     redis.on('error', () => undefined);
     if (opts.api) {
@@ -148,11 +191,11 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
       say(`   Read API ${api.url} (OpenAPI: ${api.url}/openapi.json), admin key for this demo: ${key}`);
       say(`   Dashboard: ${api.url}/dashboard#key=${key}`);
     }
-    const seeded = await converge(pool, redis, await expectedTotals(sources), 60_000, () => broken);
-    const seededOk = seeded.every((c) => c.postgres && c.redis);
-    say(`   snapshot: ${num(await metrics.value('cellar_events_in_total', { stage: 'embedded' }))} rows → ${num(seeded.reduce((a, c) => a + c.skus, 0))} regional SKU totals in ${secs((Date.now() - tSnap) / 1000)}; ${seededOk ? 'they equal the SQL sums' : 'MISMATCH with the SQL sums'}`);
+    const seeded = await converge(pool, redis, await expectedTotals(sources), catalogSizes, 60_000, () => broken);
+    const seededOk = seeded.every(good);
+    say(`   snapshot: ${num(await metrics.value('cellar_events_in_total', { stage: 'embedded' }))} rows → ${num(seeded.reduce((a, c) => a + c.skus, 0))} regional SKU totals in ${secs((Date.now() - tSnap) / 1000)}; ${seededOk ? 'they equal the SQL sums, sizes kept apart' : 'MISMATCH with the SQL sums'}`);
 
-    say(`4. Generating changes at ${num(opts.rate)}/s for ${opts.durationS} s (sales, receipts, transfers, returns, corrections, deletes, re-inserts):`);
+    say(`5. Generating changes at ${num(opts.rate)}/s for ${opts.durationS} s (sales, receipts, transfers, returns, corrections, deletes, re-inserts):`);
     const base = { events: await metrics.value('cellar_events_in_total', { stage: 'embedded' }), fresh: await freshnessBuckets(metrics) };
     const tGen = Date.now();
     gen = await startGenerator(sources, opts.rate);
@@ -175,18 +218,19 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
     const changes = gen.committed();
     if (process.stdout.isTTY) process.stdout.write('\n');
 
-    say('5. Waiting until every regional total equals the sum over the suppliers\' rows…');
+    say('6. Waiting until every regional total equals the sum over the suppliers\' rows…');
     const tStop = Date.now();
     const expected = await expectedTotals(sources);
-    const checks = await converge(pool, redis, expected, 60_000, () => broken);
-    const ok = !broken && seededOk && checks.every((c) => c.postgres && c.redis);
+    const checks = await converge(pool, redis, expected, catalogSizes, 60_000, () => broken);
+    const sizesOk = checks.every((c) => c.sizes);
+    const ok = !broken && seededOk && checks.every(good);
     const caughtUp = (Date.now() - tStop) / 1000;
     const fresh = await freshnessBuckets(metrics);
     const dead = await metrics.value('cellar_dead_letters_total');
     say('\nRegional stock (cellar.regional_stock and Redis cellar:stock:<region> vs. SQL over the suppliers\' rows):\n');
-    say(formatTable(['region', 'warehouses', 'SKUs', 'bottles', 'postgres', 'redis'], checks.map((c) => [
-      c.region, suppliers.reduce((a, s) => a + Object.values(s.regions).filter((r) => r === c.region).length, 0), c.skus, c.bottles,
-      c.postgres ? 'yes' : `NO (${c.pgDiff} SKUs differ)`, c.redis ? 'yes' : `NO (${c.redisDiff} SKUs differ)`,
+    say(formatTable(['region', 'warehouses', 'SKUs', 'magnums', 'bottles', 'sizes', 'postgres', 'redis'], checks.map((c) => [
+      c.region, suppliers.reduce((a, s) => a + Object.values(s.regions).filter((r) => r === c.region).length, 0), c.skus, c.magnums, c.bottles,
+      c.sizes ? 'yes' : `NO (${c.sizeDiff} rows)`, c.postgres ? 'yes' : `NO (${c.pgDiff} SKUs differ)`, c.redis ? 'yes' : `NO (${c.redisDiff} SKUs differ)`,
     ])));
     say('');
     say(`changes     ${num(changes)} in ${genSeconds.toFixed(1)} s = ${num(changes / genSeconds)}/s (${Object.entries(gen.byKind()).map(([k, n]) => `${k} ${num(n)}`).join(', ')})`);
@@ -194,8 +238,18 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
     say(`freshness   p50 ${secs(quantile(0.5, fresh, base.fresh))}, p99 ${secs(quantile(0.99, fresh, base.fresh))} (source commit → totals written, from the histogram buckets)`);
     if (mariaServer) say('            (MariaDB stamps commits in whole seconds, so its changes read up to 1 s staler than they are: the p99)');
     say(`dead letters ${num(dead)}`);
+    const keys = checks.reduce((a, c) => a + c.keys, 0);
+    const rowsChecked = checks.reduce((a, c) => a + c.rows, 0);
+    const sizeChanges = gen.bySize();
+    say(`sizes       ${sizesOk ? 'checked' : 'MISMATCH'} per (region, SKU) with ${[STANDARD_ML, MAGNUM_ML].join(' and ')} ml kept apart: ${num(keys)} totals against SQL sums grouped by the canonical SKU of each (code, bottle size)`);
+    const sizeWords = sizesOk
+      ? `every one of ${num(rowsChecked)} cellar.regional_stock rows has its SKU's bottle_size_ml from cellar.catalog`
+      : `${num(checks.reduce((a, c) => a + c.sizeDiff, 0))} of ${num(rowsChecked)} cellar.regional_stock rows (or expected totals) have another bottle_size_ml than their SKU's in cellar.catalog`;
+    say(`            ${sizeWords} (${num(catalog.length)} SKUs: ${bySize.join(', ')})`);
+    const example = await twoSizeExample(pool, suppliers);
+    say(`            ${example ? `e.g. ${example}` : 'no code has stock in both sizes in one region'}; changes to ${[...sizeChanges].sort((a, b) => a[0] - b[0]).map(([ml, n]) => `${ml} ml rows ${num(n)}`).join(', ')}`);
     if (broken) say(`FAILED: ${broken.message}`);
-    say(`\n${ok ? 'All regional totals equal the sums over the suppliers\' rows.' : 'MISMATCH: the totals did not converge within 60 s.'} Done in ${((Date.now() - t0) / 1000).toFixed(1)} s.`);
+    say(`\n${ok ? 'All regional totals equal the sums over the suppliers\' rows, per (region, SKU) with bottle sizes kept apart.' : `MISMATCH: the totals${sizesOk ? '' : ' or their bottle sizes'} did not converge within 60 s.`} Done in ${((Date.now() - t0) / 1000).toFixed(1)} s.`);
     if (opts.keepRunning && ok) {
       say(`\nPipeline left running. Supplier databases: ${sources.map((s) => s.url).join(' ')}`);
       say(`Cellar: ${cellarUrl}  Redis: ${redisServer.url}. Change supplier rows with psql and watch; Ctrl-C stops and cleans up.`);

@@ -3,7 +3,8 @@ import { createPgPool } from '../../sinks/postgres/pool.js';
 import { loadRuntimeConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
 import { connectProducer, createKafka } from '../kafka/client.js';
-import { deadLetterCounts, listDeadLetters, replayDeadLetters, type DeadLetterFilter } from '../dlq/store.js';
+import type { Producer } from 'kafkajs';
+import { deadLetterCounts, listDeadLetters, replayDeadLetters, replayRouteOf, type DeadLetterFilter } from '../dlq/store.js';
 import { formatTable } from './format.js';
 
 interface FilterOpts {
@@ -68,26 +69,27 @@ export function registerDlqCommands(program: Command): void {
         await pool.end();
       }
     });
-  withFilters(dlq.command('replay').description('produce dead letters again to their original topics (after fixing a mapping)'))
+  withFilters(dlq.command('replay').description('send dead letters back through the pipeline (after fixing a mapping or the catalog)'))
     .option('--dry-run', 'only say what would be replayed')
     .action(async (o: FilterOpts & { dryRun?: boolean }) => {
       const cfg = loadRuntimeConfig();
       const pool = createPgPool(cfg.pgUrl);
       const filter = filterOf(o);
+      let producer: Producer | undefined;
       try {
         if (o.dryRun) {
           const letters = await listDeadLetters(pool, { ...filter, limit: filter.limit ?? 100_000 });
-          console.log(`would replay ${letters.filter((l) => l.topic).length} dead letters: ${letters.map((l) => l.id).join(', ')}`);
+          const by = (r: string) => letters.filter((l) => replayRouteOf(l) === r).map((l) => l.id);
+          console.log(`would replay ${by('kafka').length} dead letters to their Kafka topics${by('kafka').length ? ` (${by('kafka').join(', ')})` : ''}, hand ${by('embedded').length} back to the embedded runtime${by('embedded').length ? ` (${by('embedded').join(', ')})` : ''}; ${by('none').length} cannot be replayed${by('none').length ? ` (${by('none').join(', ')}: repair with cellar reconcile --repair)` : ''}`);
           return;
         }
-        const producer = await connectProducer(createKafka(cfg, createLogger('dlq-replay', 'warn'), 'dlq-replay'), cfg);
-        try {
-          const { replayed, skipped } = await replayDeadLetters(pool, producer, filter);
-          console.log(`replayed ${replayed.length} dead letters${skipped.length ? `; skipped ${skipped.length} without a source topic (${skipped.join(', ')})` : ''}`);
-        } finally {
-          await producer.disconnect();
-        }
+        const r = await replayDeadLetters(pool, async () => (producer = await connectProducer(createKafka(cfg, createLogger('dlq-replay', 'warn'), 'dlq-replay'), cfg)), filter);
+        console.log(
+          `replayed ${r.replayed.length} dead letters to their Kafka topics; handed ${r.queued.length} back to the embedded runtime (applied within a second while it runs)` +
+            (r.skipped.length ? `; ${r.skipped.length} cannot be replayed (${r.skipped.join(', ')}: repair with cellar reconcile --repair)` : ''),
+        );
       } finally {
+        await producer?.disconnect();
         await pool.end();
       }
     });

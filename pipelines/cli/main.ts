@@ -15,6 +15,7 @@ import { CellarMetrics } from '../core/metrics.js';
 import { startOpsServer } from '../core/http.js';
 import { mappingTestCommand } from './mapping-test.js';
 import { registerDlqCommands } from './dlq.js';
+import { registerCatalogCommands } from './catalog.js';
 import { registerSnapshotCommands } from './snapshot.js';
 import { registerKeysCommands } from './keys.js';
 import { runApiProcess, startApi } from '../api/index.js';
@@ -108,12 +109,14 @@ program
   .description('normalize sample change events with a supplier file; one JSON line per event; exit 0 only if all were accepted')
   .requiredOption('--supplier <file>', 'supplier YAML file')
   .requiredOption('--events <file>', 'JSON lines: {"key": …, "value": …} as the Debezium JSON converter writes them')
-  .option('--sku-map <csv>', 'rows of cellar.sku_map for suppliers that use it (supplier_sku,canonical_sku); default: read CELLAR_PG_URL')
-  .action(async (opts: { supplier: string; events: string; skuMap?: string }) => {
+  .option('--sku-map <csv>', 'rows of cellar.sku_map for suppliers that use it (supplier_sku,canonical_sku[,vintage][,bottle_size_ml] with a header row); default: read CELLAR_PG_URL')
+  .option('--catalog <csv>', 'the canonical catalog (sku,bottle_size_ml[,vintage][,name]); default: cellar.catalog when CELLAR_PG_URL is set, else sizes pinned as first seen')
+  .action(async (opts: { supplier: string; events: string; skuMap?: string; catalog?: string }) => {
     process.exitCode = await mappingTestCommand(opts);
   });
 
 registerDlqCommands(program);
+registerCatalogCommands(program);
 registerSnapshotCommands(program);
 registerKeysCommands(program);
 registerConnectorsCommands(program);

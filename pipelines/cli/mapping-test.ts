@@ -1,44 +1,52 @@
 import { readFileSync } from 'node:fs';
 import { loadSupplierFile } from '../../connectors/registry/loader.js';
 import { createPgPool } from '../../sinks/postgres/pool.js';
+import { SizeCatalog, parseCatalogCsv } from '../catalog/catalog.js';
 import { loadRuntimeConfig } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
+import type { MappingInputs } from '../normalize/mapping.js';
 import { runMappingTest } from '../normalize/mapping-test.js';
-import { loadSkuMaps, tableMappedSuppliers } from '../normalize/sku-map-store.js';
+import { MappingInputsStore, tableMappedSuppliers } from '../normalize/sku-map-store.js';
+import { parseSkuMapCsv, SkuTable } from '../normalize/sku-table.js';
 
-function readCsvMap(file: string): Map<string, string> {
-  const map = new Map<string, string>();
-  readFileSync(file, 'utf8').split(/\r?\n/).forEach((l, i) => {
-    const [a, b] = l.split(',').map((x) => x.trim());
-    if (!a || a.startsWith('#') || (i === 0 && /supplier_?sku/i.test(a))) return;
-    if (!b) throw new ConfigError(`${file}:${i + 1}: expected "supplier_sku,canonical_sku"`);
-    map.set(a, b);
-  });
-  return map;
+function readText(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+}
+
+/**
+ * The SKU map rows and catalog a mapping test uses: from `--sku-map` and `--catalog` files when given;
+ * otherwise, when the supplier needs `cellar.sku_map` rows or `CELLAR_PG_URL` is set, from Cellar's
+ * database; otherwise none (each unlisted SKU's first size is pinned in memory, as the pipeline does).
+ */
+async function inputsOf(opts: { supplier: string; skuMap?: string; catalog?: string }, supplierId: string, tableMapped: boolean): Promise<MappingInputs> {
+  const fromFiles: MappingInputs = {
+    ...(opts.skuMap ? { skuTable: new SkuTable(parseSkuMapCsv(readText(opts.skuMap, 'SKU map'), opts.skuMap)) } : {}),
+    ...(opts.catalog ? { catalog: new SizeCatalog(parseCatalogCsv(readText(opts.catalog, 'catalog'), opts.catalog).map((e) => ({ ...e, origin: 'import' as const, firstSupplier: null }))) } : {}),
+  };
+  const needDb = (tableMapped && !opts.skuMap) || (!opts.catalog && process.env.CELLAR_PG_URL);
+  if (!needDb) return fromFiles;
+  const pool = createPgPool(loadRuntimeConfig().pgUrl);
+  try {
+    const supplier = loadSupplierFile(opts.supplier);
+    const store = new MappingInputsStore(pool, [supplier]);
+    await store.load();
+    const db = store.inputsFor(supplierId);
+    return { skuTable: fromFiles.skuTable ?? db.skuTable, catalog: fromFiles.catalog ?? db.catalog };
+  } finally {
+    await pool.end();
+  }
 }
 
 /** `cellar mapping test`: prints one JSON line per event and a summary on stderr; returns the exit code. */
-export async function mappingTestCommand(opts: { supplier: string; events: string; skuMap?: string }): Promise<number> {
+export async function mappingTestCommand(opts: { supplier: string; events: string; skuMap?: string; catalog?: string }): Promise<number> {
   const supplier = loadSupplierFile(opts.supplier);
-  let text: string;
-  try {
-    text = readFileSync(opts.events, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`cannot read events file ${opts.events}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
-  }
-  let tableSkus: Map<string, string> | undefined;
-  if (tableMappedSuppliers([supplier]).length) {
-    if (opts.skuMap) tableSkus = readCsvMap(opts.skuMap);
-    else {
-      const pool = createPgPool(loadRuntimeConfig().pgUrl);
-      try {
-        tableSkus = (await loadSkuMaps(pool, [supplier.id])).get(supplier.id);
-      } finally {
-        await pool.end();
-      }
-    }
-  }
-  const results = runMappingTest(supplier, text, tableSkus);
+  const text = readText(opts.events, 'events file');
+  const inputs = await inputsOf(opts, supplier.id, tableMappedSuppliers([supplier]).length > 0);
+  const results = runMappingTest(supplier, text, inputs);
   for (const r of results) process.stdout.write(`${JSON.stringify(r)}\n`);
   const count = (s: string) => results.filter((r) => r.status === s).length;
   const rejected = count('rejected');

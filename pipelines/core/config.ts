@@ -56,7 +56,7 @@ export const RuntimeConfigSpec = z.object({
     'CELLAR_HTTP_PORT: port of a worker\'s /metrics, /healthz and /readyz (0 = any free port, -1 = off). Default -1.',
   ),
   skuMapRefreshMs: int(60_000, 1_000).describe(
-    'CELLAR_SKU_MAP_REFRESH_MS: how often the normalizer re-reads cellar.sku_map. Default 60000.',
+    'CELLAR_SKU_MAP_REFRESH_MS: how often the normalizer (both runtimes) re-reads cellar.sku_map and cellar.catalog, ms. Default 60000.',
   ),
   apiPort: z.coerce.number().int().min(0).max(65535).default(8080).describe(
     'CELLAR_API_PORT: port of the read API and dashboard (`cellar run api`; 0 = any free port). Default 8080.',

@@ -3,8 +3,17 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { DemoEngine } from './supplier-db.js';
 
-/** Canonical SKUs of the demo catalog (at least 2,000 end up stocked). */
+/**
+ * Wines of the demo catalog (at least 2,000 end up stocked), each a canonical SKU of 750 ml bottles;
+ * the wines northsea-wines also stocks as magnums have a second canonical SKU of 1500 ml (see
+ * {@link demoCatalog}).
+ */
 export const CANONICAL_SKUS = 2400;
+
+/** The usual bottle size, ml: every row of a supplier without a bottle-size column is this size. */
+export const STANDARD_ML = 750;
+/** Magnums, ml: a canonical SKU of their own (`<wine>-magnum`), never summed with the 750 ml bottles. */
+export const MAGNUM_ML = 1500;
 
 /** One stock row as the demo's generator models it, whatever the supplier calls its columns. */
 export interface ModelRow {
@@ -20,9 +29,17 @@ export interface ModelRow {
   ml: number;
 }
 
+/** One entry of a supplier's SKU map: its code, in one bottle size, is this canonical SKU. */
+export interface SkuEntry {
+  code: string;
+  ml: number;
+  sku: string;
+}
+
 /**
- * A demo supplier: its own database, table, column names, unit, SKU codes and warehouses. `sqlBottles`
- * converts its rows to (code, warehouse, bottles) in SQL, independently of Cellar's mapping code.
+ * A demo supplier: its own database, table, column names, unit, SKU codes, bottle sizes and warehouses.
+ * `sql` says, as SQL over its table (alias `t`), each row's code, bottle size and bottles, so that the
+ * demo's check computes the totals independently of Cellar's mapping code.
  */
 export interface DemoSupplier {
   id: string;
@@ -42,7 +59,16 @@ export interface DemoSupplier {
   columns(r: ModelRow): Record<string, string | number>;
   /** Column → value of the quantity columns (for UPDATE). */
   quantity(r: ModelRow): Record<string, string | number>;
-  sqlBottles: string;
+  sql: {
+    /** The supplier's SKU code. */
+    code: string;
+    /** The row's bottle size in ml (a column, or a constant for suppliers of one size). */
+    size: string;
+    /** The row's quantity as bottles of that size. */
+    bottles: string;
+    /** True when the row is a whole number of bottles (default: always). */
+    whole?: string;
+  };
   /** Units of a receipt / of a sale, and the range of a stock count. */
   receipt: [number, number];
   sale: [number, number];
@@ -51,6 +77,11 @@ export interface DemoSupplier {
   codeOf(i: number): string;
   /** How the supplier file carries its SKU map. */
   skuMap: 'csv' | 'inline';
+  /**
+   * Bottle sizes it stocks, ml. With more than one, one code comes in each of these sizes (a bottle-size
+   * column tells them apart), and its SKU map is keyed by size: each size of a wine is its own canonical SKU.
+   */
+  sizes: number[];
   mapping: Record<string, unknown>;
   /** A new row's pack and bottle size. */
   packing(rnd: () => number): { pack: number; ml: number };
@@ -80,12 +111,11 @@ export const DEMO_SUPPLIERS: DemoSupplier[] = [
             case_type text NOT NULL CHECK (case_type IN ('CS12', 'CS6')), cases integer NOT NULL, vintage integer)`,
     columns: (r) => ({ stock_id: r.id, item_code: r.code, depot: r.warehouse, case_type: r.pack === 12 ? 'CS12' : 'CS6', cases: r.units, vintage: 2010 + (r.id % 13) }),
     quantity: (r) => ({ cases: r.units }),
-    sqlBottles: `SELECT item_code AS code, depot AS warehouse,
-                   sum(cases * CASE case_type WHEN 'CS12' THEN 12 WHEN 'CS6' THEN 6 END)::bigint AS bottles
-                   FROM public.stock_positions GROUP BY 1, 2`,
+    sql: { code: 't.item_code', size: '750', bottles: "t.cases * CASE t.case_type WHEN 'CS12' THEN 12 WHEN 'CS6' THEN 6 END" },
     receipt: [5, 25], sale: [1, 2], count: [0, 40],
     codeOf: (i) => `RH-${100000 + i}`,
     skuMap: 'csv',
+    sizes: [STANDARD_ML],
     mapping: { sku: 'item_code', warehouse: 'depot', quantity: 'cases', unit: { field: 'case_type', values: { CS12: 'case12', CS6: 'case6' } }, vintage: 'vintage' },
     packing: (rnd) => ({ pack: rnd() < 0.25 ? 6 : 12, ml: 750 }),
     carries: [0, 1100],
@@ -97,10 +127,11 @@ export const DEMO_SUPPLIERS: DemoSupplier[] = [
           CREATE TABLE inventory.stock_levels (id bigint PRIMARY KEY, sku text NOT NULL, warehouse text NOT NULL, bottles integer NOT NULL)`,
     columns: (r) => ({ id: r.id, sku: r.code, warehouse: r.warehouse, bottles: r.units }),
     quantity: (r) => ({ bottles: r.units }),
-    sqlBottles: 'SELECT sku AS code, warehouse, sum(bottles)::bigint AS bottles FROM inventory.stock_levels GROUP BY 1, 2',
+    sql: { code: 't.sku', size: '750', bottles: 't.bottles' },
     receipt: [24, 144], sale: [1, 12], count: [0, 300],
     codeOf: (i) => `PC${7000 + i * 3}-75`,
     skuMap: 'inline',
+    sizes: [STANDARD_ML],
     mapping: { sku: 'sku', warehouse: 'warehouse', quantity: 'bottles', unit: 'bottles' },
     packing: () => ({ pack: 1, ml: 750 }),
     carries: [900, 2000],
@@ -112,13 +143,13 @@ export const DEMO_SUPPLIERS: DemoSupplier[] = [
             liters numeric(12,3) NOT NULL, bottle_ml integer NOT NULL)`,
     columns: (r) => ({ line_no: r.id, article_no: r.code, site: r.warehouse, liters: litersText(r.units, r.ml), bottle_ml: r.ml }),
     quantity: (r) => ({ liters: litersText(r.units, r.ml) }),
-    sqlBottles: `SELECT article_no AS code, site AS warehouse, sum(liters * 1000 / bottle_ml)::bigint AS bottles,
-                   bool_and((liters * 1000) % bottle_ml = 0) AS whole FROM public.article_stock GROUP BY 1, 2`,
+    sql: { code: 't.article_no', size: 't.bottle_ml', bottles: 't.liters * 1000 / t.bottle_ml', whole: '(t.liters * 1000) % t.bottle_ml = 0' },
     receipt: [12, 60], sale: [1, 6], count: [0, 200],
     codeOf: (i) => `NS-A${50000 + ((i * 37) % 100000)}`,
     skuMap: 'csv',
+    sizes: [STANDARD_ML, MAGNUM_ML],
     mapping: { sku: 'article_no', warehouse: 'site', quantity: 'liters', unit: 'liters', bottleSizeMl: 'bottle_ml' },
-    packing: (rnd) => ({ pack: 1, ml: rnd() < 0.15 ? 1500 : 750 }),
+    packing: (rnd) => ({ pack: 1, ml: rnd() < 0.25 ? MAGNUM_ML : STANDARD_ML }),
     carries: [1700, 2600],
   },
   {
@@ -128,10 +159,11 @@ export const DEMO_SUPPLIERS: DemoSupplier[] = [
           CREATE TABLE cascade_inv.levels (line_id bigint PRIMARY KEY, article varchar(32) NOT NULL, wh_code varchar(8) NOT NULL, cases6 int NOT NULL)`,
     columns: (r) => ({ line_id: r.id, article: r.code, wh_code: r.warehouse, cases6: r.units }),
     quantity: (r) => ({ cases6: r.units }),
-    sqlBottles: 'SELECT article AS code, wh_code AS warehouse, CAST(SUM(cases6 * 6) AS SIGNED) AS bottles FROM cascade_inv.levels GROUP BY 1, 2',
+    sql: { code: 't.article', size: '750', bottles: 't.cases6 * 6' },
     receipt: [2, 20], sale: [1, 2], count: [0, 50],
     codeOf: (i) => `CW/${String(i).padStart(5, '0')}`,
     skuMap: 'inline',
+    sizes: [STANDARD_ML],
     mapping: { sku: 'article', warehouse: 'wh_code', quantity: 'cases6', unit: 'case6' },
     packing: () => ({ pack: 6, ml: 750 }),
     carries: [300, 1500],
@@ -158,22 +190,71 @@ export function prng(seed: number): () => number {
 /** A random integer in [lo, hi]. */
 export const between = (rnd: () => number, [lo, hi]: [number, number]) => lo + Math.floor(rnd() * (hi - lo + 1));
 
-/** Supplier code → canonical SKU, built from the catalog (not from the registry files). */
-export function skuTable(s: DemoSupplier): Map<string, string> {
-  const m = new Map<string, string>();
-  for (let i = s.carries[0]; i < s.carries[1]; i++) m.set(s.codeOf(i % CANONICAL_SKUS), canonicalSku(i % CANONICAL_SKUS));
-  return m;
+/** The canonical SKU of wine `i` in bottles of `ml`: the wine's own SKU for 750 ml, `<wine>-magnum` for 1500 ml. */
+export function sizedSku(i: number, ml: number): string {
+  if (ml === STANDARD_ML) return canonicalSku(i);
+  if (ml === MAGNUM_ML) return `${canonicalSku(i)}-magnum`;
+  throw new Error(`the demo catalog has no ${ml} ml bottles`);
 }
 
-/** The supplier's initial rows: each SKU it carries at one to three of its warehouses. */
+/** Wine indexes a supplier carries. */
+function carried(s: DemoSupplier): number[] {
+  const out: number[] = [];
+  for (let i = s.carries[0]; i < s.carries[1]; i++) out.push(i % CANONICAL_SKUS);
+  return out;
+}
+
+/**
+ * The supplier's SKU map, built from the catalog (not from the registry files): each code in each bottle
+ * size it stocks → the canonical SKU of that wine in that size. A supplier of several sizes has one entry
+ * per code and size, so its 750 ml bottles and magnums of one code are two canonical SKUs.
+ */
+export function skuEntries(s: DemoSupplier): SkuEntry[] {
+  return carried(s).flatMap((i) => s.sizes.map((ml) => ({ code: s.codeOf(i), ml, sku: sizedSku(i, ml) })));
+}
+
+/** One canonical SKU of the demo catalog, as `cellar catalog import` takes it. */
+export interface DemoCatalogEntry {
+  sku: string;
+  bottleSizeMl: number;
+  vintage: number | null;
+  name: string | null;
+}
+
+/**
+ * The demo's canonical catalog: every wine as a 750 ml SKU, and a 1500 ml SKU of every wine a supplier
+ * stocks in magnums; each canonical SKU with its one bottle size.
+ */
+export function demoCatalog(suppliers: DemoSupplier[] = DEMO_SUPPLIERS): DemoCatalogEntry[] {
+  const entry = (i: number, ml: number): DemoCatalogEntry => {
+    const sku = sizedSku(i, ml);
+    const [, appellation, n, year] = /^(.*)-(\d{4})-(\d{4})$/.exec(canonicalSku(i))!;
+    return { sku, bottleSizeMl: ml, vintage: Number(year), name: `${appellation!.replace(/-/g, ' ')} ${n} ${year}${ml === MAGNUM_ML ? ' (magnum)' : ''}` };
+  };
+  const out = new Map<string, DemoCatalogEntry>();
+  for (let i = 0; i < CANONICAL_SKUS; i++) out.set(sizedSku(i, STANDARD_ML), entry(i, STANDARD_ML));
+  for (const s of suppliers) for (const i of carried(s)) for (const ml of s.sizes) out.set(sizedSku(i, ml), entry(i, ml));
+  return [...out.values()];
+}
+
+/**
+ * The supplier's initial rows: each SKU it carries at one to three of its warehouses. A supplier of
+ * several bottle sizes also lists, at about a quarter of those warehouses, the code's other size in a
+ * second row: one code at one warehouse in two sizes.
+ */
 export function seedRows(s: DemoSupplier, rnd: () => number): ModelRow[] {
   const whs = Object.keys(s.regions);
   const rows: ModelRow[] = [];
-  for (const code of skuTable(s).keys()) {
+  for (const code of new Set(skuEntries(s).map((e) => e.code))) {
     const n = 1 + Math.floor(rnd() * 3);
     const start = Math.floor(rnd() * whs.length);
     for (let k = 0; k < n && k < whs.length; k++) {
-      rows.push({ id: rows.length + 1, code, warehouse: whs[(start + k) % whs.length]!, units: between(rnd, s.count), ...s.packing(rnd) });
+      const row: ModelRow = { id: rows.length + 1, code, warehouse: whs[(start + k) % whs.length]!, units: between(rnd, s.count), ...s.packing(rnd) };
+      rows.push(row);
+      if (s.sizes.length > 1 && rnd() < 0.25) {
+        const ml = s.sizes.find((x) => x !== row.ml)!;
+        rows.push({ ...row, id: rows.length + 1, units: between(rnd, s.count), ml });
+      }
     }
   }
   return rows;
@@ -181,12 +262,16 @@ export function seedRows(s: DemoSupplier, rnd: () => number): ModelRow[] {
 
 /** Writes the supplier's registry YAML (and SKU CSV) into `dir`; trust auth / root without password, so no password field. */
 export function writeSupplierFile(s: DemoSupplier, dir: string, port: number): void {
-  const map = skuTable(s);
+  const entries = skuEntries(s);
+  const sized = s.sizes.length > 1;
   let skus: unknown;
   if (s.skuMap === 'csv') {
-    writeFileSync(join(dir, `${s.id}-skus.csv`), `supplier_sku,canonical_sku\n${[...map].map(([a, b]) => `${a},${b}`).join('\n')}\n`);
+    const lines = entries.map((e) => (sized ? `${e.code},${e.sku},${e.ml}` : `${e.code},${e.sku}`));
+    writeFileSync(join(dir, `${s.id}-skus.csv`), `supplier_sku,canonical_sku${sized ? ',bottle_size_ml' : ''}\n${lines.join('\n')}\n`);
     skus = { csv: `${s.id}-skus.csv` };
-  } else skus = { inline: Object.fromEntries(map) };
+  } else if (sized) {
+    skus = { inline: entries.map((e) => ({ supplierSku: e.code, bottleSizeMl: e.ml, sku: e.sku })) };
+  } else skus = { inline: Object.fromEntries(entries.map((e) => [e.code, e.sku])) };
   const doc = {
     id: s.id,
     name: s.name,

@@ -20,6 +20,8 @@ export interface ChangeGenerator {
   /** Row changes committed so far, in total and by kind. */
   committed(): number;
   byKind(): Record<ChangeKind, number>;
+  /** Row changes committed so far by the bottle size of the row changed (ml → changes). */
+  bySize(): Map<number, number>;
   /** Stops generating; resolves once the transactions in flight have committed. */
   stop(): Promise<void>;
   /** Settles with the first error a lane hit (the generator stops then). */
@@ -28,23 +30,32 @@ export interface ChangeGenerator {
 
 const ident = (s: DemoSupplier) => s.table.split('.').map((p) => (s.engine === 'postgres' ? `"${p}"` : `\`${p}\``)).join('.');
 
+/** The SQL of one change, and the bottle size of the row it changes. */
+interface Statement {
+  text: string;
+  values: Array<string | number>;
+  ml: number;
+}
+
 /** The SQL of one change, applied to `r` (already mutated to its new state). */
-function statement(s: DemoSupplier, kind: ChangeKind, r: ModelRow): { text: string; values: Array<string | number> } {
+function statement(s: DemoSupplier, kind: ChangeKind, r: ModelRow): Statement {
   const t = ident(s);
-  if (kind === 'delete') return { text: `DELETE FROM ${t} WHERE ${s.pk} = $1`, values: [r.id] };
+  if (kind === 'delete') return { text: `DELETE FROM ${t} WHERE ${s.pk} = $1`, values: [r.id], ml: r.ml };
   if (kind === 'reinsert') {
     const cols = s.columns(r);
-    return { text: `INSERT INTO ${t} (${Object.keys(cols).join(', ')}) VALUES (${Object.keys(cols).map((_, i) => `$${i + 1}`).join(', ')})`, values: Object.values(cols) };
+    return { text: `INSERT INTO ${t} (${Object.keys(cols).join(', ')}) VALUES (${Object.keys(cols).map((_, i) => `$${i + 1}`).join(', ')})`, values: Object.values(cols), ml: r.ml };
   }
   const set = kind === 'transfer' ? { [s.whCol]: r.warehouse } : s.quantity(r);
   const keys = Object.keys(set);
-  return { text: `UPDATE ${t} SET ${keys.map((k, i) => `${k} = $${i + 2}`).join(', ')} WHERE ${s.pk} = $1`, values: [r.id, ...Object.values(set)] };
+  return { text: `UPDATE ${t} SET ${keys.map((k, i) => `${k} = $${i + 2}`).join(', ')} WHERE ${s.pk} = $1`, values: [r.id, ...Object.values(set)], ml: r.ml };
 }
 
 /**
  * Applies one change of `kind` to a random row of the lane in the model and returns its SQL, or
  * undefined when that kind does not apply (no stock to sell, nothing deleted to re-insert).
- * Quantities stay whole units, so liters are always whole bottles of the row's size.
+ * Quantities stay whole units, so liters are always whole bottles of the row's size. Rows of every
+ * bottle size are picked alike (northsea-wines: its 750 ml and 1500 ml rows of a code); a re-inserted
+ * row gets a new packing, so it may come back in the other size, under the other canonical SKU.
  */
 function change(lane: Lane, kind: ChangeKind, rnd: () => number) {
   const s = lane.supplier;
@@ -107,6 +118,7 @@ export async function startGenerator(
     }
   }
   const counts = Object.fromEntries(CHANGE_KINDS.map((k) => [k, 0])) as Record<ChangeKind, number>;
+  const sizes = new Map<number, number>();
   let committed = 0;
   let issued = 0;
   let stopped = false;
@@ -124,7 +136,7 @@ export async function startGenerator(
         continue;
       }
       issued += size;
-      const ops: Array<[ChangeKind, { text: string; values: Array<string | number> }]> = [];
+      const ops: Array<[ChangeKind, Statement]> = [];
       for (let n = 0; ops.length < size && n < size * 4; n++) {
         const kind = pickKind(rnd);
         const st = change(lane, kind, rnd);
@@ -134,7 +146,10 @@ export async function startGenerator(
       for (const [, st] of ops) await lane.client.query(st.text, st.values);
       await lane.client.query('COMMIT');
       committed += ops.length;
-      for (const [k] of ops) counts[k]++;
+      for (const [k, st] of ops) {
+        counts[k]++;
+        sizes.set(st.ml, (sizes.get(st.ml) ?? 0) + 1);
+      }
     }
   };
   const running = lanes.map((l) =>
@@ -146,6 +161,7 @@ export async function startGenerator(
   return {
     committed: () => committed,
     byKind: () => ({ ...counts }),
+    bySize: () => new Map(sizes),
     failed,
     stop: async () => {
       stopped = true;

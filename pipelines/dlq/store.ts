@@ -46,12 +46,12 @@ export async function insertDeadLetters(q: pg.Pool | pg.PoolClient, letters: Dea
   await query(
     q,
     'writing dead letters',
-    `INSERT INTO cellar.dead_letters (stage, reason, message, supplier_id, topic, partition, "offset", source_position, key, value, created_at)
-     SELECT u.stage, u.reason, u.message, u.sup, u.topic, u.part, u.off, u.pos, u.k, u.v, to_timestamp(u.ts / 1000.0)
+    `INSERT INTO cellar.dead_letters (stage, reason, message, supplier_id, topic, partition, "offset", source_position, key, value, created_at, source_table)
+     SELECT u.stage, u.reason, u.message, u.sup, u.topic, u.part, u.off, u.pos, u.k, u.v, to_timestamp(u.ts / 1000.0), u.tbl
        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::integer[], $7::text[], $8::text[],
-                   $9::bytea[], $10::bytea[], $11::double precision[]) AS u(stage, reason, message, sup, topic, part, off, pos, k, v, ts)
+                   $9::bytea[], $10::bytea[], $11::double precision[], $12::text[]) AS u(stage, reason, message, sup, topic, part, off, pos, k, v, ts, tbl)
      ON CONFLICT (stage, topic, partition, "offset") DO NOTHING`,
-    [col('stage'), col('reason'), col('message'), col('supplierId'), col('topic'), col('partition'), col('offset'), col('sourcePosition'), col('key'), col('value'), col('tsMs')],
+    [col('stage'), col('reason'), col('message'), col('supplierId'), col('topic'), col('partition'), col('offset'), col('sourcePosition'), col('key'), col('value'), col('tsMs'), letters.map((l) => l.sourceTable ?? null)],
   );
 }
 
@@ -61,7 +61,7 @@ export async function listDeadLetters(pool: pg.Pool, f: DeadLetterFilter = {}): 
   const { rows } = await query<Record<string, unknown>>(
     pool,
     'listing dead letters',
-    `SELECT id, stage, reason, message, supplier_id, topic, partition, "offset", source_position, key, value, created_at, replayed_at, replay_count
+    `SELECT id, stage, reason, message, supplier_id, topic, partition, "offset", source_position, key, value, created_at, replayed_at, replay_count, source_table
        FROM cellar.dead_letters ${w.sql} ORDER BY id DESC LIMIT ${Math.max(1, Math.min(f.limit ?? 100, 100_000))}`,
     w.values,
   );
@@ -77,6 +77,7 @@ export async function listDeadLetters(pool: pg.Pool, f: DeadLetterFilter = {}): 
     sourcePosition: r.source_position as string | null,
     key: r.key as Buffer | null,
     value: r.value as Buffer | null,
+    sourceTable: r.source_table as string | null,
     createdAt: r.created_at as Date,
     replayedAt: r.replayed_at as Date | null,
     replayCount: r.replay_count as number,
@@ -93,31 +94,59 @@ export async function deadLetterCounts(pool: pg.Pool): Promise<Array<{ stage: st
   return rows.map((r) => ({ stage: r.stage, reason: r.reason, count: Number(r.count), pending: Number(r.pending) }));
 }
 
+/** Where a dead letter goes back to on replay. */
+export type ReplayRoute = 'kafka' | 'embedded' | 'none';
+
 /**
- * Replays dead letters: each original message (key and value bytes) is produced again to the topic it
- * came from, in id order, with header `cellar-replay-of`. The stage then processes it with the current
- * mapping; versions make a replayed change that is already applied, or older than what is, a no-op, so
- * replaying twice changes nothing. Letters without a topic (embedded runtime) are skipped and reported.
+ * A letter from the Kafka runtime goes back to its topic; one the embedded runtime filed (no topic, a
+ * source table) goes back to that runtime through `cellar.repair_requests`; others (an aggregator's
+ * refusal in the embedded runtime) cannot be replayed: a reconciliation repairs them.
  */
-export async function replayDeadLetters(pool: pg.Pool, producer: Producer, f: DeadLetterFilter): Promise<{ replayed: number[]; skipped: number[] }> {
+export function replayRouteOf(l: Pick<StoredDeadLetter, 'topic' | 'partition' | 'sourceTable' | 'supplierId' | 'value'>): ReplayRoute {
+  if (l.topic && l.partition !== null) return 'kafka';
+  if (l.sourceTable && l.supplierId && l.value) return 'embedded';
+  return 'none';
+}
+
+/**
+ * Replays dead letters in id order. Kafka runtime letters: each original message (key and value bytes)
+ * is produced again to the topic it came from, with header `cellar-replay-of` (`producer()` is called
+ * only when there are such letters). Embedded runtime letters: queued in `cellar.repair_requests`, which
+ * the running embedded runtime applies through its normal path within a second. Either way the stage
+ * processes the change with the current mapping and catalog; versions make a replayed change that is
+ * already applied, or older than what is, a no-op, so replaying twice changes nothing.
+ */
+export async function replayDeadLetters(
+  pool: pg.Pool,
+  producer: () => Promise<Producer>,
+  f: DeadLetterFilter,
+): Promise<{ replayed: number[]; queued: number[]; skipped: number[] }> {
   const letters = (await listDeadLetters(pool, { ...f, limit: f.limit ?? 100_000 })).reverse();
-  const replayable = letters.filter((l) => l.topic);
-  const skipped = letters.filter((l) => !l.topic).map((l) => l.id);
-  const byTopic = groupBy(replayable, (l) => l.topic!);
-  try {
-    for (const [topic, ls] of byTopic) {
-      await producer.send({
-        topic,
-        acks: -1,
-        messages: ls.map((l) => ({ key: l.key, value: l.value, headers: { 'cellar-replay-of': String(l.id) } })),
-      });
+  const kafka = letters.filter((l) => replayRouteOf(l) === 'kafka');
+  const embedded = letters.filter((l) => replayRouteOf(l) === 'embedded');
+  const skipped = letters.filter((l) => replayRouteOf(l) === 'none').map((l) => l.id);
+  if (kafka.length) {
+    const p = await producer();
+    try {
+      for (const [topic, ls] of groupBy(kafka, (l) => l.topic!)) {
+        await p.send({ topic, acks: -1, messages: ls.map((l) => ({ key: l.key, value: l.value, headers: { 'cellar-replay-of': String(l.id) } })) });
+      }
+    } catch (err) {
+      throw fromKafkaError(err, 'replaying dead letters');
     }
-  } catch (err) {
-    throw fromKafkaError(err, 'replaying dead letters');
   }
-  const ids = replayable.map((l) => l.id);
+  if (embedded.length) {
+    await query(
+      pool,
+      'queueing dead letters for the embedded runtime',
+      `INSERT INTO cellar.repair_requests (supplier_id, source_table, key, value)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])`,
+      [embedded.map((l) => l.supplierId), embedded.map((l) => l.sourceTable), embedded.map((l) => l.key?.toString('utf8') ?? null), embedded.map((l) => l.value!.toString('utf8'))],
+    );
+  }
+  const ids = [...kafka, ...embedded].map((l) => l.id);
   if (ids.length) {
     await query(pool, 'marking replayed dead letters', 'UPDATE cellar.dead_letters SET replayed_at = now(), replay_count = replay_count + 1 WHERE id = ANY($1::bigint[])', [ids]);
   }
-  return { replayed: ids, skipped };
+  return { replayed: kafka.map((l) => l.id), queued: embedded.map((l) => l.id), skipped };
 }

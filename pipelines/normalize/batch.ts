@@ -34,6 +34,11 @@ export interface BatchDeps {
   avro?: DebeziumAvroDecoder;
   /** Called for a record that threw something other than a Rejection (a defect), before it is dead-lettered. */
   onDefect?(err: unknown): void;
+  /**
+   * Persists the bottle sizes the mapping's catalog pinned for SKUs first seen in this batch; returns how
+   * many lost to a size another process pinned first. Absent: pins stay in memory (mapping tests).
+   */
+  flushPins?(): Promise<number>;
 }
 
 /** The outcome of one batch: what to emit, which routes to save, which records to dead-letter. */
@@ -63,6 +68,18 @@ async function decode<R>(item: RawItem<R>, deps: BatchDeps): Promise<ChangeEvent
  * only retriable I/O errors are thrown.
  */
 export async function normalizeBatch<R>(items: Array<RawItem<R>>, src: RawSource, deps: BatchDeps, nowMs = Date.now()): Promise<NormalizedBatch<R>> {
+  const out = await normalizeOnce(items, src, deps, nowMs);
+  // Sizes pinned for new SKUs are persisted before any observation leaves: when another process pinned
+  // a different size first, the batch is normalized again against the winners (all its SKUs are known
+  // then, so this happens at most once).
+  if (deps.flushPins && src.mapping.catalog.hasPending()) {
+    const lost = await deps.retry('pinning bottle sizes', () => deps.flushPins!());
+    if (lost > 0) return normalizeOnce(items, src, deps, nowMs);
+  }
+  return out;
+}
+
+async function normalizeOnce<R>(items: Array<RawItem<R>>, src: RawSource, deps: BatchDeps, nowMs: number): Promise<NormalizedBatch<R>> {
   const out: NormalizedBatch<R> = { observations: [], routes: [], rejected: [], stale: 0 };
   const reject = (ref: R, err: unknown, position: string | null) => {
     if (err instanceof Rejection) return void out.rejected.push({ ref, reason: err.reason, message: err.message, position });

@@ -1,7 +1,7 @@
 import type { Supplier } from '../../connectors/registry/loader.js';
 import type { StockObservation } from '../../schemas/records.js';
 import { decodeDebeziumJson } from './debezium.js';
-import { compileMapping } from './mapping.js';
+import { compileMapping, type MappingInputs } from './mapping.js';
 import { contributorIdOf, normalizeChange, normalizeTruncate, type Route } from './normalize.js';
 import { Rejection, type ReasonCode } from './reasons.js';
 
@@ -14,10 +14,11 @@ export type MappingTestLine =
 /**
  * Runs a supplier's mapping over change events, one Debezium message per line as JSON
  * `{"key": …, "value": …}` (the key and value exactly as the JSON converter writes them). Lines are
- * applied in order with routes kept in memory, so moves, deletes and truncates behave as in the pipeline.
+ * applied in order with routes kept in memory, so moves, deletes and truncates behave as in the pipeline;
+ * the catalog (default: empty) pins the first size seen of each unlisted SKU, as the pipeline does.
  */
-export function runMappingTest(supplier: Supplier, text: string, tableSkus?: Map<string, string>): MappingTestLine[] {
-  const mapping = compileMapping(supplier, tableSkus);
+export function runMappingTest(supplier: Supplier, text: string, inputs: MappingInputs = {}): MappingTestLine[] {
+  const mapping = compileMapping(supplier, inputs);
   const routes = new Map<string, Route>();
   const keyColumns = new Map(supplier.source.tables.map((t) => [t.name, t.key]));
   const out: MappingTestLine[] = [];

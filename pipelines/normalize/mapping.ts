@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Supplier } from '../../connectors/registry/loader.js';
-import type { Unit } from '../../connectors/registry/schema.js';
+import { UNITS, unitOf, type Unit } from '../../connectors/registry/schema.js';
+import { SizeCatalog } from '../catalog/catalog.js';
+import { parseSkuMapCsv, SkuTable, SkuTemplate, type SkuMapEntry, type SkuResolver } from './sku-table.js';
 import { ConfigError } from '../core/errors.js';
 import { decimalToString, parseDecimal, scaleToInteger, type Decimal } from './decimal.js';
 import { Rejection } from './reasons.js';
@@ -21,8 +23,15 @@ export interface Placement {
 /** A supplier mapping ready to apply: pure, no I/O per row. */
 export interface CompiledMapping {
   supplier: Supplier;
-  /** Places a row image, or throws {@link Rejection} with the reason. */
+  /**
+   * Places a row image, or throws {@link Rejection} with the reason; the canonical SKU's bottle size is
+   * checked against (or, for an unlisted SKU, pinned in) the catalog.
+   */
   place(row: Row): Placement;
+  /** Places a row image without the catalog check: where an earlier image of a row was counted. */
+  locate(row: Row): Placement;
+  /** The bottle sizes this mapping checks against. */
+  catalog: SizeCatalog;
   /** Region of a warehouse, or undefined. */
   regionOf(warehouseId: string): string | undefined;
 }
@@ -63,13 +72,6 @@ function asInt(v: unknown, path: string): number {
   return Number(n);
 }
 
-const UNIT_ALIASES: Record<string, Unit> = {
-  bottle: 'bottles', bottles: 'bottles', btl: 'bottles', bt: 'bottles', ea: 'bottles', each: 'bottles',
-  case6: 'case6', cs6: 'case6', case12: 'case12', cs12: 'case12', case: 'case', cs: 'case',
-  l: 'liters', lt: 'liters', liter: 'liters', liters: 'liters', litre: 'liters', litres: 'liters',
-  ml: 'milliliters', milliliter: 'milliliters', milliliters: 'milliliters', millilitre: 'milliliters',
-};
-
 /**
  * Converts a quantity to whole bottles of `bottleSizeMl`. Never rounds: a conversion that does not give
  * a whole number is rejected (`non_integral_quantity`).
@@ -96,7 +98,7 @@ export function toBottles(q: Decimal, unit: Unit, bottleSizeMl: number, caseSize
   return Number(bottles);
 }
 
-function loadCsvSkuMap(file: string, supplierFile: string): Map<string, string> {
+function loadCsvSkuMap(file: string, supplierFile: string): SkuMapEntry[] {
   const path = isAbsolute(file) ? file : resolve(dirname(supplierFile), file);
   let text: string;
   try {
@@ -104,57 +106,95 @@ function loadCsvSkuMap(file: string, supplierFile: string): Map<string, string> 
   } catch (err) {
     throw new ConfigError(`${supplierFile}: mapping.skus.csv: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
   }
-  const map = new Map<string, string>();
-  const lines = text.split(/\r?\n/);
-  lines.forEach((line, i) => {
-    const t = line.trim();
-    if (!t || t.startsWith('#') || (i === 0 && /^supplier_?sku\s*,/i.test(t))) return;
-    const [from, to] = t.split(',').map((x) => x.trim());
-    if (!from || !to) throw new ConfigError(`${path}:${i + 1}: expected "supplier_sku,canonical_sku"`);
-    map.set(from, to);
-  });
-  return map;
+  return parseSkuMapCsv(text, path);
+}
+
+/** What a compiled mapping reads besides the supplier file. */
+export interface MappingInputs {
+  /**
+   * The SKU map of a supplier whose mapping says `skus: { table: cellar.sku_map }` (the runtime owns the
+   * database connection and may replace its entries while running). Default: empty.
+   */
+  skuTable?: SkuTable;
+  /**
+   * Every canonical SKU's one bottle size. A row whose size disagrees is rejected
+   * (`bottle_size_mismatch`); the first size of an unlisted SKU is pinned. Default: a catalog of this
+   * mapping alone (still never two sizes under one SKU).
+   */
+  catalog?: SizeCatalog;
+}
+
+/** The SKU resolver a mapping's `skus` setting describes. */
+function skuResolver(supplier: Supplier, skuTable?: SkuTable): SkuResolver | null {
+  const skus = supplier.mapping.skus;
+  if (skus === 'identity') return null;
+  if ('inline' in skus) {
+    const inline = skus.inline;
+    return new SkuTable(Array.isArray(inline) ? inline : Object.entries(inline).map(([supplierSku, sku]) => ({ supplierSku, sku })));
+  }
+  if ('csv' in skus) return new SkuTable(loadCsvSkuMap(skus.csv, supplier.file));
+  if ('template' in skus) return new SkuTemplate(skus.template);
+  return skuTable ?? new SkuTable();
 }
 
 /**
- * Compiles a supplier's mapping. `tableSkus` supplies the `cellar.sku_map` rows for suppliers that use it
- * (loaded by the runtime, which owns the database connection).
+ * Compiles a supplier's mapping. Pure per row: the SKU map and catalog are read from memory.
  */
-export function compileMapping(supplier: Supplier, tableSkus?: Map<string, string>): CompiledMapping {
+export function compileMapping(supplier: Supplier, inputs: MappingInputs = {}): CompiledMapping {
   const m = supplier.mapping;
-  const skuMap: Map<string, string> | null =
-    m.skus === 'identity' ? null
-    : 'inline' in m.skus ? new Map(Object.entries(m.skus.inline))
-    : 'csv' in m.skus ? loadCsvSkuMap(m.skus.csv, supplier.file)
-    : (tableSkus ?? new Map());
+  const skuMap = skuResolver(supplier, inputs.skuTable);
+  const catalog = inputs.catalog ?? new SizeCatalog();
   const regions = new Map(Object.entries(m.regions));
-  const unitOf = (row: Row): Unit => {
+  const unitOfRow = (row: Row): Unit => {
     if (typeof m.unit === 'string') return m.unit;
     const raw = asText(required(row, m.unit.field, 'unit'), m.unit.field);
-    const unit = m.unit.values?.[raw] ?? UNIT_ALIASES[raw.toLowerCase()];
-    if (!unit) throw new Rejection('unknown_unit', `unit "${raw}" in field "${m.unit.field}" is not known; add it to mapping.unit.values`);
+    const unit = m.unit.values?.[raw] ?? unitOf(raw);
+    if (!unit) throw new Rejection('unknown_unit', `unit "${raw}" in field "${m.unit.field}" is not known; allowed: ${UNITS.join(', ')} and their spellings, or add it to mapping.unit.values`);
     return unit;
+  };
+  const sizeOfRow = (row: Row): number => {
+    const v = m.bottleSizeMl ? getPath(row, m.bottleSizeMl) : undefined;
+    if (v === undefined || v === null || v === '') return m.defaultBottleSizeMl;
+    const ml = asInt(v, m.bottleSizeMl!);
+    if (ml <= 0 || ml > 30000) throw new Rejection('wrong_type', `bottle size ${ml} ml in field "${m.bottleSizeMl}" is not between 1 and 30000`);
+    return ml;
+  };
+  const vintageOfRow = (row: Row): number | null => {
+    const v = m.vintage ? getPath(row, m.vintage) : null;
+    return v === null || v === undefined || v === '' ? (m.defaultVintage ?? null) : asInt(v, m.vintage!);
+  };
+  const place = (row: Row, check: boolean): Placement => {
+    const supplierSku = asText(required(row, m.sku, 'sku'), m.sku);
+    const warehouseId = asText(required(row, m.warehouse, 'warehouse'), m.warehouse);
+    const quantity = asDecimal(required(row, m.quantity, 'quantity'), m.quantity);
+    const bottleSizeMl = sizeOfRow(row);
+    const vintage = vintageOfRow(row);
+    const sku = skuMap ? skuMap.resolve(supplierSku, vintage, bottleSizeMl) : supplierSku;
+    if (!sku) {
+      throw new Rejection('unknown_sku', `supplier SKU "${supplierSku}" (vintage ${vintage ?? 'none'}, ${bottleSizeMl} ml) has no canonical SKU in ${supplier.id}'s mapping (keyed by ${skuMap!.keyedBy})`);
+    }
+    const region = regions.get(warehouseId);
+    if (!region) throw new Rejection('unknown_warehouse', `warehouse "${warehouseId}" is not in ${supplier.id}'s region map`);
+    const bottles = toBottles(quantity, unitOfRow(row), bottleSizeMl, m.caseSize);
+    if (bottles < 0 && !m.allowBackorders) {
+      throw new Rejection('negative_quantity', `quantity ${decimalToString(quantity)} is negative and ${supplier.id} does not allow backorders`);
+    }
+    if (check) {
+      const want = catalog.claim(sku, bottleSizeMl, supplier.id);
+      if (want !== bottleSizeMl) {
+        throw new Rejection(
+          'bottle_size_mismatch',
+          `supplier SKU "${supplierSku}" is ${bottleSizeMl} ml but maps to canonical SKU "${sku}", which is ${want} ml (${catalog.describe(sku)}); map the ${bottleSizeMl} ml bottles to their own canonical SKU, or correct the catalog`,
+        );
+      }
+    }
+    return { supplierSku, sku, warehouseId, region, bottles, vintage, bottleSizeMl };
   };
   return {
     supplier,
+    catalog,
     regionOf: (w) => regions.get(w),
-    place(row: Row): Placement {
-      const supplierSku = asText(required(row, m.sku, 'sku'), m.sku);
-      const warehouseId = asText(required(row, m.warehouse, 'warehouse'), m.warehouse);
-      const quantity = asDecimal(required(row, m.quantity, 'quantity'), m.quantity);
-      const sku = skuMap ? skuMap.get(supplierSku) : supplierSku;
-      if (!sku) throw new Rejection('unknown_sku', `supplier SKU "${supplierSku}" has no canonical SKU in ${supplier.id}'s mapping`);
-      const region = regions.get(warehouseId);
-      if (!region) throw new Rejection('unknown_warehouse', `warehouse "${warehouseId}" is not in ${supplier.id}'s region map`);
-      const bottleSizeMl = m.bottleSizeMl && getPath(row, m.bottleSizeMl) != null ? asInt(getPath(row, m.bottleSizeMl), m.bottleSizeMl) : m.defaultBottleSizeMl;
-      if (bottleSizeMl <= 0) throw new Rejection('wrong_type', `bottle size ${bottleSizeMl} ml is not positive`);
-      const bottles = toBottles(quantity, unitOf(row), bottleSizeMl, m.caseSize);
-      if (bottles < 0 && !m.allowBackorders) {
-        throw new Rejection('negative_quantity', `quantity ${decimalToString(quantity)} is negative and ${supplier.id} does not allow backorders`);
-      }
-      const vraw = m.vintage ? getPath(row, m.vintage) : null;
-      const vintage = vraw === null || vraw === undefined || vraw === '' ? null : asInt(vraw, m.vintage!);
-      return { supplierSku, sku, warehouseId, region, bottles, vintage, bottleSizeMl };
-    },
+    place: (row) => place(row, true),
+    locate: (row) => place(row, false),
   };
 }

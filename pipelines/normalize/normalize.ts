@@ -81,7 +81,7 @@ function observation(
 function tryPlace(mapping: CompiledMapping, row: Row | null): Placement | undefined {
   if (!row) return undefined;
   try {
-    return mapping.place(row);
+    return mapping.locate(row);
   } catch {
     return undefined;
   }

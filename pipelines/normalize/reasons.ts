@@ -15,6 +15,7 @@ export const REASONS = {
   unknown_sku: 'the supplier SKU has no canonical SKU in the mapping',
   unknown_warehouse: 'the warehouse is not in the mapping\'s region map',
   unknown_unit: 'the unit value is not one the mapping knows',
+  bottle_size_mismatch: 'the row\'s bottle size differs from its canonical SKU\'s (catalog, or the size first seen): never summed',
   non_integral_quantity: 'the quantity does not convert to a whole number of bottles',
   negative_quantity: 'negative stock from a supplier that does not allow backorders',
   bad_decimal: 'a DECIMAL value could not be decoded',

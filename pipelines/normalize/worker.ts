@@ -12,6 +12,7 @@ import type { DebeziumAvroDecoder } from './debezium-avro.js';
 import { normalizeBatch } from './batch.js';
 import { compileMapping, type CompiledMapping } from './mapping.js';
 import type { RouteStore } from './route-store.js';
+import type { MappingInputsStore } from './sku-map-store.js';
 
 /** What the normalizer knows about one raw topic. */
 export interface RawTopic {
@@ -23,9 +24,9 @@ export interface RawTopic {
 }
 
 /** Raw Debezium topics of every captured table: `<topicPrefix>.<schema|db>.<table>`. */
-export function rawTopics(suppliers: Supplier[], skuTables?: Map<string, Map<string, string>>): RawTopic[] {
+export function rawTopics(suppliers: Supplier[], inputs?: MappingInputsStore): RawTopic[] {
   return suppliers.flatMap((supplier) => {
-    const mapping = compileMapping(supplier, skuTables?.get(supplier.id));
+    const mapping = inputs ? inputs.compile(supplier) : compileMapping(supplier);
     return supplier.source.tables.map((t) => ({ topic: `${supplier.topicPrefix}.${t.name}`, supplier, mapping, table: t.name, keyColumns: t.key }));
   });
 }
@@ -49,6 +50,7 @@ export class NormalizerHandler implements BatchHandler {
     private readonly log: Logger,
     private readonly metrics: CellarMetrics,
     private readonly avro?: DebeziumAvroDecoder,
+    private readonly flushPins?: () => Promise<number>,
   ) {
     this.byTopic = new Map(topics.map((t) => [t.topic, t]));
   }
@@ -83,6 +85,7 @@ export class NormalizerHandler implements BatchHandler {
         liveOfTable: (sup, table) => this.routes.liveOfTable(sup, table),
         retry: ctx.retry,
         avro: this.avro,
+        flushPins: this.flushPins,
         onDefect: (err) => this.log.error({ err, topic: batch.topic, partition: batch.partition }, 'unexpected error on one record; dead-lettered'),
       },
     );

@@ -16,10 +16,10 @@ export interface HeldContributor {
 
 /** A supplier's contributions as Cellar holds them, by contributor id (tombstones included). */
 export async function loadContributions(pool: pg.Pool, supplierId: string, ids?: string[]): Promise<Map<string, HeldContributor>> {
-  const { rows } = await query<{ contributor_id: string; region: string; sku: string; bottles: string; source_version: string; deleted: boolean }>(
+  const { rows } = await query<{ contributor_id: string; region: string; sku: string; bottles: string; source_version: string; deleted: boolean; bottle_size_ml: number | null }>(
     pool,
     'reading stock_contributions',
-    `SELECT contributor_id, region, sku, bottles, source_version, deleted FROM cellar.stock_contributions
+    `SELECT contributor_id, region, sku, bottles, source_version, deleted, bottle_size_ml FROM cellar.stock_contributions
       WHERE supplier_id = $1 ${ids ? 'AND contributor_id = ANY($2)' : ''}`,
     ids ? [supplierId, ids] : [supplierId],
   );
@@ -29,7 +29,7 @@ export async function loadContributions(pool: pg.Pool, supplierId: string, ids?:
     if (!h) out.set(r.contributor_id, (h = { tombstones: [], newestVersion: r.source_version }));
     if (r.source_version > h.newestVersion) h.newestVersion = r.source_version;
     if (r.deleted) h.tombstones.push({ region: r.region, sku: r.sku });
-    else h.live = { region: r.region, sku: r.sku, bottles: Number(r.bottles) };
+    else h.live = { region: r.region, sku: r.sku, bottles: Number(r.bottles), bottleSizeMl: r.bottle_size_ml };
   }
   return out;
 }
@@ -92,10 +92,10 @@ export async function loadKeyStates(pool: pg.Pool, redis: Redis, supplierId: str
  */
 export async function repairRedisFromPostgres(pool: pg.Pool, redis: Redis, keys: Array<{ region: string; sku: string }>, keyPrefix = 'cellar'): Promise<number> {
   if (!keys.length) return 0;
-  const { rows } = await query<{ region: string; sku: string; bottles: string; version: string }>(
+  const { rows } = await query<{ region: string; sku: string; bottles: string; version: string; bottle_size_ml: number | null }>(
     pool,
     'reading regional_stock for Redis repair',
-    'SELECT rs.region, rs.sku, rs.bottles, rs.version FROM unnest($1::text[], $2::text[]) AS k(region, sku) JOIN cellar.regional_stock rs ON rs.region = k.region AND rs.sku = k.sku',
+    'SELECT rs.region, rs.sku, rs.bottles, rs.version, rs.bottle_size_ml FROM unnest($1::text[], $2::text[]) AS k(region, sku) JOIN cellar.regional_stock rs ON rs.region = k.region AND rs.sku = k.sku',
     [keys.map((k) => k.region), keys.map((k) => k.sku)],
   );
   const found = new Map(rows.map((r) => [`${r.region}\u0000${r.sku}`, r]));
@@ -106,8 +106,11 @@ export async function repairRedisFromPostgres(pool: pg.Pool, redis: Redis, keys:
     if (r) {
       m.hset(names.stock, k.sku, r.bottles);
       m.hset(names.versions, k.sku, r.version);
+      if (r.bottle_size_ml === null) m.hdel(names.sizes, k.sku);
+      else m.hset(names.sizes, k.sku, String(r.bottle_size_ml));
     } else {
       m.hdel(names.stock, k.sku);
+      m.hdel(names.sizes, k.sku);
     }
   }
   try {

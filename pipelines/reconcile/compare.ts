@@ -8,6 +8,8 @@ export interface Placed {
   region: string;
   sku: string;
   bottles: number;
+  /** Bottle size, ml; absent where Cellar's contribution predates sizes (then not compared). */
+  bottleSizeMl?: number | null;
 }
 
 /** Kinds of difference, by where it was found. */
@@ -25,11 +27,12 @@ export interface Drift {
 }
 
 const samePlace = (a: Placed, b: Placed) => a.region === b.region && a.sku === b.sku;
+const sameSize = (a: Placed, b: Placed) => a.bottleSizeMl == null || b.bottleSizeMl == null || a.bottleSizeMl === b.bottleSizeMl;
 
 /** True when Cellar's live contribution equals what the source row implies (both absent counts as equal). */
 export function contributionMatches(expected: Placed | undefined, actual: Placed | undefined): boolean {
   if (!expected || !actual) return !expected && !actual;
-  return samePlace(expected, actual) && expected.bottles === actual.bottles;
+  return samePlace(expected, actual) && expected.bottles === actual.bottles && sameSize(expected, actual);
 }
 
 /** Why a source row and Cellar's contribution differ, in an on-call engineer's words. */
@@ -38,6 +41,9 @@ export function contributionCause(expected: Placed | undefined, actual: Placed |
   if (!expected && actual) return 'Cellar still counts a row the source no longer has: a lost delete';
   if (expected && actual && !samePlace(expected, actual)) {
     return `counted under ${actual.region}/${actual.sku}, the source row says ${expected.region}/${expected.sku}: a lost move (warehouse or SKU change)`;
+  }
+  if (expected && actual && !sameSize(expected, actual)) {
+    return `counted as ${actual.bottleSizeMl} ml bottles, the source row is ${expected.bottleSizeMl} ml: counted before bottle sizes were kept, or changed outside the pipeline`;
   }
   return 'the quantity differs: a lost update, or the contribution was changed outside the pipeline';
 }

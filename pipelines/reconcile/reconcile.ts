@@ -6,10 +6,10 @@ import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import { sleep } from '../core/retry.js';
 import type { ChangeEvent } from '../normalize/debezium.js';
-import { compileMapping, type CompiledMapping } from '../normalize/mapping.js';
+import type { CompiledMapping } from '../normalize/mapping.js';
 import { contributorIdOf } from '../normalize/normalize.js';
 import { Rejection } from '../normalize/reasons.js';
-import { loadSkuMaps, tableMappedSuppliers } from '../normalize/sku-map-store.js';
+import { MappingInputsStore } from '../normalize/sku-map-store.js';
 import { loadContributions, loadKeyStates } from './cellar-state.js';
 import { contributionDrift, contributionMatches, driftSignature, keyDrift, keyOfContributor, type Drift, type Placed } from './compare.js';
 import { applyRepairs, type RepairVia } from './repair.js';
@@ -78,7 +78,7 @@ export function expectation(supplier: Supplier, mapping: CompiledMapping, snap: 
   const cid = contributorIdOf(supplier.id, change, supplier.source.tables.find((t) => t.name === r.table)?.key);
   try {
     const p = mapping.place(change.after!);
-    return { cid, placed: { region: p.region, sku: p.sku, bottles: p.bottles } };
+    return { cid, placed: { region: p.region, sku: p.sku, bottles: p.bottles, bottleSizeMl: p.bottleSizeMl } };
   } catch (err) {
     if (err instanceof Rejection) return { cid, rejected: err.reason };
     throw err;
@@ -102,8 +102,10 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
   let rowsCompared = 0;
   try {
     const snap = await openSupplierSnapshot(supplier, log);
-    const skuTables = await loadSkuMaps(pool, tableMappedSuppliers([supplier]));
-    const mapping = compileMapping(supplier, skuTables.get(supplier.id));
+    // The same inputs as the runtimes: SKU map rows and the catalog of bottle sizes.
+    const inputs = new MappingInputsStore(pool, [supplier]);
+    await inputs.load();
+    const mapping = inputs.compile(supplier);
     const keyCols = new Map(supplier.source.tables.map((t) => [t.name, t.key ?? snap.keyColumns(t.name)]));
     const held = await loadContributions(pool, supplier.id);
     const seen = new Set<string>();

@@ -9,7 +9,7 @@ import { migrate } from '../../sinks/postgres/migrate.js';
 import { upsertRegionalStock } from '../../sinks/postgres/sink.js';
 import { rebuildRedisFromPostgres } from '../../sinks/redis/rebuild.js';
 import { createRedisSnapshotSink } from '../../sinks/redis/sink.js';
-import { RegionalAggregator } from '../aggregate/aggregator.js';
+import { RegionalAggregator, sizeMismatchMessage } from '../aggregate/aggregator.js';
 import { ContributionStore } from '../aggregate/contribution-store.js';
 import type { RuntimeConfig } from '../core/config.js';
 import { CellarError } from '../core/errors.js';
@@ -18,10 +18,10 @@ import type { CellarMetrics } from '../core/metrics.js';
 import { sleep, withRetry } from '../core/retry.js';
 import { insertDeadLetters } from '../dlq/store.js';
 import { normalizeBatch } from '../normalize/batch.js';
-import { compileMapping, type CompiledMapping } from '../normalize/mapping.js';
+import type { CompiledMapping } from '../normalize/mapping.js';
 import { CachedRouteStore } from '../normalize/route-store.js';
 import type { Route } from '../normalize/normalize.js';
-import { loadSkuMaps, tableMappedSuppliers } from '../normalize/sku-map-store.js';
+import { MappingInputsStore } from '../normalize/sku-map-store.js';
 import { groupBy } from '../core/collections.js';
 import { DebeziumJsonMessage } from '../../connectors/debezium/envelope.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoints.js';
@@ -80,7 +80,9 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const contributions = new ContributionStore(pool);
   const aggregator = new RegionalAggregator();
   aggregator.restore(await retry('restoring aggregate state', () => contributions.load(EMBEDDED_PARTITION)));
-  const skuTables = await retry('reading cellar.sku_map', () => loadSkuMaps(pool, tableMappedSuppliers(suppliers)));
+  const inputs = new MappingInputsStore(pool, suppliers);
+  await retry('reading cellar.sku_map and cellar.catalog', () => inputs.load());
+  const stopRefresh = inputs.refreshEvery(cfg.skuMapRefreshMs, log);
   const sources: Array<{ stop(): Promise<void>; done: Promise<void> }> = [];
   const skipped: EmbeddedRuntime['skipped'] = [];
   let fatal: Error | undefined;
@@ -153,13 +155,17 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
             return { key: m.key === null ? null : Buffer.from(m.key), value: Buffer.from(m.value), ref: { m, at } };
           }),
           { supplierId: supplier.id, mapping, table, keyColumns: supplier.source.tables.find((t) => t.name === table)?.key },
-          { routes: (ids) => routes.get(ids), liveOfTable: (sid, t) => routes.liveOfTable(sid, t), retry, onDefect: (err) => log.error({ err }, 'unexpected error on one record; dead-lettered') },
+          { routes: (ids) => routes.get(ids), liveOfTable: (sid, t) => routes.liveOfTable(sid, t), retry, flushPins: () => inputs.flushPins(), onDefect: (err) => log.error({ err }, 'unexpected error on one record; dead-lettered') },
         );
-        for (const o of res.observations) aggregator.apply(o);
+        for (const o of res.observations) {
+          const size = aggregator.sizeOf(o.region, o.sku);
+          if (aggregator.apply(o) !== 'bottle_size_mismatch') continue;
+          letters.push({ stage: 'aggregator', reason: 'bottle_size_mismatch', message: sizeMismatchMessage(o, size), supplierId: supplier.id, topic: null, partition: null, offset: null, sourcePosition: o.sourceVersion, key: null, value: Buffer.from(JSON.stringify(o)), tsMs: Date.now(), sourceTable: null });
+        }
         allRoutes.push(...res.routes);
         stale += res.stale;
         for (const r of res.rejected) {
-          letters.push({ stage: 'normalizer', reason: r.reason, message: r.message, supplierId: supplier.id, topic: null, partition: null, offset: null, sourcePosition: r.position ?? r.ref.at, key: r.ref.m.key === null ? null : Buffer.from(r.ref.m.key), value: Buffer.from(r.ref.m.value), tsMs: Date.now() });
+          letters.push({ stage: 'normalizer', reason: r.reason, message: r.message, supplierId: supplier.id, topic: null, partition: null, offset: null, sourcePosition: r.position ?? r.ref.at, key: r.ref.m.key === null ? null : Buffer.from(r.ref.m.key), value: Buffer.from(r.ref.m.value), tsMs: Date.now(), sourceTable: table });
         }
       }
     }
@@ -198,7 +204,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     metrics.eventsIn.inc({ stage: 'embedded' }, changes);
     metrics.eventsOut.inc({ stage: 'embedded' }, totals.length);
     if (stale) metrics.staleEvents.inc({ stage: 'embedded' }, stale);
-    for (const l of letters) metrics.deadLetters.inc({ stage: 'normalizer', reason: l.reason });
+    for (const l of letters) metrics.deadLetters.inc({ stage: l.stage, reason: l.reason });
     const now = Date.now();
     for (const t of totals) if (t.sourceTsMs > 0) metrics.freshness.observe({ sink: 'embedded' }, Math.max(0, now - t.sourceTsMs) / 1000);
   };
@@ -291,7 +297,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       skipped.push({ supplier: supplier.id, reason: `no native reader for source kind ${kind}; capture it with Debezium and the Kafka runtime` });
       continue;
     }
-    const mapping = compileMapping(supplier, skuTables.get(supplier.id));
+    const mapping = inputs.compile(supplier);
     mappings.set(supplier.id, { supplier, mapping });
     snapshotDone.set(supplier.id, (await readCheckpoint<EmbeddedCheckpoint>(pool, supplier.id))?.snapshotDone ?? false);
     await startReader(supplier, mapping);
@@ -325,6 +331,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     failed,
     stop: async () => {
       clearInterval(repairTimer);
+      stopRefresh();
       for (const s of sources) await s.stop();
       stopping = true;
       wake?.();

@@ -20,7 +20,7 @@ import { startConsumerWorker, type BatchHandler, type ConsumerWorker } from '../
 import { describeTopics, NormalizerHandler, rawTopics } from '../normalize/worker.js';
 import { RouteStore } from '../normalize/route-store.js';
 import { DebeziumAvroDecoder } from '../normalize/debezium-avro.js';
-import { loadSkuMaps, tableMappedSuppliers } from '../normalize/sku-map-store.js';
+import { MappingInputsStore } from '../normalize/sku-map-store.js';
 import { SinkHandler } from '../sink/worker.js';
 
 /** The Kafka-runtime worker roles (`cellar run <role>`). */
@@ -67,33 +67,21 @@ export async function startWorker(
   let inputTopics: string[];
   // Configuration problems fail at once, before waiting for any service.
   const suppliers = role === 'normalizer' ? loadRegistry(cfg.suppliersDir) : [];
-  const tableMapped = tableMappedSuppliers(suppliers);
-  const skuTables = tableMapped.length ? await wait('Postgres (cellar.sku_map)', () => loadSkuMaps(getPool(), tableMapped)) : undefined;
-  const raw = rawTopics(suppliers, skuTables);
-  if (skuTables) {
-    // The compiled mappings hold these maps: refresh them in place so new rows apply without a restart.
-    const timer = setInterval(() => {
-      loadSkuMaps(getPool(), tableMapped).then(
-        (fresh) => {
-          for (const [id, m] of fresh) {
-            const live = skuTables.get(id)!;
-            live.clear();
-            for (const [k, v] of m) live.set(k, v);
-          }
-        },
-        (err: unknown) => log.warn({ err: (err as Error).message }, 'refreshing cellar.sku_map failed; keeping the previous map'),
-      );
-    }, cfg.skuMapRefreshMs);
-    timer.unref();
-    closers.push(async () => clearInterval(timer));
+  // Mappings read cellar.sku_map and the catalog of bottle sizes; both are re-read while running.
+  const inputs = role === 'normalizer' ? new MappingInputsStore(getPool(), suppliers) : undefined;
+  if (inputs) {
+    await wait('Postgres (cellar.sku_map, cellar.catalog)', () => inputs.load());
+    const stopRefresh = inputs.refreshEvery(cfg.skuMapRefreshMs, log);
+    closers.push(async () => stopRefresh());
   }
+  const raw = inputs ? rawTopics(suppliers, inputs) : [];
   await wait('Kafka topics', () => ensureTopics(kafka, cfg));
   if (role === 'normalizer') {
     inputTopics = raw.map((r) => r.topic);
     await wait('raw topics', () => ensureTopics(kafka, cfg, inputTopics));
     log.info({ topics: describeTopics(raw) }, 'normalizing raw topics');
     const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
-    const h = new NormalizerHandler(raw, new RouteStore(getPool()), await getProducer(), codecs, topics.observations, dlq, log, metrics, new DebeziumAvroDecoder(cfg.schemaRegistryUrl));
+    const h = new NormalizerHandler(raw, new RouteStore(getPool()), await getProducer(), codecs, topics.observations, dlq, log, metrics, new DebeziumAvroDecoder(cfg.schemaRegistryUrl), () => inputs!.flushPins());
     await wait('Schema Registry', () => h.init());
     handler = h;
   } else if (role === 'aggregator') {

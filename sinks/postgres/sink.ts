@@ -1,20 +1,21 @@
 import type pg from 'pg';
 import type { RegionalStock } from '../../schemas/records.js';
-import { latestPerKey, type SinkResult, type StockSink } from '../types.js';
+import { latestPerKey, type SinkResult, type StockSink, type StoredStock } from '../types.js';
 import { parsePostgresSinkConfig, type PostgresSinkConfig } from './config.js';
 import { createPgPool, query } from './pool.js';
 
 const UPSERT = `
-INSERT INTO cellar.regional_stock AS t (region, sku, bottles, contributors, version, source_ts, updated_at)
-SELECT u.region, u.sku, u.bottles, u.contributors, u.version, ts.source_ts, ts.updated_at FROM unnest($1::text[], $2::text[], $3::bigint[], $4::integer[], $5::bigint[],
-                     $6::double precision[], $7::double precision[])
-       AS u(region, sku, bottles, contributors, version, source_ms, updated_ms)
+INSERT INTO cellar.regional_stock AS t (region, sku, bottle_size_ml, bottles, contributors, version, source_ts, updated_at)
+SELECT u.region, u.sku, u.bottle_size_ml, u.bottles, u.contributors, u.version, ts.source_ts, ts.updated_at
+  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::integer[], $5::bigint[],
+              $6::double precision[], $7::double precision[], $8::integer[])
+       AS u(region, sku, bottles, contributors, version, source_ms, updated_ms, bottle_size_ml)
   CROSS JOIN LATERAL (SELECT to_timestamp(u.source_ms / 1000.0), to_timestamp(u.updated_ms / 1000.0)) ts(source_ts, updated_at)
  -- A stable row order keeps concurrent sink instances from deadlocking on the same keys.
  ORDER BY u.region, u.sku
 ON CONFLICT (region, sku) DO UPDATE
-  SET bottles = excluded.bottles, contributors = excluded.contributors, version = excluded.version,
-      source_ts = excluded.source_ts, updated_at = excluded.updated_at
+  SET bottle_size_ml = excluded.bottle_size_ml, bottles = excluded.bottles, contributors = excluded.contributors,
+      version = excluded.version, source_ts = excluded.source_ts, updated_at = excluded.updated_at
   WHERE t.version < excluded.version`;
 
 /**
@@ -32,6 +33,7 @@ export async function upsertRegionalStock(q: pg.Pool | pg.PoolClient, records: R
     rows.map((r) => r.version),
     rows.map((r) => r.sourceTsMs),
     rows.map((r) => r.updatedTsMs),
+    rows.map((r) => r.bottleSizeMl),
   ]);
   const applied = res.rowCount ?? 0;
   return { applied, skipped: records.length - applied };
@@ -71,15 +73,16 @@ export class PostgresStockSink implements StockSink {
     return this.healthy;
   }
 
-  async read(region: string, sku: string): Promise<{ bottles: number; version: number } | undefined> {
+  async read(region: string, sku: string): Promise<StoredStock | undefined> {
     if (!this.pool) throw new Error('PostgresStockSink: connect() first');
-    const { rows } = await query<{ bottles: string; version: string }>(
+    const { rows } = await query<{ bottles: string; version: string; bottle_size_ml: number | null }>(
       this.pool,
       'reading regional_stock',
-      'SELECT bottles, version FROM cellar.regional_stock WHERE region = $1 AND sku = $2',
+      'SELECT bottles, version, bottle_size_ml FROM cellar.regional_stock WHERE region = $1 AND sku = $2',
       [region, sku],
     );
-    return rows[0] ? { bottles: Number(rows[0].bottles), version: Number(rows[0].version) } : undefined;
+    const r = rows[0];
+    return r ? { bottles: Number(r.bottles), version: Number(r.version), bottleSizeMl: r.bottle_size_ml } : undefined;
   }
 
   async close(): Promise<void> {

@@ -11,14 +11,14 @@ export const RedisSinkSpec = z.object({
   channel: z.string().min(1).optional(),
   /** Per-command timeout in ms, so an unreachable Redis fails the batch (and it is retried). Default 5000. */
   commandTimeoutMs: z.number().int().min(100).default(5_000),
-  /** Expiry of a region's three keys, refreshed by every write to the region. Default 0 (no expiry). */
+  /** Expiry of a region's four keys, refreshed by every write to the region. Default 0 (no expiry). */
   ttlSeconds: z
     .number()
     .int()
     .min(0)
     .default(0)
     .describe(
-      'Seconds until a region\'s stock, versions and meta keys expire; every write to the region sets it again, so only regions without writes for this long disappear. 0 = no expiry (and removes an expiry left by an earlier setting). Default 0.',
+      'Seconds until a region\'s stock, versions, sizes and meta keys expire; every write to the region sets it again, so only regions without writes for this long disappear. 0 = no expiry (and removes an expiry left by an earlier setting). Default 0.',
     ),
 });
 export type RedisSinkConfig = z.output<typeof RedisSinkSpec>;
@@ -36,5 +36,7 @@ export function redisKeys(prefix: string, region: string) {
     versions: `${prefix}:stock:${region}:versions`,
     /** hash: version (applied changes), updatedTsMs */
     meta: `${prefix}:stock:${region}:meta`,
+    /** hash sku → bottle size in ml (absent for SKUs whose size is unknown) */
+    sizes: `${prefix}:stock:${region}:sizes`,
   };
 }

@@ -32,36 +32,40 @@ const TEMP_TTL_SECONDS = 3_600;
 
 /**
  * Swaps one region's rebuilt hashes in. Live SKUs with a higher version than the rebuilt one (or
- * missing from it) were written by the live sink meanwhile and are carried over, so the swap never
- * moves a SKU backwards. The live keys' expiry, if any, is kept. Non-hash or non-numeric leftovers
- * in the live keys count as corruption and are replaced.
- * KEYS: stock, versions, meta, rebuilt stock, rebuilt versions. ARGV: rebuiltTsMs.
+ * missing from it) were written by the live sink meanwhile and are carried over, with their bottle size
+ * when the live sizes hash has one, so the swap never moves a SKU backwards. The live keys' expiry, if
+ * any, is kept. Non-hash or non-numeric leftovers in the live keys count as corruption and are replaced.
+ * KEYS: stock, versions, meta, sizes, rebuilt stock, rebuilt versions, rebuilt sizes. ARGV: rebuiltTsMs.
  */
 const SWAP = `
 local function isHash(key) return redis.call('TYPE', key).ok == 'hash' end
 if isHash(KEYS[1]) and isHash(KEYS[2]) then
+  local sized = isHash(KEYS[4])
   local live = redis.call('HGETALL', KEYS[2])
   for i = 1, #live, 2 do
     local sku, lv = live[i], tonumber(live[i + 1])
-    local rv = redis.call('HGET', KEYS[5], sku)
+    local rv = redis.call('HGET', KEYS[6], sku)
     local bottles = redis.call('HGET', KEYS[1], sku)
     if lv and bottles and tonumber(bottles) and ((not rv) or tonumber(rv) < lv) then
-      redis.call('HSET', KEYS[4], sku, bottles)
-      redis.call('HSET', KEYS[5], sku, live[i + 1])
+      redis.call('HSET', KEYS[5], sku, bottles)
+      redis.call('HSET', KEYS[6], sku, live[i + 1])
+      local size = sized and redis.call('HGET', KEYS[4], sku)
+      if size and tonumber(size) then redis.call('HSET', KEYS[7], sku, size) end
     end
   end
 end
 local ttl = -1
-for k = 1, 3 do
+for k = 1, 4 do
   local t = redis.call('PTTL', KEYS[k])
   if t > ttl then ttl = t end
 end
-for k = 1, 2 do
-  if redis.call('EXISTS', KEYS[k + 3]) == 1 then
-    redis.call('RENAME', KEYS[k + 3], KEYS[k])
-    if ttl > 0 then redis.call('PEXPIRE', KEYS[k], ttl) else redis.call('PERSIST', KEYS[k]) end
+for _, pair in ipairs({ { 1, 5 }, { 2, 6 }, { 4, 7 } }) do
+  local key, rebuilt = KEYS[pair[1]], KEYS[pair[2]]
+  if redis.call('EXISTS', rebuilt) == 1 then
+    redis.call('RENAME', rebuilt, key)
+    if ttl > 0 then redis.call('PEXPIRE', key, ttl) else redis.call('PERSIST', key) end
   else
-    redis.call('DEL', KEYS[k])
+    redis.call('DEL', key)
   end
 end
 if not isHash(KEYS[3]) then redis.call('DEL', KEYS[3]) end
@@ -74,11 +78,11 @@ return 1`;
 
 /**
  * Deletes a stale region unless the live sink wrote to it since its meta version was read.
- * KEYS: stock, versions, meta. ARGV: meta version as read ('' when absent).
+ * KEYS: stock, versions, meta, sizes. ARGV: meta version as read ('' when absent).
  */
 const DROP_STALE = `
 if (redis.call('HGET', KEYS[3], 'version') or '') ~= ARGV[1] then return 0 end
-return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) > 0 and 1 or 0`;
+return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4]) > 0 and 1 or 0`;
 
 async function redisCall<T>(what: string, fn: () => Promise<T>): Promise<T> {
   try {
@@ -90,45 +94,46 @@ async function redisCall<T>(what: string, fn: () => Promise<T>): Promise<T> {
 
 async function rebuildRegion(o: Required<RebuildRedisOptions>, region: string, token: string): Promise<number> {
   const k = redisKeys(o.keyPrefix, region);
-  const tmp = { stock: `${k.stock}:rebuild:${token}`, versions: `${k.versions}:rebuild:${token}` };
+  const tmp = { stock: `${k.stock}:rebuild:${token}`, versions: `${k.versions}:rebuild:${token}`, sizes: `${k.sizes}:rebuild:${token}` };
   let after: string | undefined;
   let rows = 0;
   try {
     for (;;) {
-      const { rows: chunk } = await query<{ sku: string; bottles: string; version: string }>(
+      const { rows: chunk } = await query<{ sku: string; bottles: string; version: string; bottle_size_ml: number | null }>(
         o.pool,
         `reading regional stock of ${region}`,
-        `SELECT sku, bottles, version FROM cellar.regional_stock
+        `SELECT sku, bottles, version, bottle_size_ml FROM cellar.regional_stock
           WHERE region = $1 ${after === undefined ? '' : 'AND sku > $3'} ORDER BY sku LIMIT $2`,
         after === undefined ? [region, o.chunkSize] : [region, o.chunkSize, after],
       );
       if (chunk.length === 0) break;
       const stock: string[] = [];
       const versions: string[] = [];
+      const sizes: string[] = [];
       for (const r of chunk) {
         stock.push(r.sku, String(r.bottles));
         versions.push(r.sku, String(r.version));
+        if (r.bottle_size_ml !== null) sizes.push(r.sku, String(r.bottle_size_ml));
       }
-      const results = await redisCall(`writing rebuilt snapshot of ${region}`, () =>
-        o.redis
-          .pipeline()
-          .hset(tmp.stock, ...stock)
-          .hset(tmp.versions, ...versions)
-          .expire(tmp.stock, TEMP_TTL_SECONDS)
-          .expire(tmp.versions, TEMP_TTL_SECONDS)
-          .exec(),
-      );
+      const pipe = o.redis
+        .pipeline()
+        .hset(tmp.stock, ...stock)
+        .hset(tmp.versions, ...versions)
+        .expire(tmp.stock, TEMP_TTL_SECONDS)
+        .expire(tmp.versions, TEMP_TTL_SECONDS);
+      if (sizes.length) pipe.hset(tmp.sizes, ...sizes).expire(tmp.sizes, TEMP_TTL_SECONDS);
+      const results = await redisCall(`writing rebuilt snapshot of ${region}`, () => pipe.exec());
       for (const [err] of results ?? []) if (err) throw fromRedisError(err, `writing rebuilt snapshot of ${region}`);
       rows += chunk.length;
       after = chunk[chunk.length - 1]!.sku;
       if (chunk.length < o.chunkSize) break;
     }
     await redisCall(`swapping in rebuilt snapshot of ${region}`, () =>
-      o.redis.eval(SWAP, 5, k.stock, k.versions, k.meta, tmp.stock, tmp.versions, String(Date.now())),
+      o.redis.eval(SWAP, 7, k.stock, k.versions, k.meta, k.sizes, tmp.stock, tmp.versions, tmp.sizes, String(Date.now())),
     );
     return rows;
   } catch (err) {
-    await o.redis.del(tmp.stock, tmp.versions).catch(() => undefined);
+    await o.redis.del(tmp.stock, tmp.versions, tmp.sizes).catch(() => undefined);
     throw err;
   }
 }
@@ -144,7 +149,7 @@ async function removeStaleRegions(o: Required<RebuildRedisOptions>, known: strin
     const stream = o.redis.scanStream({ match: `${base.replace(/[*?[\]\\]/g, '\\$&')}*`, count: 1_000 });
     for await (const keys of stream as AsyncIterable<string[]>) {
       for (const key of keys) {
-        if (key.endsWith(':versions') || key.endsWith(':meta') || key.includes(':rebuild:')) continue;
+        if (key.endsWith(':versions') || key.endsWith(':meta') || key.endsWith(':sizes') || key.includes(':rebuild:')) continue;
         const region = key.slice(base.length);
         if (!knownSet.has(region) && !Object.values(redisKeys(o.keyPrefix, region)).some((x) => liveKeys.has(x))) candidates.add(region);
       }
@@ -167,7 +172,7 @@ async function removeStaleRegions(o: Required<RebuildRedisOptions>, known: strin
     if (arrived.has(region)) continue;
     const k = redisKeys(o.keyPrefix, region);
     const n = await redisCall(`deleting stale snapshot of ${region}`, () =>
-      o.redis.eval(DROP_STALE, 3, k.stock, k.versions, k.meta, metaVersions[i] ?? ''),
+      o.redis.eval(DROP_STALE, 4, k.stock, k.versions, k.meta, k.sizes, metaVersions[i] ?? ''),
     );
     removed += Number(n);
   }
@@ -175,10 +180,10 @@ async function removeStaleRegions(o: Required<RebuildRedisOptions>, known: strin
 }
 
 /**
- * Rebuilds every region's Redis snapshot from `cellar.regional_stock` while the live sink keeps
- * writing: each region is read in SKU order into temporary hashes, then swapped in by one script
- * that keeps whatever the live sink wrote with a higher version meanwhile, and bumps the region's
- * meta `version` (setting `rebuiltTsMs`). Regions found only in Redis are deleted afterwards.
+ * Rebuilds every region's Redis snapshot (bottles, versions, bottle sizes) from `cellar.regional_stock`
+ * while the live sink keeps writing: each region is read in SKU order into temporary hashes, then swapped
+ * in by one script that keeps whatever the live sink wrote with a higher version meanwhile, and bumps the
+ * region's meta `version` (setting `rebuiltTsMs`). Regions found only in Redis are deleted afterwards.
  * Subscribers of the change channel are not notified; the meta version tells readers to reload.
  */
 export async function rebuildRedisFromPostgres(opts: RebuildRedisOptions): Promise<RebuildRedisResult> {

@@ -1,27 +1,27 @@
 import { Redis } from 'ioredis';
 import { fromRedisError } from '../../pipelines/core/errors.js';
 import type { RegionalStock } from '../../schemas/records.js';
-import { latestPerKey, type SinkResult, type StockSink } from '../types.js';
+import { latestPerKey, type SinkResult, type StockSink, type StoredStock } from '../types.js';
 import { parseRedisSinkConfig, redisKeys, type RedisSinkConfig } from './config.js';
 
 /**
- * Applies one region's updates atomically. A SKU's bottles change only when the incoming version is
- * higher than the one stored beside it, so replays never go backwards. Publishes one notification per
- * region and batch with the applied changes. With a TTL the three keys expire together and every call
- * sets it again; with 0 any expiry is removed, so turning the TTL off never lets a live region lapse.
+ * Applies one region's updates atomically. A SKU's bottles and bottle size change only when the incoming
+ * version is higher than the one stored beside it, so replays never go backwards. Publishes one notification
+ * per region and batch with the applied changes. With a TTL the four region keys expire together and every
+ * call sets it again; with 0 any expiry is removed, so turning the TTL off never lets a live region lapse.
  * The same notification is appended to the change stream (see {@link STOCK_EVENTS_MAXLEN}), whose entry ids
  * let readers resume where they left off.
- * KEYS: stock, versions, meta, epoch marker, change stream. ARGV: channel, updatedTsMs, region, ttlSeconds, epoch, the
- * rows as one JSON array of [sku, bottles, version] strings, and the stream's length bound (one argument: cheap to send, decoded in C;
- * versions are read with HMGET and written with bulk HSET, a few calls per 500 rows instead of three per row)
- * with the stream's length bound last. Returns -1 without writing when the marker does not hold this sink's epoch:
+ * KEYS: stock, versions, meta, sizes, epoch marker, change stream. ARGV: channel, updatedTsMs, region, ttlSeconds, epoch, the
+ * rows as one JSON array of [sku, bottles, version, size?] strings (size left out when unknown), and the stream's length
+ * bound (one argument: cheap to send, decoded in C; versions are read with HMGET and written with bulk HSET, a few calls
+ * per 500 rows instead of three per row). Returns -1 without writing when the marker does not hold this sink's epoch:
  * Redis lost its data (or another instance found that it had) since this sink last wrote.
  */
 const APPLY = `
-if redis.call('GET', KEYS[4]) ~= ARGV[5] then return -1 end
+if redis.call('GET', KEYS[5]) ~= ARGV[5] then return -1 end
 local rows = cjson.decode(ARGV[6])
 local n = #rows
-local stock, versions, changes = {}, {}, {}
+local stock, versions, sizes, unsized, changes = {}, {}, {}, {}, {}
 for i = 1, n, 500 do
   local last = math.min(i + 499, n)
   local skus = {}
@@ -35,7 +35,15 @@ for i = 1, n, 500 do
       stock[#stock + 1] = r[2]
       versions[#versions + 1] = r[1]
       versions[#versions + 1] = r[3]
-      changes[#changes + 1] = { sku = r[1], bottles = tonumber(r[2]), version = tonumber(r[3]) }
+      local change = { sku = r[1], bottles = tonumber(r[2]), version = tonumber(r[3]) }
+      if r[4] then
+        sizes[#sizes + 1] = r[1]
+        sizes[#sizes + 1] = r[4]
+        change.bottleSizeMl = tonumber(r[4])
+      else
+        unsized[#unsized + 1] = r[1]
+      end
+      changes[#changes + 1] = change
     end
   end
 end
@@ -43,15 +51,17 @@ for i = 1, #stock, 1000 do
   redis.call('HSET', KEYS[1], unpack(stock, i, math.min(i + 999, #stock)))
   redis.call('HSET', KEYS[2], unpack(versions, i, math.min(i + 999, #versions)))
 end
+for i = 1, #sizes, 1000 do redis.call('HSET', KEYS[4], unpack(sizes, i, math.min(i + 999, #sizes))) end
+for i = 1, #unsized, 1000 do redis.call('HDEL', KEYS[4], unpack(unsized, i, math.min(i + 999, #unsized))) end
 if #changes > 0 then
   redis.call('HINCRBY', KEYS[3], 'version', #changes)
   redis.call('HSET', KEYS[3], 'updatedTsMs', ARGV[2])
   local payload = cjson.encode({ region = ARGV[3], updatedTsMs = tonumber(ARGV[2]), changes = changes })
   redis.call('PUBLISH', ARGV[1], payload)
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', 'data', payload)
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[7], '*', 'data', payload)
 end
 local ttl = tonumber(ARGV[4])
-for k = 1, 3 do
+for k = 1, 4 do
   if ttl > 0 then redis.call('EXPIRE', KEYS[k], ttl) else redis.call('PERSIST', KEYS[k]) end
 end
 return #changes`;
@@ -68,11 +78,11 @@ export function stockEventsKey(keyPrefix = 'cellar'): string {
   return `${keyPrefix}:stock-events`;
 }
 
-type WithApply = Redis & { cellarApply(k1: string, k2: string, k3: string, k4: string, k5: string, ...argv: string[]): Promise<number> };
+type WithApply = Redis & { cellarApply(k1: string, k2: string, k3: string, k4: string, k5: string, k6: string, ...argv: string[]): Promise<number> };
 
 /**
  * Keeps `cellar:stock:<region>` hashes (sku → bottles) current, with a version guard per SKU in
- * `cellar:stock:<region>:versions`, region metadata in `…:meta`, and change notifications on
+ * `cellar:stock:<region>:versions`, bottle sizes in `…:sizes`, region metadata in `…:meta`, and change notifications on
  * `cellar:stock-updates` and in the stream `cellar:stock-events`. One pipelined round trip per batch (one script call per region).
  */
 export class RedisSnapshotSink implements StockSink {
@@ -126,7 +136,7 @@ export class RedisSnapshotSink implements StockSink {
         retryStrategy: (n) => Math.min(200 * n, 2_000),
       });
       r.on('error', () => undefined); // surfaced per command as retriable errors
-      r.defineCommand('cellarApply', { numberOfKeys: 5, lua: APPLY });
+      r.defineCommand('cellarApply', { numberOfKeys: 6, lua: APPLY });
       this.redis = r as WithApply;
     }
     try {
@@ -156,9 +166,15 @@ export class RedisSnapshotSink implements StockSink {
     const pipe = r.pipeline();
     for (const [region, list] of byRegion) {
       const k = redisKeys(this.cfg.keyPrefix, region);
-      const rows = JSON.stringify(list.map((rec) => [rec.sku, String(rec.bottles), String(rec.version)]));
+      const rows = JSON.stringify(
+        list.map((rec) => {
+          const row = [rec.sku, String(rec.bottles), String(rec.version)];
+          if (rec.bottleSizeMl !== null && rec.bottleSizeMl !== undefined) row.push(String(rec.bottleSizeMl));
+          return row;
+        }),
+      );
       const argv = [this.channel, now, region, String(this.cfg.ttlSeconds), this.epoch, rows, String(STOCK_EVENTS_MAXLEN)];
-      (pipe as unknown as WithApply).cellarApply(k.stock, k.versions, k.meta, this.epochKey, stockEventsKey(this.cfg.keyPrefix), ...argv);
+      (pipe as unknown as WithApply).cellarApply(k.stock, k.versions, k.meta, k.sizes, this.epochKey, stockEventsKey(this.cfg.keyPrefix), ...argv);
     }
     let results: Array<[Error | null, unknown]> | null;
     try {
@@ -179,13 +195,13 @@ export class RedisSnapshotSink implements StockSink {
     return { applied, skipped: records.length - applied };
   }
 
-  async read(region: string, sku: string): Promise<{ bottles: number; version: number } | undefined> {
+  async read(region: string, sku: string): Promise<StoredStock | undefined> {
     const r = this.redis;
     if (!r) throw new Error('RedisSnapshotSink: connect() first');
     const k = redisKeys(this.cfg.keyPrefix, region);
     try {
-      const [b, v] = await Promise.all([r.hget(k.stock, sku), r.hget(k.versions, sku)]);
-      return b === null || v === null ? undefined : { bottles: Number(b), version: Number(v) };
+      const [b, v, ml] = await Promise.all([r.hget(k.stock, sku), r.hget(k.versions, sku), r.hget(k.sizes, sku)]);
+      return b === null || v === null ? undefined : { bottles: Number(b), version: Number(v), bottleSizeMl: ml === null ? null : Number(ml) };
     } catch (err) {
       throw fromRedisError(err, 'reading Redis snapshot');
     }

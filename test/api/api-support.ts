@@ -41,9 +41,9 @@ export async function keysByRole(pool: pg.Pool, prefix: string): Promise<Record<
   return out;
 }
 
-/** A RegionalStock record with defaults. */
-export function stock(region: string, sku: string, bottles: number, version: number, sourceTsMs = Date.now() - 50): RegionalStock {
-  return { region, sku, bottles, contributors: 1, version, sourceTsMs, updatedTsMs: Date.now() };
+/** A RegionalStock record with defaults (750 ml bottles). */
+export function stock(region: string, sku: string, bottles: number, version: number, sourceTsMs = Date.now() - 50, bottleSizeMl: number | null = 750): RegionalStock {
+  return { region, sku, bottleSizeMl, bottles, contributors: 1, version, sourceTsMs, updatedTsMs: Date.now() };
 }
 
 /** GET/POST with a key; returns status, headers and parsed JSON body. */

@@ -11,7 +11,7 @@ import { call, keysByRole, startTestApi, stock, type TestApi } from './api-suppo
 import type { Role } from '../../pipelines/api/keys-store.js';
 
 /**
- * The read API against real Postgres and Redis: reads from the Redis snapshot with version and
+ * The read API against real Postgres and Redis: reads from the Redis snapshot with version, bottle size and
  * freshness, the Postgres fallback (key missing from Redis, Redis stopped), region pages with prefix and
  * keyset paging, validation errors, and the OpenAPI document generated from the route schemas.
  */
@@ -33,13 +33,14 @@ describe('read API: stock reads', () => {
     await sink.writeBatch([]); // consumes the first-epoch reset
     const rows = [
       ...Array.from({ length: 25 }, (_, i) => stock(R1, `wine-${String(i).padStart(3, '0')}`, 10 + i, 1)),
-      stock(R1, 'beer-001', 7, 3),
+      stock(R1, 'beer-001', 7, 3, undefined, 375),
       stock(R2, 'wine-003', 99, 2),
+      stock(R2, 'legacy', 2, 1, undefined, null), // written before sizes were kept
     ];
     await upsertRegionalStock(db.pool, rows);
     await sink.writeBatch(rows);
     // Only in Postgres: a key the Redis snapshot does not have (an expired region, a lagging sink).
-    await upsertRegionalStock(db.pool, [stock(R2, 'only-in-postgres', 5, 4, 1_700_000_000_000)]);
+    await upsertRegionalStock(db.pool, [stock(R2, 'only-in-postgres', 5, 4, 1_700_000_000_000, 1500)]);
     api = await startTestApi({ pgUrl: db.url, redisUrl: redisServer.url, keyPrefix: prefix });
     keys = await keysByRole(db.pool, rid('k'));
   });
@@ -55,7 +56,7 @@ describe('read API: stock reads', () => {
     const t0 = Date.now();
     const r = await call(`${api.url}/v1/stock/${R1}/wine-004`, keys.reader);
     expect(r.status).toBe(200);
-    expect(r.body).toMatchObject({ region: R1, sku: 'wine-004', bottles: 14, version: 1, freshness: { store: 'redis' } });
+    expect(r.body).toMatchObject({ region: R1, sku: 'wine-004', bottleSizeMl: 750, bottles: 14, version: 1, freshness: { store: 'redis' } });
     expect(r.body.freshness.asOfMs).toBeGreaterThan(t0 - 60_000);
     expect(r.body.freshness.ageMs).toBeGreaterThanOrEqual(0);
     expect(r.headers.get('etag')).toBe('"1"');
@@ -75,7 +76,7 @@ describe('read API: stock reads', () => {
       expect([...seen].sort((a, b) => a - b)).toEqual(seen);
     }
     const last = (await call(url, keys.reader)).body;
-    expect(last).toMatchObject({ bottles: 106, version: 6, freshness: { store: 'redis' } });
+    expect(last).toMatchObject({ bottleSizeMl: 750, bottles: 106, version: 6, freshness: { store: 'redis' } });
     await sink.writeBatch([stock(R1, 'wine-010', 1, 5)]); // an older version changes nothing, cached or not
     await new Promise((r) => setTimeout(r, 50));
     expect((await call(url, keys.reader)).body).toMatchObject({ bottles: 106, version: 6 });
@@ -84,7 +85,7 @@ describe('read API: stock reads', () => {
   it('falls back to Postgres for a key Redis does not hold, and answers 404 when neither has it', async () => {
     const r = await call(`${api.url}/v1/stock/${R2}/only-in-postgres`, keys.reader);
     expect(r.status).toBe(200);
-    expect(r.body).toMatchObject({ bottles: 5, version: 4, freshness: { store: 'postgres', sourceTsMs: 1_700_000_000_000 } });
+    expect(r.body).toMatchObject({ bottleSizeMl: 1500, bottles: 5, version: 4, freshness: { store: 'postgres', sourceTsMs: 1_700_000_000_000 } });
     const missing = await call(`${api.url}/v1/stock/${R2}/no-such-sku`, keys.reader);
     expect(missing.status).toBe(404);
     expect(missing.body.error).toMatchObject({ code: 'not_found' });
@@ -118,6 +119,18 @@ describe('read API: stock reads', () => {
     expect(beer.body.items).toEqual([expect.objectContaining({ sku: 'beer-001', bottles: 7, version: 3 })]);
   });
 
+  it('carries the SKU\'s bottle size in every stock answer, null when it is unknown', async () => {
+    const one = (region: string, sku: string) => call(`${api.url}/v1/stock/${region}/${sku}`, keys.reader).then((r) => r.body);
+    expect(await one(R1, 'beer-001')).toMatchObject({ sku: 'beer-001', bottleSizeMl: 375, bottles: 7, freshness: { store: 'redis' } });
+    expect(await one(R1, 'beer-001')).toMatchObject({ bottleSizeMl: 375, bottles: 7 }); // a key read before
+    expect(await one(R2, 'legacy')).toEqual(expect.objectContaining({ bottleSizeMl: null, bottles: 2, freshness: expect.objectContaining({ store: 'redis' }) }));
+    expect(await one(R2, 'only-in-postgres')).toMatchObject({ bottleSizeMl: 1500, freshness: { store: 'postgres' } });
+    const sku = await call(`${api.url}/v1/skus/beer-001`, keys.reader);
+    expect(sku.body.regions).toEqual([expect.objectContaining({ region: R1, bottleSizeMl: 375 })]);
+    const page = await call(`${api.url}/v1/stock/${R2}`, keys.reader);
+    expect(page.body.items.map((i: { sku: string; bottleSizeMl: number | null }) => [i.sku, i.bottleSizeMl])).toEqual([['legacy', null], ['only-in-postgres', 1500], ['wine-003', 750]]);
+  });
+
   it('refuses invalid input with a 400 that names the field', async () => {
     const cases: Array<[string, RegExp]> = [
       [`/v1/stock/${encodeURIComponent('bad region!')}/x`, /region/],
@@ -148,6 +161,11 @@ describe('read API: stock reads', () => {
     expect(page.parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`)).toEqual(['path:region', 'query:prefix', 'query:after', 'query:limit']);
     expect(page.parameters.find((p: { name: string }) => p.name === 'limit').schema).toMatchObject({ maximum: 1000, default: 100 });
     expect(page.responses['200'].content['application/json'].schema.required).toContain('next');
+    expect(page.responses['200'].content['application/json'].schema.properties.items.items.required).toContain('bottleSizeMl');
+    const item = paths['/v1/stock/{region}/{sku}']!.get.responses['200'].content['application/json'].schema;
+    expect(item.properties.bottleSizeMl).toMatchObject({ type: ['integer', 'null'] });
+    expect(item.required).toContain('bottleSizeMl');
+    expect(r.body.components.schemas.StockEvent.properties.changes.items.required).toEqual(expect.arrayContaining(['sku', 'bottleSizeMl', 'bottles', 'version']));
     expect(page['x-cellar-role']).toBe('reader');
     expect(paths['/v1/ops/dead-letters/replay']!.post['x-cellar-role']).toBe('admin');
     expect(paths['/v1/events']!.get.responses['200'].content).toHaveProperty(['text/event-stream']);
@@ -158,7 +176,7 @@ describe('read API: stock reads', () => {
     try {
       const r = await call(`${api.url}/v1/stock/${R1}/wine-004`, keys.reader);
       expect(r.status).toBe(200);
-      expect(r.body).toMatchObject({ bottles: 14, version: 1, freshness: { store: 'postgres' } });
+      expect(r.body).toMatchObject({ bottleSizeMl: 750, bottles: 14, version: 1, freshness: { store: 'postgres' } });
       const s = await call(`${api.url}/v1/skus/wine-003`, keys.reader);
       expect(s.body.regions.every((x: { freshness: { store: string } }) => x.freshness.store === 'postgres')).toBe(true);
       expect((await call(`${api.url}/readyz`, undefined)).status).toBe(503);
@@ -195,17 +213,17 @@ describe('read API while Postgres is down', () => {
       await pool.end();
       await sink.connect();
       await sink.writeBatch([]);
-      await sink.writeBatch([stock(region, 'c', 3, 1), stock(region, 'a', 1, 1), stock(region, 'b', 2, 5)]);
+      await sink.writeBatch([stock(region, 'c', 3, 1), stock(region, 'a', 1, 1, undefined, 375), stock(region, 'b', 2, 5)]);
       api = await startTestApi({ pgUrl: url, redisUrl: services().redisUrl, keyPrefix: prefix });
       expect((await call(`${api.url}/v1/stock/${region}?limit=2`, keys.reader)).body).toMatchObject({ items: [], freshness: { store: 'postgres' } });
       await pgServer.stop();
       const one = await call(`${api.url}/v1/stock/${region}/b`, keys.reader);
       expect(one.status).toBe(200);
-      expect(one.body).toMatchObject({ bottles: 2, version: 5, freshness: { store: 'redis' } });
+      expect(one.body).toMatchObject({ bottleSizeMl: 750, bottles: 2, version: 5, freshness: { store: 'redis' } });
       const page = await call(`${api.url}/v1/stock/${region}?limit=2`, keys.reader);
       expect(page.status).toBe(200);
       expect(page.body).toMatchObject({ region, next: 'b', freshness: { store: 'redis' } });
-      expect(page.body.items.map((i: { sku: string; version: number }) => `${i.sku}@${i.version}`)).toEqual(['a@1', 'b@5']);
+      expect(page.body.items.map((i: { sku: string; version: number; bottleSizeMl: number }) => `${i.sku}@${i.version}/${i.bottleSizeMl}`)).toEqual(['a@1/375', 'b@5/750']);
       // A key never seen before cannot be checked without Postgres: 503, not a guess.
       const unknown = await call(`${api.url}/v1/stock/${region}/b`, keys.operator);
       expect(unknown.status).toBe(503);

@@ -170,7 +170,7 @@ describe('read API access control and audit', () => {
       ['dead-letters.replay', `key:${admin}`, 'failed', 400],
     ]);
     expect(mine[1]).toMatchObject({ target: 'acme', params: { body: { supplierId: 'acme' } } });
-    expect(mine[4]).toMatchObject({ target: 'unknown_sku', detail: 'replayed 1, skipped 0' });
+    expect(mine[4]).toMatchObject({ target: 'unknown_sku', detail: 'replayed 1, queued 0, skipped 0' });
     expect(mine[5]!.detail).toMatch(/name the letters/);
     // The audit read itself is audited; no row holds a key or its secret.
     const { rows } = await db.pool.query<{ t: string }>('SELECT row_to_json(a)::text AS t FROM cellar.api_audit a');

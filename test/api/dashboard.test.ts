@@ -92,6 +92,7 @@ mapping:
     await page.selectOption('#region', R1);
     await page.fill('#prefix', 'live-');
     await page.waitForFunction(() => document.querySelectorAll('#stock tbody tr').length === 1 && document.querySelector('#stock tbody tr[data-sku="live-sku"] .bottles')?.textContent === '6');
+    expect(await page.textContent('#stock tbody tr[data-sku="live-sku"] .size')).toBe('750 ml'); // the mapping's default bottle size
     await page.waitForFunction(() => [...document.querySelectorAll('#stages tbody td')].some((td) => td.textContent === 'embedded'));
     await page.screenshot({ path: join(shots, '2-dashboard.png'), fullPage: true });
   });
@@ -118,6 +119,7 @@ mapping:
     await page.screenshot({ path: join(shots, '3-after-changes.png'), fullPage: true });
     writeFileSync(join(shots, 'latencies.json'), JSON.stringify({ commitToDomMs: latencies }, null, 2));
     expect(await page.textContent('#stock tbody tr[data-sku="live-sku"] .bottles')).toBe('54');
+    expect(await page.textContent('#stock tbody tr[data-sku="live-sku"] .size')).toBe('750 ml');
     expect(await page.textContent('#feed li[data-key]')).toContain('live-sku → 54');
     for (const ms of latencies) expect(ms, `commit → page latencies ${latencies.join(', ')} ms`).toBeLessThan(1000);
   });

@@ -43,9 +43,11 @@ describe('server-sent stock events', () => {
       await sink.writeBatch([stock(R1, 'a', 1, 1), stock(R1, 'b', 2, 1), stock(R2, 'b', 3, 1)]);
       await sink.writeBatch([stock(R1, 'b', 4, 2), stock(R1, 'b', 4, 2)]);
       await sink.writeBatch([stock(R1, 'b', 9, 1)]); // older version: not applied, so no event
-      await sink.writeBatch([stock(R2, 'a', 5, 1)]);
+      await sink.writeBatch([stock(R2, 'a', 5, 1, undefined, null)]); // a total without a known bottle size
       expect(await eventually(async () => changes(all.events).length === 5, 5_000, 20)).toBe(true);
       expect(changes(all.events).sort()).toEqual([`${R1}/a=1@1`, `${R1}/b=2@1`, `${R1}/b=4@2`, `${R2}/a=5@1`, `${R2}/b=3@1`].sort());
+      const sizes = all.events.filter((e) => e.event === 'stock').flatMap((e) => e.data.changes.map((c: { sku: string; bottleSizeMl: number | null }) => `${e.data.region}/${c.sku}:${c.bottleSizeMl}`));
+      expect(sizes.sort()).toEqual([`${R1}/a:750`, `${R1}/b:750`, `${R1}/b:750`, `${R2}/a:null`, `${R2}/b:750`].sort());
       const ids = all.events.map((e) => e.id!);
       expect([...ids].sort((x, y) => (BigInt(x.split('-')[0]!) - BigInt(y.split('-')[0]!) || Number(x.split('-')[1]) - Number(y.split('-')[1])) > 0 ? 1 : -1)).toEqual(ids);
       expect(all.events[0]!.data.updatedTsMs).toBeGreaterThan(Date.now() - 10_000);

@@ -25,7 +25,7 @@ describe('read API workers (CELLAR_API_WORKERS)', () => {
     const db = await freshDatabase();
     await migrate(db.pool);
     const region = rid('west');
-    await upsertRegionalStock(db.pool, [{ region, sku: 'wine-1', bottles: 12, contributors: 1, version: 1, sourceTsMs: Date.now(), updatedTsMs: Date.now() }]);
+    await upsertRegionalStock(db.pool, [{ region, sku: 'wine-1', bottleSizeMl: 750, bottles: 12, contributors: 1, version: 1, sourceTsMs: Date.now(), updatedTsMs: Date.now() }]);
     const { key } = await createApiKey(db.pool, { name: 'workers', role: 'reader', rateLimitPerS: 0 });
     const port = await freePort();
     const env = cellarEnv({ CELLAR_PG_URL: db.url, CELLAR_API_PORT: String(port), CELLAR_API_WORKERS: '2' });

@@ -23,14 +23,46 @@ describe('cellar demo (the main job)', () => {
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
     const out = readFileSync(log, 'utf8');
     expect(code, out).toBe(0);
-    expect(out).toContain('All regional totals equal the sums over the suppliers\' rows.');
+    expect(out).toContain('All regional totals equal the sums over the suppliers\' rows, per (region, SKU) with bottle sizes kept apart.');
     const withMariaDb = await mariadbAvailable();
     const captured = /captured: (.*)/.exec(out)?.[1]?.split(', ') ?? [];
     expect(captured.sort()).toEqual([...(withMariaDb ? ['cascade-wines'] : []), 'northsea-wines', 'pacific-cellars', 'rhone-imports']);
-    // Three regions, each checked in Postgres and Redis.
-    expect(out.match(/^(eu-west|us-east|us-west) .* yes +yes$/gm)).toHaveLength(3);
+    // Three regions, each checked in Postgres and Redis, sizes included; each region stocks magnums too.
+    const regionRows = [...out.matchAll(/^(eu-west|us-east|us-west) +\d+ +(\d+) +(\d+) +\d+ +yes +yes +yes$/gm)];
+    expect(regionRows).toHaveLength(3);
+    for (const [, , skus, magnums] of regionRows) {
+      expect(Number(magnums)).toBeGreaterThan(0);
+      expect(Number(magnums)).toBeLessThan(Number(skus));
+    }
+    // No row was dead-lettered, so no bottle_size_mismatch either.
     expect(out).toMatch(/dead letters 0\n/);
     expect(Number(/changes +([\d,]+) in/.exec(out)?.[1]?.replace(/,/g, ''))).toBeGreaterThan(500);
+
+    // Bottle sizes: northsea-wines lists 750 ml bottles and magnums under one code, mapped by size.
+    const int = (s: string | undefined) => Number(s?.replace(/,/g, ''));
+    expect(out).toMatch(/northsea-wines: .*\([\d,]+ of 750 ml, [\d,]+ of 1500 ml\), SKU map csv keyed by bottle size/);
+    // The canonical catalog is imported before the pipeline starts, each SKU with its one size.
+    const imported = /([\d,]+) canonical SKUs imported: ([\d,]+) of 750 ml, ([\d,]+) of 1500 ml/.exec(out);
+    expect(imported, 'the catalog import line').not.toBeNull();
+    expect(int(imported![2]) + int(imported![3])).toBe(int(imported![1]));
+    expect(out.indexOf('canonical SKUs imported')).toBeLessThan(out.indexOf('captured: '));
+    // The final check went per (region, SKU) with sizes apart, and checked every row's size against the catalog.
+    const totals = /sizes +checked per \(region, SKU\) with 750 and 1500 ml kept apart: ([\d,]+) totals against SQL sums grouped by the canonical SKU of each \(code, bottle size\)/.exec(out);
+    expect(totals, 'the per-size check line').not.toBeNull();
+    expect(int(totals![1])).toBeGreaterThan(2000);
+    expect(out).toMatch(/every one of [\d,]+ cellar\.regional_stock rows has its SKU's bottle_size_ml from cellar\.catalog/);
+    // One northsea code in one region: two canonical SKUs, two totals, never summed.
+    const ex = /e\.g\. northsea-wines (\S+) in ([\w-]+): 750 ml → (\S+) ([\d,]+) bottles, 1500 ml → (\S+) ([\d,]+) bottles/.exec(out);
+    expect(ex, 'an example of one code in two sizes').not.toBeNull();
+    const [, , , bottleSku, bottles, magnumSku, magnums] = ex!;
+    expect(magnumSku).not.toBe(bottleSku);
+    expect(magnumSku).toBe(`${bottleSku}-magnum`);
+    expect(int(bottles)).toBeGreaterThan(0);
+    expect(int(magnums)).toBeGreaterThan(0);
+    // The generator changed rows of both sizes.
+    const bySize = /changes to 750 ml rows ([\d,]+), 1500 ml rows ([\d,]+)/.exec(out);
+    expect(int(bySize?.[1])).toBeGreaterThan(0);
+    expect(int(bySize?.[2])).toBeGreaterThan(0);
     // The private servers it started are gone.
     const ports = [...out.matchAll(/(?:Postgres|Redis|MariaDB) :(\d+)/g)].map((m) => Number(m[1]));
     expect(ports.length).toBe(withMariaDb ? 3 : 2);

@@ -113,7 +113,7 @@ reconcile: { schedule: '* * * * * *', repair: false, settleMs: 300 }
         const m = snap.message(r, 'r');
         const change = decodeDebeziumJson(m.key === null ? null : Buffer.from(m.key), Buffer.from(m.value))!;
         const p = mapping.place(change.after!);
-        expect(expectation(s!, mapping, snap, r)).toEqual({ cid: contributorIdOf('acme', change), placed: { region: p.region, sku: p.sku, bottles: p.bottles } });
+        expect(expectation(s!, mapping, snap, r)).toEqual({ cid: contributorIdOf('acme', change), placed: { region: p.region, sku: p.sku, bottles: p.bottles, bottleSizeMl: p.bottleSizeMl } });
         n++;
       }
     }, 128);

@@ -5,6 +5,7 @@ import { parse } from 'yaml';
 import { REPO_ROOT } from '../../infra/local/cellar-process.js';
 import { loadRegistry, type Supplier } from '../../connectors/registry/index.js';
 import { compileMapping } from '../../pipelines/normalize/mapping.js';
+import { SizeCatalog } from '../../pipelines/catalog/catalog.js';
 import { CellarMetrics } from '../../pipelines/core/metrics.js';
 
 /** The compose stack's folder and file. */
@@ -68,10 +69,11 @@ export type Row = Record<string, unknown>;
  * Regional totals (`region|sku` → bottles) the pipeline must show for these supplier rows, computed with
  * the suppliers' own mappings. Throws if a row cannot be placed (unknown SKU or warehouse).
  */
-export function expectedTotals(rowsBySupplier: Map<string, Row[]>, suppliers: Supplier[] = composeSuppliers()): Map<string, number> {
+export function expectedTotals(rowsBySupplier: Map<string, Row[]>, suppliers: Supplier[] = composeSuppliers(), catalog = new SizeCatalog()): Map<string, number> {
   const totals = new Map<string, number>();
+  // One catalog for every supplier, as in the pipeline: a canonical SKU has one bottle size.
   for (const s of suppliers) {
-    const mapping = compileMapping(s);
+    const mapping = compileMapping(s, { catalog });
     for (const row of rowsBySupplier.get(s.id) ?? []) {
       const p = mapping.place(row);
       const key = `${p.region}|${p.sku}`;

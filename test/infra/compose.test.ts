@@ -9,6 +9,7 @@ import { REPO_ROOT } from '../../infra/local/cellar-process.js';
 import {
   COMPOSE_DIR, COMPOSE_FILE, PENDING_METRICS, WORKERS, cellarMetricsIn, composeConfig, composeSuppliers, exportedMetricNames, expectedTotals, readYaml, type Row,
 } from './compose-support.js';
+import { parseCatalogCsv, SizeCatalog } from '../../pipelines/catalog/catalog.js';
 
 /**
  * The compose stack (infra/compose) checked without a Docker engine: Compose itself validates the file,
@@ -287,6 +288,23 @@ describe('compose suppliers', () => {
     expect(totals.get('us-west|sancerre-2022')).toBe(60);
     expect(totals.get('us-west|sonoma-cabernet-2019')).toBe(600);
     expect(totals.get('eu-central|vouvray-2021')).toBe(360);
+    // The 1500 ml bottles of the same supplier code are their own canonical SKU, never added to the 750s.
+    expect(totals.get('eu-west|vouvray-2021-magnum')).toBe(60);
+    expect(totals.get('eu-west|vouvray-2021')).toBeUndefined();
+  });
+
+  it('the setup service imports a catalog that lists every canonical SKU of the seeded rows, at their size', () => {
+    const file = join(COMPOSE_DIR, 'catalog', 'catalog.csv');
+    const entries = parseCatalogCsv(readFileSync(file, 'utf8'), file);
+    const catalog = new SizeCatalog(entries.map((e) => ({ ...e, origin: 'import' as const, firstSupplier: null })));
+    const rows = new Map<string, Row[]>([
+      ['loire-estates', seedRows('supplier-postgres/01-erp.sh', 'public.stock_positions')],
+      ['sonoma-direct', seedRows('supplier-mysql/01-inventory.sh', 'inventory.stock')],
+    ]);
+    expectedTotals(rows, composeSuppliers(), catalog); // throws bottle_size_mismatch for a row of another size
+    expect(catalog.hasPending(), 'a seeded canonical SKU is missing from the catalog').toBe(false);
+    expect(catalog.sizeOf('vouvray-2021-magnum')).toBe(1500);
+    expect(readYaml<{ services: Record<string, { command?: string[] }> }>('docker-compose.yml').services.setup!.command!.join(' ')).toContain('cellar catalog import /etc/cellar/catalog/catalog.csv');
   });
 });
 

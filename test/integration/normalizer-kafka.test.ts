@@ -144,13 +144,13 @@ mapping:
       await worker!.stop();
       writeFileSync(join(dir, 'acme.yaml'), supplierYaml(', ZZZ-0: wine-z, ZZZ-1: wine-z, ZZZ-2: wine-z, ZZZ-3: wine-z, ZZZ-4: wine-z, ZZZ-5: wine-z'));
       const metrics2 = await start();
-      const first = await replayDeadLetters(db.pool, producer, { reason: 'unknown_sku' });
+      const first = await replayDeadLetters(db.pool, async () => producer, { reason: 'unknown_sku' });
       expect(first.replayed).toHaveLength(6);
       expect(await eventually(async () => observations.out.length === 46, 60_000)).toBe(true);
       expect(observations.out.filter((o) => o.sku === 'wine-z').map((o) => o.bottles)).toEqual([24, 24, 24, 24, 24, 24]);
 
       // Replaying again changes nothing: the routes know those versions.
-      const second = await replayDeadLetters(db.pool, producer, { reason: 'unknown_sku' });
+      const second = await replayDeadLetters(db.pool, async () => producer, { reason: 'unknown_sku' });
       expect(second.replayed).toHaveLength(6);
       expect(await eventually(async () => (await metrics2.value('cellar_stale_events_total', { stage: 'normalizer' })) === 6, 30_000)).toBe(true);
       expect(observations.out.length).toBe(46);

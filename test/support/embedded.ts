@@ -21,13 +21,19 @@ export interface EmbeddedUnderTest {
 /**
  * Starts the embedded runtime in-process for the given supplier files. Redis is private because the
  * runtime rebuilds Redis from its own database at start (and removes regions it does not know).
+ * `opts.cellar` is a Cellar database prepared beforehand (its pool is closed by `stop()`); `opts.env`
+ * adds settings.
  */
-export async function startEmbeddedUnderTest(suppliers: Record<string, string>, logName = 'embedded-test'): Promise<EmbeddedUnderTest> {
-  const cellar = await freshDatabase();
+export async function startEmbeddedUnderTest(
+  suppliers: Record<string, string>,
+  logName = 'embedded-test',
+  opts: { cellar?: { url: string; pool: pg.Pool }; env?: Record<string, string> } = {},
+): Promise<EmbeddedUnderTest> {
+  const cellar = opts.cellar ?? (await freshDatabase());
   let redisServer: LocalRedis | undefined;
   try {
     redisServer = await startLocalRedis();
-    const cfg = loadRuntimeConfig({ ...process.env, CELLAR_PG_URL: cellar.url, CELLAR_REDIS_URL: redisServer.url, CELLAR_SUPPLIERS_DIR: supplierDir(suppliers) });
+    const cfg = loadRuntimeConfig({ ...process.env, ...opts.env, CELLAR_PG_URL: cellar.url, CELLAR_REDIS_URL: redisServer.url, CELLAR_SUPPLIERS_DIR: supplierDir(suppliers) });
     const metrics = new CellarMetrics(false);
     const rt = await startEmbedded(cfg, createLogger(logName, 'error'), metrics);
     let failed: Error | undefined;

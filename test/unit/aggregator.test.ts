@@ -3,9 +3,9 @@ import fc from 'fast-check';
 import { RegionalAggregator } from '../../pipelines/aggregate/aggregator.js';
 import type { StockObservation } from '../../schemas/records.js';
 
-function obs(contributorId: string, version: number, region: string, sku: string, bottles: number, op: 'UPSERT' | 'DELETE' = 'UPSERT'): StockObservation {
+function obs(contributorId: string, version: number, region: string, sku: string, bottles: number, op: 'UPSERT' | 'DELETE' = 'UPSERT', bottleSizeMl = 750): StockObservation {
   return {
-    supplierId: 's', warehouseId: 'w', region, sku, supplierSku: sku, vintage: null, bottleSizeMl: 750, bottles, op, contributorId,
+    supplierId: 's', warehouseId: 'w', region, sku, supplierSku: sku, vintage: null, bottleSizeMl, bottles, op, contributorId,
     sourceVersion: String(version).padStart(20, '0'), sourceTsMs: version, ingestTsMs: 0, traceId: 't',
   };
 }
@@ -16,8 +16,8 @@ describe('RegionalAggregator', () => {
     a.apply(obs('c1', 1, 'r', 'x', 10));
     a.apply(obs('c2', 1, 'r', 'x', 5));
     a.apply(obs('c1', 3, 'r', 'x', 7));
-    expect(a.apply(obs('c1', 2, 'r', 'x', 100))).toBe(false);
-    expect(a.apply(obs('c1', 3, 'r', 'x', 7))).toBe(false);
+    expect(a.apply(obs('c1', 2, 'r', 'x', 100))).toBe('stale');
+    expect(a.apply(obs('c1', 3, 'r', 'x', 7))).toBe('stale');
     expect(a.get('r', 'x')).toMatchObject({ bottles: 12, contributors: 2, version: 3 });
   });
 
@@ -49,6 +49,95 @@ describe('RegionalAggregator', () => {
     const b = new RegionalAggregator();
     b.restore(contributions);
     expect(b.get('r', 'x')).toEqual(a.get('r', 'x'));
+  });
+
+  describe('bottle sizes', () => {
+    const up = (c: string, v: number, bottles: number, ml: number) => obs(c, v, 'r', 'x', bottles, 'UPSERT', ml);
+    const del = (c: string, v: number, ml = 750) => obs(c, v, 'r', 'x', 0, 'DELETE', ml);
+
+    it('refuses an upsert of another size than the key\'s other live contributors and changes nothing', () => {
+      const a = new RegionalAggregator();
+      expect(a.apply(up('c1', 1, 10, 750))).toBe('applied');
+      expect(a.apply(up('c2', 2, 5, 750))).toBe('applied');
+      a.drain(0);
+      const before = a.get('r', 'x');
+      expect(before).toMatchObject({ bottleSizeMl: 750, bottles: 15, contributors: 2, version: 2 });
+      // A new contributor of another size, and an existing one changing size while another is live.
+      expect(a.apply(up('c3', 3, 7, 375))).toBe('bottle_size_mismatch');
+      expect(a.apply(up('c2', 4, 9, 1500))).toBe('bottle_size_mismatch');
+      expect(a.get('r', 'x')).toEqual(before);
+      expect(a.sizeOf('r', 'x')).toBe(750);
+      expect(a.size).toBe(2);
+      expect(a.drain(0)).toEqual({ totals: [], contributions: [] });
+      // The refused versions were not recorded: c2's same version at the right size still applies.
+      expect(a.apply(up('c2', 4, 9, 750))).toBe('applied');
+      expect(a.get('r', 'x')).toMatchObject({ bottles: 19, contributors: 2, version: 3, bottleSizeMl: 750 });
+    });
+
+    it('lets a key\'s only live contributor change size', () => {
+      const a = new RegionalAggregator();
+      a.apply(up('c1', 1, 10, 750));
+      a.apply(up('c2', 2, 4, 750));
+      a.apply(del('c2', 3));
+      expect(a.apply(up('c1', 4, 20, 1500))).toBe('applied');
+      expect(a.get('r', 'x')).toMatchObject({ bottleSizeMl: 1500, bottles: 20, contributors: 1 });
+      expect(a.sizeOf('r', 'x')).toBe(1500);
+      // Now the 750 ml contributor is the odd one out.
+      expect(a.apply(up('c2', 5, 4, 750))).toBe('bottle_size_mismatch');
+      expect(a.get('r', 'x')).toMatchObject({ bottleSizeMl: 1500, bottles: 20, contributors: 1 });
+    });
+
+    it('accepts a new size once every contributor is deleted, and deletes are never refused', () => {
+      const a = new RegionalAggregator();
+      a.apply(up('c1', 1, 10, 750));
+      a.apply(up('c2', 2, 5, 750));
+      // A delete carrying another size (e.g. of a row whose upsert was refused) still applies.
+      expect(a.apply(del('c3', 3, 375))).toBe('applied');
+      expect(a.apply(del('c1', 4))).toBe('applied');
+      expect(a.apply(up('c3', 5, 8, 375))).toBe('bottle_size_mismatch');
+      expect(a.apply(del('c2', 6))).toBe('applied');
+      expect(a.get('r', 'x')).toMatchObject({ bottles: 0, contributors: 0 });
+      expect(a.sizeOf('r', 'x')).toBeUndefined();
+      expect(a.apply(up('c3', 7, 8, 375))).toBe('applied');
+      expect(a.get('r', 'x')).toMatchObject({ bottleSizeMl: 375, bottles: 8, contributors: 1 });
+      expect(a.apply(up('c1', 8, 1, 750))).toBe('bottle_size_mismatch');
+    });
+
+    it('restore keeps the size of the live contributors', () => {
+      const a = new RegionalAggregator();
+      a.apply(up('c1', 1, 10, 1500));
+      a.apply(up('c2', 2, 5, 1500));
+      a.apply(obs('c9', 3, 'r', 'y', 2, 'UPSERT', 375));
+      const b = new RegionalAggregator();
+      b.restore(a.drain(0).contributions);
+      expect(b.get('r', 'x')).toEqual(a.get('r', 'x'));
+      expect(b.get('r', 'x')?.bottleSizeMl).toBe(1500);
+      expect(b.get('r', 'y')?.bottleSizeMl).toBe(375);
+      expect(b.apply(up('c3', 4, 6, 750))).toBe('bottle_size_mismatch');
+      expect(b.apply(obs('c10', 4, 'r', 'y', 2, 'UPSERT', 750))).toBe('bottle_size_mismatch');
+      expect(b.apply(up('c3', 4, 6, 1500))).toBe('applied');
+      expect(b.get('r', 'x')).toMatchObject({ bottleSizeMl: 1500, bottles: 21, contributors: 3 });
+    });
+
+    it('restore of a key whose contributors were all deleted gives the same total, size included', () => {
+      const a = new RegionalAggregator();
+      a.apply(up('c1', 1, 10, 375));
+      a.apply(del('c1', 2, 375));
+      const b = new RegionalAggregator();
+      b.restore(a.drain(0).contributions);
+      expect(a.get('r', 'x')?.bottleSizeMl).toBe(375);
+      expect(b.get('r', 'x')).toEqual(a.get('r', 'x'));
+    });
+
+    it('a mismatch refused, then the key emptied, then the refused row changed again: counted once at its size', () => {
+      const a = new RegionalAggregator();
+      a.apply(up('c1', 1, 12, 750));
+      expect(a.apply(up('c2', 2, 6, 1500))).toBe('bottle_size_mismatch');
+      a.apply(del('c1', 3));
+      expect(a.apply(up('c2', 4, 6, 1500))).toBe('applied');
+      expect(a.apply(up('c2', 4, 6, 1500))).toBe('stale');
+      expect(a.get('r', 'x')).toMatchObject({ bottleSizeMl: 1500, bottles: 6, contributors: 1 });
+    });
   });
 
   /**

@@ -2,21 +2,32 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { RegionalAggregator, type Contribution } from '../../pipelines/aggregate/aggregator.js';
 import type { ChangeEvent } from '../../pipelines/normalize/debezium.js';
+import { SizeCatalog } from '../../pipelines/catalog/catalog.js';
 import { compileMapping } from '../../pipelines/normalize/mapping.js';
 import { contributorIdOf, normalizeChange, type Route } from '../../pipelines/normalize/normalize.js';
 import type { StockObservation } from '../../schemas/records.js';
 import { northSupplier } from '../support/fixtures.js';
 
-const mapping = compileMapping(northSupplier());
 const DEPOTS = ['bdx-1', 'lyon-2', 'nyc-1'];
 const REGION: Record<string, string> = { 'bdx-1': 'eu-west', 'lyon-2': 'eu-west', 'nyc-1': 'us-east' };
 const SKUS = ['a', 'b', 'c'];
+const SIZES = [375, 750, 1500];
+// One supplier code per wine, told apart by a bottle-size column: a size-keyed map gives each size its
+// own canonical SKU, and the catalog lists each canonical SKU with its one size.
+const ENTRIES = SKUS.flatMap((sku) => SIZES.map((ml) => ({ supplierSku: sku, bottleSizeMl: ml, sku: `${sku}-${ml}` })));
+const mapping = compileMapping(
+  northSupplier(`  bottleSizeMl: ml
+  skus:
+    inline:
+${ENTRIES.map((e) => `      - { supplierSku: ${e.supplierSku}, bottleSizeMl: ${e.bottleSizeMl}, sku: ${e.sku} }`).join('\n')}`),
+  { catalog: new SizeCatalog(ENTRIES.map((e) => ({ sku: e.sku, bottleSizeMl: e.bottleSizeMl, origin: 'import' as const, firstSupplier: null }))) },
+);
 
-type Op = { kind: 'upsert'; id: number; sku: number; depot: number; qty: number } | { kind: 'delete'; id: number } | { kind: 'dup'; back: number };
+type Op = { kind: 'upsert'; id: number; sku: number; depot: number; qty: number; ml: number } | { kind: 'delete'; id: number } | { kind: 'dup'; back: number };
 
 /** Applies supplier operations to rows (the truth) and returns the Debezium changes, Postgres-style. */
-function history(ops: Op[]): { changes: ChangeEvent[]; rows: Map<number, { sku: string; depot: string; qty: number }> } {
-  const rows = new Map<number, { sku: string; depot: string; qty: number }>();
+function history(ops: Op[]): { changes: ChangeEvent[]; rows: Map<number, { sku: string; depot: string; qty: number; ml: number }> } {
+  const rows = new Map<number, { sku: string; depot: string; qty: number; ml: number }>();
   const changes: ChangeEvent[] = [];
   let lsn = 100;
   for (const op of ops) {
@@ -29,12 +40,12 @@ function history(ops: Op[]): { changes: ChangeEvent[]; rows: Map<number, { sku: 
     if (op.kind === 'delete') {
       if (!rows.has(op.id)) continue;
       rows.delete(op.id);
-      changes.push({ ...base, op: 'd', before: { id: op.id, item_code: null, depot: null, qty: null }, after: null });
+      changes.push({ ...base, op: 'd', before: { id: op.id, item_code: null, depot: null, qty: null, ml: null }, after: null });
     } else {
-      const row = { sku: SKUS[op.sku]!, depot: DEPOTS[op.depot]!, qty: op.qty };
+      const row = { sku: SKUS[op.sku]!, depot: DEPOTS[op.depot]!, qty: op.qty, ml: SIZES[op.ml]! };
       const existed = rows.has(op.id);
       rows.set(op.id, row);
-      changes.push({ ...base, op: existed ? 'u' : 'c', before: null, after: { id: op.id, item_code: row.sku, depot: row.depot, qty: row.qty } });
+      changes.push({ ...base, op: existed ? 'u' : 'c', before: null, after: { id: op.id, item_code: row.sku, depot: row.depot, qty: row.qty, ml: row.ml } });
     }
   }
   return { changes, rows };
@@ -71,7 +82,7 @@ function partitions(obs: StockObservation[], seed: number): StockObservation[] {
 }
 
 const op = fc.oneof(
-  { weight: 6, arbitrary: fc.record({ kind: fc.constant('upsert' as const), id: fc.integer({ min: 1, max: 6 }), sku: fc.nat(2), depot: fc.nat(2), qty: fc.integer({ min: 0, max: 40 }) }) },
+  { weight: 6, arbitrary: fc.record({ kind: fc.constant('upsert' as const), id: fc.integer({ min: 1, max: 6 }), sku: fc.nat(2), depot: fc.nat(2), qty: fc.integer({ min: 0, max: 40 }), ml: fc.nat(2) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('delete' as const), id: fc.integer({ min: 1, max: 6 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('dup' as const), back: fc.nat(20) }) },
 );
@@ -105,16 +116,16 @@ describe('normalize + aggregate under crashes and replays (property)', () => {
         second.restore(persisted.values());
         for (const o of log.slice(d1)) second.apply(o);
 
+        // The truth, from the rows: per (region, wine, bottle size); sizes are never summed together.
+        const keyOf = (r: { depot: string; sku: string; ml: number }) => `${REGION[r.depot]}|${r.sku}-${r.ml}`;
         const truth = new Map<string, number>();
-        for (const r of rows.values()) {
-          const k = `${REGION[r.depot]}|${r.sku}`;
-          truth.set(k, (truth.get(k) ?? 0) + r.qty);
-        }
+        for (const r of rows.values()) truth.set(keyOf(r), (truth.get(keyOf(r)) ?? 0) + r.qty);
         const got = new Map(second.totals().map((t) => [`${t.region}|${t.sku}`, t]));
         for (const [k, bottles] of truth) expect(got.get(k)?.bottles, k).toBe(bottles);
         for (const [k, t] of got) {
           expect(t.bottles, k).toBe(truth.get(k) ?? 0);
-          expect(t.contributors, k).toBe([...rows.values()].filter((r) => `${REGION[r.depot]}|${r.sku}` === k).length);
+          expect(t.contributors, k).toBe([...rows.values()].filter((r) => keyOf(r) === k).length);
+          if (t.contributors > 0) expect(t.bottleSizeMl, k).toBe(Number(t.sku.split('-')[1]));
         }
       }),
       { numRuns: 500 },

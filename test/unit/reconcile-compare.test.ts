@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { contributionMatches, keyDrift, keyOfContributor, repairVersion } from '../../pipelines/reconcile/compare.js';
+import { contributionCause, contributionMatches, keyDrift, keyOfContributor, repairVersion } from '../../pipelines/reconcile/compare.js';
 
 describe('reconciliation core', () => {
   it('recovers a primary key from a contributor id, whatever the column order, values with commas included', () => {
@@ -10,6 +10,15 @@ describe('reconciliation core', () => {
     expect(keyOfContributor('other/inv.levels/id=42', 'acme', tables)).toBeUndefined();
     expect(keyOfContributor('acme/unknown.t/id=42', 'acme', tables)).toBeUndefined();
     expect(keyOfContributor('acme/public.stock/sku=a', 'acme', tables)).toBeUndefined(); // a key column missing
+  });
+
+  it('a contribution counted at another bottle size than its source row is drift, named as such', () => {
+    const at = { region: 'r', sku: 's', bottles: 6 };
+    expect(contributionMatches({ ...at, bottleSizeMl: 750 }, { ...at, bottleSizeMl: 750 })).toBe(true);
+    expect(contributionMatches({ ...at, bottleSizeMl: 375 }, { ...at, bottleSizeMl: 750 })).toBe(false);
+    expect(contributionCause({ ...at, bottleSizeMl: 375 }, { ...at, bottleSizeMl: 750 })).toMatch(/counted as 750 ml bottles, the source row is 375 ml/);
+    // Contributions written before sizes were kept carry none: not compared.
+    expect(contributionMatches({ ...at, bottleSizeMl: 375 }, { ...at, bottleSizeMl: null })).toBe(true);
   });
 
   it('a correction sorts above the version Cellar holds and below every later real version', () => {

@@ -6,6 +6,7 @@ const $ = (sel) => document.querySelector(sel);
 const fmt = (n) => (n === null || n === undefined ? '–' : Number(n).toLocaleString('en-US'));
 const ms = (v) => (v === null || v === undefined ? '–' : v < 1000 ? `${v} ms` : `${(v / 1000).toFixed(1)} s`);
 const time = (ts) => (ts ? new Date(ts).toLocaleTimeString() : '–');
+const size = (ml) => (ml === null || ml === undefined ? '–' : `${fmt(ml)} ml`);
 
 let key = sessionStorage.getItem('cellar-key') || '';
 let started = false;
@@ -86,7 +87,7 @@ function rowFor(sku) {
   if (!tr) {
     tr = el('tr');
     tr.dataset.sku = sku;
-    tr.append(el('td', sku), el('td', '', 'num bottles'), el('td', '', 'num version'), el('td', '', 'updated'));
+    tr.append(el('td', sku), el('td', '', 'num size'), el('td', '', 'num bottles'), el('td', '', 'num version'), el('td', '', 'updated'));
     state.rows.set(sku, tr);
   }
   return tr;
@@ -96,6 +97,7 @@ function fill(tr, item, flash) {
   const v = Number(tr.dataset.version || -1);
   if (item.version < v) return; // an older version never overwrites a newer one
   tr.dataset.version = String(item.version);
+  tr.querySelector('.size').textContent = size(item.bottleSizeMl);
   tr.querySelector('.bottles').textContent = fmt(item.bottles);
   tr.querySelector('.version').textContent = String(item.version);
   tr.querySelector('.updated').textContent = time(item.updatedTsMs);

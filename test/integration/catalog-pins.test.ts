@@ -1,0 +1,68 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import { normalizeBatch, type BatchDeps } from '../../pipelines/normalize/batch.js';
+import type { ChangeEvent } from '../../pipelines/normalize/debezium.js';
+import { MappingInputsStore } from '../../pipelines/normalize/sku-map-store.js';
+import { listCatalog } from '../../pipelines/catalog/store.js';
+import { northSupplier } from '../support/fixtures.js';
+import { freshDatabase, rid } from '../support/services.js';
+
+/**
+ * Two normalizers (two processes' catalogs over one Cellar database) see a SKU the catalog does not list
+ * for the first time, in two sizes, at once: the first pin persisted wins, and the other normalizer's
+ * batch is normalized again and dead-letters its size instead of summing it.
+ */
+describe('bottle sizes pinned by racing normalizers', () => {
+  const supplier = northSupplier('  bottleSizeMl: ml');
+  let db: { url: string; pool: pg.Pool };
+  let lsn = 1000;
+
+  beforeAll(async () => {
+    db = await freshDatabase();
+  });
+  afterAll(async () => {
+    await db?.pool.end();
+  });
+
+  function change(id: number, sku: string, ml: number): ChangeEvent {
+    lsn += 8;
+    return {
+      op: 'c', table: 'public.stock', key: { id }, before: null, after: { id, item_code: sku, depot: 'bdx-1', qty: 6, ml },
+      source: {}, sourceVersion: String(lsn).padStart(20, '0'), sourceTsMs: lsn, position: `lsn=${lsn}`,
+    };
+  }
+
+  async function normalizer(): Promise<{ run: (c: ChangeEvent) => ReturnType<typeof normalizeBatch<number>> }> {
+    const inputs = new MappingInputsStore(db.pool, [supplier]);
+    await inputs.load();
+    const mapping = inputs.compile(supplier);
+    const deps: BatchDeps = { routes: async () => new Map(), liveOfTable: async () => [], retry: (_w, fn) => fn(), flushPins: () => inputs.flushPins() };
+    return { run: (c) => normalizeBatch([{ key: null, value: null, change: c, ref: 0 }], { supplierId: supplier.id, mapping, table: 'public.stock' }, deps) };
+  }
+
+  it('a normalizer whose catalog is behind loses its pin and dead-letters its size', async () => {
+    const a = await normalizer();
+    const b = await normalizer(); // loaded before a pins anything
+    const sku = rid('wine-');
+    const first = await a.run(change(1, sku, 750));
+    expect(first.observations.map((o) => [o.sku, o.bottleSizeMl])).toEqual([[sku, 750]]);
+    const second = await b.run(change(2, sku, 375));
+    expect(second.observations).toEqual([]);
+    expect(second.rejected.map((r) => r.reason)).toEqual(['bottle_size_mismatch']);
+    expect(second.rejected[0]!.message).toContain(`which is 750 ml (pinned when first seen from north-cellars; not in the catalog)`);
+    const listed = (await listCatalog(db.pool, { prefix: sku })).map((e) => [e.sku, e.bottleSizeMl, e.origin, e.firstSupplier]);
+    expect(listed).toEqual([[sku, 750, 'observed', 'north-cellars']]);
+  });
+
+  it('of two normalizers pinning at the same moment, exactly one size is ever emitted', async () => {
+    for (let trial = 0; trial < 20; trial++) {
+      const [a, b] = await Promise.all([normalizer(), normalizer()]);
+      const sku = rid('race-');
+      const [ra, rb] = await Promise.all([a.run(change(10, sku, 750)), b.run(change(11, sku, 1500))]);
+      const emitted = [...ra.observations, ...rb.observations].map((o) => o.bottleSizeMl);
+      const pinned = (await listCatalog(db.pool, { prefix: sku }))[0]!.bottleSizeMl;
+      expect(emitted, `trial ${trial}`).toEqual([pinned]);
+      expect([...ra.rejected, ...rb.rejected].map((r) => r.reason), `trial ${trial}`).toEqual(['bottle_size_mismatch']);
+    }
+  });
+});
