@@ -8,6 +8,8 @@ import { loadRuntimeConfig } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
 import { formatTable } from './format.js';
 
+const skus = (n: number) => `${n} SKU${n === 1 ? '' : 's'}`;
+
 /** `cellar catalog import|list`: the canonical catalog, each canonical SKU with its one bottle size. */
 export function registerCatalogCommands(program: Command): void {
   const catalog = program.command('catalog').description('the canonical catalog (cellar.catalog): every canonical SKU with its one bottle size');
@@ -31,7 +33,7 @@ export function registerCatalogCommands(program: Command): void {
         if (o.dryRun) {
           const current = new Map((await listCatalog(pool)).map((e) => [e.sku, e]));
           const changed = entries.filter((e) => current.get(e.sku)?.bottleSizeMl !== undefined && current.get(e.sku)!.bottleSizeMl !== e.bottleSizeMl);
-          console.log(`${file}: ${entries.length} SKUs; ${entries.filter((e) => !current.has(e.sku)).length} new, ${changed.length} with another size than now${changed.length ? ` (${changed.slice(0, 20).map((e) => `${e.sku}: ${current.get(e.sku)!.bottleSizeMl} → ${e.bottleSizeMl} ml`).join(', ')})` : ''}; nothing written (--dry-run)`);
+          console.log(`${file}: ${skus(entries.length)}; ${entries.filter((e) => !current.has(e.sku)).length} new, ${changed.length} with another size than now${changed.length ? ` (${changed.slice(0, 20).map((e) => `${e.sku}: ${current.get(e.sku)!.bottleSizeMl} → ${e.bottleSizeMl} ml`).join(', ')})` : ''}; nothing written (--dry-run)`);
           return;
         }
         const r = await importCatalog(pool, entries, { force: o.force });
@@ -44,7 +46,7 @@ export function registerCatalogCommands(program: Command): void {
             return;
           }
         }
-        console.log(`${file}: ${entries.length} SKUs imported (${r.inserted} new, ${r.updated} changed, ${r.unchanged} unchanged); running pipelines apply it within CELLAR_SKU_MAP_REFRESH_MS`);
+        console.log(`${file}: ${skus(entries.length)} imported (${r.inserted} new, ${r.updated} changed, ${r.unchanged} unchanged); running pipelines apply it within CELLAR_SKU_MAP_REFRESH_MS`);
       } finally {
         await pool.end();
       }
@@ -69,7 +71,7 @@ export function registerCatalogCommands(program: Command): void {
           return;
         }
         console.log(formatTable(['sku', 'bottle ml', 'vintage', 'name', 'origin', 'first seen from'], rows.map((r) => [r.sku, r.bottleSizeMl, r.vintage ?? '-', r.name ?? '-', r.origin, r.firstSupplier ?? '-'])));
-        console.log(`${rows.length} SKU${rows.length === 1 ? '' : 's'}${rows.length === limit ? ` (first ${limit}; --limit for more)` : ''}`);
+        console.log(`${skus(rows.length)}${rows.length === limit ? ` (first ${limit}; --limit for more)` : ''}`);
       } finally {
         await pool.end();
       }

@@ -184,7 +184,7 @@ export function compileMapping(supplier: Supplier, inputs: MappingInputs = {}): 
       if (want !== bottleSizeMl) {
         throw new Rejection(
           'bottle_size_mismatch',
-          `supplier SKU "${supplierSku}" is ${bottleSizeMl} ml but maps to canonical SKU "${sku}", which is ${want} ml (${catalog.describe(sku)}); map the ${bottleSizeMl} ml bottles to their own canonical SKU, or correct the catalog`,
+          `${bottleSizeMl} ml of "${supplierSku}" → "${sku}", a ${want} ml SKU (${catalog.describe(sku)}); map the ${bottleSizeMl} ml bottles to their own canonical SKU, or correct the catalog`,
         );
       }
     }

@@ -205,6 +205,9 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     metrics.eventsOut.inc({ stage: 'embedded' }, totals.length);
     if (stale) metrics.staleEvents.inc({ stage: 'embedded' }, stale);
     for (const l of letters) metrics.deadLetters.inc({ stage: l.stage, reason: l.reason });
+    if (letters.length) {
+      log.warn({ deadLetters: letters.length, reasons: [...new Set(letters.map((l) => l.reason))], suppliers: [...new Set(letters.map((l) => l.supplierId))], first: letters[0]!.message }, 'dead-lettered records (cellar dlq list)');
+    }
     const now = Date.now();
     for (const t of totals) if (t.sourceTsMs > 0) metrics.freshness.observe({ sink: 'embedded' }, Math.max(0, now - t.sourceTsMs) / 1000);
   };

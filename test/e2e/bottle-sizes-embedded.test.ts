@@ -82,7 +82,7 @@ mapping: { sku: code, warehouse: depot, quantity: qty, bottleSizeMl: ml, skus: {
     // 30 bottles of 750 ml, not 30 + 12 + 4: the half bottles and the magnums count nowhere yet.
     expect(await totals()).toEqual(new Map([[`${R1}|hermitage-2018`, { bottles: 30, ml: 750 }], [`${R1}|CDP-19`, { bottles: 9, ml: 750 }]]));
     const messages = (await letters()).map((l) => l.message);
-    expect(messages[0]).toMatch(/"HER-18" is 375 ml but maps to canonical SKU "hermitage-2018", which is 750 ml \(in the catalog\)/);
+    expect(messages[0]).toMatch(/375 ml of "HER-18" → "hermitage-2018", a 750 ml SKU \(in the catalog\)/);
     expect(messages[1]).toMatch(/1500 ml .* 750 ml/);
     const counted = await e.metrics.deadLetters.get();
     expect(counted.values.find((v) => v.labels.reason === 'bottle_size_mismatch')?.value).toBe(3);

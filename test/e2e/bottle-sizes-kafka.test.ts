@@ -79,8 +79,8 @@ ${skus}
     expect(ls.map((l) => l.stage)).toEqual(['normalizer', 'normalizer']);
     // Rows 2 and 3 sit on different partitions: their letters come in either order.
     const messages = ls.map((l) => l.message).sort((a, b) => a.length - b.length || (a < b ? -1 : 1));
-    expect(messages.some((m) => m.includes('is 375 ml but maps to canonical SKU "hermitage-2018", which is 750 ml'))).toBe(true);
-    expect(messages.some((m) => m.includes('is 1500 ml but maps to canonical SKU "hermitage-2018", which is 750 ml'))).toBe(true);
+    expect(messages.some((m) => m.includes('375 ml of "HER-18" → "hermitage-2018", a 750 ml SKU'))).toBe(true);
+    expect(messages.some((m) => m.includes('1500 ml of "HER-18" → "hermitage-2018", a 750 ml SKU'))).toBe(true);
     const { rows } = await db.pool.query('SELECT bottle_size_ml FROM cellar.regional_stock WHERE region = $1', [R1]);
     expect(rows).toEqual([{ bottle_size_ml: 750 }]);
   }, 180_000);

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { normalizeBatch, type BatchDeps } from '../../pipelines/normalize/batch.js';
 import type { ChangeEvent } from '../../pipelines/normalize/debezium.js';
 import { MappingInputsStore } from '../../pipelines/normalize/sku-map-store.js';
-import { listCatalog } from '../../pipelines/catalog/store.js';
+import { importCatalog, listCatalog } from '../../pipelines/catalog/store.js';
 import { northSupplier } from '../support/fixtures.js';
 import { freshDatabase, rid } from '../support/services.js';
 
@@ -49,7 +49,7 @@ describe('bottle sizes pinned by racing normalizers', () => {
     const second = await b.run(change(2, sku, 375));
     expect(second.observations).toEqual([]);
     expect(second.rejected.map((r) => r.reason)).toEqual(['bottle_size_mismatch']);
-    expect(second.rejected[0]!.message).toContain(`which is 750 ml (pinned when first seen from north-cellars; not in the catalog)`);
+    expect(second.rejected[0]!.message).toContain(`a 750 ml SKU (pinned when first seen from north-cellars; not in the catalog)`);
     const listed = (await listCatalog(db.pool, { prefix: sku })).map((e) => [e.sku, e.bottleSizeMl, e.origin, e.firstSupplier]);
     expect(listed).toEqual([[sku, 750, 'observed', 'north-cellars']]);
   });
@@ -64,5 +64,25 @@ describe('bottle sizes pinned by racing normalizers', () => {
       expect(emitted, `trial ${trial}`).toEqual([pinned]);
       expect([...ra.rejected, ...rb.rejected].map((r) => r.reason), `trial ${trial}`).toEqual(['bottle_size_mismatch']);
     }
+  });
+
+  it('an import that would change the size of a SKU with live stock lists it and writes nothing, unless forced', async () => {
+    const sku = rid('wine-');
+    await db.pool.query(
+      `INSERT INTO cellar.stock_contributions (region, sku, contributor_id, supplier_id, warehouse_id, bottles, source_version, deleted, key_version, partition, bottle_size_ml)
+       VALUES ('eu-west', $1, 'north-cellars/public.stock/id=7', 'north-cellars', 'bdx-1', 12, '1', false, 1, -1, 750),
+              ('eu-west', $1, 'north-cellars/public.stock/id=8', 'north-cellars', 'bdx-1', 0, '1', true, 2, -1, 375)`,
+      [sku],
+    );
+    const refused = await importCatalog(db.pool, [{ sku, bottleSizeMl: 375, vintage: null, name: null }]);
+    expect(refused.written).toBe(false);
+    // The deleted contribution is not stock: only the live 750 ml one conflicts.
+    expect(refused.conflicts).toEqual([{ sku, region: 'eu-west', contributorId: 'north-cellars/public.stock/id=7', bottleSizeMl: 750, catalogMl: 375 }]);
+    expect(await listCatalog(db.pool, { prefix: sku })).toEqual([]);
+    const same = await importCatalog(db.pool, [{ sku, bottleSizeMl: 750, vintage: 2019, name: 'A wine' }]);
+    expect([same.written, same.inserted, same.conflicts.length]).toEqual([true, 1, 0]);
+    const forced = await importCatalog(db.pool, [{ sku, bottleSizeMl: 375, vintage: 2019, name: 'A wine' }], { force: true });
+    expect([forced.written, forced.updated, forced.conflicts.length]).toEqual([true, 1, 1]);
+    expect((await listCatalog(db.pool, { prefix: sku })).map((e) => [e.bottleSizeMl, e.origin])).toEqual([[375, 'import']]);
   });
 });

@@ -429,10 +429,10 @@ ${skus}
     // The 375 ml (message 0) and 1500 ml (message 2) rows are refused; the 750 ml rows are counted.
     expect(first.rejected.map((r) => [r.ref, r.reason])).toEqual([[0, 'bottle_size_mismatch'], [2, 'bottle_size_mismatch']]);
     const [half, magnum] = first.rejected.map((r) => r.message);
-    expect(half).toContain('"NC-MARG-19" is 375 ml');
-    expect(half).toContain('canonical SKU "margaux-2019", which is 750 ml (in the catalog)');
-    expect(magnum).toContain('is 1500 ml');
-    expect(magnum).toContain('which is 750 ml');
+    expect(half).toContain('375 ml of "NC-MARG-19"');
+    expect(half).toContain('→ "margaux-2019", a 750 ml SKU (in the catalog)');
+    expect(magnum).toContain('1500 ml of');
+    expect(magnum).toContain('a 750 ml SKU');
     expect(first.rejected.every((r) => r.position !== null && r.position.startsWith('lsn='))).toBe(true);
     expect(first.observations.map((o) => o.bottleSizeMl)).toEqual([750, 750, 750]);
     expect(p.totals()).toEqual([total('eu-west', 'margaux-2019', 750, 60, 2)]);
@@ -481,7 +481,7 @@ ${skus}
     // Message 0 (375 ml) comes first and pins margaux-2019 at 375 ml.
     expect(cat.sizeOf('margaux-2019')).toBe(375);
     expect(out.rejected.map((r) => r.ref)).toEqual([1, 2, 3]);
-    expect(out.rejected[0]!.message).toContain('which is 375 ml (pinned when first seen from north-cellars; not in the catalog)');
+    expect(out.rejected[0]!.message).toContain('a 375 ml SKU (pinned when first seen from north-cellars; not in the catalog)');
     expect(p.totals()).toEqual([total('eu-west', 'margaux-2019', 375, 24, 1)]);
   });
 });

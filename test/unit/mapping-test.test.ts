@@ -60,7 +60,7 @@ describe('example suppliers', () => {
     const rejected = lines[2]!;
     expect(rejected).toMatchObject({ line: 3, status: 'rejected', reason: 'bottle_size_mismatch' });
     if (rejected.status !== 'rejected') throw new Error('unreachable');
-    expect(rejected.message).toContain('"RH-HER-2018" is 750 ml but maps to canonical SKU "hermitage-2018", which is 1500 ml');
+    expect(rejected.message).toContain('750 ml of "RH-HER-2018" → "hermitage-2018", a 1500 ml SKU');
     // Every accepted observation says which canonical SKU, bottle size and vintage it counts.
     const accepted = lines.flatMap((l) => (l.status === 'accepted' ? l.observations : []));
     expect(accepted.map((o) => `${o.op} ${o.sku} ${o.bottleSizeMl} ${o.vintage}`)).toEqual([
@@ -134,7 +134,7 @@ describe('cellar mapping test (CLI)', () => {
     expect(r.code, r.stderr).toBe(1);
     const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
     expect(lines[2]).toMatchObject({ line: 3, status: 'rejected', reason: 'bottle_size_mismatch' });
-    expect(lines[2].message).toMatch(/750 ml but maps to canonical SKU "hermitage-2018", which is 1500 ml/);
+    expect(lines[2].message).toMatch(/750 ml of "RH-HER-2018" → "hermitage-2018", a 1500 ml SKU/);
     expect(lines[1].observations).toEqual([expect.objectContaining({ sku: 'hermitage-2018', bottleSizeMl: 1500, vintage: 2018, bottles: 30 })]);
     // The example's own size-keyed map: magnums and bottles under two canonical SKUs, nothing rejected.
     const ok = await cli('--supplier', join(EX, 'rhone-imports.yaml'), '--events', join(EX, 'events/rhone-imports.jsonl'));

@@ -291,8 +291,8 @@ describe('SizeCatalog', () => {
     expect(a.place({ item_code: 'barolo-2016', depot: 'bdx-1', qty: 6, ml: 1500 }).bottleSizeMl).toBe(1500);
     const r = rejection(() => b.place({ a: 'SV-M', w: 'w1', q: 6, ml: 750 }));
     expect(r.reason).toBe('bottle_size_mismatch');
-    expect(r.message).toContain('"SV-M" is 750 ml');
-    expect(r.message).toContain('"barolo-2016", which is 1500 ml (pinned when first seen from north-cellars; not in the catalog)');
+    expect(r.message).toContain('750 ml of "SV-M"');
+    expect(r.message).toContain('"barolo-2016", a 1500 ml SKU (pinned when first seen from north-cellars; not in the catalog)');
     // locate() does not check (it finds where an earlier image was counted).
     expect(b.locate({ a: 'SV-M', w: 'w1', q: 6, ml: 750 }).sku).toBe('barolo-2016');
     expect(catalog.takePending()).toEqual([{ sku: 'barolo-2016', bottleSizeMl: 1500, supplierId: 'north-cellars' }]);
