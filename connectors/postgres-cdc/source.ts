@@ -209,6 +209,23 @@ export class PostgresCdcSource {
     });
   }
 
+  /**
+   * Ends the session that streams this slot, if any (a reader of a process that lost its single-writer
+   * lease: frozen, or cut off), and waits until the slot is free. Only a lease holder may call this.
+   */
+  async evictSlotHolder(): Promise<void> {
+    await this.admin('freeing the replication slot', async (c) => {
+      const r = await c.query('SELECT pg_terminate_backend(active_pid) AS ended, active_pid FROM pg_replication_slots WHERE slot_name = $1 AND active AND active_pid IS NOT NULL', [this.cfg.slotName]);
+      if (!r.rows.length) return;
+      this.log.warn({ slot: this.cfg.slotName, pid: r.rows[0].active_pid }, 'ended another session streaming this slot');
+      for (let i = 0; i < 100; i++) {
+        const a = await c.query('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [this.cfg.slotName]);
+        if (!a.rows[0]?.active) return;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    });
+  }
+
   /** Drops the slot (and so the position); the next start snapshots again. */
   async dropSlot(): Promise<void> {
     await this.admin('dropping the replication slot', (c) => c.query('SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1', [this.cfg.slotName]));
@@ -257,9 +274,10 @@ export class PostgresCdcSource {
    * Prepares the source, snapshots when the slot is new, then streams. Resolves once streaming has begun;
    * `done` settles when the stream stops.
    */
-  async start(handler: CdcHandler, opts: { snapshotDone?: boolean; explicitConfirm?: boolean } = {}): Promise<void> {
+  async start(handler: CdcHandler, opts: { snapshotDone?: boolean; explicitConfirm?: boolean; evictSlotHolder?: boolean } = {}): Promise<void> {
     this.explicit = opts.explicitConfirm ?? false;
     await this.prepare();
+    if (opts.evictSlotHolder) await this.evictSlotHolder();
     const position = await this.slotPosition();
     // A slot whose snapshot never completed (a crash mid-snapshot) cannot resume: snapshot again.
     if (position !== undefined && opts.snapshotDone === false && this.cfg.snapshot === 'initial') {

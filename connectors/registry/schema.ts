@@ -116,8 +116,13 @@ function wholeNumber(what: string, min: number, max: number) {
 const bottleSize = wholeNumber('a bottle size in ml', 1, 30000);
 /** A vintage year. */
 const vintageYear = wholeNumber('a vintage year', 1000, 9999);
+/**
+ * What a canonical SKU may be: 1–128 printable characters without white space or `|` (keys on topics and
+ * in logs are `region|sku`).
+ */
+export const CANONICAL_SKU = /^[^\s|\p{C}]{1,128}$/u;
 /** A canonical SKU. */
-const canonicalSku = z.string().min(1).regex(/^[^\s|]+$/, 'a canonical SKU has no spaces and no "|"');
+const canonicalSku = z.string().regex(CANONICAL_SKU, 'a canonical SKU is 1–128 characters without spaces, control characters or "|"');
 
 /**
  * One SKU map entry: the supplier SKU, optionally narrowed to one vintage and/or one bottle size, and the

@@ -21,8 +21,13 @@ export interface LocalPostgres {
   port: number;
   /** Stops the server, keeping its data (for restart tests). */
   stop(): Promise<void>;
-  /** Starts it again after `stop()`. */
+  /** Starts it again after `stop()` or `crash()`. */
   start(): Promise<void>;
+  /**
+   * Crashes the server: an immediate shutdown (SIGQUIT), which, like a crash, ends every connection at
+   * once and makes the next start recover from the WAL.
+   */
+  crash(): Promise<void>;
   /** Stops the server and deletes its data. */
   destroy(): Promise<void>;
 }
@@ -119,6 +124,9 @@ export async function startLocalPostgres(options: { walLevel?: 'logical' | 'repl
     port,
     start,
     stop,
+    crash: async () => {
+      if (child) await stopChild(child, 'SIGQUIT', 15_000);
+    },
     destroy: async () => {
       await stop();
       rmSync(root, { recursive: true, force: true });

@@ -10,6 +10,10 @@ export interface LocalRedis {
   /** Stops the server (for outage tests); `start()` brings it back on the same port. */
   stop(): Promise<void>;
   start(): Promise<void>;
+  /** Freezes the server (SIGSTOP): connections stay open and nothing answers, as with a hung host. */
+  freeze(): void;
+  /** Lets a frozen server run again (SIGCONT). */
+  thaw(): void;
   /** Stops the server and removes its folder. */
   destroy(): Promise<void>;
 }
@@ -43,7 +47,10 @@ export async function startLocalRedis(): Promise<LocalRedis> {
     stop: async () => {
       if (child) await stopChild(child, 'SIGTERM');
     },
+    freeze: () => void child?.kill('SIGSTOP'),
+    thaw: () => void child?.kill('SIGCONT'),
     destroy: async () => {
+      child?.kill('SIGCONT');
       if (child) await stopChild(child, 'SIGTERM');
       rmSync(dir, { recursive: true, force: true });
     },

@@ -21,7 +21,7 @@ export interface Contribution {
 }
 
 /** What {@link RegionalAggregator.apply} did with an observation. */
-export type ApplyOutcome = 'applied' | 'stale' | 'bottle_size_mismatch';
+export type ApplyOutcome = 'applied' | 'stale' | 'bottle_size_mismatch' | 'quantity_out_of_range';
 
 interface KeyState {
   region: string;
@@ -101,7 +101,8 @@ export class RegionalAggregator {
   /**
    * Applies one observation: `applied` when it changed the key's state, `stale` when it is not newer than
    * what the contributor already has, `bottle_size_mismatch` (nothing changes) for an upsert whose bottle
-   * size differs from the size of the key's other live contributors: two sizes are never summed.
+   * size differs from the size of the key's other live contributors: two sizes are never summed;
+   * `quantity_out_of_range` (nothing changes) when the total would leave ±(2^53 − 1), where it stops being exact.
    */
   apply(o: StockObservation): ApplyOutcome {
     const k = this.keyState(o.region, o.sku);
@@ -111,6 +112,9 @@ export class RegionalAggregator {
     if (!deleted && k.bottleSizeMl !== null && o.bottleSizeMl !== k.bottleSizeMl && k.contributors - (prev && !prev.deleted ? 1 : 0) > 0) {
       return 'bottle_size_mismatch';
     }
+    const next = k.bottles - (prev && !prev.deleted ? prev.bottles : 0) + (deleted ? 0 : o.bottles);
+    // Totals are exact integers or refused: past 2^53 a JavaScript number (and an Avro long decoded to one) rounds.
+    if (!Number.isSafeInteger(next)) return 'quantity_out_of_range';
     if (prev && !prev.deleted) {
       k.bottles -= prev.bottles;
       k.contributors -= 1;
@@ -176,6 +180,12 @@ export class RegionalAggregator {
     for (const region of this.keys.values()) for (const k of region.values()) out.push(this.record(k, k.sourceTsMs));
     return out;
   }
+}
+
+/** Why the aggregator refused an observation, in an on-call engineer's words. */
+export function refusalMessage(outcome: 'bottle_size_mismatch' | 'quantity_out_of_range', o: StockObservation, keyMl: number | undefined, total: number | undefined): string {
+  if (outcome === 'bottle_size_mismatch') return sizeMismatchMessage(o, keyMl);
+  return `${o.contributorId}: ${o.bottles} bottles would take the total of ${o.region}|${o.sku} (now ${total ?? 0}) beyond ±${Number.MAX_SAFE_INTEGER}, where it can no longer be exact: refused`;
 }
 
 /** Why the aggregator refused an observation whose bottle size differs from its key's live contributors'. */

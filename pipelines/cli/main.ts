@@ -52,9 +52,10 @@ program
   .addArgument(new (await import('commander')).Argument('<role>', 'worker role; embedded (the whole pipeline in one process); capture (native Postgres/MySQL/MariaDB reader → Kafka raw topics); api (read API and dashboard); scheduler (scheduled reconciliation)').choices([...WORKER_ROLES, 'embedded', 'capture', 'api', 'scheduler']))
   .option('--supplier <id>', 'with capture: the supplier to capture')
   .option('--api', 'with embedded: also serve the read API and dashboard on CELLAR_API_PORT')
-  .action(async (role: WorkerRole | 'embedded' | 'capture' | 'api' | 'scheduler', opts: { supplier?: string; api?: boolean }) => {
+  .option('--take-over', 'with embedded: take the single-writer lease from the process holding it (ends its database session; it cannot commit afterwards) instead of refusing to start')
+  .action(async (role: WorkerRole | 'embedded' | 'capture' | 'api' | 'scheduler', opts: { supplier?: string; api?: boolean; takeOver?: boolean }) => {
     if (role === 'scheduler') return runSchedulerCommand();
-    if (role === 'embedded') return runEmbeddedCommand(Boolean(opts.api));
+    if (role === 'embedded') return runEmbeddedCommand(Boolean(opts.api), Boolean(opts.takeOver));
     if (role === 'api') return runApiProcess(loadRuntimeConfig(), createLogger('api'), new CellarMetrics());
     if (role === 'capture') return runCaptureCommand(opts.supplier);
     const cfg = loadRuntimeConfig();
@@ -159,12 +160,13 @@ async function runCaptureCommand(supplierId: string | undefined): Promise<void> 
 }
 
 /** `cellar run embedded`: runs until SIGTERM/SIGINT (drains) or a fatal error (exit 1, restart resumes). */
-async function runEmbeddedCommand(withApi = false): Promise<void> {
-  const cfg = loadRuntimeConfig();
+async function runEmbeddedCommand(withApi = false, takeOver = false): Promise<void> {
+  const loaded = loadRuntimeConfig();
+  const cfg = { ...loaded, takeOver: loaded.takeOver || takeOver };
   const log = createLogger('embedded');
   const metrics = new CellarMetrics();
   const rt = await startEmbedded(cfg, log, metrics);
-  const ops = cfg.httpPort >= 0 ? await startOpsServer(cfg.httpPort, metrics, { live: () => true, ready: () => rt.isReady() }) : undefined;
+  const ops = cfg.httpPort >= 0 ? await startOpsServer(cfg.httpPort, metrics, { live: () => true, ready: () => rt.isReady(), reason: () => rt.notReadyReason() }) : undefined;
   const api = withApi ? await startApi(cfg, log, metrics) : undefined;
   log.info({ captured: rt.captured, skipped: rt.skipped, httpPort: ops?.port, api: api?.url, dashboard: api && `${api.url}/dashboard` }, 'embedded runtime started');
   const shutdown = async (signal: string) => {

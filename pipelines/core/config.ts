@@ -55,6 +55,13 @@ export const RuntimeConfigSpec = z.object({
   httpPort: z.coerce.number().int().min(-1).max(65535).default(-1).describe(
     'CELLAR_HTTP_PORT: port of a worker\'s /metrics, /healthz and /readyz (0 = any free port, -1 = off). Default -1.',
   ),
+  takeOver: z
+    .enum(['0', '1', 'true', 'false'], { error: 'expected 1 or 0 (true or false)' })
+    .default('0')
+    .transform((v) => v === '1' || v === 'true')
+    .describe(
+      'CELLAR_TAKE_OVER: `cellar run embedded`/`capture` take the single-writer lease from a live (or frozen) holder, ending its database session, instead of refusing to start (like --take-over). Default 0.',
+    ),
   skuMapRefreshMs: int(60_000, 1_000).describe(
     'CELLAR_SKU_MAP_REFRESH_MS: how often the normalizer (both runtimes) re-reads cellar.sku_map and cellar.catalog, ms. Default 60000.',
   ),
@@ -95,6 +102,7 @@ const ENV_NAMES: Record<keyof RuntimeConfig, string> = {
   redisTtlSeconds: 'CELLAR_REDIS_TTL_SECONDS',
   suppliersDir: 'CELLAR_SUPPLIERS_DIR',
   skuMapRefreshMs: 'CELLAR_SKU_MAP_REFRESH_MS',
+  takeOver: 'CELLAR_TAKE_OVER',
   httpPort: 'CELLAR_HTTP_PORT',
   apiPort: 'CELLAR_API_PORT',
   apiHost: 'CELLAR_API_HOST',

@@ -117,15 +117,17 @@ export function fromKafkaError(err: unknown, context: string): CellarError {
 }
 
 /**
- * Converts an ioredis error. Connection loss and the server's transient states (LOADING, BUSY,
- * TRYAGAIN, CLUSTERDOWN, MASTERDOWN) are retriable; script and type errors are not.
+ * Converts an ioredis error. Connection loss, command timeouts (a frozen or overloaded server; every
+ * write Cellar makes is version-guarded, so one that did run is harmless to repeat) and the server's
+ * transient states (LOADING, BUSY, TRYAGAIN, CLUSTERDOWN, MASTERDOWN) are retriable; script and type
+ * errors are not.
  */
 export function fromRedisError(err: unknown, context: string): CellarError {
   if (err instanceof CellarError) return err;
   const msg = errMessage(err);
   const retriable =
     RETRIABLE_NET_CODES.has(errCode(err) ?? '') ||
-    /Connection is closed|connect ECONNREFUSED|Stream isn't writeable|max retries|^(LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN)/i.test(
+    /Connection is closed|connect ECONNREFUSED|Stream isn't writeable|max retries|Command timed out|^(LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN)/i.test(
       msg,
     );
   return new CellarError(retriable ? 'redis_unavailable' : 'redis_error', `${context}: ${msg}`, {

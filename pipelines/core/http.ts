@@ -8,6 +8,8 @@ export interface HealthSource {
   live(): boolean;
   /** Ready: its dependencies answer (false while it retries an unreachable store or broker). */
   ready(): boolean;
+  /** While not ready: what it is waiting for, for `/readyz`'s `reason` (never a secret). */
+  reason?(): string | undefined;
 }
 
 /**
@@ -31,8 +33,9 @@ export async function startOpsServer(port: number, metrics: CellarMetrics, healt
     }
     if (path === '/healthz' || path === '/readyz') {
       const ok = path === '/healthz' ? health.live() : health.live() && health.ready();
+      const reason = ok ? undefined : health.reason?.();
       res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ status: ok ? 'ok' : 'unavailable' }));
+      res.end(JSON.stringify({ status: ok ? 'ok' : 'unavailable', ...(reason ? { reason } : {}) }));
       return;
     }
     res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'not found' }));

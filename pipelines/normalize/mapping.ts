@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Supplier } from '../../connectors/registry/loader.js';
-import { UNITS, unitOf, type Unit } from '../../connectors/registry/schema.js';
+import { CANONICAL_SKU, UNITS, unitOf, type Unit } from '../../connectors/registry/schema.js';
 import { SizeCatalog } from '../catalog/catalog.js';
 import { parseSkuMapCsv, SkuTable, SkuTemplate, type SkuMapEntry, type SkuResolver } from './sku-table.js';
 import { ConfigError } from '../core/errors.js';
@@ -73,6 +73,13 @@ function asInt(v: unknown, path: string): number {
 }
 
 /**
+ * The most bottles (either sign) one source row may hold: far beyond any real stock, and small enough
+ * that a total over thousands of such rows stays an exact integer in a JavaScript number, an Avro long
+ * and Postgres' bigint (the aggregator refuses a change that would push a total past ±(2^53 − 1)).
+ */
+export const MAX_ROW_BOTTLES = 1_000_000_000_000n;
+
+/**
  * Converts a quantity to whole bottles of `bottleSizeMl`. Never rounds: a conversion that does not give
  * a whole number is rejected (`non_integral_quantity`).
  */
@@ -92,8 +99,8 @@ export function toBottles(q: Decimal, unit: Unit, bottleSizeMl: number, caseSize
       `${decimalToString(q)} ${unit === 'case' ? `cases of ${caseSize}` : unit} is not a whole number of ${bottleSizeMl} ml bottles`,
     );
   }
-  if (bottles > BigInt(Number.MAX_SAFE_INTEGER) || bottles < -BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new Rejection('wrong_type', `quantity ${decimalToString(q)} is out of range`);
+  if (bottles > MAX_ROW_BOTTLES || bottles < -MAX_ROW_BOTTLES) {
+    throw new Rejection('quantity_out_of_range', `quantity ${decimalToString(q)} is ${bottles} bottles, beyond the ±${MAX_ROW_BOTTLES} bottles one row may hold`);
   }
   return Number(bottles);
 }
@@ -145,6 +152,8 @@ export function compileMapping(supplier: Supplier, inputs: MappingInputs = {}): 
   const skuMap = skuResolver(supplier, inputs.skuTable);
   const catalog = inputs.catalog ?? new SizeCatalog();
   const regions = new Map(Object.entries(m.regions));
+  /** Canonical SKUs already checked against {@link CANONICAL_SKU} (a set lookup is cheaper than the pattern). */
+  const validSkus = new Set<string>();
   const unitOfRow = (row: Row): Unit => {
     if (typeof m.unit === 'string') return m.unit;
     const raw = asText(required(row, m.unit.field, 'unit'), m.unit.field);
@@ -172,6 +181,13 @@ export function compileMapping(supplier: Supplier, inputs: MappingInputs = {}): 
     const sku = skuMap ? skuMap.resolve(supplierSku, vintage, bottleSizeMl) : supplierSku;
     if (!sku) {
       throw new Rejection('unknown_sku', `supplier SKU "${supplierSku}" (vintage ${vintage ?? 'none'}, ${bottleSizeMl} ml) has no canonical SKU in ${supplier.id}'s mapping (keyed by ${skuMap!.keyedBy})`);
+    }
+    if (!validSkus.has(sku)) {
+      if (!CANONICAL_SKU.test(sku)) {
+        const shown = JSON.stringify(sku.length > 60 ? `${sku.slice(0, 60)}…` : sku);
+        throw new Rejection('invalid_sku', `canonical SKU ${shown} (${sku.length} characters, from supplier SKU field "${m.sku}") is not 1–128 characters without white space, control characters or "|"`);
+      }
+      if (validSkus.size < 1_000_000) validSkus.add(sku);
     }
     const region = regions.get(warehouseId);
     if (!region) throw new Rejection('unknown_warehouse', `warehouse "${warehouseId}" is not in ${supplier.id}'s region map`);

@@ -9,7 +9,7 @@ import { migrate } from '../../sinks/postgres/migrate.js';
 import { upsertRegionalStock } from '../../sinks/postgres/sink.js';
 import { rebuildRedisFromPostgres } from '../../sinks/redis/rebuild.js';
 import { createRedisSnapshotSink } from '../../sinks/redis/sink.js';
-import { RegionalAggregator, sizeMismatchMessage } from '../aggregate/aggregator.js';
+import { RegionalAggregator, refusalMessage } from '../aggregate/aggregator.js';
 import { ContributionStore } from '../aggregate/contribution-store.js';
 import type { RuntimeConfig } from '../core/config.js';
 import { CellarError } from '../core/errors.js';
@@ -25,6 +25,7 @@ import { MappingInputsStore } from '../normalize/sku-map-store.js';
 import { groupBy } from '../core/collections.js';
 import { DebeziumJsonMessage } from '../../connectors/debezium/envelope.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoints.js';
+import { RuntimeLease } from './lease.js';
 
 /** The `partition` the embedded runtime files its contributions under (the Kafka runtime uses 0..N-1). */
 export const EMBEDDED_PARTITION = -1;
@@ -42,6 +43,8 @@ export interface EmbeddedRuntime {
   captured: string[];
   skipped: Array<{ supplier: string; reason: string }>;
   isReady(): boolean;
+  /** While not ready: what it is retrying (a store or reader it cannot reach), for `/readyz`. */
+  notReadyReason(): string | undefined;
   /** Settles with the error that made the runtime stop working (the process should exit and restart). */
   failed: Promise<Error>;
   /** Stops the readers, finishes the batch in progress, closes connections. */
@@ -61,10 +64,19 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const retry = <T>(what: string, fn: () => Promise<T>) =>
     withRetry(fn, { minDelayMs: 200, maxDelayMs: 5_000, onRetry: (err, attempt) => {
       ready = false;
+      waitingFor = `${what}: ${(err as Error).message} (attempt ${attempt})`;
       log.warn({ err: (err as Error).message, attempt, what }, 'retrying');
-    } }).then((v) => ((ready = true), v));
+    } }).then((v) => ((ready = true), (waitingFor = undefined), v));
   let ready = false;
+  /** What the runtime is retrying, while it is not ready. */
+  let waitingFor: string | undefined = 'starting';
   await retry('migrating Cellar\'s database', () => migrate(pool));
+  // One embedded runtime per Cellar database: a second one is refused (or, with takeOver, fences this one).
+  const lease = await retry('taking the single-writer lease', () => RuntimeLease.acquire(cfg.pgUrl, 'embedded', log, { takeOver: cfg.takeOver })).catch(async (err: unknown) => {
+    await pool.end().catch(() => undefined);
+    throw err;
+  });
+  log.info({ epoch: lease.epoch }, 'holding the embedded runtime lease');
   const redisSink = createRedisSnapshotSink({ url: cfg.redisUrl, ttlSeconds: cfg.redisTtlSeconds });
   await retry('connecting Redis', () => redisSink.connect());
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: 1 });
@@ -158,9 +170,11 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
           { routes: (ids) => routes.get(ids), liveOfTable: (sid, t) => routes.liveOfTable(sid, t), retry, flushPins: () => inputs.flushPins(), onDefect: (err) => log.error({ err }, 'unexpected error on one record; dead-lettered') },
         );
         for (const o of res.observations) {
+          const outcome = aggregator.apply(o);
+          if (outcome === 'applied' || outcome === 'stale') continue;
           const size = aggregator.sizeOf(o.region, o.sku);
-          if (aggregator.apply(o) !== 'bottle_size_mismatch') continue;
-          letters.push({ stage: 'aggregator', reason: 'bottle_size_mismatch', message: sizeMismatchMessage(o, size), supplierId: supplier.id, topic: null, partition: null, offset: null, sourcePosition: o.sourceVersion, key: null, value: Buffer.from(JSON.stringify(o)), tsMs: Date.now(), sourceTable: null });
+          const total = aggregator.get(o.region, o.sku)?.bottles;
+          letters.push({ stage: 'aggregator', reason: outcome, message: refusalMessage(outcome, o, size, total), supplierId: supplier.id, topic: null, partition: null, offset: null, sourcePosition: o.sourceVersion, key: null, value: Buffer.from(JSON.stringify(o)), tsMs: Date.now(), sourceTable: null });
         }
         allRoutes.push(...res.routes);
         stale += res.stale;
@@ -189,6 +203,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     const { letters, totals, stale, changes } = g;
     await retry('committing batch', () =>
       inTransaction(pool, 'committing embedded batch', async (tx) => {
+        await lease.fence(tx);
         await routes.save(g.routesToSave, tx);
         await contributions.save(g.changed, EMBEDDED_PARTITION, tx);
         await upsertRegionalStock(tx, totals);
@@ -220,6 +235,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     log.error({ err: fatal }, 'embedded batch failed');
     fail(fatal);
   };
+  void lease.lost.then(stopOn);
   const loop = (async () => {
     let committing: Promise<void> = Promise.resolve();
     while (!fatal) {
@@ -269,7 +285,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
           const pgSource = createPostgresCdcSource({ url: postgresUrl(supplier), topicPrefix: supplier.topicPrefix, tables }, log);
           // A batch of a reader that has since stopped cannot be acknowledged through it: its successor
           // resumes from the slot's confirmed position and acknowledges what follows.
-          await pgSource.start((b) => accept({ batch: b, position: b.lsn, confirm: () => pgSource.confirm(b.lsn).catch(() => undefined) }), { snapshotDone: snapshotDone.get(supplier.id), explicitConfirm: true });
+          await pgSource.start((b) => accept({ batch: b, position: b.lsn, confirm: () => pgSource.confirm(b.lsn).catch(() => undefined) }), { snapshotDone: snapshotDone.get(supplier.id), explicitConfirm: true, evictSlotHolder: true });
           return pgSource;
         }
         // The binlog position in the checkpoint is where a restart resumes: nothing to confirm at the source.
@@ -326,11 +342,13 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   }, REPAIR_POLL_MS);
   repairTimer.unref();
   ready = true;
+  waitingFor = undefined;
   for (const s of skipped) log.warn(s, 'supplier not captured by the embedded runtime');
   return {
     captured: suppliers.filter((s) => !skipped.some((k) => k.supplier === s.id)).map((s) => s.id),
     skipped,
     isReady: () => ready && !fatal,
+    notReadyReason: () => (fatal ? `stopped: ${fatal.message}` : ready ? undefined : waitingFor),
     failed,
     stop: async () => {
       clearInterval(repairTimer);
@@ -341,6 +359,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       await loop;
       await redisSink.close();
       redis.disconnect();
+      await lease.release();
       await pool.end().catch(() => undefined);
     },
   };

@@ -26,6 +26,12 @@ export async function inTransaction<T>(pool: pg.Pool, what: string, fn: (client:
     throw fromPgError(err, `${what}: connecting`);
   }
   let broken = false;
+  // A checked-out client has no pool listener: without this one, a server restart mid-transaction emits an
+  // unhandled 'error' event and ends the process. The query in flight fails (and is retried by the caller).
+  const onError = () => {
+    broken = true;
+  };
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     const out = await fn(client);
@@ -37,6 +43,7 @@ export async function inTransaction<T>(pool: pg.Pool, what: string, fn: (client:
     });
     throw fromPgError(err, what);
   } finally {
+    client.off('error', onError);
     client.release(broken);
   }
 }

@@ -1,0 +1,178 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import pg from 'pg';
+import { query } from '../../sinks/postgres/pool.js';
+import { CellarError, fromPgError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { sleep } from '../core/retry.js';
+
+/** Who holds a lease, as `cellar.runtime_leases` records it. */
+export interface LeaseRow {
+  name: string;
+  holder: string;
+  epoch: number;
+  host: string;
+  pid: number;
+  backendPid: number | null;
+  acquiredAt: Date;
+  renewedAt: Date;
+}
+
+/** How often the holder records that it is alive (`renewed_at`, for operators), ms. */
+const RENEW_MS = 5_000;
+
+const describeHolder = (r: LeaseRow) =>
+  `${r.host} pid ${r.pid} (since ${r.acquiredAt.toISOString()}, last seen ${r.renewedAt.toISOString()})`;
+
+async function readLease(q: pg.Pool | pg.PoolClient | pg.Client, name: string): Promise<LeaseRow | undefined> {
+  const { rows } = await q.query<{ name: string; holder: string; epoch: string; host: string; pid: number; backend_pid: number | null; acquired_at: Date; renewed_at: Date }>(
+    'SELECT name, holder, epoch, host, pid, backend_pid, acquired_at, renewed_at FROM cellar.runtime_leases WHERE name = $1',
+    [name],
+  );
+  const r = rows[0];
+  return r && { name: r.name, holder: r.holder, epoch: Number(r.epoch), host: r.host, pid: r.pid, backendPid: r.backend_pid, acquiredAt: r.acquired_at, renewedAt: r.renewed_at };
+}
+
+/**
+ * The single-writer lease of a process that writes for suppliers (`embedded` for the embedded runtime,
+ * `capture:<supplier>` for a capture). Held through a session advisory lock on a connection of its own:
+ * Postgres releases it the moment the process dies, so a restart after a crash takes it at once, while a
+ * second process started beside a live (or frozen) one is refused, naming the holder. `takeOver` ends the
+ * holder's lock session first. Every new holder increments `epoch`; {@link RuntimeLease.fence}, run inside
+ * each commit, refuses to let a holder that lost the lease (frozen, then woken after a takeover) commit.
+ */
+export class RuntimeLease {
+  private client: pg.Client | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private lostWith: Error | undefined;
+  private onLost: ((err: Error) => void) | undefined;
+  /** Settles when the lease is lost (another holder took over); the process must stop writing. */
+  readonly lost: Promise<Error>;
+
+  private constructor(
+    private readonly url: string,
+    readonly name: string,
+    readonly holder: string,
+    private readonly log: Logger,
+    public epoch = 0,
+  ) {
+    this.lost = new Promise((resolve) => (this.onLost = resolve));
+  }
+
+  /** Takes the lease, or throws a non-retriable error naming its live holder and how to take over. */
+  static async acquire(url: string, name: string, log: Logger, opts: { takeOver?: boolean } = {}): Promise<RuntimeLease> {
+    const lease = new RuntimeLease(url, name, `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`, log);
+    await lease.lock(opts.takeOver ?? false, true);
+    lease.timer = setInterval(() => void lease.renew(), RENEW_MS);
+    lease.timer.unref();
+    return lease;
+  }
+
+  private async connect(): Promise<pg.Client> {
+    const c = new pg.Client({ connectionString: this.url, application_name: `cellar-lease:${this.name}`, connectionTimeoutMillis: 5_000 });
+    c.on('error', () => {
+      if (this.client === c) this.client = undefined; // the next renew reconnects and checks the epoch
+    });
+    try {
+      await c.connect();
+    } catch (err) {
+      throw fromPgError(err, `taking the ${this.name} lease: connecting`);
+    }
+    return c;
+  }
+
+  private async lock(takeOver: boolean, first: boolean): Promise<void> {
+    const c = await this.connect();
+    try {
+      const key = `cellar-lease:${this.name}`;
+      let got = (await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok', [key])).rows[0]!.ok;
+      if (!got && takeOver && first) {
+        const held = await readLease(c, this.name);
+        if (held?.backendPid) {
+          this.log.warn({ lease: this.name, holder: describeHolder(held) }, 'taking the lease over: ending the holder\'s session');
+          await c.query('SELECT pg_terminate_backend($1)', [held.backendPid]);
+        }
+        for (let i = 0; i < 50 && !got; i++) {
+          await sleep(100);
+          got = (await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok', [key])).rows[0]!.ok;
+        }
+      }
+      if (!got) {
+        const held = await readLease(c, this.name);
+        const who = held ? describeHolder(held) : 'another process';
+        throw new CellarError(
+          first ? 'lease_held' : 'lease_lost',
+          first
+            ? `another Cellar process writes for the same suppliers: the ${this.name} lease is held by ${who}. Stop that process, or start this one with --take-over (CELLAR_TAKE_OVER=1) to end its database session; it then cannot commit anything more.`
+            : `the ${this.name} lease was taken over by ${who}; this process stops writing`,
+          { retriable: false },
+        );
+      }
+      if (first) {
+        const { rows } = await c.query<{ epoch: string }>(
+          `INSERT INTO cellar.runtime_leases AS l (name, holder, epoch, host, pid, backend_pid) VALUES ($1, $2, 1, $3, $4, pg_backend_pid())
+           ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, epoch = l.epoch + 1, host = excluded.host, pid = excluded.pid,
+             backend_pid = excluded.backend_pid, acquired_at = now(), renewed_at = now()
+           RETURNING epoch`,
+          [this.name, this.holder, hostname(), process.pid],
+        );
+        this.epoch = Number(rows[0]!.epoch);
+      } else {
+        // Back after a lost connection: still ours only if nobody took over meanwhile.
+        const cur = await readLease(c, this.name);
+        if (!cur || cur.holder !== this.holder || cur.epoch !== this.epoch) {
+          throw new CellarError('lease_lost', `the ${this.name} lease was taken over by ${cur ? describeHolder(cur) : 'another process'}; this process stops writing`, { retriable: false });
+        }
+        await c.query('UPDATE cellar.runtime_leases SET backend_pid = pg_backend_pid(), renewed_at = now() WHERE name = $1', [this.name]);
+      }
+      this.client = c;
+    } catch (err) {
+      await c.end().catch(() => undefined);
+      throw err instanceof CellarError ? err : fromPgError(err, `taking the ${this.name} lease`);
+    }
+  }
+
+  private async renew(): Promise<void> {
+    if (this.closed || this.lostWith) return;
+    try {
+      if (!this.client) await this.lock(false, false);
+      else await this.client.query('UPDATE cellar.runtime_leases SET renewed_at = now() WHERE name = $1 AND holder = $2', [this.name, this.holder]);
+    } catch (err) {
+      if (err instanceof CellarError && !err.retriable) this.lose(err);
+      // else: Cellar's Postgres is unreachable; commits wait for it too, and the next renew tries again.
+    }
+  }
+
+  private lose(err: Error): void {
+    if (this.lostWith) return;
+    this.lostWith = err;
+    this.log.error({ lease: this.name, err: err.message }, 'lease lost');
+    this.onLost?.(err);
+  }
+
+  /**
+   * Inside a commit transaction: holds the lease row (a takeover waits for this commit) and throws a
+   * non-retriable error when this process is no longer the holder.
+   */
+  async fence(tx: pg.PoolClient): Promise<void> {
+    if (this.lostWith) throw this.lostWith;
+    const { rows } = await query<{ holder: string; epoch: string }>(tx, 'checking the lease', 'SELECT holder, epoch FROM cellar.runtime_leases WHERE name = $1 FOR SHARE', [this.name]);
+    const r = rows[0];
+    if (!r || r.holder !== this.holder || Number(r.epoch) !== this.epoch) {
+      const err = new CellarError('lease_lost', `the ${this.name} lease now belongs to another process (epoch ${r?.epoch ?? '?'}, ours ${this.epoch}); this commit is refused and this process stops writing`, { retriable: false });
+      this.lose(err);
+      throw err;
+    }
+  }
+
+  /** Releases the lease (safe twice). */
+  async release(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    const c = this.client;
+    this.client = undefined;
+    await c?.end().catch(() => undefined); // ending the session releases the advisory lock
+  }
+}
