@@ -29,6 +29,17 @@ export interface BatchDeps {
   routes(ids: string[]): Promise<Map<string, Route>>;
   /** Live routes of a table, for truncates. */
   liveOfTable(supplierId: string, table: string): Promise<Route[]>;
+  /**
+   * Resolves once every route the runtime has placed so far is readable by {@link BatchDeps.liveOfTable}
+   * (the embedded runtime: its commit in flight has landed). Called before a truncate reads them.
+   */
+  settle?(): Promise<void>;
+  /**
+   * The table's last truncate, shared by every normalizer (the Kafka runtime, where a table's changes are
+   * normalized on several partitions at once and a truncate lands on one of them). Absent: one ordered
+   * stream per table (the embedded runtime), where the truncate itself sees every earlier row.
+   */
+  truncates?: TruncateBarrier;
   /** Retries I/O on retriable errors (schema fetches, route reads). */
   retry<T>(what: string, fn: () => Promise<T>): Promise<T>;
   avro?: DebeziumAvroDecoder;
@@ -39,6 +50,12 @@ export interface BatchDeps {
    * many lost to a size another process pinned first. Absent: pins stay in memory (mapping tests).
    */
   flushPins?(): Promise<number>;
+}
+
+/** The newest truncate of each table, recorded before the truncate's rows are looked up. */
+export interface TruncateBarrier {
+  truncatedAt(supplierId: string, table: string): Promise<{ version: string; tsMs: number } | undefined>;
+  recordTruncate(supplierId: string, table: string, version: string, tsMs: number): Promise<void>;
 }
 
 /** The outcome of one batch: what to emit, which routes to save, which records to dead-letter. */
@@ -99,9 +116,16 @@ async function normalizeOnce<R>(items: Array<RawItem<R>>, src: RawSource, deps: 
     }
   }
   const known = await deps.retry('reading routes', () => deps.routes([...new Set(work.filter((w) => w.contributorId).map((w) => w.contributorId))]));
+  const barrier = deps.truncates && work.some((w) => w.change.op !== 't')
+    ? await deps.retry('reading the table\'s last truncate', () => deps.truncates!.truncatedAt(src.supplierId, src.table))
+    : undefined;
   for (const item of work) {
     if (item.change.op === 't') {
+      // Recorded first: a normalizer of another partition that places a row of this table from now on
+      // either finds the truncate, or saved its route before the read below (see sweepTruncated).
+      await deps.retry('recording a truncate', async () => deps.truncates?.recordTruncate(src.supplierId, item.change.table, item.change.sourceVersion, item.change.sourceTsMs));
       // A truncate removes the rows seen before it: routes read now, updated by this batch so far.
+      await deps.settle?.();
       const live = await deps.retry('reading routes of truncated table', () => deps.liveOfTable(src.supplierId, item.change.table));
       const current = live.map((r) => known.get(r.contributorId) ?? r);
       for (const r of known.values()) if (!r.deleted && r.sourceTable === item.change.table && !current.includes(r)) current.push(r);
@@ -109,6 +133,11 @@ async function normalizeOnce<R>(items: Array<RawItem<R>>, src: RawSource, deps: 
       out.observations.push(...t.observations);
       for (const r of t.routes) known.set(r.contributorId, r);
       out.routes.push(...t.routes);
+      continue;
+    }
+    const route = known.get(item.contributorId);
+    if (barrier && item.change.sourceVersion <= barrier.version && !item.change.source.cellar_version && (!route || route.sourceVersion < barrier.version)) {
+      out.stale++; // older than a truncate of its table: that row is gone (a correction is exempt: it reads the source now)
       continue;
     }
     let outcome: ReturnType<typeof normalizeChange>;
@@ -127,4 +156,25 @@ async function normalizeOnce<R>(items: Array<RawItem<R>>, src: RawSource, deps: 
     }
   }
   return out;
+}
+
+/**
+ * After a batch's routes were saved: removes, at the truncate's version, every live route of `routes`
+ * older than a truncate of its table that another normalizer recorded meanwhile (its own lookup of the
+ * table's rows could not see routes saved after it). Returns the DELETE observations to emit and the
+ * routes to save; nothing when no truncate overtook the batch.
+ */
+export async function sweepTruncated(routes: Route[], supplierId: string, table: string, deps: Pick<BatchDeps, 'truncates' | 'retry'>, nowMs = Date.now()): Promise<{ observations: StockObservation[]; routes: Route[] }> {
+  const newest = new Map<string, Route>();
+  for (const r of routes) {
+    if (r.sourceTable !== table) continue;
+    const prev = newest.get(r.contributorId);
+    if (!prev || prev.sourceVersion < r.sourceVersion) newest.set(r.contributorId, r);
+  }
+  const live = [...newest.values()].filter((r) => !r.deleted);
+  if (!deps.truncates || live.length === 0) return { observations: [], routes: [] };
+  const barrier = await deps.retry('reading the table\'s last truncate', () => deps.truncates!.truncatedAt(supplierId, table));
+  if (!barrier || !live.some((r) => r.sourceVersion < barrier.version)) return { observations: [], routes: [] };
+  const truncate: ChangeEvent = { op: 't', before: null, after: null, key: null, source: {}, table, sourceVersion: barrier.version, sourceTsMs: barrier.tsMs, position: `truncate@${barrier.version}` };
+  return normalizeTruncate(truncate, live, nowMs);
 }

@@ -61,6 +61,29 @@ export class RouteStore {
     return out;
   }
 
+  /** The newest truncate recorded for a table: its source version and commit time, or undefined. */
+  async truncatedAt(supplierId: string, table: string): Promise<{ version: string; tsMs: number } | undefined> {
+    const { rows } = await query<{ source_version: string; ms: number | null }>(
+      this.pool,
+      'reading the table\'s last truncate',
+      'SELECT source_version, extract(epoch from source_ts) * 1000 AS ms FROM cellar.table_truncates WHERE supplier_id = $1 AND source_table = $2',
+      [supplierId, table],
+    );
+    return rows[0] && { version: rows[0].source_version, tsMs: Math.round(Number(rows[0].ms ?? 0)) };
+  }
+
+  /** Records a truncate (committed at once, before its rows are looked up); never moves back to an older one. */
+  async recordTruncate(supplierId: string, table: string, version: string, tsMs: number): Promise<void> {
+    await query(
+      this.pool,
+      'recording a truncate',
+      `INSERT INTO cellar.table_truncates AS t (supplier_id, source_table, source_version, source_ts) VALUES ($1, $2, $3, to_timestamp($4 / 1000.0))
+       ON CONFLICT (supplier_id, source_table) DO UPDATE SET source_version = excluded.source_version, source_ts = excluded.source_ts, updated_at = now()
+       WHERE t.source_version < excluded.source_version`,
+      [supplierId, table, version, tsMs],
+    );
+  }
+
   /** Live routes of one captured table (for truncates). */
   async liveOfTable(supplierId: string, table: string): Promise<Route[]> {
     const { rows } = await query<RouteRow>(

@@ -9,7 +9,7 @@ import type { DeadLetterWriter } from '../dlq/writer.js';
 import type { BatchContext, BatchHandler, PartitionBatch } from '../kafka/worker.js';
 import { stockKey } from '../kafka/topics.js';
 import type { DebeziumAvroDecoder } from './debezium-avro.js';
-import { normalizeBatch } from './batch.js';
+import { normalizeBatch, sweepTruncated } from './batch.js';
 import { compileMapping, type CompiledMapping } from './mapping.js';
 import type { RouteStore } from './route-store.js';
 import type { MappingInputsStore } from './sku-map-store.js';
@@ -85,6 +85,7 @@ export class NormalizerHandler implements BatchHandler {
         liveOfTable: (sup, table) => this.routes.liveOfTable(sup, table),
         retry: ctx.retry,
         avro: this.avro,
+        truncates: this.routes,
         flushPins: this.flushPins,
         onDefect: (err) => this.log.error({ err, topic: batch.topic, partition: batch.partition }, 'unexpected error on one record; dead-lettered'),
       },
@@ -111,6 +112,20 @@ export class NormalizerHandler implements BatchHandler {
     }
     await ctx.retry('writing dead letters', () => this.dlq.write(letters));
     await ctx.retry('saving routes', () => this.routes.save(changedRoutes));
+    // A truncate of this table normalized on another partition while this batch ran may not have seen
+    // the routes just saved: those older than it are removed now, at its version.
+    const swept = await sweepTruncated(changedRoutes, raw.supplier.id, raw.table, { truncates: this.routes, retry: ctx.retry });
+    if (swept.observations.length) {
+      await ctx.retry('producing observations', async () => {
+        try {
+          await this.producer.send({ topic: this.observationsTopic, acks: -1, messages: swept.observations.map((o) => ({ key: stockKey(o.region, o.sku), value: this.codecs.observation.encode(subject, o), headers: { 'cellar-trace-id': o.traceId } })) });
+        } catch (err) {
+          throw fromKafkaError(err, 'producing observations');
+        }
+      });
+      await ctx.retry('saving routes', () => this.routes.save(swept.routes));
+      this.log.info({ table: raw.table, removed: swept.routes.length }, 'removed rows a truncate on another partition overtook');
+    }
     this.metrics.eventsOut.inc({ stage: 'normalizer' }, observations.length);
     for (const l of letters) this.metrics.deadLetters.inc({ stage: 'normalizer', reason: l.reason });
     if (letters.length) this.log.warn({ deadLetters: letters.length, reasons: [...new Set(letters.map((l) => l.reason))] }, 'dead-lettered records');

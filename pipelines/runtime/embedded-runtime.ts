@@ -167,7 +167,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
             return { key: m.key === null ? null : Buffer.from(m.key), value: Buffer.from(m.value), ref: { m, at } };
           }),
           { supplierId: supplier.id, mapping, table, keyColumns: supplier.source.tables.find((t) => t.name === table)?.key },
-          { routes: (ids) => routes.get(ids), liveOfTable: (sid, t) => routes.liveOfTable(sid, t), retry, flushPins: () => inputs.flushPins(), onDefect: (err) => log.error({ err }, 'unexpected error on one record; dead-lettered') },
+          { routes: (ids) => routes.get(ids), liveOfTable: (sid, t) => routes.liveOfTable(sid, t), settle: () => committing, retry, flushPins: () => inputs.flushPins(), onDefect: (err) => log.error({ err }, 'unexpected error on one record; dead-lettered') },
         );
         for (const o of res.observations) {
           const outcome = aggregator.apply(o);
@@ -236,8 +236,9 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     fail(fatal);
   };
   void lease.lost.then(stopOn);
+  /** The commit of the previous group, in flight while the next one is prepared (see the loop). */
+  let committing: Promise<void> = Promise.resolve();
   const loop = (async () => {
-    let committing: Promise<void> = Promise.resolve();
     while (!fatal) {
       if (!buffer.length) {
         if (stopping) break;

@@ -380,7 +380,7 @@ describe('supplier registry: units, sizes and SKU templates', () => {
     ).join('\n');
     expect(p).toMatch(/s\.yaml: mapping\.skus\.inline\[0\]\.bottleSizeMl: /);
     expect(p).toMatch(/s\.yaml: mapping\.skus\.inline\[1\]\.vintage: /);
-    expect(p).toMatch(/s\.yaml: mapping\.skus\.inline\[2\]\.sku: a canonical SKU has no spaces/);
+    expect(p).toMatch(/s\.yaml: mapping\.skus\.inline\[2\]\.sku: a canonical SKU is 1–128 characters without spaces/);
     expect(p).toMatch(/s\.yaml: mapping\.skus\.inline\[3\]: .*size/);
   });
 
