@@ -239,6 +239,9 @@ export class MysqlCdcSource {
         chunk = [];
       };
       for (const meta of this.tables.values()) {
+        // A snapshot replaces the table: it starts with a truncate just below its rows' position, so rows
+        // deleted while an earlier snapshot or stream was cut off (a crash, a purged binlog) stop counting.
+        chunk.push(this.message(meta, 't', null, null, { ...position, pos: position.pos - 1, row: 0, tsMs }, 'true'));
         // Rows share the snapshot's file/pos; `row` only has to be unique per key, and every streamed
         // change lies after that position, so snapshot versions stay below streamed ones.
         for await (const row of core.query(`SELECT * FROM ${meta.quoted}`).stream({ highWaterMark: 1000 })) {

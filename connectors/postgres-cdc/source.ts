@@ -250,6 +250,9 @@ export class PostgresCdcSource {
         const now = Date.now();
         let rows = 0;
         for (const [name, meta] of this.tables) {
+          // A snapshot replaces the table: it starts with a truncate just below its rows' position, so rows
+          // deleted while an earlier snapshot or stream was cut off (a crash, a lost slot) stop counting.
+          await handler({ messages: [this.message(meta, 't', null, null, lsnBefore(lsn), now, 'true')], lsn, snapshot: true });
           await c.query(`DECLARE snap CURSOR FOR SELECT * FROM ${name.split('.').map((p) => `"${p}"`).join('.')}`);
           for (;;) {
             const chunk = await c.query(`FETCH ${this.cfg.snapshotFetchRows} FROM snap`);
