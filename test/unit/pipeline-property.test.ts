@@ -4,7 +4,7 @@ import { RegionalAggregator, type Contribution } from '../../pipelines/aggregate
 import type { ChangeEvent } from '../../pipelines/normalize/debezium.js';
 import { SizeCatalog } from '../../pipelines/catalog/catalog.js';
 import { compileMapping } from '../../pipelines/normalize/mapping.js';
-import { contributorIdOf, normalizeChange, type Route } from '../../pipelines/normalize/normalize.js';
+import { contributorIdOf, normalizeChange, normalizeTruncate, type Route } from '../../pipelines/normalize/normalize.js';
 import type { StockObservation } from '../../schemas/records.js';
 import { northSupplier } from '../support/fixtures.js';
 
@@ -23,7 +23,13 @@ ${ENTRIES.map((e) => `      - { supplierSku: ${e.supplierSku}, bottleSizeMl: ${e
   { catalog: new SizeCatalog(ENTRIES.map((e) => ({ sku: e.sku, bottleSizeMl: e.bottleSizeMl, origin: 'import' as const, firstSupplier: null }))) },
 );
 
-type Op = { kind: 'upsert'; id: number; sku: number; depot: number; qty: number; ml: number } | { kind: 'delete'; id: number } | { kind: 'dup'; back: number };
+type Op =
+  | { kind: 'upsert'; id: number; sku: number; depot: number; qty: number; ml: number }
+  | { kind: 'delete'; id: number }
+  | { kind: 'dup'; back: number }
+  | { kind: 'truncate' }
+  /** The reader snapshots the table again (after a crash mid-snapshot, a lost slot): a truncate, then every row. */
+  | { kind: 'resnapshot' };
 
 /** Applies supplier operations to rows (the truth) and returns the Debezium changes, Postgres-style. */
 function history(ops: Op[]): { changes: ChangeEvent[]; rows: Map<number, { sku: string; depot: string; qty: number; ml: number }> } {
@@ -36,7 +42,16 @@ function history(ops: Op[]): { changes: ChangeEvent[]; rows: Map<number, { sku: 
       continue;
     }
     lsn += 8;
-    const base = { source: {}, table: 'public.stock', sourceVersion: String(lsn).padStart(20, '0'), sourceTsMs: lsn, position: `lsn=${lsn}`, key: { id: op.id } };
+    const at = (n: number) => ({ source: {}, table: 'public.stock', sourceVersion: String(n).padStart(20, '0'), sourceTsMs: n, position: `lsn=${n}` });
+    if (op.kind === 'truncate' || op.kind === 'resnapshot') {
+      if (op.kind === 'truncate') rows.clear();
+      changes.push({ ...at(op.kind === 'truncate' ? lsn : lsn - 1), op: 't', key: null, before: null, after: null });
+      if (op.kind === 'resnapshot') {
+        for (const [id, r] of rows) changes.push({ ...at(lsn), op: 'r', key: { id }, before: null, after: { id, item_code: r.sku, depot: r.depot, qty: r.qty, ml: r.ml } });
+      }
+      continue;
+    }
+    const base = { ...at(lsn), key: { id: op.id } };
     if (op.kind === 'delete') {
       if (!rows.has(op.id)) continue;
       rows.delete(op.id);
@@ -57,6 +72,13 @@ function normalize(changes: ChangeEvent[], from: number, routes: Map<string, Rou
   const routesAt: Array<Map<string, Route>> = [];
   for (let i = from; i < changes.length; i++) {
     const c = changes[i]!;
+    if (c.op === 't') {
+      const t = normalizeTruncate(c, [...routes.values()].filter((r) => r.sourceTable === c.table), 0);
+      for (const r of t.routes) routes.set(r.contributorId, r);
+      out.push(t.observations);
+      routesAt.push(new Map(routes));
+      continue;
+    }
     const id = contributorIdOf('north-cellars', c);
     const r = normalizeChange(c, mapping, id, routes.get(id), 0);
     if (r.kind === 'changed') routes.set(id, r.route);
@@ -85,6 +107,8 @@ const op = fc.oneof(
   { weight: 6, arbitrary: fc.record({ kind: fc.constant('upsert' as const), id: fc.integer({ min: 1, max: 6 }), sku: fc.nat(2), depot: fc.nat(2), qty: fc.integer({ min: 0, max: 40 }), ml: fc.nat(2) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('delete' as const), id: fc.integer({ min: 1, max: 6 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('dup' as const), back: fc.nat(20) }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'truncate' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'resnapshot' as const }) },
 );
 
 describe('normalize + aggregate under crashes and replays (property)', () => {
