@@ -26,6 +26,7 @@ import { groupBy } from '../core/collections.js';
 import { DebeziumJsonMessage } from '../../connectors/debezium/envelope.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoints.js';
 import { RuntimeLease } from './lease.js';
+import { takeResnapshotRequests } from './resnapshot.js';
 
 /** The `partition` the embedded runtime files its contributions under (the Kafka runtime uses 0..N-1). */
 export const EMBEDDED_PARTITION = -1;
@@ -96,6 +97,8 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   await retry('reading cellar.sku_map and cellar.catalog', () => inputs.load());
   const stopRefresh = inputs.refreshEvery(cfg.skuMapRefreshMs, log);
   const sources: Array<{ stop(): Promise<void>; done: Promise<void> }> = [];
+  /** The running reader of each supplier (for `cellar resnapshot`). */
+  const readers = new Map<string, { stop(): Promise<void>; done: Promise<void> }>();
   const skipped: EmbeddedRuntime['skipped'] = [];
   let fatal: Error | undefined;
   let fail!: (err: Error) => void;
@@ -300,8 +303,10 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       }
     });
     sources.push(source);
+    readers.set(supplier.id, source);
     source.done.catch(async (err: unknown) => {
       sources.splice(sources.indexOf(source), 1);
+      if (readers.get(supplier.id) === source) readers.delete(supplier.id);
       await source.stop().catch(() => undefined);
       if (stopping || fatal) return;
       metrics.readerRestarts.inc({ supplier: supplier.id });
@@ -338,8 +343,31 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       wake?.();
     }
   };
+  /**
+   * `cellar resnapshot`: the supplier's reader is stopped and started again as if its snapshot had never
+   * completed; the checkpoint says so first, so a crash meanwhile snapshots again too. Each table's new
+   * snapshot starts with a truncate below its rows, so rows gone since are removed.
+   */
+  const pollResnapshots = async () => {
+    for (const id of await takeResnapshotRequests(pool, [...mappings.keys()])) {
+      const { supplier, mapping } = mappings.get(id)!;
+      log.warn({ supplier: id }, 'snapshotting the supplier again (cellar resnapshot)');
+      const reader = readers.get(id);
+      readers.delete(id);
+      if (reader) {
+        sources.splice(sources.indexOf(reader), 1);
+        await reader.stop();
+      }
+      snapshotDone.set(id, false);
+      const saved = await readCheckpoint<EmbeddedCheckpoint>(pool, id);
+      await writeCheckpoint(pool, id, { kind: supplier.source.kind, ...(saved?.position === undefined ? {} : { position: saved.position }), snapshotDone: false });
+      await startReader(supplier, mapping);
+    }
+  };
   const repairTimer = setInterval(() => {
-    if (!stopping && !fatal) pollRepairs().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'reading corrections failed; retrying'));
+    if (stopping || fatal) return;
+    pollRepairs().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'reading corrections failed; retrying'));
+    pollResnapshots().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'taking resnapshot requests failed; retrying'));
   }, REPAIR_POLL_MS);
   repairTimer.unref();
   ready = true;
