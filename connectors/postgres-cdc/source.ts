@@ -302,7 +302,16 @@ export class PostgresCdcSource {
     let commitMs = Date.now();
     const byRelation = (rel: Pgoutput.MessageRelation) => this.tables.get(`${rel.schema}.${rel.name}`);
     service.on('data', async (lsn: string, msg: Pgoutput.Message) => {
-      if (msg.tag === 'begin') {
+      if (msg.tag === 'relation') {
+        // Sent before the first change after a schema change (a column added, renamed, dropped or
+        // retyped): row images from now on carry these columns, so the table's metadata follows them.
+        const meta = byRelation(msg);
+        if (meta) {
+          const before = new Map(meta.columns.map((c) => [c.name, c]));
+          meta.columns = msg.columns.map((c) => ({ name: c.name, type: TYPE[c.typeName ?? ''] ?? 'string', optional: before.get(c.name)?.optional ?? true }));
+          if (msg.keyColumns.length) meta.key = [...msg.keyColumns];
+        }
+      } else if (msg.tag === 'begin') {
         pending = [];
         this.inFlight = true;
         commitMs = Number((msg.commitTime as unknown as bigint) / 1000n);

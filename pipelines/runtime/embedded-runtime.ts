@@ -61,7 +61,9 @@ export interface EmbeddedRuntime {
  */
 export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: CellarMetrics): Promise<EmbeddedRuntime> {
   const suppliers = loadRegistry(cfg.suppliersDir);
-  const pool = createPgPool(cfg.pgUrl, { max: 4, applicationName: 'cellar-embedded' });
+  // Every session of this runtime carries one tag, so that a takeover (see RuntimeLease) can end them all.
+  const sessionTag = RuntimeLease.sessionTag('embedded');
+  const pool = createPgPool(cfg.pgUrl, { max: 4, applicationName: sessionTag });
   const retry = <T>(what: string, fn: () => Promise<T>) =>
     withRetry(fn, { minDelayMs: 200, maxDelayMs: 5_000, onRetry: (err, attempt) => {
       ready = false;
@@ -73,7 +75,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   let waitingFor: string | undefined = 'starting';
   await retry('migrating Cellar\'s database', () => migrate(pool));
   // One embedded runtime per Cellar database: a second one is refused (or, with takeOver, fences this one).
-  const lease = await retry('taking the single-writer lease', () => RuntimeLease.acquire(cfg.pgUrl, 'embedded', log, { takeOver: cfg.takeOver })).catch(async (err: unknown) => {
+  const lease = await retry('taking the single-writer lease', () => RuntimeLease.acquire(cfg.pgUrl, 'embedded', log, { takeOver: cfg.takeOver, sessionTag })).catch(async (err: unknown) => {
     await pool.end().catch(() => undefined);
     throw err;
   });

@@ -14,6 +14,7 @@ export interface LeaseRow {
   host: string;
   pid: number;
   backendPid: number | null;
+  sessionTag: string | null;
   acquiredAt: Date;
   renewedAt: Date;
 }
@@ -25,12 +26,12 @@ const describeHolder = (r: LeaseRow) =>
   `${r.host} pid ${r.pid} (since ${r.acquiredAt.toISOString()}, last seen ${r.renewedAt.toISOString()})`;
 
 async function readLease(q: pg.Pool | pg.PoolClient | pg.Client, name: string): Promise<LeaseRow | undefined> {
-  const { rows } = await q.query<{ name: string; holder: string; epoch: string; host: string; pid: number; backend_pid: number | null; acquired_at: Date; renewed_at: Date }>(
-    'SELECT name, holder, epoch, host, pid, backend_pid, acquired_at, renewed_at FROM cellar.runtime_leases WHERE name = $1',
+  const { rows } = await q.query<{ name: string; holder: string; epoch: string; host: string; pid: number; backend_pid: number | null; session_tag: string | null; acquired_at: Date; renewed_at: Date }>(
+    'SELECT name, holder, epoch, host, pid, backend_pid, session_tag, acquired_at, renewed_at FROM cellar.runtime_leases WHERE name = $1',
     [name],
   );
   const r = rows[0];
-  return r && { name: r.name, holder: r.holder, epoch: Number(r.epoch), host: r.host, pid: r.pid, backendPid: r.backend_pid, acquiredAt: r.acquired_at, renewedAt: r.renewed_at };
+  return r && { name: r.name, holder: r.holder, epoch: Number(r.epoch), host: r.host, pid: r.pid, backendPid: r.backend_pid, sessionTag: r.session_tag, acquiredAt: r.acquired_at, renewedAt: r.renewed_at };
 }
 
 /**
@@ -55,14 +56,27 @@ export class RuntimeLease {
     readonly name: string,
     readonly holder: string,
     private readonly log: Logger,
+    private readonly tag: string,
     public epoch = 0,
   ) {
     this.lost = new Promise((resolve) => (this.onLost = resolve));
   }
 
-  /** Takes the lease, or throws a non-retriable error naming its live holder and how to take over. */
-  static async acquire(url: string, name: string, log: Logger, opts: { takeOver?: boolean } = {}): Promise<RuntimeLease> {
-    const lease = new RuntimeLease(url, name, `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`, log);
+  /**
+   * A tag for the application_name of every Postgres session of this process (see `sessionTag` of
+   * {@link RuntimeLease.acquire}): a takeover ends them all.
+   */
+  static sessionTag(role: string): string {
+    return `cellar-${role} ${process.pid}-${randomBytes(4).toString('hex')}`;
+  }
+
+  /**
+   * Takes the lease, or throws a non-retriable error naming its live holder and how to take over.
+   * `sessionTag` is the application_name of all this process' sessions to Cellar's database.
+   */
+  static async acquire(url: string, name: string, log: Logger, opts: { takeOver?: boolean; sessionTag?: string } = {}): Promise<RuntimeLease> {
+    const tag = opts.sessionTag ?? RuntimeLease.sessionTag(name);
+    const lease = new RuntimeLease(url, name, `${hostname()}:${tag}`, log, tag);
     await lease.lock(opts.takeOver ?? false, true);
     lease.timer = setInterval(() => void lease.renew(), RENEW_MS);
     lease.timer.unref();
@@ -70,7 +84,7 @@ export class RuntimeLease {
   }
 
   private async connect(): Promise<pg.Client> {
-    const c = new pg.Client({ connectionString: this.url, application_name: `cellar-lease:${this.name}`, connectionTimeoutMillis: 5_000 });
+    const c = new pg.Client({ connectionString: this.url, application_name: this.tag, connectionTimeoutMillis: 5_000 });
     c.on('error', () => {
       if (this.client === c) this.client = undefined; // the next renew reconnects and checks the epoch
     });
@@ -89,9 +103,14 @@ export class RuntimeLease {
       let got = (await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok', [key])).rows[0]!.ok;
       if (!got && takeOver && first) {
         const held = await readLease(c, this.name);
-        if (held?.backendPid) {
-          this.log.warn({ lease: this.name, holder: describeHolder(held) }, 'taking the lease over: ending the holder\'s session');
-          await c.query('SELECT pg_terminate_backend($1)', [held.backendPid]);
+        if (held) {
+          // Every session of the holder: it may be frozen inside a commit that holds the lease row.
+          this.log.warn({ lease: this.name, holder: describeHolder(held) }, 'taking the lease over: ending the holder\'s sessions');
+          await c.query(
+            `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE pid <> pg_backend_pid() AND (pid = $1 OR (application_name = $2 AND $2 IS NOT NULL))`,
+            [held.backendPid ?? -1, held.sessionTag],
+          );
         }
         for (let i = 0; i < 50 && !got; i++) {
           await sleep(100);
@@ -110,12 +129,14 @@ export class RuntimeLease {
         );
       }
       if (first) {
+        // A commit of the old holder in flight holds the row: wait for it, not forever.
+        await c.query(`SET lock_timeout = '15s'`);
         const { rows } = await c.query<{ epoch: string }>(
-          `INSERT INTO cellar.runtime_leases AS l (name, holder, epoch, host, pid, backend_pid) VALUES ($1, $2, 1, $3, $4, pg_backend_pid())
+          `INSERT INTO cellar.runtime_leases AS l (name, holder, epoch, host, pid, backend_pid, session_tag) VALUES ($1, $2, 1, $3, $4, pg_backend_pid(), $5)
            ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, epoch = l.epoch + 1, host = excluded.host, pid = excluded.pid,
-             backend_pid = excluded.backend_pid, acquired_at = now(), renewed_at = now()
+             backend_pid = excluded.backend_pid, session_tag = excluded.session_tag, acquired_at = now(), renewed_at = now()
            RETURNING epoch`,
-          [this.name, this.holder, hostname(), process.pid],
+          [this.name, this.holder, hostname(), process.pid, this.tag],
         );
         this.epoch = Number(rows[0]!.epoch);
       } else {

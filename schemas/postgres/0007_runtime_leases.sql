@@ -10,6 +10,9 @@ CREATE TABLE cellar.runtime_leases (
   pid          integer     NOT NULL,
   -- The holder's lock connection (pg_stat_activity.pid), for a takeover to end it.
   backend_pid  integer,
+  -- The application_name of every session of the holder, for a takeover to end them all (a frozen holder
+  -- may be inside a commit, holding this row).
+  session_tag  text,
   acquired_at  timestamptz NOT NULL DEFAULT now(),
   renewed_at   timestamptz NOT NULL DEFAULT now()
 );

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { createLogger } from '../../pipelines/core/logger.js';
 import { RuntimeLease } from '../../pipelines/runtime/lease.js';
-import { inTransaction } from '../../sinks/postgres/pool.js';
+import { createPgPool, inTransaction } from '../../sinks/postgres/pool.js';
 import { freshDatabase, rid } from '../support/services.js';
 
 /** The single-writer lease against a real Postgres: refusal, takeover, fencing inside a commit, release. */
@@ -59,5 +59,32 @@ describe('single-writer lease', () => {
     await expect(commit(a)).rejects.toMatchObject({ code: 'lease_lost' });
     await b.release();
     await a.release();
+  });
+
+  it('a takeover ends every session of a holder frozen inside a commit, whose commit then fails', async () => {
+    const name = rid('lease-');
+    const tag = RuntimeLease.sessionTag('test');
+    const a = await RuntimeLease.acquire(db.url, name, log, { sessionTag: tag });
+    const frozenPool = createPgPool(db.url, { max: 1, applicationName: tag });
+    let started!: () => void;
+    let wake!: () => void;
+    const inside = new Promise<void>((r) => (started = r));
+    const woken = new Promise<void>((r) => (wake = r));
+    const frozen = inTransaction(frozenPool, 'frozen commit', async (tx) => {
+      await a.fence(tx);
+      started();
+      await woken; // like a process under SIGSTOP: nothing happens until it is woken
+      await tx.query('SELECT 1');
+    });
+    await inside;
+    const t0 = Date.now();
+    const b = await RuntimeLease.acquire(db.url, name, log, { takeOver: true });
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    wake();
+    await expect(frozen).rejects.toMatchObject({ retriable: true });
+    await expect(commit(a)).rejects.toMatchObject({ code: 'lease_lost' });
+    await b.release();
+    await a.release();
+    await frozenPool.end();
   });
 });
