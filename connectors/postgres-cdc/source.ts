@@ -34,6 +34,8 @@ function lsnBefore(lsn: string): string {
 const TYPE: Record<string, ColumnDef['type']> = {
   int2: 'int16', int4: 'int32', int8: 'int64', float4: 'double', float8: 'double', bool: 'boolean',
 };
+/** The same built-in types by OID (pgoutput's Relation message names only types outside pg_catalog). */
+const TYPE_BY_OID: Record<number, ColumnDef['type']> = { 21: 'int16', 23: 'int32', 20: 'int64', 700: 'double', 701: 'double', 16: 'boolean' };
 
 /** Debezium JSON values: numerics as strings (decimal.handling.mode=string), times as ISO text. */
 function jsonValue(v: unknown, type: ColumnDef['type']): unknown {
@@ -308,7 +310,7 @@ export class PostgresCdcSource {
         const meta = byRelation(msg);
         if (meta) {
           const before = new Map(meta.columns.map((c) => [c.name, c]));
-          meta.columns = msg.columns.map((c) => ({ name: c.name, type: TYPE[c.typeName ?? ''] ?? 'string', optional: before.get(c.name)?.optional ?? true }));
+          meta.columns = msg.columns.map((c) => ({ name: c.name, type: TYPE_BY_OID[c.typeOid] ?? TYPE[c.typeName ?? ''] ?? 'string', optional: before.get(c.name)?.optional ?? true }));
           if (msg.keyColumns.length) meta.key = [...msg.keyColumns];
         }
       } else if (msg.tag === 'begin') {

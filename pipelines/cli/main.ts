@@ -52,12 +52,12 @@ program
   .addArgument(new (await import('commander')).Argument('<role>', 'worker role; embedded (the whole pipeline in one process); capture (native Postgres/MySQL/MariaDB reader → Kafka raw topics); api (read API and dashboard); scheduler (scheduled reconciliation)').choices([...WORKER_ROLES, 'embedded', 'capture', 'api', 'scheduler']))
   .option('--supplier <id>', 'with capture: the supplier to capture')
   .option('--api', 'with embedded: also serve the read API and dashboard on CELLAR_API_PORT')
-  .option('--take-over', 'with embedded: take the single-writer lease from the process holding it (ends its database session; it cannot commit afterwards) instead of refusing to start')
+  .option('--take-over', 'with embedded or capture: take the single-writer lease from the process holding it (ends its database session; it cannot commit afterwards) instead of refusing to start')
   .action(async (role: WorkerRole | 'embedded' | 'capture' | 'api' | 'scheduler', opts: { supplier?: string; api?: boolean; takeOver?: boolean }) => {
     if (role === 'scheduler') return runSchedulerCommand();
     if (role === 'embedded') return runEmbeddedCommand(Boolean(opts.api), Boolean(opts.takeOver));
     if (role === 'api') return runApiProcess(loadRuntimeConfig(), createLogger('api'), new CellarMetrics());
-    if (role === 'capture') return runCaptureCommand(opts.supplier);
+    if (role === 'capture') return runCaptureCommand(opts.supplier, Boolean(opts.takeOver));
     const cfg = loadRuntimeConfig();
     const log = createLogger(role);
     log.info({ brokers: cfg.kafkaBrokers, compat: cfg.kafkaCompat, pg: redactUrl(cfg.pgUrl), topicPrefix: cfg.topicPrefix }, 'starting');
@@ -140,9 +140,10 @@ program
   });
 
 /** `cellar run capture --supplier ID`: runs until SIGTERM/SIGINT. */
-async function runCaptureCommand(supplierId: string | undefined): Promise<void> {
+async function runCaptureCommand(supplierId: string | undefined, takeOver = false): Promise<void> {
   if (!supplierId) throw new ConfigError('cellar run capture needs --supplier <id>');
-  const cfg = loadRuntimeConfig();
+  const loaded = loadRuntimeConfig();
+  const cfg = { ...loaded, takeOver: loaded.takeOver || takeOver };
   const log = createLogger(`capture-${supplierId}`);
   const metrics = new CellarMetrics();
   const capture = await startCapture(cfg, supplierId, log, metrics);

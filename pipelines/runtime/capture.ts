@@ -2,7 +2,7 @@ import { mysqlUrl, postgresUrl } from '../../connectors/registry/connection.js';
 import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
 import { createPostgresCdcSource } from '../../connectors/postgres-cdc/index.js';
 import { createMysqlCdcSource, type BinlogPosition } from '../../connectors/mysql-cdc/index.js';
-import { createPgPool } from '../../sinks/postgres/pool.js';
+import { createPgPool, inTransaction } from '../../sinks/postgres/pool.js';
 import { migrate } from '../../sinks/postgres/migrate.js';
 import type { RuntimeConfig } from '../core/config.js';
 import { ConfigError, fromKafkaError } from '../core/errors.js';
@@ -11,6 +11,7 @@ import type { CellarMetrics } from '../core/metrics.js';
 import { withRetry } from '../core/retry.js';
 import { connectProducer, createKafka, ensureTopics } from '../kafka/client.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoints.js';
+import { RuntimeLease } from './lease.js';
 
 /** What `cellar.checkpoints` holds for a capture (source id `capture:<supplier>`). */
 interface CaptureCheckpoint { kind: string; snapshotDone?: boolean; lsn?: string; position?: BinlogPosition }
@@ -35,15 +36,27 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
   }
   const retry = <T>(what: string, fn: () => Promise<T>) =>
     withRetry(fn, { minDelayMs: 200, maxDelayMs: 5_000, onRetry: (err, attempt) => log.warn({ err: (err as Error).message, attempt, what }, 'retrying') });
-  const pool = createPgPool(cfg.pgUrl, { max: 2, applicationName: 'cellar-capture' });
+  const sessionTag = RuntimeLease.sessionTag('capture');
+  const pool = createPgPool(cfg.pgUrl, { max: 2, applicationName: sessionTag });
   await retry('migrating Cellar\'s database', () => migrate(pool));
+  // One capture per supplier: a second is refused, and one taken over cannot checkpoint any more.
+  const lease = await retry('taking the capture lease', () => RuntimeLease.acquire(cfg.pgUrl, `capture:${supplier.id}`, log, { takeOver: cfg.takeOver, sessionTag })).catch(async (err: unknown) => {
+    await pool.end().catch(() => undefined);
+    throw err;
+  });
   const kafka = createKafka(cfg, log, `capture-${supplier.id}`);
   const topics = supplier.source.tables.map((t) => `${supplier.topicPrefix}.${t.name}`);
   await retry('Kafka topics', () => ensureTopics(kafka, cfg, topics));
   const producer = await retry('Kafka', () => connectProducer(kafka, cfg));
   const sourceId = `capture:${supplier.id}`;
   const saved = await readCheckpoint<CaptureCheckpoint>(pool, sourceId);
-  const checkpoint = (c: CaptureCheckpoint) => retry('writing checkpoint', () => writeCheckpoint(pool, sourceId, c));
+  const checkpoint = (c: CaptureCheckpoint) =>
+    retry('writing checkpoint', () =>
+      inTransaction(pool, 'writing checkpoint', async (tx) => {
+        await lease.fence(tx);
+        await writeCheckpoint(tx, sourceId, c);
+      }),
+    );
   const publish = async (messages: Array<{ topic: string; key: string | null; value: string }>) => {
     if (!messages.length) return;
     await retry('producing raw changes', async () => {
@@ -63,11 +76,14 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
   };
   const reader = kind === 'postgres' ? await startPostgres(supplier, saved, publish, checkpoint, retry, log) : await startMysql(supplier, saved, publish, checkpoint, retry, log);
   log.info({ supplier: supplier.id, kind, topics }, 'capturing');
+  const leaseLost = lease.lost.then((err) => Promise.reject(err));
+  leaseLost.catch(() => undefined);
   return {
-    ...(reader.done ? { done: reader.done } : {}),
+    done: reader.done ? Promise.race([reader.done, leaseLost]) : leaseLost,
     stop: async () => {
       await reader.stop();
       await producer.disconnect().catch(() => undefined);
+      await lease.release();
       await pool.end().catch(() => undefined);
     },
   };
@@ -86,7 +102,7 @@ async function startPostgres(supplier: Supplier, saved: CaptureCheckpoint | unde
         await publish(batch.messages);
         if (batch.snapshotComplete) await checkpoint({ kind: 'postgres', lsn: batch.lsn, snapshotDone: true });
       },
-      { snapshotDone: saved?.snapshotDone ?? false },
+      { snapshotDone: saved?.snapshotDone ?? false, evictSlotHolder: true },
     ),
   );
   return { stop: () => source.stop(), done: source.done };

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
@@ -73,6 +74,18 @@ mapping:
     await supplier.query(`INSERT INTO public.inventory VALUES ('w-new', 's2', 77)`);
     expect(await p.converged(await truth(), [R1, R2])).toEqual([]);
   }, 150_000);
+
+  it('refuses a second capture of the same supplier, naming the one running', async () => {
+    const second = spawnCellar(['run', 'capture', '--supplier', 'valley'], p.env, join(logDir, 'capture-second.log'));
+    const code = await new Promise<number | null>((r) => second.once('exit', r));
+    expect(code).toBe(1);
+    const out = readFileSync(join(logDir, 'capture-second.log'), 'utf8');
+    expect(out).toContain('lease_held');
+    expect(out).toContain(`capture:valley lease is held by`);
+    expect(out).toContain(`pid ${capture!.pid}`);
+    await supplier.query(`UPDATE public.inventory SET bottles = bottles + 1 WHERE store = 's3'`);
+    expect(await p.converged(await truth(), [R1, R2])).toEqual([]);
+  }, 120_000);
 
   it('reconciliation finds changes lost before Kafka and repairs them through the raw topic', async () => {
     await stopChild(capture!, 'SIGTERM', 15_000);
