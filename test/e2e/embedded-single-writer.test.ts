@@ -12,6 +12,7 @@ import { createPgPool } from '../../sinks/postgres/pool.js';
 import type { Totals } from '../support/pipeline.js';
 import { addRow, storesConverged } from '../support/stores.js';
 import { artifactDir, cellarEnv, eventually, rid, services, supplierDir } from '../support/services.js';
+import { postgresSupplierYaml, stockSupplier } from '../support/suppliers.js';
 
 /**
  * Two `cellar run embedded` processes on one configuration: the second is refused while the first holds
@@ -38,25 +39,13 @@ describe('one embedded runtime per Cellar database', () => {
   const log = (name: string) => readFileSync(join(logDir, `${name}.log`), 'utf8');
 
   beforeAll(async () => {
-    const supplierUrl = await createDatabase(services().pgUrl, rid('supplier_'));
+    const s = await stockSupplier({ rows: 300, skus: 9, maxQty: 17 });
+    supplier = s.client;
     const cellarUrl = await createDatabase(services().pgUrl, rid('cellar_'));
-    supplier = new pg.Client(supplierUrl);
-    await supplier.connect();
-    await supplier.query('CREATE TABLE public.stock (id int PRIMARY KEY, sku text NOT NULL, depot text NOT NULL, qty int NOT NULL)');
-    await supplier.query(`INSERT INTO public.stock SELECT g, 'sku-' || (g % 9), 'd' || (1 + g % 2), g % 17 FROM generate_series(1, 300) g`);
     cellarPool = createPgPool(cellarUrl, { max: 2 });
     redis = await startLocalRedis();
     redisClient = new Redis(redis.url);
-    const u = new URL(supplierUrl);
-    const dir = supplierDir({ acme: `id: acme
-name: Acme
-source:
-  kind: postgres
-  connection: { host: 127.0.0.1, port: ${u.port}, database: ${u.pathname.slice(1)}, user: postgres }
-  topicPrefix: ${rid('acme')}
-  tables: [{ name: public.stock }]
-mapping: { sku: sku, warehouse: depot, quantity: qty, regions: { d1: ${R1}, d2: ${R2} } }
-` });
+    const dir = supplierDir({ acme: postgresSupplierYaml(s.url, { regions: { d1: R1, d2: R2 } }) });
     env = cellarEnv({ CELLAR_PG_URL: cellarUrl, CELLAR_REDIS_URL: redis.url, CELLAR_SUPPLIERS_DIR: dir });
   }, 60_000);
 

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { createDatabase } from '../../infra/local/postgres.js';
 import { runCellar } from '../support/cli.js';
 import { startEmbeddedUnderTest, type EmbeddedUnderTest } from '../support/embedded.js';
 import type { Totals } from '../support/pipeline.js';
-import { artifactDir, rid, services, supplierDir } from '../support/services.js';
+import { artifactDir, rid, supplierDir } from '../support/services.js';
+import { postgresSupplierYaml, stockSupplier } from '../support/suppliers.js';
 import { addRow, storesConverged } from '../support/stores.js';
 
 /**
@@ -23,21 +23,9 @@ describe('cellar resnapshot (embedded runtime)', () => {
   let suppliersDir: string;
 
   beforeAll(async () => {
-    const supplierUrl = await createDatabase(services().pgUrl, rid('supplier_'));
-    supplier = new pg.Client(supplierUrl);
-    await supplier.connect();
-    await supplier.query('CREATE TABLE public.stock (id int PRIMARY KEY, sku text NOT NULL, depot text NOT NULL, qty int NOT NULL)');
-    await supplier.query(`INSERT INTO public.stock SELECT g, 'sku-' || (g % 13), 'd' || (1 + g % 2), g % 11 FROM generate_series(1, 500) g`);
-    const u = new URL(supplierUrl);
-    const files = { acme: `id: acme
-name: Acme
-source:
-  kind: postgres
-  connection: { host: 127.0.0.1, port: ${u.port}, database: ${u.pathname.slice(1)}, user: postgres }
-  topicPrefix: ${prefix}
-  tables: [{ name: public.stock }]
-mapping: { sku: sku, warehouse: depot, quantity: qty, regions: { d1: ${R1}, d2: ${R2} } }
-` };
+    const s = await stockSupplier({ rows: 500, skus: 13, maxQty: 11 });
+    supplier = s.client;
+    const files = { acme: postgresSupplierYaml(s.url, { prefix, regions: { d1: R1, d2: R2 } }) };
     suppliersDir = supplierDir(files);
     e = await startEmbeddedUnderTest(files, 'resnapshot');
   }, 120_000);
@@ -58,6 +46,10 @@ mapping: { sku: sku, warehouse: depot, quantity: qty, regions: { d1: ${R1}, d2: 
   it('reads the supplier again and ends exact, rows deleted meanwhile included', async () => {
     expect(await converged()).toEqual([]);
     await supplier.query(`ALTER PUBLICATION cellar_${prefix.replace(/[^a-z0-9_]/g, '_')} DROP TABLE public.stock`);
+    // A walsender applies a publication change from the next transaction it decodes on: let one pass.
+    await new Promise((r) => setTimeout(r, 500));
+    await supplier.query('UPDATE public.stock SET qty = qty WHERE id = 2');
+    await new Promise((r) => setTimeout(r, 1_000));
     await supplier.query('DELETE FROM public.stock WHERE id % 7 = 0');
     await supplier.query(`UPDATE public.stock SET qty = qty + 3, depot = CASE depot WHEN 'd1' THEN 'd2' ELSE 'd1' END WHERE id % 5 = 0`);
     await supplier.query(`INSERT INTO public.stock SELECT g, 'sku-new', 'd1', 4 FROM generate_series(1001, 1020) g`);

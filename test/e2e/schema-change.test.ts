@@ -13,6 +13,7 @@ import { runCellar } from '../support/cli.js';
 import type { Totals } from '../support/pipeline.js';
 import { addRow, storesConverged } from '../support/stores.js';
 import { artifactDir, cellarEnv, eventually, rid, services, supplierDir } from '../support/services.js';
+import { postgresSupplierYaml, stockSupplier } from '../support/suppliers.js';
 
 /**
  * Schema changes of a captured table under `cellar run embedded`: a mapped column retyped (int → numeric)
@@ -35,29 +36,15 @@ describe('schema changes of a captured table (embedded runtime)', () => {
   let runs = 0;
   let qtyColumn = 'qty';
   const start = () => (proc = spawnCellar(['run', 'embedded'], env, join(logDir, `embedded-${++runs}.log`)));
-  const supplierYaml = (port: string, db: string, quantity: string) => `id: acme
-name: Acme
-source:
-  kind: postgres
-  connection: { host: 127.0.0.1, port: ${port}, database: ${db}, user: postgres }
-  topicPrefix: ${rid('acme')}
-  tables: [{ name: public.stock }]
-mapping: { sku: sku, warehouse: depot, quantity: ${quantity}, regions: { d1: ${R1}, d2: ${R2} } }
-`;
 
   beforeAll(async () => {
-    const supplierUrl = await createDatabase(services().pgUrl, rid('supplier_'));
+    const s = await stockSupplier({ rows: 200, skus: 7, maxQty: 10 });
+    supplier = s.client;
     const cellarUrl = await createDatabase(services().pgUrl, rid('cellar_'));
-    supplier = new pg.Client(supplierUrl);
-    await supplier.connect();
-    await supplier.query('CREATE TABLE public.stock (id int PRIMARY KEY, sku text NOT NULL, depot text NOT NULL, qty int NOT NULL)');
-    await supplier.query(`INSERT INTO public.stock SELECT g, 'sku-' || (g % 7), 'd' || (1 + g % 2), g % 10 FROM generate_series(1, 200) g`);
     cellarPool = createPgPool(cellarUrl, { max: 2 });
     redis = await startLocalRedis();
     redisClient = new Redis(redis.url);
-    const u = new URL(supplierUrl);
-    const yaml = supplierYaml(u.port, u.pathname.slice(1), 'qty');
-    dir = supplierDir({ acme: yaml });
+    dir = supplierDir({ acme: postgresSupplierYaml(s.url, { regions: { d1: R1, d2: R2 } }) });
     env = cellarEnv({ CELLAR_PG_URL: cellarUrl, CELLAR_REDIS_URL: redis.url, CELLAR_SUPPLIERS_DIR: dir });
     start();
   }, 60_000);

@@ -10,7 +10,8 @@ import { startLocalRedis, type LocalRedis } from '../../infra/local/redis.js';
 import { createPgPool } from '../../sinks/postgres/pool.js';
 import type { Totals } from '../support/pipeline.js';
 import { addRow, storesConverged } from '../support/stores.js';
-import { artifactDir, cellarEnv, eventually, rid, services, supplierDir } from '../support/services.js';
+import { artifactDir, cellarEnv, eventually, rid, supplierDir } from '../support/services.js';
+import { postgresSupplierYaml, stockSupplier } from '../support/suppliers.js';
 
 /**
  * Outages of Cellar's own stores under `cellar run embedded`, with a supplier writing all along: Cellar's
@@ -34,11 +35,8 @@ describe('embedded runtime through outages of its own Postgres and Redis', () =>
   let nextId = 1000;
 
   beforeAll(async () => {
-    const supplierUrl = await createDatabase(services().pgUrl, rid('supplier_'));
-    supplier = new pg.Client(supplierUrl);
-    await supplier.connect();
-    await supplier.query('CREATE TABLE public.stock (id int PRIMARY KEY, sku text NOT NULL, depot text NOT NULL, qty int NOT NULL)');
-    await supplier.query(`INSERT INTO public.stock SELECT g, 'sku-' || (g % 11), 'd' || (1 + g % 2), g % 13 FROM generate_series(1, 400) g`);
+    const s = await stockSupplier({ rows: 400, skus: 11, maxQty: 13 });
+    supplier = s.client;
     cellarServer = await startLocalPostgres({ walLevel: 'replica' });
     const cellarUrl = await createDatabase(cellarServer.url, 'cellar');
     cellarPool = createPgPool(cellarUrl, { max: 2 });
@@ -46,16 +44,7 @@ describe('embedded runtime through outages of its own Postgres and Redis', () =>
     redisClient = new Redis(redis.url, { maxRetriesPerRequest: 1 });
     redisClient.on('error', () => undefined);
     httpPort = await freePort();
-    const u = new URL(supplierUrl);
-    const dir = supplierDir({ acme: `id: acme
-name: Acme
-source:
-  kind: postgres
-  connection: { host: 127.0.0.1, port: ${u.port}, database: ${u.pathname.slice(1)}, user: postgres }
-  topicPrefix: ${rid('acme')}
-  tables: [{ name: public.stock }]
-mapping: { sku: sku, warehouse: depot, quantity: qty, regions: { d1: ${R1}, d2: ${R2} } }
-` });
+    const dir = supplierDir({ acme: postgresSupplierYaml(s.url, { regions: { d1: R1, d2: R2 } }) });
     const env = cellarEnv({ CELLAR_PG_URL: cellarUrl, CELLAR_REDIS_URL: redis.url, CELLAR_SUPPLIERS_DIR: dir, CELLAR_HTTP_PORT: String(httpPort) });
     proc = spawnCellar(['run', 'embedded'], env, join(logDir, 'embedded.log'));
     writer = (async () => {

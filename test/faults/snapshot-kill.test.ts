@@ -11,6 +11,7 @@ import { createPgPool } from '../../sinks/postgres/pool.js';
 import type { Totals } from '../support/pipeline.js';
 import { addRow, storesConverged } from '../support/stores.js';
 import { artifactDir, cellarEnv, rid, services, supplierDir } from '../support/services.js';
+import { postgresSupplierYaml, STOCK_TABLE } from '../support/suppliers.js';
 
 const TRIALS = Math.max(10, Number(process.env.CELLAR_FAULT_TRIALS ?? 10));
 
@@ -55,20 +56,11 @@ describe(`embedded runtime killed during its initial snapshot (${TRIALS} trials)
     const outcomes: string[] = [];
     for (let trial = 1; trial <= TRIALS; trial++) {
       const table = `stock_${trial}`;
-      await supplier.query(`CREATE TABLE public.${table} (id int PRIMARY KEY, sku text NOT NULL, depot text NOT NULL, qty int NOT NULL)`);
+      await supplier.query(`CREATE TABLE public.${table} ${STOCK_TABLE}`);
       await supplier.query(`INSERT INTO public.${table} SELECT g, 'sku-' || (g % 23), 'd' || (1 + g % 2), 1 + g % 9 FROM generate_series(1, 30000) g`);
       const cellarUrl = await createDatabase(services().pgUrl, rid('cellar_'));
       const cellar = createPgPool(cellarUrl, { max: 2 });
-      const u = new URL(supplierUrl);
-      const dir = supplierDir({ acme: `id: acme
-name: Acme
-source:
-  kind: postgres
-  connection: { host: 127.0.0.1, port: ${u.port}, database: ${u.pathname.slice(1)}, user: postgres }
-  topicPrefix: ${rid('acme')}
-  tables: [{ name: public.${table} }]
-mapping: { sku: sku, warehouse: depot, quantity: qty, regions: { d1: ${R1}, d2: ${R2} } }
-` });
+      const dir = supplierDir({ acme: postgresSupplierYaml(supplierUrl, { tables: [`public.${table}`], regions: { d1: R1, d2: R2 } }) });
       const env = cellarEnv({ CELLAR_PG_URL: cellarUrl, CELLAR_REDIS_URL: redis.url, CELLAR_SUPPLIERS_DIR: dir });
       let proc: ChildProcess = spawnCellar(['run', 'embedded'], env, join(logDir, `trial-${trial}-a.log`));
       let deleting = true;
