@@ -146,10 +146,21 @@ export class RegionalAggregator {
     return 'applied';
   }
 
-  /** The bottle size of a key's live contributors, or undefined when it has none (for messages). */
+  /** The bottle size of a key's live contributors, or undefined when it has none. */
   sizeOf(region: string, sku: string): number | undefined {
     const k = this.keys.get(region)?.get(sku);
     return k && k.contributors > 0 && k.bottleSizeMl !== null ? k.bottleSizeMl : undefined;
+  }
+
+  /**
+   * Why {@link RegionalAggregator.apply} refused `o`, in an on-call engineer's words. Call it right after the
+   * refusal: a refusal changes nothing, so the key still holds the state `o` was refused against.
+   */
+  refusalMessage(o: StockObservation, outcome: 'bottle_size_mismatch' | 'quantity_out_of_range'): string {
+    if (outcome === 'bottle_size_mismatch') {
+      return `${o.contributorId} is ${o.bottleSizeMl} ml but the live contributors of ${o.region}|${o.sku} are ${this.sizeOf(o.region, o.sku) ?? '?'} ml: never summed (the catalog's size of ${o.sku} changed while it had stock; its rows are counted again when they change or a reconciliation repairs them)`;
+    }
+    return `${o.contributorId}: ${o.bottles} bottles would take the total of ${o.region}|${o.sku} (now ${this.get(o.region, o.sku)?.bottles ?? 0}) beyond ±${Number.MAX_SAFE_INTEGER}, where it can no longer be exact: refused`;
   }
 
   /** Current total of a key, or undefined if it was never seen. */
@@ -180,15 +191,4 @@ export class RegionalAggregator {
     for (const region of this.keys.values()) for (const k of region.values()) out.push(this.record(k, k.sourceTsMs));
     return out;
   }
-}
-
-/** Why the aggregator refused an observation, in an on-call engineer's words. */
-export function refusalMessage(outcome: 'bottle_size_mismatch' | 'quantity_out_of_range', o: StockObservation, keyMl: number | undefined, total: number | undefined): string {
-  if (outcome === 'bottle_size_mismatch') return sizeMismatchMessage(o, keyMl);
-  return `${o.contributorId}: ${o.bottles} bottles would take the total of ${o.region}|${o.sku} (now ${total ?? 0}) beyond ±${Number.MAX_SAFE_INTEGER}, where it can no longer be exact: refused`;
-}
-
-/** Why the aggregator refused an observation whose bottle size differs from its key's live contributors'. */
-export function sizeMismatchMessage(o: StockObservation, keyMl: number | undefined): string {
-  return `${o.contributorId} is ${o.bottleSizeMl} ml but the live contributors of ${o.region}|${o.sku} are ${keyMl ?? '?'} ml: never summed (the catalog's size of ${o.sku} changed while it had stock; its rows are counted again when they change or a reconciliation repairs them)`;
 }

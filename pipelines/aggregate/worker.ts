@@ -7,7 +7,7 @@ import type { CellarMetrics } from '../core/metrics.js';
 import type { DeadLetterWriter } from '../dlq/writer.js';
 import type { BatchContext, BatchHandler, PartitionBatch } from '../kafka/worker.js';
 import { stockKey } from '../kafka/topics.js';
-import { RegionalAggregator, refusalMessage } from './aggregator.js';
+import { RegionalAggregator } from './aggregator.js';
 import type { ContributionStore } from './contribution-store.js';
 
 function validObservation(o: StockObservation): string | undefined {
@@ -97,12 +97,9 @@ export class AggregatorHandler implements BatchHandler {
       const outcome = agg.apply(o);
       if (outcome === 'stale') stale++;
       else if (outcome !== 'applied') {
-        // A refusal changed nothing: the key's state is still the one the observation was refused against.
-        const size = agg.sizeOf(o.region, o.sku);
-        const total = agg.get(o.region, o.sku)?.bottles;
         this.metrics.deadLetters.inc({ stage: 'aggregator', reason: outcome });
         letters.push({
-          stage: 'aggregator', reason: outcome, message: refusalMessage(outcome, o, size, total), supplierId: o.supplierId, topic: batch.topic,
+          stage: 'aggregator', reason: outcome, message: agg.refusalMessage(o, outcome), supplierId: o.supplierId, topic: batch.topic,
           partition: batch.partition, offset: m.offset, sourcePosition: o.sourceVersion, key: m.key ?? null, value: m.value ?? null, tsMs: Date.now(),
         });
       }

@@ -9,7 +9,7 @@ import { migrate } from '../../sinks/postgres/migrate.js';
 import { upsertRegionalStock } from '../../sinks/postgres/sink.js';
 import { rebuildRedisFromPostgres } from '../../sinks/redis/rebuild.js';
 import { createRedisSnapshotSink } from '../../sinks/redis/sink.js';
-import { RegionalAggregator, refusalMessage } from '../aggregate/aggregator.js';
+import { RegionalAggregator } from '../aggregate/aggregator.js';
 import { ContributionStore } from '../aggregate/contribution-store.js';
 import type { RuntimeConfig } from '../core/config.js';
 import { CellarError } from '../core/errors.js';
@@ -177,9 +177,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
         for (const o of res.observations) {
           const outcome = aggregator.apply(o);
           if (outcome === 'applied' || outcome === 'stale') continue;
-          const size = aggregator.sizeOf(o.region, o.sku);
-          const total = aggregator.get(o.region, o.sku)?.bottles;
-          letters.push({ stage: 'aggregator', reason: outcome, message: refusalMessage(outcome, o, size, total), supplierId: supplier.id, topic: null, partition: null, offset: null, sourcePosition: o.sourceVersion, key: null, value: Buffer.from(JSON.stringify(o)), tsMs: Date.now(), sourceTable: null });
+          letters.push({ stage: 'aggregator', reason: outcome, message: aggregator.refusalMessage(o, outcome), supplierId: supplier.id, topic: null, partition: null, offset: null, sourcePosition: o.sourceVersion, key: null, value: Buffer.from(JSON.stringify(o)), tsMs: Date.now(), sourceTable: null });
         }
         allRoutes.push(...res.routes);
         stale += res.stale;
