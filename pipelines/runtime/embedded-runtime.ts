@@ -98,8 +98,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const inputs = new MappingInputsStore(pool, suppliers);
   await retry('reading cellar.sku_map and cellar.catalog', () => inputs.load());
   const stopRefresh = inputs.refreshEvery(cfg.skuMapRefreshMs, log);
-  const sources: Array<{ stop(): Promise<void>; done: Promise<void> }> = [];
-  /** The running reader of each supplier (for `cellar resnapshot`). */
+  /** The running reader of each supplier. */
   const readers = new Map<string, { stop(): Promise<void>; done: Promise<void> }>();
   const skipped: EmbeddedRuntime['skipped'] = [];
   let fatal: Error | undefined;
@@ -302,10 +301,8 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
         throw err instanceof CellarError ? err : new CellarError('cdc_start', `${supplier.id}: ${(err as Error).message}`, { retriable: true, cause: err });
       }
     });
-    sources.push(source);
     readers.set(supplier.id, source);
     source.done.catch(async (err: unknown) => {
-      sources.splice(sources.indexOf(source), 1);
       if (readers.get(supplier.id) === source) readers.delete(supplier.id);
       await source.stop().catch(() => undefined);
       if (stopping || fatal) return;
@@ -354,10 +351,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       log.warn({ supplier: id }, 'snapshotting the supplier again (cellar resnapshot)');
       const reader = readers.get(id);
       readers.delete(id);
-      if (reader) {
-        sources.splice(sources.indexOf(reader), 1);
-        await reader.stop();
-      }
+      await reader?.stop();
       snapshotDone.set(id, false);
       const saved = await readCheckpoint<EmbeddedCheckpoint>(pool, id);
       await writeCheckpoint(pool, id, { kind: supplier.source.kind, ...(saved?.position === undefined ? {} : { position: saved.position }), snapshotDone: false });
@@ -382,7 +376,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     stop: async () => {
       clearInterval(repairTimer);
       stopRefresh();
-      for (const s of sources) await s.stop();
+      for (const s of readers.values()) await s.stop();
       stopping = true;
       wake?.();
       await loop;
