@@ -3,7 +3,7 @@ import { CellarError } from '../core/errors.js';
 import type { ChangeEvent } from './debezium.js';
 import { decodeRawChange, type DebeziumAvroDecoder } from './debezium-avro.js';
 import type { CompiledMapping } from './mapping.js';
-import { contributorIdOf, normalizeChange, normalizeTruncate, type Route } from './normalize.js';
+import { contributorIdOf, newestPerContributor, normalizeChange, normalizeTruncate, type Route } from './normalize.js';
 import { Rejection, type ReasonCode } from './reasons.js';
 
 /** One raw message of a batch, in source order, with the caller's reference (offset, position…). */
@@ -142,7 +142,7 @@ async function normalizeOnce<R>(items: Array<RawItem<R>>, src: RawSource, deps: 
     }
     let outcome: ReturnType<typeof normalizeChange>;
     try {
-      outcome = normalizeChange(item.change, src.mapping, item.contributorId, known.get(item.contributorId), nowMs);
+      outcome = normalizeChange(item.change, src.mapping, item.contributorId, route, nowMs);
     } catch (err) {
       reject(item.ref, err, item.change.position);
       continue;
@@ -165,13 +165,7 @@ async function normalizeOnce<R>(items: Array<RawItem<R>>, src: RawSource, deps: 
  * routes to save; nothing when no truncate overtook the batch.
  */
 export async function sweepTruncated(routes: Route[], supplierId: string, table: string, deps: Pick<BatchDeps, 'truncates' | 'retry'>, nowMs = Date.now()): Promise<{ observations: StockObservation[]; routes: Route[] }> {
-  const newest = new Map<string, Route>();
-  for (const r of routes) {
-    if (r.sourceTable !== table) continue;
-    const prev = newest.get(r.contributorId);
-    if (!prev || prev.sourceVersion < r.sourceVersion) newest.set(r.contributorId, r);
-  }
-  const live = [...newest.values()].filter((r) => !r.deleted);
+  const live = newestPerContributor(routes.filter((r) => r.sourceTable === table)).filter((r) => !r.deleted);
   if (!deps.truncates || live.length === 0) return { observations: [], routes: [] };
   const barrier = await deps.retry('reading the table\'s last truncate', () => deps.truncates!.truncatedAt(supplierId, table));
   if (!barrier || !live.some((r) => r.sourceVersion < barrier.version)) return { observations: [], routes: [] };

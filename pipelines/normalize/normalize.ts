@@ -19,6 +19,16 @@ export interface Route extends Omit<Placement, 'bottles'> {
   deleted: boolean;
 }
 
+/** The newest route of each contributor among `routes` (by source version). */
+export function newestPerContributor(routes: Route[]): Route[] {
+  const latest = new Map<string, Route>();
+  for (const r of routes) {
+    const prev = latest.get(r.contributorId);
+    if (!prev || prev.sourceVersion < r.sourceVersion) latest.set(r.contributorId, r);
+  }
+  return [...latest.values()];
+}
+
 export type NormalizeOutcome =
   | { kind: 'changed'; observations: StockObservation[]; route: Route }
   | { kind: 'stale'; route: Route }

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { query } from '../../sinks/postgres/pool.js';
-import type { Route } from './normalize.js';
+import { newestPerContributor, type Route } from './normalize.js';
 
 interface RouteRow {
   contributor_id: string;
@@ -32,16 +32,6 @@ function toRoute(r: RouteRow): Route {
     sourceVersion: r.source_version,
     deleted: r.deleted,
   };
-}
-
-/** The newest route of each contributor among `routes` (by source version). */
-function newestPerContributor(routes: Route[]): Route[] {
-  const latest = new Map<string, Route>();
-  for (const r of routes) {
-    const prev = latest.get(r.contributorId);
-    if (!prev || prev.sourceVersion < r.sourceVersion) latest.set(r.contributorId, r);
-  }
-  return [...latest.values()];
 }
 
 /**
