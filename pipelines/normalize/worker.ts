@@ -1,7 +1,7 @@
 import type { KafkaMessage, Producer } from 'kafkajs';
 import type { Supplier } from '../../connectors/registry/loader.js';
 import { valueSubject, type CanonicalCodecs } from '../../schemas/registry.js';
-import type { DeadLetter } from '../../schemas/records.js';
+import type { DeadLetter, StockObservation } from '../../schemas/records.js';
 import { fromKafkaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
@@ -68,6 +68,20 @@ export class NormalizerHandler implements BatchHandler {
     };
   }
 
+  /** Produces observations (key `region|sku`, acks=all), retried in place. */
+  private async produce(observations: StockObservation[], ctx: BatchContext): Promise<void> {
+    if (!observations.length) return;
+    const subject = valueSubject(this.observationsTopic);
+    const messages = observations.map((o) => ({ key: stockKey(o.region, o.sku), value: this.codecs.observation.encode(subject, o), headers: { 'cellar-trace-id': o.traceId } }));
+    await ctx.retry('producing observations', async () => {
+      try {
+        await this.producer.send({ topic: this.observationsTopic, acks: -1, messages });
+      } catch (err) {
+        throw fromKafkaError(err, 'producing observations');
+      }
+    });
+  }
+
   async handle(batch: PartitionBatch, ctx: BatchContext): Promise<void> {
     const raw = this.byTopic.get(batch.topic);
     this.metrics.eventsIn.inc({ stage: 'normalizer' }, batch.messages.length);
@@ -95,34 +109,14 @@ export class NormalizerHandler implements BatchHandler {
     const letters = result.rejected.map((r) => this.deadLetter(batch, r.ref, r.reason, r.message, raw.supplier.id, r.position));
     if (result.stale) this.metrics.staleEvents.inc({ stage: 'normalizer' }, result.stale);
 
-    const subject = valueSubject(this.observationsTopic);
-    const messages = observations.map((o) => ({
-      key: stockKey(o.region, o.sku),
-      value: this.codecs.observation.encode(subject, o),
-      headers: { 'cellar-trace-id': o.traceId },
-    }));
-    if (messages.length) {
-      await ctx.retry('producing observations', async () => {
-        try {
-          await this.producer.send({ topic: this.observationsTopic, acks: -1, messages });
-        } catch (err) {
-          throw fromKafkaError(err, 'producing observations');
-        }
-      });
-    }
+    await this.produce(observations, ctx);
     await ctx.retry('writing dead letters', () => this.dlq.write(letters));
     await ctx.retry('saving routes', () => this.routes.save(changedRoutes));
     // A truncate of this table normalized on another partition while this batch ran may not have seen
     // the routes just saved: those older than it are removed now, at its version.
     const swept = await sweepTruncated(changedRoutes, raw.supplier.id, raw.table, { truncates: this.routes, retry: ctx.retry });
     if (swept.observations.length) {
-      await ctx.retry('producing observations', async () => {
-        try {
-          await this.producer.send({ topic: this.observationsTopic, acks: -1, messages: swept.observations.map((o) => ({ key: stockKey(o.region, o.sku), value: this.codecs.observation.encode(subject, o), headers: { 'cellar-trace-id': o.traceId } })) });
-        } catch (err) {
-          throw fromKafkaError(err, 'producing observations');
-        }
-      });
+      await this.produce(swept.observations, ctx);
       await ctx.retry('saving routes', () => this.routes.save(swept.routes));
       this.log.info({ table: raw.table, removed: swept.routes.length }, 'removed rows a truncate on another partition overtook');
     }
