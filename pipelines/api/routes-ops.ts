@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Producer } from 'kafkajs';
 import type pg from 'pg';
-import { deadLetterCounts, listDeadLetters, replayDeadLetters, replayRouteOf, type DeadLetterFilter } from '../dlq/store.js';
+import { deadLetterCounts, listDeadLetters, replayDeadLetters, replayPlan, type DeadLetterFilter } from '../dlq/store.js';
 import { listAudit } from './audit.js';
 import type { ConnectorStatusSource } from './connect-status.js';
 import { badRequest, notConfigured } from './errors.js';
@@ -128,8 +128,9 @@ export function registerOpsRoutes(app: FastifyInstance, deps: OpsDeps): void {
       req.auditTarget = filter.ids?.length ? `ids ${filter.ids.slice(0, 20).join(',')}${filter.ids.length > 20 ? ',…' : ''}` : (filter.reason ?? filter.supplierId ?? filter.stage ?? 'pending');
       if (dryRun) {
         const letters = await listDeadLetters(deps.pool, { ...filter, limit: filter.limit ?? 100_000 });
-        const by = (r: string) => letters.filter((l) => replayRouteOf(l) === r).map((l) => l.id);
-        return { replayed: by('kafka'), queued: by('embedded'), skipped: by('none'), dryRun: true };
+        const plan = replayPlan(letters);
+        const ids = (ls: typeof letters) => ls.map((l) => l.id);
+        return { replayed: ids(plan.kafka), queued: ids(plan.embedded), skipped: ids(plan.none), dryRun: true };
       }
       const producer = deps.producer;
       const result = await replayDeadLetters(deps.pool, async () => {

@@ -4,7 +4,7 @@ import { loadRuntimeConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
 import { connectProducer, createKafka } from '../kafka/client.js';
 import type { Producer } from 'kafkajs';
-import { deadLetterCounts, listDeadLetters, replayDeadLetters, replayRouteOf, type DeadLetterFilter } from '../dlq/store.js';
+import { deadLetterCounts, listDeadLetters, replayDeadLetters, replayPlan, type DeadLetterFilter } from '../dlq/store.js';
 import { formatTable } from './format.js';
 
 interface FilterOpts {
@@ -79,8 +79,9 @@ export function registerDlqCommands(program: Command): void {
       try {
         if (o.dryRun) {
           const letters = await listDeadLetters(pool, { ...filter, limit: filter.limit ?? 100_000 });
-          const by = (r: string) => letters.filter((l) => replayRouteOf(l) === r).map((l) => l.id);
-          console.log(`would replay ${by('kafka').length} dead letters to their Kafka topics${by('kafka').length ? ` (${by('kafka').join(', ')})` : ''}, hand ${by('embedded').length} back to the embedded runtime${by('embedded').length ? ` (${by('embedded').join(', ')})` : ''}; ${by('none').length} cannot be replayed${by('none').length ? ` (${by('none').join(', ')}: repair with cellar reconcile --repair)` : ''}`);
+          const plan = replayPlan(letters);
+          const ids = (ls: typeof letters, after = '') => (ls.length ? ` (${ls.map((l) => l.id).join(', ')}${after})` : '');
+          console.log(`would replay ${plan.kafka.length} dead letters to their Kafka topics${ids(plan.kafka)}, hand ${plan.embedded.length} back to the embedded runtime${ids(plan.embedded)}; ${plan.none.length} cannot be replayed${ids(plan.none, ': repair with cellar reconcile --repair')}`);
           return;
         }
         const r = await replayDeadLetters(pool, async () => (producer = await connectProducer(createKafka(cfg, createLogger('dlq-replay', 'warn'), 'dlq-replay'), cfg)), filter);

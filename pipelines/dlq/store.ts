@@ -108,6 +108,13 @@ export function replayRouteOf(l: Pick<StoredDeadLetter, 'topic' | 'partition' | 
   return 'none';
 }
 
+/** Letters split by where a replay sends them (see {@link replayRouteOf}), in the given order. */
+export function replayPlan<L extends Pick<StoredDeadLetter, 'topic' | 'partition' | 'sourceTable' | 'supplierId' | 'value'>>(letters: L[]): Record<ReplayRoute, L[]> {
+  const plan: Record<ReplayRoute, L[]> = { kafka: [], embedded: [], none: [] };
+  for (const l of letters) plan[replayRouteOf(l)].push(l);
+  return plan;
+}
+
 /**
  * Replays dead letters in id order. Kafka runtime letters: each original message (key and value bytes)
  * is produced again to the topic it came from, with header `cellar-replay-of` (`producer()` is called
@@ -122,9 +129,8 @@ export async function replayDeadLetters(
   f: DeadLetterFilter,
 ): Promise<{ replayed: number[]; queued: number[]; skipped: number[] }> {
   const letters = (await listDeadLetters(pool, { ...f, limit: f.limit ?? 100_000 })).reverse();
-  const kafka = letters.filter((l) => replayRouteOf(l) === 'kafka');
-  const embedded = letters.filter((l) => replayRouteOf(l) === 'embedded');
-  const skipped = letters.filter((l) => replayRouteOf(l) === 'none').map((l) => l.id);
+  const { kafka, embedded, none } = replayPlan(letters);
+  const skipped = none.map((l) => l.id);
   if (kafka.length) {
     const p = await producer();
     try {
