@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { loadSupplierFile } from '../../connectors/registry/loader.js';
+import { loadSupplierFile, type Supplier } from '../../connectors/registry/loader.js';
 import { createPgPool } from '../../sinks/postgres/pool.js';
 import { SizeCatalog, parseCatalogCsv } from '../catalog/catalog.js';
 import { loadRuntimeConfig } from '../core/config.js';
@@ -22,19 +22,18 @@ function readText(file: string, what: string): string {
  * otherwise, when the supplier needs `cellar.sku_map` rows or `CELLAR_PG_URL` is set, from Cellar's
  * database; otherwise none (each unlisted SKU's first size is pinned in memory, as the pipeline does).
  */
-async function inputsOf(opts: { supplier: string; skuMap?: string; catalog?: string }, supplierId: string, tableMapped: boolean): Promise<MappingInputs> {
+async function inputsOf(opts: { skuMap?: string; catalog?: string }, supplier: Supplier): Promise<MappingInputs> {
   const fromFiles: MappingInputs = {
     ...(opts.skuMap ? { skuTable: new SkuTable(parseSkuMapCsv(readText(opts.skuMap, 'SKU map'), opts.skuMap)) } : {}),
     ...(opts.catalog ? { catalog: new SizeCatalog(parseCatalogCsv(readText(opts.catalog, 'catalog'), opts.catalog).map((e) => ({ ...e, origin: 'import' as const, firstSupplier: null }))) } : {}),
   };
-  const needDb = (tableMapped && !opts.skuMap) || (!opts.catalog && process.env.CELLAR_PG_URL);
+  const needDb = (tableMappedSuppliers([supplier]).length > 0 && !opts.skuMap) || (!opts.catalog && process.env.CELLAR_PG_URL);
   if (!needDb) return fromFiles;
   const pool = createPgPool(loadRuntimeConfig().pgUrl);
   try {
-    const supplier = loadSupplierFile(opts.supplier);
     const store = new MappingInputsStore(pool, [supplier]);
     await store.load();
-    const db = store.inputsFor(supplierId);
+    const db = store.inputsFor(supplier.id);
     return { skuTable: fromFiles.skuTable ?? db.skuTable, catalog: fromFiles.catalog ?? db.catalog };
   } finally {
     await pool.end();
@@ -45,7 +44,7 @@ async function inputsOf(opts: { supplier: string; skuMap?: string; catalog?: str
 export async function mappingTestCommand(opts: { supplier: string; events: string; skuMap?: string; catalog?: string }): Promise<number> {
   const supplier = loadSupplierFile(opts.supplier);
   const text = readText(opts.events, 'events file');
-  const inputs = await inputsOf(opts, supplier.id, tableMappedSuppliers([supplier]).length > 0);
+  const inputs = await inputsOf(opts, supplier);
   const results = runMappingTest(supplier, text, inputs);
   for (const r of results) process.stdout.write(`${JSON.stringify(r)}\n`);
   const count = (s: string) => results.filter((r) => r.status === s).length;
