@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseSupplier, type Supplier } from '../../connectors/registry/loader.js';
+import { Rejection } from '../../pipelines/normalize/reasons.js';
 
 /** A Debezium message fixture (key and value as JSON), as bytes the way Kafka delivers them. */
 export function debeziumFixture(name: string): { key: Buffer | null; value: Buffer | null } {
@@ -29,4 +30,15 @@ mapping:
   quantity: qty
   regions: { bdx-1: eu-west, lyon-2: eu-west, nyc-1: us-east }
 ${mappingExtra}`);
+}
+
+/** The Rejection `fn` throws (any other error is rethrown); fails when it throws nothing. */
+export function rejectionOf(fn: () => unknown): Rejection {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof Rejection) return err;
+    throw err;
+  }
+  throw new Error('expected a Rejection');
 }

@@ -2,19 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { RegionalAggregator } from '../../pipelines/aggregate/aggregator.js';
 import { parseDecimal } from '../../pipelines/normalize/decimal.js';
 import { compileMapping, MAX_ROW_BOTTLES, toBottles } from '../../pipelines/normalize/mapping.js';
-import { Rejection } from '../../pipelines/normalize/reasons.js';
 import type { StockObservation } from '../../schemas/records.js';
-import { northSupplier } from '../support/fixtures.js';
-
-function rejection(fn: () => unknown): Rejection {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof Rejection) return err;
-    throw err;
-  }
-  throw new Error('expected a rejection');
-}
+import { northSupplier, rejectionOf } from '../support/fixtures.js';
 
 const obs = (id: string, v: number, bottles: number, op: 'UPSERT' | 'DELETE' = 'UPSERT'): StockObservation => ({
   supplierId: 's', warehouseId: 'w', region: 'r', sku: 'x', supplierSku: 'x', vintage: null, bottleSizeMl: 750, bottles, op,
@@ -26,12 +15,12 @@ describe('quantities at their limits', () => {
     const d = (s: string) => parseDecimal(s, 'q');
     expect(toBottles(d(String(MAX_ROW_BOTTLES)), 'bottles', 750)).toBe(1e12);
     expect(toBottles(d(`-${MAX_ROW_BOTTLES}`), 'bottles', 750)).toBe(-1e12);
-    const over = rejection(() => toBottles(d('1000000000001'), 'bottles', 750));
+    const over = rejectionOf(() => toBottles(d('1000000000001'), 'bottles', 750));
     expect(over.reason).toBe('quantity_out_of_range');
     expect(over.message).toContain('1000000000001 bottles, beyond the ±1000000000000 bottles one row may hold');
-    expect(rejection(() => toBottles(d('9007199254740993'), 'bottles', 750)).reason).toBe('quantity_out_of_range');
+    expect(rejectionOf(() => toBottles(d('9007199254740993'), 'bottles', 750)).reason).toBe('quantity_out_of_range');
     // 10^11 cases of 12 is 1.2 × 10^12 bottles: the converted count is what is checked.
-    expect(rejection(() => toBottles(d('100000000000'), 'case12', 750)).reason).toBe('quantity_out_of_range');
+    expect(rejectionOf(() => toBottles(d('100000000000'), 'case12', 750)).reason).toBe('quantity_out_of_range');
   });
 
   it('a total that would leave ±(2^53 − 1) is refused with nothing changed; deleting gives exactly 0', () => {
@@ -57,11 +46,11 @@ describe('canonical SKUs', () => {
 
   it('refuses a canonical SKU with "|", white space, control characters or over 128 characters (invalid_sku)', () => {
     for (const bad of ['a|b', 'a b', 'a\tb', 'a\u0000b', 'x'.repeat(129)]) {
-      const r = rejection(() => m.place(row(bad)));
+      const r = rejectionOf(() => m.place(row(bad)));
       expect(r.reason, JSON.stringify(bad)).toBe('invalid_sku');
       expect(r.message).toContain('from supplier SKU field "item_code"');
     }
-    expect(rejection(() => m.place(row('x'.repeat(500)))).message).toContain('(500 characters');
+    expect(rejectionOf(() => m.place(row('x'.repeat(500)))).message).toContain('(500 characters');
   });
 
   it('accepts 128 characters and the punctuation real codes use, also after a first check', () => {

@@ -7,9 +7,8 @@ import { UNITS, unitOf } from '../../connectors/registry/schema.js';
 import { parseCatalogCsv, SizeCatalog, splitCsvLine } from '../../pipelines/catalog/catalog.js';
 import { ConfigError } from '../../pipelines/core/errors.js';
 import { compileMapping } from '../../pipelines/normalize/mapping.js';
-import { Rejection } from '../../pipelines/normalize/reasons.js';
 import { parseSkuMapCsv, SkuTable, SkuTemplate, type SkuMapEntry } from '../../pipelines/normalize/sku-table.js';
-import { northSupplier, supplierFromYaml } from '../support/fixtures.js';
+import { northSupplier, rejectionOf, supplierFromYaml } from '../support/fixtures.js';
 
 /** The problems of a ConfigError thrown by `fn` (fails the test when it does not throw one). */
 function problems(fn: () => unknown): string[] {
@@ -20,17 +19,6 @@ function problems(fn: () => unknown): string[] {
     throw err;
   }
   throw new Error('expected a ConfigError');
-}
-
-/** The Rejection thrown by `fn` (fails the test when it does not throw one). */
-function rejection(fn: () => unknown): Rejection {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof Rejection) return err;
-    throw err;
-  }
-  throw new Error('expected a Rejection');
 }
 
 /** A supplier with the given lines appended under `mapping:` (sku a, warehouse w, quantity q). */
@@ -121,7 +109,7 @@ describe('SkuTemplate', () => {
   bottleSizeMl: ml
   skus: { template: '{sku}-{vintage}-{bottleSizeMl}' }`));
     expect(m.place({ item_code: 'NC', depot: 'bdx-1', qty: 3, yr: 2019, ml: 375 })).toMatchObject({ sku: 'NC-2019-375', vintage: 2019, bottleSizeMl: 375, bottles: 3 });
-    const r = rejection(() => m.place({ item_code: 'NC', depot: 'bdx-1', qty: 3, yr: null, ml: 375 }));
+    const r = rejectionOf(() => m.place({ item_code: 'NC', depot: 'bdx-1', qty: 3, yr: null, ml: 375 }));
     expect(r.reason).toBe('unknown_sku');
     expect(r.message).toContain('"NC" (vintage none, 375 ml)');
     expect(r.message).toContain('keyed by template {sku}-{vintage}-{bottleSizeMl}');
@@ -190,7 +178,7 @@ describe('parseSkuMapCsv', () => {
     const m = compileMapping(s);
     expect(m.place({ a: 'NC', w: 'w1', q: 2, ml: 375 }).sku).toBe('nc-375');
     expect(m.place({ a: 'NC', w: 'w1', q: 2 }).sku).toBe('nc');
-    const r = rejection(() => m.place({ a: 'NC', w: 'w1', q: 2, ml: 1500 }));
+    const r = rejectionOf(() => m.place({ a: 'NC', w: 'w1', q: 2, ml: 1500 }));
     expect(r.reason).toBe('unknown_sku');
     expect(r.message).toContain('1500 ml');
     expect(r.message).toContain('keyed by supplier SKU, bottle size');
@@ -289,7 +277,7 @@ describe('SizeCatalog', () => {
       { catalog },
     );
     expect(a.place({ item_code: 'barolo-2016', depot: 'bdx-1', qty: 6, ml: 1500 }).bottleSizeMl).toBe(1500);
-    const r = rejection(() => b.place({ a: 'SV-M', w: 'w1', q: 6, ml: 750 }));
+    const r = rejectionOf(() => b.place({ a: 'SV-M', w: 'w1', q: 6, ml: 750 }));
     expect(r.reason).toBe('bottle_size_mismatch');
     expect(r.message).toContain('750 ml of "SV-M"');
     expect(r.message).toContain('"barolo-2016", a 1500 ml SKU (pinned when first seen from north-cellars; not in the catalog)');
@@ -339,7 +327,7 @@ describe('supplier registry: units, sizes and SKU templates', () => {
     expect(m.place(row('liters', '0.75', 375)).bottles).toBe(2);
     expect(m.place(row('BTL', 7)).bottles).toBe(7);
     expect(m.place(row('cs12', 1)).bottles).toBe(12);
-    const r = rejection(() => m.place(row('pallet', 1)));
+    const r = rejectionOf(() => m.place(row('pallet', 1)));
     expect(r.reason).toBe('unknown_unit');
     expect(r.message).toContain('"pallet"');
     expect(r.message).toContain('bottles, case6, case12, case, liters, milliliters');
@@ -391,7 +379,7 @@ describe('supplier registry: units, sizes and SKU templates', () => {
     expect(m.place({ a: 'X-1500', w: 'w1', q: 1, fmt: { ml: null } }).bottleSizeMl).toBe(1500);
     expect(m.place({ a: 'X-1500', w: 'w1', q: 1 }).bottleSizeMl).toBe(1500);
     expect(m.place({ a: 'X-750', w: 'w1', q: 1, fmt: { ml: '750' } }).bottleSizeMl).toBe(750);
-    const zero = rejection(() => m.place({ a: 'X-0', w: 'w1', q: 1, fmt: { ml: 0 } }));
+    const zero = rejectionOf(() => m.place({ a: 'X-0', w: 'w1', q: 1, fmt: { ml: 0 } }));
     expect(zero.reason).toBe('wrong_type');
     expect(zero.message).toContain('bottle size 0 ml in field "fmt.ml"');
     expect(problems(() => parseSupplier(supplierYaml('  defaultBottleSizeMl: 0\n'), 's.yaml')).join('\n')).toMatch(/mapping\.defaultBottleSizeMl: /);
