@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
+import type pg from 'pg';
 import mysql from 'mysql2/promise';
-import { createDatabase } from '../../infra/local/postgres.js';
 import { startEmbeddedUnderTest, type EmbeddedUnderTest } from '../support/embedded.js';
 import type { Totals } from '../support/pipeline.js';
 import { rid, services } from '../support/services.js';
 import { addRow, storesConverged } from '../support/stores.js';
+import { postgresSupplierYaml, STOCK_TABLE, stockSupplier } from '../support/suppliers.js';
 
 const mariadbUrl = services().mariadbUrl;
 
@@ -26,25 +26,14 @@ describe.skipIf(!mariadbUrl)('a TRUNCATE right after inserts and moves (embedded
   let nextId = 10_000;
 
   beforeAll(async () => {
-    const supplierUrl = await createDatabase(services().pgUrl, rid('supplier_'));
-    pgc = new pg.Client(supplierUrl);
-    await pgc.connect();
-    await pgc.query('CREATE TABLE public.stock (id int PRIMARY KEY, sku text NOT NULL, depot text NOT NULL, qty int NOT NULL)');
-    await pgc.query('CREATE TABLE public.other (id int PRIMARY KEY, sku text NOT NULL, depot text NOT NULL, qty int NOT NULL)');
+    const s = await stockSupplier();
+    pgc = s.client;
+    await pgc.query(`CREATE TABLE public.other ${STOCK_TABLE}`);
     my = await mysql.createConnection(`${mariadbUrl}?multipleStatements=true`);
     await my.query(`CREATE DATABASE ${mdb}; CREATE TABLE ${mdb}.levels (id int PRIMARY KEY, sku varchar(32) NOT NULL, depot varchar(8) NOT NULL, qty int NOT NULL)`);
-    const u = new URL(supplierUrl);
     const m = new URL(mariadbUrl!);
     e = await startEmbeddedUnderTest({
-      acme: `id: acme
-name: Acme
-source:
-  kind: postgres
-  connection: { host: 127.0.0.1, port: ${u.port}, database: ${u.pathname.slice(1)}, user: postgres }
-  topicPrefix: ${rid('acme')}
-  tables: [{ name: public.stock }, { name: public.other }]
-mapping: { sku: sku, warehouse: depot, quantity: qty, regions: { d1: ${R1}, d2: ${R2} } }
-`,
+      acme: postgresSupplierYaml(s.url, { tables: ['public.stock', 'public.other'], regions: { d1: R1, d2: R2 } }),
       cascade: `id: cascade
 name: Cascade
 source:
