@@ -99,8 +99,8 @@ export class RuntimeLease {
   private async lock(takeOver: boolean, first: boolean): Promise<void> {
     const c = await this.connect();
     try {
-      const key = `cellar-lease:${this.name}`;
-      let got = (await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok', [key])).rows[0]!.ok;
+      const tryLock = async () => (await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok', [`cellar-lease:${this.name}`])).rows[0]!.ok;
+      let got = await tryLock();
       if (!got && takeOver && first) {
         const held = await readLease(c, this.name);
         if (held) {
@@ -114,17 +114,15 @@ export class RuntimeLease {
         }
         for (let i = 0; i < 50 && !got; i++) {
           await sleep(100);
-          got = (await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok', [key])).rows[0]!.ok;
+          got = await tryLock();
         }
       }
       if (!got) {
         const held = await readLease(c, this.name);
-        const who = held ? describeHolder(held) : 'another process';
+        if (!first) throw this.takenOver(held);
         throw new CellarError(
-          first ? 'lease_held' : 'lease_lost',
-          first
-            ? `another Cellar process writes for the same suppliers: the ${this.name} lease is held by ${who}. Stop that process, or start this one with --take-over (CELLAR_TAKE_OVER=1) to end its database session; it then cannot commit anything more.`
-            : `the ${this.name} lease was taken over by ${who}; this process stops writing`,
+          'lease_held',
+          `another Cellar process writes for the same suppliers: the ${this.name} lease is held by ${held ? describeHolder(held) : 'another process'}. Stop that process, or start this one with --take-over (CELLAR_TAKE_OVER=1) to end its database session; it then cannot commit anything more.`,
           { retriable: false },
         );
       }
@@ -142,9 +140,7 @@ export class RuntimeLease {
       } else {
         // Back after a lost connection: still ours only if nobody took over meanwhile.
         const cur = await readLease(c, this.name);
-        if (!cur || cur.holder !== this.holder || cur.epoch !== this.epoch) {
-          throw new CellarError('lease_lost', `the ${this.name} lease was taken over by ${cur ? describeHolder(cur) : 'another process'}; this process stops writing`, { retriable: false });
-        }
+        if (!cur || cur.holder !== this.holder || cur.epoch !== this.epoch) throw this.takenOver(cur);
         await c.query('UPDATE cellar.runtime_leases SET backend_pid = pg_backend_pid(), renewed_at = now() WHERE name = $1', [this.name]);
       }
       this.client = c;
@@ -152,6 +148,11 @@ export class RuntimeLease {
       await c.end().catch(() => undefined);
       throw err instanceof CellarError ? err : fromPgError(err, `taking the ${this.name} lease`);
     }
+  }
+
+  /** The error of a holder that finds the lease in another process' hands. */
+  private takenOver(by: LeaseRow | undefined): CellarError {
+    return new CellarError('lease_lost', `the ${this.name} lease was taken over by ${by ? describeHolder(by) : 'another process'}; this process stops writing`, { retriable: false });
   }
 
   private async renew(): Promise<void> {
