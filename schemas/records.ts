@@ -51,4 +51,9 @@ export interface DeadLetter {
    * hand it back to the runtime. Not part of the Avro record.
    */
   sourceTable?: string | null;
+  /**
+   * Where there is no Kafka offset (the embedded runtime): a key unique to this letter in its commit, so a
+   * commit retried after an unknown outcome does not write it twice. Not part of the Avro record.
+   */
+  dedupeKey?: string | null;
 }

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { CellarMetrics } from '../core/metrics.js';
 import { deadLetterCounts } from '../dlq/store.js';
+import { heldSummary, type HeldSummary } from '../normalize/held-store.js';
 import { query } from '../../sinks/postgres/pool.js';
 import { histogramQuantile } from '../core/histogram.js';
 
@@ -48,6 +49,8 @@ export interface PipelineHealth {
   /** Source commit → sink write, over the last minute (null without observations). */
   freshness: { p50Ms: number | null; p99Ms: number | null; count: number; windowS: number };
   deadLetters: Array<{ stage: string; reason: string; count: number; pending: number }>;
+  /** Contributors held at their last valid state, per supplier and reason (see HeldStore). */
+  held: HeldSummary[];
   /** Latest row of cellar.reconciliation_runs, when that table exists and has one. */
   reconciliation: Record<string, unknown> | null;
   /** Metric sources read: this process and each CELLAR_API_SCRAPE_URLS entry. */
@@ -155,8 +158,10 @@ export class PipelineMonitor {
     let postgres = true;
     let deadLetters: PipelineHealth['deadLetters'] = [];
     let reconciliation: PipelineHealth['reconciliation'] = null;
+    let held: HeldSummary[] = [];
     try {
       deadLetters = await deadLetterCounts(this.pool);
+      held = await heldSummary(this.pool);
       const t = await query<{ t: string | null }>(this.pool, 'checking reconciliation table', "SELECT to_regclass('cellar.reconciliation_runs')::text AS t");
       if (t.rows[0]?.t) {
         const { rows } = await query(this.pool, 'reading the last reconciliation', 'SELECT * FROM cellar.reconciliation_runs ORDER BY started_at DESC LIMIT 1');
@@ -170,6 +175,6 @@ export class PipelineMonitor {
       () => true,
       () => false,
     );
-    return { at: Date.now(), ...this.windowed(), consumerLag: this.lag, deadLetters, reconciliation, sources: this.sources, stores: { redis, postgres } };
+    return { at: Date.now(), ...this.windowed(), consumerLag: this.lag, deadLetters, held, reconciliation, sources: this.sources, stores: { redis, postgres } };
   }
 }

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { heldSummary, listHeld } from '../normalize/held-store.js';
 import type { Producer } from 'kafkajs';
 import type pg from 'pg';
 import { deadLetterCounts, listDeadLetters, replayDeadLetters, replayPlan, type DeadLetterFilter } from '../dlq/store.js';
@@ -163,6 +164,24 @@ export function registerOpsRoutes(app: FastifyInstance, deps: OpsDeps): void {
       },
     },
     async (req) => ({ entries: await listAudit(deps.pool, { action: req.query.action, keyId: req.query.keyId, beforeId: req.query.before, limit: req.query.limit }) }),
+  );
+
+  app.get<{ Querystring: { supplierId?: string; limit: number } }>(
+    '/v1/ops/held',
+    {
+      config: { role: 'operator', audit: 'held.list' },
+      schema: {
+        summary: 'Contributors held at their last valid state (a newer change of their row was dead-lettered), per supplier and reason, and the rows themselves',
+        description: 'Each still counts what its row last validly said. A valid change of the row, its delete, or `cellar dlq replay` after the mapping is fixed releases it.',
+        tags: ['operations'],
+        querystring: { type: 'object', additionalProperties: false, properties: { supplierId: DLQ_FILTER.supplierId, limit: { type: 'integer', minimum: 1, maximum: 10000, default: 100 } } },
+        response: { 200: { type: 'object', properties: { summary: { type: 'array', items: ANY_OBJECT }, items: { type: 'array', items: ANY_OBJECT } }, required: ['summary', 'items'] }, ...errorResponses(503) },
+      },
+    },
+    async (req) => {
+      const summary = (await heldSummary(deps.pool)).filter((h) => !req.query.supplierId || h.supplierId === req.query.supplierId);
+      return { summary, items: await listHeld(deps.pool, { ...(req.query.supplierId ? { supplierId: req.query.supplierId } : {}), limit: req.query.limit }) };
+    },
   );
 
   app.get(

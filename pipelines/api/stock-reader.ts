@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { CellarError, fromRedisError } from '../core/errors.js';
 import { query } from '../../sinks/postgres/pool.js';
 import { redisKeys } from '../../sinks/redis/config.js';
+import { heldPerKey } from '../normalize/held-store.js';
 import type { HotKeyCache } from './hot-cache.js';
 
 /** Where a read was answered from. */
@@ -30,6 +31,8 @@ export interface StockItem {
   bottles: number;
   /** Monotonic per key: the number of effective changes applied to it. */
   version: number;
+  /** Contributors counted at their last valid state because a newer change of their row was refused (0 normally). */
+  heldContributors?: number;
   freshness: Freshness;
 }
 
@@ -164,8 +167,43 @@ export class StockReader {
     }));
   }
 
+  private held: { at: number; counts: Map<string, number>; pending?: Promise<void> } = { at: 0, counts: new Map() };
+
+  /**
+   * Held contributors per key (see HeldStore), read from Postgres at most every 2 s in the background: a
+   * read never waits for it after the first, and while Postgres is down the last counts stand.
+   */
+  private async heldOf(): Promise<(region: string, sku: string) => number> {
+    const h = this.held;
+    if (this.now() - h.at >= 2_000 && !h.pending) {
+      h.pending = heldPerKey(this.pool).then((c) => void (h.counts = c), () => undefined).finally(() => {
+        h.at = this.now();
+        h.pending = undefined;
+      });
+    }
+    if (h.at === 0) await h.pending;
+    return (region, sku) => h.counts.get(`${region}\u0000${sku}`) ?? 0;
+  }
+
   /** One key: the hot-key cache, else Redis, else Postgres; undefined when none has it. */
   async get(region: string, sku: string): Promise<StockItem | undefined> {
+    const [item, held] = await Promise.all([this.getTotal(region, sku), this.heldOf()]);
+    return item && { ...item, heldContributors: held(region, sku) };
+  }
+
+  /** One SKU in every region that has it: Redis, else Postgres. */
+  async sku(sku: string): Promise<StockItem[]> {
+    const [items, held] = await Promise.all([this.skuTotals(sku), this.heldOf()]);
+    return items.map((i) => ({ ...i, heldContributors: held(i.region, sku) }));
+  }
+
+  /** A page of a region in SKU order, optionally only SKUs starting with `prefix`, after SKU `after`. */
+  async page(region: string, opts: { prefix?: string; after?: string; limit: number }): Promise<StockPage> {
+    const [page, held] = await Promise.all([this.pageTotals(region, opts), this.heldOf()]);
+    return { ...page, items: page.items.map((i) => ({ ...i, heldContributors: held(region, i.sku) })) };
+  }
+
+  private async getTotal(region: string, sku: string): Promise<StockItem | undefined> {
     const cached = this.cache?.get(region, sku);
     if (cached) return { region, sku, bottleSizeMl: cached.bottleSizeMl, bottles: cached.bottles, version: cached.version, freshness: this.fresh('redis', cached.asOfMs) };
     try {
@@ -180,8 +218,7 @@ export class StockReader {
     return (await this.fromPostgres(sku, region))[0];
   }
 
-  /** One SKU in every region that has it: Redis, else Postgres. */
-  async sku(sku: string): Promise<StockItem[]> {
+  private async skuTotals(sku: string): Promise<StockItem[]> {
     try {
       const regions = await this.redisRegions();
       const hits = regions.length ? await this.fromRedis(regions, sku) : [];
@@ -192,8 +229,7 @@ export class StockReader {
     return this.fromPostgres(sku);
   }
 
-  /** A page of a region in SKU order, optionally only SKUs starting with `prefix`, after SKU `after`. */
-  async page(region: string, opts: { prefix?: string; after?: string; limit: number }): Promise<StockPage> {
+  private async pageTotals(region: string, opts: { prefix?: string; after?: string; limit: number }): Promise<StockPage> {
     try {
       return await this.pageFromPostgres(region, opts);
     } catch (err) {

@@ -6,6 +6,7 @@ import { connectProducer, createKafka } from '../kafka/client.js';
 import type { Producer } from 'kafkajs';
 import { deadLetterCounts, listDeadLetters, replayDeadLetters, replayPlan, type DeadLetterFilter } from '../dlq/store.js';
 import { formatTable } from './format.js';
+import { heldSummary, listHeld } from '../normalize/held-store.js';
 
 interface FilterOpts {
   id?: string[];
@@ -65,6 +66,34 @@ export function registerDlqCommands(program: Command): void {
             letters.map((l) => [l.id, l.stage, l.reason, l.supplierId ?? '-', l.topic ? `${l.topic}[${l.partition}]@${l.offset}` : (l.sourcePosition ?? '-'), l.message.slice(0, 70), preview(l.value)]),
           ),
         );
+      } finally {
+        await pool.end();
+      }
+    });
+  dlq
+    .command('held')
+    .description('rows still counted at their last valid state because a newer change of theirs was dead-lettered')
+    .option('--supplier <id>', 'only this supplier')
+    .option('--limit <n>', 'rows to list', '50')
+    .option('--json', 'one JSON object per line')
+    .action(async (o: { supplier?: string; limit: string; json?: boolean }) => {
+      const pool = createPgPool(loadRuntimeConfig().pgUrl);
+      try {
+        const items = await listHeld(pool, { ...(o.supplier ? { supplierId: o.supplier } : {}), limit: Number(o.limit) || 50 });
+        if (o.json) {
+          for (const h of items) process.stdout.write(`${JSON.stringify(h)}\n`);
+          return;
+        }
+        const summary = (await heldSummary(pool)).filter((h) => !o.supplier || h.supplierId === o.supplier);
+        if (!summary.length) {
+          console.log(`no held rows${o.supplier ? ` for ${o.supplier}` : ''}: every counted row is at its latest change`);
+          return;
+        }
+        console.log(formatTable(['supplier', 'reason', 'rows', 'oldest since'], summary.map((h) => [h.supplierId, h.reason, h.count, new Date(h.oldestMs).toISOString()])));
+        console.log('');
+        console.log(formatTable(['contributor', 'counted at', 'reason', 'message'], items.map((h) => [h.contributorId, `${h.region}|${h.sku}`, h.reason, h.message.slice(0, 80)])));
+        console.log('');
+        console.log('Fix the mapping or the row, then `cellar dlq replay --supplier <id>` (or the next valid change of the row) releases them.');
       } finally {
         await pool.end();
       }

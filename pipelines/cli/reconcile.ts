@@ -30,7 +30,7 @@ function driftLine(d: Drift & { repaired: boolean }): string[] {
 export function formatReport(r: ReconcileReport): string {
   const rate = r.durationMs > 0 ? (r.rowsCompared * 1000) / r.durationMs : 0;
   const verdict = r.outcome === 'clean' ? 'clean' : r.outcome === 'repaired' ? 'drift found and repaired' : 'DRIFT';
-  const lines = [`${r.supplierId}: ${num(r.rowsCompared)} source rows compared in ${(r.durationMs / 1000).toFixed(1)} s (${num(rate)} rows/s); ${r.drift.length} drifted, ${r.repaired} repaired, ${r.unsettled} still changing (not drift), ${r.rejectedRows} rejected by the mapping — ${verdict} (run ${r.runId})`];
+  const lines = [`${r.supplierId}: ${num(r.rowsCompared)} source rows compared in ${(r.durationMs / 1000).toFixed(1)} s (${num(rate)} rows/s); ${r.drift.length} drifted, ${r.repaired} repaired, ${r.unsettled} still changing (not drift), ${r.rejectedRows} rejected by the mapping${r.heldRows ? ` (${r.heldRows} of them still counted at their last valid state: cellar dlq held)` : ''} — ${verdict} (run ${r.runId})`];
   if (r.drift.length) {
     const shown = r.drift.slice(0, 50);
     lines.push(formatTable(['where', 'key', 'expected', 'actual', 'repaired', 'likely cause'], shown.map(driftLine)).replace(/^/gm, '  '));

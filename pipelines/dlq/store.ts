@@ -46,12 +46,12 @@ export async function insertDeadLetters(q: pg.Pool | pg.PoolClient, letters: Dea
   await query(
     q,
     'writing dead letters',
-    `INSERT INTO cellar.dead_letters (stage, reason, message, supplier_id, topic, partition, "offset", source_position, key, value, created_at, source_table)
-     SELECT u.stage, u.reason, u.message, u.sup, u.topic, u.part, u.off, u.pos, u.k, u.v, to_timestamp(u.ts / 1000.0), u.tbl
+    `INSERT INTO cellar.dead_letters (stage, reason, message, supplier_id, topic, partition, "offset", source_position, key, value, created_at, source_table, dedupe_key)
+     SELECT u.stage, u.reason, u.message, u.sup, u.topic, u.part, u.off, u.pos, u.k, u.v, to_timestamp(u.ts / 1000.0), u.tbl, u.dk
        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::integer[], $7::text[], $8::text[],
-                   $9::bytea[], $10::bytea[], $11::double precision[], $12::text[]) AS u(stage, reason, message, sup, topic, part, off, pos, k, v, ts, tbl)
-     ON CONFLICT (stage, topic, partition, "offset") DO NOTHING`,
-    [col('stage'), col('reason'), col('message'), col('supplierId'), col('topic'), col('partition'), col('offset'), col('sourcePosition'), col('key'), col('value'), col('tsMs'), letters.map((l) => l.sourceTable ?? null)],
+                   $9::bytea[], $10::bytea[], $11::double precision[], $12::text[], $13::text[]) AS u(stage, reason, message, sup, topic, part, off, pos, k, v, ts, tbl, dk)
+     ON CONFLICT DO NOTHING`,
+    [col('stage'), col('reason'), col('message'), col('supplierId'), col('topic'), col('partition'), col('offset'), col('sourcePosition'), col('key'), col('value'), col('tsMs'), letters.map((l) => l.sourceTable ?? null), letters.map((l) => l.dedupeKey ?? null)],
   );
 }
 

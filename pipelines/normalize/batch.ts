@@ -58,12 +58,33 @@ export interface TruncateBarrier {
   recordTruncate(supplierId: string, table: string, version: string, tsMs: number): Promise<void>;
 }
 
+/**
+ * A contributor held at its last valid state: a newer change of its row was refused (dead-lettered), so
+ * its previous placement keeps counting. Semantics: see the README, "Rows that turn invalid".
+ */
+export interface HeldMark {
+  contributorId: string;
+  supplierId: string;
+  sourceTable: string;
+  /** Where it still counts (its live route). */
+  region: string;
+  sku: string;
+  reason: string;
+  message: string;
+  /** Source version of the refused change: only a newer valid change releases it. */
+  version: string;
+}
+
 /** The outcome of one batch: what to emit, which routes to save, which records to dead-letter. */
 export interface NormalizedBatch<R> {
   observations: StockObservation[];
   routes: Route[];
   rejected: Array<{ ref: R; reason: ReasonCode | string; message: string; position: string | null }>;
   stale: number;
+  /** Contributors whose last change in this batch was refused while their row still counts. */
+  holds: HeldMark[];
+  /** Contributors whose last change in this batch applied: any hold older than `version` ends. */
+  releases: Array<{ contributorId: string; version: string }>;
 }
 
 async function decode<R>(item: RawItem<R>, deps: BatchDeps): Promise<ChangeEvent | null> {
@@ -97,7 +118,13 @@ export async function normalizeBatch<R>(items: Array<RawItem<R>>, src: RawSource
 }
 
 async function normalizeOnce<R>(items: Array<RawItem<R>>, src: RawSource, deps: BatchDeps, nowMs: number): Promise<NormalizedBatch<R>> {
-  const out: NormalizedBatch<R> = { observations: [], routes: [], rejected: [], stale: 0 };
+  const out: NormalizedBatch<R> = { observations: [], routes: [], rejected: [], stale: 0, holds: [], releases: [] };
+  // The last outcome per contributor decides: held (refused while counted) or released (applied).
+  const last = new Map<string, HeldMark | { contributorId: string; version: string }>();
+  const hold = (route: Route | undefined, change: ChangeEvent, reason: string, message: string) => {
+    if (!route || route.deleted || change.sourceVersion <= route.sourceVersion) return;
+    last.set(route.contributorId, { contributorId: route.contributorId, supplierId: route.supplierId, sourceTable: route.sourceTable, region: route.region, sku: route.sku, reason, message, version: change.sourceVersion });
+  };
   const reject = (ref: R, err: unknown, position: string | null) => {
     if (err instanceof Rejection) return void out.rejected.push({ ref, reason: err.reason, message: err.message, position });
     deps.onDefect?.(err);
@@ -131,7 +158,10 @@ async function normalizeOnce<R>(items: Array<RawItem<R>>, src: RawSource, deps: 
       for (const r of known.values()) if (!r.deleted && r.sourceTable === item.change.table && !current.includes(r)) current.push(r);
       const t = normalizeTruncate(item.change, current, nowMs);
       out.observations.push(...t.observations);
-      for (const r of t.routes) known.set(r.contributorId, r);
+      for (const r of t.routes) {
+        known.set(r.contributorId, r);
+        last.set(r.contributorId, { contributorId: r.contributorId, version: r.sourceVersion });
+      }
       out.routes.push(...t.routes);
       continue;
     }
@@ -145,15 +175,24 @@ async function normalizeOnce<R>(items: Array<RawItem<R>>, src: RawSource, deps: 
       outcome = normalizeChange(item.change, src.mapping, item.contributorId, route, nowMs);
     } catch (err) {
       reject(item.ref, err, item.change.position);
+      const r = out.rejected.at(-1)!;
+      hold(route, item.change, r.reason, r.message);
       continue;
     }
     if (outcome.kind === 'stale') out.stale++;
-    else if (outcome.kind === 'rejected') out.rejected.push({ ref: item.ref, reason: outcome.reason, message: outcome.message, position: item.change.position });
-    else {
+    else if (outcome.kind === 'rejected') {
+      out.rejected.push({ ref: item.ref, reason: outcome.reason, message: outcome.message, position: item.change.position });
+      hold(route, item.change, outcome.reason, outcome.message);
+    } else {
       out.observations.push(...outcome.observations);
       known.set(item.contributorId, outcome.route);
       out.routes.push(outcome.route);
+      last.set(item.contributorId, { contributorId: item.contributorId, version: item.change.sourceVersion });
     }
+  }
+  for (const v of last.values()) {
+    if ('reason' in v) out.holds.push(v);
+    else out.releases.push(v);
   }
   return out;
 }

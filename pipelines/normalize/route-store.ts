@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { query } from '../../sinks/postgres/pool.js';
+import { HeldStore } from './held-store.js';
 import { newestPerContributor, type Route } from './normalize.js';
 
 interface RouteRow {
@@ -40,7 +41,12 @@ function toRoute(r: RouteRow): Route {
  * route to an older source version.
  */
 export class RouteStore {
-  constructor(private readonly pool: pg.Pool) {}
+  /** Contributors held at their last valid state; saved with the routes of the same batch. */
+  readonly held: HeldStore;
+
+  constructor(private readonly pool: pg.Pool) {
+    this.held = new HeldStore(pool);
+  }
 
   /** Routes of the given contributors, one query. */
   async get(ids: string[]): Promise<Map<string, Route>> {

@@ -112,12 +112,14 @@ export class NormalizerHandler implements BatchHandler {
     await this.produce(observations, ctx);
     await ctx.retry('writing dead letters', () => this.dlq.write(letters));
     await ctx.retry('saving routes', () => this.routes.save(changedRoutes));
+    await ctx.retry('saving held contributors', () => this.routes.held.apply(result.holds, result.releases));
     // A truncate of this table normalized on another partition while this batch ran may not have seen
     // the routes just saved: those older than it are removed now, at its version.
     const swept = await sweepTruncated(changedRoutes, raw.supplier.id, raw.table, { truncates: this.routes, retry: ctx.retry });
     if (swept.observations.length) {
       await this.produce(swept.observations, ctx);
       await ctx.retry('saving routes', () => this.routes.save(swept.routes));
+      await ctx.retry('saving held contributors', () => this.routes.held.apply([], swept.routes.map((r) => ({ contributorId: r.contributorId, version: r.sourceVersion }))));
       this.log.info({ table: raw.table, removed: swept.routes.length }, 'removed rows a truncate on another partition overtook');
     }
     this.metrics.eventsOut.inc({ stage: 'normalizer' }, observations.length);

@@ -42,6 +42,11 @@ export interface ReconcileReport {
   rowsCompared: number;
   /** Source rows the mapping rejects (they are dead letters, not drift). */
   rejectedRows: number;
+  /**
+   * Of those, rows Cellar still counts at their last valid state (held: see the README, "Rows that turn
+   * invalid"); `cellar dlq held` lists them.
+   */
+  heldRows: number;
   drift: Array<Drift & { repaired: boolean }>;
   repaired: number;
   /** Differences still moving at the source after every re-check: in flight, not drift. */
@@ -192,6 +197,7 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
       }
     }
     const unsettled = cands.size + keyCands.size;
+    const heldRows = [...rejected].filter((cid) => held.get(cid)?.live).length;
     let repairedKeys = new Set<Drift>();
     if (opts.repair && confirmed.length) {
       progress(`repairing ${confirmed.length} differences`, rowsCompared);
@@ -205,8 +211,8 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
     deps.metrics?.reconciliationDrift.set({ supplier: supplier.id }, drift.length);
     deps.metrics?.reconciliationLastSuccess.set({ supplier: supplier.id }, Date.now() / 1000);
     deps.metrics?.reconciliationRows.inc({ supplier: supplier.id }, rowsCompared);
-    log.info({ supplier: supplier.id, runId, rowsCompared, drift: drift.length, repaired, unsettled, rejected: rejected.size, outcome }, 'reconciliation finished');
-    return { runId, supplierId: supplier.id, rowsCompared, rejectedRows: rejected.size, drift, repaired, unsettled, outcome, durationMs: Date.now() - t0 };
+    log.info({ supplier: supplier.id, runId, rowsCompared, drift: drift.length, repaired, unsettled, rejected: rejected.size, held: heldRows, outcome }, 'reconciliation finished');
+    return { runId, supplierId: supplier.id, rowsCompared, rejectedRows: rejected.size, heldRows, drift, repaired, unsettled, outcome, durationMs: Date.now() - t0 };
   } catch (err) {
     const e = err instanceof CellarError ? err : new CellarError('reconcile_failed', `reconciling ${supplier.id}: ${(err as Error).message}`, { cause: err });
     await finishRun(pool, runId, { rowsCompared, drifted: 0, repaired: 0, unsettled: 0, outcome: 'failed', error: e.message }).catch(() => undefined);

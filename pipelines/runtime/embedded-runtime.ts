@@ -20,6 +20,9 @@ import { insertDeadLetters } from '../dlq/store.js';
 import { normalizeBatch } from '../normalize/batch.js';
 import type { CompiledMapping } from '../normalize/mapping.js';
 import { CachedRouteStore } from '../normalize/route-store.js';
+import { CachedHeldStore } from '../normalize/held-store.js';
+import type { HeldMark } from '../normalize/batch.js';
+import { randomUUID } from 'node:crypto';
 import type { Route } from '../normalize/normalize.js';
 import { MappingInputsStore } from '../normalize/sku-map-store.js';
 import { groupBy } from '../core/collections.js';
@@ -92,6 +95,8 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   await redisSink.writeBatch([]); // consumes the reset a new epoch reports: Redis was just rebuilt
 
   const routes = new CachedRouteStore(pool);
+  const held = new CachedHeldStore(pool);
+  await retry('reading held contributors', () => held.load(suppliers.map((s) => s.id)));
   const contributions = new ContributionStore(pool);
   const aggregator = new RegionalAggregator();
   aggregator.restore(await retry('restoring aggregate state', () => contributions.load(EMBEDDED_PARTITION)));
@@ -139,11 +144,15 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     checkpoints: Array<[string, EmbeddedCheckpoint]>;
     confirms: Array<() => Promise<void>>;
     repairIds: number[];
+    holds: HeldMark[];
+    releases: Array<{ contributorId: string; version: string }>;
   }
 
   const prepareGroup = async (taken: Pending[]): Promise<Prepared> => {
     const letters: DeadLetter[] = [];
     const allRoutes: Route[] = [];
+    const holds: Prepared['holds'] = [];
+    const releases: Prepared['releases'] = [];
     let stale = 0;
     let changes = 0;
     const bySupplier = groupBy(taken, (p) => p.supplier.id);
@@ -179,6 +188,9 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
           letters.push({ stage: 'aggregator', reason: outcome, message: aggregator.refusalMessage(o, outcome), supplierId: supplier.id, topic: null, partition: null, offset: null, sourcePosition: o.sourceVersion, key: null, value: Buffer.from(JSON.stringify(o)), tsMs: Date.now(), sourceTable: null });
         }
         allRoutes.push(...res.routes);
+        const h = held.track(res.holds, res.releases);
+        holds.push(...h.holds);
+        releases.push(...h.releases);
         stale += res.stale;
         for (const r of res.rejected) {
           letters.push({ stage: 'normalizer', reason: r.reason, message: r.message, supplierId: supplier.id, topic: null, partition: null, offset: null, sourcePosition: r.position ?? r.ref.at, key: r.ref.m.key === null ? null : Buffer.from(r.ref.m.key), value: Buffer.from(r.ref.m.value), tsMs: Date.now(), sourceTable: table });
@@ -198,7 +210,10 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       checkpoints.push([last.supplier.id, { kind: last.supplier.source.kind, position: last.position, snapshotDone: snapshotDone.get(last.supplier.id) ?? false }]);
       confirms.push(last.confirm);
     }
-    return { letters, routesToSave, totals, changed, stale, changes, checkpoints, confirms, repairIds: taken.flatMap((p) => p.repairIds ?? []) };
+    // Stable across retries of the commit, so letters of a commit whose outcome was unknown are written once.
+    const group = randomUUID();
+    letters.forEach((l, i) => (l.dedupeKey = `${group}:${i}`));
+    return { letters, routesToSave, totals, changed, stale, changes, checkpoints, confirms, repairIds: taken.flatMap((p) => p.repairIds ?? []), holds, releases };
   };
 
   const commitGroup = async (g: Prepared) => {
@@ -207,6 +222,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       inTransaction(pool, 'committing embedded batch', async (tx) => {
         await lease.fence(tx);
         await routes.save(g.routesToSave, tx);
+        await held.apply(g.holds, g.releases, tx);
         await contributions.save(g.changed, EMBEDDED_PARTITION, tx);
         await upsertRegionalStock(tx, totals);
         await insertDeadLetters(tx, letters);

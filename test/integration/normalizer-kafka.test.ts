@@ -163,4 +163,24 @@ mapping:
       await producer.disconnect();
     }
   }, 180_000);
+
+  it('holds a counted row whose newer change is refused, and releases it on a valid change or a delete', async () => {
+    const kafka = createKafka(cfg, createLogger('test', 'warn'), 'test');
+    const producer = await connectProducer(kafka, cfg);
+    const held = async () => (await db.pool.query<{ contributor_id: string; reason: string; region: string }>('SELECT contributor_id, reason, region FROM cellar.held_contributors ORDER BY 1')).rows;
+    const send = (m: { key: string | Buffer | null; value: string | Buffer }) => producer.send({ topic, acks: -1, messages: [{ key: m.key, value: m.value }] });
+    const change = (id: number, op: 'u' | 'd', after: Record<string, unknown> | null) =>
+      debeziumJsonMessage(info, columns, ['id'], { op, before: op === 'd' ? { id, item_code: 'A-1', depot: 'd1', qty: '2', uom: 'CS' } : null, after: after && { id, item_code: 'A-1', depot: 'd1', qty: '2', uom: 'CS', ...after }, tsMs: 1, lsn: (lsn += 10) });
+    try {
+      for (const id of [500, 501]) await send(valid(id));
+      for (const id of [500, 501]) await send(change(id, 'u', { depot: 'd9' }));
+      expect(await eventually(async () => (await held()).length === 2, 60_000), JSON.stringify(await held())).toBe(true);
+      expect(await held()).toEqual([500, 501].map((id) => ({ contributor_id: `acme/public.stock/id=${id}`, reason: 'unknown_warehouse', region: 'r1' })));
+      await send(change(500, 'u', { depot: 'd2' }));
+      await send(change(501, 'd', null));
+      expect(await eventually(async () => (await held()).length === 0, 60_000), JSON.stringify(await held())).toBe(true);
+    } finally {
+      await producer.disconnect();
+    }
+  }, 120_000);
 });

@@ -13,6 +13,8 @@ export interface EmbeddedUnderTest {
   metrics: CellarMetrics;
   cellar: { url: string; pool: pg.Pool };
   redis: Redis;
+  /** The private Redis the runtime writes. */
+  redisUrl: string;
   /** The error the runtime stopped on, if it did. */
   failed(): Error | undefined;
   stop(): Promise<void>;
@@ -41,7 +43,7 @@ export async function startEmbeddedUnderTest(
     const redis = new Redis(redisServer.url);
     const server = redisServer;
     return {
-      rt, metrics, cellar, redis,
+      rt, metrics, cellar, redis, redisUrl: server.url,
       failed: () => failed,
       stop: async () => {
         await rt.stop();

@@ -98,7 +98,12 @@ function fill(tr, item, flash) {
   if (item.version < v) return; // an older version never overwrites a newer one
   tr.dataset.version = String(item.version);
   tr.querySelector('.size').textContent = size(item.bottleSizeMl);
-  tr.querySelector('.bottles').textContent = fmt(item.bottles);
+  const bottles = tr.querySelector('.bottles');
+  if (item.heldContributors !== undefined) tr.dataset.held = String(item.heldContributors);
+  const held = Number(tr.dataset.held || 0);
+  bottles.textContent = held ? `${fmt(item.bottles)} (${held} held)` : fmt(item.bottles);
+  bottles.title = held ? `${held} contributor(s) counted at their last valid state: a newer change of their row was dead-lettered (Held contributors, below)` : '';
+  bottles.classList.toggle('held', held > 0);
   tr.querySelector('.version').textContent = String(item.version);
   tr.querySelector('.updated').textContent = time(item.updatedTsMs);
   if (flash) {
@@ -223,6 +228,7 @@ async function loadHealth() {
   stores.className = `value ${h.stores.redis && h.stores.postgres ? 'up' : 'down'}`;
   rows('#stages tbody', h.stages, (s) => [[s.stage], [fmt(s.inPerS), 'num'], [fmt(s.outPerS), 'num'], [fmt(s.inTotal), 'num']], 'no records processed yet');
   rows('#lag tbody', h.consumerLag, (l) => [[l.group], [l.topic], [fmt(l.lag), 'num']], 'no Kafka consumers reported (embedded runtime, or no worker URLs to read)');
+  rows('#held tbody', h.held, (x) => [[x.supplierId], [x.reason], [fmt(x.count), 'num'], [new Date(x.oldestMs).toLocaleString()]], 'none: every counted row is at its latest change');
   rows('#dlq tbody', h.deadLetters, (d) => [[d.stage], [d.reason], [fmt(d.count), 'num'], [fmt(d.pending), 'num']], 'none');
   const r = h.reconciliation;
   $('#reconciliation').textContent = r
