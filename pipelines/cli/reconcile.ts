@@ -8,6 +8,7 @@ import { startOpsServer } from '../core/http.js';
 import type { Drift } from '../reconcile/compare.js';
 import type { ReconcileReport } from '../reconcile/reconcile.js';
 import { Reconciler, startScheduler } from '../reconcile/runner.js';
+import { ORPHANS_RUN } from '../reconcile/orphans.js';
 import { listRuns } from '../reconcile/store.js';
 import { createPgPool } from '../../sinks/postgres/pool.js';
 import { formatTable } from './format.js';
@@ -30,7 +31,7 @@ function driftLine(d: Drift & { repaired: boolean }): string[] {
 export function formatReport(r: ReconcileReport): string {
   const rate = r.durationMs > 0 ? (r.rowsCompared * 1000) / r.durationMs : 0;
   const verdict = r.outcome === 'clean' ? 'clean' : r.outcome === 'repaired' ? 'drift found and repaired' : 'DRIFT';
-  const lines = [`${r.supplierId}: ${num(r.rowsCompared)} source rows compared in ${(r.durationMs / 1000).toFixed(1)} s (${num(rate)} rows/s); ${r.drift.length} drifted, ${r.repaired} repaired, ${r.unsettled} still changing (not drift), ${r.rejectedRows} rejected by the mapping${r.heldRows ? ` (${r.heldRows} of them still counted at their last valid state: cellar dlq held)` : ''} — ${verdict} (run ${r.runId})`];
+  const lines = r.supplierId === ORPHANS_RUN ? [`keys without any contributor: ${num(r.rowsCompared)} totals and Redis fields checked; ${r.drift.length} orphaned, ${r.repaired} removed, ${r.unsettled} still changing — ${verdict} (run ${r.runId})`] : [`${r.supplierId}: ${num(r.rowsCompared)} source rows compared in ${(r.durationMs / 1000).toFixed(1)} s (${num(rate)} rows/s); ${r.drift.length} drifted, ${r.repaired} repaired${r.corrections > r.repaired ? ` (${r.corrections - r.repaired} corrections sent but not seen applied within the re-checks: run again to verify)` : ''}, ${r.unsettled} still changing (not drift), ${r.rejectedRows} rejected by the mapping${r.heldRows ? ` (${r.heldRows} of them still counted at their last valid state: cellar dlq held)` : ''} — ${verdict} (run ${r.runId})`];
   if (r.drift.length) {
     const shown = r.drift.slice(0, 50);
     lines.push(formatTable(['where', 'key', 'expected', 'actual', 'repaired', 'likely cause'], shown.map(driftLine)).replace(/^/gm, '  '));
@@ -45,13 +46,17 @@ export function registerReconcileCommands(program: Command): void {
     .command('reconcile')
     .description('compare suppliers\' rows with what Cellar materialized (contributions, regional totals, Redis); exit 1 when drift was found and not repaired')
     .option('--supplier <id>', 'one supplier (default: every Postgres, MySQL and MariaDB supplier)')
-    .option('--repair', 'correct the drift through the pipeline')
+    .option('--repair', 'correct the drift through the pipeline, then check each correction took effect')
+    .option('--orphans', 'with --supplier, also look for totals and Redis fields at keys no contributor of any supplier was counted under (always done without --supplier)')
     .addOption(new Option('--settle <ms>', 'wait before each re-check of a difference; longer than the pipeline\'s lag').default('3000'))
     .addOption(new Option('--rounds <n>', 're-checks before a difference counts as drift').default('3'))
+    .addOption(new Option('--verify-timeout <ms>', 'with --repair: how long to wait for the corrections to show before reporting them as not applied').default('30000'))
     .addOption(new Option('--via <path>', 'how corrections enter the pipeline: the embedded runtime\'s queue, the raw topics, or a Debezium incremental snapshot through the signal table').choices(['auto', 'queue', 'kafka', 'signal']).default('auto'))
-    .action(async (opts: { supplier?: string; repair?: boolean; settle: string; rounds: string; via: 'auto' | 'queue' | 'kafka' | 'signal' }) => {
+    .action(async (opts: { supplier?: string; orphans?: boolean; repair?: boolean; settle: string; rounds: string; verifyTimeout: string; via: 'auto' | 'queue' | 'kafka' | 'signal' }) => {
       const settleMs = Number(opts.settle);
       const rounds = Number(opts.rounds);
+      const verifyMs = Number(opts.verifyTimeout);
+      if (!(verifyMs >= 0 && verifyMs <= 3_600_000)) throw new ConfigError(`--verify-timeout ${opts.verifyTimeout}: expected milliseconds between 0 and 3600000`);
       if (!(settleMs >= 0 && settleMs <= 600_000)) throw new ConfigError(`--settle ${opts.settle}: expected milliseconds between 0 and 600000`);
       if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20)) throw new ConfigError(`--rounds ${opts.rounds}: expected 1 to 20`);
       const cfg = loadRuntimeConfig();
@@ -60,7 +65,7 @@ export function registerReconcileCommands(program: Command): void {
       try {
         await reconciler.prepare();
         const reports = await reconciler.run({
-          ...(opts.supplier ? { supplierId: opts.supplier } : {}), repair: Boolean(opts.repair), settleMs, rounds, via: opts.via,
+          ...(opts.supplier ? { supplierId: opts.supplier } : {}), orphans: Boolean(opts.orphans), repair: Boolean(opts.repair), settleMs, rounds, verifyMs, via: opts.via,
           onProgress: (p) => {
             if (Date.now() - last < (process.stderr.isTTY ? 500 : 5000)) return;
             last = Date.now();

@@ -6,9 +6,20 @@ import { redisKeys } from '../../sinks/redis/config.js';
 import type { KeyState, Placed } from './compare.js';
 import { groupBy } from '../core/collections.js';
 
+/** A live contribution as stored, with what an observation correcting it needs. */
+export interface StoredPlacement extends Placed {
+  warehouseId: string;
+  sourceVersion: string;
+}
+
 /** What Cellar holds for one contributor (source row): its live placement and the newest version seen. */
 export interface HeldContributor {
+  /** Its live contribution (the newest, when it is wrongly counted under several keys). */
   live?: Placed;
+  /** Further live contributions under other keys: counted twice, which the pipeline never does. */
+  extra: StoredPlacement[];
+  /** Every live contribution (`live` and `extra`), oldest first. */
+  placements: StoredPlacement[];
   /** Keys where it has a tombstone (moved away or deleted). */
   tombstones: Array<{ region: string; sku: string }>;
   newestVersion: string;
@@ -16,20 +27,27 @@ export interface HeldContributor {
 
 /** A supplier's contributions as Cellar holds them, by contributor id (tombstones included). */
 export async function loadContributions(pool: pg.Pool, supplierId: string, ids?: string[]): Promise<Map<string, HeldContributor>> {
-  const { rows } = await query<{ contributor_id: string; region: string; sku: string; bottles: string; source_version: string; deleted: boolean; bottle_size_ml: number | null }>(
+  const { rows } = await query<{ contributor_id: string; region: string; sku: string; bottles: string; source_version: string; deleted: boolean; bottle_size_ml: number | null; warehouse_id: string }>(
     pool,
     'reading stock_contributions',
-    `SELECT contributor_id, region, sku, bottles, source_version, deleted, bottle_size_ml FROM cellar.stock_contributions
-      WHERE supplier_id = $1 ${ids ? 'AND contributor_id = ANY($2)' : ''}`,
+    `SELECT contributor_id, region, sku, bottles, source_version, deleted, bottle_size_ml, warehouse_id FROM cellar.stock_contributions
+      WHERE supplier_id = $1 ${ids ? 'AND contributor_id = ANY($2)' : ''} ORDER BY source_version COLLATE "C"`,
     ids ? [supplierId, ids] : [supplierId],
   );
-  const out = new Map<string, HeldContributor>();
+  const out = new Map<string, HeldContributor & { lives: StoredPlacement[] }>();
   for (const r of rows) {
     let h = out.get(r.contributor_id);
-    if (!h) out.set(r.contributor_id, (h = { tombstones: [], newestVersion: r.source_version }));
+    if (!h) out.set(r.contributor_id, (h = { tombstones: [], extra: [], placements: [], lives: [], newestVersion: r.source_version }));
     if (r.source_version > h.newestVersion) h.newestVersion = r.source_version;
     if (r.deleted) h.tombstones.push({ region: r.region, sku: r.sku });
-    else h.live = { region: r.region, sku: r.sku, bottles: Number(r.bottles), bottleSizeMl: r.bottle_size_ml };
+    else h.lives.push({ region: r.region, sku: r.sku, bottles: Number(r.bottles), bottleSizeMl: r.bottle_size_ml, warehouseId: r.warehouse_id, sourceVersion: r.source_version });
+  }
+  for (const h of out.values()) {
+    // Rows come oldest first: the newest live one is the contributor's placement, the others are extra.
+    h.placements = [...h.lives];
+    const newest = h.lives.pop();
+    if (newest) h.live = { region: newest.region, sku: newest.sku, bottles: newest.bottles, bottleSizeMl: newest.bottleSizeMl };
+    h.extra = h.lives;
   }
   return out;
 }
@@ -109,7 +127,9 @@ export async function repairRedisFromPostgres(pool: pg.Pool, redis: Redis, keys:
       if (r.bottle_size_ml === null) m.hdel(names.sizes, k.sku);
       else m.hset(names.sizes, k.sku, String(r.bottle_size_ml));
     } else {
+      // The version guard goes too: a later total for this key is taken whatever its version.
       m.hdel(names.stock, k.sku);
+      m.hdel(names.versions, k.sku);
       m.hdel(names.sizes, k.sku);
     }
   }

@@ -12,8 +12,11 @@ export interface Placed {
   bottleSizeMl?: number | null;
 }
 
-/** Kinds of difference, by where it was found. */
-export type DriftKind = 'contribution' | 'regional_total' | 'redis';
+/**
+ * Kinds of difference, by where it was found. `orphan`: a `regional_stock` row or a Redis field for a key
+ * no contributor of any supplier was ever counted under.
+ */
+export type DriftKind = 'contribution' | 'regional_total' | 'redis' | 'orphan';
 
 /** One difference found by a run (a row of `cellar.reconciliation_drift`). */
 export interface Drift {
@@ -48,10 +51,31 @@ export function contributionCause(expected: Placed | undefined, actual: Placed |
   return 'the quantity differs: a lost update, or the contribution was changed outside the pipeline';
 }
 
-/** A contribution difference as a drift row. */
-export function contributionDrift(contributorId: string, expected: Placed | undefined, actual: Placed | undefined): Drift {
+/**
+ * A contribution difference as a drift row. `extra`: further live contributions of the same row under
+ * other keys (it is then counted more than once; `actual.alsoCountedAt` lists them).
+ */
+export function contributionDrift(contributorId: string, expected: Placed | undefined, actual: Placed | undefined, extra: Placed[] = []): Drift {
   const at = expected ?? actual;
+  if (extra.length) {
+    const where = [actual, ...extra].filter(Boolean).map((p) => `${p!.region}/${p!.sku}`).join(', ');
+    return {
+      kind: 'contribution', region: at?.region ?? null, sku: at?.sku ?? null, contributorId, expected: expected ?? null,
+      actual: { ...actual, alsoCountedAt: extra.map((p) => ({ region: p.region, sku: p.sku, bottles: p.bottles })) },
+      likelyCause: `one source row counted under ${extra.length + 1} keys at once (${where}): contributions changed outside the pipeline`,
+    };
+  }
   return { kind: 'contribution', region: at?.region ?? null, sku: at?.sku ?? null, contributorId, expected: expected ?? null, actual: actual ?? null, likelyCause: contributionCause(expected, actual) };
+}
+
+/** A total or Redis field at a key no contributor was ever counted under. */
+export function orphanDrift(k: KeyState): Drift {
+  return {
+    kind: 'orphan', region: k.region, sku: k.sku, contributorId: null, expected: null, actual: k.stored ?? k.cached,
+    likelyCause: k.stored !== null
+      ? 'cellar.regional_stock has a total for a key no contributor of any supplier was ever counted under: written outside the pipeline, or left from a removed supplier'
+      : 'the Redis snapshot has a field for a key cellar.regional_stock does not have: written outside the pipeline, or left after its row was removed',
+  };
 }
 
 /** What Cellar holds for one (region, sku): the sum over live contributions, the table row, the Redis field. */

@@ -10,7 +10,7 @@ import type { CompiledMapping } from '../normalize/mapping.js';
 import { contributorIdOf } from '../normalize/normalize.js';
 import { Rejection } from '../normalize/reasons.js';
 import { MappingInputsStore } from '../normalize/sku-map-store.js';
-import { loadContributions, loadKeyStates } from './cellar-state.js';
+import { loadContributions, loadKeyStates, type StoredPlacement } from './cellar-state.js';
 import { contributionDrift, contributionMatches, driftSignature, keyDrift, keyOfContributor, type Drift, type Placed } from './compare.js';
 import { applyRepairs, type RepairVia } from './repair.js';
 import { finishRun, recordDrift, startRun, type RunOutcome } from './store.js';
@@ -25,6 +25,11 @@ export interface ReconcileOptions {
   settleMs?: number;
   /** Re-checks of differences before they count as drift or, still moving, as unsettled. Default 3. */
   rounds?: number;
+  /**
+   * How long to wait for corrections to show in Cellar's stores before they count as not applied, ms.
+   * Default 30000 (corrections through Kafka pass four stages); checked every settle window, at most 1 s.
+   */
+  verifyMs?: number;
   /** Source rows per read. Default 5000. */
   chunkRows?: number;
   /** How corrections enter the pipeline; `auto` (default): the embedded runtime's queue when it checkpoints this supplier, else Kafka. */
@@ -48,7 +53,10 @@ export interface ReconcileReport {
    */
   heldRows: number;
   drift: Array<Drift & { repaired: boolean }>;
+  /** Drift entries verified corrected (see verifyRepairs). */
   repaired: number;
+  /** Drift entries a correction was sent for (with `repair`); those above `repaired` were not seen applied. */
+  corrections: number;
   /** Differences still moving at the source after every re-check: in flight, not drift. */
   unsettled: number;
   outcome: RunOutcome;
@@ -73,6 +81,46 @@ interface Candidate {
   key?: Record<string, string>;
   expected?: Placed;
   row?: SourceRow;
+  /** Every live contribution of a row counted under more than one key (it must be counted once). */
+  placements?: StoredPlacement[];
+}
+
+/**
+ * Which corrections took effect: every `everyMs` (until `verifyMs` passed), Cellar is read again for the
+ * corrected contributors and keys and compared with the source as it is then. A correction counts as a
+ * repair only once what it corrected agrees; one that did not take effect in time stays drift, so a
+ * repair is never claimed that the next run would find undone.
+ */
+async function verifyRepairs(
+  c: { pool: pg.Pool; redis: Redis; supplier: Supplier; mapping: CompiledMapping; snap: SupplierSnapshot; everyMs: number; verifyMs: number; keyPrefix?: string },
+  sent: Array<{ drift: Drift; cand?: Candidate }>,
+): Promise<Set<Drift>> {
+  const ok = new Set<Drift>();
+  let open = sent;
+  const until = Date.now() + c.verifyMs;
+  while (open.length && Date.now() < until) {
+    await sleep(c.everyMs);
+    const contrib = open.filter((x) => x.drift.kind === 'contribution' && x.cand);
+    const keys = open.filter((x) => x.drift.kind !== 'contribution' && x.drift.region !== null && x.drift.sku !== null);
+    const heldNow = contrib.length ? await loadContributions(c.pool, c.supplier.id, contrib.map((x) => x.cand!.cid)) : new Map();
+    const fresh = new Map<string, Placed | undefined>();
+    for (const [table, list] of groupBy(contrib.filter((x) => x.cand!.table && x.cand!.key), (x) => x.cand!.table!)) {
+      for (const row of await c.snap.fetch(table, list.map((x) => x.cand!.key!))) {
+        const e = expectation(c.supplier, c.mapping, c.snap, row);
+        fresh.set(e.cid, e.placed);
+      }
+    }
+    const states = keys.length ? await loadKeyStates(c.pool, c.redis, c.supplier.id, keys.map((x) => ({ region: x.drift.region!, sku: x.drift.sku! })), c.keyPrefix) : [];
+    const clean = new Set(states.filter((s) => !keyDrift(s)).map((s) => `${s.region}\u0000${s.sku}`));
+    for (const x of open) {
+      if (x.drift.kind === 'contribution') {
+        const h = heldNow.get(x.cand!.cid);
+        if (contributionMatches(fresh.get(x.cand!.cid), h?.live) && !h?.extra.length) ok.add(x.drift);
+      } else if (clean.has(`${x.drift.region}\u0000${x.drift.sku}`)) ok.add(x.drift);
+    }
+    open = open.filter((x) => !ok.has(x.drift));
+  }
+  return ok;
 }
 
 /** What a source row implies: its contributor id and placement (or the mapping's rejection), as the normalizer sees it. */
@@ -128,7 +176,8 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
           rejected.add(e.cid);
           continue;
         }
-        if (!contributionMatches(e.placed, held.get(e.cid)?.live)) cands.set(e.cid, { cid: e.cid, table: r.table, key: keyOf(r), expected: e.placed, row: r });
+        const h = held.get(e.cid);
+        if (!contributionMatches(e.placed, h?.live) || h?.extra.length) cands.set(e.cid, { cid: e.cid, table: r.table, key: keyOf(r), expected: e.placed, row: r });
       }
       progress('reading source rows', rowsCompared);
     }, opts.chunkRows ?? 5000);
@@ -143,8 +192,8 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
     const contributionKeys = new Set<string>();
     for (const c of cands.values()) {
       if (c.expected) contributionKeys.add(keyId(c.expected));
-      const live = held.get(c.cid)?.live;
-      if (live) contributionKeys.add(keyId(live));
+      const h = held.get(c.cid);
+      for (const p of [h?.live, ...(h?.extra ?? [])]) if (p) contributionKeys.add(keyId(p));
     }
     const keyCands = new Map<string, { region: string; sku: string; sig: string }>();
     for (const s of await loadKeyStates(pool, redis, supplier.id, undefined, deps.keyPrefix)) {
@@ -176,9 +225,11 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
         }
         const now = fresh.get(c.cid);
         const actual = heldNow.get(c.cid)?.live;
+        const extra = heldNow.get(c.cid)?.extra ?? [];
         if (contributionMatches(c.expected, now?.placed)) {
           cands.delete(c.cid);
-          if (!contributionMatches(now?.placed, actual)) confirmed.push({ drift: contributionDrift(c.cid, now?.placed, actual), cand: { ...c, ...(now ? { row: now.row } : {}) } });
+          const placements = extra.length ? heldNow.get(c.cid)!.placements : [];
+          if (!contributionMatches(now?.placed, actual) || extra.length) confirmed.push({ drift: contributionDrift(c.cid, now?.placed, actual, extra), cand: { ...c, placements, ...(now ? { row: now.row } : {}) } });
         } else {
           c.expected = now?.placed;
           if (now) c.row = now.row;
@@ -199,11 +250,16 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
     const unsettled = cands.size + keyCands.size;
     const heldRows = [...rejected].filter((cid) => held.get(cid)?.live).length;
     let repairedKeys = new Set<Drift>();
+    let sent = 0;
     if (opts.repair && confirmed.length) {
       progress(`repairing ${confirmed.length} differences`, rowsCompared);
-      repairedKeys = await applyRepairs({ pool, redis, log, supplier, snap, runId, via: opts.via ?? 'auto', ...(deps.kafka ? { kafka: deps.kafka } : {}), ...(deps.keyPrefix ? { keyPrefix: deps.keyPrefix } : {}) }, confirmed);
+      const applied = await applyRepairs({ pool, redis, log, supplier, snap, runId, via: opts.via ?? 'auto', ...(deps.kafka ? { kafka: deps.kafka } : {}), ...(deps.keyPrefix ? { keyPrefix: deps.keyPrefix } : {}) }, confirmed);
+      sent = applied.size;
+      progress(`verifying ${applied.size} corrections`, rowsCompared);
+      repairedKeys = await verifyRepairs({ pool, redis, supplier, mapping, snap, everyMs: Math.min(settleMs, 1_000), verifyMs: opts.verifyMs ?? 30_000, ...(deps.keyPrefix ? { keyPrefix: deps.keyPrefix } : {}) }, confirmed.filter((c) => applied.has(c.drift)));
     }
     const drift = confirmed.map((c) => ({ ...c.drift, repaired: repairedKeys.has(c.drift) }));
+    if (sent > repairedKeys.size) log.warn({ supplier: supplier.id, runId, sent, verified: repairedKeys.size }, 'corrections sent but not seen applied within the re-check window');
     await recordDrift(pool, runId, drift);
     const repaired = drift.filter((d) => d.repaired).length;
     const outcome: RunOutcome = !drift.length ? 'clean' : repaired === drift.length ? 'repaired' : 'drift';
@@ -212,7 +268,7 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
     deps.metrics?.reconciliationLastSuccess.set({ supplier: supplier.id }, Date.now() / 1000);
     deps.metrics?.reconciliationRows.inc({ supplier: supplier.id }, rowsCompared);
     log.info({ supplier: supplier.id, runId, rowsCompared, drift: drift.length, repaired, unsettled, rejected: rejected.size, held: heldRows, outcome }, 'reconciliation finished');
-    return { runId, supplierId: supplier.id, rowsCompared, rejectedRows: rejected.size, heldRows, drift, repaired, unsettled, outcome, durationMs: Date.now() - t0 };
+    return { runId, supplierId: supplier.id, rowsCompared, rejectedRows: rejected.size, heldRows, drift, repaired, corrections: sent, unsettled, outcome, durationMs: Date.now() - t0 };
   } catch (err) {
     const e = err instanceof CellarError ? err : new CellarError('reconcile_failed', `reconciling ${supplier.id}: ${(err as Error).message}`, { cause: err });
     await finishRun(pool, runId, { rowsCompared, drifted: 0, repaired: 0, unsettled: 0, outcome: 'failed', error: e.message }).catch(() => undefined);

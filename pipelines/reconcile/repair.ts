@@ -7,7 +7,11 @@ import type { Logger } from '../core/logger.js';
 import { connectProducer, createKafka } from '../kafka/client.js';
 import { query } from '../../sinks/postgres/pool.js';
 import { newestVersions, repairRedisFromPostgres } from './cellar-state.js';
-import { keyOfContributor, repairVersion, type Drift } from './compare.js';
+import { keyOfContributor, repairVersion, type Drift, type Placed } from './compare.js';
+import type { StoredPlacement } from './cellar-state.js';
+import { deleteObservation, enqueueObservations, produceObservations } from './direct-repair.js';
+import { RouteStore } from '../normalize/route-store.js';
+import type { Route } from '../normalize/normalize.js';
 import type { SourceMessage, SourceRow, SupplierSnapshot } from './source-snapshot.js';
 import { incrementalSnapshotSignal, sendSignal } from './signal.js';
 import { groupBy } from '../core/collections.js';
@@ -50,20 +54,34 @@ export async function resolveVia(pool: pg.Pool, supplierId: string, via: RepairV
  * supplier's contributors at that key (the aggregator then writes its total afresh with a new version).
  * Redis-only drift is rewritten from Postgres. Returns the drift entries corrected.
  */
-export async function applyRepairs(ctx: RepairContext, confirmed: Array<{ drift: Drift; cand?: { cid: string; table?: string; key?: Record<string, string>; row?: SourceRow } }>): Promise<Set<Drift>> {
+export async function applyRepairs(ctx: RepairContext, confirmed: Array<{ drift: Drift; cand?: { cid: string; table?: string; key?: Record<string, string>; row?: SourceRow; expected?: Placed; placements?: StoredPlacement[] } }>): Promise<Set<Drift>> {
   const done = new Set<Drift>();
   const { pool, supplier, snap } = ctx;
   const keyCols = new Map(supplier.source.tables.map((t) => [t.name, t.key ?? snap.keyColumns(t.name)]));
   // Each correction names one contributor (source row) and which drift it corrects.
   const targets: Array<{ drift: Drift; cid: string; table: string; key: Record<string, string>; row?: SourceRow }> = [];
+  // Corrections below the normalizer (see direct-repair.ts): a contribution deleted at one key.
+  const deletes: Array<{ drift: Drift; cid: string; at: { region: string; sku: string; warehouseId: string; bottleSizeMl?: number | null } }> = [];
+  const doubled = confirmed.filter((c) => c.cand?.placements?.length);
+  const routes = doubled.length ? await new RouteStore(pool).get(doubled.map((c) => c.cand!.cid)) : new Map<string, Route>();
   for (const { drift, cand } of confirmed) {
     if (drift.kind === 'contribution' && cand?.table && cand.key) targets.push({ drift, cid: cand.cid, table: cand.table, key: cand.key, ...(cand.row ? { row: cand.row } : {}) });
+    if (drift.kind === 'contribution' && cand?.placements?.length) {
+      // The source row's correction fixes its route's key and the key it belongs under now; every other
+      // key it is counted under gets a delete of its own.
+      const route = routes.get(cand.cid);
+      const keep = [cand.expected, route && !route.deleted ? route : undefined].filter(Boolean).map((p) => `${p!.region}\u0000${p!.sku}`);
+      for (const x of cand.placements) if (!keep.includes(`${x.region}\u0000${x.sku}`)) deletes.push({ drift, cid: cand.cid, at: x });
+    }
     if (drift.kind === 'regional_total') {
-      const { rows } = await query<{ contributor_id: string }>(pool, 'choosing a contributor to correct a total',
-        'SELECT contributor_id FROM cellar.stock_contributions WHERE supplier_id = $1 AND region = $2 AND sku = $3 ORDER BY deleted, contributor_id LIMIT 1',
+      const { rows } = await query<{ contributor_id: string; deleted: boolean; warehouse_id: string; bottle_size_ml: number | null }>(pool, 'choosing a contributor to correct a total',
+        'SELECT contributor_id, deleted, warehouse_id, bottle_size_ml FROM cellar.stock_contributions WHERE supplier_id = $1 AND region = $2 AND sku = $3 ORDER BY deleted, contributor_id LIMIT 1',
         [supplier.id, drift.region, drift.sku]);
       const k = rows[0] && keyOfContributor(rows[0].contributor_id, supplier.id, keyCols);
-      if (k) {
+      if (rows[0]?.deleted) {
+        // No live contributor: a source row's change would emit nothing here; delete the tombstone again.
+        deletes.push({ drift, cid: rows[0].contributor_id, at: { region: drift.region!, sku: drift.sku!, warehouseId: rows[0].warehouse_id, bottleSizeMl: rows[0].bottle_size_ml } });
+      } else if (k) {
         const [row] = await snap.fetch(k.table, [k.key]);
         targets.push({ drift, cid: rows[0]!.contributor_id, table: k.table, key: k.key, ...(row ? { row } : {}) });
       }
@@ -71,7 +89,7 @@ export async function applyRepairs(ctx: RepairContext, confirmed: Array<{ drift:
   }
   // One correction per row, whichever drifts led to it (they are all corrected by it).
   const rows = [...groupBy(targets, (t) => t.cid).values()].map((list) => ({ ...list[0]!, drifts: list.map((t) => t.drift) }));
-  const via = rows.length ? await resolveVia(pool, supplier.id, ctx.via) : 'queue';
+  const via = rows.length || deletes.length ? await resolveVia(pool, supplier.id, ctx.via) : 'queue';
   let viaEvents = rows;
   if (via === 'signal') {
     const present = rows.filter((t) => t.row);
@@ -85,7 +103,7 @@ export async function applyRepairs(ctx: RepairContext, confirmed: Array<{ drift:
     // A snapshot cannot bring back a row the source no longer has: those go as delete events.
     viaEvents = rows.filter((t) => !t.row);
   }
-  const versions = await newestVersions(pool, viaEvents.map((t) => t.cid));
+  const versions = await newestVersions(pool, [...viaEvents.map((t) => t.cid), ...deletes.map((d) => d.cid)]);
   const messages: Array<{ table: string; m: SourceMessage; drifts: Drift[] }> = viaEvents.map((t) => ({
     table: t.table,
     drifts: t.drifts,
@@ -96,6 +114,13 @@ export async function applyRepairs(ctx: RepairContext, confirmed: Array<{ drift:
     else await produce(ctx, messages);
     for (const m of messages) for (const d of m.drifts) done.add(d);
     ctx.log.info({ supplier: supplier.id, corrections: messages.length, via: via === 'signal' ? 'kafka' : via }, 'corrections sent through the pipeline');
+  }
+  if (deletes.length) {
+    const observations = deletes.map((d) => deleteObservation(supplier.id, d.cid, d.at, repairVersion(versions.get(d.cid)), ctx.runId));
+    if (via === 'queue') await enqueueObservations(pool, ctx.runId, supplier.id, observations);
+    else await produceObservations(ctx.kafka, ctx.log, observations);
+    for (const d of deletes) done.add(d.drift);
+    ctx.log.info({ supplier: supplier.id, corrections: deletes.length, via: via === 'queue' ? 'queue' : 'kafka' }, 'contributions deleted at keys no source row can correct');
   }
   const redisDrift = confirmed.map((c) => c.drift).filter((d) => d.kind === 'redis' && d.region && d.sku);
   await repairRedisFromPostgres(pool, ctx.redis, redisDrift.map((d) => ({ region: d.region!, sku: d.sku! })), ctx.keyPrefix);

@@ -8,6 +8,7 @@ import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import { createPgPool } from '../../sinks/postgres/pool.js';
 import { migrate } from '../../sinks/postgres/migrate.js';
+import { ORPHANS_RUN, reconcileOrphans } from './orphans.js';
 import { reconcileSupplier, type ReconcileOptions, type ReconcileReport } from './reconcile.js';
 
 /** Suppliers a run covers: one by id, or every supplier whose source Cellar can read. */
@@ -38,11 +39,13 @@ export class Reconciler {
   }
 
   /**
-   * Runs one supplier's reconciliation, or every readable supplier's in turn. A supplier already being
+   * Runs one supplier's reconciliation, or every readable supplier's in turn and then the check of keys
+   * no supplier's contributors were counted under (`orphans` adds it to a one-supplier run). A supplier already being
    * reconciled by this process is skipped (a slow run and its next schedule never overlap).
    */
-  async run(opts: ReconcileOptions & { supplierId?: string } = {}): Promise<ReconcileReport[]> {
+  async run(opts: ReconcileOptions & { supplierId?: string; orphans?: boolean } = {}): Promise<ReconcileReport[]> {
     const out: ReconcileReport[] = [];
+    const deps = { pool: this.pool, redis: this.redis, log: this.log, kafka: this.cfg, ...(this.metrics ? { metrics: this.metrics } : {}) };
     for (const supplier of suppliersToReconcile(loadRegistry(this.cfg.suppliersDir), opts.supplierId)) {
       if (this.running.has(supplier.id)) {
         this.log.warn({ supplier: supplier.id }, 'reconciliation already running for this supplier; skipped');
@@ -50,9 +53,18 @@ export class Reconciler {
       }
       this.running.add(supplier.id);
       try {
-        out.push(await reconcileSupplier({ pool: this.pool, redis: this.redis, log: this.log, kafka: this.cfg, ...(this.metrics ? { metrics: this.metrics } : {}) }, supplier, opts));
+        out.push(await reconcileSupplier(deps, supplier, opts));
       } finally {
         this.running.delete(supplier.id);
+      }
+    }
+    // Keys no supplier's contributors were counted under: with every supplier, or when asked.
+    if ((!opts.supplierId || opts.orphans) && !this.running.has(ORPHANS_RUN)) {
+      this.running.add(ORPHANS_RUN);
+      try {
+        out.push(await reconcileOrphans(deps, opts));
+      } finally {
+        this.running.delete(ORPHANS_RUN);
       }
     }
     return out;

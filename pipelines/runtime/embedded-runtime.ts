@@ -3,7 +3,7 @@ import { mysqlUrl, postgresUrl } from '../../connectors/registry/connection.js';
 import { createMysqlCdcSource, type BinlogPosition } from '../../connectors/mysql-cdc/index.js';
 import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
 import { createPostgresCdcSource, type CdcBatch } from '../../connectors/postgres-cdc/index.js';
-import type { DeadLetter } from '../../schemas/records.js';
+import type { DeadLetter, StockObservation } from '../../schemas/records.js';
 import { createPgPool, inTransaction, query } from '../../sinks/postgres/pool.js';
 import { migrate } from '../../sinks/postgres/migrate.js';
 import { upsertRegionalStock } from '../../sinks/postgres/sink.js';
@@ -123,6 +123,8 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     confirm: () => Promise<void>;
     /** Rows of `cellar.repair_requests` this batch carries, deleted in the commit that applies them. */
     repairIds?: number[];
+    /** Corrections below the normalizer (see pipelines/reconcile/direct-repair.ts). */
+    observations?: StockObservation[];
   }
   const buffer: Pending[] = [];
   let buffered = 0;
@@ -150,6 +152,13 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
 
   const prepareGroup = async (taken: Pending[]): Promise<Prepared> => {
     const letters: DeadLetter[] = [];
+    const aggregate = (list: StockObservation[]) => {
+      for (const o of list) {
+        const outcome = aggregator.apply(o);
+        if (outcome === 'applied' || outcome === 'stale') continue;
+        letters.push({ stage: 'aggregator', reason: outcome, message: aggregator.refusalMessage(o, outcome), supplierId: o.supplierId, topic: null, partition: null, offset: null, sourcePosition: o.sourceVersion, key: null, value: Buffer.from(JSON.stringify(o)), tsMs: Date.now(), sourceTable: null });
+      }
+    };
     const allRoutes: Route[] = [];
     const holds: Prepared['holds'] = [];
     const releases: Prepared['releases'] = [];
@@ -160,6 +169,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       const { supplier, mapping } = group[0]!;
       const byTable = new Map<string, Array<{ m: CdcBatch['messages'][number]; at: string }>>();
       for (const p of group) {
+        if (p.observations) aggregate(p.observations);
         changes += p.batch.messages.length;
         const at = JSON.stringify(p.position ?? 'reconciliation');
         for (const m of p.batch.messages) {
@@ -182,11 +192,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
           { supplierId: supplier.id, mapping, table, keyColumns: supplier.source.tables.find((t) => t.name === table)?.key },
           { routes: (ids) => routes.get(ids), liveOfTable: (sid, t) => routes.liveOfTable(sid, t), settle: () => committing, retry, flushPins: () => inputs.flushPins(), onDefect: (err) => log.error({ err }, 'unexpected error on one record; dead-lettered') },
         );
-        for (const o of res.observations) {
-          const outcome = aggregator.apply(o);
-          if (outcome === 'applied' || outcome === 'stale') continue;
-          letters.push({ stage: 'aggregator', reason: outcome, message: aggregator.refusalMessage(o, outcome), supplierId: supplier.id, topic: null, partition: null, offset: null, sourcePosition: o.sourceVersion, key: null, value: Buffer.from(JSON.stringify(o)), tsMs: Date.now(), sourceTable: null });
-        }
+        aggregate(res.observations);
         allRoutes.push(...res.routes);
         const h = held.track(res.holds, res.releases);
         holds.push(...h.holds);
@@ -343,15 +349,16 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   // Corrections from reconciliation (cellar.repair_requests) take the same path as the readers' changes.
   const queuedRepairs = new Set<number>();
   const pollRepairs = async () => {
-    const { rows } = await query<{ id: string; supplier_id: string; source_table: string; key: string | null; value: string }>(pool, 'reading corrections',
-      'SELECT id, supplier_id, source_table, key, value FROM cellar.repair_requests ORDER BY id LIMIT 5000');
+    const { rows } = await query<{ id: string; supplier_id: string; source_table: string | null; key: string | null; value: string | null; observation: StockObservation | null }>(pool, 'reading corrections',
+      'SELECT id, supplier_id, source_table, key, value, observation FROM cellar.repair_requests ORDER BY id LIMIT 5000');
     const bySupplier = groupBy(rows.filter((r) => !queuedRepairs.has(Number(r.id)) && mappings.has(r.supplier_id)), (r) => r.supplier_id);
     for (const [id, list] of bySupplier) {
       const { supplier, mapping } = mappings.get(id)!;
       for (const r of list) queuedRepairs.add(Number(r.id));
       buffer.push({
         supplier, mapping, position: undefined, confirm: async () => undefined, repairIds: list.map((r) => Number(r.id)),
-        batch: { snapshot: false, messages: list.map((r) => ({ topic: `${supplier.topicPrefix}.${r.source_table}`, key: r.key, value: r.value })) },
+        observations: list.flatMap((r) => (r.observation ? [r.observation] : [])),
+        batch: { snapshot: false, messages: list.flatMap((r) => (r.observation ? [] : [{ topic: `${supplier.topicPrefix}.${r.source_table}`, key: r.key, value: r.value! }])) },
       });
       wake?.();
     }

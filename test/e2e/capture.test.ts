@@ -105,6 +105,30 @@ mapping:
     const clean = await reconcile([]);
     expect(clean.code, clean.out).toBe(0);
   }, 180_000);
+
+  it('reconciliation finds and repairs what per-supplier walks cannot see, through the observations topic', async () => {
+    await p.kill('aggregator', 'SIGTERM');
+    // Row (w-4, s1) also counted under (w-6, s2)'s key, in the partition that owns that key.
+    const at = (await cellar.pool.query<{ region: string; partition: number }>("SELECT region, partition FROM cellar.stock_contributions WHERE contributor_id = 'valley/public.inventory/sku=w-6,store=s2'")).rows[0]!;
+    await cellar.pool.query(`INSERT INTO cellar.stock_contributions (region, sku, contributor_id, supplier_id, warehouse_id, bottles, source_version, source_ts, deleted, key_version, partition, bottle_size_ml)
+      SELECT $1, 'w-6', contributor_id, supplier_id, warehouse_id, 9, source_version, source_ts, false, key_version, $2, bottle_size_ml FROM cellar.stock_contributions
+       WHERE contributor_id = 'valley/public.inventory/sku=w-4,store=s1' AND NOT deleted`, [at.region, at.partition]);
+    // w-2 was deleted everywhere: its totals are wrong now, over deleted rows only. And a total nobody feeds.
+    await cellar.pool.query("UPDATE cellar.regional_stock SET bottles = -1 WHERE sku = 'w-2'");
+    await cellar.pool.query("INSERT INTO cellar.regional_stock (region, sku, bottles, contributors, version, source_ts, updated_at) VALUES ($1, 'ghost', 3, 1, 9, now(), now())", [R1]);
+    p.start('aggregator', 'aggregator-2');
+    const reconcile = (args: string[]) => runCellar(['reconcile', '--settle', '1000', ...args], p.env, logDir);
+    const found = await reconcile([]);
+    expect(found.code, found.out).toBe(1);
+    expect(found.out).toContain('counted under 2 keys');
+    expect(found.out).toMatch(/regional_total\s+\S+\/w-2/);
+    expect(found.out).toMatch(new RegExp(`orphan\\s+${R1}/ghost`));
+    const repaired = await reconcile(['--repair']);
+    expect(repaired.code, repaired.out).toBe(0);
+    expect(await p.converged(await truth(), [R1, R2])).toEqual([]);
+    const clean = await reconcile([]);
+    expect(clean.code, clean.out).toBe(0);
+  }, 180_000);
 });
 
 const mariadbUrl = services().mariadbUrl;
