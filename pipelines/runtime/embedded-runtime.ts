@@ -29,6 +29,7 @@ import { groupBy } from '../core/collections.js';
 import { DebeziumJsonMessage } from '../../connectors/debezium/envelope.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoints.js';
 import { RuntimeLease } from './lease.js';
+import { deploymentId, registerDeployment } from './deployment.js';
 import { takeResnapshotRequests } from './resnapshot.js';
 
 /** The `partition` the embedded runtime files its contributions under (the Kafka runtime uses 0..N-1). */
@@ -83,6 +84,11 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     throw err;
   });
   log.info({ epoch: lease.epoch }, 'holding the embedded runtime lease');
+  const stopDeployment = await registerDeployment(pool, deploymentId('embedded'), 'embedded', log).catch(async (err: unknown) => {
+    await lease.release().catch(() => undefined);
+    await pool.end().catch(() => undefined);
+    throw err;
+  });
   const redisSink = createRedisSnapshotSink({ url: cfg.redisUrl, ttlSeconds: cfg.redisTtlSeconds });
   await retry('connecting Redis', () => redisSink.connect());
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: 1 });
@@ -405,6 +411,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       await loop;
       await redisSink.close();
       redis.disconnect();
+      await stopDeployment(true);
       await lease.release();
       await pool.end().catch(() => undefined);
     },

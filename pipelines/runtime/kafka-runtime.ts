@@ -18,6 +18,7 @@ import { connectProducer, createKafka, ensureTopics } from '../kafka/client.js';
 import { cellarTopics, groupId } from '../kafka/topics.js';
 import { startConsumerWorker, type BatchHandler, type ConsumerWorker } from '../kafka/worker.js';
 import { describeTopics, NormalizerHandler, rawTopics } from '../normalize/worker.js';
+import { deploymentId, registerDeployment } from './deployment.js';
 import { RouteStore } from '../normalize/route-store.js';
 import { DebeziumAvroDecoder } from '../normalize/debezium-avro.js';
 import { MappingInputsStore } from '../normalize/sku-map-store.js';
@@ -101,11 +102,15 @@ export async function startWorker(
     handler = new SinkHandler(role === 'sink-postgres' ? 'postgres' : 'redis', sink, codecs, dlq, log, metrics);
   }
 
+  // One deployment per Cellar database: refused beside the embedded runtime or another topic prefix.
+  let conflict: string | undefined;
+  const stopDeployment = await wait('Postgres (cellar.deployments)', () => registerDeployment(getPool(), deploymentId('kafka', cfg.topicPrefix), role, log, (m) => (conflict = m)));
+  closers.push(() => stopDeployment());
   const worker = await wait('consumer group', () =>
     startConsumerWorker({ kafka, groupId: groupId(cfg, role), topics: inputTopics, handler, log, sessionTimeoutMs: cfg.kafkaSessionTimeoutMs, metrics }),
   );
   let live = true;
-  const ops = cfg.httpPort >= 0 ? await startOpsServer(cfg.httpPort, metrics, { live: () => live, ready: () => worker.isReady() && sinkHealthy() }) : undefined;
+  const ops = cfg.httpPort >= 0 ? await startOpsServer(cfg.httpPort, metrics, { live: () => live, ready: () => !conflict && worker.isReady() && sinkHealthy() }) : undefined;
   log.info({ role, group: groupId(cfg, role), topics: inputTopics, httpPort: ops?.port }, 'worker started');
   let stopped: Promise<void> | undefined;
   return {
