@@ -33,6 +33,12 @@ export interface ChangeSpec {
   tsMs: number;
   /** Postgres: LSN of the change; txId. */
   lsn?: number;
+  /**
+   * Postgres (Cellar's reader): the commit LSN of the change's transaction (`source.cellar_commit_lsn`).
+   * Versions then order by commit first: a transaction begun before a snapshot's point and committed after
+   * it has change LSNs below that point, yet its changes are newer than the snapshot.
+   */
+  commitLsn?: number;
   txId?: number;
   /** MySQL: binlog file, position, row in event, GTID. */
   file?: string;
@@ -83,7 +89,7 @@ function sourceStruct(info: SourceInfo): Record<string, unknown> {
   const s = (field: string, type = 'string', optional = true) => ({ type, optional, field });
   const common = [s('version', 'string', false), s('connector', 'string', false), s('name', 'string', false), s('ts_ms', 'int64', false), s('snapshot'), s('db', 'string', false), s('sequence')];
   const fields = info.connector === 'postgresql'
-    ? [...common, s('schema', 'string', false), s('table', 'string', false), s('txId', 'int64'), s('lsn', 'int64'), s('xmin', 'int64')]
+    ? [...common, s('schema', 'string', false), s('table', 'string', false), s('txId', 'int64'), s('lsn', 'int64'), s('xmin', 'int64'), s('cellar_commit_lsn', 'int64')]
     : [...common, s('table'), s('server_id', 'int64', false), s('gtid'), s('file', 'string', false), s('pos', 'int64', false), s('row', 'int32', false), s('thread', 'int64'), s('query')];
   return { type: 'struct', fields, optional: false, name: `io.debezium.connector.${info.connector}.Source`, field: 'source' };
 }
@@ -107,7 +113,7 @@ export function rowImage(columns: ColumnDef[], keyColumns: string[], row: Record
 export function sourceBlock(info: SourceInfo, c: ChangeSpec): Record<string, unknown> {
   const base = { version: '2.7.3.Final', connector: info.connector, name: info.name, ts_ms: c.tsMs, snapshot: c.snapshot ?? 'false', db: info.db, ...(c.cellarVersion !== undefined ? { cellar_version: c.cellarVersion } : {}) };
   if (info.connector === 'postgresql') {
-    return { ...base, sequence: `[null,"${c.lsn ?? 0}"]`, schema: info.schema ?? 'public', table: info.table, txId: c.txId ?? null, lsn: c.lsn ?? 0, xmin: null };
+    return { ...base, sequence: `[null,"${c.lsn ?? 0}"]`, schema: info.schema ?? 'public', table: info.table, txId: c.txId ?? null, lsn: c.lsn ?? 0, xmin: null, ...(c.commitLsn !== undefined ? { cellar_commit_lsn: c.commitLsn } : {}) };
   }
   return { ...base, sequence: null, table: info.table, server_id: 1, gtid: c.gtid ?? null, file: c.file ?? 'bin.000001', pos: c.pos ?? 4, row: c.row ?? 0, thread: null, query: null };
 }
@@ -292,7 +298,7 @@ export class DebeziumJsonMessage {
       return out;
     };
     // The version needs only the position fields; the whole source block is built if someone reads it.
-    const at = info.connector === 'postgresql' ? { lsn: s.lsn ?? 0 } : { file: s.file ?? 'bin.000001', pos: s.pos ?? 4, row: s.row ?? 0 };
+    const at = info.connector === 'postgresql' ? { lsn: s.lsn ?? 0, ...(s.commitLsn !== undefined ? { cellar_commit_lsn: s.commitLsn } : {}) } : { file: s.file ?? 'bin.000001', pos: s.pos ?? 4, row: s.row ?? 0 };
     const { version, position } = s.cellarVersion !== undefined ? { version: s.cellarVersion, position: `reconcile:${s.cellarVersion}` } : sourceVersionOf(info.connector, at);
     let source: Record<string, unknown> | undefined;
     const row = s.after ?? s.before;

@@ -1,11 +1,12 @@
-import type { Connection as CoreConnection } from 'mysql2';
 import mysql from 'mysql2/promise';
-import ZongJi, { type AnyBinlogEvent, type BinlogEvent, type RowData } from '@vlasky/zongji';
+import ZongJi, { type AnyBinlogEvent, type BinlogEvent, type RowData, type TableMapEntry } from '@vlasky/zongji';
 import { CellarError } from '../../pipelines/core/errors.js';
 import type { Logger } from '../../pipelines/core/logger.js';
 import { DebeziumJsonMessage, debeziumJsonMessage, debeziumTopic, rowImage, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
 import { parseMysqlCdcConfig, type MysqlCdcConfig } from './config.js';
 import { connectType, fromMysqlError, jsonValue } from './values.js';
+import { binlogStatus } from './position.js';
+import { readSnapshot, type SnapshotSource } from './snapshot.js';
 
 export { fromMysqlError } from './values.js';
 
@@ -35,10 +36,11 @@ export interface MysqlCdcBatch {
 /** Called with each batch, one at a time; the next batch is delivered only after this resolves. */
 export type MysqlCdcHandler = (batch: MysqlCdcBatch) => Promise<void>;
 
-type Message = MysqlCdcBatch['messages'][number];
+export type Message = MysqlCdcBatch['messages'][number];
 type Op = 'c' | 'u' | 'd' | 'r' | 't';
 
-interface TableMeta { info: SourceInfo; topic: string; columns: ColumnDef[]; key: string[]; quoted: string }
+/** What the reader knows of a captured table. */
+export interface TableMeta { info: SourceInfo; topic: string; columns: ColumnDef[]; key: string[]; quoted: string }
 
 /** Without captured changes, an empty batch still moves the resume position on at most this often. */
 const IDLE_ADVANCE_MS = 10_000;
@@ -172,6 +174,24 @@ export class MysqlCdcSource {
     return new DebeziumJsonMessage(meta.topic, meta.info, meta.columns, meta.key, { op, before: conv(before), after: conv(after), tsMs: at.tsMs, file: at.file, pos: at.pos, row: at.row, gtid: at.gtid ?? null, snapshot });
   }
 
+  /**
+   * Takes a captured table's columns from the binlog's table map of a rows event when they differ from
+   * the ones known so far: after an ALTER TABLE (a column renamed, retyped, added or dropped) zongji
+   * decodes the rows with the new columns, and the messages must carry them (and their new types), not
+   * the columns read when the reader started. Nullability is not in the table map: a column keeps its
+   * own, a new one is optional. Key columns stay those read at start.
+   */
+  private followTableMap(meta: TableMeta, t: TableMapEntry): void {
+    const cols = t.columnSchemas;
+    if (!cols?.length) return;
+    const typeOf = (c: (typeof cols)[number]) => connectType(/^\w+/.exec(c.COLUMN_TYPE)?.[0]?.toLowerCase() ?? '', c.COLUMN_TYPE.toLowerCase());
+    const same = cols.length === meta.columns.length && cols.every((c, i) => c.COLUMN_NAME === meta.columns[i]!.name && typeOf(c) === meta.columns[i]!.type);
+    if (same) return;
+    const optional = new Map(meta.columns.map((c) => [c.name, c.optional]));
+    meta.columns = cols.map((c) => ({ name: c.COLUMN_NAME, type: typeOf(c), optional: optional.get(c.COLUMN_NAME) ?? true }));
+    this.log.info({ table: `${meta.info.db}.${meta.info.table}`, columns: meta.columns.map((c) => `${c.name} ${c.type}`) }, 'captured table columns changed: following the binlog table map');
+  }
+
   /** One row image of a rows event as Debezium changes; a primary-key update is a delete then a create, as Debezium does. */
   private rowChanges(meta: TableMeta, kind: string, r: unknown, at: Parameters<MysqlCdcSource['message']>[4]): Message[] {
     if (kind === 'writerows') return [this.message(meta, 'c', null, r as RowData, at)];
@@ -182,92 +202,30 @@ export class MysqlCdcSource {
     return [this.message(meta, 'd', before, null, at), this.message(meta, 'c', null, after, at)];
   }
 
-  private async binlogStatus(c: mysql.Connection): Promise<BinlogPosition> {
-    const [rows] = await c.query<mysql.RowDataPacket[]>('SHOW MASTER STATUS').catch(() => c.query<mysql.RowDataPacket[]>('SHOW BINARY LOG STATUS'));
-    if (!rows[0]) throw new CellarError('cdc_log_bin', 'the supplier server reports no binary log position (is log_bin on?)');
-    const position = { file: String(rows[0].File), pos: Number(rows[0].Position) };
-    return this.withGtids(c, position, rows[0].Executed_Gtid_Set);
+  /** What reading a snapshot needs from this reader (see snapshot.ts). */
+  private snapshotSource(): SnapshotSource {
+    return {
+      cfg: this.cfg, log: this.log, mariadb: this.mariadb, tables: this.tables,
+      admin: (what, fn) => this.admin(what, fn),
+      message: (meta, op, row, at) => this.message(meta, op, null, row, at, 'true'),
+    };
   }
 
   /**
-   * Adds the GTIDs matching a position: MariaDB computes them (`BINLOG_GTID_POS`); MySQL reports its
-   * executed set only with `gtid_mode=ON`, read at the same instant as the position (under the read lock
-   * or from the same status row). Without GTIDs the position stays file/pos only.
+   * Prepares the source, snapshots when no position is given (and `snapshot` is `initial`), else snapshots
+   * `snapshotTables` again (see snapshot.ts), then streams from `position` (or the snapshot's).
+   * Resolves once the binlog stream is open; see {@link done}.
    */
-  private async withGtids(c: mysql.Connection, position: BinlogPosition, executed?: unknown): Promise<BinlogPosition> {
-    if (this.mariadb) {
-      const [[row]] = await c.query<mysql.RowDataPacket[]>('SELECT BINLOG_GTID_POS(?, ?) AS g', [position.file, position.pos]);
-      const g = row?.g === null || row?.g === undefined ? '' : String(row.g);
-      return g ? { ...position, gtids: g } : position;
-    }
-    const [[mode]] = await c.query<mysql.RowDataPacket[]>('SELECT @@GLOBAL.gtid_mode AS m, @@GLOBAL.gtid_executed AS g');
-    if (String(mode?.m).toUpperCase() !== 'ON') return position;
-    const set = String(executed ?? mode!.g ?? '').replace(/\s+/g, '');
-    return set ? { ...position, gtids: set } : position;
-  }
-
-  /**
-   * Reads every captured row in one consistent snapshot and returns the binlog position it matches.
-   * MariaDB reports that position inside the snapshot transaction; MySQL needs a brief global read lock.
-   */
-  private async snapshot(handler: MysqlCdcHandler): Promise<BinlogPosition> {
-    return this.admin('reading the MySQL snapshot', async (c) => {
-      await c.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
-      let position: BinlogPosition;
-      if (this.mariadb) {
-        await c.query('START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY');
-        const [rows] = await c.query<mysql.RowDataPacket[]>("SHOW STATUS LIKE 'binlog_snapshot_%'");
-        const get = (name: string) => rows.find((r) => String(r.Variable_name).toLowerCase() === name)?.Value;
-        position = await this.withGtids(c, { file: String(get('binlog_snapshot_file')), pos: Number(get('binlog_snapshot_position')) });
-      } else {
-        await c.query('FLUSH TABLES WITH READ LOCK');
-        try {
-          position = await this.binlogStatus(c);
-          await c.query('START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY');
-        } finally {
-          await c.query('UNLOCK TABLES');
-        }
-      }
-      const tsMs = Date.now();
-      let total = 0;
-      // The promise wrapper's underlying connection: only it streams rows with backpressure.
-      const core = (c as unknown as { connection: CoreConnection }).connection;
-      let chunk: Message[] = [];
-      const flush = async () => {
-        total += chunk.length;
-        if (chunk.length) await handler({ messages: chunk, position, snapshot: true });
-        chunk = [];
-      };
-      for (const meta of this.tables.values()) {
-        // A snapshot replaces the table: it starts with a truncate just below its rows' position, so rows
-        // deleted while an earlier snapshot or stream was cut off (a crash, a purged binlog) stop counting.
-        chunk.push(this.message(meta, 't', null, null, { ...position, pos: position.pos - 1, row: 0, tsMs }, 'true'));
-        // Rows share the snapshot's file/pos; `row` only has to be unique per key, and every streamed
-        // change lies after that position, so snapshot versions stay below streamed ones.
-        for await (const row of core.query(`SELECT * FROM ${meta.quoted}`).stream({ highWaterMark: 1000 })) {
-          chunk.push(this.message(meta, 'r', null, row as RowData, { ...position, row: chunk.length, tsMs }, 'true'));
-          if (chunk.length >= this.cfg.snapshotFetchRows) await flush();
-        }
-        await flush();
-      }
-      await c.query('COMMIT');
-      await handler({ messages: [], position, snapshot: true, snapshotComplete: true });
-      this.log.info({ rows: total, ...position }, 'snapshot complete');
-      return position;
-    });
-  }
-
-  /**
-   * Prepares the source, snapshots when no position is given (and `snapshot` is `initial`), then streams
-   * from `position` (or the snapshot's). Resolves once the binlog stream is open; see {@link done}.
-   */
-  async start(handler: MysqlCdcHandler, opts: { position?: BinlogPosition } = {}): Promise<void> {
+  async start(handler: MysqlCdcHandler, opts: { position?: BinlogPosition; snapshotTables?: string[] } = {}): Promise<void> {
     this.stopped = false;
     await this.prepare();
     let position = opts.position;
-    if (!position && this.cfg.snapshot === 'initial') position = await this.snapshot(handler);
+    if (!position && this.cfg.snapshot === 'initial') position = await readSnapshot(this.snapshotSource(), handler);
+    else if (position && opts.snapshotTables?.length) {
+      await readSnapshot(this.snapshotSource(), handler, { tables: opts.snapshotTables, from: position });
+    }
     if (!position) {
-      position = await this.admin('reading the binlog position', (c) => this.binlogStatus(c));
+      position = await this.admin('reading the binlog position', (c) => binlogStatus(c, this.mariadb));
       await handler({ messages: [], position, snapshot: false });
     }
     await this.stream(handler, position);
@@ -331,6 +289,7 @@ export class MysqlCdcSource {
         const t = z.tableMap[ev.tableId];
         const meta = t && this.tables.get(`${t.parentSchema}.${t.tableName}`);
         if (!meta) return;
+        this.followTableMap(meta, t);
         // Rows events carry their real end position (MariaDB too, over the dump protocol); pos is their start.
         const pos = e.nextPosition > 0 ? startOf(e) : lastEnd;
         ev.rows.forEach((r, i) => pending.push(...this.rowChanges(meta, name, r, { file, pos, row: i, tsMs: e.timestamp, gtid: e.gtid })));

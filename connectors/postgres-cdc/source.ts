@@ -4,6 +4,10 @@ import { CellarError, fromPgError } from '../../pipelines/core/errors.js';
 import type { Logger } from '../../pipelines/core/logger.js';
 import { DebeziumJsonMessage, debeziumJsonMessage, debeziumTopic, rowImage, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
 import { parsePostgresCdcConfig, type PostgresCdcConfig } from './config.js';
+import { lsnBefore, lsnToNumber } from './lsn.js';
+import { createSlotAndSnapshot, snapshotTablesAgain, type SnapshotSource } from './snapshot.js';
+
+export { lsnToNumber } from './lsn.js';
 
 /** Debezium messages of one committed source transaction (or one snapshot chunk). */
 export interface CdcBatch {
@@ -18,18 +22,6 @@ export interface CdcBatch {
 
 /** Called with each batch; the reader acknowledges the batch's LSN only after this resolves. */
 export type CdcHandler = (batch: CdcBatch) => Promise<void>;
-
-/** `X/Y` → the 64-bit LSN as a number (exact below 2^53, i.e. 8 PiB of WAL). */
-export function lsnToNumber(lsn: string): number {
-  const [hi, lo] = lsn.split('/');
-  return parseInt(hi!, 16) * 2 ** 32 + parseInt(lo!, 16);
-}
-
-/** The LSN one byte before `lsn`, as `X/Y`. */
-function lsnBefore(lsn: string): string {
-  const n = Math.max(0, lsnToNumber(lsn) - 1);
-  return `${Math.floor(n / 2 ** 32).toString(16).toUpperCase()}/${(n % 2 ** 32).toString(16).toUpperCase()}`;
-}
 
 const TYPE: Record<string, ColumnDef['type']> = {
   int2: 'int16', int4: 'int32', int8: 'int64', float4: 'double', float8: 'double', bool: 'boolean',
@@ -47,7 +39,8 @@ function jsonValue(v: unknown, type: ColumnDef['type']): unknown {
   return v;
 }
 
-interface TableMeta {
+/** What the reader knows of a captured table. */
+export interface TableMeta {
   info: SourceInfo;
   topic: string;
   columns: ColumnDef[];
@@ -198,9 +191,9 @@ export class PostgresCdcSource {
     return rowImage(meta.columns, meta.key, row, jsonValue);
   }
 
-  private message(meta: TableMeta, op: 'c' | 'u' | 'd' | 'r' | 't', before: Record<string, unknown> | null, after: Record<string, unknown> | null, lsn: string, tsMs: number, snapshot?: 'true' | 'last') {
+  private message(meta: TableMeta, op: 'c' | 'u' | 'd' | 'r' | 't', before: Record<string, unknown> | null, after: Record<string, unknown> | null, lsn: string, tsMs: number, snapshot?: 'true' | 'last', commitLsn?: string | null) {
     const conv = (row: Record<string, unknown> | null) => row && rowImage(meta.columns, [], row, jsonValue).after;
-    return new DebeziumJsonMessage(meta.topic, meta.info, meta.columns, meta.key, { op, before: conv(before), after: conv(after), tsMs, lsn: lsnToNumber(lsn), snapshot });
+    return new DebeziumJsonMessage(meta.topic, meta.info, meta.columns, meta.key, { op, before: conv(before), after: conv(after), tsMs, lsn: lsnToNumber(lsn), snapshot, ...(commitLsn ? { commitLsn: lsnToNumber(commitLsn) } : {}) });
   }
 
   /** The slot's confirmed position, or undefined when the slot does not exist. */
@@ -233,53 +226,16 @@ export class PostgresCdcSource {
     await this.admin('dropping the replication slot', (c) => c.query('SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1', [this.cfg.slotName]));
   }
 
-  /**
-   * Creates the slot with an exported snapshot and emits every existing row inside that snapshot.
-   * The replication connection that exported the snapshot stays open (and idle) until the read is done.
-   */
-  private async createSlotAndSnapshot(handler: CdcHandler): Promise<void> {
-    const repl = new pg.Client({ connectionString: this.cfg.url, replication: 'database' } as pg.ClientConfig);
-    await repl.connect();
-    try {
-      const res = await repl.query(`CREATE_REPLICATION_SLOT ${this.cfg.slotName} LOGICAL pgoutput EXPORT_SNAPSHOT`);
-      const { consistent_point: lsn, snapshot_name: snap } = res.rows[0] as { consistent_point: string; snapshot_name: string };
-      if (this.cfg.snapshot === 'never') return;
-      const c = new pg.Client({ connectionString: this.cfg.url });
-      await c.connect();
-      try {
-        await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-        await c.query(`SET TRANSACTION SNAPSHOT '${snap.replace(/'/g, '')}'`);
-        const now = Date.now();
-        let rows = 0;
-        for (const [name, meta] of this.tables) {
-          // A snapshot replaces the table: it starts with a truncate just below its rows' position, so rows
-          // deleted while an earlier snapshot or stream was cut off (a crash, a lost slot) stop counting.
-          await handler({ messages: [this.message(meta, 't', null, null, lsnBefore(lsn), now, 'true')], lsn, snapshot: true });
-          await c.query(`DECLARE snap CURSOR FOR SELECT * FROM ${name.split('.').map((p) => `"${p}"`).join('.')}`);
-          for (;;) {
-            const chunk = await c.query(`FETCH ${this.cfg.snapshotFetchRows} FROM snap`);
-            if (chunk.rowCount === 0) break;
-            rows += chunk.rows.length;
-            await handler({ messages: chunk.rows.map((r) => this.message(meta, 'r', null, r, lsn, now, 'true')), lsn, snapshot: true });
-          }
-          await c.query('CLOSE snap');
-        }
-        await c.query('COMMIT');
-        await handler({ messages: [], lsn, snapshot: true, snapshotComplete: true });
-        this.log.info({ slot: this.cfg.slotName, rows, lsn }, 'snapshot complete');
-      } finally {
-        await c.end().catch(() => undefined);
-      }
-    } finally {
-      await repl.end().catch(() => undefined);
-    }
+  private snapshotSource(): SnapshotSource {
+    return { cfg: this.cfg, log: this.log, tables: this.tables, message: (meta, op, row, lsn, tsMs) => this.message(meta, op, null, row, lsn, tsMs, 'true') };
   }
 
   /**
-   * Prepares the source, snapshots when the slot is new, then streams. Resolves once streaming has begun;
-   * `done` settles when the stream stops.
+   * Prepares the source, snapshots when the slot is new (or `snapshotDone` is false), else snapshots
+   * `snapshotTables` again at the slot's position (see snapshot.ts), then streams. Resolves
+   * once streaming has begun; `done` settles when the stream stops.
    */
-  async start(handler: CdcHandler, opts: { snapshotDone?: boolean; explicitConfirm?: boolean; evictSlotHolder?: boolean } = {}): Promise<void> {
+  async start(handler: CdcHandler, opts: { snapshotDone?: boolean; snapshotTables?: string[]; explicitConfirm?: boolean; evictSlotHolder?: boolean } = {}): Promise<void> {
     this.explicit = opts.explicitConfirm ?? false;
     await this.prepare();
     if (opts.evictSlotHolder) await this.evictSlotHolder();
@@ -289,7 +245,8 @@ export class PostgresCdcSource {
       this.log.warn({ slot: this.cfg.slotName }, 'previous snapshot did not complete: dropping the slot and snapshotting again');
       await this.dropSlot();
     }
-    if (position === undefined || (opts.snapshotDone === false && this.cfg.snapshot === 'initial')) await this.createSlotAndSnapshot(handler);
+    if (position === undefined || (opts.snapshotDone === false && this.cfg.snapshot === 'initial')) await createSlotAndSnapshot(this.snapshotSource(), handler);
+    else if (opts.snapshotTables?.length) await snapshotTablesAgain(this.snapshotSource(), handler, opts.snapshotTables, position);
     const service = new LogicalReplicationService(
       { connectionString: this.cfg.url, application_name: 'cellar-postgres-cdc' },
       { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } },
@@ -302,6 +259,8 @@ export class PostgresCdcSource {
     let pending: CdcBatch['messages'] = [];
     let lastAcked = '';
     let commitMs = Date.now();
+    /** The transaction's commit LSN (from its Begin): streamed changes are versioned by it first. */
+    let commitLsn: string | null = null;
     const byRelation = (rel: Pgoutput.MessageRelation) => this.tables.get(`${rel.schema}.${rel.name}`);
     service.on('data', async (lsn: string, msg: Pgoutput.Message) => {
       if (msg.tag === 'relation') {
@@ -317,23 +276,24 @@ export class PostgresCdcSource {
         pending = [];
         this.inFlight = true;
         commitMs = Number((msg.commitTime as unknown as bigint) / 1000n);
+        commitLsn = msg.commitLsn;
       } else if (msg.tag === 'insert' || msg.tag === 'update' || msg.tag === 'delete') {
         const meta = byRelation(msg.relation);
         if (!meta) return;
-        if (msg.tag === 'insert') pending.push(this.message(meta, 'c', null, msg.new, lsn, commitMs));
+        if (msg.tag === 'insert') pending.push(this.message(meta, 'c', null, msg.new, lsn, commitMs, undefined, commitLsn));
         else if (msg.tag === 'update') {
           const old = msg.old ?? msg.key;
           if (old && meta.key.some((k) => String(old[k]) !== String(msg.new[k]))) {
             // The primary key changed: as Debezium does, a delete of the old key and a create of the new one.
-            pending.push(this.message(meta, 'd', old, null, lsn, commitMs));
-            pending.push(this.message(meta, 'c', null, msg.new, lsn, commitMs));
-          } else pending.push(this.message(meta, 'u', msg.old, msg.new, lsn, commitMs));
+            pending.push(this.message(meta, 'd', old, null, lsn, commitMs, undefined, commitLsn));
+            pending.push(this.message(meta, 'c', null, msg.new, lsn, commitMs, undefined, commitLsn));
+          } else pending.push(this.message(meta, 'u', msg.old, msg.new, lsn, commitMs, undefined, commitLsn));
         }
-        else pending.push(this.message(meta, 'd', msg.old ?? msg.key, null, lsn, commitMs));
+        else pending.push(this.message(meta, 'd', msg.old ?? msg.key, null, lsn, commitMs, undefined, commitLsn));
       } else if (msg.tag === 'truncate') {
         for (const rel of msg.relations) {
           const meta = byRelation(rel);
-          if (meta) pending.push(this.message(meta, 't', null, null, lsn, commitMs));
+          if (meta) pending.push(this.message(meta, 't', null, null, lsn, commitMs, undefined, commitLsn));
         }
       } else if (msg.tag === 'commit') {
         const end = msg.commitEndLsn ?? lsn;

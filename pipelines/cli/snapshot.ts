@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
+import type pg from 'pg';
 import { Redis } from 'ioredis';
 import { createPgPool } from '../../sinks/postgres/pool.js';
 import { rebuildRedisFromPostgres } from '../../sinks/redis/rebuild.js';
 import { migrate } from '../../sinks/postgres/migrate.js';
 import { loadRegistry } from '../../connectors/registry/loader.js';
-import { requestResnapshot, resnapshotRequest } from '../runtime/resnapshot.js';
+import { requestResnapshot, resnapshotRequest, type ResnapshotRequestState } from '../runtime/resnapshot.js';
 import { loadRuntimeConfig } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
 
@@ -14,35 +15,71 @@ function positiveInt(flag: string, value: string): number {
   return n;
 }
 
+/** `--table` values: repeatable, each a table or a comma list. */
+function collectTables(value: string, previous: string[]): string[] {
+  return [...previous, ...value.split(',').map((t) => t.trim()).filter(Boolean)];
+}
+
+/** Reads request `id` about once a second until `done` holds or `timeoutMs` passed; the last state read. */
+async function waitForRequest(pool: pg.Pool, id: number, done: (r: ResnapshotRequestState) => boolean, timeoutMs: number): Promise<ResnapshotRequestState | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await resnapshotRequest(pool, id);
+    if ((r && done(r)) || Date.now() >= deadline) return r;
+    await new Promise((res) => setTimeout(res, Math.min(1_000, Math.max(0, deadline - Date.now()))));
+  }
+}
+
+/** Which runtime a `taken_by` names, for people. */
+function runtimeName(takenBy: string | null): string {
+  return takenBy?.startsWith('capture:') ? `cellar run capture --supplier ${takenBy.slice('capture:'.length)}` : 'the embedded runtime';
+}
+
 /** `cellar snapshot rebuild-redis` and `cellar resnapshot`. */
 export function registerSnapshotCommands(program: Command): void {
   program
     .command('resnapshot')
-    .description('snapshot a supplier\'s tables again in the running embedded runtime: every table is re-read, starting with a truncate, so rows Cellar missed or still counts after they were deleted are corrected')
+    .description('snapshot a supplier\'s tables again in the running runtime that reads it natively (cellar run embedded, or cellar run capture --supplier X): each table is re-read starting with a truncate, so rows Cellar missed or still counts after they were deleted are corrected; with --table, only those tables, while the others keep streaming')
     .requiredOption('--supplier <id>', 'supplier id (from CELLAR_SUPPLIERS_DIR)')
+    .option('--table <name>', 'a table of the supplier\'s source.tables to snapshot again (repeatable, or a comma list); default: every table', collectTables, [])
+    .option('--timeout <seconds>', 'how long to wait for the snapshot to finish once a runtime took the request', '600')
     .option('--no-wait', 'only queue the request')
-    .action(async (o: { supplier: string; wait: boolean }) => {
+    .action(async (o: { supplier: string; table: string[]; timeout: string; wait: boolean }) => {
       const cfg = loadRuntimeConfig();
       const supplier = loadRegistry(cfg.suppliersDir).find((s) => s.id === o.supplier);
       if (!supplier) throw new ConfigError(`--supplier: no supplier "${o.supplier}" in ${cfg.suppliersDir}`);
       if (!['postgres', 'mysql', 'mariadb'].includes(supplier.source.kind)) {
-        throw new ConfigError(`--supplier: ${o.supplier} is a ${supplier.source.kind} source, which the embedded runtime does not read; with Debezium, use an incremental snapshot (cellar reconcile --via signal)`);
+        throw new ConfigError(`--supplier: ${o.supplier} is a ${supplier.source.kind} source, which no native reader (cellar run embedded, cellar run capture) reads; with Debezium, use an incremental snapshot (cellar reconcile --via signal)`);
       }
+      const known = supplier.source.tables.map((t) => t.name);
+      const unknown = [...new Set(o.table.filter((t) => !known.includes(t)))];
+      if (unknown.length) {
+        throw new ConfigError(`--table: ${supplier.file} (supplier ${supplier.id}) has no table ${unknown.map((t) => `"${t}"`).join(', ')} in source.tables; its tables: ${known.join(', ')}`);
+      }
+      const timeoutS = positiveInt('--timeout', o.timeout);
+      const tables = o.table.length ? [...new Set(o.table)] : null;
+      const what = tables ? tables.join(', ') : `every table of ${supplier.id}`;
       const pool = createPgPool(cfg.pgUrl);
       try {
         await migrate(pool);
-        const id = await requestResnapshot(pool, supplier.id, `cli:${process.env.USER ?? 'unknown'}`);
-        console.log(`resnapshot of ${supplier.id} requested (request ${id})`);
+        const id = await requestResnapshot(pool, supplier.id, `cli:${process.env.USER ?? 'unknown'}`, tables);
+        console.log(`resnapshot of ${supplier.id} requested (request ${id}): ${what}`);
         if (!o.wait) return;
-        for (let i = 0; i < 30; i++) {
-          const r = await resnapshotRequest(pool, id);
-          if (r?.takenAt) {
-            console.log(`the embedded runtime took it at ${r.takenAt.toISOString()}: it reads ${supplier.id}'s tables again now (its log says "snapshot complete")`);
-            return;
-          }
-          await new Promise((res) => setTimeout(res, 1_000));
+        const taken = await waitForRequest(pool, id, (r) => r.takenAt !== null, 30_000);
+        if (!taken?.takenAt) {
+          console.error(`no running runtime took request ${id} within 30 s; it stays queued and is taken when one that reads ${supplier.id} starts (cellar run embedded, or cellar run capture --supplier ${supplier.id})`);
+          process.exitCode = 1;
+          return;
         }
-        console.error(`no running embedded runtime took the request within 30 s; it stays queued and is taken when one starts (cellar run embedded)`);
+        const runtime = runtimeName(taken.takenBy);
+        console.log(`taken by ${runtime} at ${taken.takenAt.toISOString()}: it snapshots ${what} again now${tables ? ' (the other tables keep streaming)' : ''}`);
+        const finished = await waitForRequest(pool, id, (r) => r.finishedAt !== null, timeoutS * 1_000);
+        if (finished?.finishedAt) {
+          const applied = taken.takenBy?.startsWith('capture:') ? 'published to the raw topics (the Kafka runtime applies it as it consumes them)' : 'committed: the totals include it';
+          console.log(`finished at ${finished.finishedAt.toISOString()}: the snapshot of ${what} is ${applied}`);
+          return;
+        }
+        console.error(`the snapshot of ${what} is still pending after ${timeoutS} s (request ${id}, taken by ${runtime} at ${taken.takenAt.toISOString()}); it goes on there: its log says "snapshot complete" when done, and cellar.resnapshot_requests.finished_at of request ${id} is set then`);
         process.exitCode = 1;
       } finally {
         await pool.end();

@@ -143,7 +143,9 @@ function pad(n: bigint | number | string, width: number): string {
 /**
  * The per-row monotonic version of a change, as a fixed-width digit string so plain string comparison
  * orders it:
- * - Postgres: the change's LSN (20 digits).
+ * - Postgres: the change's LSN (20 digits); from Cellar's reader, the transaction's commit LSN first
+ *   (`<commit>:<change>`, 20 digits each), which sorts above the plain LSN of every snapshot taken before
+ *   that commit, also for a transaction whose changes were written before the snapshot's point.
  * - MySQL/MariaDB: binlog file number, position and row in event (10+20+6 digits).
  * - SQL Server: commit LSN then change LSN (hex, fixed width as Debezium writes them).
  * - MongoDB: the oplog/change-stream order `ord` within `ts_ms`.
@@ -153,6 +155,8 @@ export function sourceVersionOf(connector: string, source: Record<string, unknow
     case 'postgresql': {
       const lsn = source.lsn;
       if (typeof lsn !== 'number' && typeof lsn !== 'string') throw new Rejection('bad_version', 'Postgres source has no lsn');
+      const commit = source.cellar_commit_lsn;
+      if (typeof commit === 'number' || (typeof commit === 'string' && commit !== '')) return { version: `${pad(commit, 20)}:${pad(lsn, 20)}`, position: `lsn=${lsn} commit=${commit}` };
       return { version: pad(lsn, 20), position: `lsn=${lsn}` };
     }
     case 'mysql':

@@ -12,9 +12,10 @@ import { withRetry } from '../core/retry.js';
 import { connectProducer, createKafka, ensureTopics } from '../kafka/client.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoints.js';
 import { RuntimeLease } from './lease.js';
+import { finishResnapshotRequests, pollResnapshotRequests, snapshotStateOf, type SnapshotState } from './resnapshot.js';
 
-/** What `cellar.checkpoints` holds for a capture (source id `capture:<supplier>`). */
-interface CaptureCheckpoint { kind: string; snapshotDone?: boolean; lsn?: string; position?: BinlogPosition }
+/** What `cellar.checkpoints` holds for a capture (source id `capture:<supplier>`): its position and the snapshot it owes. */
+interface CaptureCheckpoint extends SnapshotState { kind: string; lsn?: string; position?: BinlogPosition }
 
 /** A MySQL position is checkpointed at most this often while streaming (and at snapshot end and on stop). */
 const CHECKPOINT_EVERY_MS = 1_000;
@@ -26,6 +27,9 @@ const CHECKPOINT_EVERY_MS = 1_000;
  * (acks=all) every message before it: Postgres through the slot, MySQL/MariaDB through the binlog
  * position (with GTIDs) checkpointed in `cellar.checkpoints` as `capture:<supplier>`. A restart may
  * publish the last second's changes again; the normalizer's version guard makes that harmless.
+ * `cellar resnapshot` requests of the supplier are taken as the embedded runtime takes them (see
+ * pollResnapshotRequests): the reader stops, the checkpoint records the tables owed, and a new reader
+ * publishes their snapshot (each table starting with a truncate) before it streams on.
  */
 export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: Logger, metrics: CellarMetrics): Promise<{ stop(): Promise<void>; done?: Promise<void> }> {
   const supplier = loadRegistry(cfg.suppliersDir).find((s) => s.id === supplierId);
@@ -49,12 +53,13 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
   await retry('Kafka topics', () => ensureTopics(kafka, cfg, topics));
   const producer = await retry('Kafka', () => connectProducer(kafka, cfg));
   const sourceId = `capture:${supplier.id}`;
-  const saved = await readCheckpoint<CaptureCheckpoint>(pool, sourceId);
-  const checkpoint = (c: CaptureCheckpoint) =>
+  // A checkpoint that records the end of a snapshot also marks the resnapshot requests it fulfils finished.
+  const checkpoint = (c: CaptureCheckpoint, finished: number[] = []) =>
     retry('writing checkpoint', () =>
       inTransaction(pool, 'writing checkpoint', async (tx) => {
         await lease.fence(tx);
         await writeCheckpoint(tx, sourceId, c);
+        await finishResnapshotRequests(tx, finished);
       }),
     );
   const publish = async (messages: Array<{ topic: string; key: string | null; value: string }>) => {
@@ -74,13 +79,32 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
     });
     metrics.eventsOut.inc({ stage: 'capture' }, messages.length);
   };
-  const reader = kind === 'postgres' ? await startPostgres(supplier, saved, publish, checkpoint, retry, log) : await startMysql(supplier, saved, publish, checkpoint, retry, log);
+  // `done` rejects when a reader fails (one stopped for a resnapshot resolves its own `done`) or the lease is lost.
+  let fail!: (err: unknown) => void;
+  const failed = new Promise<void>((_, reject) => (fail = reject));
+  failed.catch(() => undefined);
+  const startReader = async (): Promise<Reader> => {
+    const saved = await readCheckpoint<CaptureCheckpoint>(pool, sourceId);
+    const r = kind === 'postgres' ? await startPostgres(supplier, saved, publish, checkpoint, retry, log) : await startMysql(supplier, saved, publish, checkpoint, retry, log);
+    r.done?.catch(fail);
+    return r;
+  };
+  let reader = await startReader();
   log.info({ supplier: supplier.id, kind, topics }, 'capturing');
+  const resnapshots = pollResnapshotRequests({
+    pool, log, runtime: sourceId, suppliers: [supplier.id], sourceId: () => sourceId, fence: (tx) => lease.fence(tx),
+    pause: () => reader.stop(),
+    // The new reader reads what is owed from the checkpoint; failing to start it fails the capture (a restart resumes).
+    resume: async () => {
+      reader = await startReader().catch((err: unknown) => (fail(err), reader));
+    },
+  });
   const leaseLost = lease.lost.then((err) => Promise.reject(err));
   leaseLost.catch(() => undefined);
   return {
-    done: reader.done ? Promise.race([reader.done, leaseLost]) : leaseLost,
+    done: Promise.race([failed, leaseLost]),
     stop: async () => {
+      await resnapshots.stop();
       await reader.stop();
       await producer.disconnect().catch(() => undefined);
       await lease.release();
@@ -94,36 +118,45 @@ type Retry = <T>(what: string, fn: () => Promise<T>) => Promise<T>;
 /** `done` rejects when the reader's stream stops on an error; `cellar run capture` then exits 1 for its supervisor to restart it. */
 type Reader = { stop(): Promise<void>; done?: Promise<void> };
 
-async function startPostgres(supplier: Supplier, saved: CaptureCheckpoint | undefined, publish: Publish, checkpoint: (c: CaptureCheckpoint) => Promise<unknown>, retry: Retry, log: Logger): Promise<Reader> {
+type Checkpoint = (c: CaptureCheckpoint, finished?: number[]) => Promise<unknown>;
+
+/** The slot is the Postgres position; the checkpoint only records the snapshot owed, until the one that ends it. */
+async function startPostgres(supplier: Supplier, saved: CaptureCheckpoint | undefined, publish: Publish, checkpoint: Checkpoint, retry: Retry, log: Logger): Promise<Reader> {
   const source = createPostgresCdcSource({ url: postgresUrl(supplier), topicPrefix: supplier.topicPrefix, tables: supplier.source.tables.map((t) => t.name) }, log);
+  const owed = snapshotStateOf(saved);
   await retry(`starting the reader of ${supplier.id}`, () =>
     source.start(
       async (batch) => {
         await publish(batch.messages);
-        if (batch.snapshotComplete) await checkpoint({ kind: 'postgres', lsn: batch.lsn, snapshotDone: true });
+        if (batch.snapshotComplete) await checkpoint({ kind: 'postgres', lsn: batch.lsn, snapshotDone: true }, owed.resnapshotRequests);
       },
-      { snapshotDone: saved?.snapshotDone ?? false, evictSlotHolder: true },
+      { snapshotDone: owed.snapshotDone, ...(owed.snapshotTables ? { snapshotTables: owed.snapshotTables } : {}), evictSlotHolder: true },
     ),
   );
   return { stop: () => source.stop(), done: source.done };
 }
 
-async function startMysql(supplier: Supplier, saved: CaptureCheckpoint | undefined, publish: Publish, checkpoint: (c: CaptureCheckpoint) => Promise<unknown>, retry: Retry, log: Logger): Promise<Reader> {
+/**
+ * The checkpointed binlog position is where a restart resumes; every checkpoint carries the snapshot still
+ * owed (a partial one's batches carry the position it resumes at), until the one that records its end.
+ */
+async function startMysql(supplier: Supplier, saved: CaptureCheckpoint | undefined, publish: Publish, checkpoint: Checkpoint, retry: Retry, log: Logger): Promise<Reader> {
   const source = createMysqlCdcSource({ url: mysqlUrl(supplier), topicPrefix: supplier.topicPrefix, tables: supplier.source.tables.map((t) => t.name) }, log);
-  let snapshotDone = saved?.snapshotDone ?? false;
+  let owed = snapshotStateOf(saved);
   let latest: BinlogPosition | undefined;
   let written = 0;
-  const resume = snapshotDone && saved?.position ? { position: saved.position } : {};
+  const resume = owed.snapshotDone && saved?.position ? { position: saved.position, ...(owed.snapshotTables ? { snapshotTables: owed.snapshotTables } : {}) } : {};
   await retry(`starting the reader of ${supplier.id}`, () =>
     source.start(async (batch) => {
       await publish(batch.messages);
-      // Only positions after the snapshot are resumable: a crash inside the snapshot snapshots again.
-      if (batch.snapshotComplete) snapshotDone = true;
-      if (!snapshotDone) return;
+      const finished = batch.snapshotComplete ? owed.resnapshotRequests ?? [] : [];
+      if (batch.snapshotComplete) owed = { snapshotDone: true };
+      // Only positions after a snapshot of every table are resumable: a crash inside it snapshots again.
+      if (!owed.snapshotDone) return;
       latest = batch.position;
       if (batch.snapshotComplete || Date.now() - written >= CHECKPOINT_EVERY_MS) {
         written = Date.now();
-        await checkpoint({ kind: supplier.source.kind, position: latest, snapshotDone: true });
+        await checkpoint({ kind: supplier.source.kind, position: latest, ...owed }, finished);
       }
     }, resume),
   );
@@ -131,7 +164,7 @@ async function startMysql(supplier: Supplier, saved: CaptureCheckpoint | undefin
     done: source.done,
     stop: async () => {
       await source.stop();
-      if (latest) await checkpoint({ kind: supplier.source.kind, position: latest, snapshotDone: true }).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'final checkpoint not written; a restart publishes the last changes again'));
+      if (latest) await checkpoint({ kind: supplier.source.kind, position: latest, ...owed }).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'final checkpoint not written; a restart publishes the last changes again'));
     },
   };
 }

@@ -30,12 +30,12 @@ import { DebeziumJsonMessage } from '../../connectors/debezium/envelope.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoints.js';
 import { RuntimeLease } from './lease.js';
 import { deploymentId, registerDeployment } from './deployment.js';
-import { takeResnapshotRequests } from './resnapshot.js';
+import { afterBatch, finishResnapshotRequests, pollResnapshotRequests, snapshotStateOf, type SnapshotState } from './resnapshot.js';
 
 /** The `partition` the embedded runtime files its contributions under (the Kafka runtime uses 0..N-1). */
 export const EMBEDDED_PARTITION = -1;
-/** A supplier's checkpoint: where its reader resumes, and whether its initial snapshot completed. */
-interface EmbeddedCheckpoint { kind: string; position?: unknown; snapshotDone?: boolean }
+/** A supplier's checkpoint: where its reader resumes, and the snapshot it owes (see SnapshotState). */
+interface EmbeddedCheckpoint extends SnapshotState { kind: string; position?: unknown }
 
 /** How often the embedded runtime looks for corrections queued by reconciliation, ms. */
 const REPAIR_POLL_MS = 1_000;
@@ -137,7 +137,8 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   let stopping = false;
   let wake: (() => void) | undefined;
   let space: Array<() => void> = [];
-  const snapshotDone = new Map<string, boolean>();
+  const snapshots = new Map<string, SnapshotState>(); // what each reader owes, as of the batches prepared so far
+  const generation = new Map<string, number>(); // bumped when a reader stops for a resnapshot: older readers' batches are dropped
 
   /** A group normalized and aggregated in memory, ready to commit (see the loop below). */
   interface Prepared {
@@ -152,6 +153,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     checkpoints: Array<[string, EmbeddedCheckpoint]>;
     confirms: Array<() => Promise<void>>;
     repairIds: number[];
+    finished: number[]; // resnapshot requests whose snapshot this group completes
     holds: HeldMark[];
     releases: Array<{ contributorId: string; version: string }>;
   }
@@ -168,6 +170,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     const allRoutes: Route[] = [];
     const holds: Prepared['holds'] = [];
     const releases: Prepared['releases'] = [];
+    const finished: number[] = [];
     let stale = 0;
     let changes = 0;
     const bySupplier = groupBy(taken, (p) => p.supplier.id);
@@ -185,7 +188,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
           if (list) list.push(item);
           else byTable.set(table, [item]);
         }
-        if (!p.repairIds && (!p.batch.snapshot || p.batch.snapshotComplete)) snapshotDone.set(supplier.id, true);
+        if (!p.repairIds) finished.push(...afterBatch(snapshots, supplier.id, p.batch));
       }
       for (const [table, msgs] of byTable) {
         const res = await normalizeBatch(
@@ -219,13 +222,13 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     for (const group of bySupplier.values()) {
       const last = group.filter((p) => p.position !== undefined).at(-1);
       if (!last) continue;
-      checkpoints.push([last.supplier.id, { kind: last.supplier.source.kind, position: last.position, snapshotDone: snapshotDone.get(last.supplier.id) ?? false }]);
+      checkpoints.push([last.supplier.id, { kind: last.supplier.source.kind, position: last.position, ...snapshotStateOf(snapshots.get(last.supplier.id)) }]);
       confirms.push(last.confirm);
     }
     // Stable across retries of the commit, so letters of a commit whose outcome was unknown are written once.
     const group = randomUUID();
     letters.forEach((l, i) => (l.dedupeKey = `${group}:${i}`));
-    return { letters, routesToSave, totals, changed, stale, changes, checkpoints, confirms, repairIds: taken.flatMap((p) => p.repairIds ?? []), holds, releases };
+    return { letters, routesToSave, totals, changed, stale, changes, checkpoints, confirms, repairIds: taken.flatMap((p) => p.repairIds ?? []), holds, releases, finished };
   };
 
   const commitGroup = async (g: Prepared) => {
@@ -238,6 +241,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
         await contributions.save(g.changed, EMBEDDED_PARTITION, tx);
         await upsertRegionalStock(tx, totals);
         await insertDeadLetters(tx, letters);
+        await finishResnapshotRequests(tx, g.finished);
         if (g.repairIds.length) await query(tx, 'consuming corrections', 'DELETE FROM cellar.repair_requests WHERE id = ANY($1)', [g.repairIds]);
         for (const [sourceId, checkpoint] of g.checkpoints) await writeCheckpoint(tx, sourceId, checkpoint);
       }),
@@ -268,6 +272,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   void lease.lost.then(stopOn);
   /** The commit of the previous group, in flight while the next one is prepared (see the loop). */
   let committing: Promise<void> = Promise.resolve();
+  const groups = { taken: 0, committing: 0 }; // groups taken from the buffer, and how many of them are committing (or done)
   const loop = (async () => {
     while (!fatal) {
       if (!buffer.length) {
@@ -276,6 +281,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
         continue;
       }
       const taken = buffer.splice(0);
+      groups.taken++;
       buffered = 0;
       for (const r of space.splice(0)) r();
       let prepared: Prepared;
@@ -288,6 +294,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       await committing;
       if (fatal) break;
       committing = commitGroup(prepared).catch(stopOn);
+      groups.committing = groups.taken;
     }
     await committing;
   })();
@@ -302,8 +309,10 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
    * and the version guards make the repeats harmless.
    */
   const startReader = async (supplier: Supplier, mapping: CompiledMapping): Promise<void> => {
+    const gen = generation.get(supplier.id) ?? 0;
     const accept = async (p: Omit<Pending, 'supplier' | 'mapping'>) => {
       if (fatal) throw fatal;
+      if ((generation.get(supplier.id) ?? 0) !== gen) return;
       buffer.push({ supplier, mapping, ...p });
       buffered += p.batch.messages.length;
       wake?.();
@@ -316,19 +325,20 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
           const pgSource = createPostgresCdcSource({ url: postgresUrl(supplier), topicPrefix: supplier.topicPrefix, tables }, log);
           // A batch of a reader that has since stopped cannot be acknowledged through it: its successor
           // resumes from the slot's confirmed position and acknowledges what follows.
-          await pgSource.start((b) => accept({ batch: b, position: b.lsn, confirm: () => pgSource.confirm(b.lsn).catch(() => undefined) }), { snapshotDone: snapshotDone.get(supplier.id), explicitConfirm: true, evictSlotHolder: true });
+          await pgSource.start((b) => accept({ batch: b, position: b.lsn, confirm: () => pgSource.confirm(b.lsn).catch(() => undefined) }), { ...snapshots.get(supplier.id), explicitConfirm: true, evictSlotHolder: true });
           return pgSource;
         }
         // The binlog position in the checkpoint is where a restart resumes: nothing to confirm at the source.
         const saved = await readCheckpoint<EmbeddedCheckpoint>(pool, supplier.id);
         const mySource = createMysqlCdcSource({ url: mysqlUrl(supplier), topicPrefix: supplier.topicPrefix, tables }, log);
-        const resume = saved?.snapshotDone && saved.position ? { position: saved.position as BinlogPosition } : {};
+        const resume = snapshots.get(supplier.id)?.snapshotDone && saved?.position ? { position: saved.position as BinlogPosition, snapshotTables: snapshots.get(supplier.id)?.snapshotTables } : {};
         await mySource.start((b) => accept({ batch: b, position: b.position, confirm: async () => undefined }), resume);
         return mySource;
       } catch (err) {
         throw err instanceof CellarError ? err : new CellarError('cdc_start', `${supplier.id}: ${(err as Error).message}`, { retriable: true, cause: err });
       }
     });
+    if ((generation.get(supplier.id) ?? 0) !== gen) return void (await source.stop()); // superseded while starting
     readers.set(supplier.id, source);
     source.done.catch(async (err: unknown) => {
       if (readers.get(supplier.id) === source) readers.delete(supplier.id);
@@ -337,7 +347,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       metrics.readerRestarts.inc({ supplier: supplier.id });
       log.error({ supplier: supplier.id, err: (err as Error).message }, 'reader stopped; starting it again from the last commit');
       await sleep(READER_RESTART_MS);
-      if (!stopping && !fatal) await startReader(supplier, mapping).catch((e: unknown) => stopOn(e));
+      if (!stopping && !fatal && (generation.get(supplier.id) ?? 0) === gen) await startReader(supplier, mapping).catch((e: unknown) => stopOn(e));
     });
   };
 
@@ -349,7 +359,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     }
     const mapping = inputs.compile(supplier);
     mappings.set(supplier.id, { supplier, mapping });
-    snapshotDone.set(supplier.id, (await readCheckpoint<EmbeddedCheckpoint>(pool, supplier.id))?.snapshotDone ?? false);
+    snapshots.set(supplier.id, snapshotStateOf(await readCheckpoint<EmbeddedCheckpoint>(pool, supplier.id)));
     await startReader(supplier, mapping);
   }
   // Corrections from reconciliation (cellar.repair_requests) take the same path as the readers' changes.
@@ -369,28 +379,21 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       wake?.();
     }
   };
-  /**
-   * `cellar resnapshot`: the supplier's reader is stopped and started again as if its snapshot had never
-   * completed; the checkpoint says so first, so a crash meanwhile snapshots again too. Each table's new
-   * snapshot starts with a truncate below its rows, so rows gone since are removed.
-   */
-  const pollResnapshots = async () => {
-    for (const id of await takeResnapshotRequests(pool, [...mappings.keys()])) {
-      const { supplier, mapping } = mappings.get(id)!;
-      log.warn({ supplier: id }, 'snapshotting the supplier again (cellar resnapshot)');
-      const reader = readers.get(id);
-      readers.delete(id);
-      await reader?.stop();
-      snapshotDone.set(id, false);
-      const saved = await readCheckpoint<EmbeddedCheckpoint>(pool, id);
-      await writeCheckpoint(pool, id, { kind: supplier.source.kind, ...(saved?.position === undefined ? {} : { position: saved.position }), snapshotDone: false });
-      await startReader(supplier, mapping);
-    }
-  };
+  // `cellar resnapshot`: the reader stops, what it handed over commits, and it starts again owing what was asked.
+  const resnapshots = pollResnapshotRequests({ pool, log, runtime: 'embedded', suppliers: [...mappings.keys()], sourceId: (id) => id, fence: (tx) => lease.fence(tx),
+    pause: async (id) => {
+      generation.set(id, (generation.get(id) ?? 0) + 1);
+      await readers.get(id)?.stop();
+      // The group holding the last batch it handed over (the next one taken, if any wait), then its commit.
+      const last = groups.taken + (buffer.length ? 1 : 0);
+      while (groups.committing < last && !fatal) await sleep(10);
+      await committing.then(() => { if (fatal) throw fatal; });
+    },
+    resume: (id, state) => (state && snapshots.set(id, state), startReader(mappings.get(id)!.supplier, mappings.get(id)!.mapping).catch(stopOn)),
+  });
   const repairTimer = setInterval(() => {
     if (stopping || fatal) return;
     pollRepairs().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'reading corrections failed; retrying'));
-    pollResnapshots().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'taking resnapshot requests failed; retrying'));
   }, REPAIR_POLL_MS);
   repairTimer.unref();
   ready = true;
@@ -404,6 +407,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     failed,
     stop: async () => {
       clearInterval(repairTimer);
+      await resnapshots.stop();
       stopRefresh();
       for (const s of readers.values()) await s.stop();
       stopping = true;

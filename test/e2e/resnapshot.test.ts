@@ -11,6 +11,7 @@ import { addRow, storesConverged } from '../support/stores.js';
  * `cellar resnapshot --supplier X` as an operator uses it after Cellar missed a supplier's changes (here:
  * its table was taken out of the publication while rows were deleted, changed and added): the running
  * embedded runtime reads the tables again, and the totals equal the supplier's rows, deletions included.
+ * `--table` and `cellar run capture`: resnapshot-tables.test.ts and resnapshot-capture.test.ts.
  */
 describe('cellar resnapshot (embedded runtime)', () => {
   const R1 = rid('west');
@@ -58,7 +59,9 @@ describe('cellar resnapshot (embedded runtime)', () => {
 
     const cli = await runCellar(['resnapshot', '--supplier', 'acme'], { CELLAR_PG_URL: e.cellar.url, CELLAR_SUPPLIERS_DIR: suppliersDir, CELLAR_LOG_LEVEL: 'warn' }, logDir);
     expect(cli.code, cli.out).toBe(0);
-    expect(cli.out).toContain('the embedded runtime took it');
+    expect(cli.out).toContain('taken by the embedded runtime');
+    expect(cli.out).toContain('it snapshots every table of acme again now');
+    expect(cli.out).toContain('the snapshot of every table of acme is committed: the totals include it');
     expect(await converged(), 'after cellar resnapshot').toEqual([]);
     // The stream goes on after the new snapshot.
     await supplier.query('UPDATE public.stock SET qty = 9 WHERE id = 1');
@@ -66,6 +69,19 @@ describe('cellar resnapshot (embedded runtime)', () => {
     const bad = await runCellar(['resnapshot', '--supplier', 'nope'], { CELLAR_PG_URL: e.cellar.url, CELLAR_SUPPLIERS_DIR: suppliersDir }, logDir);
     expect(bad.code).toBe(2);
     expect(bad.out).toContain('no supplier "nope"');
+    // A supplier captured by Debezium has no native reader to take the request.
+    const debezium = supplierDir({ harbor: `id: harbor
+name: Harbor
+source:
+  kind: mongodb
+  connection: { host: mongo.example, database: feed, user: cdc }
+  topicPrefix: harbor
+  tables: [{ name: feed.stock }]
+mapping: { sku: code, warehouse: wh, quantity: qty, regions: { w1: ${R1} } }
+` });
+    const refused = await runCellar(['resnapshot', '--supplier', 'harbor'], { CELLAR_PG_URL: e.cellar.url, CELLAR_SUPPLIERS_DIR: debezium }, logDir);
+    expect(refused.code, refused.out).toBe(2);
+    expect(refused.out).toContain('harbor is a mongodb source, which no native reader (cellar run embedded, cellar run capture) reads; with Debezium, use an incremental snapshot (cellar reconcile --via signal)');
     expect(e.failed()).toBeUndefined();
   }, 180_000);
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { decodeDebeziumJson, sourceVersionOf } from '../../pipelines/normalize/debezium.js';
 import { Rejection } from '../../pipelines/normalize/reasons.js';
-import { debeziumJsonMessage, encodeDecimal } from '../../connectors/debezium/envelope.js';
+import { DebeziumJsonMessage, debeziumJsonMessage, encodeDecimal } from '../../connectors/debezium/envelope.js';
 import { debeziumFixture } from '../support/fixtures.js';
 
 describe('Debezium JSON decoding', () => {
@@ -55,6 +55,22 @@ describe('Debezium JSON decoding', () => {
     expect(v('bin.000010', 120, 0) < v('bin.000010', 120, 1)).toBe(true);
     const lsn = (n: number) => sourceVersionOf('postgresql', { lsn: n }).version;
     expect(lsn(999) < lsn(1000)).toBe(true);
+  });
+
+  it('orders a change from Cellar\'s Postgres reader by its commit first: a transaction that straddles a snapshot point is newer than the snapshot', () => {
+    const snapshotAt = (p: number) => sourceVersionOf('postgresql', { lsn: p }).version;
+    const streamed = (lsn: number, commit: number) => sourceVersionOf('postgresql', { lsn, cellar_commit_lsn: commit }).version;
+    // Written at 900, committed at 1200; the snapshot was taken at 1000 without it.
+    expect(streamed(900, 1200) > snapshotAt(1000)).toBe(true);
+    // Committed before the snapshot point: already in the snapshot, so older.
+    expect(streamed(900, 950) < snapshotAt(1000)).toBe(true);
+    // Within one transaction, later changes are newer; a later transaction is newer than every change of an earlier one.
+    expect(streamed(1100, 1200) < streamed(1150, 1200)).toBe(true);
+    expect(streamed(1150, 1200) < streamed(1160, 1300)).toBe(true);
+    // The native reader's messages carry it, and decode to the same version either way.
+    const m = new DebeziumJsonMessage('t', { connector: 'postgresql', name: 'n', db: 'd', schema: 'public', table: 't' }, [{ name: 'id', type: 'int32', optional: false }], ['id'], { op: 'u', before: null, after: { id: 1 }, tsMs: 1, lsn: 900, commitLsn: 1200 });
+    expect(m.change()!.sourceVersion).toBe(streamed(900, 1200));
+    expect(decodeDebeziumJson(Buffer.from(m.key!), Buffer.from(m.value))!.sourceVersion).toBe(streamed(900, 1200));
   });
 
   it('round-trips the envelope builder, including negative decimals', () => {
