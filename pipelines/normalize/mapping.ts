@@ -49,6 +49,11 @@ export function getPath(row: Row, path: string): unknown {
 
 function required(row: Row, path: string, what: string): unknown {
   const v = getPath(row, path);
+  if (v === undefined && !path.includes('.')) {
+    // Not in the row at all: the source table no longer has that column (renamed or dropped).
+    const cols = Object.keys(row);
+    throw new Rejection('missing_field', `${what} field "${path}" is missing: the row has no such column (it has ${cols.slice(0, 12).join(', ')}${cols.length > 12 ? ', …' : ''}). Renamed or dropped at the source? Fix mapping.${what} in the supplier file, restart, then \`cellar dlq replay --reason missing_field\``);
+  }
   if (v === undefined || v === null || v === '') throw new Rejection('missing_field', `${what} field "${path}" is missing or null`);
   return v;
 }

@@ -84,6 +84,7 @@ describe('schema changes of a captured table (embedded runtime)', () => {
     expect(await eventually(async () => (await letters()) === changed, 60_000), `${changed} updates dead-lettered (${logDir})`).toBe(true);
     const { rows } = await cellarPool.query<{ message: string }>(`SELECT message FROM cellar.dead_letters WHERE reason = 'missing_field' LIMIT 1`);
     expect(rows[0]!.message).toContain('quantity field "qty" is missing');
+    expect(rows[0]!.message, 'the letter says what to do').toContain('Fix mapping.quantity in the supplier file, restart, then `cellar dlq replay --reason missing_field`');
     // The deletes carried no quantity to miss: they applied.
     expect((await storesConverged(truth, cellarPool, redisClient, [R1, R2], 3_000)).length).toBeGreaterThan(0);
 
