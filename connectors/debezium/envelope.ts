@@ -5,7 +5,7 @@
  * Debezium does with `decimal.handling.mode=precise`.
  */
 
-import { sourceVersionOf, type ChangeEvent } from '../../pipelines/normalize/debezium.js';
+import { sourceVersionOf, type ChangeEvent } from './change.js';
 
 /** A captured column and its Connect type. */
 export interface ColumnDef {

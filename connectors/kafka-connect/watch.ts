@@ -1,6 +1,6 @@
 import type { Logger } from '../../pipelines/core/logger.js';
 import type { CellarMetrics } from '../../pipelines/core/metrics.js';
-import type { ConnectorStatusSource } from '../../pipelines/api/connect-status.js';
+import type { ConnectorStatusSource } from './status-source.js';
 
 /**
  * Polls Kafka Connect and exports each connector's state as `cellar_connector_up{connector}` (1 while

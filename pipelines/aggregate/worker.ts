@@ -8,6 +8,9 @@ import type { DeadLetterWriter } from '../dlq/writer.js';
 import type { BatchContext, BatchHandler, PartitionBatch } from '../kafka/worker.js';
 import { stockKey } from '../kafka/topics.js';
 import { RegionalAggregator } from './aggregator.js';
+import { aggregateObservations } from './stage.js';
+import { deadLetter } from '../dlq/letter.js';
+import type { ReasonCode } from '../../schemas/reasons.js';
 import type { ContributionStore } from './contribution-store.js';
 
 function validObservation(o: StockObservation): string | undefined {
@@ -64,15 +67,11 @@ export class AggregatorHandler implements BatchHandler {
   }
 
   private async decode(batch: PartitionBatch, m: KafkaMessage, letters: DeadLetter[]): Promise<StockObservation | undefined> {
-    const fail = (reason: string, message: string) => {
-      this.metrics.deadLetters.inc({ stage: 'aggregator', reason });
-      letters.push({
-        stage: 'aggregator', reason, message, supplierId: null, topic: batch.topic, partition: batch.partition,
-        offset: m.offset, sourcePosition: null, key: m.key ?? null, value: m.value ?? null, tsMs: Date.now(),
-      });
+    const fail = (reason: ReasonCode, message: string) => {
+      letters.push(deadLetter('aggregator', reason, message, { topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value }));
       return undefined;
     };
-    if (!m.value) return fail('not_debezium_envelope', 'observation without a value');
+    if (!m.value) return fail('empty_record', 'an observation without a value (a tombstone on the observations topic)');
     try {
       const o = await this.codecs.observation.decode(m.value);
       const invalid = validObservation(o);
@@ -91,20 +90,8 @@ export class AggregatorHandler implements BatchHandler {
       const o = await ctx.retry('decoding observation', () => this.decode(batch, m, letters));
       if (o) observations.push({ o, m });
     }
-    this.metrics.eventsIn.inc({ stage: 'aggregator' }, batch.messages.length);
-    let stale = 0;
-    for (const { o, m } of observations) {
-      const outcome = agg.apply(o);
-      if (outcome === 'stale') stale++;
-      else if (outcome !== 'applied') {
-        this.metrics.deadLetters.inc({ stage: 'aggregator', reason: outcome });
-        letters.push({
-          stage: 'aggregator', reason: outcome, message: agg.refusalMessage(o, outcome), supplierId: o.supplierId, topic: batch.topic,
-          partition: batch.partition, offset: m.offset, sourcePosition: o.sourceVersion, key: m.key ?? null, value: m.value ?? null, tsMs: Date.now(),
-        });
-      }
-    }
-    if (stale) this.metrics.staleEvents.inc({ stage: 'aggregator' }, stale);
+    const { stale, letters: refused } = aggregateObservations(agg, observations, (x) => x.o, (x) => ({ topic: batch.topic, partition: batch.partition, offset: x.m.offset, key: x.m.key, value: x.m.value }));
+    letters.push(...refused);
     const { totals, contributions } = agg.drain(Date.now());
     const subject = valueSubject(this.outputTopic);
     if (totals.length) {
@@ -119,6 +106,6 @@ export class AggregatorHandler implements BatchHandler {
     }
     await ctx.retry('persisting contributions', () => this.store.save(contributions, batch.partition));
     await ctx.retry('writing dead letters', () => this.dlq.write(letters));
-    this.metrics.eventsOut.inc({ stage: 'aggregator' }, totals.length);
+    this.metrics.recordStage('aggregator', { in: batch.messages.length, out: totals.length, stale, letters });
   }
 }

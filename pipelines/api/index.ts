@@ -5,13 +5,13 @@ import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import { connectProducer, createKafka } from '../kafka/client.js';
 import { Reconciler } from '../reconcile/runner.js';
-import { createConnectStatusSource } from './connect-status.js';
+import { createConnectStatusSource } from '../../connectors/kafka-connect/status-source.js';
 import type { ReconcileFn } from './routes-ops.js';
 import { createApiServer, type ApiServer } from './server.js';
 
 export { createApiServer, type ApiServer, type ApiServerOptions } from './server.js';
 export type { ReconcileFn } from './routes-ops.js';
-export type { ConnectorStatusSource, ConnectorStatus } from './connect-status.js';
+export type { ConnectorStatusSource, ConnectorStatus } from '../../connectors/kafka-connect/status-source.js';
 
 /** A listening read API. */
 export interface RunningApi {

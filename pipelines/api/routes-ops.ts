@@ -4,7 +4,7 @@ import type { Producer } from 'kafkajs';
 import type pg from 'pg';
 import { deadLetterCounts, listDeadLetters, replayDeadLetters, replayPlan, type DeadLetterFilter } from '../dlq/store.js';
 import { listAudit } from './audit.js';
-import type { ConnectorStatusSource } from './connect-status.js';
+import type { ConnectorStatusSource } from '../../connectors/kafka-connect/status-source.js';
 import { badRequest, notConfigured } from './errors.js';
 import { listApiKeys } from './keys-store.js';
 import { ANY_OBJECT, errorResponses } from './schemas.js';

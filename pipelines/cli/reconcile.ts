@@ -13,7 +13,7 @@ import { listRuns } from '../reconcile/store.js';
 import { createPgPool } from '../../sinks/postgres/pool.js';
 import { formatTable } from './format.js';
 import { watchConnectors } from '../../connectors/kafka-connect/watch.js';
-import { createConnectStatusSource } from '../api/connect-status.js';
+import { createConnectStatusSource } from '../../connectors/kafka-connect/status-source.js';
 
 /** How often `cellar run scheduler` reads connector states (ms); CELLAR_CONNECTOR_POLL_MS overrides (tests). */
 const CONNECTOR_POLL_MS = Number(process.env.CELLAR_CONNECTOR_POLL_MS ?? 30_000);

@@ -64,6 +64,17 @@ export class CellarMetrics {
   }
 
   /** Value of a counter for the given labels (for tests and the demo's progress line). */
+  /**
+   * What a stage did with one batch, recorded the same way by both runtimes once the batch is durable:
+   * records in and out, stale changes (at or below the applied version), dead letters by reason.
+   */
+  recordStage(stage: string, r: { in?: number; out?: number; stale?: number; letters?: ReadonlyArray<{ reason: string }> }): void {
+    if (r.in) this.eventsIn.inc({ stage }, r.in);
+    if (r.out) this.eventsOut.inc({ stage }, r.out);
+    if (r.stale) this.staleEvents.inc({ stage }, r.stale);
+    for (const l of r.letters ?? []) this.deadLetters.inc({ stage, reason: l.reason });
+  }
+
   async value(name: string, labels: Record<string, string> = {}): Promise<number> {
     const m = this.registry.getSingleMetric(name);
     if (!m) return 0;

@@ -79,7 +79,7 @@ export interface HeldMark {
 export interface NormalizedBatch<R> {
   observations: StockObservation[];
   routes: Route[];
-  rejected: Array<{ ref: R; reason: ReasonCode | string; message: string; position: string | null }>;
+  rejected: Array<{ ref: R; reason: ReasonCode; message: string; position: string | null }>;
   stale: number;
   /** Contributors whose last change in this batch was refused while their row still counts. */
   holds: HeldMark[];

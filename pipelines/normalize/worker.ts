@@ -10,6 +10,8 @@ import type { BatchContext, BatchHandler, PartitionBatch } from '../kafka/worker
 import { stockKey } from '../kafka/topics.js';
 import type { DebeziumAvroDecoder } from './debezium-avro.js';
 import { normalizeBatch, sweepTruncated } from './batch.js';
+import { deadLetter } from '../dlq/letter.js';
+import type { ReasonCode } from './reasons.js';
 import { compileMapping, type CompiledMapping } from './mapping.js';
 import type { RouteStore } from './route-store.js';
 import type { MappingInputsStore } from './sku-map-store.js';
@@ -60,12 +62,8 @@ export class NormalizerHandler implements BatchHandler {
     await this.dlq.init();
   }
 
-  private deadLetter(batch: PartitionBatch, m: KafkaMessage, reason: string, message: string, supplierId: string | null, position: string | null): DeadLetter {
-    return {
-      stage: 'normalizer', reason, message, supplierId,
-      topic: batch.topic, partition: batch.partition, offset: m.offset, sourcePosition: position,
-      key: m.key ?? null, value: m.value ?? null, tsMs: Date.now(),
-    };
+  private deadLetter(batch: PartitionBatch, m: KafkaMessage, reason: ReasonCode, message: string, supplierId: string | null, position: string | null): DeadLetter {
+    return deadLetter('normalizer', reason, message, { supplierId, topic: batch.topic, partition: batch.partition, offset: m.offset, sourcePosition: position, key: m.key, value: m.value });
   }
 
   /** Produces observations (key `region|sku`, acks=all), retried in place. */
@@ -84,11 +82,10 @@ export class NormalizerHandler implements BatchHandler {
 
   async handle(batch: PartitionBatch, ctx: BatchContext): Promise<void> {
     const raw = this.byTopic.get(batch.topic);
-    this.metrics.eventsIn.inc({ stage: 'normalizer' }, batch.messages.length);
     if (!raw) {
       const letters = batch.messages.map((m) => this.deadLetter(batch, m, 'unknown_supplier', `no supplier captures topic ${batch.topic}`, null, null));
       await ctx.retry('writing dead letters', () => this.dlq.write(letters));
-      this.metrics.deadLetters.inc({ stage: 'normalizer', reason: 'unknown_supplier' }, letters.length);
+      this.metrics.recordStage('normalizer', { in: batch.messages.length, letters });
       return;
     }
     const result = await normalizeBatch(
@@ -107,7 +104,6 @@ export class NormalizerHandler implements BatchHandler {
     const observations = result.observations;
     const changedRoutes = result.routes;
     const letters = result.rejected.map((r) => this.deadLetter(batch, r.ref, r.reason, r.message, raw.supplier.id, r.position));
-    if (result.stale) this.metrics.staleEvents.inc({ stage: 'normalizer' }, result.stale);
 
     await this.produce(observations, ctx);
     await ctx.retry('writing dead letters', () => this.dlq.write(letters));
@@ -122,8 +118,7 @@ export class NormalizerHandler implements BatchHandler {
       await ctx.retry('saving held contributors', () => this.routes.held.apply([], swept.routes.map((r) => ({ contributorId: r.contributorId, version: r.sourceVersion }))));
       this.log.info({ table: raw.table, removed: swept.routes.length }, 'removed rows a truncate on another partition overtook');
     }
-    this.metrics.eventsOut.inc({ stage: 'normalizer' }, observations.length);
-    for (const l of letters) this.metrics.deadLetters.inc({ stage: 'normalizer', reason: l.reason });
+    this.metrics.recordStage('normalizer', { in: batch.messages.length, out: observations.length + swept.observations.length, stale: result.stale, letters });
     if (letters.length) this.log.warn({ deadLetters: letters.length, reasons: [...new Set(letters.map((l) => l.reason))] }, 'dead-lettered records');
   }
 }

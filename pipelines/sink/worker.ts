@@ -5,6 +5,7 @@ import { CellarError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import type { DeadLetterWriter } from '../dlq/writer.js';
+import { deadLetter, type Stage } from '../dlq/letter.js';
 import type { BatchContext, BatchHandler, PartitionBatch } from '../kafka/worker.js';
 
 /**
@@ -22,7 +23,7 @@ export class SinkHandler implements BatchHandler {
     private readonly metrics: CellarMetrics,
   ) {}
 
-  private get stage(): string {
+  private get stage(): Stage {
     return `sink-${this.name}`;
   }
 
@@ -35,13 +36,9 @@ export class SinkHandler implements BatchHandler {
         records.push(await this.codecs.regionalStock.decode(m.value));
       } catch (err) {
         if (err instanceof CellarError && err.retriable) throw err;
-        letters.push({
-          stage: this.stage, reason: 'avro_decode', message: (err as Error).message, supplierId: null, topic: batch.topic,
-          partition: batch.partition, offset: m.offset, sourcePosition: null, key: m.key ?? null, value: m.value, tsMs: Date.now(),
-        });
+        letters.push(deadLetter(this.stage, 'avro_decode', (err as Error).message, { topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value }));
       }
     }
-    this.metrics.eventsIn.inc({ stage: this.stage }, batch.messages.length);
     const t0 = process.hrtime.bigint();
     const res = await ctx.retry('writing sink batch', () => this.sink.writeBatch(records));
     if (res.reset) {
@@ -52,10 +49,9 @@ export class SinkHandler implements BatchHandler {
     this.metrics.sinkBatch.observe({ sink: this.name }, Number(process.hrtime.bigint() - t0) / 1e9);
     const now = Date.now();
     for (const r of records) if (r.sourceTsMs > 0) this.metrics.freshness.observe({ sink: this.name }, Math.max(0, now - r.sourceTsMs) / 1000);
-    this.metrics.eventsOut.inc({ stage: this.stage }, res.applied);
+    if (letters.length) await ctx.retry('writing dead letters', () => this.dlq.write(letters));
+    this.metrics.recordStage(this.stage, { in: batch.messages.length, out: res.applied, letters });
     if (letters.length) {
-      await ctx.retry('writing dead letters', () => this.dlq.write(letters));
-      for (const l of letters) this.metrics.deadLetters.inc({ stage: this.stage, reason: l.reason });
       this.log.error({ count: letters.length, topic: batch.topic, partition: batch.partition }, 'undecodable regional-stock records dead-lettered');
     }
   }

@@ -4,7 +4,7 @@ import { startLocalKafkaConnect, type LocalKafkaConnect } from '../../infra/loca
 import { connectProducer, createKafka } from '../../pipelines/kafka/client.js';
 import { loadRuntimeConfig } from '../../pipelines/core/config.js';
 import { createApiKey, revokeApiKey, type Role } from '../../pipelines/api/keys-store.js';
-import { createConnectStatusSource } from '../../pipelines/api/connect-status.js';
+import { createConnectStatusSource } from '../../connectors/kafka-connect/status-source.js';
 import { startApi } from '../../pipelines/api/index.js';
 import { CellarMetrics } from '../../pipelines/core/metrics.js';
 import { insertDeadLetters } from '../../pipelines/dlq/store.js';

@@ -1,6 +1,9 @@
-import { createKafkaConnectClient } from '../../connectors/kafka-connect/client.js';
+import { createKafkaConnectClient } from './client.js';
 
-/** One connector's state as Kafka Connect reports it. */
+/**
+ * One connector's state as Kafka Connect reports it, flattened for the operator endpoint (`GET /v1/ops/connectors`)
+ * and the connector gauges (`watch.ts`); `client.ts`'s `ConnectorStatus` is Connect's raw shape.
+ */
 export interface ConnectorStatus {
   name: string;
   state: string;
@@ -10,7 +13,7 @@ export interface ConnectorStatus {
   tasks: Array<{ id: number; state: string; workerId?: string; trace?: string }>;
 }
 
-/** Where the operator endpoint gets connector status from (a Kafka Connect cluster, or a test double). */
+/** Where the operator endpoint and `watchConnectors` get connector status from (a Kafka Connect cluster, or a test double). */
 export interface ConnectorStatusSource {
   status(): Promise<ConnectorStatus[]>;
 }

@@ -1,0 +1,163 @@
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import type { Supplier } from '../../connectors/registry/loader.js';
+import type { CdcBatch } from '../../connectors/postgres-cdc/index.js';
+import { DebeziumJsonMessage } from '../../connectors/debezium/envelope.js';
+import type { DeadLetter, RegionalStock, StockObservation } from '../../schemas/records.js';
+import { query } from '../../sinks/postgres/pool.js';
+import { upsertRegionalStock } from '../../sinks/postgres/sink.js';
+import type { Contribution, RegionalAggregator } from '../aggregate/aggregator.js';
+import type { ContributionStore } from '../aggregate/contribution-store.js';
+import { aggregateObservations } from '../aggregate/stage.js';
+import { groupBy } from '../core/collections.js';
+import type { Logger } from '../core/logger.js';
+import { deadLetter } from '../dlq/letter.js';
+import { insertDeadLetters } from '../dlq/store.js';
+import { normalizeBatch, type HeldMark } from '../normalize/batch.js';
+import type { CachedHeldStore } from '../normalize/held-store.js';
+import type { CompiledMapping } from '../normalize/mapping.js';
+import type { Route } from '../normalize/normalize.js';
+import type { CachedRouteStore } from '../normalize/route-store.js';
+import type { MappingInputsStore } from '../normalize/sku-map-store.js';
+import { writeCheckpoint } from './checkpoints.js';
+import { afterBatch, finishResnapshotRequests, snapshotStateOf, type SnapshotState } from './resnapshot.js';
+
+/** The `partition` the embedded runtime files its contributions under (the Kafka runtime uses 0..N-1). */
+export const EMBEDDED_PARTITION = -1;
+
+/** A supplier's checkpoint: where its reader resumes, and the snapshot it owes (see SnapshotState). */
+export interface EmbeddedCheckpoint extends SnapshotState { kind: string; position?: unknown }
+
+/** A source batch, where it leaves its source (checkpointed), and how to tell the source it is durable. */
+export interface Pending {
+  supplier: Supplier;
+  mapping: CompiledMapping;
+  batch: { messages: CdcBatch['messages']; snapshot: boolean; snapshotComplete?: boolean };
+  /** Where the source resumes after this batch; undefined for corrections (nothing to checkpoint). */
+  position: unknown;
+  confirm: () => Promise<void>;
+  /** Rows of `cellar.repair_requests` this batch carries, deleted in the commit that applies them. */
+  repairIds?: number[];
+  /** Corrections below the normalizer (see pipelines/reconcile/direct-repair.ts). */
+  observations?: StockObservation[];
+}
+
+/** A group normalized and aggregated in memory, ready to commit. */
+export interface Prepared {
+  /** Dead letters by stage, each stage's stale changes, and the changes read. */
+  letters: { normalizer: DeadLetter[]; aggregator: DeadLetter[] };
+  stale: { normalizer: number; aggregator: number };
+  changes: number;
+  /** Routes whose placement changed (see CachedRouteStore.placementChanges). */
+  routesToSave: Route[];
+  totals: RegionalStock[];
+  changed: Contribution[];
+  /** Checkpoint rows as of this group (taken now: the next group may already finish a snapshot). */
+  checkpoints: Array<[string, EmbeddedCheckpoint]>;
+  confirms: Array<() => Promise<void>>;
+  repairIds: number[];
+  /** Resnapshot requests whose snapshot this group completes. */
+  finished: number[];
+  holds: HeldMark[];
+  releases: Array<{ contributorId: string; version: string }>;
+}
+
+/** What preparing and committing groups works with: the embedded runtime's state and stores. */
+export interface GroupState {
+  aggregator: RegionalAggregator;
+  routes: CachedRouteStore;
+  held: CachedHeldStore;
+  contributions: ContributionStore;
+  inputs: MappingInputsStore;
+  /** What each reader owes, as of the batches prepared so far. */
+  snapshots: Map<string, SnapshotState>;
+  retry: <T>(what: string, fn: () => Promise<T>) => Promise<T>;
+  /** Resolves once the commit in flight landed (a truncate reads the routes it saved). */
+  settled: () => Promise<void>;
+  log: Logger;
+}
+
+/**
+ * Normalizes and aggregates a group in memory with the stages the Kafka runtime runs (normalizeBatch,
+ * aggregateObservations), per supplier and table in source order; corrections below the normalizer go
+ * straight to the aggregator.
+ */
+export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Prepared> {
+  const out: Prepared = {
+    letters: { normalizer: [], aggregator: [] }, stale: { normalizer: 0, aggregator: 0 }, changes: 0, routesToSave: [], totals: [], changed: [],
+    checkpoints: [], confirms: [], repairIds: taken.flatMap((p) => p.repairIds ?? []), finished: [], holds: [], releases: [],
+  };
+  const aggregate = (list: StockObservation[]) => {
+    const r = aggregateObservations(s.aggregator, list, (o) => o, (o) => ({ value: JSON.stringify(o) }));
+    out.stale.aggregator += r.stale;
+    out.letters.aggregator.push(...r.letters);
+  };
+  const allRoutes: Route[] = [];
+  const bySupplier = groupBy(taken, (p) => p.supplier.id);
+  for (const group of bySupplier.values()) {
+    const { supplier, mapping } = group[0]!;
+    const byTable = new Map<string, Array<{ m: CdcBatch['messages'][number]; at: string }>>();
+    for (const p of group) {
+      if (p.observations) aggregate(p.observations);
+      out.changes += p.batch.messages.length;
+      const at = JSON.stringify(p.position ?? 'reconciliation');
+      for (const m of p.batch.messages) {
+        const table = m.topic.slice(supplier.topicPrefix.length + 1);
+        const list = byTable.get(table);
+        if (list) list.push({ m, at });
+        else byTable.set(table, [{ m, at }]);
+      }
+      if (!p.repairIds) out.finished.push(...afterBatch(s.snapshots, supplier.id, p.batch));
+    }
+    for (const [table, msgs] of byTable) {
+      const res = await normalizeBatch(
+        msgs.map(({ m, at }) => {
+          // Native readers' messages decode themselves; corrections from the queue are JSON.
+          const change = m instanceof DebeziumJsonMessage ? m.change() : undefined;
+          if (change) return { key: null, value: null, change, ref: { m, at } };
+          return { key: m.key === null ? null : Buffer.from(m.key), value: Buffer.from(m.value), ref: { m, at } };
+        }),
+        { supplierId: supplier.id, mapping, table, keyColumns: supplier.source.tables.find((t) => t.name === table)?.key },
+        { routes: (ids) => s.routes.get(ids), liveOfTable: (sid, t) => s.routes.liveOfTable(sid, t), settle: s.settled, retry: s.retry, flushPins: () => s.inputs.flushPins(), onDefect: (err) => s.log.error({ err }, 'unexpected error on one record; dead-lettered') },
+      );
+      aggregate(res.observations);
+      allRoutes.push(...res.routes);
+      const h = s.held.track(res.holds, res.releases);
+      out.holds.push(...h.holds);
+      out.releases.push(...h.releases);
+      out.stale.normalizer += res.stale;
+      for (const r of res.rejected) {
+        out.letters.normalizer.push(deadLetter('normalizer', r.reason, r.message, { supplierId: supplier.id, sourcePosition: r.position ?? r.ref.at, key: r.ref.m.key, value: r.ref.m.value, sourceTable: table }));
+      }
+    }
+  }
+  const drained = s.aggregator.drain(Date.now());
+  out.totals = drained.totals;
+  out.changed = drained.contributions;
+  // Only placements that changed are written (see placementChanges); the next group is prepared while
+  // this one commits, so it must see these routes already.
+  out.routesToSave = s.routes.placementChanges(allRoutes);
+  s.routes.remember(allRoutes);
+  for (const group of bySupplier.values()) {
+    const last = group.filter((p) => p.position !== undefined).at(-1);
+    if (!last) continue;
+    out.checkpoints.push([last.supplier.id, { kind: last.supplier.source.kind, position: last.position, ...snapshotStateOf(s.snapshots.get(last.supplier.id)) }]);
+    out.confirms.push(last.confirm);
+  }
+  // Stable across retries of the commit, so letters of a commit whose outcome was unknown are written once.
+  const id = randomUUID();
+  [...out.letters.normalizer, ...out.letters.aggregator].forEach((l, i) => (l.dedupeKey = `${id}:${i}`));
+  return out;
+}
+
+/** Writes a prepared group in the caller's transaction: routes, holds, contributions, totals, letters, checkpoints. */
+export async function writeGroup(s: GroupState, g: Prepared, tx: pg.PoolClient): Promise<void> {
+  await s.routes.save(g.routesToSave, tx);
+  await s.held.apply(g.holds, g.releases, tx);
+  await s.contributions.save(g.changed, EMBEDDED_PARTITION, tx);
+  await upsertRegionalStock(tx, g.totals);
+  await insertDeadLetters(tx, [...g.letters.normalizer, ...g.letters.aggregator]);
+  await finishResnapshotRequests(tx, g.finished);
+  if (g.repairIds.length) await query(tx, 'consuming corrections', 'DELETE FROM cellar.repair_requests WHERE id = ANY($1)', [g.repairIds]);
+  for (const [sourceId, checkpoint] of g.checkpoints) await writeCheckpoint(tx, sourceId, checkpoint);
+}

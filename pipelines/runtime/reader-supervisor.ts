@@ -1,0 +1,104 @@
+import { mysqlUrl, postgresUrl } from '../../connectors/registry/connection.js';
+import { createMysqlCdcSource, type BinlogPosition } from '../../connectors/mysql-cdc/index.js';
+import { createPostgresCdcSource } from '../../connectors/postgres-cdc/index.js';
+import type { Supplier } from '../../connectors/registry/loader.js';
+import { CellarError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { CellarMetrics } from '../core/metrics.js';
+import { sleep } from '../core/retry.js';
+import type { CompiledMapping } from '../normalize/mapping.js';
+import type { EmbeddedCheckpoint, Pending } from './embedded-group.js';
+import type { SnapshotState } from './resnapshot.js';
+
+/** Source kinds Cellar reads natively (without Debezium). */
+export const NATIVE_KINDS = ['postgres', 'mysql', 'mariadb'] as const;
+
+/** True when Cellar has a native reader for the supplier's source kind. */
+export function hasNativeReader(supplier: Supplier): boolean {
+  return (NATIVE_KINDS as readonly string[]).includes(supplier.source.kind);
+}
+
+/** Wait before starting a reader again after its stream stopped on an error, ms (then retries with backoff). */
+const READER_RESTART_MS = 1_000;
+
+/** What supervising readers needs from the embedded runtime. */
+export interface SupervisorDeps {
+  log: Logger;
+  metrics: CellarMetrics;
+  retry: <T>(what: string, fn: () => Promise<T>) => Promise<T>;
+  /** Hands a batch to the group commit (waits while its buffer is full). */
+  accept: (p: Pending, size: number) => Promise<void>;
+  /** What each supplier's reader owes (snapshot state), kept by the group commit. */
+  snapshots: Map<string, SnapshotState>;
+  readCheckpoint: (supplierId: string) => Promise<EmbeddedCheckpoint | undefined>;
+  /** True once the runtime stops or failed: readers are not started again. */
+  ended: () => boolean;
+  onFatal: (err: unknown) => void;
+}
+
+/**
+ * The embedded runtime's native readers: one per supplier, started from where Cellar's commits left it
+ * (the slot's confirmed position, or the checkpointed binlog position), and started again, with backoff,
+ * when its stream stops on an error (a restarted or unreachable supplier database): changes read but not
+ * yet committed are read again, and the version guards make the repeats harmless. A reader paused for a
+ * resnapshot moves to a new generation, so batches its predecessor still hands over are dropped.
+ */
+export class ReaderSupervisor {
+  private readonly readers = new Map<string, { stop(): Promise<void>; done: Promise<void> }>();
+  private readonly generation = new Map<string, number>();
+
+  constructor(private readonly d: SupervisorDeps) {}
+
+  /** Starts (or restarts) the supplier's reader. */
+  async start(supplier: Supplier, mapping: CompiledMapping): Promise<void> {
+    const { d } = this;
+    const gen = this.generation.get(supplier.id) ?? 0;
+    const current = () => (this.generation.get(supplier.id) ?? 0) === gen;
+    const accept = async (p: Omit<Pending, 'supplier' | 'mapping'>) => {
+      if (current()) await d.accept({ supplier, mapping, ...p }, p.batch.messages.length);
+    };
+    const tables = supplier.source.tables.map((t) => t.name);
+    const owed = d.snapshots.get(supplier.id);
+    const source = await d.retry(`starting the reader of ${supplier.id}`, async () => {
+      try {
+        if (supplier.source.kind === 'postgres') {
+          const pgSource = createPostgresCdcSource({ url: postgresUrl(supplier), topicPrefix: supplier.topicPrefix, tables }, d.log);
+          // A batch of a reader that has since stopped cannot be acknowledged through it: its successor
+          // resumes from the slot's confirmed position and acknowledges what follows.
+          await pgSource.start((b) => accept({ batch: b, position: b.lsn, confirm: () => pgSource.confirm(b.lsn).catch(() => undefined) }), { ...owed, explicitConfirm: true, evictSlotHolder: true });
+          return pgSource;
+        }
+        // The binlog position in the checkpoint is where a restart resumes: nothing to confirm at the source.
+        const saved = await d.readCheckpoint(supplier.id);
+        const mySource = createMysqlCdcSource({ url: mysqlUrl(supplier), topicPrefix: supplier.topicPrefix, tables }, d.log);
+        const resume = owed?.snapshotDone && saved?.position ? { position: saved.position as BinlogPosition, snapshotTables: owed.snapshotTables } : {};
+        await mySource.start((b) => accept({ batch: b, position: b.position, confirm: async () => undefined }), resume);
+        return mySource;
+      } catch (err) {
+        throw err instanceof CellarError ? err : new CellarError('cdc_start', `${supplier.id}: ${(err as Error).message}`, { retriable: true, cause: err });
+      }
+    });
+    if (!current()) return void (await source.stop()); // superseded while starting
+    this.readers.set(supplier.id, source);
+    source.done.catch(async (err: unknown) => {
+      if (this.readers.get(supplier.id) === source) this.readers.delete(supplier.id);
+      await source.stop().catch(() => undefined);
+      if (d.ended()) return;
+      d.metrics.readerRestarts.inc({ supplier: supplier.id });
+      d.log.error({ supplier: supplier.id, err: (err as Error).message }, 'reader stopped; starting it again from the last commit');
+      await sleep(READER_RESTART_MS);
+      if (!d.ended() && current()) await this.start(supplier, mapping).catch((e: unknown) => d.onFatal(e));
+    });
+  }
+
+  /** Stops the supplier's reader and drops whatever it still hands over (a resnapshot starts a new one). */
+  async pause(supplierId: string): Promise<void> {
+    this.generation.set(supplierId, (this.generation.get(supplierId) ?? 0) + 1);
+    await this.readers.get(supplierId)?.stop();
+  }
+
+  /** Stops every reader. */
+  async stopAll(): Promise<void> {
+    for (const r of this.readers.values()) await r.stop();
+  }
+}
