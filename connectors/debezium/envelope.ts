@@ -56,9 +56,7 @@ export interface ChangeSpec {
 
 /** Two's-complement big-endian bytes of an integer, base64, as Kafka Connect's Decimal. */
 export function encodeDecimal(value: string | number, scale: number): string {
-  const [int, frac = ''] = String(value).split('.');
-  const digits = `${int}${frac.padEnd(scale, '0').slice(0, scale)}`;
-  let n = BigInt(digits);
+  let n = unscaledOf(value, scale);
   const bytes: number[] = [];
   const neg = n < 0n;
   do {
@@ -66,6 +64,12 @@ export function encodeDecimal(value: string | number, scale: number): string {
     n >>= 8n;
   } while (neg ? n !== -1n || (bytes[0]! & 0x80) === 0 : n !== 0n || (bytes[0]! & 0x80) !== 0);
   return Buffer.from(bytes).toString('base64');
+}
+
+/** A reader's decimal value (`"12.50"`) as the integer of its digits at `scale` (1250 at scale 2), as Connect encodes it. */
+function unscaledOf(value: string | number, scale: number): bigint {
+  const [int, frac = ''] = String(value).split('.');
+  return BigInt(`${int}${frac.padEnd(scale, '0').slice(0, scale)}`);
 }
 
 function fieldSchema(c: ColumnDef): Record<string, unknown> {
@@ -285,16 +289,19 @@ export class DebeziumJsonMessage {
   }
 
   /**
-   * The decoded change, equal to decoding `key` and `value` (tests check both ways on every reader); undefined
-   * when a column needs the schema to decode (Connect decimals), then decode the JSON instead.
+   * The decoded change, equal to decoding `key` and `value` (tests check both ways on every reader, decimal
+   * columns included), made without building or parsing JSON.
    */
-  change(): ChangeEvent | undefined {
+  change(): ChangeEvent {
     const { columns, info, spec: s } = this;
-    if (columns.some((c) => c.type === 'decimal')) return undefined;
     const image = (row: Record<string, unknown> | null) => {
       if (!row) return null;
       const out: Record<string, unknown> = {};
-      for (const c of columns) out[c.name] = jsonSafe(row[c.name]);
+      for (const c of columns) {
+        const v = row[c.name];
+        // A Connect decimal decodes to an exact { unscaled, scale } (normalize/decimal.ts): made here directly.
+        out[c.name] = c.type === 'decimal' && v !== null && v !== undefined ? { unscaled: unscaledOf(v as string | number, c.scale ?? 0), scale: c.scale ?? 0 } : jsonSafe(v);
+      }
       return out;
     };
     // The version needs only the position fields; the whole source block is built if someone reads it.

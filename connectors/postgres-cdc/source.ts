@@ -262,6 +262,16 @@ export class PostgresCdcSource {
     /** The transaction's commit LSN (from its Begin): streamed changes are versioned by it first. */
     let commitLsn: string | null = null;
     const byRelation = (rel: Pgoutput.MessageRelation) => this.tables.get(`${rel.schema}.${rel.name}`);
+    // A batch the handler rejected must not be followed by later ones: acknowledging those would release it.
+    // The stream ends instead (done rejects, as the binlog reader's does) and a restart delivers it again.
+    const handlerFailed = (err: unknown) => {
+      if (this.stopped) return;
+      this.stopped = true;
+      const e = err instanceof CellarError ? err : new CellarError('cdc_handler', `handling a change batch of slot ${this.cfg.slotName}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      this.log.error({ err: e.message }, 'change handler failed: replication stream stopped');
+      this.settle(e);
+      void service.stop().catch(() => undefined);
+    };
     service.on('data', async (lsn: string, msg: Pgoutput.Message) => {
       if (msg.tag === 'relation') {
         // Sent before the first change after a schema change (a column added, renamed, dropped or
@@ -297,10 +307,16 @@ export class PostgresCdcSource {
         }
       } else if (msg.tag === 'commit') {
         const end = msg.commitEndLsn ?? lsn;
-        if (pending.length) await handler({ messages: pending, lsn: end, snapshot: false });
+        if (pending.length) {
+          try {
+            await handler({ messages: pending, lsn: end, snapshot: false });
+          } catch (err) {
+            return handlerFailed(err);
+          }
+        }
         pending = [];
         if (this.explicit) {
-          if (end > this.delivered || !this.delivered) this.delivered = end;
+          if (!this.delivered || lsnToNumber(end) > lsnToNumber(this.delivered)) this.delivered = end;
         } else {
           await ack(end);
           lastAcked = end;

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { hasNativeSource } from '../../connectors/native-source.js';
 import type pg from 'pg';
 import { Redis } from 'ioredis';
 import { createPgPool } from '../../sinks/postgres/pool.js';
@@ -48,7 +49,7 @@ export function registerSnapshotCommands(program: Command): void {
       const cfg = loadRuntimeConfig();
       const supplier = loadRegistry(cfg.suppliersDir).find((s) => s.id === o.supplier);
       if (!supplier) throw new ConfigError(`--supplier: no supplier "${o.supplier}" in ${cfg.suppliersDir}`);
-      if (!['postgres', 'mysql', 'mariadb'].includes(supplier.source.kind)) {
+      if (!hasNativeSource(supplier)) {
         throw new ConfigError(`--supplier: ${o.supplier} is a ${supplier.source.kind} source, which no native reader (cellar run embedded, cellar run capture) reads; with Debezium, use an incremental snapshot (cellar reconcile --via signal)`);
       }
       const known = supplier.source.tables.map((t) => t.name);

@@ -1,7 +1,6 @@
-import { mysqlUrl, postgresUrl } from '../../connectors/registry/connection.js';
 import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
-import { createPostgresCdcSource } from '../../connectors/postgres-cdc/index.js';
-import { createMysqlCdcSource, type BinlogPosition } from '../../connectors/mysql-cdc/index.js';
+import { createNativeSource, hasNativeSource, type SourceCheckpoint } from '../../connectors/native-source.js';
+import type { BinlogPosition } from '../../connectors/mysql-cdc/index.js';
 import { createPgPool, inTransaction } from '../../sinks/postgres/pool.js';
 import { migrate } from '../../sinks/postgres/migrate.js';
 import type { RuntimeConfig } from '../core/config.js';
@@ -17,7 +16,7 @@ import { finishResnapshotRequests, pollResnapshotRequests, snapshotStateOf, type
 /** What `cellar.checkpoints` holds for a capture (source id `capture:<supplier>`): its position and the snapshot it owes. */
 interface CaptureCheckpoint extends SnapshotState { kind: string; lsn?: string; position?: BinlogPosition }
 
-/** A MySQL position is checkpointed at most this often while streaming (and at snapshot end and on stop). */
+/** A position is checkpointed at most this often while streaming (and at snapshot end and on stop). */
 const CHECKPOINT_EVERY_MS = 1_000;
 
 /**
@@ -35,7 +34,7 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
   const supplier = loadRegistry(cfg.suppliersDir).find((s) => s.id === supplierId);
   if (!supplier) throw new ConfigError(`no supplier "${supplierId}" in ${cfg.suppliersDir}`);
   const kind = supplier.source.kind;
-  if (kind !== 'postgres' && kind !== 'mysql' && kind !== 'mariadb') {
+  if (!hasNativeSource(supplier)) {
     throw new ConfigError(`${supplier.file}: source.kind: ${kind} has no native reader; capture it with Debezium on Kafka Connect (cellar connectors apply)`);
   }
   const retry = <T>(what: string, fn: () => Promise<T>) =>
@@ -85,7 +84,7 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
   failed.catch(() => undefined);
   const startReader = async (): Promise<Reader> => {
     const saved = await readCheckpoint<CaptureCheckpoint>(pool, sourceId);
-    const r = kind === 'postgres' ? await startPostgres(supplier, saved, publish, checkpoint, retry, log) : await startMysql(supplier, saved, publish, checkpoint, retry, log);
+    const r = await startNative(supplier, saved, publish, checkpoint, retry, log);
     r.done?.catch(fail);
     return r;
   };
@@ -120,51 +119,40 @@ type Reader = { stop(): Promise<void>; done?: Promise<void> };
 
 type Checkpoint = (c: CaptureCheckpoint, finished?: number[]) => Promise<unknown>;
 
-/** The slot is the Postgres position; the checkpoint only records the snapshot owed, until the one that ends it. */
-async function startPostgres(supplier: Supplier, saved: CaptureCheckpoint | undefined, publish: Publish, checkpoint: Checkpoint, retry: Retry, log: Logger): Promise<Reader> {
-  const source = createPostgresCdcSource({ url: postgresUrl(supplier), topicPrefix: supplier.topicPrefix, tables: supplier.source.tables.map((t) => t.name) }, log);
-  const owed = snapshotStateOf(saved);
-  await retry(`starting the reader of ${supplier.id}`, () =>
-    source.start(
-      async (batch) => {
-        await publish(batch.messages);
-        if (batch.snapshotComplete) await checkpoint({ kind: 'postgres', lsn: batch.lsn, snapshotDone: true }, owed.resnapshotRequests);
-      },
-      { snapshotDone: owed.snapshotDone, ...(owed.snapshotTables ? { snapshotTables: owed.snapshotTables } : {}), evictSlotHolder: true },
-    ),
-  );
-  return { stop: () => source.stop(), done: source.done };
-}
-
 /**
- * The checkpointed binlog position is where a restart resumes; every checkpoint carries the snapshot still
- * owed (a partial one's batches carry the position it resumes at), until the one that records its end.
+ * The supplier's native source (see connectors/native-source.ts) publishing to Kafka: each batch is acked
+ * after the broker acknowledged it; the checkpoint carries the position (the binlog position is where a
+ * MySQL restart resumes; Postgres resumes from its slot) and the snapshot still owed, written at most every
+ * second once a snapshot of every table is done, and always by the batch that ends a snapshot.
  */
-async function startMysql(supplier: Supplier, saved: CaptureCheckpoint | undefined, publish: Publish, checkpoint: Checkpoint, retry: Retry, log: Logger): Promise<Reader> {
-  const source = createMysqlCdcSource({ url: mysqlUrl(supplier), topicPrefix: supplier.topicPrefix, tables: supplier.source.tables.map((t) => t.name) }, log);
+async function startNative(supplier: Supplier, saved: CaptureCheckpoint | undefined, publish: Publish, checkpoint: Checkpoint, retry: Retry, log: Logger): Promise<Reader> {
+  const source = createNativeSource(supplier, log, { evictSlotHolder: true })!;
   let owed = snapshotStateOf(saved);
-  let latest: BinlogPosition | undefined;
+  let latest: SourceCheckpoint | undefined;
   let written = 0;
-  const resume = owed.snapshotDone && saved?.position ? { position: saved.position, ...(owed.snapshotTables ? { snapshotTables: owed.snapshotTables } : {}) } : {};
+  const stored = (c: SourceCheckpoint) => (c.kind === 'postgres' ? { lsn: c.lsn } : { position: c.position });
+  const from = { ...owed, ...(saved?.position ? { checkpoint: { kind: 'mysql' as const, position: saved.position } } : {}) };
   await retry(`starting the reader of ${supplier.id}`, () =>
     source.start(async (batch) => {
       await publish(batch.messages);
       const finished = batch.snapshotComplete ? owed.resnapshotRequests ?? [] : [];
       if (batch.snapshotComplete) owed = { snapshotDone: true };
       // Only positions after a snapshot of every table are resumable: a crash inside it snapshots again.
-      if (!owed.snapshotDone) return;
-      latest = batch.position;
-      if (batch.snapshotComplete || Date.now() - written >= CHECKPOINT_EVERY_MS) {
-        written = Date.now();
-        await checkpoint({ kind: supplier.source.kind, position: latest, ...owed }, finished);
+      if (owed.snapshotDone) {
+        latest = batch.checkpoint;
+        if (batch.snapshotComplete || Date.now() - written >= CHECKPOINT_EVERY_MS) {
+          written = Date.now();
+          await checkpoint({ kind: supplier.source.kind, ...stored(latest), ...owed }, finished);
+        }
       }
-    }, resume),
+      await source.ack(batch.checkpoint);
+    }, from),
   );
   return {
     done: source.done,
     stop: async () => {
       await source.stop();
-      if (latest) await checkpoint({ kind: supplier.source.kind, position: latest, ...owed }).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'final checkpoint not written; a restart publishes the last changes again'));
+      if (latest) await checkpoint({ kind: supplier.source.kind, ...stored(latest), ...owed }).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'final checkpoint not written; a restart publishes the last changes again'));
     },
   };
 }

@@ -1,6 +1,5 @@
-import { mysqlUrl, postgresUrl } from '../../connectors/registry/connection.js';
-import { createMysqlCdcSource, type BinlogPosition } from '../../connectors/mysql-cdc/index.js';
-import { createPostgresCdcSource } from '../../connectors/postgres-cdc/index.js';
+import { createNativeSource, type SourceCheckpoint } from '../../connectors/native-source.js';
+import type { BinlogPosition } from '../../connectors/mysql-cdc/index.js';
 import type { Supplier } from '../../connectors/registry/loader.js';
 import { CellarError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -10,13 +9,10 @@ import type { CompiledMapping } from '../normalize/mapping.js';
 import type { EmbeddedCheckpoint, Pending } from './embedded-group.js';
 import type { SnapshotState } from './resnapshot.js';
 
-/** Source kinds Cellar reads natively (without Debezium). */
-export const NATIVE_KINDS = ['postgres', 'mysql', 'mariadb'] as const;
+export { hasNativeSource as hasNativeReader } from '../../connectors/native-source.js';
 
-/** True when Cellar has a native reader for the supplier's source kind. */
-export function hasNativeReader(supplier: Supplier): boolean {
-  return (NATIVE_KINDS as readonly string[]).includes(supplier.source.kind);
-}
+/** The position an embedded checkpoint stores: the LSN text or the binlog position (as before the contract). */
+const storedPosition = (c: SourceCheckpoint): unknown => (c.kind === 'postgres' ? c.lsn : c.position);
 
 /** Wait before starting a reader again after its stream stopped on an error, ms (then retries with backoff). */
 const READER_RESTART_MS = 1_000;
@@ -57,23 +53,16 @@ export class ReaderSupervisor {
     const accept = async (p: Omit<Pending, 'supplier' | 'mapping'>) => {
       if (current()) await d.accept({ supplier, mapping, ...p }, p.batch.messages.length);
     };
-    const tables = supplier.source.tables.map((t) => t.name);
     const owed = d.snapshots.get(supplier.id);
     const source = await d.retry(`starting the reader of ${supplier.id}`, async () => {
+      const src = createNativeSource(supplier, d.log, { evictSlotHolder: true })!;
       try {
-        if (supplier.source.kind === 'postgres') {
-          const pgSource = createPostgresCdcSource({ url: postgresUrl(supplier), topicPrefix: supplier.topicPrefix, tables }, d.log);
-          // A batch of a reader that has since stopped cannot be acknowledged through it: its successor
-          // resumes from the slot's confirmed position and acknowledges what follows.
-          await pgSource.start((b) => accept({ batch: b, position: b.lsn, confirm: () => pgSource.confirm(b.lsn).catch(() => undefined) }), { ...owed, explicitConfirm: true, evictSlotHolder: true });
-          return pgSource;
-        }
-        // The binlog position in the checkpoint is where a restart resumes: nothing to confirm at the source.
-        const saved = await d.readCheckpoint(supplier.id);
-        const mySource = createMysqlCdcSource({ url: mysqlUrl(supplier), topicPrefix: supplier.topicPrefix, tables }, d.log);
-        const resume = owed?.snapshotDone && saved?.position ? { position: saved.position as BinlogPosition, snapshotTables: owed.snapshotTables } : {};
-        await mySource.start((b) => accept({ batch: b, position: b.position, confirm: async () => undefined }), resume);
-        return mySource;
+        // A batch of a reader that has since stopped cannot be acknowledged through it: its successor
+        // resumes from the last durable checkpoint (the slot's confirmed position, or the saved binlog position).
+        const saved = supplier.source.kind === 'postgres' ? undefined : await d.readCheckpoint(supplier.id);
+        const checkpoint: SourceCheckpoint | undefined = saved?.position ? { kind: 'mysql', position: saved.position as BinlogPosition } : undefined;
+        await src.start((b) => accept({ batch: b, position: storedPosition(b.checkpoint), confirm: () => src.ack(b.checkpoint).catch(() => undefined) }), { ...owed, ...(checkpoint ? { checkpoint } : {}) });
+        return src;
       } catch (err) {
         throw err instanceof CellarError ? err : new CellarError('cdc_start', `${supplier.id}: ${(err as Error).message}`, { retriable: true, cause: err });
       }

@@ -10,7 +10,7 @@ describe('cellar migrate', () => {
     try {
       const all = listMigrations().map((m) => m.version);
       const runs = await Promise.all([migrate(pool), migrate(pool), migrate(pool)]);
-      expect(runs.flat().sort()).toEqual(all);
+      expect(runs.flat().sort((a, b) => a - b)).toEqual(all);
       expect(await migrate(pool)).toEqual([]);
       expect(await appliedMigrations(pool)).toEqual(all);
       const { rows } = await pool.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'cellar' ORDER BY 1`);

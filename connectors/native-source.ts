@@ -1,0 +1,118 @@
+import type { Logger } from '../pipelines/core/logger.js';
+import { mysqlUrl, postgresUrl } from './registry/connection.js';
+import type { Supplier } from './registry/loader.js';
+import { createMysqlCdcSource, type BinlogPosition } from './mysql-cdc/index.js';
+import { createPostgresCdcSource } from './postgres-cdc/index.js';
+import { lsnToNumber } from './postgres-cdc/lsn.js';
+import type { DebeziumJsonMessage } from './debezium/envelope.js';
+
+/** Source kinds Cellar reads natively (without Debezium). */
+export const NATIVE_KINDS = ['postgres', 'mysql', 'mariadb'] as const;
+export type NativeKind = (typeof NATIVE_KINDS)[number];
+
+/**
+ * Where a native source resumes after a batch: a Postgres LSN (`X/Y` text; {@link compareCheckpoints} compares
+ * it as the 64-bit number it is) or a binlog position (file/pos, and GTIDs where the server has them).
+ */
+export type SourceCheckpoint = { kind: 'postgres'; lsn: string } | { kind: 'mysql'; position: BinlogPosition };
+
+/** One committed source transaction (or snapshot chunk) of a native source. */
+export interface ChangeBatch {
+  /** Cellar's change records: `change()` decodes without JSON; `key`/`value` are Debezium JSON, for Kafka. */
+  messages: Array<DebeziumJsonMessage | { topic: string; key: string | null; value: string }>;
+  /** Where the source resumes once this batch is durable. */
+  checkpoint: SourceCheckpoint;
+  /** True for rows read by a snapshot. */
+  snapshot: boolean;
+  /** Set on the batch that ends a snapshot (every owed table read). */
+  snapshotComplete?: boolean;
+}
+
+/** Where a native source starts: from a checkpoint, owing a snapshot (all tables, or some). */
+export interface StartFrom {
+  /** The last durable checkpoint (a binlog source resumes from it; Postgres resumes from its slot). */
+  checkpoint?: SourceCheckpoint;
+  /** False (or absent) until a snapshot of every table completed: the source snapshots every table first. */
+  snapshotDone?: boolean;
+  /** With `snapshotDone`: tables to snapshot again before streaming on (`cellar resnapshot --table`). */
+  snapshotTables?: string[];
+}
+
+/**
+ * The contract every native source keeps, in every runtime: batches are handed to one handler, one at a
+ * time, in source order; {@link NativeSource.ack} tells the source a batch's checkpoint is durable (only
+ * then may it release what precedes it: a Postgres slot's WAL); a restart from the last acked checkpoint
+ * delivers every later change again (at-least-once; the version guards make repeats harmless). `done`
+ * resolves on stop() and rejects (retriable) when the stream stops on its own.
+ */
+export interface NativeSource {
+  readonly kind: NativeKind;
+  start(handler: (b: ChangeBatch) => Promise<void>, from: StartFrom): Promise<void>;
+  ack(checkpoint: SourceCheckpoint): Promise<void>;
+  stop(): Promise<void>;
+  readonly done: Promise<void>;
+}
+
+/** Orders two checkpoints of one source: negative when `a` is before `b`. LSNs as numbers, binlog positions by file then offset. */
+export function compareCheckpoints(a: SourceCheckpoint, b: SourceCheckpoint): number {
+  if (a.kind === 'postgres' && b.kind === 'postgres') return Math.sign(lsnToNumber(a.lsn) - lsnToNumber(b.lsn));
+  if (a.kind === 'mysql' && b.kind === 'mysql') {
+    const n = (p: BinlogPosition) => Number(/\.(\d+)$/.exec(p.file)?.[1] ?? 0);
+    return Math.sign(n(a.position) - n(b.position)) || Math.sign(a.position.pos - b.position.pos);
+  }
+  throw new Error(`checkpoints of two kinds of source: ${a.kind} and ${b.kind}`);
+}
+
+/**
+ * The one table from source kind to native reader, used by the embedded runtime, capture and
+ * reconciliation: the reader of each kind behind {@link NativeSource}. Options are the runtime's
+ * (`evictSlotHolder`: end another session holding the Postgres slot, as after a crash).
+ */
+export const NATIVE_SOURCES: Record<NativeKind, (supplier: Supplier, log: Logger, opts?: { evictSlotHolder?: boolean }) => NativeSource> = {
+  postgres: (supplier, log, opts = {}) => {
+    const reader = createPostgresCdcSource({ url: postgresUrl(supplier), topicPrefix: supplier.topicPrefix, tables: supplier.source.tables.map((t) => t.name) }, log);
+    return {
+      kind: 'postgres',
+      get done() {
+        return reader.done;
+      },
+      start: (handler, from) =>
+        reader.start((b) => handler({ messages: b.messages, checkpoint: { kind: 'postgres', lsn: b.lsn }, snapshot: b.snapshot, ...(b.snapshotComplete ? { snapshotComplete: true } : {}) }), {
+          snapshotDone: from.snapshotDone ?? false, ...(from.snapshotTables?.length ? { snapshotTables: from.snapshotTables } : {}), explicitConfirm: true, evictSlotHolder: opts.evictSlotHolder ?? true,
+        }),
+      ack: async (c) => {
+        if (c.kind === 'postgres') await reader.confirm(c.lsn);
+      },
+      stop: () => reader.stop(),
+    };
+  },
+  mysql: (supplier, log) => binlogSource(supplier, log, 'mysql'),
+  mariadb: (supplier, log) => binlogSource(supplier, log, 'mariadb'),
+};
+
+/** MySQL/MariaDB: the checkpoint is where a restart resumes; nothing to acknowledge at the server. */
+function binlogSource(supplier: Supplier, log: Logger, kind: 'mysql' | 'mariadb'): NativeSource {
+  const reader = createMysqlCdcSource({ url: mysqlUrl(supplier), topicPrefix: supplier.topicPrefix, tables: supplier.source.tables.map((t) => t.name) }, log);
+  return {
+    kind,
+    get done() {
+      return reader.done;
+    },
+    start: (handler, from) => {
+      const resume = from.snapshotDone && from.checkpoint?.kind === 'mysql' ? { position: from.checkpoint.position, ...(from.snapshotTables?.length ? { snapshotTables: from.snapshotTables } : {}) } : {};
+      return reader.start((b) => handler({ messages: b.messages, checkpoint: { kind: 'mysql', position: b.position }, snapshot: b.snapshot, ...(b.snapshotComplete ? { snapshotComplete: true } : {}) }), resume);
+    },
+    ack: async () => undefined,
+    stop: () => reader.stop(),
+  };
+}
+
+/** True when Cellar has a native reader for the supplier's source kind. */
+export function hasNativeSource(supplier: Supplier): boolean {
+  return (NATIVE_KINDS as readonly string[]).includes(supplier.source.kind);
+}
+
+/** The supplier's native source, or undefined when its kind has none (Debezium captures it). */
+export function createNativeSource(supplier: Supplier, log: Logger, opts?: { evictSlotHolder?: boolean }): NativeSource | undefined {
+  return hasNativeSource(supplier) ? NATIVE_SOURCES[supplier.source.kind as NativeKind](supplier, log, opts) : undefined;
+}
