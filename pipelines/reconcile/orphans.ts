@@ -30,7 +30,8 @@ async function redisRegions(redis: Redis, keyPrefix: string): Promise<string[]> 
 
 /**
  * Keys with a total but no contributor of any supplier: `regional_stock` rows without a single row in
- * `stock_contributions` (not even a tombstone), and Redis fields without a `regional_stock` row. Per-supplier
+ * `stock_contributions` (not even a tombstone), and Redis fields without a `regional_stock` row in a region
+ * this database knows (other regions under the same prefix belong to whoever shares the Redis). Per-supplier
  * runs walk only the keys their contributors were counted under, so these are never seen there.
  */
 export async function findOrphanKeys(pool: pg.Pool, redis: Redis, keyPrefix = 'cellar'): Promise<{ orphans: KeyState[]; examined: number }> {
@@ -39,8 +40,13 @@ export async function findOrphanKeys(pool: pg.Pool, redis: Redis, keyPrefix = 'c
       WHERE NOT EXISTS (SELECT 1 FROM cellar.stock_contributions c WHERE c.region = rs.region AND c.sku = rs.sku)`);
   const orphans: KeyState[] = rows.map((r) => ({ region: r.region, sku: r.sku, contributed: 0, stored: Number(r.bottles), cached: null }));
   let examined = rows.length;
+  // Only regions this database knows: a region nobody here ever counted under belongs to someone else
+  // sharing the Redis and prefix (another deployment, a test), whose fields are not ours to judge.
+  const { rows: known } = await query<{ region: string }>(pool, 'reading known regions',
+    'SELECT DISTINCT region FROM cellar.regional_stock UNION SELECT DISTINCT region FROM cellar.stock_contributions');
+  const ours = new Set(known.map((r) => r.region));
   try {
-    for (const region of await redisRegions(redis, keyPrefix)) {
+    for (const region of (await redisRegions(redis, keyPrefix)).filter((r) => ours.has(r))) {
       const stock = redisKeys(keyPrefix, region).stock;
       let cursor = '0';
       do {
@@ -50,9 +56,9 @@ export async function findOrphanKeys(pool: pg.Pool, redis: Redis, keyPrefix = 'c
         for (let i = 0; i < flat.length; i += 2) fields.set(flat[i]!, flat[i + 1]!);
         examined += fields.size;
         if (!fields.size) continue;
-        const { rows: known } = await query<{ sku: string }>(pool, 'reading totals of Redis fields',
+        const { rows: inTable } = await query<{ sku: string }>(pool, 'reading totals of Redis fields',
           'SELECT sku FROM cellar.regional_stock WHERE region = $1 AND sku = ANY($2::text[])', [region, [...fields.keys()]]);
-        const inPg = new Set(known.map((r) => r.sku));
+        const inPg = new Set(inTable.map((r) => r.sku));
         for (const [sku, v] of fields) if (!inPg.has(sku)) orphans.push({ region, sku, contributed: 0, stored: null, cached: Number(v) });
       } while (cursor !== '0');
     }
