@@ -51,3 +51,28 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, options:
     }
   }
 }
+
+/**
+ * The one policy for retrying a stage's I/O in place (a store or the broker unreachable, a commit whose
+ * outcome is unknown): backoff with jitter from 200 ms up to 5 s, forever (until `signal` aborts), retriable
+ * errors only. Every retry is logged with what was being done; `onRetry` and `onSuccess` let a runtime
+ * report itself not ready meanwhile (its `/readyz` says what it waits for). Used by both runtimes and capture.
+ */
+export function retryInPlace(
+  log: { warn(obj: object, msg: string): void },
+  hooks: { signal?: AbortSignal; onRetry?: (what: string, err: unknown, attempt: number) => void; onSuccess?: () => void } = {},
+): <T>(what: string, fn: () => Promise<T>) => Promise<T> {
+  return (what, fn) =>
+    withRetry(fn, {
+      minDelayMs: 200,
+      maxDelayMs: 5_000,
+      ...(hooks.signal ? { signal: hooks.signal } : {}),
+      onRetry: (err, attempt, delayMs) => {
+        log.warn({ err: (err as Error).message, attempt, delayMs, what }, 'retrying');
+        hooks.onRetry?.(what, err, attempt);
+      },
+    }).then((v) => {
+      hooks.onSuccess?.();
+      return v;
+    });
+}

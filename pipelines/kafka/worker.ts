@@ -2,7 +2,7 @@ import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { fromKafkaError, isRetriable } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
-import { withRetry } from '../core/retry.js';
+import { retryInPlace, withRetry } from '../core/retry.js';
 
 /** One fetched batch of one partition. */
 export interface PartitionBatch {
@@ -86,16 +86,13 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
         rewind = true;
       },
       retry: (what, fn) =>
-        withRetry(fn, {
-          minDelayMs: 200,
-          maxDelayMs: 5_000,
+        retryInPlace(log, {
           signal: abort.signal,
-          onRetry: (err, attempt, delayMs) => {
+          onRetry: () => {
             ready = false;
-            log.warn({ err: (err as Error).message, attempt, delayMs, what }, 'retrying');
             heartbeat().catch(() => undefined);
           },
-        }).then((v) => {
+        })(what, fn).then((v) => {
           ready = true;
           return v;
         }),

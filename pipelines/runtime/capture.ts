@@ -7,7 +7,7 @@ import type { RuntimeConfig } from '../core/config.js';
 import { ConfigError, fromKafkaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
-import { withRetry } from '../core/retry.js';
+import { retryInPlace } from '../core/retry.js';
 import { connectProducer, createKafka, ensureTopics } from '../kafka/client.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoints.js';
 import { RuntimeLease } from './lease.js';
@@ -37,8 +37,7 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
   if (!hasNativeSource(supplier)) {
     throw new ConfigError(`${supplier.file}: source.kind: ${kind} has no native reader; capture it with Debezium on Kafka Connect (cellar connectors apply)`);
   }
-  const retry = <T>(what: string, fn: () => Promise<T>) =>
-    withRetry(fn, { minDelayMs: 200, maxDelayMs: 5_000, onRetry: (err, attempt) => log.warn({ err: (err as Error).message, attempt, what }, 'retrying') });
+  const retry = retryInPlace(log);
   const sessionTag = RuntimeLease.sessionTag('capture');
   const pool = createPgPool(cfg.pgUrl, { max: 2, applicationName: sessionTag });
   await retry('migrating Cellar\'s database', () => migrate(pool));

@@ -11,7 +11,7 @@ import { groupBy } from '../core/collections.js';
 import type { RuntimeConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
-import { withRetry } from '../core/retry.js';
+import { retryInPlace } from '../core/retry.js';
 import { CachedHeldStore } from '../normalize/held-store.js';
 import type { CompiledMapping } from '../normalize/mapping.js';
 import { CachedRouteStore } from '../normalize/route-store.js';
@@ -55,12 +55,13 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   // Every session of this runtime carries one tag, so that a takeover (see RuntimeLease) can end them all.
   const sessionTag = RuntimeLease.sessionTag('embedded');
   const pool = createPgPool(cfg.pgUrl, { max: 4, applicationName: sessionTag });
-  const retry = <T>(what: string, fn: () => Promise<T>) =>
-    withRetry(fn, { minDelayMs: 200, maxDelayMs: 5_000, onRetry: (err, attempt) => {
+  const retry = retryInPlace(log, {
+    onRetry: (what, err, attempt) => {
       ready = false;
       waitingFor = `${what}: ${(err as Error).message} (attempt ${attempt})`;
-      log.warn({ err: (err as Error).message, attempt, what }, 'retrying');
-    } }).then((v) => ((ready = true), (waitingFor = undefined), v));
+    },
+    onSuccess: () => ((ready = true), (waitingFor = undefined)),
+  });
   let ready = false;
   /** What the runtime is retrying, while it is not ready. */
   let waitingFor: string | undefined = 'starting';

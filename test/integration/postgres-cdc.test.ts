@@ -6,6 +6,7 @@ import { createLogger } from '../../pipelines/core/logger.js';
 import { decodeDebeziumJson, type ChangeEvent } from '../../pipelines/normalize/debezium.js';
 import { eventually, rid, services } from '../support/services.js';
 import { decodeChecked } from '../support/decode.js';
+import { applyEvents } from '../conformance/native-source.suite.js';
 
 const log = createLogger('postgres-cdc-test', 'warn');
 
@@ -38,20 +39,7 @@ describe('native Postgres CDC reader (pgoutput)', () => {
   };
 
   /** Latest row per id from the events, applying the same version rule as the pipeline. */
-  function apply(events: ChangeEvent[]): Map<number, Record<string, unknown>> {
-    const rows = new Map<number, { v: string; row: Record<string, unknown> | null }>();
-    for (const e of events) {
-      if (e.op === 't') {
-        for (const [k, r] of rows) if (r.v < e.sourceVersion) rows.set(k, { v: e.sourceVersion, row: null });
-        continue;
-      }
-      const id = Number(e.key!.id);
-      const cur = rows.get(id);
-      if (cur && cur.v >= e.sourceVersion) continue;
-      rows.set(id, { v: e.sourceVersion, row: e.op === 'd' ? null : e.after });
-    }
-    return new Map([...rows].filter(([, r]) => r.row).map(([k, r]) => [k, r.row!]));
-  }
+  const apply = applyEvents;
   const tableRows = async () => new Map((await db.query('SELECT id, item_code, depot, qty::text AS qty FROM public.stock')).rows.map((r) => [r.id as number, r]));
 
   it('snapshots existing rows, streams rows committed during the snapshot exactly once, then every change', async () => {
