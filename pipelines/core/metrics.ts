@@ -28,6 +28,7 @@ export class CellarMetrics {
   readonly reconciliationRows: Counter<'supplier'>;
   /** Native readers started again after their stream stopped on an error (embedded runtime). */
   readonly readerRestarts: Counter<'supplier'>;
+  readonly offsetResets: Counter<'group' | 'topic'>;
   /** 1 while a Kafka Connect connector is RUNNING, else 0 (exported by `cellar run scheduler` with CELLAR_CONNECT_URL). */
   readonly connectorUp: Gauge<'connector'>;
   /** 1 while a connector's task is FAILED, else 0. */
@@ -57,6 +58,7 @@ export class CellarMetrics {
     this.consumerLag = new Gauge({ name: 'cellar_consumer_lag', help: 'Messages behind the high watermark after the last batch, per partition this member consumes', labelNames: ['group', 'topic', 'partition'], registers: r });
     this.reconciliationDrift = new Gauge({ name: 'cellar_reconciliation_drift_keys', help: 'Keys found drifted by the last reconciliation run of a supplier', labelNames: ['supplier'], registers: r });
     this.reconciliationLastSuccess = new Gauge({ name: 'cellar_reconciliation_last_success_timestamp_seconds', help: 'Unix time of the last completed reconciliation run of a supplier', labelNames: ['supplier'], registers: r });
+    this.offsetResets = new Counter({ name: 'cellar_offset_resets_total', help: 'Consumer offsets reset because the broker no longer had the next message (removed by retention): changes were skipped', labelNames: ['group', 'topic'], registers: r });
     this.readerRestarts = new Counter({ name: 'cellar_reader_restarts_total', help: 'Native readers started again after their stream stopped on an error', labelNames: ['supplier'], registers: r });
     this.connectorUp = new Gauge({ name: 'cellar_connector_up', help: '1 while the Kafka Connect connector is RUNNING', labelNames: ['connector'], registers: r });
     this.connectorTaskFailed = new Gauge({ name: 'cellar_connector_task_failed', help: '1 while the connector task is FAILED', labelNames: ['connector', 'task'], registers: r });

@@ -34,8 +34,18 @@ const LEVEL: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.DEBUG]: 'debug',
 };
 
-/** Creates the kafkajs client, logging through the component's logger. */
-export function createKafka(cfg: RuntimeConfig, log: Logger, clientSuffix?: string): Kafka {
+/** What kafkajs logs when a consumer's next offset is gone from the broker and it jumps to the default offset. */
+export const OFFSET_RESET_MESSAGE = 'Offset out of range, resetting to default offset';
+
+/** A consumer offset kafkajs reset: the messages between it and the new position were never consumed. */
+export interface OffsetReset { topic: string; partition: number; groupId: string }
+
+/**
+ * Creates the kafkajs client, logging through the component's logger. kafkajs resets a consumer whose next
+ * offset the broker no longer has (removed by retention) without telling its caller, only its log: that log
+ * line is turned into `onOffsetReset`, so the skipped changes are counted and said loudly.
+ */
+export function createKafka(cfg: RuntimeConfig, log: Logger, clientSuffix?: string, hooks: { onOffsetReset?: (r: OffsetReset) => void } = {}): Kafka {
   return new Kafka({
     clientId: clientSuffix ? `${cfg.kafkaClientId}-${clientSuffix}` : cfg.kafkaClientId,
     brokers: cfg.kafkaBrokers,
@@ -47,6 +57,11 @@ export function createKafka(cfg: RuntimeConfig, log: Logger, clientSuffix?: stri
       () =>
       ({ level, log: entry }) => {
         const { message, ...rest } = entry;
+        if (message === OFFSET_RESET_MESSAGE && hooks.onOffsetReset) {
+          const r = rest as unknown as Partial<OffsetReset>;
+          hooks.onOffsetReset({ topic: String(r.topic ?? ''), partition: Number(r.partition ?? -1), groupId: String(r.groupId ?? '') });
+          return;
+        }
         log[LEVEL[level] ?? 'info']({ kafkajs: rest }, String(message));
       },
   });

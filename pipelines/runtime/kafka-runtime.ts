@@ -49,7 +49,12 @@ export async function startWorker(
   metrics: CellarMetrics = new CellarMetrics(),
 ): Promise<RunningWorker> {
   const topics = cellarTopics(cfg);
-  const kafka = createKafka(cfg, log, role);
+  const kafka = createKafka(cfg, log, role, {
+    onOffsetReset: (r) => {
+      metrics.offsetResets.inc({ group: r.groupId, topic: r.topic });
+      log.error({ ...r }, `${r.topic}[${r.partition}]: the broker no longer has the next message for group ${r.groupId} (removed by retention before it was consumed): the consumer jumped ahead and those changes were skipped. Totals can be wrong until \`cellar reconcile --repair\` (or \`cellar resnapshot\`) corrects them; give the topic a longer retention`);
+    },
+  });
   const codecs = createCodecs(cfg.schemaRegistryUrl);
   const closers: Array<() => Promise<void>> = [];
   const wait = <T>(what: string, fn: () => Promise<T>) =>
