@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { CellarError, fromRedisError } from '../core/errors.js';
 import { query } from '../../sinks/postgres/pool.js';
-import { redisKeys } from '../../sinks/redis/config.js';
+import { redisKeys, scanRegions } from '../../sinks/redis/config.js';
 import { heldPerKey } from '../normalize/held-store.js';
 import type { HotKeyCache } from './hot-cache.js';
 
@@ -117,18 +117,7 @@ export class StockReader {
   async redisRegions(): Promise<string[]> {
     const c = this.regionsCache;
     if (this.now() - c.at < 10_000) return c.regions;
-    c.pending ??= (async () => {
-      const base = `${this.keyPrefix}:stock:`;
-      const found = new Set<string>();
-      const stream = this.redis.scanStream({ match: `${base.replace(/[*?[\]\\]/g, '\\$&')}*`, count: 1_000 });
-      for await (const keys of stream as AsyncIterable<string[]>) {
-        for (const key of keys) {
-          if (key.endsWith(':versions') || key.endsWith(':meta') || key.endsWith(':sizes') || key.includes(':rebuild:')) continue;
-          found.add(key.slice(base.length));
-        }
-      }
-      return [...found].sort();
-    })().finally(() => (c.pending = undefined));
+    c.pending ??= scanRegions(this.redis, this.keyPrefix).finally(() => (c.pending = undefined));
     c.regions = await c.pending;
     c.at = this.now();
     return c.regions;

@@ -28,6 +28,7 @@ export class CellarMetrics {
   readonly reconciliationRows: Counter<'supplier'>;
   /** Native readers started again after their stream stopped on an error (embedded runtime). */
   readonly readerRestarts: Counter<'supplier'>;
+  /** Consumer offsets kafkajs reset past messages retention removed before they were consumed (skipped changes). */
   readonly offsetResets: Counter<'group' | 'topic'>;
   /** 1 while a Kafka Connect connector is RUNNING, else 0 (exported by `cellar run scheduler` with CELLAR_CONNECT_URL). */
   readonly connectorUp: Gauge<'connector'>;
@@ -65,7 +66,6 @@ export class CellarMetrics {
     this.reconciliationRows = new Counter({ name: 'cellar_reconciliation_rows_compared_total', help: 'Source rows compared by reconciliation', labelNames: ['supplier'], registers: r });
   }
 
-  /** Value of a counter for the given labels (for tests and the demo's progress line). */
   /**
    * What a stage did with one batch, recorded the same way by both runtimes once the batch is durable:
    * records in and out, stale changes (at or below the applied version), dead letters by reason.
@@ -77,6 +77,7 @@ export class CellarMetrics {
     for (const l of r.letters ?? []) this.deadLetters.inc({ stage, reason: l.reason });
   }
 
+  /** Value of a counter for the given labels (for tests and the demo's progress line). */
   async value(name: string, labels: Record<string, string> = {}): Promise<number> {
     const m = this.registry.getSingleMetric(name);
     if (!m) return 0;

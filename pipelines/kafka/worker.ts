@@ -85,17 +85,14 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
       rewind: () => {
         rewind = true;
       },
-      retry: (what, fn) =>
-        retryInPlace(log, {
-          signal: abort.signal,
-          onRetry: () => {
-            ready = false;
-            heartbeat().catch(() => undefined);
-          },
-        })(what, fn).then((v) => {
-          ready = true;
-          return v;
-        }),
+      retry: retryInPlace(log, {
+        signal: abort.signal,
+        onRetry: () => {
+          ready = false;
+          heartbeat().catch(() => undefined);
+        },
+        onSuccess: () => void (ready = true),
+      }),
     };
     try {
       await handler.handle({ topic: batch.topic, partition: batch.partition, messages: batch.messages }, ctx);

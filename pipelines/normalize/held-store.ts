@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { query } from '../../sinks/postgres/pool.js';
 import type { HeldMark } from './batch.js';
 
-/** Held contributors of one supplier by reason, for the API, the dashboard and `cellar held`. */
+/** Held contributors of one supplier by reason, for the API, the dashboard and `cellar dlq held`. */
 export interface HeldSummary {
   supplierId: string;
   reason: string;
@@ -22,7 +22,7 @@ export interface HeldRow extends HeldMark {
  * its commit transaction), so it always describes the totals the same batch produced.
  */
 export class HeldStore {
-  constructor(private readonly pool: pg.Pool) {}
+  constructor(protected readonly pool: pg.Pool) {}
 
   /**
    * Ends the holds older than each release, then records the new holds (a hold never moves back to an
@@ -58,14 +58,11 @@ export async function heldSummary(pool: pg.Pool): Promise<HeldSummary[]> {
   return rows.map((r) => ({ supplierId: r.supplier_id, reason: r.reason, count: r.n, oldestMs: Math.round(Number(r.oldest)) }));
 }
 
-/** Held contributors, oldest first (optionally of one supplier, or only those counted at the given keys). */
-export async function listHeld(pool: pg.Pool, f: { supplierId?: string; keys?: Array<{ region: string; sku: string }>; limit?: number } = {}): Promise<HeldRow[]> {
+/** Held contributors, oldest first (optionally of one supplier). */
+export async function listHeld(pool: pg.Pool, f: { supplierId?: string; limit?: number } = {}): Promise<HeldRow[]> {
   const where: string[] = [];
   const values: unknown[] = [];
   if (f.supplierId) where.push(`supplier_id = $${values.push(f.supplierId)}`);
-  if (f.keys) {
-    where.push(`(region, sku) IN (SELECT * FROM unnest($${values.push(f.keys.map((k) => k.region))}::text[], $${values.push(f.keys.map((k) => k.sku))}::text[]))`);
-  }
   const { rows } = await query<{ contributor_id: string; supplier_id: string; source_table: string; region: string; sku: string; reason: string; message: string; held_version: string; since: number }>(pool, 'listing held contributors',
     `SELECT contributor_id, supplier_id, source_table, region, sku, reason, message, held_version, extract(epoch from held_since) * 1000 AS since
        FROM cellar.held_contributors ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY held_since, contributor_id LIMIT ${Math.max(1, Math.min(f.limit ?? 1000, 100_000))}`,
@@ -88,13 +85,9 @@ export async function heldPerKey(pool: pg.Pool): Promise<Map<string, number>> {
 export class CachedHeldStore extends HeldStore {
   private readonly versions = new Map<string, string>();
 
-  constructor(private readonly db: pg.Pool) {
-    super(db);
-  }
-
   /** Reads the holds of the given suppliers (at start). */
   async load(supplierIds: string[]): Promise<void> {
-    const { rows } = await query<{ contributor_id: string; held_version: string }>(this.db, 'reading held contributors',
+    const { rows } = await query<{ contributor_id: string; held_version: string }>(this.pool, 'reading held contributors',
       'SELECT contributor_id, held_version FROM cellar.held_contributors WHERE supplier_id = ANY($1::text[])', [supplierIds]);
     for (const r of rows) this.versions.set(r.contributor_id, r.held_version);
   }

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { fromRedisError } from '../core/errors.js';
 import { inTransaction, query } from '../../sinks/postgres/pool.js';
 import { redisKeys } from '../../sinks/redis/config.js';
-import type { KeyState, Placed } from './compare.js';
+import { keyId, type KeyState, type Placed } from './compare.js';
 import { groupBy } from '../core/collections.js';
 
 /** A live contribution as stored, with what an observation correcting it needs. */
@@ -34,20 +34,19 @@ export async function loadContributions(pool: pg.Pool, supplierId: string, ids?:
       WHERE supplier_id = $1 ${ids ? 'AND contributor_id = ANY($2)' : ''} ORDER BY source_version COLLATE "C"`,
     ids ? [supplierId, ids] : [supplierId],
   );
-  const out = new Map<string, HeldContributor & { lives: StoredPlacement[] }>();
+  const out = new Map<string, HeldContributor>();
   for (const r of rows) {
     let h = out.get(r.contributor_id);
-    if (!h) out.set(r.contributor_id, (h = { tombstones: [], extra: [], placements: [], lives: [], newestVersion: r.source_version }));
+    if (!h) out.set(r.contributor_id, (h = { tombstones: [], extra: [], placements: [], newestVersion: r.source_version }));
     if (r.source_version > h.newestVersion) h.newestVersion = r.source_version;
     if (r.deleted) h.tombstones.push({ region: r.region, sku: r.sku });
-    else h.lives.push({ region: r.region, sku: r.sku, bottles: Number(r.bottles), bottleSizeMl: r.bottle_size_ml, warehouseId: r.warehouse_id, sourceVersion: r.source_version });
+    else h.placements.push({ region: r.region, sku: r.sku, bottles: Number(r.bottles), bottleSizeMl: r.bottle_size_ml, warehouseId: r.warehouse_id, sourceVersion: r.source_version });
   }
   for (const h of out.values()) {
     // Rows come oldest first: the newest live one is the contributor's placement, the others are extra.
-    h.placements = [...h.lives];
-    const newest = h.lives.pop();
+    const newest = h.placements.at(-1);
     if (newest) h.live = { region: newest.region, sku: newest.sku, bottles: newest.bottles, bottleSizeMl: newest.bottleSizeMl };
-    h.extra = h.lives;
+    h.extra = h.placements.slice(0, -1);
   }
   return out;
 }
@@ -116,11 +115,11 @@ export async function repairRedisFromPostgres(pool: pg.Pool, redis: Redis, keys:
     'SELECT rs.region, rs.sku, rs.bottles, rs.version, rs.bottle_size_ml FROM unnest($1::text[], $2::text[]) AS k(region, sku) JOIN cellar.regional_stock rs ON rs.region = k.region AND rs.sku = k.sku',
     [keys.map((k) => k.region), keys.map((k) => k.sku)],
   );
-  const found = new Map(rows.map((r) => [`${r.region}\u0000${r.sku}`, r]));
+  const found = new Map(rows.map((r) => [keyId(r), r]));
   const m = redis.multi();
   for (const k of keys) {
     const names = redisKeys(keyPrefix, k.region);
-    const r = found.get(`${k.region}\u0000${k.sku}`);
+    const r = found.get(keyId(k));
     if (r) {
       m.hset(names.stock, k.sku, r.bottles);
       m.hset(names.versions, k.sku, r.version);

@@ -29,6 +29,9 @@ export interface Drift {
   likelyCause: string;
 }
 
+/** One (region, sku) as a map key within reconciliation (a NUL cannot occur in either). */
+export const keyId = (k: { region: string; sku: string }): string => `${k.region}\u0000${k.sku}`;
+
 const samePlace = (a: Placed, b: Placed) => a.region === b.region && a.sku === b.sku;
 const sameSize = (a: Placed, b: Placed) => a.bottleSizeMl == null || b.bottleSizeMl == null || a.bottleSizeMl === b.bottleSizeMl;
 

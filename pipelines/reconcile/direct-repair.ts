@@ -1,3 +1,4 @@
+import type { Producer } from 'kafkajs';
 import type pg from 'pg';
 import type { Redis } from 'ioredis';
 import type { StockObservation } from '../../schemas/records.js';
@@ -9,6 +10,7 @@ import { cellarTopics, stockKey } from '../kafka/topics.js';
 import type { Logger } from '../core/logger.js';
 import { query } from '../../sinks/postgres/pool.js';
 import { redisKeys } from '../../sinks/redis/config.js';
+import { keyId } from './compare.js';
 
 /**
  * Corrections no source row can carry, applied below the normalizer:
@@ -37,6 +39,22 @@ export async function enqueueObservations(pool: pg.Pool, runId: number, supplier
     [runId, supplierId, observations.map((o) => JSON.stringify(o))]);
 }
 
+/**
+ * Sends corrections to the Kafka runtime with a producer of their own (reconciliation runs outside the
+ * workers), converting what kafkajs throws into `what`'s error and disconnecting whatever happened.
+ */
+export async function sendCorrections(cfg: RuntimeConfig | undefined, log: Logger, what: string, send: (p: Producer) => Promise<unknown>): Promise<void> {
+  if (!cfg) throw new ConfigError('corrections for the Kafka runtime need Kafka settings (CELLAR_KAFKA_BROKERS)');
+  const producer = await connectProducer(createKafka(cfg, log, 'cellar-reconcile'), cfg);
+  try {
+    await send(producer);
+  } catch (err) {
+    throw fromKafkaError(err, what);
+  } finally {
+    await producer.disconnect().catch(() => undefined);
+  }
+}
+
 /** Produces observations to the Kafka runtime's observations topic (Avro, key `region|sku`, acks=all). */
 export async function produceObservations(cfg: RuntimeConfig | undefined, log: Logger, observations: StockObservation[]): Promise<void> {
   if (!observations.length) return;
@@ -44,14 +62,8 @@ export async function produceObservations(cfg: RuntimeConfig | undefined, log: L
   const topic = cellarTopics(cfg).observations;
   const codecs = createCodecs(cfg.schemaRegistryUrl);
   await codecs.observation.register(valueSubject(topic));
-  const producer = await connectProducer(createKafka(cfg, log, 'cellar-reconcile'), cfg);
-  try {
-    await producer.send({ topic, acks: -1, messages: observations.map((o) => ({ key: stockKey(o.region, o.sku), value: codecs.observation.encode(valueSubject(topic), o) })) });
-  } catch (err) {
-    throw fromKafkaError(err, 'sending corrections to the observations topic');
-  } finally {
-    await producer.disconnect().catch(() => undefined);
-  }
+  await sendCorrections(cfg, log, 'sending corrections to the observations topic', (p) =>
+    p.send({ topic, acks: -1, messages: observations.map((o) => ({ key: stockKey(o.region, o.sku), value: codecs.observation.encode(valueSubject(topic), o) })) }));
 }
 
 /**
@@ -63,7 +75,6 @@ export async function produceObservations(cfg: RuntimeConfig | undefined, log: L
 export async function removeOrphans(pool: pg.Pool, redis: Redis, keys: Array<{ region: string; sku: string; stored: number | null }>, keyPrefix = 'cellar'): Promise<Set<string>> {
   const done = new Set<string>();
   if (!keys.length) return done;
-  const id = (k: { region: string; sku: string }) => `${k.region}\u0000${k.sku}`;
   const rows = keys.filter((k) => k.stored !== null);
   if (rows.length) {
     const { rows: gone } = await query<{ region: string; sku: string }>(pool, 'removing orphan totals',
@@ -72,18 +83,18 @@ export async function removeOrphans(pool: pg.Pool, redis: Redis, keys: Array<{ r
           AND NOT EXISTS (SELECT 1 FROM cellar.stock_contributions c WHERE c.region = k.region AND c.sku = k.sku)
         RETURNING rs.region, rs.sku`,
       [rows.map((k) => k.region), rows.map((k) => k.sku), rows.map((k) => k.stored)]);
-    for (const g of gone) done.add(id(g));
+    for (const g of gone) done.add(keyId(g));
   }
   const { rows: present } = await query<{ region: string; sku: string }>(pool, 'reading totals of orphan keys',
     'SELECT rs.region, rs.sku FROM unnest($1::text[], $2::text[]) AS k(region, sku) JOIN cellar.regional_stock rs ON rs.region = k.region AND rs.sku = k.sku',
     [keys.map((k) => k.region), keys.map((k) => k.sku)]);
-  const kept = new Set(present.map(id));
+  const kept = new Set(present.map(keyId));
   const m = redis.multi();
   for (const k of keys) {
-    if (kept.has(id(k))) continue;
+    if (kept.has(keyId(k))) continue;
     const names = redisKeys(keyPrefix, k.region);
     m.hdel(names.stock, k.sku).hdel(names.versions, k.sku).hdel(names.sizes, k.sku);
-    done.add(id(k));
+    done.add(keyId(k));
   }
   try {
     await m.exec();

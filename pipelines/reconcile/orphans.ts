@@ -3,30 +3,14 @@ import type { Redis } from 'ioredis';
 import { fromRedisError } from '../core/errors.js';
 import { sleep } from '../core/retry.js';
 import { query } from '../../sinks/postgres/pool.js';
-import { redisKeys } from '../../sinks/redis/config.js';
-import { orphanDrift, type Drift, type KeyState } from './compare.js';
+import { redisKeys, scanRegions } from '../../sinks/redis/config.js';
+import { keyId, orphanDrift, type Drift, type KeyState } from './compare.js';
 import { removeOrphans } from './direct-repair.js';
 import type { ReconcileDeps, ReconcileOptions, ReconcileReport } from './reconcile.js';
 import { finishRun, recordDrift, startRun } from './store.js';
 
 /** The supplier id a run over keys of no supplier is recorded under. */
 export const ORPHANS_RUN = '*';
-
-const id = (k: { region: string; sku: string }) => `${k.region}\u0000${k.sku}`;
-
-/** Regions with a Redis stock hash (`<prefix>:stock:<region>`). */
-async function redisRegions(redis: Redis, keyPrefix: string): Promise<string[]> {
-  const base = `${keyPrefix}:stock:`;
-  const found = new Set<string>();
-  const stream = redis.scanStream({ match: `${base.replace(/[*?[\]\\]/g, '\\$&')}*`, count: 1_000 });
-  for await (const keys of stream as AsyncIterable<string[]>) {
-    for (const key of keys) {
-      if (key.endsWith(':versions') || key.endsWith(':meta') || key.endsWith(':sizes') || key.includes(':rebuild:')) continue;
-      found.add(key.slice(base.length));
-    }
-  }
-  return [...found].sort();
-}
 
 /**
  * Keys with a total but no contributor of any supplier: `regional_stock` rows without a single row in
@@ -46,7 +30,7 @@ export async function findOrphanKeys(pool: pg.Pool, redis: Redis, keyPrefix = 'c
     'SELECT DISTINCT region FROM cellar.regional_stock UNION SELECT DISTINCT region FROM cellar.stock_contributions');
   const ours = new Set(known.map((r) => r.region));
   try {
-    for (const region of (await redisRegions(redis, keyPrefix)).filter((r) => ours.has(r))) {
+    for (const region of (await scanRegions(redis, keyPrefix)).filter((r) => ours.has(r))) {
       const stock = redisKeys(keyPrefix, region).stock;
       let cursor = '0';
       do {
@@ -69,6 +53,36 @@ export async function findOrphanKeys(pool: pg.Pool, redis: Redis, keyPrefix = 'c
 }
 
 /**
+ * The given keys that are orphans now, by the rules of {@link findOrphanKeys}, read key by key (a re-check
+ * or a verification reads only its candidates, not every total and field again).
+ */
+async function orphansAmong(pool: pg.Pool, redis: Redis, keys: KeyState[], keyPrefix = 'cellar'): Promise<KeyState[]> {
+  if (!keys.length) return [];
+  const { rows } = await query<{ region: string; sku: string; bottles: string | null; fed: boolean }>(pool, 'reading orphan candidates',
+    `SELECT k.region, k.sku, rs.bottles,
+            EXISTS (SELECT 1 FROM cellar.stock_contributions c WHERE c.region = k.region AND c.sku = k.sku) AS fed
+       FROM unnest($1::text[], $2::text[]) AS k(region, sku) LEFT JOIN cellar.regional_stock rs ON rs.region = k.region AND rs.sku = k.sku`,
+    [keys.map((k) => k.region), keys.map((k) => k.sku)]);
+  let cached: Array<string | null>;
+  try {
+    const m = redis.multi();
+    for (const r of rows) m.hget(redisKeys(keyPrefix, r.region).stock, r.sku);
+    cached = ((await m.exec()) ?? []).map(([err, v]) => {
+      if (err) throw err;
+      return v as string | null;
+    });
+  } catch (err) {
+    throw fromRedisError(err, 'reading Redis fields of orphan candidates');
+  }
+  const out: KeyState[] = [];
+  rows.forEach((r, i) => {
+    const stored = r.bottles === null ? null : Number(r.bottles);
+    if (stored !== null ? !r.fed : cached[i] !== null) out.push({ region: r.region, sku: r.sku, contributed: 0, stored, cached: stored === null ? Number(cached[i]) : null });
+  });
+  return out;
+}
+
+/**
  * Finds totals and Redis fields at keys no contributor was ever counted under, confirms each stayed the
  * same across a settle window (a total the Kafka runtime's sinks write before the aggregator saved its
  * contributions is in flight, not an orphan), and with `repair` removes them and checks they are gone.
@@ -82,11 +96,11 @@ export async function reconcileOrphans(deps: ReconcileDeps, opts: ReconcileOptio
   try {
     const first = await findOrphanKeys(pool, redis, deps.keyPrefix);
     const sig = (k: KeyState) => `${k.stored}|${k.cached}`;
-    let cands = new Map(first.orphans.map((k) => [id(k), k]));
+    let cands = new Map(first.orphans.map((k) => [keyId(k), k]));
     const confirmed: KeyState[] = [];
     for (let round = 1; round <= rounds && cands.size; round++) {
       await sleep(settleMs);
-      const now = new Map((await findOrphanKeys(pool, redis, deps.keyPrefix)).orphans.map((k) => [id(k), k]));
+      const now = new Map((await orphansAmong(pool, redis, [...cands.values()], deps.keyPrefix)).map((k) => [keyId(k), k]));
       const next = new Map<string, KeyState>();
       for (const [k, was] of cands) {
         const is = now.get(k);
@@ -100,8 +114,8 @@ export async function reconcileOrphans(deps: ReconcileDeps, opts: ReconcileOptio
     if (opts.repair && confirmed.length) {
       await removeOrphans(pool, redis, confirmed, deps.keyPrefix);
       // Verified, not assumed: a key counts as repaired only when it is gone from both stores.
-      const left = new Set((await findOrphanKeys(pool, redis, deps.keyPrefix)).orphans.map(id));
-      for (const d of drift) d.repaired = !left.has(id({ region: d.region!, sku: d.sku! }));
+      const left = new Set((await orphansAmong(pool, redis, confirmed, deps.keyPrefix)).map(keyId));
+      for (const d of drift) d.repaired = !left.has(keyId({ region: d.region!, sku: d.sku! }));
     }
     await recordDrift(pool, runId, drift);
     const repaired = drift.filter((d) => d.repaired).length;

@@ -11,7 +11,7 @@ import { contributorIdOf } from '../normalize/normalize.js';
 import { Rejection } from '../normalize/reasons.js';
 import { MappingInputsStore } from '../normalize/sku-map-store.js';
 import { loadContributions, loadKeyStates, type StoredPlacement } from './cellar-state.js';
-import { contributionDrift, contributionMatches, driftSignature, keyDrift, keyOfContributor, type Drift, type Placed } from './compare.js';
+import { contributionDrift, contributionMatches, driftSignature, keyDrift, keyId, keyOfContributor, type Drift, type Placed } from './compare.js';
 import { applyRepairs, type RepairVia } from './repair.js';
 import { finishRun, recordDrift, startRun, type RunOutcome } from './store.js';
 import { openSupplierSnapshot, type SourceRow, type SupplierSnapshot } from './source-snapshot.js';
@@ -111,12 +111,12 @@ async function verifyRepairs(
       }
     }
     const states = keys.length ? await loadKeyStates(c.pool, c.redis, c.supplier.id, keys.map((x) => ({ region: x.drift.region!, sku: x.drift.sku! })), c.keyPrefix) : [];
-    const clean = new Set(states.filter((s) => !keyDrift(s)).map((s) => `${s.region}\u0000${s.sku}`));
+    const clean = new Set(states.filter((s) => !keyDrift(s)).map(keyId));
     for (const x of open) {
       if (x.drift.kind === 'contribution') {
         const h = heldNow.get(x.cand!.cid);
         if (contributionMatches(fresh.get(x.cand!.cid), h?.live) && !h?.extra.length) ok.add(x.drift);
-      } else if (clean.has(`${x.drift.region}\u0000${x.drift.sku}`)) ok.add(x.drift);
+      } else if (clean.has(keyId({ region: x.drift.region!, sku: x.drift.sku! }))) ok.add(x.drift);
     }
     open = open.filter((x) => !ok.has(x.drift));
   }
@@ -188,7 +188,6 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
     }
     // A total is checked against its contributions only where those match the source: where one does not,
     // the contribution is the drift (and its repair rewrites the total too), reported once.
-    const keyId = (p: { region: string; sku: string }) => `${p.region}\u0000${p.sku}`;
     const contributionKeys = new Set<string>();
     for (const c of cands.values()) {
       if (c.expected) contributionKeys.add(keyId(c.expected));

@@ -2,14 +2,12 @@ import type pg from 'pg';
 import type { Redis } from 'ioredis';
 import type { Supplier } from '../../connectors/registry/loader.js';
 import type { RuntimeConfig } from '../core/config.js';
-import { ConfigError, fromKafkaError } from '../core/errors.js';
+import { ConfigError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { connectProducer, createKafka } from '../kafka/client.js';
 import { query } from '../../sinks/postgres/pool.js';
-import { newestVersions, repairRedisFromPostgres } from './cellar-state.js';
-import { keyOfContributor, repairVersion, type Drift, type Placed } from './compare.js';
-import type { StoredPlacement } from './cellar-state.js';
-import { deleteObservation, enqueueObservations, produceObservations } from './direct-repair.js';
+import { newestVersions, repairRedisFromPostgres, type StoredPlacement } from './cellar-state.js';
+import { keyId, keyOfContributor, repairVersion, type Drift, type Placed } from './compare.js';
+import { deleteObservation, enqueueObservations, produceObservations, sendCorrections } from './direct-repair.js';
 import { RouteStore } from '../normalize/route-store.js';
 import type { Route } from '../normalize/normalize.js';
 import type { SourceMessage, SourceRow, SupplierSnapshot } from './source-snapshot.js';
@@ -70,8 +68,8 @@ export async function applyRepairs(ctx: RepairContext, confirmed: Array<{ drift:
       // The source row's correction fixes its route's key and the key it belongs under now; every other
       // key it is counted under gets a delete of its own.
       const route = routes.get(cand.cid);
-      const keep = [cand.expected, route && !route.deleted ? route : undefined].filter(Boolean).map((p) => `${p!.region}\u0000${p!.sku}`);
-      for (const x of cand.placements) if (!keep.includes(`${x.region}\u0000${x.sku}`)) deletes.push({ drift, cid: cand.cid, at: x });
+      const keep = [cand.expected, route && !route.deleted ? route : undefined].filter(Boolean).map((p) => keyId(p!));
+      for (const x of cand.placements) if (!keep.includes(keyId(x))) deletes.push({ drift, cid: cand.cid, at: x });
     }
     if (drift.kind === 'regional_total') {
       const { rows } = await query<{ contributor_id: string; deleted: boolean; warehouse_id: string; bottle_size_ml: number | null }>(pool, 'choosing a contributor to correct a total',
@@ -136,15 +134,7 @@ async function enqueue(pool: pg.Pool, runId: number, supplierId: string, message
 }
 
 async function produce(ctx: RepairContext, messages: Array<{ m: SourceMessage }>): Promise<void> {
-  if (!ctx.kafka) throw new ConfigError('corrections for the Kafka runtime need Kafka settings (CELLAR_KAFKA_BROKERS)');
-  const kafka = createKafka(ctx.kafka, ctx.log, 'cellar-reconcile');
-  const producer = await connectProducer(kafka, ctx.kafka);
-  try {
-    const topics = [...new Set(messages.map((x) => x.m.topic))];
-    await producer.sendBatch({ acks: -1, topicMessages: topics.map((topic) => ({ topic, messages: messages.filter((x) => x.m.topic === topic).map((x) => ({ key: x.m.key, value: x.m.value })) })) });
-  } catch (err) {
-    throw fromKafkaError(err, 'sending corrections to the raw topics');
-  } finally {
-    await producer.disconnect().catch(() => undefined);
-  }
+  const topics = [...new Set(messages.map((x) => x.m.topic))];
+  await sendCorrections(ctx.kafka, ctx.log, 'sending corrections to the raw topics', (p) =>
+    p.sendBatch({ acks: -1, topicMessages: topics.map((topic) => ({ topic, messages: messages.filter((x) => x.m.topic === topic).map((x) => ({ key: x.m.key, value: x.m.value })) })) }));
 }

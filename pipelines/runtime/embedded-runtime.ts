@@ -21,7 +21,8 @@ import { deploymentId, registerDeployment } from './deployment.js';
 import { EMBEDDED_PARTITION, prepareGroup, writeGroup, type EmbeddedCheckpoint, type GroupState, type Pending, type Prepared } from './embedded-group.js';
 import { GroupCommitLoop } from './group-commit.js';
 import { RuntimeLease } from './lease.js';
-import { hasNativeReader, ReaderSupervisor } from './reader-supervisor.js';
+import { ReaderSupervisor } from './reader-supervisor.js';
+import { hasNativeSource } from '../../connectors/native-source.js';
 import { pollResnapshotRequests, snapshotStateOf, type SnapshotState } from './resnapshot.js';
 
 export { EMBEDDED_PARTITION } from './embedded-group.js';
@@ -140,7 +141,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
 
   const mappings = new Map<string, { supplier: Supplier; mapping: CompiledMapping }>();
   for (const supplier of suppliers) {
-    if (!hasNativeReader(supplier)) {
+    if (!hasNativeSource(supplier)) {
       skipped.push({ supplier: supplier.id, reason: `no native reader for source kind ${supplier.source.kind}; capture it with Debezium and the Kafka runtime` });
       continue;
     }

@@ -9,8 +9,6 @@ import type { CompiledMapping } from '../normalize/mapping.js';
 import type { EmbeddedCheckpoint, Pending } from './embedded-group.js';
 import type { SnapshotState } from './resnapshot.js';
 
-export { hasNativeSource as hasNativeReader } from '../../connectors/native-source.js';
-
 /** The position an embedded checkpoint stores: the LSN text or the binlog position (as before the contract). */
 const storedPosition = (c: SourceCheckpoint): unknown => (c.kind === 'postgres' ? c.lsn : c.position);
 

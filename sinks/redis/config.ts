@@ -1,3 +1,4 @@
+import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { parseSpec } from '../../pipelines/core/spec.js';
 
@@ -25,6 +26,23 @@ export type RedisSinkConfig = z.output<typeof RedisSinkSpec>;
 
 export function parseRedisSinkConfig(input: unknown): RedisSinkConfig {
   return parseSpec(RedisSinkSpec, input, 'redis sink');
+}
+
+/**
+ * Regions with a stock hash under `prefix` (`<prefix>:stock:<region>`), sorted; the region's other hashes
+ * and rebuild keys are not regions.
+ */
+export async function scanRegions(redis: Pick<Redis, 'scanStream'>, prefix: string): Promise<string[]> {
+  const base = `${prefix}:stock:`;
+  const found = new Set<string>();
+  const stream = redis.scanStream({ match: `${base.replace(/[*?[\]\\]/g, '\\$&')}*`, count: 1_000 });
+  for await (const keys of stream as AsyncIterable<string[]>) {
+    for (const key of keys) {
+      if (key.endsWith(':versions') || key.endsWith(':meta') || key.endsWith(':sizes') || key.includes(':rebuild:')) continue;
+      found.add(key.slice(base.length));
+    }
+  }
+  return [...found].sort();
 }
 
 /** Key names of one region's snapshot. */

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { Redis } from 'ioredis';
 import { ConfigError, fromRedisError } from '../../pipelines/core/errors.js';
 import { query } from '../postgres/pool.js';
-import { redisKeys } from './config.js';
+import { redisKeys, scanRegions } from './config.js';
 
 /** Options of {@link rebuildRedisFromPostgres}. */
 export interface RebuildRedisOptions {
@@ -140,21 +140,13 @@ async function rebuildRegion(o: Required<RebuildRedisOptions>, region: string, t
 
 /** Regions with a stock hash in Redis that Postgres does not have (checked again just before deleting). */
 async function removeStaleRegions(o: Required<RebuildRedisOptions>, known: string[]): Promise<number> {
-  const base = `${o.keyPrefix}:stock:`;
   const knownSet = new Set(known);
   // A region named like another region's versions/meta key must not take that key down with it.
   const liveKeys = new Set(known.flatMap((r) => Object.values(redisKeys(o.keyPrefix, r))));
   const candidates = new Set<string>();
-  await redisCall('scanning Redis snapshots', async () => {
-    const stream = o.redis.scanStream({ match: `${base.replace(/[*?[\]\\]/g, '\\$&')}*`, count: 1_000 });
-    for await (const keys of stream as AsyncIterable<string[]>) {
-      for (const key of keys) {
-        if (key.endsWith(':versions') || key.endsWith(':meta') || key.endsWith(':sizes') || key.includes(':rebuild:')) continue;
-        const region = key.slice(base.length);
-        if (!knownSet.has(region) && !Object.values(redisKeys(o.keyPrefix, region)).some((x) => liveKeys.has(x))) candidates.add(region);
-      }
-    }
-  });
+  for (const region of await redisCall('scanning Redis snapshots', () => scanRegions(o.redis, o.keyPrefix))) {
+    if (!knownSet.has(region) && !Object.values(redisKeys(o.keyPrefix, region)).some((x) => liveKeys.has(x))) candidates.add(region);
+  }
   if (candidates.size === 0) return 0;
   const regions = [...candidates];
   const metaVersions = await redisCall('reading stale snapshot metadata', () =>
