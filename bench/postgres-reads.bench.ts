@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { createDatabase, startLocalPostgres, type LocalPostgres } from '../infra/local/postgres.js';
-import { migrate } from '../sinks/postgres/migrate.js';
-import { createPgPool } from '../sinks/postgres/pool.js';
+import { migrate } from '../pipelines/state/migrate.js';
+import { createPgPool } from '../pipelines/core/pg.js';
 import { median, result, type BenchResult, rng } from './harness.js';
 
 const REGIONS = 20;

@@ -7,8 +7,8 @@ import { startLocalRedis } from '../infra/local/redis.js';
 import { loadRuntimeConfig } from '../pipelines/core/config.js';
 import { createLogger } from '../pipelines/core/logger.js';
 import { Reconciler } from '../pipelines/reconcile/runner.js';
-import { migrate } from '../sinks/postgres/migrate.js';
-import { createPgPool } from '../sinks/postgres/pool.js';
+import { migrate } from '../pipelines/state/migrate.js';
+import { createPgPool } from '../pipelines/core/pg.js';
 import { rebuildRedisFromPostgres } from '../sinks/redis/rebuild.js';
 import { repeat, result, type BenchResult } from './harness.js';
 

@@ -4,7 +4,7 @@ import type { Supplier } from './registry/loader.js';
 import { createMysqlCdcSource, type BinlogPosition } from './mysql-cdc/index.js';
 import { createPostgresCdcSource } from './postgres-cdc/index.js';
 import { lsnToNumber } from './postgres-cdc/lsn.js';
-import type { DebeziumJsonMessage } from './debezium/envelope.js';
+import type { SourceChange } from './source-change.js';
 
 /** Source kinds Cellar reads natively (without Debezium). */
 export const NATIVE_KINDS = ['postgres', 'mysql', 'mariadb'] as const;
@@ -18,8 +18,8 @@ export type SourceCheckpoint = { kind: 'postgres'; lsn: string } | { kind: 'mysq
 
 /** One committed source transaction (or snapshot chunk) of a native source. */
 export interface ChangeBatch {
-  /** Cellar's change records: `change()` decodes without JSON; `key`/`value` are Debezium JSON, for Kafka. */
-  messages: Array<DebeziumJsonMessage | { topic: string; key: string | null; value: string }>;
+  /** Cellar's change records, in source order (capture encodes them with `toDebeziumJson`). */
+  changes: SourceChange[];
   /** Where the source resumes once this batch is durable. */
   checkpoint: SourceCheckpoint;
   /** True for rows read by a snapshot. */
@@ -77,7 +77,7 @@ export const NATIVE_SOURCES: Record<NativeKind, (supplier: Supplier, log: Logger
         return reader.done;
       },
       start: (handler, from) =>
-        reader.start((b) => handler({ messages: b.messages, checkpoint: { kind: 'postgres', lsn: b.lsn }, snapshot: b.snapshot, ...(b.snapshotComplete ? { snapshotComplete: true } : {}) }), {
+        reader.start((b) => handler({ changes: b.changes, checkpoint: { kind: 'postgres', lsn: b.lsn }, snapshot: b.snapshot, ...(b.snapshotComplete ? { snapshotComplete: true } : {}) }), {
           snapshotDone: from.snapshotDone ?? false, ...(from.snapshotTables?.length ? { snapshotTables: from.snapshotTables } : {}), explicitConfirm: true, evictSlotHolder: opts.evictSlotHolder ?? true,
         }),
       ack: async (c) => {
@@ -100,7 +100,7 @@ function binlogSource(supplier: Supplier, log: Logger, kind: 'mysql' | 'mariadb'
     },
     start: (handler, from) => {
       const resume = from.snapshotDone && from.checkpoint?.kind === 'mysql' ? { position: from.checkpoint.position, ...(from.snapshotTables?.length ? { snapshotTables: from.snapshotTables } : {}) } : {};
-      return reader.start((b) => handler({ messages: b.messages, checkpoint: { kind: 'mysql', position: b.position }, snapshot: b.snapshot, ...(b.snapshotComplete ? { snapshotComplete: true } : {}) }), resume);
+      return reader.start((b) => handler({ changes: b.changes, checkpoint: { kind: 'mysql', position: b.position }, snapshot: b.snapshot, ...(b.snapshotComplete ? { snapshotComplete: true } : {}) }), resume);
     },
     ack: async () => undefined,
     stop: () => reader.stop(),

@@ -1,11 +1,12 @@
 /**
- * Builds change events exactly as Debezium writes them (JSON converter, with or without schemas), for
- * Cellar's native CDC readers, the demo and test fixtures. Column types follow Kafka Connect's schema
+ * Builds change events exactly as Debezium writes them (JSON converter, with or without schemas): the
+ * encoder capture uses for native readers' changes ({@link toDebeziumJson}), and the demo's and test
+ * fixtures' events. Column types follow Kafka Connect's schema
  * types; DECIMAL columns are sent as base64 two's-complement bytes with a `scale` parameter, as
  * Debezium does with `decimal.handling.mode=precise`.
  */
 
-import { sourceVersionOf, type ChangeEvent } from './change.js';
+import type { SourceChange } from '../source-change.js';
 
 /** A captured column and its Connect type. */
 export interface ColumnDef {
@@ -67,7 +68,7 @@ export function encodeDecimal(value: string | number, scale: number): string {
 }
 
 /** A reader's decimal value (`"12.50"`) as the integer of its digits at `scale` (1250 at scale 2), as Connect encodes it. */
-function unscaledOf(value: string | number, scale: number): bigint {
+export function unscaledOf(value: string | number, scale: number): bigint {
   const [int, frac = ''] = String(value).split('.');
   return BigInt(`${int}${frac.padEnd(scale, '0').slice(0, scale)}`);
 }
@@ -255,72 +256,10 @@ export function debeziumAvroValue(info: SourceInfo, columns: ColumnDef[], c: Cha
   return { before: row(c.before), after: row(c.after), source: src, op: c.op, ts_ms: c.tsMs + 5 };
 }
 
-/** A value as JSON carries it back: non-finite numbers become null. */
-function jsonSafe(v: unknown): unknown {
-  return typeof v === 'number' && !Number.isFinite(v) ? null : v === undefined ? null : v;
-}
-
 /**
- * One change as the JSON converter writes it, built only when its key or value is read; {@link change}
- * gives the event the normalizer would decode from those bytes without building and parsing them (the
- * embedded runtime's path). Readers hand these over wherever `{topic, key, value}` is expected.
+ * One native reader change as Debezium's JSON converter writes it, on Debezium's topic for its table: what
+ * capture publishes to a raw topic (the normalizer decodes it like Debezium's own).
  */
-export class DebeziumJsonMessage {
-  private built: { key: string | null; value: string } | undefined;
-
-  constructor(
-    readonly topic: string,
-    private readonly info: SourceInfo,
-    private readonly columns: ColumnDef[],
-    private readonly keyColumns: string[],
-    private readonly spec: ChangeSpec,
-  ) {}
-
-  private json(): { key: string | null; value: string } {
-    return (this.built ??= debeziumJsonMessage(this.info, this.columns, this.keyColumns, this.spec));
-  }
-
-  get key(): string | null {
-    return this.json().key;
-  }
-
-  get value(): string {
-    return this.json().value;
-  }
-
-  /**
-   * The decoded change, equal to decoding `key` and `value` (tests check both ways on every reader, decimal
-   * columns included), made without building or parsing JSON.
-   */
-  change(): ChangeEvent {
-    const { columns, info, spec: s } = this;
-    const image = (row: Record<string, unknown> | null) => {
-      if (!row) return null;
-      const out: Record<string, unknown> = {};
-      for (const c of columns) {
-        const v = row[c.name];
-        // A Connect decimal decodes to an exact { unscaled, scale } (normalize/decimal.ts): made here directly.
-        out[c.name] = c.type === 'decimal' && v !== null && v !== undefined ? { unscaled: unscaledOf(v as string | number, c.scale ?? 0), scale: c.scale ?? 0 } : jsonSafe(v);
-      }
-      return out;
-    };
-    // The version needs only the position fields; the whole source block is built if someone reads it.
-    const at = info.connector === 'postgresql' ? { lsn: s.lsn ?? 0, ...(s.commitLsn !== undefined ? { cellar_commit_lsn: s.commitLsn } : {}) } : { file: s.file ?? 'bin.000001', pos: s.pos ?? 4, row: s.row ?? 0 };
-    const { version, position } = s.cellarVersion !== undefined ? { version: s.cellarVersion, position: `reconcile:${s.cellarVersion}` } : sourceVersionOf(info.connector, at);
-    let source: Record<string, unknown> | undefined;
-    const row = s.after ?? s.before;
-    let key: Record<string, unknown> | null = null;
-    if (row && s.op !== 't') {
-      key = {};
-      for (const c of columns) if (this.keyColumns.includes(c.name)) key[c.name] = jsonSafe(row[c.name]);
-    }
-    return {
-      op: s.op, before: image(s.before), after: image(s.after), key,
-      get source() {
-        return (source ??= sourceBlock(info, s));
-      },
-      table: info.connector === 'postgresql' ? `${info.schema ?? 'public'}.${info.table}` : `${info.db}.${info.table}`,
-      sourceVersion: version, sourceTsMs: s.tsMs, position,
-    };
-  }
+export function toDebeziumJson(c: SourceChange, options: { schemas?: boolean } = {}): { topic: string; key: string | null; value: string } {
+  return { topic: debeziumTopic(c.info), ...debeziumJsonMessage(c.info, c.columns, c.keyColumns, c.spec, options) };
 }

@@ -56,7 +56,7 @@ export async function readSnapshot(src: SnapshotSource, handler: MysqlCdcHandler
     const resumeAt = again?.from ?? position;
     const flush = async () => {
       total += chunk.length;
-      if (chunk.length) await handler({ messages: chunk, position: resumeAt, snapshot: true });
+      if (chunk.length) await handler({ changes: chunk, position: resumeAt, snapshot: true });
       chunk = [];
     };
     const tables = [...src.tables].filter(([name]) => !again || again.tables.includes(name)).map(([, meta]) => meta);
@@ -73,7 +73,7 @@ export async function readSnapshot(src: SnapshotSource, handler: MysqlCdcHandler
       await flush();
     }
     await c.query('COMMIT');
-    await handler({ messages: [], position: resumeAt, snapshot: true, snapshotComplete: true });
+    await handler({ changes: [], position: resumeAt, snapshot: true, snapshotComplete: true });
     src.log.info({ rows: total, tables: tables.map((t) => `${t.info.db}.${t.info.table}`), ...position }, 'snapshot complete');
     return position;
   });

@@ -2,7 +2,8 @@ import mysql from 'mysql2/promise';
 import ZongJi, { type AnyBinlogEvent, type BinlogEvent, type RowData, type TableMapEntry } from '@vlasky/zongji';
 import { CellarError } from '../../pipelines/core/errors.js';
 import type { Logger } from '../../pipelines/core/logger.js';
-import { DebeziumJsonMessage, debeziumJsonMessage, debeziumTopic, rowImage, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
+import { debeziumJsonMessage, debeziumTopic, rowImage, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
+import { SourceChange } from '../source-change.js';
 import { parseMysqlCdcConfig, type MysqlCdcConfig } from './config.js';
 import { connectType, fromMysqlError, jsonValue } from './values.js';
 import { binlogStatus } from './position.js';
@@ -18,9 +19,9 @@ export { fromMysqlError } from './values.js';
  */
 export interface BinlogPosition { file: string; pos: number; gtids?: string }
 
-/** Debezium messages of one committed source transaction (or one snapshot chunk). */
+/** Cellar's change records of one committed source transaction (or one snapshot chunk). */
 export interface MysqlCdcBatch {
-  messages: Array<{ topic: string; key: string | null; value: string }>;
+  changes: SourceChange[];
   /**
    * Where to resume after this batch (the end of its commit event, or the snapshot's position): pass it
    * back as `start(handler, { position })` once the batch is durably handled. Batches may be empty: the
@@ -36,7 +37,7 @@ export interface MysqlCdcBatch {
 /** Called with each batch, one at a time; the next batch is delivered only after this resolves. */
 export type MysqlCdcHandler = (batch: MysqlCdcBatch) => Promise<void>;
 
-export type Message = MysqlCdcBatch['messages'][number];
+export type Message = SourceChange;
 type Op = 'c' | 'u' | 'd' | 'r' | 't';
 
 /** What the reader knows of a captured table. */
@@ -110,7 +111,7 @@ export class MysqlCdcSource {
    * A row of a captured table (as mysql2 returns it) as the Debezium message a snapshot would emit, or a
    * delete of it. `cellarVersion` overrides the version (repairs).
    */
-  rowMessage(table: string, op: 'r' | 'd', row: RowData, opts: { position: BinlogPosition; tsMs: number; cellarVersion?: string }): Message {
+  rowMessage(table: string, op: 'r' | 'd', row: RowData, opts: { position: BinlogPosition; tsMs: number; cellarVersion?: string }): { topic: string; key: string | null; value: string } {
     const meta = this.tables.get(table);
     if (!meta) throw new CellarError('cdc_table', `table ${table} is not captured by this reader`);
     const conv = (r: RowData) => Object.fromEntries(meta.columns.map((c) => [c.name, jsonValue(r[c.name], c.type)]));
@@ -171,7 +172,7 @@ export class MysqlCdcSource {
 
   private message(meta: TableMeta, op: Op, before: RowData | null, after: RowData | null, at: { file: string; pos: number; row: number; tsMs: number; gtid?: string | undefined }, snapshot?: 'true'): Message {
     const conv = (row: RowData | null) => row && rowImage(meta.columns, [], row, jsonValue).after;
-    return new DebeziumJsonMessage(meta.topic, meta.info, meta.columns, meta.key, { op, before: conv(before), after: conv(after), tsMs: at.tsMs, file: at.file, pos: at.pos, row: at.row, gtid: at.gtid ?? null, snapshot });
+    return new SourceChange(meta.info, meta.columns, meta.key, { op, before: conv(before), after: conv(after), tsMs: at.tsMs, file: at.file, pos: at.pos, row: at.row, gtid: at.gtid ?? null, snapshot });
   }
 
   /**
@@ -226,7 +227,7 @@ export class MysqlCdcSource {
     }
     if (!position) {
       position = await this.admin('reading the binlog position', (c) => binlogStatus(c, this.mariadb));
-      await handler({ messages: [], position, snapshot: false });
+      await handler({ changes: [], position, snapshot: false });
     }
     await this.stream(handler, position);
   }
@@ -253,12 +254,12 @@ export class MysqlCdcSource {
     };
     const startOf = (e: BinlogEvent) => e.nextPosition - e.size - 19 - (z.useChecksum ? 4 : 0);
     const deliver = (batch: MysqlCdcBatch) => {
-      queued += batch.messages.length;
+      queued += batch.changes.length;
       lastDelivered = Date.now();
       this.chain = this.chain.then(async () => {
         if (this.stopped) return;
         await handler(batch);
-        queued -= batch.messages.length;
+        queued -= batch.changes.length;
         if (paused && queued < HIGH_WATER / 4) {
           paused = false;
           z.connection?.resume();
@@ -271,7 +272,7 @@ export class MysqlCdcSource {
       // zongji folds a transaction into gtidSet on its commit event, before this handler sees it.
       const gtids = z.gtidSet;
       const position = gtids ? { file, pos: lastEnd, gtids } : { file, pos: lastEnd };
-      if (pending.length || Date.now() - lastDelivered >= IDLE_ADVANCE_MS) deliver({ messages: pending, position, snapshot: false });
+      if (pending.length || Date.now() - lastDelivered >= IDLE_ADVANCE_MS) deliver({ changes: pending, position, snapshot: false });
       pending = [];
     };
     const onEvent = (e: AnyBinlogEvent) => {

@@ -12,7 +12,7 @@ export interface SnapshotSource {
   /** The captured tables (`schema.table`), as prepared. */
   tables: Map<string, TableMeta>;
   /** A snapshot message of a table at `lsn`: a row (`r`) or the truncate that starts the table (`t`, no row). */
-  message(meta: TableMeta, op: 'r' | 't', row: Record<string, unknown> | null, lsn: string, tsMs: number): CdcBatch['messages'][number];
+  message(meta: TableMeta, op: 'r' | 't', row: Record<string, unknown> | null, lsn: string, tsMs: number): CdcBatch['changes'][number];
 }
 
 /** Opens a replication connection, creates a slot with an exported snapshot on it and runs `read` while it is open. */
@@ -74,18 +74,18 @@ async function readSnapshot(src: SnapshotSource, handler: CdcHandler, snap: stri
     for (const [name, meta] of tables) {
       // A snapshot replaces the table: it starts with a truncate just below its rows' position, so rows
       // deleted while an earlier snapshot or stream was cut off (a crash, a lost slot) stop counting.
-      await handler({ messages: [src.message(meta, 't', null, lsnBefore(lsn), now)], lsn: position, snapshot: true });
+      await handler({ changes: [src.message(meta, 't', null, lsnBefore(lsn), now)], lsn: position, snapshot: true });
       await c.query(`DECLARE snap CURSOR FOR SELECT * FROM ${name.split('.').map((p) => `"${p}"`).join('.')}`);
       for (;;) {
         const chunk = await c.query(`FETCH ${src.cfg.snapshotFetchRows} FROM snap`);
         if (chunk.rowCount === 0) break;
         rows += chunk.rows.length;
-        await handler({ messages: chunk.rows.map((r: Record<string, unknown>) => src.message(meta, 'r', r, lsn, now)), lsn: position, snapshot: true });
+        await handler({ changes: chunk.rows.map((r: Record<string, unknown>) => src.message(meta, 'r', r, lsn, now)), lsn: position, snapshot: true });
       }
       await c.query('CLOSE snap');
     }
     await c.query('COMMIT');
-    await handler({ messages: [], lsn: position, snapshot: true, snapshotComplete: true });
+    await handler({ changes: [], lsn: position, snapshot: true, snapshotComplete: true });
     src.log.info({ slot: src.cfg.slotName, tables: tables.map(([n]) => n), rows, lsn }, 'snapshot complete');
   } finally {
     await c.end().catch(() => undefined);

@@ -2,16 +2,17 @@ import pg from 'pg';
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import { CellarError, fromPgError } from '../../pipelines/core/errors.js';
 import type { Logger } from '../../pipelines/core/logger.js';
-import { DebeziumJsonMessage, debeziumJsonMessage, debeziumTopic, rowImage, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
+import { debeziumJsonMessage, debeziumTopic, rowImage, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
+import { SourceChange } from '../source-change.js';
 import { parsePostgresCdcConfig, type PostgresCdcConfig } from './config.js';
 import { lsnBefore, lsnToNumber } from './lsn.js';
 import { createSlotAndSnapshot, snapshotTablesAgain, type SnapshotSource } from './snapshot.js';
 
 export { lsnToNumber } from './lsn.js';
 
-/** Debezium messages of one committed source transaction (or one snapshot chunk). */
+/** Cellar's change records of one committed source transaction (or one snapshot chunk). */
 export interface CdcBatch {
-  messages: Array<{ topic: string; key: string | null; value: string }>;
+  changes: SourceChange[];
   /** Source position after this batch (`X/Y`); acknowledged to the slot once the handler resolves. */
   lsn: string;
   /** True for rows read by the initial snapshot. */
@@ -193,7 +194,7 @@ export class PostgresCdcSource {
 
   private message(meta: TableMeta, op: 'c' | 'u' | 'd' | 'r' | 't', before: Record<string, unknown> | null, after: Record<string, unknown> | null, lsn: string, tsMs: number, snapshot?: 'true' | 'last', commitLsn?: string | null) {
     const conv = (row: Record<string, unknown> | null) => row && rowImage(meta.columns, [], row, jsonValue).after;
-    return new DebeziumJsonMessage(meta.topic, meta.info, meta.columns, meta.key, { op, before: conv(before), after: conv(after), tsMs, lsn: lsnToNumber(lsn), snapshot, ...(commitLsn ? { commitLsn: lsnToNumber(commitLsn) } : {}) });
+    return new SourceChange(meta.info, meta.columns, meta.key, { op, before: conv(before), after: conv(after), tsMs, lsn: lsnToNumber(lsn), snapshot, ...(commitLsn ? { commitLsn: lsnToNumber(commitLsn) } : {}) });
   }
 
   /** The slot's confirmed position, or undefined when the slot does not exist. */
@@ -256,7 +257,7 @@ export class PostgresCdcSource {
     // confirm exactly them, which is also what lets the server's walsender finish a shutdown (it waits
     // until the confirmed position equals what it sent).
     const ack = (lsn: string) => service.acknowledge(lsnBefore(lsn));
-    let pending: CdcBatch['messages'] = [];
+    let pending: CdcBatch['changes'] = [];
     let lastAcked = '';
     let commitMs = Date.now();
     /** The transaction's commit LSN (from its Begin): streamed changes are versioned by it first. */
@@ -309,7 +310,7 @@ export class PostgresCdcSource {
         const end = msg.commitEndLsn ?? lsn;
         if (pending.length) {
           try {
-            await handler({ messages: pending, lsn: end, snapshot: false });
+            await handler({ changes: pending, lsn: end, snapshot: false });
           } catch (err) {
             return handlerFailed(err);
           }

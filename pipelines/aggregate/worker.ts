@@ -11,7 +11,7 @@ import { RegionalAggregator } from './aggregator.js';
 import { aggregateObservations } from './stage.js';
 import { deadLetter } from '../dlq/letter.js';
 import type { ReasonCode } from '../../schemas/reasons.js';
-import type { ContributionStore } from './contribution-store.js';
+import type { ContributionStore } from '../state/contributions.js';
 
 function validObservation(o: StockObservation): string | undefined {
   if (!o.region || !o.sku || !o.contributorId || !o.sourceVersion) return 'region, sku, contributorId and sourceVersion must be non-empty';

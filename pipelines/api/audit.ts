@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { query } from '../../sinks/postgres/pool.js';
+import { query } from '../core/pg.js';
 
 /** One operator or admin action, as recorded in `cellar.api_audit`. */
 export interface AuditEntry {

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type pg from 'pg';
 import { ConfigError } from '../core/errors.js';
-import { query, inTransaction } from '../../sinks/postgres/pool.js';
+import { query, inTransaction } from '../core/pg.js';
 
 /** Roles of API keys, each allowed everything the previous one is. */
 export const ROLES = ['reader', 'operator', 'admin'] as const;

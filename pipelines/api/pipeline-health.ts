@@ -2,9 +2,9 @@ import axios from 'axios';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { CellarMetrics } from '../core/metrics.js';
-import { deadLetterCounts } from '../dlq/store.js';
-import { heldSummary, type HeldSummary } from '../normalize/held-store.js';
-import { query } from '../../sinks/postgres/pool.js';
+import { deadLetterCounts } from '../state/dead-letters.js';
+import { heldSummary, type HeldSummary } from '../state/held.js';
+import { query } from '../core/pg.js';
 import { histogramQuantile } from '../core/histogram.js';
 
 /** One sample line of Prometheus text. */

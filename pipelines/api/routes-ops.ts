@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
-import { heldSummary, listHeld } from '../normalize/held-store.js';
+import { heldSummary, listHeld } from '../state/held.js';
 import type { Producer } from 'kafkajs';
 import type pg from 'pg';
-import { deadLetterCounts, listDeadLetters, replayDeadLetters, replayPlan, type DeadLetterFilter } from '../dlq/store.js';
+import { deadLetterCounts, listDeadLetters, replayDeadLetters, replayPlan, type DeadLetterFilter } from '../state/dead-letters.js';
 import { listAudit } from './audit.js';
 import type { ConnectorStatusSource } from '../../connectors/kafka-connect/status-source.js';
 import { badRequest, notConfigured } from './errors.js';

@@ -5,7 +5,7 @@ import type pg from 'pg';
 import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import { assetPath } from '../core/paths.js';
-import { createPgPool, query } from '../../sinks/postgres/pool.js';
+import { createPgPool, query } from '../core/pg.js';
 import { createApiMetrics } from './api-metrics.js';
 import { recordAudit } from './audit.js';
 import { ApiKeyAuthenticator, presentedKey, type AuthenticatedKey, type AuthResult } from './auth.js';

@@ -1,9 +1,9 @@
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { CellarError, fromRedisError } from '../core/errors.js';
-import { query } from '../../sinks/postgres/pool.js';
+import { query } from '../core/pg.js';
 import { redisKeys, scanRegions } from '../../sinks/redis/config.js';
-import { heldPerKey } from '../normalize/held-store.js';
+import { heldPerKey } from '../state/held.js';
 import type { HotKeyCache } from './hot-cache.js';
 
 /** Where a read was answered from. */

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { inTransaction, query } from '../../sinks/postgres/pool.js';
+import { inTransaction, query } from '../core/pg.js';
 import { CellarError } from '../core/errors.js';
 import type { CatalogEntry, CatalogOrigin, CatalogPin, SizeCatalog } from './catalog.js';
 

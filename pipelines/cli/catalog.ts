@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { createPgPool } from '../../sinks/postgres/pool.js';
-import { migrate } from '../../sinks/postgres/migrate.js';
+import { createPgPool } from '../core/pg.js';
+import { migrate } from '../state/migrate.js';
 import { parseCatalogCsv, type CatalogOrigin } from '../catalog/catalog.js';
 import { importCatalog, listCatalog } from '../catalog/store.js';
 import { loadRuntimeConfig } from '../core/config.js';

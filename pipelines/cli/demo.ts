@@ -6,8 +6,8 @@ import { mariadbAvailable, startLocalMariaDb, type LocalMariaDb } from '../../in
 import { createDatabase, startLocalPostgres, type LocalPostgres } from '../../infra/local/postgres.js';
 import { onInterrupt, tempDir } from '../../infra/local/process.js';
 import { startLocalRedis, type LocalRedis } from '../../infra/local/redis.js';
-import { createPgPool } from '../../sinks/postgres/pool.js';
-import { migrate } from '../../sinks/postgres/migrate.js';
+import { createPgPool } from '../core/pg.js';
+import { migrate } from '../state/migrate.js';
 import { readRegionalStock } from '../../sinks/postgres/read.js';
 import { importCatalog } from '../catalog/store.js';
 import { loadRuntimeConfig } from '../core/config.js';

@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
-import { createPgPool } from '../../sinks/postgres/pool.js';
+import { createPgPool } from '../core/pg.js';
 import { loadRuntimeConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
 import { connectProducer, createKafka } from '../kafka/client.js';
 import type { Producer } from 'kafkajs';
-import { deadLetterCounts, listDeadLetters, replayDeadLetters, replayPlan, type DeadLetterFilter } from '../dlq/store.js';
+import { deadLetterCounts, listDeadLetters, replayDeadLetters, replayPlan, type DeadLetterFilter } from '../state/dead-letters.js';
 import { formatTable } from './format.js';
-import { heldSummary, listHeld } from '../normalize/held-store.js';
+import { heldSummary, listHeld } from '../state/held.js';
 
 interface FilterOpts {
   id?: string[];

@@ -1,6 +1,6 @@
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { createPgPool } from '../../sinks/postgres/pool.js';
+import { createPgPool } from '../core/pg.js';
 import { recordAudit } from '../api/audit.js';
 import { createApiKey, DEFAULT_RATE_LIMIT_PER_S, listApiKeys, revokeApiKey, ROLES, type Role } from '../api/keys-store.js';
 import { loadRuntimeConfig } from '../core/config.js';

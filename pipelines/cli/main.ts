@@ -3,8 +3,8 @@ import { loadRuntimeConfig, RUNTIME_ENV, RuntimeConfigSpec } from '../core/confi
 import { CellarError, ConfigError } from '../core/errors.js';
 import { createLogger, redactUrl } from '../core/logger.js';
 import { WORKER_ROLES, startWorker, type WorkerRole } from '../runtime/kafka-runtime.js';
-import { createPgPool } from '../../sinks/postgres/pool.js';
-import { migrate } from '../../sinks/postgres/migrate.js';
+import { createPgPool } from '../core/pg.js';
+import { migrate } from '../state/migrate.js';
 import { canonicalSchemaText, createCodecs, valueSubject } from '../../schemas/registry.js';
 import { checkSchemas } from '../../schemas/check.js';
 import { cellarTopics } from '../kafka/topics.js';

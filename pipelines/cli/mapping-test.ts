@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { loadSupplierFile, type Supplier } from '../../connectors/registry/loader.js';
-import { createPgPool } from '../../sinks/postgres/pool.js';
+import { createPgPool } from '../core/pg.js';
 import { SizeCatalog, parseCatalogCsv } from '../catalog/catalog.js';
 import { loadRuntimeConfig } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';

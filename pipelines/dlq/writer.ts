@@ -1,7 +1,7 @@
 import type { Producer } from 'kafkajs';
 import type pg from 'pg';
 import { fromKafkaError } from '../core/errors.js';
-import { insertDeadLetters } from './store.js';
+import { insertDeadLetters } from '../state/dead-letters.js';
 import type { CanonicalCodecs } from '../../schemas/registry.js';
 import { valueSubject } from '../../schemas/registry.js';
 import type { DeadLetter } from '../../schemas/records.js';

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Supplier } from '../../connectors/registry/loader.js';
-import { query } from '../../sinks/postgres/pool.js';
+import { query } from '../core/pg.js';
 import { SizeCatalog } from '../catalog/catalog.js';
 import { CatalogStore } from '../catalog/store.js';
 import type { Logger } from '../core/logger.js';

@@ -13,7 +13,7 @@ import { normalizeBatch, sweepTruncated } from './batch.js';
 import { deadLetter } from '../dlq/letter.js';
 import type { ReasonCode } from './reasons.js';
 import { compileMapping, type CompiledMapping } from './mapping.js';
-import type { RouteStore } from './route-store.js';
+import type { RouteStore } from '../state/routes.js';
 import type { MappingInputsStore } from './sku-map-store.js';
 
 /** What the normalizer knows about one raw topic. */

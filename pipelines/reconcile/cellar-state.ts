@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Redis } from 'ioredis';
 import { fromRedisError } from '../core/errors.js';
-import { inTransaction, query } from '../../sinks/postgres/pool.js';
+import { inTransaction, query } from '../core/pg.js';
 import { redisKeys } from '../../sinks/redis/config.js';
 import { keyId, type KeyState, type Placed } from './compare.js';
 import { groupBy } from '../core/collections.js';

@@ -12,22 +12,8 @@ export interface Placed {
   bottleSizeMl?: number | null;
 }
 
-/**
- * Kinds of difference, by where it was found. `orphan`: a `regional_stock` row or a Redis field for a key
- * no contributor of any supplier was ever counted under.
- */
-export type DriftKind = 'contribution' | 'regional_total' | 'redis' | 'orphan';
-
-/** One difference found by a run (a row of `cellar.reconciliation_drift`). */
-export interface Drift {
-  kind: DriftKind;
-  region: string | null;
-  sku: string | null;
-  contributorId: string | null;
-  expected: unknown;
-  actual: unknown;
-  likelyCause: string;
-}
+export type { Drift, DriftKind } from '../state/runs.js';
+import type { Drift } from '../state/runs.js';
 
 /** One (region, sku) as a map key within reconciliation (a NUL cannot occur in either). */
 export const keyId = (k: { region: string; sku: string }): string => `${k.region}\u0000${k.sku}`;

@@ -8,7 +8,7 @@ import { ConfigError, fromKafkaError, fromRedisError } from '../core/errors.js';
 import { connectProducer, createKafka } from '../kafka/client.js';
 import { cellarTopics, stockKey } from '../kafka/topics.js';
 import type { Logger } from '../core/logger.js';
-import { query } from '../../sinks/postgres/pool.js';
+import { query } from '../core/pg.js';
 import { redisKeys } from '../../sinks/redis/config.js';
 import { keyId } from './compare.js';
 

@@ -2,12 +2,12 @@ import type pg from 'pg';
 import type { Redis } from 'ioredis';
 import { fromRedisError } from '../core/errors.js';
 import { sleep } from '../core/retry.js';
-import { query } from '../../sinks/postgres/pool.js';
+import { query } from '../core/pg.js';
 import { redisKeys, scanRegions } from '../../sinks/redis/config.js';
 import { keyId, orphanDrift, type Drift, type KeyState } from './compare.js';
 import { removeOrphans } from './direct-repair.js';
 import type { ReconcileDeps, ReconcileOptions, ReconcileReport } from './reconcile.js';
-import { finishRun, recordDrift, startRun } from './store.js';
+import { finishRun, recordDrift, startRun } from '../state/runs.js';
 
 /** The supplier id a run over keys of no supplier is recorded under. */
 export const ORPHANS_RUN = '*';

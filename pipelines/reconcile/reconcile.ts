@@ -13,7 +13,7 @@ import { MappingInputsStore } from '../normalize/sku-map-store.js';
 import { loadContributions, loadKeyStates, type StoredPlacement } from './cellar-state.js';
 import { contributionDrift, contributionMatches, driftSignature, keyDrift, keyId, keyOfContributor, type Drift, type Placed } from './compare.js';
 import { applyRepairs, type RepairVia } from './repair.js';
-import { finishRun, recordDrift, startRun, type RunOutcome } from './store.js';
+import { finishRun, recordDrift, startRun, type RunOutcome } from '../state/runs.js';
 import { openSupplierSnapshot, type SourceRow, type SupplierSnapshot } from './source-snapshot.js';
 import { groupBy } from '../core/collections.js';
 

@@ -4,16 +4,16 @@ import type { Supplier } from '../../connectors/registry/loader.js';
 import type { RuntimeConfig } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { query } from '../../sinks/postgres/pool.js';
+import { query } from '../core/pg.js';
 import { newestVersions, repairRedisFromPostgres, type StoredPlacement } from './cellar-state.js';
 import { keyId, keyOfContributor, repairVersion, type Drift, type Placed } from './compare.js';
 import { deleteObservation, enqueueObservations, produceObservations, sendCorrections } from './direct-repair.js';
-import { RouteStore } from '../normalize/route-store.js';
+import { RouteStore } from '../state/routes.js';
 import type { Route } from '../normalize/normalize.js';
 import type { SourceMessage, SourceRow, SupplierSnapshot } from './source-snapshot.js';
 import { incrementalSnapshotSignal, sendSignal } from './signal.js';
 import { groupBy } from '../core/collections.js';
-import { readCheckpoint } from '../runtime/checkpoints.js';
+import { readCheckpoint } from '../state/checkpoints.js';
 
 /**
  * How corrections enter the pipeline: `queue` (the table `cellar.repair_requests`, which the embedded

@@ -7,8 +7,8 @@ import type { RuntimeConfig } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
-import { createPgPool } from '../../sinks/postgres/pool.js';
-import { migrate } from '../../sinks/postgres/migrate.js';
+import { createPgPool } from '../core/pg.js';
+import { migrate } from '../state/migrate.js';
 import { ORPHANS_RUN, reconcileOrphans } from './orphans.js';
 import { reconcileSupplier, type ReconcileOptions, type ReconcileReport } from './reconcile.js';
 

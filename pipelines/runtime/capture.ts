@@ -1,15 +1,16 @@
 import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
 import { createNativeSource, hasNativeSource, type SourceCheckpoint } from '../../connectors/native-source.js';
+import { toDebeziumJson } from '../../connectors/debezium/envelope.js';
 import type { BinlogPosition } from '../../connectors/mysql-cdc/index.js';
-import { createPgPool, inTransaction } from '../../sinks/postgres/pool.js';
-import { migrate } from '../../sinks/postgres/migrate.js';
+import { createPgPool, inTransaction } from '../core/pg.js';
+import { migrate } from '../state/migrate.js';
 import type { RuntimeConfig } from '../core/config.js';
 import { ConfigError, fromKafkaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import { retryInPlace } from '../core/retry.js';
 import { connectProducer, createKafka, ensureTopics } from '../kafka/client.js';
-import { readCheckpoint, writeCheckpoint } from './checkpoints.js';
+import { readCheckpoint, writeCheckpoint } from '../state/checkpoints.js';
 import { RuntimeLease } from './lease.js';
 import { finishResnapshotRequests, pollResnapshotRequests, snapshotStateOf, type SnapshotState } from './resnapshot.js';
 
@@ -133,7 +134,7 @@ async function startNative(supplier: Supplier, saved: CaptureCheckpoint | undefi
   const from = { ...owed, ...(saved?.position ? { checkpoint: { kind: 'mysql' as const, position: saved.position } } : {}) };
   await retry(`starting the reader of ${supplier.id}`, () =>
     source.start(async (batch) => {
-      await publish(batch.messages);
+      await publish(batch.changes.map((c) => toDebeziumJson(c)));
       const finished = batch.snapshotComplete ? owed.resnapshotRequests ?? [] : [];
       if (batch.snapshotComplete) owed = { snapshotDone: true };
       // Only positions after a snapshot of every table are resumable: a crash inside it snapshots again.

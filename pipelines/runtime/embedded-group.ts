@@ -1,25 +1,25 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Supplier } from '../../connectors/registry/loader.js';
-import type { CdcBatch } from '../../connectors/postgres-cdc/index.js';
-import { DebeziumJsonMessage } from '../../connectors/debezium/envelope.js';
+import { toDebeziumJson } from '../../connectors/debezium/envelope.js';
+import { SourceChange } from '../../connectors/source-change.js';
 import type { DeadLetter, RegionalStock, StockObservation } from '../../schemas/records.js';
-import { query } from '../../sinks/postgres/pool.js';
+import { query } from '../core/pg.js';
 import { upsertRegionalStock } from '../../sinks/postgres/sink.js';
 import type { Contribution, RegionalAggregator } from '../aggregate/aggregator.js';
-import type { ContributionStore } from '../aggregate/contribution-store.js';
+import type { ContributionStore } from '../state/contributions.js';
 import { aggregateObservations } from '../aggregate/stage.js';
 import { groupBy } from '../core/collections.js';
 import type { Logger } from '../core/logger.js';
 import { deadLetter } from '../dlq/letter.js';
-import { insertDeadLetters } from '../dlq/store.js';
+import { insertDeadLetters } from '../state/dead-letters.js';
 import { normalizeBatch, type HeldMark } from '../normalize/batch.js';
-import type { CachedHeldStore } from '../normalize/held-store.js';
+import type { CachedHeldStore } from '../state/held.js';
 import type { CompiledMapping } from '../normalize/mapping.js';
 import type { Route } from '../normalize/normalize.js';
-import type { CachedRouteStore } from '../normalize/route-store.js';
+import type { CachedRouteStore } from '../state/routes.js';
 import type { MappingInputsStore } from '../normalize/sku-map-store.js';
-import { writeCheckpoint } from './checkpoints.js';
+import { writeCheckpoint } from '../state/checkpoints.js';
 import { afterBatch, finishResnapshotRequests, snapshotStateOf, type SnapshotState } from './resnapshot.js';
 
 /** The `partition` the embedded runtime files its contributions under (the Kafka runtime uses 0..N-1). */
@@ -28,11 +28,17 @@ export const EMBEDDED_PARTITION = -1;
 /** A supplier's checkpoint: where its reader resumes, and the snapshot it owes (see SnapshotState). */
 export interface EmbeddedCheckpoint extends SnapshotState { kind: string; position?: unknown }
 
+/**
+ * A change the embedded runtime applies: a native reader's {@link SourceChange}, or a correction from
+ * `cellar.repair_requests` (the row's Debezium JSON, as reconciliation also sends it to raw topics).
+ */
+export type EmbeddedChange = SourceChange | { table: string; key: string | null; value: string };
+
 /** A source batch, where it leaves its source (checkpointed), and how to tell the source it is durable. */
 export interface Pending {
   supplier: Supplier;
   mapping: CompiledMapping;
-  batch: { messages: CdcBatch['messages']; snapshot: boolean; snapshotComplete?: boolean };
+  batch: { changes: EmbeddedChange[]; snapshot: boolean; snapshotComplete?: boolean };
   /** Where the source resumes after this batch; undefined for corrections (nothing to checkpoint). */
   position: unknown;
   confirm: () => Promise<void>;
@@ -96,13 +102,13 @@ export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Pre
   const bySupplier = groupBy(taken, (p) => p.supplier.id);
   for (const group of bySupplier.values()) {
     const { supplier, mapping } = group[0]!;
-    const byTable = new Map<string, Array<{ m: CdcBatch['messages'][number]; at: string }>>();
+    const byTable = new Map<string, Array<{ m: EmbeddedChange; at: string }>>();
     for (const p of group) {
       if (p.observations) aggregate(p.observations);
-      out.changes += p.batch.messages.length;
+      out.changes += p.batch.changes.length;
       const at = JSON.stringify(p.position ?? 'reconciliation');
-      for (const m of p.batch.messages) {
-        const table = m.topic.slice(supplier.topicPrefix.length + 1);
+      for (const m of p.batch.changes) {
+        const table = m.table;
         const list = byTable.get(table);
         if (list) list.push({ m, at });
         else byTable.set(table, [{ m, at }]);
@@ -112,10 +118,10 @@ export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Pre
     for (const [table, msgs] of byTable) {
       const res = await normalizeBatch(
         msgs.map(({ m, at }) => {
-          // Native readers' messages decode themselves; corrections from the queue are JSON.
-          const change = m instanceof DebeziumJsonMessage ? m.change() : undefined;
-          if (change) return { key: null, value: null, change, ref: { m, at } };
-          return { key: m.key === null ? null : Buffer.from(m.key), value: Buffer.from(m.value), ref: { m, at } };
+          // Native readers' changes go in as they are; corrections from the queue are JSON.
+          const ref: { m: EmbeddedChange; at: string } = { m, at };
+          if (m instanceof SourceChange) return { key: null, value: null, change: m.event(), ref };
+          return { key: m.key === null ? null : Buffer.from(m.key), value: Buffer.from(m.value), ref };
         }),
         { supplierId: supplier.id, mapping, table, keyColumns: supplier.source.tables.find((t) => t.name === table)?.key },
         { routes: (ids) => s.routes.get(ids), liveOfTable: (sid, t) => s.routes.liveOfTable(sid, t), settle: s.settled, retry: s.retry, flushPins: () => s.inputs.flushPins(), onDefect: (err) => s.log.error({ err }, 'unexpected error on one record; dead-lettered') },
@@ -127,7 +133,7 @@ export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Pre
       out.releases.push(...h.releases);
       out.stale.normalizer += res.stale;
       for (const r of res.rejected) {
-        out.letters.normalizer.push(deadLetter('normalizer', r.reason, r.message, { supplierId: supplier.id, sourcePosition: r.position ?? r.ref.at, key: r.ref.m.key, value: r.ref.m.value, sourceTable: table }));
+        out.letters.normalizer.push(deadLetter('normalizer', r.reason, r.message, { supplierId: supplier.id, sourcePosition: r.position ?? r.ref.at, ...rawOf(r.ref.m), sourceTable: table }));
       }
     }
   }
@@ -160,4 +166,10 @@ export async function writeGroup(s: GroupState, g: Prepared, tx: pg.PoolClient):
   await finishResnapshotRequests(tx, g.finished);
   if (g.repairIds.length) await query(tx, 'consuming corrections', 'DELETE FROM cellar.repair_requests WHERE id = ANY($1)', [g.repairIds]);
   for (const [sourceId, checkpoint] of g.checkpoints) await writeCheckpoint(tx, sourceId, checkpoint);
+}
+
+/** A refused change as its dead letter keeps it: the Debezium JSON a replay can send again. */
+function rawOf(m: EmbeddedChange): { key: string | null; value: string } {
+  const { key, value } = m instanceof SourceChange ? toDebeziumJson(m) : m;
+  return { key, value };
 }

@@ -1,23 +1,23 @@
 import { Redis } from 'ioredis';
 import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
 import type { StockObservation } from '../../schemas/records.js';
-import { createPgPool, inTransaction, query } from '../../sinks/postgres/pool.js';
-import { migrate } from '../../sinks/postgres/migrate.js';
+import { createPgPool, inTransaction, query } from '../core/pg.js';
+import { migrate } from '../state/migrate.js';
 import { rebuildRedisFromPostgres } from '../../sinks/redis/rebuild.js';
 import { createRedisSnapshotSink } from '../../sinks/redis/sink.js';
 import { RegionalAggregator } from '../aggregate/aggregator.js';
-import { ContributionStore } from '../aggregate/contribution-store.js';
+import { ContributionStore } from '../state/contributions.js';
 import { groupBy } from '../core/collections.js';
 import type { RuntimeConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import { retryInPlace } from '../core/retry.js';
-import { CachedHeldStore } from '../normalize/held-store.js';
+import { CachedHeldStore } from '../state/held.js';
 import type { CompiledMapping } from '../normalize/mapping.js';
-import { CachedRouteStore } from '../normalize/route-store.js';
+import { CachedRouteStore } from '../state/routes.js';
 import { MappingInputsStore } from '../normalize/sku-map-store.js';
-import { readCheckpoint } from './checkpoints.js';
-import { deploymentId, registerDeployment } from './deployment.js';
+import { readCheckpoint } from '../state/checkpoints.js';
+import { deploymentId, registerDeployment } from '../state/deployments.js';
 import { EMBEDDED_PARTITION, prepareGroup, writeGroup, type EmbeddedCheckpoint, type GroupState, type Pending, type Prepared } from './embedded-group.js';
 import { GroupCommitLoop } from './group-commit.js';
 import { RuntimeLease } from './lease.js';
@@ -162,7 +162,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       loop.offer({
         supplier, mapping, position: undefined, confirm: async () => undefined, repairIds: list.map((r) => Number(r.id)),
         observations: list.flatMap((r) => (r.observation ? [r.observation] : [])),
-        batch: { snapshot: false, messages: list.flatMap((r) => (r.observation ? [] : [{ topic: `${supplier.topicPrefix}.${r.source_table}`, key: r.key, value: r.value! }])) },
+        batch: { snapshot: false, changes: list.flatMap((r) => (r.observation ? [] : [{ table: r.source_table!, key: r.key, value: r.value! }])) },
       });
     }
   };

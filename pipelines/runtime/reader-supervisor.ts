@@ -49,7 +49,7 @@ export class ReaderSupervisor {
     const gen = this.generation.get(supplier.id) ?? 0;
     const current = () => (this.generation.get(supplier.id) ?? 0) === gen;
     const accept = async (p: Omit<Pending, 'supplier' | 'mapping'>) => {
-      if (current()) await d.accept({ supplier, mapping, ...p }, p.batch.messages.length);
+      if (current()) await d.accept({ supplier, mapping, ...p }, p.batch.changes.length);
     };
     const owed = d.snapshots.get(supplier.id);
     const source = await d.retry(`starting the reader of ${supplier.id}`, async () => {

@@ -1,7 +1,7 @@
 import type pg from 'pg';
-import { inTransaction, query } from '../../sinks/postgres/pool.js';
+import { inTransaction, query } from '../core/pg.js';
 import type { Logger } from '../core/logger.js';
-import { readCheckpoint, writeCheckpoint } from './checkpoints.js';
+import { readCheckpoint, writeCheckpoint } from '../state/checkpoints.js';
 
 /**
  * The snapshot a native reader still owes, as its checkpoint in `cellar.checkpoints` records it (beside

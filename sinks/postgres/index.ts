@@ -1,4 +1,3 @@
 export * from './config.js';
 export * from './sink.js';
-export * from './migrate.js';
-export * from './pool.js';
+export * from '../../pipelines/core/pg.js';

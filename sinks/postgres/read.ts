@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { query } from './pool.js';
+import { query } from '../../pipelines/core/pg.js';
 
 /** A row of `cellar.regional_stock` as plain numbers. */
 export interface StockRow {

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { RegionalStock } from '../../schemas/records.js';
 import { latestPerKey, type SinkResult, type StockSink, type StoredStock } from '../types.js';
 import { parsePostgresSinkConfig, type PostgresSinkConfig } from './config.js';
-import { createPgPool, query } from './pool.js';
+import { createPgPool, query } from '../../pipelines/core/pg.js';
 
 const UPSERT = `
 INSERT INTO cellar.regional_stock AS t (region, sku, bottle_size_ml, bottles, contributors, version, source_ts, updated_at)

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { Redis } from 'ioredis';
 import { ConfigError, fromRedisError } from '../../pipelines/core/errors.js';
-import { query } from '../postgres/pool.js';
+import { query } from '../../pipelines/core/pg.js';
 import { redisKeys, scanRegions } from './config.js';
 
 /** Options of {@link rebuildRedisFromPostgres}. */

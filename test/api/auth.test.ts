@@ -7,7 +7,7 @@ import { createApiKey, revokeApiKey, type Role } from '../../pipelines/api/keys-
 import { createConnectStatusSource } from '../../connectors/kafka-connect/status-source.js';
 import { startApi } from '../../pipelines/api/index.js';
 import { CellarMetrics } from '../../pipelines/core/metrics.js';
-import { insertDeadLetters } from '../../pipelines/dlq/store.js';
+import { insertDeadLetters } from '../../pipelines/state/dead-letters.js';
 import { upsertRegionalStock } from '../../sinks/postgres/sink.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -9,7 +9,7 @@ import { startLocalRedis, type LocalRedis } from '../../infra/local/redis.js';
 import { loadRuntimeConfig } from '../../pipelines/core/config.js';
 import { CellarMetrics } from '../../pipelines/core/metrics.js';
 import { startEmbedded, type EmbeddedRuntime } from '../../pipelines/runtime/embedded-runtime.js';
-import { createPgPool } from '../../sinks/postgres/pool.js';
+import { createPgPool } from '../../pipelines/core/pg.js';
 import { createApiKey } from '../../pipelines/api/keys-store.js';
 import { artifactDir, cellarEnv, eventually, rid, services, supplierDir } from '../support/services.js';
 import { memoryLogger, startTestApi, type TestApi } from './api-support.js';

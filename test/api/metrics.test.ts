@@ -5,7 +5,7 @@ import { startOpsServer } from '../../pipelines/core/http.js';
 import { CellarMetrics } from '../../pipelines/core/metrics.js';
 import { connectProducer, createKafka, ensureTopics } from '../../pipelines/kafka/client.js';
 import { startConsumerWorker, type ConsumerWorker } from '../../pipelines/kafka/worker.js';
-import { insertDeadLetters } from '../../pipelines/dlq/store.js';
+import { insertDeadLetters } from '../../pipelines/state/dead-letters.js';
 import { cellarEnv, eventually, freshDatabase, rid } from '../support/services.js';
 import { call, keysByRole, memoryLogger, startTestApi, type TestApi } from './api-support.js';
 import { services } from '../support/services.js';

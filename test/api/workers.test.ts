@@ -5,7 +5,7 @@ import { spawnCellar } from '../../infra/local/cellar-process.js';
 import { freePort } from '../../infra/local/process.js';
 import { createApiKey } from '../../pipelines/api/keys-store.js';
 import { upsertRegionalStock } from '../../sinks/postgres/sink.js';
-import { migrate } from '../../sinks/postgres/migrate.js';
+import { migrate } from '../../pipelines/state/migrate.js';
 import { artifactDir, cellarEnv, eventually, freshDatabase, rid } from '../support/services.js';
 
 /** Processes whose parent is `pid`. */

@@ -132,7 +132,7 @@ export function describeNativeSourceConformance(name: string, harness: NativeSou
           if (active++) problems.push('a batch was handed over while the handler of another had not resolved');
           try {
             const evs: ChangeEvent[] = [];
-            for (const m of b.messages) {
+            for (const m of b.changes) {
               try {
                 evs.push(decodeChecked(m));
               } catch (err) {

@@ -6,7 +6,7 @@ import type { Totals } from '../support/pipeline.js';
 import { addRow, storesConverged } from '../support/stores.js';
 import { artifactDir, cellarEnv, eventually, freshDatabase, rid, supplierDir } from '../support/services.js';
 import { postgresSupplierYaml, stockSupplier } from '../support/suppliers.js';
-import { createPgPool } from '../../sinks/postgres/pool.js';
+import { createPgPool } from '../../pipelines/core/pg.js';
 import { call, keysByRole, startTestApi, type TestApi } from '../api/api-support.js';
 
 /**

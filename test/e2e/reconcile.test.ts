@@ -14,7 +14,7 @@ import { openSupplierSnapshot } from '../../pipelines/reconcile/source-snapshot.
 import { decodeDebeziumJson } from '../../pipelines/normalize/debezium.js';
 import { compileMapping } from '../../pipelines/normalize/mapping.js';
 import { contributorIdOf } from '../../pipelines/normalize/normalize.js';
-import { createPgPool } from '../../sinks/postgres/pool.js';
+import { createPgPool } from '../../pipelines/core/pg.js';
 import type { Totals } from '../support/pipeline.js';
 import { addRow, storesConverged } from '../support/stores.js';
 import { artifactDir, cellarEnv, eventually, rid, services, supplierDir } from '../support/services.js';

@@ -9,7 +9,7 @@ import { spawnCellar } from '../../infra/local/cellar-process.js';
 import { createDatabase } from '../../infra/local/postgres.js';
 import { stopChild } from '../../infra/local/process.js';
 import { startLocalRedis, type LocalRedis } from '../../infra/local/redis.js';
-import { createPgPool } from '../../sinks/postgres/pool.js';
+import { createPgPool } from '../../pipelines/core/pg.js';
 import { runCellar } from '../support/cli.js';
 import type { Totals } from '../support/pipeline.js';
 import { addRow, storesConverged } from '../support/stores.js';

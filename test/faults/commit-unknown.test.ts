@@ -2,7 +2,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { freePort } from '../../infra/local/process.js';
-import { createPgPool } from '../../sinks/postgres/pool.js';
+import { createPgPool } from '../../pipelines/core/pg.js';
 import { startEmbeddedUnderTest, type EmbeddedUnderTest } from '../support/embedded.js';
 import type { Totals } from '../support/pipeline.js';
 import { addRow, storesConverged } from '../support/stores.js';

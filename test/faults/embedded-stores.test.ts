@@ -7,7 +7,7 @@ import { spawnCellar } from '../../infra/local/cellar-process.js';
 import { createDatabase, startLocalPostgres, type LocalPostgres } from '../../infra/local/postgres.js';
 import { freePort, stopChild } from '../../infra/local/process.js';
 import { startLocalRedis, type LocalRedis } from '../../infra/local/redis.js';
-import { createPgPool } from '../../sinks/postgres/pool.js';
+import { createPgPool } from '../../pipelines/core/pg.js';
 import type { Totals } from '../support/pipeline.js';
 import { addRow, storesConverged } from '../support/stores.js';
 import { artifactDir, cellarEnv, eventually, rid, supplierDir } from '../support/services.js';

@@ -6,7 +6,7 @@ import { startWorker, type RunningWorker } from '../../pipelines/runtime/kafka-r
 import { startEmbeddedUnderTest, type EmbeddedUnderTest } from '../support/embedded.js';
 import { testConfig } from '../support/kafka.js';
 import { freshDatabase, supplierDir } from '../support/services.js';
-import { createPgPool } from '../../sinks/postgres/pool.js';
+import { createPgPool } from '../../pipelines/core/pg.js';
 
 /**
  * One deployment per Cellar database: the embedded runtime and the workers of a Kafka deployment (or two

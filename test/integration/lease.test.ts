@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { createLogger } from '../../pipelines/core/logger.js';
 import { RuntimeLease } from '../../pipelines/runtime/lease.js';
-import { createPgPool, inTransaction } from '../../sinks/postgres/pool.js';
+import { createPgPool, inTransaction } from '../../pipelines/core/pg.js';
 import { freshDatabase, rid } from '../support/services.js';
 
 /** The single-writer lease against a real Postgres: refusal, takeover, fencing inside a commit, release. */

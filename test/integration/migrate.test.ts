@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createDatabase } from '../../infra/local/postgres.js';
-import { createPgPool } from '../../sinks/postgres/pool.js';
-import { appliedMigrations, listMigrations, migrate } from '../../sinks/postgres/migrate.js';
+import { createPgPool } from '../../pipelines/core/pg.js';
+import { appliedMigrations, listMigrations, migrate } from '../../pipelines/state/migrate.js';
 import { rid, services } from '../support/services.js';
 
 describe('cellar migrate', () => {

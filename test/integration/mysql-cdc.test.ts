@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mysql from 'mysql2/promise';
 import { createMysqlCdcSource, type BinlogPosition, type MysqlCdcBatch, type MysqlCdcSource } from '../../connectors/mysql-cdc/index.js';
+import { toDebeziumJson } from '../../connectors/debezium/envelope.js';
 import { createLogger } from '../../pipelines/core/logger.js';
 import { decodeDebeziumJson, type ChangeEvent } from '../../pipelines/normalize/debezium.js';
 import { eventually, rid, services } from '../support/services.js';
@@ -9,7 +10,7 @@ import { decodeChecked } from '../support/decode.js';
 const log = createLogger('mysql-cdc-test', 'warn');
 const mariadbUrl = services().mariadbUrl;
 
-const decode = (b: MysqlCdcBatch) => b.messages.map((m) => decodeChecked(m));
+const decode = (b: MysqlCdcBatch) => b.changes.map((m) => decodeChecked(m));
 const keyOf = (e: ChangeEvent) => `${String(e.key!.sku)}|${String(e.key!.warehouse)}`;
 
 /** Latest row per key from the events, with the pipeline's version rule; a truncate removes every row before it. */
@@ -225,10 +226,10 @@ describe.skipIf(!mariadbUrl)(`native MySQL/MariaDB CDC reader (binlog)${skipReas
       ts timestamp(3) NULL, f double, b blob, amount decimal(20,4), note text)`);
     const row = (id: number) => `(${id}, -3, 9007199254740993, 18446744073709551615, '2024-01-02 03:04:05.678', '2024-05-06 07:08:09.123', 1.25, x'00ff', '-12.5', 'é')`;
     await db.query(`INSERT INTO ${dbName}.kinds VALUES ${row(1)}`);
-    const raw: MysqlCdcBatch['messages'] = [];
+    const raw: Array<{ topic: string; key: string | null; value: string }> = [];
     const s = createMysqlCdcSource({ url: mariadbUrl, topicPrefix: prefix, tables: [`${dbName}.kinds`] }, log);
     sources.push(s);
-    await s.start(async (b) => void raw.push(...b.messages.filter((m) => !m.value.includes('"op":"t"'))));
+    await s.start(async (b) => void raw.push(...b.changes.filter((c) => c.spec.op !== 't').map((c) => toDebeziumJson(c))));
     await db.query(`INSERT INTO ${dbName}.kinds VALUES ${row(2)}`);
     expect(await eventually(async () => raw.length === 2, 20_000)).toBe(true);
     const [snap, streamed] = raw.map((m) => JSON.parse(m.value) as { schema: { fields: Array<{ field: string; fields: Array<{ field: string; type: string }> }> }; payload: { op: string; after: Record<string, unknown> } });

@@ -5,7 +5,7 @@ import type pg from 'pg';
 import { debeziumJsonMessage, type ColumnDef, type SourceInfo } from '../../connectors/debezium/envelope.js';
 import { createLogger } from '../../pipelines/core/logger.js';
 import { CellarMetrics } from '../../pipelines/core/metrics.js';
-import { replayDeadLetters } from '../../pipelines/dlq/store.js';
+import { replayDeadLetters } from '../../pipelines/state/dead-letters.js';
 import { connectProducer, createKafka, ensureTopics } from '../../pipelines/kafka/client.js';
 import { cellarTopics } from '../../pipelines/kafka/topics.js';
 import { startWorker, type RunningWorker } from '../../pipelines/runtime/kafka-runtime.js';

@@ -46,7 +46,7 @@ describe('native Postgres CDC reader (pgoutput)', () => {
     const events: ChangeEvent[] = [];
     let wroteDuringSnapshot = false;
     await start(async (b) => {
-      for (const m of b.messages) events.push(decodeChecked(m));
+      for (const m of b.changes) events.push(decodeChecked(m));
       if (b.snapshot && !wroteDuringSnapshot) {
         wroteDuringSnapshot = true;
         // Commits while the snapshot is being read: not in the snapshot, so they must come from the stream.
@@ -90,8 +90,8 @@ describe('native Postgres CDC reader (pgoutput)', () => {
     const seen: ChangeEvent[] = [];
     let blockerEnd = 0;
     await start(async (b) => {
-      for (const m of b.messages) seen.push(decodeChecked(m));
-      if (b.messages.some((m) => m.value.includes('"blocker"'))) {
+      for (const m of b.changes) seen.push(decodeChecked(m));
+      if (b.changes.some((c) => Object.values(c.spec.after ?? {}).includes('blocker'))) {
         blockerEnd = lsnToNumber(b.lsn);
         await blocked;
       }
@@ -110,7 +110,7 @@ describe('native Postgres CDC reader (pgoutput)', () => {
     // Restart: nothing acknowledged is delivered again.
     await sources.pop()!.stop();
     const again: ChangeEvent[] = [];
-    await start(async (b) => void again.push(...b.messages.map((m) => decodeChecked(m))));
+    await start(async (b) => void again.push(...b.changes.map((m) => decodeChecked(m))));
     await db.query(`INSERT INTO public.stock VALUES (3001, 'after-restart', 'd1', 1)`);
     expect(await eventually(async () => again.some((e) => e.after?.item_code === 'after-restart'), 20_000)).toBe(true);
     expect(again.filter((e) => e.after?.item_code === 'blocker')).toEqual([]);

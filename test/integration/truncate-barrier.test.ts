@@ -4,7 +4,7 @@ import { RegionalAggregator } from '../../pipelines/aggregate/aggregator.js';
 import { normalizeBatch, sweepTruncated, type BatchDeps } from '../../pipelines/normalize/batch.js';
 import type { ChangeEvent } from '../../pipelines/normalize/debezium.js';
 import { compileMapping } from '../../pipelines/normalize/mapping.js';
-import { RouteStore } from '../../pipelines/normalize/route-store.js';
+import { RouteStore } from '../../pipelines/state/routes.js';
 import type { StockObservation } from '../../schemas/records.js';
 import { northSupplier } from '../support/fixtures.js';
 import { freshDatabase } from '../support/services.js';

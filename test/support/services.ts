@@ -6,8 +6,8 @@ import type pg from 'pg';
 import { createDatabase } from '../../infra/local/postgres.js';
 import { REPO_ROOT } from '../../infra/local/cellar-process.js';
 import { tempDir } from '../../infra/local/process.js';
-import { createPgPool } from '../../sinks/postgres/pool.js';
-import { migrate } from '../../sinks/postgres/migrate.js';
+import { createPgPool } from '../../pipelines/core/pg.js';
+import { migrate } from '../../pipelines/state/migrate.js';
 import type { TestServices } from '../global-setup.js';
 
 /** The run's real services. */

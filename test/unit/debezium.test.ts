@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { decodeDebeziumJson, sourceVersionOf } from '../../pipelines/normalize/debezium.js';
 import { Rejection } from '../../pipelines/normalize/reasons.js';
-import { DebeziumJsonMessage, debeziumJsonMessage, encodeDecimal } from '../../connectors/debezium/envelope.js';
+import { debeziumJsonMessage, encodeDecimal, toDebeziumJson } from '../../connectors/debezium/envelope.js';
+import { SourceChange } from '../../connectors/source-change.js';
 import { debeziumFixture } from '../support/fixtures.js';
 
 describe('Debezium JSON decoding', () => {
@@ -68,8 +69,10 @@ describe('Debezium JSON decoding', () => {
     expect(streamed(1100, 1200) < streamed(1150, 1200)).toBe(true);
     expect(streamed(1150, 1200) < streamed(1160, 1300)).toBe(true);
     // The native reader's messages carry it, and decode to the same version either way.
-    const m = new DebeziumJsonMessage('t', { connector: 'postgresql', name: 'n', db: 'd', schema: 'public', table: 't' }, [{ name: 'id', type: 'int32', optional: false }], ['id'], { op: 'u', before: null, after: { id: 1 }, tsMs: 1, lsn: 900, commitLsn: 1200 });
-    expect(m.change()!.sourceVersion).toBe(streamed(900, 1200));
+    const c = new SourceChange({ connector: 'postgresql', name: 'n', db: 'd', schema: 'public', table: 't' }, [{ name: 'id', type: 'int32', optional: false }], ['id'], { op: 'u', before: null, after: { id: 1 }, tsMs: 1, lsn: 900, commitLsn: 1200 });
+    const m = toDebeziumJson(c);
+    expect(m.topic).toBe('n.public.t');
+    expect(c.event().sourceVersion).toBe(streamed(900, 1200));
     expect(decodeDebeziumJson(Buffer.from(m.key!), Buffer.from(m.value))!.sourceVersion).toBe(streamed(900, 1200));
   });
 

@@ -1,7 +1,7 @@
 import type pg from 'pg';
-import { query } from '../../sinks/postgres/pool.js';
-import { HeldStore } from './held-store.js';
-import { newestPerContributor, type Route } from './normalize.js';
+import { query } from '../core/pg.js';
+import { HeldStore } from './held.js';
+import { newestPerContributor, type Route } from '../normalize/normalize.js';
 
 interface RouteRow {
   contributor_id: string;

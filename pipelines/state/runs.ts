@@ -1,6 +1,22 @@
 import type pg from 'pg';
-import { query } from '../../sinks/postgres/pool.js';
-import type { Drift } from './compare.js';
+import { query } from '../core/pg.js';
+
+/**
+ * Kinds of difference, by where it was found. `orphan`: a `regional_stock` row or a Redis field for a key
+ * no contributor of any supplier was ever counted under.
+ */
+export type DriftKind = 'contribution' | 'regional_total' | 'redis' | 'orphan';
+
+/** One difference found by a run (a row of `cellar.reconciliation_drift`). */
+export interface Drift {
+  kind: DriftKind;
+  region: string | null;
+  sku: string | null;
+  contributorId: string | null;
+  expected: unknown;
+  actual: unknown;
+  likelyCause: string;
+}
 
 /** Outcome of a reconciliation run. */
 export type RunOutcome = 'running' | 'clean' | 'drift' | 'repaired' | 'failed';

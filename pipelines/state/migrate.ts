@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import type pg from 'pg';
-import { CellarError } from '../../pipelines/core/errors.js';
-import { inTransaction, query } from './pool.js';
-import { assetPath } from '../../pipelines/core/paths.js';
+import { CellarError } from '../core/errors.js';
+import { inTransaction, query } from '../core/pg.js';
+import { assetPath } from '../core/paths.js';
 
 const DIR = assetPath('schemas', 'postgres');
 const LOCK_ID = 0x63656c6c; // "cell": serializes concurrent `cellar migrate` runs

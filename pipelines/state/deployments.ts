@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type pg from 'pg';
-import { query } from '../../sinks/postgres/pool.js';
+import { query } from '../core/pg.js';
 import { CellarError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 

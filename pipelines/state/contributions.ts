@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import { query } from '../../sinks/postgres/pool.js';
-import type { Contribution } from './aggregator.js';
+import { query } from '../core/pg.js';
+import type { Contribution } from '../aggregate/aggregator.js';
 
 interface Row {
   region: string;

@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import { query } from '../../sinks/postgres/pool.js';
-import type { HeldMark } from './batch.js';
+import { query } from '../core/pg.js';
+import type { HeldMark } from '../normalize/batch.js';
 
 /** Held contributors of one supplier by reason, for the API, the dashboard and `cellar dlq held`. */
 export interface HeldSummary {

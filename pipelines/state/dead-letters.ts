@@ -1,7 +1,7 @@
 import type { Producer } from 'kafkajs';
 import type pg from 'pg';
 import { fromKafkaError } from '../core/errors.js';
-import { query } from '../../sinks/postgres/pool.js';
+import { query } from '../core/pg.js';
 import type { DeadLetter } from '../../schemas/records.js';
 import { groupBy } from '../core/collections.js';
 

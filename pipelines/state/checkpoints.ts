@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { query } from '../../sinks/postgres/pool.js';
+import { query } from '../core/pg.js';
 
 /**
  * Source positions in `cellar.checkpoints`, one JSON document per source id (a supplier id for the

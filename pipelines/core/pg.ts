@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { fromPgError } from '../../pipelines/core/errors.js';
+import { fromPgError } from './errors.js';
 
 /**
  * A pg pool whose idle-client errors (a server restart) are absorbed: the pool drops the client and
