@@ -5,6 +5,9 @@ import { createMysqlCdcSource, type BinlogPosition } from './mysql-cdc/index.js'
 import { createPostgresCdcSource } from './postgres-cdc/index.js';
 import { lsnToNumber } from './postgres-cdc/lsn.js';
 import type { SourceChange } from './source-change.js';
+import type { SupplierSnapshot } from './supplier-rows.js';
+import { openMysqlRows } from './mysql-cdc/rows.js';
+import { openPostgresRows } from './postgres-cdc/rows.js';
 
 /** Source kinds Cellar reads natively (without Debezium). */
 export const NATIVE_KINDS = ['postgres', 'mysql', 'mariadb'] as const;
@@ -63,32 +66,44 @@ export function compareCheckpoints(a: SourceCheckpoint, b: SourceCheckpoint): nu
   throw new Error(`checkpoints of two kinds of source: ${a.kind} and ${b.kind}`);
 }
 
+/** What Cellar reads of one source kind: its change stream and its current rows. */
+export interface NativeSourceKind {
+  /** The change stream behind {@link NativeSource}; `evictSlotHolder`: end another session holding the Postgres slot, as after a crash. */
+  stream(supplier: Supplier, log: Logger, opts?: { evictSlotHolder?: boolean }): NativeSource;
+  /** Read-only access to the supplier's current rows (reconciliation). */
+  rows(supplier: Supplier, log: Logger): Promise<SupplierSnapshot>;
+}
+
+const tablesOf = (s: Supplier) => s.source.tables.map((t) => t.name);
+
 /**
  * The one table from source kind to native reader, used by the embedded runtime, capture and
- * reconciliation: the reader of each kind behind {@link NativeSource}. Options are the runtime's
- * (`evictSlotHolder`: end another session holding the Postgres slot, as after a crash).
+ * reconciliation alike.
  */
-export const NATIVE_SOURCES: Record<NativeKind, (supplier: Supplier, log: Logger, opts?: { evictSlotHolder?: boolean }) => NativeSource> = {
-  postgres: (supplier, log, opts = {}) => {
-    const reader = createPostgresCdcSource({ url: postgresUrl(supplier), topicPrefix: supplier.topicPrefix, tables: supplier.source.tables.map((t) => t.name) }, log);
-    return {
-      kind: 'postgres',
-      get done() {
-        return reader.done;
-      },
-      start: (handler, from) =>
-        reader.start((b) => handler({ changes: b.changes, checkpoint: { kind: 'postgres', lsn: b.lsn }, snapshot: b.snapshot, ...(b.snapshotComplete ? { snapshotComplete: true } : {}) }), {
-          snapshotDone: from.snapshotDone ?? false, ...(from.snapshotTables?.length ? { snapshotTables: from.snapshotTables } : {}), explicitConfirm: true, evictSlotHolder: opts.evictSlotHolder ?? true,
-        }),
-      ack: async (c) => {
-        if (c.kind === 'postgres') await reader.confirm(c.lsn);
-      },
-      stop: () => reader.stop(),
-    };
-  },
-  mysql: (supplier, log) => binlogSource(supplier, log, 'mysql'),
-  mariadb: (supplier, log) => binlogSource(supplier, log, 'mariadb'),
+export const NATIVE_SOURCES: Record<NativeKind, NativeSourceKind> = {
+  postgres: { stream: postgresSource, rows: (s, log) => openPostgresRows(postgresUrl(s), s.topicPrefix, tablesOf(s), log) },
+  mysql: { stream: (s, log) => binlogSource(s, log, 'mysql'), rows: (s, log) => openMysqlRows(mysqlUrl(s), s.topicPrefix, tablesOf(s), log) },
+  mariadb: { stream: (s, log) => binlogSource(s, log, 'mariadb'), rows: (s, log) => openMysqlRows(mysqlUrl(s), s.topicPrefix, tablesOf(s), log) },
 };
+
+/** Postgres: the slot keeps the position; `ack` confirms an LSN to it once the batch is durable. */
+function postgresSource(supplier: Supplier, log: Logger, opts: { evictSlotHolder?: boolean } = {}): NativeSource {
+  const reader = createPostgresCdcSource({ url: postgresUrl(supplier), topicPrefix: supplier.topicPrefix, tables: supplier.source.tables.map((t) => t.name) }, log);
+  return {
+    kind: 'postgres',
+    get done() {
+      return reader.done;
+    },
+    start: (handler, from) =>
+      reader.start((b) => handler({ changes: b.changes, checkpoint: { kind: 'postgres', lsn: b.lsn }, snapshot: b.snapshot, ...(b.snapshotComplete ? { snapshotComplete: true } : {}) }), {
+        snapshotDone: from.snapshotDone ?? false, ...(from.snapshotTables?.length ? { snapshotTables: from.snapshotTables } : {}), explicitConfirm: true, evictSlotHolder: opts.evictSlotHolder ?? true,
+      }),
+    ack: async (c) => {
+      if (c.kind === 'postgres') await reader.confirm(c.lsn);
+    },
+    stop: () => reader.stop(),
+  };
+}
 
 /** MySQL/MariaDB: the checkpoint is where a restart resumes; nothing to acknowledge at the server. */
 function binlogSource(supplier: Supplier, log: Logger, kind: 'mysql' | 'mariadb'): NativeSource {
@@ -114,5 +129,5 @@ export function hasNativeSource(supplier: Supplier): boolean {
 
 /** The supplier's native source, or undefined when its kind has none (Debezium captures it). */
 export function createNativeSource(supplier: Supplier, log: Logger, opts?: { evictSlotHolder?: boolean }): NativeSource | undefined {
-  return hasNativeSource(supplier) ? NATIVE_SOURCES[supplier.source.kind as NativeKind](supplier, log, opts) : undefined;
+  return hasNativeSource(supplier) ? NATIVE_SOURCES[supplier.source.kind as NativeKind].stream(supplier, log, opts) : undefined;
 }

@@ -25,6 +25,9 @@ export const RuntimeConfigSpec = z.object({
   kafkaSessionTimeoutMs: int(30_000, 3_000).describe(
     'CELLAR_KAFKA_SESSION_TIMEOUT_MS: consumer session timeout; a crashed worker\'s partitions move after this long. Default 30000.',
   ),
+  kafkaStallMs: int(60_000, 1_000).describe(
+    'CELLAR_KAFKA_STALL_MS: a worker whose partitions have lag but whose committed offsets do not move, while it does no work, for this long reports itself not ready and starts its consumer again. Default 60000.',
+  ),
   topicPrefix: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, . _ -').default('cellar').describe(
     'CELLAR_TOPIC_PREFIX: prefix of Cellar\'s own topics (`<prefix>.observations` …). Default `cellar`.',
   ),
@@ -92,6 +95,7 @@ const ENV_NAMES: Record<keyof RuntimeConfig, string> = {
   kafkaClientId: 'CELLAR_KAFKA_CLIENT_ID',
   kafkaCompat: 'CELLAR_KAFKA_COMPAT',
   kafkaSessionTimeoutMs: 'CELLAR_KAFKA_SESSION_TIMEOUT_MS',
+  kafkaStallMs: 'CELLAR_KAFKA_STALL_MS',
   topicPrefix: 'CELLAR_TOPIC_PREFIX',
   groupPrefix: 'CELLAR_GROUP_PREFIX',
   topicPartitions: 'CELLAR_TOPIC_PARTITIONS',

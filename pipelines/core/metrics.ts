@@ -30,6 +30,8 @@ export class CellarMetrics {
   readonly readerRestarts: Counter<'supplier'>;
   /** Consumer offsets kafkajs reset past messages retention removed before they were consumed (skipped changes). */
   readonly offsetResets: Counter<'group' | 'topic'>;
+  /** Consumers started again because their partitions had lag and they made no progress (CELLAR_KAFKA_STALL_MS). */
+  readonly consumerStalls: Counter<'group'>;
   /** 1 while a Kafka Connect connector is RUNNING, else 0 (exported by `cellar run scheduler` with CELLAR_CONNECT_URL). */
   readonly connectorUp: Gauge<'connector'>;
   /** 1 while a connector's task is FAILED, else 0. */
@@ -56,10 +58,11 @@ export class CellarMetrics {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
       registers: r,
     });
-    this.consumerLag = new Gauge({ name: 'cellar_consumer_lag', help: 'Messages behind the high watermark after the last batch, per partition this member consumes', labelNames: ['group', 'topic', 'partition'], registers: r });
+    this.consumerLag = new Gauge({ name: 'cellar_consumer_lag', help: 'Messages between the group\'s committed offset and the high watermark, per partition this member consumes (measured every 5 s and after each batch)', labelNames: ['group', 'topic', 'partition'], registers: r });
     this.reconciliationDrift = new Gauge({ name: 'cellar_reconciliation_drift_keys', help: 'Keys found drifted by the last reconciliation run of a supplier', labelNames: ['supplier'], registers: r });
     this.reconciliationLastSuccess = new Gauge({ name: 'cellar_reconciliation_last_success_timestamp_seconds', help: 'Unix time of the last completed reconciliation run of a supplier', labelNames: ['supplier'], registers: r });
     this.offsetResets = new Counter({ name: 'cellar_offset_resets_total', help: 'Consumer offsets reset because the broker no longer had the next message (removed by retention): changes were skipped', labelNames: ['group', 'topic'], registers: r });
+    this.consumerStalls = new Counter({ name: 'cellar_consumer_stalls_total', help: 'Consumers started again after their partitions had lag and no progress for CELLAR_KAFKA_STALL_MS', labelNames: ['group'], registers: r });
     this.readerRestarts = new Counter({ name: 'cellar_reader_restarts_total', help: 'Native readers started again after their stream stopped on an error', labelNames: ['supplier'], registers: r });
     this.connectorUp = new Gauge({ name: 'cellar_connector_up', help: '1 while the Kafka Connect connector is RUNNING', labelNames: ['connector'], registers: r });
     this.connectorTaskFailed = new Gauge({ name: 'cellar_connector_task_failed', help: '1 while the connector task is FAILED', labelNames: ['connector', 'task'], registers: r });

@@ -3,6 +3,7 @@ import { fromKafkaError, isRetriable } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import { retryInPlace, withRetry } from '../core/retry.js';
+import { ProgressWatch } from './progress-watch.js';
 
 /** One fetched batch of one partition. */
 export interface PartitionBatch {
@@ -49,14 +50,23 @@ export interface ConsumerWorkerOptions {
   maxBytesPerPartition?: number;
   /** Where `cellar_consumer_lag` is recorded (per group, topic and partition this member consumes). */
   metrics?: CellarMetrics;
+  /**
+   * Lag with no committed progress while the member does no work, for this long, is a stall: the worker
+   * reports not ready and starts its consumer again. Default 60 000 ms.
+   */
+  stallMs?: number;
+  /** How often lag is measured, ms. Default 5 000. */
+  lagIntervalMs?: number;
 }
 
 /** A running stage worker. */
 export interface ConsumerWorker {
   /** Resolves once `stop()` has left the group (a consumer kafkajs gave up on is relaunched, not ended). */
   done: Promise<void>;
-  /** False while the worker retries an unavailable dependency. */
+  /** False while the worker retries an unavailable dependency or makes no progress. */
   isReady(): boolean;
+  /** While not ready: why, in words for `/readyz`. */
+  problem(): string | undefined;
   /** Finishes the batch in progress, commits, leaves the group. */
   stop(): Promise<void>;
 }
@@ -71,7 +81,11 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
   const { kafka, groupId, topics, handler, log } = opts;
   const abort = new AbortController();
   let ready = true;
+  let retrying: string | undefined;
   let stopping = false;
+  let relaunching = false;
+  /** When the member last did work: a batch began, a retry, a commit (the stall watch's clock). */
+  let lastActivity = Date.now();
   let assigned: Array<{ topic: string; partition: number }> = [];
   let consumer: Consumer;
   let resolveDone!: () => void;
@@ -79,6 +93,7 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
 
   const eachBatch = async ({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload) => {
     if (!isRunning() || isStale() || batch.messages.length === 0) return;
+    lastActivity = Date.now();
     let rewind = false;
     const ctx: BatchContext = {
       signal: abort.signal,
@@ -87,11 +102,16 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
       },
       retry: retryInPlace(log, {
         signal: abort.signal,
-        onRetry: () => {
+        onRetry: (what, err) => {
           ready = false;
+          retrying = `${what}: ${(err as Error)?.message ?? String(err)}`;
+          lastActivity = Date.now();
           heartbeat().catch(() => undefined);
         },
-        onSuccess: () => void (ready = true),
+        onSuccess: () => {
+          ready = true;
+          retrying = undefined;
+        },
       }),
     };
     try {
@@ -116,8 +136,22 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
         throw fromKafkaError(err, 'committing offsets');
       }
     });
+    lastActivity = Date.now();
     await heartbeat().catch(() => undefined);
   };
+
+  const watch = new ProgressWatch({
+    kafka, groupId, log, metrics: opts.metrics, stallMs: opts.stallMs ?? 60_000, intervalMs: opts.lagIntervalMs,
+    assigned: () => (relaunching ? [] : assigned),
+    lastActivity: () => lastActivity,
+    onStall: (stalled, idleMs) => {
+      if (stopping || relaunching) return;
+      log.error({ groupId, stalled, idleSeconds: Math.round(idleMs / 1000) },
+        `consumer made no progress for ${Math.round(idleMs / 1000)} s with ${stalled.reduce((n, s) => n + s.lag, 0)} messages waiting on ${stalled.map((s) => `${s.topic}[${s.partition}]`).join(', ')}: starting it again`);
+      opts.metrics?.consumerStalls.inc({ group: groupId });
+      void relaunch();
+    },
+  });
 
   /** Creates, connects and runs a consumer; kafkajs gives up on some errors, then a fresh one is launched. */
   const launch = async (): Promise<void> => {
@@ -136,6 +170,8 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
       const now = Object.entries(e.payload.memberAssignment).flatMap(([topic, parts]) => parts.map((partition) => ({ topic, partition })));
       for (const a of assigned) if (!now.some((n) => n.topic === a.topic && n.partition === a.partition)) opts.metrics?.consumerLag.remove({ group: groupId, topic: a.topic, partition: String(a.partition) });
       assigned = now;
+      watch.reset();
+      lastActivity = Date.now();
       log.info({ groupId, assigned: assigned.length }, 'joined consumer group');
       handler.onAssignment?.(assigned);
     });
@@ -155,13 +191,19 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
   };
 
   const relaunch = async (): Promise<void> => {
+    if (relaunching) return;
+    relaunching = true;
     ready = false;
-    await consumer.disconnect().catch(() => undefined);
+    // A consumer stuck in a batch may never finish leaving: the new member takes over after the session timeout.
+    await Promise.race([consumer.disconnect().catch(() => undefined), new Promise((r) => setTimeout(r, 10_000).unref())]);
     handler.onAssignment?.([]);
+    assigned = [];
     await withRetry(async () => {
       if (stopping) return;
       await launch();
     }, { minDelayMs: 1_000, maxDelayMs: 10_000, signal: abort.signal, shouldRetry: () => !stopping, onRetry: (err) => log.warn({ err: (err as Error).message }, 'relaunching consumer') }).catch(() => undefined);
+    relaunching = false;
+    lastActivity = Date.now();
     if (!stopping) {
       ready = true;
       log.warn({ groupId }, 'consumer relaunched');
@@ -169,14 +211,17 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
   };
 
   await launch();
+  watch.start();
   let stoppingPromise: Promise<void> | undefined;
   return {
     done,
-    isReady: () => ready,
+    isReady: () => ready && !watch.problem(),
+    problem: () => (relaunching ? 'starting the consumer again' : retrying ? `retrying ${retrying}` : watch.problem()),
     stop: () =>
       (stoppingPromise ??= (async () => {
         stopping = true;
         abort.abort();
+        await watch.stop();
         await consumer.disconnect().catch((err) => log.warn({ err }, 'error leaving consumer group'));
         resolveDone();
       })()),

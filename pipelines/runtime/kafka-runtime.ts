@@ -57,81 +57,103 @@ export async function startWorker(
   });
   const codecs = createCodecs(cfg.schemaRegistryUrl);
   const closers: Array<() => Promise<void>> = [];
-  const wait = <T>(what: string, fn: () => Promise<T>) =>
-    withRetry(fn, { minDelayMs: 250, maxDelayMs: 5_000, retries: 60, onRetry: (err, attempt) => log.warn({ err: (err as Error).message, attempt }, `waiting for ${what}`) });
-
-  let producer: Producer | undefined;
-  let pool: pg.Pool | undefined;
-  const getProducer = async () => {
-    producer ??= await wait('Kafka', () => connectProducer(kafka, cfg));
-    return producer;
-  };
-  const getPool = () => (pool ??= createPgPool(cfg.pgUrl, { applicationName: `cellar-${role}` }));
-
-  let handler: BatchHandler;
-  let sinkHealthy: () => boolean = () => true;
-  let inputTopics: string[];
-  // Configuration problems fail at once, before waiting for any service.
-  const suppliers = role === 'normalizer' ? loadRegistry(cfg.suppliersDir) : [];
-  // Mappings read cellar.sku_map and the catalog of bottle sizes; both are re-read while running.
-  const inputs = role === 'normalizer' ? new MappingInputsStore(getPool(), suppliers) : undefined;
-  if (inputs) {
-    await wait('Postgres (cellar.sku_map, cellar.catalog)', () => inputs.load());
-    const stopRefresh = inputs.refreshEvery(cfg.skuMapRefreshMs, log);
-    closers.push(async () => stopRefresh());
-  }
-  const raw = inputs ? rawTopics(suppliers, inputs) : [];
-  await wait('Kafka topics', () => ensureTopics(kafka, cfg));
-  if (role === 'normalizer') {
-    inputTopics = raw.map((r) => r.topic);
-    await wait('raw topics', () => ensureTopics(kafka, cfg, inputTopics));
-    log.info({ topics: describeTopics(raw) }, 'normalizing raw topics');
-    const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
-    const h = new NormalizerHandler(raw, new RouteStore(getPool()), await getProducer(), codecs, topics.observations, dlq, log, metrics, new DebeziumAvroDecoder(cfg.schemaRegistryUrl), () => inputs!.flushPins());
-    await wait('Schema Registry', () => h.init());
-    handler = h;
-  } else if (role === 'aggregator') {
-    inputTopics = [topics.observations];
-    const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
-    const h = new AggregatorHandler(new ContributionStore(getPool()), await getProducer(), codecs, topics.regionalStock, dlq, log, metrics);
-    await wait('Schema Registry', () => h.init());
-    handler = h;
-  } else {
-    inputTopics = [topics.regionalStock];
-    const sink: StockSink = role === 'sink-postgres' ? createPostgresStockSink({ url: cfg.pgUrl }) : createRedisSnapshotSink({ url: cfg.redisUrl, ttlSeconds: cfg.redisTtlSeconds });
-    await wait(role === 'sink-postgres' ? 'Postgres' : 'Redis', () => sink.connect());
-    sinkHealthy = () => sink.isHealthy?.() ?? true;
-    closers.push(() => sink.close());
-    const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
-    await wait('Schema Registry', () => dlq.init());
-    handler = new SinkHandler(role === 'sink-postgres' ? 'postgres' : 'redis', sink, codecs, dlq, log, metrics);
-  }
-
-  // One deployment per Cellar database: refused beside the embedded runtime or another topic prefix.
+  /** What start-up waits for now (`/readyz` says it from the first second). */
+  let phase = 'configuration';
+  let worker: ConsumerWorker | undefined;
   let conflict: string | undefined;
-  const stopDeployment = await wait('Postgres (cellar.deployments)', () => registerDeployment(getPool(), deploymentId('kafka', cfg.topicPrefix), role, log, (m) => (conflict = m)));
-  closers.push(() => stopDeployment());
-  const worker = await wait('consumer group', () =>
-    startConsumerWorker({ kafka, groupId: groupId(cfg, role), topics: inputTopics, handler, log, sessionTimeoutMs: cfg.kafkaSessionTimeoutMs, metrics }),
-  );
+  let sinkHealthy: () => boolean = () => true;
   let live = true;
-  const ops = cfg.httpPort >= 0 ? await startOpsServer(cfg.httpPort, metrics, { live: () => live, ready: () => !conflict && worker.isReady() && sinkHealthy() }) : undefined;
-  log.info({ role, group: groupId(cfg, role), topics: inputTopics, httpPort: ops?.port }, 'worker started');
-  let stopped: Promise<void> | undefined;
-  return {
-    role,
-    worker,
-    metrics,
-    httpPort: ops?.port,
-    stop: () =>
-      (stopped ??= (async () => {
-        live = false;
-        await ops?.close();
-        await worker.stop();
-        await producer?.disconnect().catch(() => undefined);
-        for (const c of closers) await c();
-        await pool?.end().catch(() => undefined);
-        log.info('worker stopped');
-      })()),
+  const ops = cfg.httpPort >= 0
+    ? await startOpsServer(cfg.httpPort, metrics, {
+      live: () => live,
+      ready: () => !!worker && !conflict && worker.isReady() && sinkHealthy(),
+      reason: () => conflict ?? (!worker ? `starting: waiting for ${phase}` : worker.problem() ?? (sinkHealthy() ? undefined : 'the store is unavailable; retrying')),
+    })
+    : undefined;
+  const wait = <T>(what: string, fn: () => Promise<T>) => {
+    phase = what;
+    return withRetry(fn, { minDelayMs: 250, maxDelayMs: 5_000, retries: 60, onRetry: (err, attempt) => log.warn({ err: (err as Error).message, attempt }, `waiting for ${what}`) });
   };
+  try {
+    return await startRole();
+  } catch (err) {
+    live = false;
+    await ops?.close();
+    throw err;
+  }
+
+  async function startRole(): Promise<RunningWorker> {
+    let producer: Producer | undefined;
+    let pool: pg.Pool | undefined;
+    const getProducer = async () => {
+      producer ??= await wait('Kafka', () => connectProducer(kafka, cfg));
+      return producer;
+    };
+    const getPool = () => (pool ??= createPgPool(cfg.pgUrl, { applicationName: `cellar-${role}` }));
+
+    let handler: BatchHandler;
+    let inputTopics: string[];
+    // Configuration problems fail at once, before waiting for any service.
+    const suppliers = role === 'normalizer' ? loadRegistry(cfg.suppliersDir) : [];
+    // Mappings read cellar.sku_map and the catalog of bottle sizes; both are re-read while running.
+    const inputs = role === 'normalizer' ? new MappingInputsStore(getPool(), suppliers) : undefined;
+    if (inputs) {
+      await wait('Postgres (cellar.sku_map, cellar.catalog)', () => inputs.load());
+      const stopRefresh = inputs.refreshEvery(cfg.skuMapRefreshMs, log);
+      closers.push(async () => stopRefresh());
+    }
+    const raw = inputs ? rawTopics(suppliers, inputs) : [];
+    await wait('Kafka topics', () => ensureTopics(kafka, cfg));
+    if (role === 'normalizer') {
+      inputTopics = raw.map((r) => r.topic);
+      await wait('raw topics', () => ensureTopics(kafka, cfg, inputTopics));
+      log.info({ topics: describeTopics(raw) }, 'normalizing raw topics');
+      const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
+      const h = new NormalizerHandler(raw, new RouteStore(getPool()), await getProducer(), codecs, topics.observations, dlq, log, metrics, new DebeziumAvroDecoder(cfg.schemaRegistryUrl), () => inputs!.flushPins());
+      await wait('Schema Registry', () => h.init());
+      handler = h;
+    } else if (role === 'aggregator') {
+      inputTopics = [topics.observations];
+      const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
+      const h = new AggregatorHandler(new ContributionStore(getPool()), await getProducer(), codecs, topics.regionalStock, dlq, log, metrics);
+      await wait('Schema Registry', () => h.init());
+      handler = h;
+    } else {
+      inputTopics = [topics.regionalStock];
+      const sink: StockSink = role === 'sink-postgres' ? createPostgresStockSink({ url: cfg.pgUrl }) : createRedisSnapshotSink({ url: cfg.redisUrl, ttlSeconds: cfg.redisTtlSeconds });
+      await wait(role === 'sink-postgres' ? 'Postgres' : 'Redis', () => sink.connect());
+      sinkHealthy = () => sink.isHealthy?.() ?? true;
+      closers.push(() => sink.close());
+      const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
+      await wait('Schema Registry', () => dlq.init());
+      handler = new SinkHandler(role === 'sink-postgres' ? 'postgres' : 'redis', sink, codecs, dlq, log, metrics);
+    }
+
+    // One deployment per Cellar database: refused beside the embedded runtime or another topic prefix.
+    const stopDeployment = await wait('Postgres (cellar.deployments)', () => registerDeployment(getPool(), deploymentId('kafka', cfg.topicPrefix), role, log, (m) => (conflict = m)));
+    closers.push(() => stopDeployment());
+    const running = await wait('consumer group', () =>
+      startConsumerWorker({ kafka, groupId: groupId(cfg, role), topics: inputTopics, handler, log, sessionTimeoutMs: cfg.kafkaSessionTimeoutMs, stallMs: cfg.kafkaStallMs, metrics }),
+    );
+    worker = running;
+    phase = 'nothing';
+    log.info({ role, group: groupId(cfg, role), topics: inputTopics, httpPort: ops?.port }, 'worker started');
+    let stopped: Promise<void> | undefined;
+    return {
+      role,
+      worker: running,
+      metrics,
+      httpPort: ops?.port,
+      stop: () =>
+        (stopped ??= (async () => {
+          live = false;
+          await ops?.close();
+          await running.stop();
+          await producer?.disconnect().catch(() => undefined);
+          for (const c of closers) await c();
+          await pool?.end().catch(() => undefined);
+          log.info('worker stopped');
+        })()),
+    };
+  }
 }

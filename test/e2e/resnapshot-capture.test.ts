@@ -79,7 +79,7 @@ describe('cellar resnapshot --table (cellar run capture + Kafka runtime)', () =>
     await supplier.query('DELETE FROM public.stock WHERE id % 6 = 0');
     await supplier.query(`UPDATE public.stock SET qty = qty + 2, depot = CASE depot WHEN 'd1' THEN 'd2' ELSE 'd1' END WHERE id % 5 = 0`);
     await supplier.query(`INSERT INTO public.stock SELECT g, 'sku-new', 'd2', 3 FROM generate_series(1001, 1015) g`);
-    expect((await p.converged(await truth(), [R1, R2], 3_000)).length, 'Cellar missed those changes').toBeGreaterThan(10);
+    expect((await p.converged(await truth(), [R1, R2], 3_000)).length - 1, 'Cellar missed those changes (the last line explains the workers)').toBeGreaterThan(10);
     let writes = 0;
     await resnapshotViaCapture(p, logDir, 'valley', 'public.stock', async () => {
       const writer = concurrentWriter(writerClient, 'public.cases', 151);
@@ -153,7 +153,7 @@ mapping: { sku: article, warehouse: wh, quantity: cases, regions: { pdx: ${R1}, 
   it('publishes the named table again; the other table\'s changes keep flowing and the checkpoint goes on', async () => {
     expect(await p.converged(await truth(), [R1, R2]), `capture (${logDir})`).toEqual([]);
     await conn.query(`SET SESSION sql_log_bin = 0; DELETE FROM ${db}.levels WHERE article IN ('a-1', 'a-2', 'a-3'); UPDATE ${db}.levels SET cases = cases + 4 WHERE wh = 'nyc'; INSERT INTO ${db}.levels VALUES ('a-new', 'pdx', 5); SET SESSION sql_log_bin = 1`);
-    expect((await p.converged(await truth(), [R1, R2], 3_000)).length, 'Cellar missed those changes').toBeGreaterThan(3);
+    expect((await p.converged(await truth(), [R1, R2], 3_000)).length - 1, 'Cellar missed those changes (the last line explains the workers)').toBeGreaterThan(3);
     await resnapshotViaCapture(p, logDir, 'cascade', `${db}.levels`, async () => {
       for (let i = 0; i < 60; i++) {
         await conn.query(`INSERT INTO ${db}.reserve VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE cases = VALUES(cases)`, [`a-${i % 45}`, ['pdx', 'nyc'][i % 2], i % 9]);

@@ -63,8 +63,10 @@ describe('fault suite', () => {
   async function check(fault: string, trial: number, changes: number): Promise<void> {
     const t0 = Date.now();
     const diff = await p.converged(w.truth(), w.regions, 180_000);
-    outcomes.push({ fault, trial, ok: diff.length === 0, changes, convergeMs: Date.now() - t0, ...(diff.length ? { diff: diff.slice(0, 10) } : {}) });
+    outcomes.push({ fault, trial, ok: diff.length === 0, changes, convergeMs: Date.now() - t0, ...(diff.length ? { diff: [...diff.slice(0, 10), ...diff.slice(-1)] } : {}) });
   }
+  /** The outcomes of one test that were not exact (each test answers for its own faults only). */
+  const wrong = (faults: (f: string) => boolean) => outcomes.filter((o) => !o.ok && faults(o.fault));
 
   beforeAll(async () => {
     [pgServer, redis] = await Promise.all([startLocalPostgres(), startLocalRedis()]);
@@ -72,7 +74,7 @@ describe('fault suite', () => {
     pool = createPgPool(url, { max: 2 });
     await migrate(pool);
     for (const name of [...ROLES, 'aggregator-2']) ports.set(name, await freePort());
-    p = new PipelineUnderTest(url, pool, w.suppliers(), logDir, { CELLAR_REDIS_URL: redis.url, CELLAR_LOG_LEVEL: 'warn' });
+    p = new PipelineUnderTest(url, pool, w.suppliers(), logDir, { CELLAR_REDIS_URL: redis.url, CELLAR_LOG_LEVEL: 'info' });
     for (const role of ROLES) start(role);
     await check('warm-up', 0, await load(200));
   }, 240_000);
@@ -102,7 +104,7 @@ describe('fault suite', () => {
         await check(`kill -9 ${role}`, trial, n);
       }
     }
-    expect(outcomes.filter((o) => !o.ok)).toEqual([]);
+    expect(wrong((f) => f.startsWith('kill -9') || f === 'warm-up')).toEqual([]);
   }, TRIALS * 4 * 120_000);
 
   it('Redis down for 10 s under load: sink-redis reports unready, then catches up with nothing lost', async () => {
@@ -121,7 +123,7 @@ describe('fault suite', () => {
     await check('redis down 10 s', 1, n);
     expect(sawUnready).toBe(true);
     expect(await ready('sink-redis')).toBe(200);
-    expect(outcomes.filter((o) => !o.ok)).toEqual([]);
+    expect(wrong((f) => f === 'redis down 10 s')).toEqual([]);
   }, 300_000);
 
   it('Postgres restarted under load', async () => {
@@ -133,7 +135,7 @@ describe('fault suite', () => {
       await pgServer.start();
     });
     await check('postgres restart', 1, n);
-    expect(outcomes.filter((o) => !o.ok)).toEqual([]);
+    expect(wrong((f) => f === 'postgres restart')).toEqual([]);
   }, 300_000);
 
   it('a second aggregator joins and the first leaves mid-stream (two rebalances)', async () => {
@@ -144,6 +146,6 @@ describe('fault suite', () => {
     await check('aggregator rebalance', 1, n);
     start('aggregator');
     await p.kill('aggregator-2', 'SIGTERM');
-    expect(outcomes.filter((o) => !o.ok)).toEqual([]);
+    expect(wrong((f) => f === 'aggregator rebalance')).toEqual([]);
   }, 300_000);
 });

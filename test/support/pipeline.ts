@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
@@ -22,6 +23,7 @@ export class PipelineUnderTest {
   readonly workers = new Map<string, ChildProcess>();
   private readonly redis: Redis;
   private producer: Awaited<ReturnType<typeof connectProducer>> | undefined;
+  private readonly logNames = new Set<string>();
 
   constructor(
     readonly pgUrl: string,
@@ -46,6 +48,7 @@ export class PipelineUnderTest {
   start(role: string, name = role, env: Record<string, string> = {}): ChildProcess {
     const child = spawnCellar(['run', role], { ...this.env, ...env }, join(this.logDir, `${name}.log`));
     this.workers.set(name, child);
+    this.logNames.add(name);
     return child;
   }
 
@@ -55,7 +58,22 @@ export class PipelineUnderTest {
     this.workers.delete(name);
   }
 
-  /** Waits until Postgres and Redis hold exactly `expected`; returns the remaining differences. */
+  /** Each worker's state and the last lines of its log: why a wait did not converge. */
+  explain(lines = 12): string {
+    const names = new Set([...this.logNames, ...this.workers.keys()]);
+    return [...names].map((name) => {
+      const c = this.workers.get(name);
+      const state = !c ? 'stopped by the test' : c.exitCode !== null ? `exited with ${c.exitCode}` : c.signalCode ? `ended by ${c.signalCode}` : `running, pid ${c.pid}`;
+      const file = join(this.logDir, `${name}.log`);
+      const tail = existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).slice(-lines) : [];
+      return `--- ${name} (${state}); last ${tail.length} log lines of ${file}:\n${tail.join('\n')}`;
+    }).join('\n');
+  }
+
+  /**
+   * Waits until Postgres and Redis hold exactly `expected`; returns the remaining differences, followed on
+   * a timeout by each worker's state and log tail ({@link explain}).
+   */
   async converged(expected: Totals, regions: string[], timeoutMs = 120_000): Promise<string[]> {
     let diff: string[] = ['not checked'];
     const deadline = Date.now() + timeoutMs;
@@ -68,7 +86,7 @@ export class PipelineUnderTest {
       }
       await new Promise((r) => setTimeout(r, 500));
     }
-    return diff;
+    return [...diff, `not converged after ${timeoutMs} ms; the workers:\n${this.explain()}`];
   }
 
   async publish(messages: RawMessage[], rawTopics: string[] = []): Promise<void> {

@@ -59,6 +59,7 @@ export function cellarEnv(extra: Record<string, string>): Record<string, string>
     CELLAR_REDIS_URL: s.redisUrl,
     CELLAR_LOG_LEVEL: 'info',
     CELLAR_KAFKA_SESSION_TIMEOUT_MS: '6000',
+    CELLAR_KAFKA_STALL_MS: '20000',
     ...extra,
   };
 }

@@ -1,0 +1,87 @@
+import pg from 'pg';
+import { CellarError, fromPgError } from '../../pipelines/core/errors.js';
+import type { Logger } from '../../pipelines/core/logger.js';
+import { FETCH_KEYS, type SourceMessage, type SourceRow, type SupplierSnapshot } from '../supplier-rows.js';
+import { createPostgresCdcSource, type PostgresCdcSource } from './source.js';
+
+const quotePg = (t: string) => t.split('.').map((p) => `"${p.replace(/"/g, '""')}"`).join('.');
+
+/** A Postgres supplier's rows: a cursor inside one REPEATABLE READ snapshot, point reads by primary key. */
+export class PostgresRows implements SupplierSnapshot {
+  constructor(private readonly reader: PostgresCdcSource, private readonly url: string, private readonly tables: string[]) {}
+
+  private async client(): Promise<pg.Client> {
+    const c = new pg.Client({ connectionString: this.url, application_name: 'cellar-reconcile' });
+    c.on('error', () => undefined);
+    try {
+      await c.connect();
+    } catch (err) {
+      throw fromPgError(err, 'connecting to the supplier database');
+    }
+    return c;
+  }
+
+  async scan(onChunk: (rows: SourceRow[]) => void | Promise<void>, chunkRows: number): Promise<void> {
+    const c = await this.client();
+    try {
+      await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      for (const table of this.tables) {
+        await c.query(`DECLARE recon NO SCROLL CURSOR FOR SELECT * FROM ${quotePg(table)}`);
+        for (;;) {
+          const r = await c.query(`FETCH ${chunkRows} FROM recon`);
+          if (!r.rowCount) break;
+          await onChunk(r.rows.map((row) => ({ table, row })));
+        }
+        await c.query('CLOSE recon');
+      }
+      await c.query('COMMIT');
+    } catch (err) {
+      throw err instanceof CellarError ? err : fromPgError(err, 'reading the supplier\'s rows');
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+
+  async fetch(table: string, keys: Array<Record<string, string>>): Promise<SourceRow[]> {
+    const cols = this.reader.keyColumns(table);
+    const c = await this.client();
+    try {
+      const out: SourceRow[] = [];
+      for (let i = 0; i < keys.length; i += FETCH_KEYS) {
+        const chunk = keys.slice(i, i + FETCH_KEYS);
+        const tuples = chunk.map((_, j) => `(${cols.map((_, k) => `$${j * cols.length + k + 1}`).join(', ')})`);
+        const r = await c.query(
+          `SELECT * FROM ${quotePg(table)} WHERE (${cols.map((k) => `"${k}"::text`).join(', ')}) IN (${tuples.join(', ')})`,
+          chunk.flatMap((k) => cols.map((col) => k[col] ?? '')),
+        );
+        out.push(...r.rows.map((row) => ({ table, row })));
+      }
+      return out;
+    } catch (err) {
+      throw fromPgError(err, `reading rows of ${table}`);
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+
+  message(r: SourceRow, op: 'r' | 'd', cellarVersion?: string): SourceMessage {
+    return this.reader.rowMessage(r.table, op, r.row, { lsn: '0/0', tsMs: Date.now(), ...(cellarVersion !== undefined ? { cellarVersion } : {}) });
+  }
+
+  image(r: SourceRow): { key: Record<string, unknown>; after: Record<string, unknown> } {
+    return this.reader.rowImage(r.table, r.row);
+  }
+
+  keyColumns(table: string): string[] {
+    return this.reader.keyColumns(table);
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** Opens read-only access to a Postgres supplier's captured tables (their columns and keys read first). */
+export async function openPostgresRows(url: string, topicPrefix: string, tables: string[], log: Logger): Promise<SupplierSnapshot> {
+  const reader = createPostgresCdcSource({ url, topicPrefix, tables }, log);
+  await reader.inspect();
+  return new PostgresRows(reader, url, tables);
+}
