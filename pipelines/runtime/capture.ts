@@ -1,7 +1,6 @@
 import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
 import { createNativeSource, hasNativeSource, type SourceCheckpoint } from '../../connectors/native-source.js';
 import { toDebeziumJson } from '../../connectors/debezium/envelope.js';
-import type { BinlogPosition } from '../../connectors/mysql-cdc/index.js';
 import { createPgPool, inTransaction } from '../core/pg.js';
 import { migrate } from '../state/migrate.js';
 import type { RuntimeConfig } from '../core/config.js';
@@ -10,12 +9,10 @@ import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import { retryInPlace } from '../core/retry.js';
 import { connectProducer, createKafka, ensureTopics } from '../kafka/client.js';
-import { readCheckpoint, writeCheckpoint } from '../state/checkpoints.js';
+import { readCheckpoint, resumePoint, storedPosition, writeCheckpoint, type StoredCheckpoint } from '../state/checkpoints.js';
 import { RuntimeLease } from './lease.js';
-import { finishResnapshotRequests, pollResnapshotRequests, snapshotStateOf, type SnapshotState } from './resnapshot.js';
+import { finishResnapshotRequests, pollResnapshotRequests, snapshotStateOf } from './resnapshot.js';
 
-/** What `cellar.checkpoints` holds for a capture (source id `capture:<supplier>`): its position and the snapshot it owes. */
-interface CaptureCheckpoint extends SnapshotState { kind: string; lsn?: string; position?: BinlogPosition }
 
 /** A position is checkpointed at most this often while streaming (and at snapshot end and on stop). */
 const CHECKPOINT_EVERY_MS = 1_000;
@@ -53,7 +50,7 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
   const producer = await retry('Kafka', () => connectProducer(kafka, cfg));
   const sourceId = `capture:${supplier.id}`;
   // A checkpoint that records the end of a snapshot also marks the resnapshot requests it fulfils finished.
-  const checkpoint = (c: CaptureCheckpoint, finished: number[] = []) =>
+  const checkpoint = (c: StoredCheckpoint, finished: number[] = []) =>
     retry('writing checkpoint', () =>
       inTransaction(pool, 'writing checkpoint', async (tx) => {
         await lease.fence(tx);
@@ -83,7 +80,7 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
   const failed = new Promise<void>((_, reject) => (fail = reject));
   failed.catch(() => undefined);
   const startReader = async (): Promise<Reader> => {
-    const saved = await readCheckpoint<CaptureCheckpoint>(pool, sourceId);
+    const saved = await readCheckpoint<StoredCheckpoint>(pool, sourceId);
     const r = await startNative(supplier, saved, publish, checkpoint, retry, log);
     r.done?.catch(fail);
     return r;
@@ -117,7 +114,7 @@ type Retry = <T>(what: string, fn: () => Promise<T>) => Promise<T>;
 /** `done` rejects when the reader's stream stops on an error; `cellar run capture` then exits 1 for its supervisor to restart it. */
 type Reader = { stop(): Promise<void>; done?: Promise<void> };
 
-type Checkpoint = (c: CaptureCheckpoint, finished?: number[]) => Promise<unknown>;
+type Checkpoint = (c: StoredCheckpoint, finished?: number[]) => Promise<unknown>;
 
 /**
  * The supplier's native source (see connectors/native-source.ts) publishing to Kafka: each batch is acked
@@ -125,13 +122,13 @@ type Checkpoint = (c: CaptureCheckpoint, finished?: number[]) => Promise<unknown
  * MySQL restart resumes; Postgres resumes from its slot) and the snapshot still owed, written at most every
  * second once a snapshot of every table is done, and always by the batch that ends a snapshot.
  */
-async function startNative(supplier: Supplier, saved: CaptureCheckpoint | undefined, publish: Publish, checkpoint: Checkpoint, retry: Retry, log: Logger): Promise<Reader> {
+async function startNative(supplier: Supplier, saved: StoredCheckpoint | undefined, publish: Publish, checkpoint: Checkpoint, retry: Retry, log: Logger): Promise<Reader> {
   const source = createNativeSource(supplier, log, { evictSlotHolder: true })!;
   let owed = snapshotStateOf(saved);
   let latest: SourceCheckpoint | undefined;
   let written = 0;
-  const stored = (c: SourceCheckpoint) => (c.kind === 'postgres' ? { lsn: c.lsn } : { position: c.position });
-  const from = { ...owed, ...(saved?.position ? { checkpoint: { kind: 'mysql' as const, position: saved.position } } : {}) };
+  const resume = resumePoint(saved);
+  const from = { ...owed, ...(resume ? { checkpoint: resume } : {}) };
   await retry(`starting the reader of ${supplier.id}`, () =>
     source.start(async (batch) => {
       await publish(batch.changes.map((c) => toDebeziumJson(c)));
@@ -142,7 +139,7 @@ async function startNative(supplier: Supplier, saved: CaptureCheckpoint | undefi
         latest = batch.checkpoint;
         if (batch.snapshotComplete || Date.now() - written >= CHECKPOINT_EVERY_MS) {
           written = Date.now();
-          await checkpoint({ kind: supplier.source.kind, ...stored(latest), ...owed }, finished);
+          await checkpoint({ kind: supplier.source.kind, ...storedPosition(latest), ...owed }, finished);
         }
       }
       await source.ack(batch.checkpoint);
@@ -152,7 +149,7 @@ async function startNative(supplier: Supplier, saved: CaptureCheckpoint | undefi
     done: source.done,
     stop: async () => {
       await source.stop();
-      if (latest) await checkpoint({ kind: supplier.source.kind, ...stored(latest), ...owed }).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'final checkpoint not written; a restart publishes the last changes again'));
+      if (latest) await checkpoint({ kind: supplier.source.kind, ...storedPosition(latest), ...owed }).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'final checkpoint not written; a restart publishes the last changes again'));
     },
   };
 }

@@ -19,14 +19,13 @@ import type { CompiledMapping } from '../normalize/mapping.js';
 import type { Route } from '../normalize/normalize.js';
 import type { CachedRouteStore } from '../state/routes.js';
 import type { MappingInputsStore } from '../normalize/sku-map-store.js';
-import { writeCheckpoint } from '../state/checkpoints.js';
+import { storedPosition, writeCheckpoint, type StoredCheckpoint } from '../state/checkpoints.js';
+import type { SourceCheckpoint } from '../../connectors/native-source.js';
 import { afterBatch, finishResnapshotRequests, snapshotStateOf, type SnapshotState } from './resnapshot.js';
 
 /** The `partition` the embedded runtime files its contributions under (the Kafka runtime uses 0..N-1). */
 export const EMBEDDED_PARTITION = -1;
 
-/** A supplier's checkpoint: where its reader resumes, and the snapshot it owes (see SnapshotState). */
-export interface EmbeddedCheckpoint extends SnapshotState { kind: string; position?: unknown }
 
 /**
  * A change the embedded runtime applies: a native reader's {@link SourceChange}, or a correction from
@@ -39,8 +38,8 @@ export interface Pending {
   supplier: Supplier;
   mapping: CompiledMapping;
   batch: { changes: EmbeddedChange[]; snapshot: boolean; snapshotComplete?: boolean };
-  /** Where the source resumes after this batch; undefined for corrections (nothing to checkpoint). */
-  position: unknown;
+  /** Where the source stands after this batch; undefined for corrections (nothing to checkpoint). */
+  checkpoint: SourceCheckpoint | undefined;
   confirm: () => Promise<void>;
   /** Rows of `cellar.repair_requests` this batch carries, deleted in the commit that applies them. */
   repairIds?: number[];
@@ -59,7 +58,7 @@ export interface Prepared {
   totals: RegionalStock[];
   changed: Contribution[];
   /** Checkpoint rows as of this group (taken now: the next group may already finish a snapshot). */
-  checkpoints: Array<[string, EmbeddedCheckpoint]>;
+  checkpoints: Array<[string, StoredCheckpoint]>;
   confirms: Array<() => Promise<void>>;
   repairIds: number[];
   /** Resnapshot requests whose snapshot this group completes. */
@@ -106,7 +105,7 @@ export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Pre
     for (const p of group) {
       if (p.observations) aggregate(p.observations);
       out.changes += p.batch.changes.length;
-      const at = JSON.stringify(p.position ?? 'reconciliation');
+      const at = p.checkpoint ? JSON.stringify(storedPosition(p.checkpoint)) : 'reconciliation';
       for (const m of p.batch.changes) {
         const table = m.table;
         const list = byTable.get(table);
@@ -145,9 +144,9 @@ export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Pre
   out.routesToSave = s.routes.placementChanges(allRoutes);
   s.routes.remember(allRoutes);
   for (const group of bySupplier.values()) {
-    const last = group.filter((p) => p.position !== undefined).at(-1);
-    if (!last) continue;
-    out.checkpoints.push([last.supplier.id, { kind: last.supplier.source.kind, position: last.position, ...snapshotStateOf(s.snapshots.get(last.supplier.id)) }]);
+    const last = group.filter((p) => p.checkpoint !== undefined).at(-1);
+    if (!last?.checkpoint) continue;
+    out.checkpoints.push([last.supplier.id, { kind: last.supplier.source.kind, ...storedPosition(last.checkpoint), ...snapshotStateOf(s.snapshots.get(last.supplier.id)) }]);
     out.confirms.push(last.confirm);
   }
   // Stable across retries of the commit, so letters of a commit whose outcome was unknown are written once.

@@ -16,9 +16,9 @@ import { CachedHeldStore } from '../state/held.js';
 import type { CompiledMapping } from '../normalize/mapping.js';
 import { CachedRouteStore } from '../state/routes.js';
 import { MappingInputsStore } from '../normalize/sku-map-store.js';
-import { readCheckpoint } from '../state/checkpoints.js';
+import { readCheckpoint, type StoredCheckpoint } from '../state/checkpoints.js';
 import { deploymentId, registerDeployment } from '../state/deployments.js';
-import { EMBEDDED_PARTITION, prepareGroup, writeGroup, type EmbeddedCheckpoint, type GroupState, type Pending, type Prepared } from './embedded-group.js';
+import { EMBEDDED_PARTITION, prepareGroup, writeGroup, type GroupState, type Pending, type Prepared } from './embedded-group.js';
 import { GroupCommitLoop } from './group-commit.js';
 import { RuntimeLease } from './lease.js';
 import { ReaderSupervisor } from './reader-supervisor.js';
@@ -136,7 +136,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const readers = new ReaderSupervisor({
     log, metrics, retry, snapshots, ended, onFatal: loop.stopOn,
     accept: (p, size) => loop.push(p, size),
-    readCheckpoint: (id) => readCheckpoint<EmbeddedCheckpoint>(pool, id),
+    readCheckpoint: (id) => readCheckpoint<StoredCheckpoint>(pool, id),
   });
 
   const mappings = new Map<string, { supplier: Supplier; mapping: CompiledMapping }>();
@@ -147,7 +147,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     }
     const mapping = inputs.compile(supplier);
     mappings.set(supplier.id, { supplier, mapping });
-    snapshots.set(supplier.id, snapshotStateOf(await readCheckpoint<EmbeddedCheckpoint>(pool, supplier.id)));
+    snapshots.set(supplier.id, snapshotStateOf(await readCheckpoint<StoredCheckpoint>(pool, supplier.id)));
     await readers.start(supplier, mapping);
   }
   // Corrections from reconciliation (cellar.repair_requests) take the same path as the readers' changes.
@@ -160,7 +160,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       const { supplier, mapping } = mappings.get(id)!;
       for (const r of list) queuedRepairs.add(Number(r.id));
       loop.offer({
-        supplier, mapping, position: undefined, confirm: async () => undefined, repairIds: list.map((r) => Number(r.id)),
+        supplier, mapping, checkpoint: undefined, confirm: async () => undefined, repairIds: list.map((r) => Number(r.id)),
         observations: list.flatMap((r) => (r.observation ? [r.observation] : [])),
         batch: { snapshot: false, changes: list.flatMap((r) => (r.observation ? [] : [{ table: r.source_table!, key: r.key, value: r.value! }])) },
       });

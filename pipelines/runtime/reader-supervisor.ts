@@ -1,16 +1,14 @@
-import { createNativeSource, type SourceCheckpoint } from '../../connectors/native-source.js';
-import type { BinlogPosition } from '../../connectors/mysql-cdc/index.js';
+import { createNativeSource } from '../../connectors/native-source.js';
 import type { Supplier } from '../../connectors/registry/loader.js';
 import { CellarError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import { sleep } from '../core/retry.js';
 import type { CompiledMapping } from '../normalize/mapping.js';
-import type { EmbeddedCheckpoint, Pending } from './embedded-group.js';
+import type { Pending } from './embedded-group.js';
+import { resumePoint, type StoredCheckpoint } from '../state/checkpoints.js';
 import type { SnapshotState } from './resnapshot.js';
 
-/** The position an embedded checkpoint stores: the LSN text or the binlog position (as before the contract). */
-const storedPosition = (c: SourceCheckpoint): unknown => (c.kind === 'postgres' ? c.lsn : c.position);
 
 /** Wait before starting a reader again after its stream stopped on an error, ms (then retries with backoff). */
 const READER_RESTART_MS = 1_000;
@@ -24,7 +22,7 @@ export interface SupervisorDeps {
   accept: (p: Pending, size: number) => Promise<void>;
   /** What each supplier's reader owes (snapshot state), kept by the group commit. */
   snapshots: Map<string, SnapshotState>;
-  readCheckpoint: (supplierId: string) => Promise<EmbeddedCheckpoint | undefined>;
+  readCheckpoint: (supplierId: string) => Promise<StoredCheckpoint | undefined>;
   /** True once the runtime stops or failed: readers are not started again. */
   ended: () => boolean;
   onFatal: (err: unknown) => void;
@@ -57,9 +55,8 @@ export class ReaderSupervisor {
       try {
         // A batch of a reader that has since stopped cannot be acknowledged through it: its successor
         // resumes from the last durable checkpoint (the slot's confirmed position, or the saved binlog position).
-        const saved = supplier.source.kind === 'postgres' ? undefined : await d.readCheckpoint(supplier.id);
-        const checkpoint: SourceCheckpoint | undefined = saved?.position ? { kind: 'mysql', position: saved.position as BinlogPosition } : undefined;
-        await src.start((b) => accept({ batch: b, position: storedPosition(b.checkpoint), confirm: () => src.ack(b.checkpoint).catch(() => undefined) }), { ...owed, ...(checkpoint ? { checkpoint } : {}) });
+        const checkpoint = supplier.source.kind === 'postgres' ? undefined : resumePoint(await d.readCheckpoint(supplier.id));
+        await src.start((b) => accept({ batch: b, checkpoint: b.checkpoint, confirm: () => src.ack(b.checkpoint).catch(() => undefined) }), { ...owed, ...(checkpoint ? { checkpoint } : {}) });
         return src;
       } catch (err) {
         throw err instanceof CellarError ? err : new CellarError('cdc_start', `${supplier.id}: ${(err as Error).message}`, { retriable: true, cause: err });

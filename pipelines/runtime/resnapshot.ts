@@ -3,22 +3,8 @@ import { inTransaction, query } from '../core/pg.js';
 import type { Logger } from '../core/logger.js';
 import { readCheckpoint, writeCheckpoint } from '../state/checkpoints.js';
 
-/**
- * The snapshot a native reader still owes, as its checkpoint in `cellar.checkpoints` records it (beside
- * its position). A reader started with it snapshots what is owed before it streams, so a crash anywhere
- * before the commit that records the end of that snapshot snapshots the same tables again on restart.
- */
-export interface SnapshotState {
-  /** False until a snapshot of every table completed: the next start snapshots every table (again). */
-  snapshotDone?: boolean;
-  /**
-   * With `snapshotDone`: tables to snapshot again (`cellar resnapshot --table`) before streaming on from the
-   * checkpointed position; the other tables' changes keep streaming from there, untouched.
-   */
-  snapshotTables?: string[];
-  /** Ids of the `cellar.resnapshot_requests` the owed snapshot fulfils: marked finished with its end. */
-  resnapshotRequests?: number[];
-}
+export type { SnapshotState } from '../state/checkpoints.js';
+import type { SnapshotState } from '../state/checkpoints.js';
 
 /** A queued `cellar resnapshot`: which tables (null: all of the supplier's). */
 export interface ResnapshotRequest { id: number; tables: string[] | null }

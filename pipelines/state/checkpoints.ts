@@ -1,5 +1,46 @@
 import type pg from 'pg';
+import type { SourceCheckpoint } from '../../connectors/native-source.js';
+import type { BinlogPosition } from '../../connectors/mysql-cdc/index.js';
 import { query } from '../core/pg.js';
+
+/**
+ * The snapshot a native reader still owes, as its checkpoint in `cellar.checkpoints` records it (beside
+ * its position). A reader started with it snapshots what is owed before it streams, so a crash anywhere
+ * before the commit that records the end of that snapshot snapshots the same tables again on restart.
+ */
+export interface SnapshotState {
+  /** False until a snapshot of every table completed: the next start snapshots every table (again). */
+  snapshotDone?: boolean;
+  /**
+   * With `snapshotDone`: tables to snapshot again (`cellar resnapshot --table`) before streaming on from the
+   * checkpointed position; the other tables' changes keep streaming from there, untouched.
+   */
+  snapshotTables?: string[];
+  /** Ids of the `cellar.resnapshot_requests` the owed snapshot fulfils: marked finished with its end. */
+  resnapshotRequests?: number[];
+}
+
+/**
+ * A native source's checkpoint as both runtimes store it (the embedded runtime under the supplier id, capture
+ * under `capture:<supplier>`): the source kind, where it stands (a Postgres LSN, informational since the slot
+ * keeps the position; a binlog position with GTIDs, where a restart resumes) and the snapshot it owes.
+ */
+export interface StoredCheckpoint extends SnapshotState {
+  kind: string;
+  lsn?: string;
+  /** A binlog position; in checkpoints written before this form, the embedded runtime's LSN text. */
+  position?: BinlogPosition | string;
+}
+
+/** The stored fields of a source checkpoint. */
+export function storedPosition(c: SourceCheckpoint): { lsn: string } | { position: BinlogPosition } {
+  return c.kind === 'postgres' ? { lsn: c.lsn } : { position: c.position };
+}
+
+/** Where a saved checkpoint resumes its source: a binlog position; none for Postgres (the slot has it). */
+export function resumePoint(saved: StoredCheckpoint | undefined): SourceCheckpoint | undefined {
+  return saved?.position && typeof saved.position === 'object' ? { kind: 'mysql', position: saved.position } : undefined;
+}
 
 /**
  * Source positions in `cellar.checkpoints`, one JSON document per source id (a supplier id for the
