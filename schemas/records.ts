@@ -56,4 +56,6 @@ export interface DeadLetter {
    * commit retried after an unknown outcome does not write it twice. Not part of the Avro record.
    */
   dedupeKey?: string | null;
+  /** The dead letter whose replay was refused again (`cellar dlq replay`). Not part of the Avro record. */
+  replayOf?: number | null;
 }

@@ -9,7 +9,7 @@ import type { BatchContext, BatchHandler, PartitionBatch } from '../kafka/worker
 import { stockKey } from '../kafka/topics.js';
 import { RegionalAggregator } from './aggregator.js';
 import { aggregateObservations } from './stage.js';
-import { deadLetter } from '../dlq/letter.js';
+import { deadLetter, replayOfHeaders } from '../dlq/letter.js';
 import type { ReasonCode } from '../../schemas/reasons.js';
 import type { ContributionStore } from '../state/contributions.js';
 
@@ -68,7 +68,7 @@ export class AggregatorHandler implements BatchHandler {
 
   private async decode(batch: PartitionBatch, m: KafkaMessage, letters: DeadLetter[]): Promise<StockObservation | undefined> {
     const fail = (reason: ReasonCode, message: string) => {
-      letters.push(deadLetter('aggregator', reason, message, { topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value }));
+      letters.push(deadLetter('aggregator', reason, message, { topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value, replayOf: replayOfHeaders(m.headers) }));
       return undefined;
     };
     if (!m.value) return fail('empty_record', 'an observation without a value (a tombstone on the observations topic)');

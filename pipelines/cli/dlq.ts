@@ -4,9 +4,12 @@ import { loadRuntimeConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
 import { connectProducer, createKafka } from '../kafka/client.js';
 import type { Producer } from 'kafkajs';
-import { deadLetterCounts, listDeadLetters, replayDeadLetters, replayPlan, type DeadLetterFilter } from '../state/dead-letters.js';
+import { userInfo } from 'node:os';
+import { ConfigError } from '../core/errors.js';
+import { DEAD_LETTER_STATUSES, deadLetterCounts, listDeadLetters, replayDeadLetters, replayPlan, resolveDeadLetters, type DeadLetterFilter, type DeadLetterStatus } from '../state/dead-letters.js';
 import { formatTable } from './format.js';
 import { heldSummary, listHeld } from '../state/held.js';
+import { replayOutcome } from './dlq-outcome.js';
 
 interface FilterOpts {
   id?: string[];
@@ -14,17 +17,40 @@ interface FilterOpts {
   supplier?: string;
   stage?: string;
   pending?: boolean;
+  status?: string;
+  since?: string;
+  until?: string;
   limit?: string;
 }
 
+/** The filter the flags give; every bad flag is named in one error (exit 2). */
 function filterOf(o: FilterOpts): DeadLetterFilter {
+  const problems: string[] = [];
+  const ids = (o.id ?? []).map((x) => Number(x));
+  if (ids.some((n) => !Number.isSafeInteger(n) || n < 1)) problems.push(`--id: ${o.id!.join(' ')}: ids are positive integers`);
+  const time = (flag: string, v: string | undefined) => {
+    if (v === undefined) return undefined;
+    const rel = /^(\d+)([smhd])$/.exec(v);
+    const t = rel ? new Date(Date.now() - Number(rel[1]) * { s: 1e3, m: 6e4, h: 36e5, d: 864e5 }[rel[2] as 's']) : new Date(v);
+    if (Number.isNaN(t.getTime())) problems.push(`${flag}: "${v}" is neither a time (2026-11-29T10:00Z) nor an age (30m, 2h, 7d)`);
+    return t;
+  };
+  const since = time('--since', o.since);
+  const until = time('--until', o.until);
+  if (o.status && !(DEAD_LETTER_STATUSES as readonly string[]).includes(o.status)) problems.push(`--status: "${o.status}" is not one of ${DEAD_LETTER_STATUSES.join(', ')}`);
+  const limit = o.limit === undefined ? undefined : Number(o.limit);
+  if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1)) problems.push(`--limit: "${o.limit}" is not a positive integer`);
+  if (problems.length) throw new ConfigError(`cellar dlq: ${problems.join('; ')}`);
   return {
-    ids: o.id?.map((x) => Number(x)).filter(Number.isInteger),
+    ...(ids.length ? { ids } : {}),
     reason: o.reason,
     supplierId: o.supplier,
     stage: o.stage,
     pending: o.pending,
-    limit: o.limit ? Number(o.limit) : undefined,
+    ...(o.status ? { status: o.status as DeadLetterStatus } : {}),
+    ...(since ? { since } : {}),
+    ...(until ? { until } : {}),
+    limit,
   };
 }
 
@@ -34,9 +60,21 @@ function withFilters(c: Command): Command {
     .option('--reason <code>', 'reason code, e.g. unknown_sku')
     .option('--supplier <id>', 'supplier id')
     .option('--stage <stage>', 'normalizer, aggregator, sink-postgres, sink-redis')
-    .option('--pending', 'only letters never replayed')
+    .option('--status <status>', 'pending, replayed or resolved')
+    .option('--pending', 'only letters never replayed nor resolved (--status pending)')
+    .option('--since <time>', 'filed at or after: a time (2026-11-29T10:00Z) or an age (30m, 2h, 7d)')
+    .option('--until <time>', 'filed before: a time or an age')
     .option('--limit <n>', 'at most this many');
 }
+
+/** Who runs the command, for `replayed_by` / `resolved_by`. */
+const actorOf = (by?: string) => by ?? process.env.CELLAR_ACTOR ?? (() => {
+  try {
+    return userInfo().username;
+  } catch {
+    return 'cellar';
+  }
+})();
 
 function preview(buf: Buffer | null): string {
   if (!buf) return '';
@@ -44,7 +82,7 @@ function preview(buf: Buffer | null): string {
   return (/^[\x20-\x7e\s]*$/.test(s.slice(0, 200)) ? s : `<${buf.length} bytes>`).replace(/\s+/g, ' ').slice(0, 80);
 }
 
-/** `cellar dlq list|replay`. */
+/** `cellar dlq list|held|replay|resolve`. */
 export function registerDlqCommands(program: Command): void {
   const dlq = program.command('dlq').description('inspect and replay dead letters (cellar.dead_letters)');
   withFilters(dlq.command('list').description('list dead letters, newest first, with a count by reason'))
@@ -57,13 +95,17 @@ export function registerDlqCommands(program: Command): void {
           for (const l of letters) process.stdout.write(`${JSON.stringify({ ...l, key: l.key?.toString('base64') ?? null, value: l.value?.toString('base64') ?? null })}\n`);
           return;
         }
-        const counts = await deadLetterCounts(pool);
-        console.log(formatTable(['stage', 'reason', 'total', 'pending'], counts.map((c) => [c.stage, c.reason, c.count, c.pending])));
+        const counts = await deadLetterCounts(pool, filterOf(o));
+        if (!counts.length) {
+          console.log('no dead letters match');
+          return;
+        }
+        console.log(formatTable(['stage', 'reason', 'total', 'pending', 'replayed', 'resolved'], counts.map((c) => [c.stage, c.reason, c.count, c.pending, c.replayed, c.resolved])));
         console.log('');
         console.log(
           formatTable(
-            ['id', 'stage', 'reason', 'supplier', 'where', 'message', 'value'],
-            letters.map((l) => [l.id, l.stage, l.reason, l.supplierId ?? '-', l.topic ? `${l.topic}[${l.partition}]@${l.offset}` : (l.sourcePosition ?? '-'), l.message.slice(0, 70), preview(l.value)]),
+            ['id', 'stage', 'reason', 'supplier', 'status', 'where', 'message', 'value'],
+            letters.map((l) => [l.id, l.stage, l.reason, l.supplierId ?? '-', l.status + (l.replayOf ? ` (replay of ${l.replayOf})` : ''), l.topic ? `${l.topic}[${l.partition}]@${l.offset}` : (l.sourcePosition ?? '-'), l.message.slice(0, 70), preview(l.value)]),
           ),
         );
       } finally {
@@ -98,9 +140,11 @@ export function registerDlqCommands(program: Command): void {
         await pool.end();
       }
     });
-  withFilters(dlq.command('replay').description('send dead letters back through the pipeline (after fixing a mapping or the catalog)'))
+  withFilters(dlq.command('replay').description('send dead letters back through the pipeline (after fixing a mapping or the catalog), wait for the outcome; exit 1 if any is refused again or not applied in time'))
     .option('--dry-run', 'only say what would be replayed')
-    .action(async (o: FilterOpts & { dryRun?: boolean }) => {
+    .option('--wait <seconds>', 'how long to wait for the pipeline to apply the replayed changes (0: do not wait)', '30')
+    .option('--by <name>', 'who replays, kept with each letter (default: CELLAR_ACTOR or the user name)')
+    .action(async (o: FilterOpts & { dryRun?: boolean; wait: string; by?: string }) => {
       const cfg = loadRuntimeConfig();
       const pool = createPgPool(cfg.pgUrl);
       const filter = filterOf(o);
@@ -113,13 +157,42 @@ export function registerDlqCommands(program: Command): void {
           console.log(`would replay ${plan.kafka.length} dead letters to their Kafka topics${ids(plan.kafka)}, hand ${plan.embedded.length} back to the embedded runtime${ids(plan.embedded)}; ${plan.none.length} cannot be replayed${ids(plan.none, ': repair with cellar reconcile --repair')}`);
           return;
         }
-        const r = await replayDeadLetters(pool, async () => (producer = await connectProducer(createKafka(cfg, createLogger('dlq-replay', 'warn'), 'dlq-replay'), cfg)), filter);
+        const waitS = Number(o.wait);
+        if (!Number.isFinite(waitS) || waitS < 0) throw new ConfigError(`cellar dlq replay: --wait: "${o.wait}" is not a number of seconds`);
+        const actor = actorOf(o.by);
+        const kafka = createKafka(cfg, createLogger('dlq-replay', 'warn'), 'dlq-replay');
+        const r = await replayDeadLetters(pool, async () => (producer = await connectProducer(kafka, cfg)), filter, actor);
         console.log(
-          `replayed ${r.replayed.length} dead letters to their Kafka topics; handed ${r.queued.length} back to the embedded runtime (applied within a second while it runs)` +
-            (r.skipped.length ? `; ${r.skipped.length} cannot be replayed (${r.skipped.join(', ')}: repair with cellar reconcile --repair)` : ''),
+          `replayed ${r.replayed.length} dead letters to their Kafka topics; handed ${r.queued.length} back to the embedded runtime` +
+            (r.skipped.length ? `; ${r.skipped.length} cannot be replayed (${r.skipped.map((l) => l.id).join(', ')}: repair with cellar reconcile --repair)` : ''),
         );
+        if (!r.replayed.length && !r.queued.length) return;
+        if (waitS === 0) {
+          console.log('not waiting: `cellar dlq list --status replayed` shows them until they are resolved');
+          return;
+        }
+        const out = await replayOutcome({ pool, kafka, cfg, replayed: r.replayed, queued: r.queued, sent: r.sent, waitMs: waitS * 1000, actor, afterId: r.afterId });
+        for (const line of out.lines) console.log(line);
+        process.exitCode = out.ok ? 0 : 1;
       } finally {
         await producer?.disconnect();
+        await pool.end();
+      }
+    });
+  withFilters(dlq.command('resolve').description('close dead letters without a replay (e.g. repaired by reconciliation, or a row deleted since), with who and why'))
+    .requiredOption('--note <text>', 'why they are closed, kept with each letter')
+    .option('--by <name>', 'who closes them (default: CELLAR_ACTOR or the user name)')
+    .action(async (o: FilterOpts & { note: string; by?: string }) => {
+      const filter = filterOf(o);
+      if (!filter.ids && !filter.reason && !filter.supplierId && !filter.stage && !filter.since && !filter.until) {
+        throw new ConfigError('cellar dlq resolve: name the letters: --id, --reason, --supplier, --stage, --since or --until');
+      }
+      const pool = createPgPool(loadRuntimeConfig().pgUrl);
+      try {
+        const letters = (await listDeadLetters(pool, { ...filter, limit: filter.limit ?? 100_000 })).filter((l) => l.status !== 'resolved');
+        const n = await resolveDeadLetters(pool, letters.map((l) => l.id), actorOf(o.by), o.note);
+        console.log(`resolved ${n} dead letters${n ? ` (${letters.map((l) => l.id).join(', ')})` : ''}`);
+      } finally {
         await pool.end();
       }
     });

@@ -36,6 +36,8 @@ export class CellarMetrics {
   readonly connectorUp: Gauge<'connector'>;
   /** 1 while a connector's task is FAILED, else 0. */
   readonly connectorTaskFailed: Gauge<'connector' | 'task'>;
+  /** 1 while Redis is behind Postgres (unreachable, or being rebuilt from it), else 0 (embedded runtime). */
+  readonly redisStale: Gauge;
 
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'cellar_process_' });
@@ -66,6 +68,7 @@ export class CellarMetrics {
     this.readerRestarts = new Counter({ name: 'cellar_reader_restarts_total', help: 'Native readers started again after their stream stopped on an error', labelNames: ['supplier'], registers: r });
     this.connectorUp = new Gauge({ name: 'cellar_connector_up', help: '1 while the Kafka Connect connector is RUNNING', labelNames: ['connector'], registers: r });
     this.connectorTaskFailed = new Gauge({ name: 'cellar_connector_task_failed', help: '1 while the connector task is FAILED', labelNames: ['connector', 'task'], registers: r });
+    this.redisStale = new Gauge({ name: 'cellar_redis_stale', help: '1 while Redis is behind Postgres (unreachable, or being rebuilt from it), else 0 (embedded runtime)', registers: r });
     this.reconciliationRows = new Counter({ name: 'cellar_reconciliation_rows_compared_total', help: 'Source rows compared by reconciliation', labelNames: ['supplier'], registers: r });
   }
 

@@ -18,6 +18,18 @@ export interface LetterOrigin {
   value?: Buffer | string | null;
   /** Source table of a change the embedded runtime read (it has no topic): lets a replay route it back. */
   sourceTable?: string | null;
+  /** The letter this record replays, when its replay was refused again. */
+  replayOf?: number | null;
+}
+
+/** The Kafka header a replayed message carries (`cellar dlq replay`): the id of the letter it replays. */
+export const REPLAY_HEADER = 'cellar-replay-of';
+
+/** The replayed letter's id from a Kafka message's headers, or null. */
+export function replayOfHeaders(headers: Record<string, unknown> | undefined): number | null {
+  const h = headers?.[REPLAY_HEADER];
+  const text = Buffer.isBuffer(h) ? h.toString('utf8') : typeof h === 'string' ? h : undefined;
+  return text && /^\d+$/.test(text) ? Number(text) : null;
 }
 
 const bytes = (v: Buffer | string | null | undefined) => (v === null || v === undefined ? null : Buffer.isBuffer(v) ? v : Buffer.from(v));
@@ -40,5 +52,6 @@ export function deadLetter(stage: Stage, reason: ReasonCode, message: string, at
     value: bytes(at.value),
     tsMs: nowMs,
     sourceTable: at.sourceTable ?? null,
+    ...(at.replayOf ? { replayOf: at.replayOf } : {}),
   };
 }

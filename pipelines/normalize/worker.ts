@@ -10,7 +10,7 @@ import type { BatchContext, BatchHandler, PartitionBatch } from '../kafka/worker
 import { stockKey } from '../kafka/topics.js';
 import type { DebeziumAvroDecoder } from './debezium-avro.js';
 import { normalizeBatch, sweepTruncated } from './batch.js';
-import { deadLetter } from '../dlq/letter.js';
+import { deadLetter, replayOfHeaders } from '../dlq/letter.js';
 import type { ReasonCode } from './reasons.js';
 import { compileMapping, type CompiledMapping } from './mapping.js';
 import type { RouteStore } from '../state/routes.js';
@@ -63,7 +63,7 @@ export class NormalizerHandler implements BatchHandler {
   }
 
   private deadLetter(batch: PartitionBatch, m: KafkaMessage, reason: ReasonCode, message: string, supplierId: string | null, position: string | null): DeadLetter {
-    return deadLetter('normalizer', reason, message, { supplierId, topic: batch.topic, partition: batch.partition, offset: m.offset, sourcePosition: position, key: m.key, value: m.value });
+    return deadLetter('normalizer', reason, message, { supplierId, topic: batch.topic, partition: batch.partition, offset: m.offset, sourcePosition: position, key: m.key, value: m.value, replayOf: replayOfHeaders(m.headers) });
   }
 
   /** Produces observations (key `region|sku`, acks=all), retried in place. */

@@ -31,7 +31,7 @@ export const EMBEDDED_PARTITION = -1;
  * A change the embedded runtime applies: a native reader's {@link SourceChange}, or a correction from
  * `cellar.repair_requests` (the row's Debezium JSON, as reconciliation also sends it to raw topics).
  */
-export type EmbeddedChange = SourceChange | { table: string; key: string | null; value: string };
+export type EmbeddedChange = SourceChange | { table: string; key: string | null; value: string; replayOf?: number };
 
 /** A source batch, where it leaves its source (checkpointed), and how to tell the source it is durable. */
 export interface Pending {
@@ -167,8 +167,11 @@ export async function writeGroup(s: GroupState, g: Prepared, tx: pg.PoolClient):
   for (const [sourceId, checkpoint] of g.checkpoints) await writeCheckpoint(tx, sourceId, checkpoint);
 }
 
-/** A refused change as its dead letter keeps it: the Debezium JSON a replay can send again. */
-function rawOf(m: EmbeddedChange): { key: string | null; value: string } {
-  const { key, value } = m instanceof SourceChange ? toDebeziumJson(m) : m;
-  return { key, value };
+/** A refused change as its dead letter keeps it: the Debezium JSON a replay can send again, and the letter it replays. */
+function rawOf(m: EmbeddedChange): { key: string | null; value: string; replayOf?: number } {
+  if (m instanceof SourceChange) {
+    const { key, value } = toDebeziumJson(m);
+    return { key, value };
+  }
+  return { key: m.key, value: m.value, ...(m.replayOf ? { replayOf: m.replayOf } : {}) };
 }

@@ -3,13 +3,13 @@ import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js
 import type { StockObservation } from '../../schemas/records.js';
 import { createPgPool, inTransaction, query } from '../core/pg.js';
 import { migrate } from '../state/migrate.js';
-import { rebuildRedisFromPostgres } from '../../sinks/redis/rebuild.js';
+import { RedisFollower } from '../../sinks/redis/follower.js';
 import { createRedisSnapshotSink } from '../../sinks/redis/sink.js';
 import { RegionalAggregator } from '../aggregate/aggregator.js';
 import { ContributionStore } from '../state/contributions.js';
 import { groupBy } from '../core/collections.js';
 import type { RuntimeConfig } from '../core/config.js';
-import type { Logger } from '../core/logger.js';
+import { redactUrl, type Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import { retryInPlace } from '../core/retry.js';
 import { CachedHeldStore } from '../state/held.js';
@@ -29,6 +29,8 @@ export { EMBEDDED_PARTITION } from './embedded-group.js';
 
 /** How often the embedded runtime looks for corrections queued by reconciliation, ms. */
 const REPAIR_POLL_MS = 1_000;
+/** Per-command timeout of the client that rebuilds Redis from Postgres, so a frozen Redis fails the attempt. */
+const REBUILD_COMMAND_TIMEOUT_MS = 15_000;
 
 /** A running embedded pipeline. */
 export interface EmbeddedRuntime {
@@ -36,8 +38,10 @@ export interface EmbeddedRuntime {
   captured: string[];
   skipped: Array<{ supplier: string; reason: string }>;
   isReady(): boolean;
-  /** While not ready: what it is retrying (a store or reader it cannot reach), for `/readyz`. */
+  /** While not ready: what it is retrying (a store or reader it cannot reach) or `Redis behind: …`, for `/readyz`. */
   notReadyReason(): string | undefined;
+  /** Why Redis is behind Postgres (unreachable, or being rebuilt from it), or `undefined` while it is current. */
+  redisBehind(): string | undefined;
   /** Settles with the error that made the runtime stop working (the process should exit and restart). */
   failed: Promise<Error>;
   /** Stops the readers, finishes the batch in progress, closes connections. */
@@ -47,9 +51,10 @@ export interface EmbeddedRuntime {
 /**
  * `cellar run embedded`: every Postgres supplier's native reader → normalize → aggregate → one Postgres
  * transaction (routes, contributions, totals, dead letters, checkpoint) → Redis, in one process, with
- * the same stage code as the Kafka runtime. The reader acknowledges a source position only after that
+ * the same stage code as the Kafka runtime. The reader acknowledges a source position once that
  * transaction committed, so a crash anywhere replays changes the version guards turn into no-ops.
- * Redis is written after the commit and rebuilt from Postgres at start and after Redis lost its data.
+ * Redis, a cache of Postgres, is written after the acknowledgement and never holds up commits: it is
+ * rebuilt from Postgres at start, after it lost its data, and once it answers again after an outage.
  */
 export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: CellarMetrics): Promise<EmbeddedRuntime> {
   const suppliers = loadRegistry(cfg.suppliersDir);
@@ -78,16 +83,21 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     await pool.end().catch(() => undefined);
     throw err;
   });
-  const redisSink = createRedisSnapshotSink({ url: cfg.redisUrl, ttlSeconds: cfg.redisTtlSeconds });
-  await retry('connecting Redis', () => redisSink.connect());
-  const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: 1 });
+  const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: 1, commandTimeout: REBUILD_COMMAND_TIMEOUT_MS });
   redis.on('error', () => undefined);
-  const rebuild = async () => {
-    const r = await retry('rebuilding Redis from Postgres', () => rebuildRedisFromPostgres({ pool, redis }));
-    log.info(r, 'Redis snapshots rebuilt from Postgres');
-  };
-  await rebuild();
-  await redisSink.writeBatch([]); // consumes the reset a new epoch reports: Redis was just rebuilt
+  metrics.redisStale.set(1);
+  const redisFollower = new RedisFollower({
+    sink: createRedisSnapshotSink({ url: cfg.redisUrl, ttlSeconds: cfg.redisTtlSeconds }), pool, redis, address: redactUrl(cfg.redisUrl), log,
+    onChange: (behind) => metrics.redisStale.set(behind ? 1 : 0),
+  });
+  // Unreachable, Redis starts behind and is rebuilt once it answers; refused for good (e.g. a wrong password), the start fails.
+  await redisFollower.start().catch(async (err: unknown) => {
+    await redisFollower.stop().catch(() => undefined);
+    await stopDeployment(true).catch(() => undefined);
+    await lease.release().catch(() => undefined);
+    await pool.end().catch(() => undefined);
+    throw err;
+  });
 
   const routes = new CachedRouteStore(pool);
   const held = new CachedHeldStore(pool);
@@ -112,10 +122,10 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
         await writeGroup(state, g, tx);
       }),
     );
-    const res = await retry('writing Redis', () => redisSink.writeBatch(g.totals));
-    if (res.reset) await rebuild(); // Redis lost its data: Postgres (just committed) is complete
+    // Postgres holds the committed state: sources are confirmed before Redis, which may be down or behind.
     for (const confirm of g.confirms) await confirm();
     for (const id of g.repairIds) queuedRepairs.delete(id);
+    await redisFollower.write(g.totals);
     // The same stage metrics as the Kafka runtime's workers, and the runtime's own throughput.
     metrics.recordStage('normalizer', { stale: g.stale.normalizer, letters: g.letters.normalizer });
     metrics.recordStage('aggregator', { stale: g.stale.aggregator, letters: g.letters.aggregator });
@@ -153,8 +163,8 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   // Corrections from reconciliation (cellar.repair_requests) take the same path as the readers' changes.
   const queuedRepairs = new Set<number>();
   const pollRepairs = async () => {
-    const { rows } = await query<{ id: string; supplier_id: string; source_table: string | null; key: string | null; value: string | null; observation: StockObservation | null }>(pool, 'reading corrections',
-      'SELECT id, supplier_id, source_table, key, value, observation FROM cellar.repair_requests ORDER BY id LIMIT 5000');
+    const { rows } = await query<{ id: string; supplier_id: string; source_table: string | null; key: string | null; value: string | null; observation: StockObservation | null; replay_of: string | null }>(pool, 'reading corrections',
+      'SELECT id, supplier_id, source_table, key, value, observation, replay_of FROM cellar.repair_requests ORDER BY id LIMIT 5000');
     const bySupplier = groupBy(rows.filter((r) => !queuedRepairs.has(Number(r.id)) && mappings.has(r.supplier_id)), (r) => r.supplier_id);
     for (const [id, list] of bySupplier) {
       const { supplier, mapping } = mappings.get(id)!;
@@ -162,7 +172,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       loop.offer({
         supplier, mapping, checkpoint: undefined, confirm: async () => undefined, repairIds: list.map((r) => Number(r.id)),
         observations: list.flatMap((r) => (r.observation ? [r.observation] : [])),
-        batch: { snapshot: false, changes: list.flatMap((r) => (r.observation ? [] : [{ table: r.source_table!, key: r.key, value: r.value! }])) },
+        batch: { snapshot: false, changes: list.flatMap((r) => (r.observation ? [] : [{ table: r.source_table!, key: r.key, value: r.value!, ...(r.replay_of ? { replayOf: Number(r.replay_of) } : {}) }])) },
       });
     }
   };
@@ -185,8 +195,9 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   return {
     captured: suppliers.filter((s) => !skipped.some((k) => k.supplier === s.id)).map((s) => s.id),
     skipped,
-    isReady: () => ready && !loop.failed,
-    notReadyReason: () => (loop.failed ? `stopped: ${loop.failed.message}` : ready ? undefined : waitingFor),
+    isReady: () => ready && !loop.failed && !redisFollower.behind,
+    notReadyReason: () => (loop.failed ? `stopped: ${loop.failed.message}` : !ready ? waitingFor : redisFollower.behind && `Redis behind: ${redisFollower.behind}`),
+    redisBehind: () => redisFollower.behind,
     failed,
     stop: async () => {
       clearInterval(repairTimer);
@@ -195,8 +206,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       await readers.stopAll();
       stopping = true;
       await loop.stop();
-      await redisSink.close();
-      redis.disconnect();
+      await redisFollower.stop();
       await stopDeployment(true);
       await lease.release();
       await pool.end().catch(() => undefined);

@@ -5,7 +5,7 @@ import { CellarError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import type { DeadLetterWriter } from '../dlq/writer.js';
-import { deadLetter, type Stage } from '../dlq/letter.js';
+import { deadLetter, replayOfHeaders, type Stage } from '../dlq/letter.js';
 import type { BatchContext, BatchHandler, PartitionBatch } from '../kafka/worker.js';
 
 /**
@@ -36,7 +36,7 @@ export class SinkHandler implements BatchHandler {
         records.push(await this.codecs.regionalStock.decode(m.value));
       } catch (err) {
         if (err instanceof CellarError && err.retriable) throw err;
-        letters.push(deadLetter(this.stage, 'avro_decode', (err as Error).message, { topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value }));
+        letters.push(deadLetter(this.stage, 'avro_decode', (err as Error).message, { topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value, replayOf: replayOfHeaders(m.headers) }));
       }
     }
     const t0 = process.hrtime.bigint();

@@ -86,6 +86,10 @@ ${skus}
   }, 180_000);
 
   it('after the mapping is keyed by size, replay counts each letter once', async () => {
+    // Replayed before the fix: the normalizer refuses them again, and the replay says so (the header names the letter).
+    const early = await cli(['dlq', 'replay', '--reason', 'bottle_size_mismatch', '--wait', '90']);
+    expect(early.code, early.out).toBe(1);
+    expect(early.out.match(/refused again as letter \d+: bottle_size_mismatch/g), early.out).toHaveLength(2);
     await p.kill('normalizer', 'SIGTERM');
     writeFileSync(join(p.env.CELLAR_SUPPLIERS_DIR!, 'acme.yaml'), supplierYaml(`    inline:
       - { supplierSku: HER-18, sku: hermitage-2018 }
@@ -94,7 +98,8 @@ ${skus}
     p.start('normalizer');
     const replay = await cli(['dlq', 'replay', '--reason', 'bottle_size_mismatch']);
     expect(replay.code, replay.out).toBe(0);
-    expect(replay.out).toContain('replayed 2 dead letters to their Kafka topics');
+    expect(replay.out).toContain('replayed 4 dead letters to their Kafka topics');
+    expect(replay.out).toMatch(/applied 4 \(.*\): resolved/);
     expect(await p.converged(truth(), [R1])).toEqual([]);
     expect(truth().get(`${R1}|hermitage-2018-375`)).toEqual({ bottles: 12, contributors: 1 });
     // Later changes of the half bottles keep counting under their own SKU; replaying again is a no-op.

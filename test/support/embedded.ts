@@ -1,3 +1,5 @@
+import { existsSync, readFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import type pg from 'pg';
 import { Redis } from 'ioredis';
 import { startLocalRedis, type LocalRedis } from '../../infra/local/redis.js';
@@ -57,4 +59,18 @@ export async function startEmbeddedUnderTest(
     await cellar.pool.end();
     throw err;
   }
+}
+
+/** A `cellar` process' state and the last `lines` lines of its log, for a failure message: why a wait did not converge. */
+export function explainProcess(proc: ChildProcess | undefined, logFile: string, lines = 30): string {
+  const state = !proc ? 'not started' : proc.exitCode !== null ? `exited with ${proc.exitCode}` : proc.signalCode ? `ended by ${proc.signalCode}` : `running, pid ${proc.pid}`;
+  const tail = existsSync(logFile) ? readFileSync(logFile, 'utf8').trim().split('\n').filter(Boolean).slice(-lines) : [];
+  return `--- cellar (${state}); last ${tail.length} log lines of ${logFile}:\n${tail.join('\n')}`;
+}
+
+/** The value of an unlabelled metric on a process' `/metrics` (`CELLAR_HTTP_PORT`), or undefined when absent. */
+export async function metricValue(httpPort: number, name: string): Promise<number | undefined> {
+  const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : undefined;
 }
