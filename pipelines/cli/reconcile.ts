@@ -44,7 +44,7 @@ export function formatReport(r: ReconcileReport): string {
 export function registerReconcileCommands(program: Command): void {
   const cmd = program
     .command('reconcile')
-    .description('compare suppliers\' rows with what Cellar materialized (contributions, regional totals, Redis); exit 1 when drift was found and not repaired')
+    .description('compare suppliers\' rows with what Cellar materialized (contributions, regional totals, Redis); exit 0 clean or repaired, 1 drift left, 2 bad flags or configuration, 3 a supplier could not be reconciled')
     .option('--supplier <id>', 'one supplier (default: every Postgres, MySQL and MariaDB supplier)')
     .option('--repair', 'correct the drift through the pipeline, then check each correction took effect')
     .option('--orphans', 'with --supplier, also look for totals and Redis fields at keys no contributor of any supplier was counted under (always done without --supplier)')
@@ -62,9 +62,11 @@ export function registerReconcileCommands(program: Command): void {
       const cfg = loadRuntimeConfig();
       const reconciler = new Reconciler(cfg, createLogger('reconcile', process.env.CELLAR_LOG_LEVEL ?? 'warn'));
       let last = 0;
+      const failures: Array<{ supplierId: string; error: Error }> = [];
       try {
-        await reconciler.prepare();
-        const reports = await reconciler.run({
+        await reconciler.prepare().catch((err: unknown) => failures.push({ supplierId: '(Cellar\'s stores)', error: err as Error }));
+        const reports = failures.length ? [] : await reconciler.run({
+          failures,
           ...(opts.supplier ? { supplierId: opts.supplier } : {}), orphans: Boolean(opts.orphans), repair: Boolean(opts.repair), settleMs, rounds, verifyMs, via: opts.via,
           onProgress: (p) => {
             if (Date.now() - last < (process.stderr.isTTY ? 500 : 5000)) return;
@@ -74,8 +76,10 @@ export function registerReconcileCommands(program: Command): void {
         });
         if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
         for (const r of reports) console.log(formatReport(r));
-        if (!reports.length) console.log('no supplier Cellar can read (Postgres, MySQL, MariaDB) in the registry');
-        process.exitCode = reports.some((r) => r.outcome === 'drift') ? 1 : 0;
+        for (const f of failures) console.error(`${f.supplierId}: could not reconcile: ${f.error.message}`);
+        if (!reports.length && !failures.length) console.log('no supplier Cellar can read (Postgres, MySQL, MariaDB) in the registry');
+        // Not being able to look is worse than what a look found: 3 wins over 1.
+        process.exitCode = failures.length ? 3 : reports.some((r) => r.outcome === 'drift') ? 1 : 0;
       } finally {
         await reconciler.close();
       }
@@ -85,11 +89,20 @@ export function registerReconcileCommands(program: Command): void {
     .description('recent reconciliation runs')
     .option('--supplier <id>', 'one supplier')
     .option('--limit <n>', 'rows', '20')
-    .action(async (opts: { supplier?: string; limit: string }) => {
+    .action(async (opts: { supplier?: string; limit: string }, runs: Command) => {
+      // `reconcile` has its own --supplier, and commander gives a parent's option to the parent even when it
+      // comes after `runs`: take it from there too, or the filter would be silently dropped.
+      const supplier = opts.supplier ?? runs.parent?.opts<{ supplier?: string }>().supplier;
+      const limit = Number(opts.limit);
+      if (!/^\d+$/.test(opts.limit.trim()) || limit < 1 || limit > 10_000) throw new ConfigError(`--limit ${JSON.stringify(opts.limit)}: expected a number of runs from 1 to 10000`);
       const pool = createPgPool(loadRuntimeConfig().pgUrl, { max: 1 });
       try {
-        const runs = await listRuns(pool, { ...(opts.supplier ? { supplierId: opts.supplier } : {}), limit: Number(opts.limit) });
-        console.log(formatTable(['run', 'supplier', 'started', 'seconds', 'rows', 'drifted', 'repaired', 'unsettled', 'outcome'], runs.map((r) => [
+        const rows = await listRuns(pool, { ...(supplier !== undefined ? { supplierId: supplier } : {}), limit });
+        if (!rows.length) {
+          console.log(supplier !== undefined ? `no reconciliation runs for supplier ${supplier}` : 'no reconciliation runs yet');
+          return;
+        }
+        console.log(formatTable(['run', 'supplier', 'started', 'seconds', 'rows', 'drifted', 'repaired', 'unsettled', 'outcome'], rows.map((r) => [
           r.id, r.supplierId, r.startedAt.toISOString(), r.finishedAt ? ((r.finishedAt.getTime() - r.startedAt.getTime()) / 1000).toFixed(1) : '-', r.rowsCompared, r.driftedKeys, r.repaired, r.unsettled, r.outcome,
         ])));
       } finally {

@@ -44,7 +44,12 @@ export class Reconciler {
    * no supplier's contributors were counted under (`orphans` adds it to a one-supplier run). A supplier already being
    * reconciled by this process is skipped (a slow run and its next schedule never overlap).
    */
-  async run(opts: ReconcileOptions & { supplierId?: string; orphans?: boolean } = {}): Promise<ReconcileReport[]> {
+  /**
+   * Reconciles the registry's readable suppliers (or one), then the orphan keys. With `failures`, a
+   * supplier that cannot be reconciled (its database unreachable, say) is recorded there and the others
+   * still run; without it, the first failure ends the run.
+   */
+  async run(opts: ReconcileOptions & { supplierId?: string; orphans?: boolean; failures?: Array<{ supplierId: string; error: Error }> } = {}): Promise<ReconcileReport[]> {
     const out: ReconcileReport[] = [];
     const deps = { pool: this.pool, redis: this.redis, log: this.log, kafka: this.cfg, ...(this.metrics ? { metrics: this.metrics } : {}) };
     for (const supplier of suppliersToReconcile(loadRegistry(this.cfg.suppliersDir), opts.supplierId)) {
@@ -55,6 +60,9 @@ export class Reconciler {
       this.running.add(supplier.id);
       try {
         out.push(await reconcileSupplier(deps, supplier, opts));
+      } catch (err) {
+        if (!opts.failures) throw err;
+        opts.failures.push({ supplierId: supplier.id, error: err as Error });
       } finally {
         this.running.delete(supplier.id);
       }
