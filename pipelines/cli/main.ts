@@ -21,6 +21,7 @@ import { registerKeysCommands } from './keys.js';
 import { runApiProcess, startApi } from '../api/index.js';
 import { registerConnectorsCommands } from './connectors.js';
 import { registerReconcileCommands, runSchedulerCommand } from './reconcile.js';
+import { registerRepartitionCommand } from './repartition.js';
 
 const program = new Command('cellar')
   .description('Real-time, multi-supplier, multi-region inventory pipeline')
@@ -122,6 +123,7 @@ registerSnapshotCommands(program);
 registerKeysCommands(program);
 registerConnectorsCommands(program);
 registerReconcileCommands(program);
+registerRepartitionCommand(program);
 
 program
   .command('demo')
