@@ -5,7 +5,9 @@ import { createMysqlCdcSource, type BinlogPosition } from './mysql-cdc/index.js'
 import { createPostgresCdcSource } from './postgres-cdc/index.js';
 import { lsnToNumber } from './postgres-cdc/lsn.js';
 import type { SourceChange } from './source-change.js';
-import type { SupplierSnapshot } from './supplier-rows.js';
+import type { SourceLag, SupplierSnapshot } from './supplier-rows.js';
+import { binlogLag } from './mysql-cdc/lag.js';
+import { postgresSlotLag } from './postgres-cdc/lag.js';
 import { openMysqlRows } from './mysql-cdc/rows.js';
 import { openPostgresRows } from './postgres-cdc/rows.js';
 
@@ -72,6 +74,8 @@ export interface NativeSourceKind {
   stream(supplier: Supplier, log: Logger, opts?: { evictSlotHolder?: boolean }): NativeSource;
   /** Read-only access to the supplier's current rows (reconciliation). */
   rows(supplier: Supplier, log: Logger): Promise<SupplierSnapshot>;
+  /** How far Cellar is behind the supplier's log (from `at`, Cellar's checkpoint, where the kind needs it). */
+  lag(supplier: Supplier, at?: SourceCheckpoint): Promise<SourceLag | undefined>;
 }
 
 const tablesOf = (s: Supplier) => s.source.tables.map((t) => t.name);
@@ -81,10 +85,18 @@ const tablesOf = (s: Supplier) => s.source.tables.map((t) => t.name);
  * reconciliation alike.
  */
 export const NATIVE_SOURCES: Record<NativeKind, NativeSourceKind> = {
-  postgres: { stream: postgresSource, rows: (s, log) => openPostgresRows(postgresUrl(s), s.topicPrefix, tablesOf(s), log) },
-  mysql: { stream: (s, log) => binlogSource(s, log, 'mysql'), rows: (s, log) => openMysqlRows(mysqlUrl(s), s.topicPrefix, tablesOf(s), log) },
-  mariadb: { stream: (s, log) => binlogSource(s, log, 'mariadb'), rows: (s, log) => openMysqlRows(mysqlUrl(s), s.topicPrefix, tablesOf(s), log) },
+  postgres: {
+    stream: postgresSource,
+    rows: (s, log) => openPostgresRows(postgresUrl(s), s.topicPrefix, tablesOf(s), log),
+    lag: (s) => postgresSlotLag(postgresUrl(s), s.topicPrefix, tablesOf(s)),
+  },
+  mysql: { stream: (s, log) => binlogSource(s, log, 'mysql'), rows: (s, log) => openMysqlRows(mysqlUrl(s), s.topicPrefix, tablesOf(s), log), lag: binlogDistance },
+  mariadb: { stream: (s, log) => binlogSource(s, log, 'mariadb'), rows: (s, log) => openMysqlRows(mysqlUrl(s), s.topicPrefix, tablesOf(s), log), lag: binlogDistance },
 };
+
+function binlogDistance(s: Supplier, at?: SourceCheckpoint): Promise<SourceLag | undefined> {
+  return binlogLag(mysqlUrl(s), at?.kind === 'mysql' ? at.position : undefined);
+}
 
 /** Postgres: the slot keeps the position; `ack` confirms an LSN to it once the batch is durable. */
 function postgresSource(supplier: Supplier, log: Logger, opts: { evictSlotHolder?: boolean } = {}): NativeSource {

@@ -37,3 +37,9 @@ export interface SupplierSnapshot {
 
 /** Point reads are batched by this many keys per statement. */
 export const FETCH_KEYS = 500;
+
+/** How far Cellar's reader is behind its supplier, in bytes of the source's log, with a readable detail. */
+export interface SourceLag {
+  bytes: number;
+  detail: string;
+}

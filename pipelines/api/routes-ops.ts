@@ -137,9 +137,10 @@ export function registerOpsRoutes(app: FastifyInstance, deps: OpsDeps): void {
       const result = await replayDeadLetters(deps.pool, async () => {
         if (!producer) throw notConfigured(503, 'Kafka is not configured in this process');
         return producer();
-      }, filter);
+      }, filter, `api:${req.apiKey?.name ?? 'key'}`);
       req.auditDetail = `replayed ${result.replayed.length}, queued ${result.queued.length}, skipped ${result.skipped.length}`;
-      return { ...result, dryRun: false };
+      const ids = (ls: Array<{ id: number }>) => ls.map((l) => l.id);
+      return { replayed: ids(result.replayed), queued: ids(result.queued), skipped: ids(result.skipped), dryRun: false };
     },
   );
 

@@ -15,6 +15,7 @@ import { collectRoutes, openApiDocument } from './openapi.js';
 import { PipelineMonitor } from './pipeline-health.js';
 import { RateLimiter } from './rate-limit.js';
 import { registerOpsRoutes, type OpsDeps } from './routes-ops.js';
+import { registerSupplierRoutes } from './routes-suppliers.js';
 import { registerStockRoutes } from './routes-stock.js';
 import { ANY_OBJECT, errorResponses } from './schemas.js';
 import { registerEventRoutes, StockEventHub } from './sse.js';
@@ -182,6 +183,7 @@ export async function createApiServer(o: ApiServerOptions): Promise<ApiServer> {
   registerStockRoutes(app, reader);
   registerEventRoutes(app, hub, apiMetrics, (r) => reader.noteRegion(r));
   registerOpsRoutes(app, { pool, connectors: o.connectors, reconcile: o.reconcile, producer: o.producer });
+  registerSupplierRoutes(app, { pool });
 
   app.get(
     '/v1/pipeline',

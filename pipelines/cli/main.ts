@@ -22,6 +22,7 @@ import { runApiProcess, startApi } from '../api/index.js';
 import { registerConnectorsCommands } from './connectors.js';
 import { registerReconcileCommands, runSchedulerCommand } from './reconcile.js';
 import { registerRepartitionCommand } from './repartition.js';
+import { registerStatusCommand } from './status.js';
 
 const program = new Command('cellar')
   .description('Real-time, multi-supplier, multi-region inventory pipeline')
@@ -124,6 +125,7 @@ registerKeysCommands(program);
 registerConnectorsCommands(program);
 registerReconcileCommands(program);
 registerRepartitionCommand(program);
+registerStatusCommand(program);
 
 program
   .command('demo')

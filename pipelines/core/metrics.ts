@@ -30,6 +30,12 @@ export class CellarMetrics {
   readonly readerRestarts: Counter<'supplier'>;
   /** Consumer offsets kafkajs reset past messages retention removed before they were consumed (skipped changes). */
   readonly offsetResets: Counter<'group' | 'topic'>;
+  /** 1 while a supplier's reader is snapshotting or streaming, 0 while it starts, restarts or stopped. */
+  readonly sourceUp: Gauge<'supplier'>;
+  /** When a supplier's reader last handed over a change (Unix seconds). */
+  readonly sourceLastChange: Gauge<'supplier'>;
+  /** Postgres: WAL bytes the supplier's slot retains; MySQL/MariaDB: binlog bytes after Cellar's checkpoint. */
+  readonly sourceLagBytes: Gauge<'supplier'>;
   /** Consumers started again because their partitions had lag and they made no progress (CELLAR_KAFKA_STALL_MS). */
   readonly consumerStalls: Counter<'group'>;
   /** 1 while a Kafka Connect connector is RUNNING, else 0 (exported by `cellar run scheduler` with CELLAR_CONNECT_URL). */
@@ -64,6 +70,9 @@ export class CellarMetrics {
     this.reconciliationDrift = new Gauge({ name: 'cellar_reconciliation_drift_keys', help: 'Keys found drifted by the last reconciliation run of a supplier', labelNames: ['supplier'], registers: r });
     this.reconciliationLastSuccess = new Gauge({ name: 'cellar_reconciliation_last_success_timestamp_seconds', help: 'Unix time of the last completed reconciliation run of a supplier', labelNames: ['supplier'], registers: r });
     this.offsetResets = new Counter({ name: 'cellar_offset_resets_total', help: 'Consumer offsets reset because the broker no longer had the next message (removed by retention): changes were skipped', labelNames: ['group', 'topic'], registers: r });
+    this.sourceUp = new Gauge({ name: 'cellar_source_up', help: '1 while the supplier\'s native reader is snapshotting or streaming, 0 while it starts, restarts or is stopped', labelNames: ['supplier'], registers: r });
+    this.sourceLastChange = new Gauge({ name: 'cellar_source_last_change_timestamp_seconds', help: 'When the supplier\'s reader last handed over a change', labelNames: ['supplier'], registers: r });
+    this.sourceLagBytes = new Gauge({ name: 'cellar_source_lag_bytes', help: 'Postgres: WAL bytes the supplier\'s slot retains; MySQL/MariaDB: binlog bytes after Cellar\'s checkpoint', labelNames: ['supplier'], registers: r });
     this.consumerStalls = new Counter({ name: 'cellar_consumer_stalls_total', help: 'Consumers started again after their partitions had lag and no progress for CELLAR_KAFKA_STALL_MS', labelNames: ['group'], registers: r });
     this.readerRestarts = new Counter({ name: 'cellar_reader_restarts_total', help: 'Native readers started again after their stream stopped on an error', labelNames: ['supplier'], registers: r });
     this.connectorUp = new Gauge({ name: 'cellar_connector_up', help: '1 while the Kafka Connect connector is RUNNING', labelNames: ['connector'], registers: r });

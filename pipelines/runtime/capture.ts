@@ -11,6 +11,8 @@ import { retryInPlace } from '../core/retry.js';
 import { connectProducer, createKafka, ensureTopics } from '../kafka/client.js';
 import { readCheckpoint, resumePoint, storedPosition, writeCheckpoint, type StoredCheckpoint } from '../state/checkpoints.js';
 import { RuntimeLease } from './lease.js';
+import { SourceStatusBoard } from '../state/source-status.js';
+import { watchSourceHealth } from './source-health.js';
 import { finishResnapshotRequests, pollResnapshotRequests, snapshotStateOf } from './resnapshot.js';
 
 
@@ -79,12 +81,18 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
   let fail!: (err: unknown) => void;
   const failed = new Promise<void>((_, reject) => (fail = reject));
   failed.catch(() => undefined);
+  const board = new SourceStatusBoard('capture');
   const startReader = async (): Promise<Reader> => {
     const saved = await readCheckpoint<StoredCheckpoint>(pool, sourceId);
-    const r = await startNative(supplier, saved, publish, checkpoint, retry, log);
-    r.done?.catch(fail);
+    const r = await startNative(supplier, saved, publish, checkpoint, retry, log, board);
+    r.done?.catch(async (err: unknown) => {
+      board.set(supplier.id, 'restarting', (err as Error).message);
+      await board.flush(pool).catch(() => undefined);
+      fail(err);
+    });
     return r;
   };
+  const health = watchSourceHealth({ pool, board, metrics, log, suppliers: [supplier], checkpoint: () => readCheckpoint<StoredCheckpoint>(pool, sourceId) });
   let reader = await startReader();
   log.info({ supplier: supplier.id, kind, topics }, 'capturing');
   const resnapshots = pollResnapshotRequests({
@@ -100,8 +108,11 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
   return {
     done: Promise.race([failed, leaseLost]),
     stop: async () => {
+      health.stop();
       await resnapshots.stop();
       await reader.stop();
+      board.set(supplier.id, 'stopped');
+      await board.flush(pool).catch(() => undefined);
       await producer.disconnect().catch(() => undefined);
       await lease.release();
       await pool.end().catch(() => undefined);
@@ -122,8 +133,9 @@ type Checkpoint = (c: StoredCheckpoint, finished?: number[]) => Promise<unknown>
  * MySQL restart resumes; Postgres resumes from its slot) and the snapshot still owed, written at most every
  * second once a snapshot of every table is done, and always by the batch that ends a snapshot.
  */
-async function startNative(supplier: Supplier, saved: StoredCheckpoint | undefined, publish: Publish, checkpoint: Checkpoint, retry: Retry, log: Logger): Promise<Reader> {
+async function startNative(supplier: Supplier, saved: StoredCheckpoint | undefined, publish: Publish, checkpoint: Checkpoint, retry: Retry, log: Logger, board: SourceStatusBoard): Promise<Reader> {
   const source = createNativeSource(supplier, log, { evictSlotHolder: true })!;
+  board.set(supplier.id, 'starting');
   let owed = snapshotStateOf(saved);
   let latest: SourceCheckpoint | undefined;
   let written = 0;
@@ -131,6 +143,7 @@ async function startNative(supplier: Supplier, saved: StoredCheckpoint | undefin
   const from = { ...owed, ...(resume ? { checkpoint: resume } : {}) };
   await retry(`starting the reader of ${supplier.id}`, () =>
     source.start(async (batch) => {
+      board.batch(supplier.id, { changes: batch.changes.length, snapshot: batch.snapshot, ...(batch.snapshotComplete ? { snapshotComplete: true } : {}) });
       await publish(batch.changes.map((c) => toDebeziumJson(c)));
       const finished = batch.snapshotComplete ? owed.resnapshotRequests ?? [] : [];
       if (batch.snapshotComplete) owed = { snapshotDone: true };
@@ -143,8 +156,12 @@ async function startNative(supplier: Supplier, saved: StoredCheckpoint | undefin
         }
       }
       await source.ack(batch.checkpoint);
-    }, from),
+    }, from).catch((err: unknown) => {
+      board.set(supplier.id, 'restarting', (err as Error).message);
+      throw err;
+    }),
   );
+  if (board.get(supplier.id)?.state !== 'snapshotting') board.set(supplier.id, 'streaming');
   return {
     done: source.done,
     stop: async () => {

@@ -13,6 +13,8 @@ import { redactUrl, type Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import { retryInPlace } from '../core/retry.js';
 import { CachedHeldStore } from '../state/held.js';
+import { SourceStatusBoard } from '../state/source-status.js';
+import { watchSourceHealth } from './source-health.js';
 import type { CompiledMapping } from '../normalize/mapping.js';
 import { CachedRouteStore } from '../state/routes.js';
 import { MappingInputsStore } from '../normalize/sku-map-store.js';
@@ -143,8 +145,9 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   });
   void lease.lost.then(loop.stopOn);
   const ended = () => stopping || loop.failed !== undefined;
+  const board = new SourceStatusBoard('embedded');
   const readers = new ReaderSupervisor({
-    log, metrics, retry, snapshots, ended, onFatal: loop.stopOn,
+    log, metrics, retry, snapshots, ended, onFatal: loop.stopOn, board,
     accept: (p, size) => loop.push(p, size),
     readCheckpoint: (id) => readCheckpoint<StoredCheckpoint>(pool, id),
   });
@@ -158,8 +161,10 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     const mapping = inputs.compile(supplier);
     mappings.set(supplier.id, { supplier, mapping });
     snapshots.set(supplier.id, snapshotStateOf(await readCheckpoint<StoredCheckpoint>(pool, supplier.id)));
-    await readers.start(supplier, mapping);
+    // In the background: a supplier whose database is down is retried (and reported) without holding up the others.
+    void readers.start(supplier, mapping).catch(loop.stopOn);
   }
+  const health = watchSourceHealth({ pool, board, metrics, log, suppliers: [...mappings.values()].map((m) => m.supplier), checkpoint: (id) => readCheckpoint<StoredCheckpoint>(pool, id) });
   // Corrections from reconciliation (cellar.repair_requests) take the same path as the readers' changes.
   const queuedRepairs = new Set<number>();
   const pollRepairs = async () => {
@@ -201,9 +206,11 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     failed,
     stop: async () => {
       clearInterval(repairTimer);
+      health.stop();
       await resnapshots.stop();
       stopRefresh();
       await readers.stopAll();
+      await board.flush(pool).catch(() => undefined);
       stopping = true;
       await loop.stop();
       await redisFollower.stop();

@@ -8,6 +8,7 @@ import type { CompiledMapping } from '../normalize/mapping.js';
 import type { Pending } from './embedded-group.js';
 import { resumePoint, type StoredCheckpoint } from '../state/checkpoints.js';
 import type { SnapshotState } from './resnapshot.js';
+import type { SourceStatusBoard } from '../state/source-status.js';
 
 
 /** Wait before starting a reader again after its stream stopped on an error, ms (then retries with backoff). */
@@ -26,6 +27,8 @@ export interface SupervisorDeps {
   /** True once the runtime stops or failed: readers are not started again. */
   ended: () => boolean;
   onFatal: (err: unknown) => void;
+  /** Where each reader's state is reported (starting, snapshotting, streaming, restarting, stopped). */
+  board?: SourceStatusBoard;
 }
 
 /**
@@ -47,9 +50,12 @@ export class ReaderSupervisor {
     const gen = this.generation.get(supplier.id) ?? 0;
     const current = () => (this.generation.get(supplier.id) ?? 0) === gen;
     const accept = async (p: Omit<Pending, 'supplier' | 'mapping'>) => {
-      if (current()) await d.accept({ supplier, mapping, ...p }, p.batch.changes.length);
+      if (!current()) return;
+      d.board?.batch(supplier.id, { changes: p.batch.changes.length, snapshot: p.batch.snapshot, ...(p.batch.snapshotComplete ? { snapshotComplete: true } : {}) });
+      await d.accept({ supplier, mapping, ...p }, p.batch.changes.length);
     };
     const owed = d.snapshots.get(supplier.id);
+    if (d.board?.get(supplier.id)?.state !== 'restarting') d.board?.set(supplier.id, 'starting');
     const source = await d.retry(`starting the reader of ${supplier.id}`, async () => {
       const src = createNativeSource(supplier, d.log, { evictSlotHolder: true })!;
       try {
@@ -59,16 +65,20 @@ export class ReaderSupervisor {
         await src.start((b) => accept({ batch: b, checkpoint: b.checkpoint, confirm: () => src.ack(b.checkpoint).catch(() => undefined) }), { ...owed, ...(checkpoint ? { checkpoint } : {}) });
         return src;
       } catch (err) {
+        d.board?.set(supplier.id, 'restarting', (err as Error).message);
         throw err instanceof CellarError ? err : new CellarError('cdc_start', `${supplier.id}: ${(err as Error).message}`, { retriable: true, cause: err });
       }
     });
     if (!current()) return void (await source.stop()); // superseded while starting
     this.readers.set(supplier.id, source);
+    const st = d.board?.get(supplier.id)?.state;
+    if (st === 'starting' || st === 'restarting') d.board?.set(supplier.id, 'streaming');
     source.done.catch(async (err: unknown) => {
       if (this.readers.get(supplier.id) === source) this.readers.delete(supplier.id);
       await source.stop().catch(() => undefined);
       if (d.ended()) return;
       d.metrics.readerRestarts.inc({ supplier: supplier.id });
+      d.board?.set(supplier.id, 'restarting', (err as Error).message);
       d.log.error({ supplier: supplier.id, err: (err as Error).message }, 'reader stopped; starting it again from the last commit');
       await sleep(READER_RESTART_MS);
       if (!d.ended() && current()) await this.start(supplier, mapping).catch((e: unknown) => d.onFatal(e));
@@ -83,6 +93,9 @@ export class ReaderSupervisor {
 
   /** Stops every reader. */
   async stopAll(): Promise<void> {
-    for (const r of this.readers.values()) await r.stop();
+    for (const [id, r] of this.readers) {
+      await r.stop();
+      this.d.board?.set(id, 'stopped');
+    }
   }
 }

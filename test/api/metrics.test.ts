@@ -92,8 +92,8 @@ describe('consumer lag and pipeline health', () => {
     expect(h.consumerLag).toEqual([{ group, topic, lag: 0 }]);
     expect(h.sources).toEqual(expect.arrayContaining([{ source: `127.0.0.1:${ops!.port}`, ok: true }]));
     expect(h.deadLetters).toEqual([
-      { stage: 'normalizer', reason: 'unknown_sku', count: 2, pending: 2 },
-      { stage: 'normalizer', reason: 'non_integral_quantity', count: 1, pending: 1 },
+      { stage: 'normalizer', reason: 'unknown_sku', count: 2, pending: 2, replayed: 0, resolved: 0 },
+      { stage: 'normalizer', reason: 'non_integral_quantity', count: 1, pending: 1, replayed: 0, resolved: 0 },
     ]);
     expect(h.reconciliation).toMatchObject({ supplier_id: 'acme', rows_compared: 1200, drifted_keys: 3, repaired: 3, outcome: 'repaired' });
     expect(h.freshness.p50Ms === null || (h.freshness.p50Ms > 25 && h.freshness.p50Ms <= 50)).toBe(true);

@@ -1,0 +1,93 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { createDatabase, startLocalPostgres, type LocalPostgres } from '../../infra/local/postgres.js';
+import { supplierHealth, type SupplierHealth } from '../../pipelines/state/supplier-health.js';
+import { call, keysByRole, startTestApi, type TestApi } from '../api/api-support.js';
+import { runCellar } from '../support/cli.js';
+import { startEmbeddedUnderTest, type EmbeddedUnderTest } from '../support/embedded.js';
+import { artifactDir, cellarEnv, eventually, rid, supplierDir } from '../support/services.js';
+
+/**
+ * Per-supplier health as an on-call engineer sees it: a supplier whose database goes down shows as failing,
+ * with the error, within 30 s in the API, the metrics and `cellar status`, and as ok again once it is back;
+ * while it streams, the distance to its WAL (the slot's retained bytes) is measured.
+ */
+describe('per-supplier health', () => {
+  const R = rid('west');
+  const logDir = artifactDir('supplier-health');
+  let server: LocalPostgres;
+  let e: EmbeddedUnderTest;
+  let api: TestApi;
+  let reader: string;
+  let env: Record<string, string>;
+  const yaml = (port: number) => `id: acme
+name: Acme
+source:
+  kind: postgres
+  connection: { host: 127.0.0.1, port: ${port}, database: supplier, user: postgres }
+  topicPrefix: ${rid('acme')}
+  tables: [{ name: public.stock }]
+mapping: { sku: sku, warehouse: wh, quantity: qty, regions: { a: ${R} } }
+`;
+
+  beforeAll(async () => {
+    server = await startLocalPostgres();
+    const url = await createDatabase(server.url, 'supplier');
+    const c = new pg.Client(url);
+    await c.connect();
+    await c.query('CREATE TABLE public.stock (id int PRIMARY KEY, sku text NOT NULL, wh text NOT NULL, qty int NOT NULL)');
+    await c.query(`INSERT INTO public.stock SELECT g, 'sku-' || (g % 5), 'a', g % 9 FROM generate_series(1, 50) g`);
+    await c.end();
+    e = await startEmbeddedUnderTest({ acme: yaml(server.port) }, 'supplier-health');
+    api = await startTestApi({ pgUrl: e.cellar.url, redisUrl: e.redisUrl });
+    reader = (await keysByRole(e.cellar.pool, rid('k'))).reader;
+    env = cellarEnv({ CELLAR_PG_URL: e.cellar.url, CELLAR_SUPPLIERS_DIR: supplierDir({ acme: yaml(server.port) }), CELLAR_LOG_LEVEL: 'warn' });
+  }, 120_000);
+
+  afterAll(async () => {
+    await api?.close();
+    await e?.stop();
+    await server?.destroy();
+  });
+
+  const health = async () => (await supplierHealth(e.cellar.pool, { only: 'acme' }))[0]!;
+  const waitFor = async (what: string, ok: (h: SupplierHealth) => boolean, ms: number) => {
+    let last: SupplierHealth | undefined;
+    const done = await eventually(async () => ok((last = await health())), ms, 250);
+    expect(done, `${what}; last seen: ${JSON.stringify(last)}`).toBe(true);
+  };
+
+  it('streams as ok, with the slot\'s retained WAL measured', async () => {
+    await waitFor('acme ok with its source lag measured', (h) => h.status === 'ok' && h.capture?.lagBytes !== null && /slot cellar_/.test(h.capture?.lagDetail ?? ''), 40_000);
+    const r = await call(`${api.url}/v1/suppliers`, reader);
+    expect(r.status).toBe(200);
+    expect(r.body.suppliers.find((s: { supplierId: string }) => s.supplierId === 'acme').status).toBe('ok');
+    const st = await runCellar(['status'], env, logDir);
+    expect(st.code, st.out).toBe(0);
+    expect(st.out).toMatch(/acme\s+ok\s+embedded/);
+    expect(await e.metrics.value('cellar_source_up', { supplier: 'acme' })).toBe(1);
+  }, 60_000);
+
+  it('shows a supplier whose database is down as failing within 30 s, with why, then ok once it is back', async () => {
+    const t0 = Date.now();
+    await server.stop();
+    await waitFor('acme failing', (h) => h.status === 'failing', 30_000);
+    expect(Date.now() - t0).toBeLessThan(30_000);
+    const h = await health();
+    expect(h.detail).toMatch(/reader restarting since .*: /);
+    const one = await call(`${api.url}/v1/suppliers/acme`, reader);
+    expect(one.status).toBe(200);
+    expect(one.body.status).toBe('failing');
+    expect(await eventually(async () => (await e.metrics.value('cellar_source_up', { supplier: 'acme' })) === 0, 10_000)).toBe(true);
+    const st = await runCellar(['status', '--supplier', 'acme'], env, logDir);
+    expect(st.code, st.out).toBe(1);
+    expect(st.out).toMatch(/acme: failing: reader restarting since/);
+    expect((await call(`${api.url}/v1/suppliers/nope`, reader)).status).toBe(404);
+    expect(e.failed(), 'the runtime keeps running').toBeUndefined();
+
+    await server.start();
+    await waitFor('acme ok again', (x) => x.status === 'ok', 60_000);
+    expect((await health()).capture?.restarts).toBeGreaterThanOrEqual(1);
+    expect(await eventually(async () => (await e.metrics.value('cellar_source_up', { supplier: 'acme' })) === 1, 10_000)).toBe(true);
+  }, 150_000);
+});
