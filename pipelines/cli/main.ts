@@ -23,6 +23,7 @@ import { registerConnectorsCommands } from './connectors.js';
 import { registerReconcileCommands, runSchedulerCommand } from './reconcile.js';
 import { registerRepartitionCommand } from './repartition.js';
 import { registerStatusCommand } from './status.js';
+import { registerReloadCommand } from './reload.js';
 
 const program = new Command('cellar')
   .description('Real-time, multi-supplier, multi-region inventory pipeline')
@@ -64,6 +65,10 @@ program
     const log = createLogger(role);
     log.info({ brokers: cfg.kafkaBrokers, compat: cfg.kafkaCompat, pg: redactUrl(cfg.pgUrl), topicPrefix: cfg.topicPrefix }, 'starting');
     const running = await startWorker(role, cfg, log);
+    process.on('SIGHUP', () => {
+      if (running.reload) void running.reload();
+      else log.info({ role }, 'SIGHUP: this role reads no supplier files; nothing to reload');
+    });
     let exiting = false;
     const shutdown = async (signal: string) => {
       if (exiting) return;
@@ -126,6 +131,7 @@ registerConnectorsCommands(program);
 registerReconcileCommands(program);
 registerRepartitionCommand(program);
 registerStatusCommand(program);
+registerReloadCommand(program);
 
 program
   .command('demo')
@@ -183,6 +189,8 @@ async function runEmbeddedCommand(withApi = false, takeOver = false): Promise<vo
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   process.once('SIGINT', () => void shutdown('SIGINT'));
+  // SIGHUP: read the supplier files and SKU maps again (the outcome is logged; `cellar reload` reports it).
+  process.on('SIGHUP', () => void rt.reload());
   const err = await rt.failed;
   log.error({ err }, 'embedded runtime failed; exiting so a restart resumes from the last commit');
   process.exit(1);

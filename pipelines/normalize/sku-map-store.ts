@@ -37,12 +37,17 @@ export class MappingInputsStore {
   readonly catalog = new SizeCatalog();
   private readonly catalogStore: CatalogStore;
   private readonly tables = new Map<string, SkuTable>();
-  private readonly tableMapped: string[];
+  private tableMapped: string[] = [];
 
   constructor(private readonly pool: pg.Pool, suppliers: Supplier[]) {
     this.catalogStore = new CatalogStore(pool, this.catalog);
+    this.track(suppliers);
+  }
+
+  /** Follows a reloaded registry: suppliers newly mapped by `cellar.sku_map` get their table (read by the next load). */
+  track(suppliers: Supplier[]): void {
     this.tableMapped = tableMappedSuppliers(suppliers);
-    for (const id of this.tableMapped) this.tables.set(id, new SkuTable());
+    for (const id of this.tableMapped) if (!this.tables.has(id)) this.tables.set(id, new SkuTable());
   }
 
   /** Reads the SKU map rows and the catalog (again). */

@@ -92,7 +92,7 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
     });
     return r;
   };
-  const health = watchSourceHealth({ pool, board, metrics, log, suppliers: [supplier], checkpoint: () => readCheckpoint<StoredCheckpoint>(pool, sourceId) });
+  const health = watchSourceHealth({ pool, board, metrics, log, suppliers: () => [supplier], checkpoint: () => readCheckpoint<StoredCheckpoint>(pool, sourceId) });
   let reader = await startReader();
   log.info({ supplier: supplier.id, kind, topics }, 'capturing');
   const resnapshots = pollResnapshotRequests({

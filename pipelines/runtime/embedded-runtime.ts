@@ -15,6 +15,9 @@ import { retryInPlace } from '../core/retry.js';
 import { CachedHeldStore } from '../state/held.js';
 import { SourceStatusBoard } from '../state/source-status.js';
 import { watchSourceHealth } from './source-health.js';
+import { diffSuppliers } from './reload.js';
+import { finishRequests, openReloads, type ReloadOutcome } from '../state/control.js';
+import { hostname } from 'node:os';
 import type { CompiledMapping } from '../normalize/mapping.js';
 import { CachedRouteStore } from '../state/routes.js';
 import { MappingInputsStore } from '../normalize/sku-map-store.js';
@@ -44,6 +47,8 @@ export interface EmbeddedRuntime {
   notReadyReason(): string | undefined;
   /** Why Redis is behind Postgres (unreachable, or being rebuilt from it), or `undefined` while it is current. */
   redisBehind(): string | undefined;
+  /** Reads the supplier files and SKU maps again and applies them (see `reload` in startEmbedded). */
+  reload(): Promise<ReloadOutcome>;
   /** Settles with the error that made the runtime stop working (the process should exit and restart). */
   failed: Promise<Error>;
   /** Stops the readers, finishes the batch in progress, closes connections. */
@@ -164,7 +169,54 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     // In the background: a supplier whose database is down is retried (and reported) without holding up the others.
     void readers.start(supplier, mapping).catch(loop.stopOn);
   }
-  const health = watchSourceHealth({ pool, board, metrics, log, suppliers: [...mappings.values()].map((m) => m.supplier), checkpoint: (id) => readCheckpoint<StoredCheckpoint>(pool, id) });
+  let running = [...mappings.values()].map((m) => m.supplier);
+  const health = watchSourceHealth({ pool, board, metrics, log, suppliers: () => running, checkpoint: (id) => readCheckpoint<StoredCheckpoint>(pool, id) });
+
+  /**
+   * Reads the supplier files and `cellar.sku_map` again (SIGHUP, `cellar reload`): a registry with any
+   * problem is rejected whole and the running one kept; otherwise a new supplier starts capturing, a removed
+   * one stops (its slot is kept), and a changed one's reader starts again with its new file, from its slot or
+   * checkpoint (repeats are harmless). Dead letters replayed afterwards use the new mapping.
+   */
+  let reloading: Promise<ReloadOutcome> = Promise.resolve({ ok: true, added: [], removed: [], changed: [], skipped: [] });
+  const reload = (): Promise<ReloadOutcome> => (reloading = reloading.then(async () => {
+    let next: Supplier[];
+    const compiled = new Map<string, CompiledMapping>();
+    try {
+      next = loadRegistry(cfg.suppliersDir);
+      inputs.track(next);
+      await inputs.load();
+      for (const s of next) if (hasNativeSource(s)) compiled.set(s.id, inputs.compile(s));
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'configuration reload rejected; the running configuration is kept');
+      return { ok: false, added: [], removed: [], changed: [], skipped: [], error: (err as Error).message };
+    }
+    const diff = diffSuppliers(running, next.filter(hasNativeSource));
+    for (const s of [...diff.removed, ...diff.changed]) await readers.pause(s.id);
+    for (const s of diff.removed) {
+      mappings.delete(s.id);
+      board.set(s.id, 'stopped', 'removed from the supplier files');
+    }
+    for (const s of [...diff.added, ...diff.changed]) {
+      mappings.set(s.id, { supplier: s, mapping: compiled.get(s.id)! });
+      if (!snapshots.has(s.id)) snapshots.set(s.id, snapshotStateOf(await readCheckpoint<StoredCheckpoint>(pool, s.id)));
+      void readers.start(s, compiled.get(s.id)!).catch(loop.stopOn);
+    }
+    // Unchanged suppliers keep their reader and mapping: its SKU map and catalog objects were refreshed in place.
+    running = next.filter(hasNativeSource);
+    const skippedNow = next.filter((s) => !hasNativeSource(s)).map((s) => s.id);
+    const outcome = { ok: true, added: diff.added.map((s) => s.id), removed: diff.removed.map((s) => s.id), changed: diff.changed.map((s) => s.id), skipped: skippedNow };
+    log.info(outcome, 'configuration reloaded');
+    return outcome;
+  }));
+  const controlTimer = setInterval(() => {
+    if (ended()) return;
+    openReloads(pool).then(async (ids) => {
+      if (!ids.length) return;
+      await finishRequests(pool, ids, `embedded ${hostname()} pid ${process.pid}`, await reload());
+    }).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'reading reload requests failed; retrying'));
+  }, REPAIR_POLL_MS);
+  controlTimer.unref();
   // Corrections from reconciliation (cellar.repair_requests) take the same path as the readers' changes.
   const queuedRepairs = new Set<number>();
   const pollRepairs = async () => {
@@ -204,8 +256,10 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     notReadyReason: () => (loop.failed ? `stopped: ${loop.failed.message}` : !ready ? waitingFor : redisFollower.behind && `Redis behind: ${redisFollower.behind}`),
     redisBehind: () => redisFollower.behind,
     failed,
+    reload,
     stop: async () => {
       clearInterval(repairTimer);
+      clearInterval(controlTimer);
       health.stop();
       await resnapshots.stop();
       stopRefresh();

@@ -1,6 +1,8 @@
 import type { Producer } from 'kafkajs';
 import type pg from 'pg';
-import { loadRegistry } from '../../connectors/registry/loader.js';
+import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
+import type { ReloadOutcome } from '../state/control.js';
+import { diffSuppliers } from './reload.js';
 import { createCodecs } from '../../schemas/registry.js';
 import { createPgPool } from '../core/pg.js';
 import { createPostgresStockSink } from '../../sinks/postgres/sink.js';
@@ -35,6 +37,8 @@ export interface RunningWorker {
   metrics: CellarMetrics;
   /** Port of /metrics, /healthz, /readyz when CELLAR_HTTP_PORT is set. */
   httpPort?: number;
+  /** The normalizer: reads the supplier files and SKU maps again and resubscribes (SIGHUP). */
+  reload?: () => Promise<ReloadOutcome>;
   stop(): Promise<void>;
 }
 
@@ -94,7 +98,7 @@ export async function startWorker(
     let handler: BatchHandler;
     let inputTopics: string[];
     // Configuration problems fail at once, before waiting for any service.
-    const suppliers = role === 'normalizer' ? loadRegistry(cfg.suppliersDir) : [];
+    let suppliers = role === 'normalizer' ? loadRegistry(cfg.suppliersDir) : [];
     // Mappings read cellar.sku_map and the catalog of bottle sizes; both are re-read while running.
     const inputs = role === 'normalizer' ? new MappingInputsStore(getPool(), suppliers) : undefined;
     if (inputs) {
@@ -132,18 +136,54 @@ export async function startWorker(
     // One deployment per Cellar database: refused beside the embedded runtime or another topic prefix.
     const stopDeployment = await wait('Postgres (cellar.deployments)', () => registerDeployment(getPool(), deploymentId('kafka', cfg.topicPrefix), role, log, (m) => (conflict = m)));
     closers.push(() => stopDeployment());
-    const running = await wait('consumer group', () =>
-      startConsumerWorker({ kafka, groupId: groupId(cfg, role), topics: inputTopics, handler, log, sessionTimeoutMs: cfg.kafkaSessionTimeoutMs, stallMs: cfg.kafkaStallMs, metrics }),
-    );
+    const consume = (t: string[], h: BatchHandler) =>
+      startConsumerWorker({ kafka, groupId: groupId(cfg, role), topics: t, handler: h, log, sessionTimeoutMs: cfg.kafkaSessionTimeoutMs, stallMs: cfg.kafkaStallMs, metrics });
+    let running = await wait('consumer group', () => consume(inputTopics, handler));
     worker = running;
+
+    /**
+     * The normalizer reads the supplier files and SKU maps again (SIGHUP): a registry with any problem is
+     * rejected whole; otherwise it subscribes to the new set of raw topics with the new mappings (leaving
+     * the group and joining again: the batch in progress commits first, so nothing is lost or skipped).
+     */
+    let reloading: Promise<ReloadOutcome> = Promise.resolve({ ok: true, added: [], removed: [], changed: [], skipped: [] });
+    const reload = role !== 'normalizer' ? undefined : (): Promise<ReloadOutcome> => (reloading = reloading.then(async () => {
+      let next: Supplier[];
+      let nextRaw: ReturnType<typeof rawTopics>;
+      try {
+        next = loadRegistry(cfg.suppliersDir);
+        inputs!.track(next);
+        await inputs!.load();
+        nextRaw = rawTopics(next, inputs!);
+      } catch (err) {
+        log.error({ err: (err as Error).message }, 'configuration reload rejected; the running configuration is kept');
+        return { ok: false, added: [], removed: [], changed: [], skipped: [], error: (err as Error).message };
+      }
+      const diff = diffSuppliers(suppliers, next);
+      const nextTopics = nextRaw.map((r) => r.topic);
+      await wait('raw topics', () => ensureTopics(kafka, cfg, nextTopics));
+      const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
+      const h = new NormalizerHandler(nextRaw, new RouteStore(getPool()), await getProducer(), codecs, topics.observations, dlq, log, metrics, new DebeziumAvroDecoder(cfg.schemaRegistryUrl), () => inputs!.flushPins());
+      await wait('Schema Registry', () => h.init());
+      await running.stop();
+      running = await wait('consumer group', () => consume(nextTopics, h));
+      worker = running;
+      suppliers = next;
+      const outcome = { ok: true, added: diff.added.map((x) => x.id), removed: diff.removed.map((x) => x.id), changed: diff.changed.map((x) => x.id), skipped: [] };
+      log.info({ ...outcome, topics: describeTopics(nextRaw) }, 'configuration reloaded');
+      return outcome;
+    }));
     phase = 'nothing';
     log.info({ role, group: groupId(cfg, role), topics: inputTopics, httpPort: ops?.port }, 'worker started');
     let stopped: Promise<void> | undefined;
     return {
       role,
-      worker: running,
+      get worker() {
+        return running;
+      },
       metrics,
       httpPort: ops?.port,
+      ...(reload ? { reload } : {}),
       stop: () =>
         (stopped ??= (async () => {
           live = false;

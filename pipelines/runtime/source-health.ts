@@ -22,7 +22,8 @@ export function watchSourceHealth(o: {
   board: SourceStatusBoard;
   metrics: CellarMetrics;
   log: Logger;
-  suppliers: Supplier[];
+  /** The suppliers whose distance is measured (a getter: a reload changes them). */
+  suppliers: () => Supplier[];
   /** The supplier's stored checkpoint (a binlog reader's distance is measured from it). */
   checkpoint: (supplierId: string) => Promise<StoredCheckpoint | undefined>;
 }): { stop(): void } {
@@ -39,7 +40,7 @@ export function watchSourceHealth(o: {
     if (measuring) return;
     measuring = true;
     try {
-      for (const s of o.suppliers) {
+      for (const s of o.suppliers()) {
         try {
           const lag = await NATIVE_SOURCES[s.source.kind as NativeKind].lag(s, resumePoint(await o.checkpoint(s.id)));
           o.board.lag(s.id, lag?.bytes ?? null, lag?.detail ?? null);

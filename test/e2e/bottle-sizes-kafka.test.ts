@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
@@ -90,12 +90,16 @@ ${skus}
     const early = await cli(['dlq', 'replay', '--reason', 'bottle_size_mismatch', '--wait', '90']);
     expect(early.code, early.out).toBe(1);
     expect(early.out.match(/refused again as letter \d+: bottle_size_mismatch/g), early.out).toHaveLength(2);
-    await p.kill('normalizer', 'SIGTERM');
     writeFileSync(join(p.env.CELLAR_SUPPLIERS_DIR!, 'acme.yaml'), supplierYaml(`    inline:
       - { supplierSku: HER-18, sku: hermitage-2018 }
       - { supplierSku: HER-18, bottleSizeMl: 375, sku: hermitage-2018-375 }
       - { supplierSku: HER-18, bottleSizeMl: 1500, sku: hermitage-2018-1500 }`));
-    p.start('normalizer');
+    // The running normalizer reads the fixed file on SIGHUP: no restart.
+    const normalizer = p.workers.get('normalizer')!;
+    normalizer.kill('SIGHUP');
+    const log = join(p.logDir, 'normalizer.log');
+    expect(await eventually(async () => /"changed":\["acme"\].*configuration reloaded/.test(readFileSync(log, 'utf8')), 30_000), `the normalizer reloaded (${log})`).toBe(true);
+    expect(normalizer.exitCode, 'the same process').toBeNull();
     const replay = await cli(['dlq', 'replay', '--reason', 'bottle_size_mismatch']);
     expect(replay.code, replay.out).toBe(0);
     expect(replay.out).toContain('replayed 4 dead letters to their Kafka topics');

@@ -17,10 +17,11 @@ import { postgresSupplierYaml, stockSupplier } from '../support/suppliers.js';
 /**
  * The operator's loop on dead letters, in the embedded runtime: changes are refused (a mapped column
  * renamed), `cellar dlq list` shows them per supplier with their status, a replay before the fix says each
- * one was refused again and why (exit 1), and after the fix a replay applies them, resolves the letters
+ * one was refused again and why (exit 1), and after the file is fixed and reloaded into the running runtime
+ * (`cellar reload`, no restart; a broken file is refused naming it) a replay applies them, resolves the letters
  * (who, when, how) and the totals equal the supplier's rows; reconciliation then finds nothing.
  */
-describe('dead letters: list, replay refused again, fix, replay applied, resolved', () => {
+describe('dead letters: list, replay refused again, fix the file, reload without restart, replay applied, resolved', () => {
   const R1 = rid('west');
   const R2 = rid('east');
   const region: Record<string, string> = { d1: R1, d2: R2 };
@@ -90,10 +91,19 @@ describe('dead letters: list, replay refused again, fix, replay applied, resolve
     expect(afterEarly.filter((l) => l.replay_of === null).every((l) => l.status === 'replayed' && l.replayed_by === 'on-call')).toBe(true);
     expect(afterEarly.filter((l) => l.replay_of !== null)).toHaveLength(refused);
 
-    // The fix: the supplier file names the new column; the runtime restarts; a replay of what is not resolved applies.
-    await stopChild(proc!, 'SIGTERM', 15_000);
-    writeFileSync(join(dir, 'acme.yaml'), readFileSync(join(dir, 'acme.yaml'), 'utf8').replace('quantity: qty', 'quantity: cases'));
-    start();
+    // A broken file is refused before anything is asked of the runtime, naming the problem.
+    const good = readFileSync(join(dir, 'acme.yaml'), 'utf8');
+    writeFileSync(join(dir, 'acme.yaml'), good.replace('mapping:', 'mapping: [oops'));
+    const broken = await cli(['reload']);
+    expect(broken.code, broken.out).toBe(2);
+    expect(broken.out).toContain('acme.yaml');
+
+    // The fix: the supplier file names the new column; the running runtime reloads it, no restart.
+    writeFileSync(join(dir, 'acme.yaml'), good.replace('quantity: qty', 'quantity: cases'));
+    const reloaded = await cli(['reload']);
+    expect(reloaded.code, reloaded.out).toBe(0);
+    expect(reloaded.out).toMatch(/reloaded by embedded .*: 1 supplier files; added none; removed none; changed acme/);
+    expect(proc!.exitCode, 'the same process').toBeNull();
     const fixed = await cli(['dlq', 'replay', '--supplier', 'acme', '--reason', 'missing_field']);
     expect(fixed.code, fixed.out).toBe(0);
     expect(fixed.out).toMatch(new RegExp(`applied ${refused * 2} \\(.*\\): resolved`));
@@ -101,6 +111,12 @@ describe('dead letters: list, replay refused again, fix, replay applied, resolve
     const done = await letters();
     expect(done.every((l) => l.status === 'resolved' && l.resolved_by === 'on-call' && l.resolution === 'replayed and applied'), JSON.stringify(done.slice(0, 3))).toBe(true);
     expect((await cli(['dlq', 'list', '--supplier', 'acme', '--status', 'pending'])).out).toContain('no dead letters match');
+
+    // SIGHUP reloads too (nothing changed: nothing restarts).
+    proc!.kill('SIGHUP');
+    expect(await eventually(async () => readFileSync(join(logDir, `embedded-${runs}.log`), 'utf8').includes('"changed":[],') , 10_000), 'SIGHUP reloaded').toBe(true);
+    await supplier.query('UPDATE public.stock SET cases = cases + 1 WHERE id % 7 = 0');
+    expect(await converged(), `after SIGHUP (${logDir})`).toEqual([]);
 
     // Closing letters by hand needs a filter and a note.
     const unnamed = await cli(['dlq', 'resolve', '--note', 'x']);

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import pg from 'pg';
 import { createDatabase, startLocalPostgres, type LocalPostgres } from '../../infra/local/postgres.js';
 import { supplierHealth, type SupplierHealth } from '../../pipelines/state/supplier-health.js';
@@ -20,12 +22,12 @@ describe('per-supplier health', () => {
   let api: TestApi;
   let reader: string;
   let env: Record<string, string>;
-  const yaml = (port: number) => `id: acme
-name: Acme
+  const yaml = (port: number, id = 'acme') => `id: ${id}
+name: ${id}
 source:
   kind: postgres
   connection: { host: 127.0.0.1, port: ${port}, database: supplier, user: postgres }
-  topicPrefix: ${rid('acme')}
+  topicPrefix: ${rid(id)}
   tables: [{ name: public.stock }]
 mapping: { sku: sku, warehouse: wh, quantity: qty, regions: { a: ${R} } }
 `;
@@ -50,10 +52,10 @@ mapping: { sku: sku, warehouse: wh, quantity: qty, regions: { a: ${R} } }
     await server?.destroy();
   });
 
-  const health = async () => (await supplierHealth(e.cellar.pool, { only: 'acme' }))[0]!;
-  const waitFor = async (what: string, ok: (h: SupplierHealth) => boolean, ms: number) => {
+  const health = async (id = 'acme') => (await supplierHealth(e.cellar.pool, { only: id }))[0]!;
+  const waitFor = async (what: string, ok: (h: SupplierHealth) => boolean, ms: number, id = 'acme') => {
     let last: SupplierHealth | undefined;
-    const done = await eventually(async () => ok((last = await health())), ms, 250);
+    const done = await eventually(async () => ok((last = await health(id))), ms, 250);
     expect(done, `${what}; last seen: ${JSON.stringify(last)}`).toBe(true);
   };
 
@@ -90,4 +92,22 @@ mapping: { sku: sku, warehouse: wh, quantity: qty, regions: { a: ${R} } }
     expect((await health()).capture?.restarts).toBeGreaterThanOrEqual(1);
     expect(await eventually(async () => (await e.metrics.value('cellar_source_up', { supplier: 'acme' })) === 1, 10_000)).toBe(true);
   }, 150_000);
+
+  it('reloads the supplier files without a restart: a new supplier captures, a removed one stops, a broken file changes nothing', async () => {
+    writeFileSync(join(e.suppliersDir, 'beta.yaml'), yaml(server.port, 'beta'));
+    expect(await e.rt.reload()).toMatchObject({ ok: true, added: ['beta'], removed: [], changed: [] });
+    await waitFor('beta captured after the reload', (h) => h.status === 'ok' && (h.capture?.changes ?? 0) >= 50, 40_000, 'beta');
+
+    writeFileSync(join(e.suppliersDir, 'gamma.yaml'), 'id: gamma\nsource: { kind: postgres }\n');
+    const bad = await e.rt.reload();
+    expect(bad.ok).toBe(false);
+    expect(bad.error).toContain('gamma.yaml');
+    rmSync(join(e.suppliersDir, 'gamma.yaml'));
+
+    rmSync(join(e.suppliersDir, 'beta.yaml'));
+    expect(await e.rt.reload()).toMatchObject({ ok: true, added: [], removed: ['beta'], changed: [] });
+    await waitFor('beta stopped after its file was removed', (h) => h.status === 'stopped', 20_000, 'beta');
+    expect((await health()).status, 'acme untouched').toBe('ok');
+    expect(e.failed()).toBeUndefined();
+  }, 120_000);
 });

@@ -17,6 +17,8 @@ export interface EmbeddedUnderTest {
   redis: Redis;
   /** The private Redis the runtime writes. */
   redisUrl: string;
+  /** The folder of the supplier files the runtime reads (a test may change them, then reload). */
+  suppliersDir: string;
   /** The error the runtime stopped on, if it did. */
   failed(): Error | undefined;
   stop(): Promise<void>;
@@ -45,7 +47,7 @@ export async function startEmbeddedUnderTest(
     const redis = new Redis(redisServer.url);
     const server = redisServer;
     return {
-      rt, metrics, cellar, redis, redisUrl: server.url,
+      rt, metrics, cellar, redis, redisUrl: server.url, suppliersDir: cfg.suppliersDir,
       failed: () => failed,
       stop: async () => {
         await rt.stop();
