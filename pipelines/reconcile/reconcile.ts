@@ -1,4 +1,6 @@
 import type pg from 'pg';
+import { readSourceStatus } from '../state/source-status.js';
+import { REPORT_STALE_MS } from '../state/supplier-health.js';
 import type { Redis } from 'ioredis';
 import type { Supplier } from '../../connectors/registry/loader.js';
 import { CellarError } from '../core/errors.js';
@@ -257,7 +259,8 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
       progress(`verifying ${applied.size} corrections`, rowsCompared);
       repairedKeys = await verifyRepairs({ pool, redis, supplier, mapping, snap, everyMs: Math.min(settleMs, 1_000), verifyMs: opts.verifyMs ?? 30_000, ...(deps.keyPrefix ? { keyPrefix: deps.keyPrefix } : {}) }, confirmed.filter((c) => applied.has(c.drift)));
     }
-    const drift = confirmed.map((c) => ({ ...c.drift, repaired: repairedKeys.has(c.drift) }));
+    const paused = await captureNotStreaming(pool, supplier.id);
+    const drift = confirmed.map((c) => ({ ...c.drift, ...(paused && c.drift.kind === 'contribution' ? { likelyCause: `${paused}; otherwise: ${c.drift.likelyCause}` } : {}), repaired: repairedKeys.has(c.drift) }));
     if (sent > repairedKeys.size) log.warn({ supplier: supplier.id, runId, sent, verified: repairedKeys.size }, 'corrections sent but not seen applied within the re-check window');
     await recordDrift(pool, runId, drift);
     const repaired = drift.filter((d) => d.repaired).length;
@@ -273,4 +276,19 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
     await finishRun(pool, runId, { rowsCompared, drifted: 0, repaired: 0, unsettled: 0, outcome: 'failed', error: e.message }).catch(() => undefined);
     throw e;
   }
+}
+
+/**
+ * When the supplier's reader is not streaming (restarting after an error, stopped, or its runtime silent),
+ * the likely cause of a contribution's drift is that capture has not read the change yet, not that it was
+ * lost: said first in each such drift's likely cause.
+ */
+async function captureNotStreaming(pool: pg.Pool, supplierId: string): Promise<string | undefined> {
+  const s = (await readSourceStatus(pool, supplierId).catch(() => []))[0];
+  if (!s) return undefined;
+  const silent = Date.now() - s.updatedAt.getTime() > REPORT_STALE_MS;
+  if (s.state === 'streaming' && !silent) return undefined;
+  return silent
+    ? `capture of ${supplierId} is not running (its ${s.runtime} runtime last reported at ${s.updatedAt.toISOString()}): the change is probably not read yet`
+    : `capture of ${supplierId} is ${s.state} since ${s.stateSince.toISOString()}${s.detail ? ` (${s.detail})` : ''}: the change is probably not read yet`;
 }

@@ -94,6 +94,8 @@ mapping:
     await page.waitForFunction(() => document.querySelectorAll('#stock tbody tr').length === 1 && document.querySelector('#stock tbody tr[data-sku="live-sku"] .bottles')?.textContent === '6');
     expect(await page.textContent('#stock tbody tr[data-sku="live-sku"] .size')).toBe('750 ml'); // the mapping's default bottle size
     await page.waitForFunction(() => [...document.querySelectorAll('#stages tbody td')].some((td) => td.textContent === 'embedded'));
+    // Per supplier: its capture state, as the embedded runtime reports it.
+    await page.waitForFunction(() => document.querySelector('#suppliers tbody tr[data-supplier="acme"] .status')?.textContent === 'ok');
     await page.screenshot({ path: join(shots, '2-dashboard.png'), fullPage: true });
   });
 

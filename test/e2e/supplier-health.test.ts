@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { createDatabase, startLocalPostgres, type LocalPostgres } from '../../infra/local/postgres.js';
@@ -43,7 +43,7 @@ mapping: { sku: sku, warehouse: wh, quantity: qty, regions: { a: ${R} } }
     e = await startEmbeddedUnderTest({ acme: yaml(server.port) }, 'supplier-health');
     api = await startTestApi({ pgUrl: e.cellar.url, redisUrl: e.redisUrl });
     reader = (await keysByRole(e.cellar.pool, rid('k'))).reader;
-    env = cellarEnv({ CELLAR_PG_URL: e.cellar.url, CELLAR_SUPPLIERS_DIR: supplierDir({ acme: yaml(server.port) }), CELLAR_LOG_LEVEL: 'warn' });
+    env = cellarEnv({ CELLAR_PG_URL: e.cellar.url, CELLAR_REDIS_URL: e.redisUrl, CELLAR_SUPPLIERS_DIR: supplierDir({ acme: yaml(server.port) }), CELLAR_LOG_LEVEL: 'warn' });
   }, 120_000);
 
   afterAll(async () => {
@@ -109,5 +109,27 @@ mapping: { sku: sku, warehouse: wh, quantity: qty, regions: { a: ${R} } }
     await waitFor('beta stopped after its file was removed', (h) => h.status === 'stopped', 20_000, 'beta');
     expect((await health()).status, 'acme untouched').toBe('ok');
     expect(e.failed()).toBeUndefined();
+  }, 120_000);
+
+  it('tells reconciliation the capture is stopped: drift while it is blamed on capture, not on a lost change', async () => {
+    const file = join(e.suppliersDir, 'acme.yaml');
+    const kept = readFileSync(file, 'utf8');
+    // A registry needs one file: a MongoDB supplier, which the embedded runtime does not read.
+    copyFileSync('connectors/suppliers/examples/harbor-spirits.yaml', join(e.suppliersDir, 'harbor-spirits.yaml'));
+    rmSync(file);
+    expect(await e.rt.reload()).toMatchObject({ ok: true, removed: ['acme'] });
+    await waitFor('acme stopped', (h) => h.status === 'stopped', 20_000);
+    const c = new pg.Client(`postgres://postgres@127.0.0.1:${server.port}/supplier`);
+    await c.connect();
+    await c.query('UPDATE public.stock SET qty = qty + 5 WHERE id <= 3');
+    await c.end();
+    const r = await runCellar(['reconcile', '--supplier', 'acme', '--settle', '200', '--rounds', '1'], env, logDir);
+    expect(r.code, r.out).toBe(1);
+    expect(r.out).toMatch(/capture of acme is stopped since .*: the change is probably not read yet/);
+    writeFileSync(file, kept);
+    expect(await e.rt.reload()).toMatchObject({ ok: true, added: ['acme'] });
+    await waitFor('acme streaming again, the changes read from its slot', (h) => h.status === 'ok', 30_000);
+    const again = await runCellar(['reconcile', '--supplier', 'acme', '--settle', '500', '--rounds', '3'], env, logDir);
+    expect(again.code, again.out).toBe(0);
   }, 120_000);
 });

@@ -208,7 +208,7 @@ async function follow() {
 function rows(tbody, list, cells, empty) {
   if (list.length === 0) {
     const td = el('td', empty, 'muted');
-    td.colSpan = 4;
+    td.colSpan = $(tbody).closest('table').querySelectorAll('th').length;
     return $(tbody).replaceChildren(Object.assign(el('tr'), {}).appendChild(td).parentNode);
   }
   $(tbody).replaceChildren(...list.map((x) => {
@@ -218,7 +218,29 @@ function rows(tbody, list, cells, empty) {
   }));
 }
 
+const ago = (t) => {
+  if (!t) return 'never';
+  const s = Math.max(0, Math.round((Date.now() - new Date(t).getTime()) / 1000));
+  return s < 90 ? `${s} s ago` : s < 5400 ? `${Math.round(s / 60)} min ago` : `${Math.round(s / 3600)} h ago`;
+};
+
+async function loadSuppliers() {
+  const { suppliers } = await api('/v1/suppliers');
+  if (!suppliers.length) return rows('#suppliers tbody', [], () => [], 'no supplier has reported yet');
+  $('#suppliers tbody').replaceChildren(...suppliers.map((x) => {
+    const tr = el('tr');
+    tr.dataset.supplier = x.supplierId;
+    const status = el('td', x.status, `status ${x.status === 'ok' ? 'up' : x.status === 'failing' || x.status === 'unknown' ? 'down' : ''}`);
+    status.title = x.detail ?? '';
+    const newest = x.deadLetters.newest[0];
+    tr.append(el('td', x.supplierId), status, el('td', ago(x.capture?.lastChangeAt)), el('td', fmt(x.deadLetters.pending), 'num'),
+      el('td', newest ? `${newest.reason}: ${newest.message.slice(0, 90)}` : '', 'muted small'));
+    return tr;
+  }));
+}
+
 async function loadHealth() {
+  void loadSuppliers().catch(() => undefined);
   const h = await api('/v1/pipeline');
   $('#fresh-p50').textContent = ms(h.freshness.p50Ms);
   $('#fresh-p99').textContent = ms(h.freshness.p99Ms);
