@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startKafkaMock, type KafkaMockCluster } from '../../infra/local/kafka-mock.js';
 import { loadRuntimeConfig } from '../../pipelines/core/config.js';
 import { startOpsServer } from '../../pipelines/core/http.js';
 import { CellarMetrics } from '../../pipelines/core/metrics.js';
@@ -22,9 +23,13 @@ describe('a stalled consumer is detected and recovers', () => {
   let hung = 0;
   let worker: ConsumerWorker | undefined;
   let ops: { port: number; close(): Promise<void> } | undefined;
+  let broker: KafkaMockCluster | undefined;
 
   beforeAll(async () => {
-    const cfg = loadRuntimeConfig(cellarEnv({}));
+    // A broker of its own: when the hung batch is finally released, the abandoned member rejoins while its
+    // successor holds the group, which trips an assertion in librdkafka's mock cluster (a real broker copes).
+    broker = await startKafkaMock(1);
+    const cfg = loadRuntimeConfig(cellarEnv({ CELLAR_KAFKA_BROKERS: broker.brokers.join(','), CELLAR_KAFKA_COMPAT: 'librdkafka-mock' }));
     const kafka = createKafka(cfg, mem.log, 'stall-test');
     await ensureTopics(kafka, cfg, [topic]);
     const producer = await connectProducer(kafka, cfg);
@@ -43,9 +48,10 @@ describe('a stalled consumer is detected and recovers', () => {
   }, 60_000);
 
   afterAll(async () => {
-    release();
     await worker?.stop();
+    release();
     await ops?.close();
+    await broker?.stop();
   });
 
   it('measures the lag while no batch finishes, reports the stall on /readyz and in the log, and catches up', async () => {
