@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { readSourceStatus } from '../state/source-status.js';
 import { REPORT_STALE_MS } from '../state/supplier-health.js';
+import { refusedSince, type RefusedCorrection } from './refused.js';
 import type { Redis } from 'ioredis';
 import type { Supplier } from '../../connectors/registry/loader.js';
 import { CellarError } from '../core/errors.js';
@@ -59,6 +60,8 @@ export interface ReconcileReport {
   repaired: number;
   /** Drift entries a correction was sent for (with `repair`); those above `repaired` were not seen applied. */
   corrections: number;
+  /** Of those not applied, corrections the running pipeline dead-lettered (their drift names the letter). */
+  refusedCorrections?: number;
   /** Differences still moving at the source after every re-check: in flight, not drift. */
   unsettled: number;
   outcome: RunOutcome;
@@ -260,7 +263,15 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
       repairedKeys = await verifyRepairs({ pool, redis, supplier, mapping, snap, everyMs: Math.min(settleMs, 1_000), verifyMs: opts.verifyMs ?? 30_000, ...(deps.keyPrefix ? { keyPrefix: deps.keyPrefix } : {}) }, confirmed.filter((c) => applied.has(c.drift)));
     }
     const paused = await captureNotStreaming(pool, supplier.id);
-    const drift = confirmed.map((c) => ({ ...c.drift, ...(paused && c.drift.kind === 'contribution' ? { likelyCause: `${paused}; otherwise: ${c.drift.likelyCause}` } : {}), repaired: repairedKeys.has(c.drift) }));
+    // Corrections the running pipeline dead-lettered are reported as refused, with the letter, not as "not seen applied".
+    const refused = sent > repairedKeys.size ? await refusedSince(pool, supplier, t0) : new Map<string, RefusedCorrection>();
+    const causeOf = (d: Drift) => {
+      const r = d.kind === 'contribution' && d.contributorId ? refused.get(d.contributorId) : undefined;
+      if (r) return `the correction was dead-lettered (letter ${r.letterId}, ${r.reason}): ${r.message}`;
+      return paused && d.kind === 'contribution' ? `${paused}; otherwise: ${d.likelyCause}` : d.likelyCause;
+    };
+    const drift = confirmed.map((c) => ({ ...c.drift, likelyCause: repairedKeys.has(c.drift) ? c.drift.likelyCause : causeOf(c.drift), repaired: repairedKeys.has(c.drift) }));
+    const refusedCount = drift.filter((d) => !d.repaired && d.likelyCause.startsWith('the correction was dead-lettered')).length;
     if (sent > repairedKeys.size) log.warn({ supplier: supplier.id, runId, sent, verified: repairedKeys.size }, 'corrections sent but not seen applied within the re-check window');
     await recordDrift(pool, runId, drift);
     const repaired = drift.filter((d) => d.repaired).length;
@@ -270,7 +281,7 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
     deps.metrics?.reconciliationLastSuccess.set({ supplier: supplier.id }, Date.now() / 1000);
     deps.metrics?.reconciliationRows.inc({ supplier: supplier.id }, rowsCompared);
     log.info({ supplier: supplier.id, runId, rowsCompared, drift: drift.length, repaired, unsettled, rejected: rejected.size, held: heldRows, outcome }, 'reconciliation finished');
-    return { runId, supplierId: supplier.id, rowsCompared, rejectedRows: rejected.size, heldRows, drift, repaired, corrections: sent, unsettled, outcome, durationMs: Date.now() - t0 };
+    return { runId, supplierId: supplier.id, rowsCompared, rejectedRows: rejected.size, heldRows, drift, repaired, corrections: sent, refusedCorrections: refusedCount, unsettled, outcome, durationMs: Date.now() - t0 };
   } catch (err) {
     const e = err instanceof CellarError ? err : new CellarError('reconcile_failed', `reconciling ${supplier.id}: ${(err as Error).message}`, { cause: err });
     await finishRun(pool, runId, { rowsCompared, drifted: 0, repaired: 0, unsettled: 0, outcome: 'failed', error: e.message }).catch(() => undefined);

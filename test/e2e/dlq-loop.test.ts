@@ -91,8 +91,16 @@ describe('dead letters: list, replay refused again, fix the file, reload without
     expect(afterEarly.filter((l) => l.replay_of === null).every((l) => l.status === 'replayed' && l.replayed_by === 'on-call')).toBe(true);
     expect(afterEarly.filter((l) => l.replay_of !== null)).toHaveLength(refused);
 
-    // A broken file is refused before anything is asked of the runtime, naming the problem.
+    // Reconciliation with the fixed file, while the runtime still runs the old one: its corrections are
+    // refused by the pipeline, and the report says so, naming the letters, instead of claiming a repair.
     const good = readFileSync(join(dir, 'acme.yaml'), 'utf8');
+    const fixedDir = supplierDir({ acme: good.replace('quantity: qty', 'quantity: cases') });
+    const recon1 = await runCellar(['reconcile', '--supplier', 'acme', '--repair', '--settle', '500', '--rounds', '2', '--verify-timeout', '8000'], { ...env, CELLAR_SUPPLIERS_DIR: fixedDir, CELLAR_LOG_LEVEL: 'warn' }, logDir);
+    expect(recon1.code, recon1.out).toBe(1);
+    expect(recon1.out).toMatch(new RegExp(`${refused} corrections dead-lettered by the running pipeline`));
+    expect(recon1.out).toMatch(/the correction was dead-lettered \(letter \d+, missing_field\)/);
+
+    // A broken file is refused before anything is asked of the runtime, naming the problem.
     writeFileSync(join(dir, 'acme.yaml'), good.replace('mapping:', 'mapping: [oops'));
     const broken = await cli(['reload']);
     expect(broken.code, broken.out).toBe(2);
@@ -104,9 +112,10 @@ describe('dead letters: list, replay refused again, fix the file, reload without
     expect(reloaded.code, reloaded.out).toBe(0);
     expect(reloaded.out).toMatch(/reloaded by embedded .*: 1 supplier files; added none; removed none; changed acme/);
     expect(proc!.exitCode, 'the same process').toBeNull();
+    const open = (await letters()).filter((l) => l.status !== 'resolved').length;
     const fixed = await cli(['dlq', 'replay', '--supplier', 'acme', '--reason', 'missing_field']);
     expect(fixed.code, fixed.out).toBe(0);
-    expect(fixed.out).toMatch(new RegExp(`applied ${refused * 2} \\(.*\\): resolved`));
+    expect(fixed.out).toMatch(new RegExp(`applied ${open} \\(.*\\): resolved`));
     expect(await converged(), `after the fix and the replay (${logDir})`).toEqual([]);
     const done = await letters();
     expect(done.every((l) => l.status === 'resolved' && l.resolved_by === 'on-call' && l.resolution === 'replayed and applied'), JSON.stringify(done.slice(0, 3))).toBe(true);
