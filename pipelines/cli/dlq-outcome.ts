@@ -1,4 +1,4 @@
-import type { Kafka } from 'kafkajs';
+import type { Admin, Kafka } from 'kafkajs';
 import type pg from 'pg';
 import type { RuntimeConfig } from '../core/config.js';
 import { fromKafkaError } from '../core/errors.js';
@@ -29,12 +29,12 @@ export interface ReplayOutcomeInput {
  */
 export async function replayOutcome(i: ReplayOutcomeInput): Promise<{ ok: boolean; lines: string[] }> {
   const deadline = Date.now() + i.waitMs;
-  const targets = await kafkaTargets(i);
-  const admin = targets.length ? i.kafka.admin() : undefined;
+  const admin = i.sent.length ? i.kafka.admin() : undefined;
   let queuedLeft = new Set<number>();
   let topicsLeft = new Set<string>();
   try {
     await admin?.connect();
+    const targets = admin ? await kafkaTargets(admin, i) : [];
     for (;;) {
       queuedLeft = await replaysQueued(i.pool, i.queued.map((l) => l.id));
       topicsLeft = new Set<string>();
@@ -72,23 +72,14 @@ export async function replayOutcome(i: ReplayOutcomeInput): Promise<{ ok: boolea
 }
 
 /** Per topic partition the replay wrote: the stage's group and the high watermark right after the write. */
-async function kafkaTargets(i: ReplayOutcomeInput): Promise<Array<{ topic: string; partition: number; group: string; high: string }>> {
-  if (!i.sent.length) return [];
-  const admin = i.kafka.admin();
-  try {
-    await admin.connect();
-    const out: Array<{ topic: string; partition: number; group: string; high: string }> = [];
-    for (const topic of new Set(i.sent.map((s) => s.topic))) {
-      const offsets = await admin.fetchTopicOffsets(topic);
-      for (const s of i.sent.filter((x) => x.topic === topic)) {
-        if (out.some((o) => o.topic === topic && o.partition === s.partition)) continue;
-        out.push({ topic, partition: s.partition, group: groupId(i.cfg, s.stage), high: offsets.find((o) => o.partition === s.partition)?.high ?? '0' });
-      }
+async function kafkaTargets(admin: Admin, i: ReplayOutcomeInput): Promise<Array<{ topic: string; partition: number; group: string; high: string }>> {
+  const out: Array<{ topic: string; partition: number; group: string; high: string }> = [];
+  for (const topic of new Set(i.sent.map((s) => s.topic))) {
+    const offsets = await admin.fetchTopicOffsets(topic);
+    for (const s of i.sent.filter((x) => x.topic === topic)) {
+      if (out.some((o) => o.topic === topic && o.partition === s.partition)) continue;
+      out.push({ topic, partition: s.partition, group: groupId(i.cfg, s.stage), high: offsets.find((o) => o.partition === s.partition)?.high ?? '0' });
     }
-    return out;
-  } catch (err) {
-    throw fromKafkaError(err, 'reading where the replay wrote');
-  } finally {
-    await admin.disconnect().catch(() => undefined);
   }
+  return out;
 }

@@ -4,7 +4,7 @@ import { loadRuntimeConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
 import { connectProducer, createKafka } from '../kafka/client.js';
 import type { Producer } from 'kafkajs';
-import { userInfo } from 'node:os';
+import { actorOf } from './actor.js';
 import { ConfigError } from '../core/errors.js';
 import { DEAD_LETTER_STATUSES, deadLetterCounts, listDeadLetters, replayDeadLetters, replayPlan, resolveDeadLetters, type DeadLetterFilter, type DeadLetterStatus } from '../state/dead-letters.js';
 import { formatTable } from './format.js';
@@ -66,15 +66,6 @@ function withFilters(c: Command): Command {
     .option('--until <time>', 'filed before: a time or an age')
     .option('--limit <n>', 'at most this many');
 }
-
-/** Who runs the command, for `replayed_by` / `resolved_by`. */
-const actorOf = (by?: string) => by ?? process.env.CELLAR_ACTOR ?? (() => {
-  try {
-    return userInfo().username;
-  } catch {
-    return 'cellar';
-  }
-})();
 
 function preview(buf: Buffer | null): string {
   if (!buf) return '';

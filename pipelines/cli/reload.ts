@@ -1,4 +1,3 @@
-import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { loadRegistry } from '../../connectors/registry/loader.js';
 import { loadRuntimeConfig } from '../core/config.js';
@@ -6,6 +5,7 @@ import { ConfigError } from '../core/errors.js';
 import { createPgPool } from '../core/pg.js';
 import { sleep } from '../core/retry.js';
 import { requestOutcome, requestReload } from '../state/control.js';
+import { actorOf } from './actor.js';
 
 /**
  * `cellar reload`: checks the supplier files here first (every problem named, exit 2), then asks the
@@ -25,13 +25,7 @@ export function registerReloadCommand(program: Command): void {
       const suppliers = loadRegistry(cfg.suppliersDir); // throws ConfigError naming every problem: nothing is asked
       const pool = createPgPool(cfg.pgUrl, { max: 1 });
       try {
-        let by = 'cellar';
-        try {
-          by = userInfo().username;
-        } catch {
-          // no user name: keep "cellar"
-        }
-        const id = await requestReload(pool, process.env.CELLAR_ACTOR ?? by);
+        const id = await requestReload(pool, actorOf());
         const until = Date.now() + waitS * 1000;
         while (Date.now() < until) {
           const done = await requestOutcome(pool, id);

@@ -15,7 +15,7 @@ import { retryInPlace } from '../core/retry.js';
 import { CachedHeldStore } from '../state/held.js';
 import { SourceStatusBoard } from '../state/source-status.js';
 import { watchSourceHealth } from './source-health.js';
-import { diffSuppliers } from './reload.js';
+import { diffSuppliers, NO_RELOAD, readConfiguration } from './reload.js';
 import { finishRequests, openReloads, type ReloadOutcome } from '../state/control.js';
 import { hostname } from 'node:os';
 import type { CompiledMapping } from '../normalize/mapping.js';
@@ -178,19 +178,11 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
    * one stops (its slot is kept), and a changed one's reader starts again with its new file, from its slot or
    * checkpoint (repeats are harmless). Dead letters replayed afterwards use the new mapping.
    */
-  let reloading: Promise<ReloadOutcome> = Promise.resolve({ ok: true, added: [], removed: [], changed: [], skipped: [] });
+  let reloading: Promise<ReloadOutcome> = Promise.resolve(NO_RELOAD);
   const reload = (): Promise<ReloadOutcome> => (reloading = reloading.then(async () => {
-    let next: Supplier[];
-    const compiled = new Map<string, CompiledMapping>();
-    try {
-      next = loadRegistry(cfg.suppliersDir);
-      inputs.track(next);
-      await inputs.load();
-      for (const s of next) if (hasNativeSource(s)) compiled.set(s.id, inputs.compile(s));
-    } catch (err) {
-      log.error({ err: (err as Error).message }, 'configuration reload rejected; the running configuration is kept');
-      return { ok: false, added: [], removed: [], changed: [], skipped: [], error: (err as Error).message };
-    }
+    const read = await readConfiguration(cfg.suppliersDir, inputs, log, (next) => new Map(next.filter(hasNativeSource).map((s) => [s.id, inputs.compile(s)])));
+    if ('rejected' in read) return read.rejected;
+    const { next, prepared: compiled } = read;
     const diff = diffSuppliers(running, next.filter(hasNativeSource));
     for (const s of [...diff.removed, ...diff.changed]) await readers.pause(s.id);
     for (const s of diff.removed) {

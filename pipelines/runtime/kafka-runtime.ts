@@ -1,8 +1,8 @@
 import type { Producer } from 'kafkajs';
 import type pg from 'pg';
-import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
+import { loadRegistry } from '../../connectors/registry/loader.js';
 import type { ReloadOutcome } from '../state/control.js';
-import { diffSuppliers } from './reload.js';
+import { diffSuppliers, NO_RELOAD, readConfiguration } from './reload.js';
 import { createCodecs } from '../../schemas/registry.js';
 import { createPgPool } from '../core/pg.js';
 import { createPostgresStockSink } from '../../sinks/postgres/sink.js';
@@ -146,19 +146,11 @@ export async function startWorker(
      * rejected whole; otherwise it subscribes to the new set of raw topics with the new mappings (leaving
      * the group and joining again: the batch in progress commits first, so nothing is lost or skipped).
      */
-    let reloading: Promise<ReloadOutcome> = Promise.resolve({ ok: true, added: [], removed: [], changed: [], skipped: [] });
+    let reloading: Promise<ReloadOutcome> = Promise.resolve(NO_RELOAD);
     const reload = role !== 'normalizer' ? undefined : (): Promise<ReloadOutcome> => (reloading = reloading.then(async () => {
-      let next: Supplier[];
-      let nextRaw: ReturnType<typeof rawTopics>;
-      try {
-        next = loadRegistry(cfg.suppliersDir);
-        inputs!.track(next);
-        await inputs!.load();
-        nextRaw = rawTopics(next, inputs!);
-      } catch (err) {
-        log.error({ err: (err as Error).message }, 'configuration reload rejected; the running configuration is kept');
-        return { ok: false, added: [], removed: [], changed: [], skipped: [], error: (err as Error).message };
-      }
+      const read = await readConfiguration(cfg.suppliersDir, inputs!, log, (next) => rawTopics(next, inputs!));
+      if ('rejected' in read) return read.rejected;
+      const { next, prepared: nextRaw } = read;
       const diff = diffSuppliers(suppliers, next);
       const nextTopics = nextRaw.map((r) => r.topic);
       await wait('raw topics', () => ensureTopics(kafka, cfg, nextTopics));
