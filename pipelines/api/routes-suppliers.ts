@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type pg from 'pg';
-import { supplierHealth } from '../state/supplier-health.js';
+import type { ConnectorStatusSource } from '../../connectors/kafka-connect/status-source.js';
+import { connectorNamePrefix } from '../state/connector-health.js';
+import { readConnectorStatus, supplierHealth, type ConnectorLookup } from '../state/supplier-health.js';
 import { notFound } from './errors.js';
 import { ANY_OBJECT, errorResponses } from './schemas.js';
 
@@ -9,20 +11,44 @@ import { ANY_OBJECT, errorResponses } from './schemas.js';
  * `GET /v1/suppliers/{id}`: the reader's state (`ok`, `snapshotting`, `starting`, `failing` with the
  * error, `stopped`, `unknown`), last change, distance to the supplier's log, dead letters by reason with the
  * newest messages, held rows and the last reconciliation. `supplierIds` lists the registry's suppliers, so
- * one nothing reports on shows as `unknown` rather than not at all.
+ * one nothing reports on shows as `unknown` rather than not at all. With `connectors` (Kafka Connect
+ * configured), each request reads Connect once: suppliers captured by Debezium get their connector's state
+ * (connector `<namePrefix><supplier id>`; `namePrefix` defaults to CELLAR_CONNECT_NAME_PREFIX or `cellar
+ * connectors`' default), and Connect unreachable becomes the `connector.error` of each (and the list's
+ * `kafkaConnect.error`), never a failed request.
  */
-export function registerSupplierRoutes(app: FastifyInstance, deps: { pool: pg.Pool; supplierIds?: string[] }): void {
+export function registerSupplierRoutes(
+  app: FastifyInstance,
+  deps: { pool: pg.Pool; supplierIds?: string[]; connectors?: ConnectorStatusSource; namePrefix?: string },
+): void {
+  const namePrefix = deps.connectors ? (deps.namePrefix ?? connectorNamePrefix()) : undefined;
+  /** One Connect read for this request, or nothing without Connect. */
+  const lookup = (): ConnectorLookup | undefined => (deps.connectors && namePrefix !== undefined ? { reading: readConnectorStatus(deps.connectors), namePrefix } : undefined);
   app.get(
     '/v1/suppliers',
     {
       config: { role: 'reader' },
       schema: {
-        summary: 'Health of every supplier: capture state, freshness, source lag, dead letters, last reconciliation',
+        summary: 'Health of every supplier: capture or Debezium connector state, freshness, source lag, dead letters, last reconciliation',
         tags: ['operations'],
-        response: { 200: { type: 'object', properties: { suppliers: { type: 'array', items: ANY_OBJECT } }, required: ['suppliers'] } },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              suppliers: { type: 'array', items: ANY_OBJECT },
+              kafkaConnect: { type: 'object', properties: { error: { type: 'string' } }, description: 'Present when Kafka Connect could not be read: why.' },
+            },
+            required: ['suppliers'],
+          },
+        },
       },
     },
-    async () => ({ suppliers: await supplierHealth(deps.pool, deps.supplierIds ? { supplierIds: deps.supplierIds } : {}) }),
+    async () => {
+      const connectors = lookup();
+      const suppliers = await supplierHealth(deps.pool, { supplierIds: deps.supplierIds, connectors });
+      const read = await connectors?.reading;
+      return { suppliers, ...(read && 'error' in read ? { kafkaConnect: { error: read.error } } : {}) };
+    },
   );
   app.get<{ Params: { id: string } }>(
     '/v1/suppliers/:id',
@@ -36,9 +62,11 @@ export function registerSupplierRoutes(app: FastifyInstance, deps: { pool: pg.Po
       },
     },
     async (req) => {
-      const [h] = await supplierHealth(deps.pool, { only: req.params.id });
-      if (!h || (h.status === 'unknown' && !h.capture && !h.deadLetters.byReason.length && !h.lastReconciliation && !deps.supplierIds?.includes(req.params.id))) {
-        throw notFound(`no supplier ${req.params.id}: nothing has reported on it`);
+      const connectors = lookup();
+      const [h] = await supplierHealth(deps.pool, { only: req.params.id, connectors });
+      // A connector (or Connect unreachable, so whether there is one cannot be told) makes it a supplier.
+      if (!h || (h.status === 'unknown' && !h.capture && !h.connector && !h.deadLetters.byReason.length && !h.lastReconciliation && !deps.supplierIds?.includes(req.params.id))) {
+        throw notFound(`no supplier ${req.params.id}: nothing has reported on it${connectors ? ` and Kafka Connect has no connector ${connectors.namePrefix}${req.params.id}` : ''}`);
       }
       return h;
     },

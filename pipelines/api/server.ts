@@ -61,6 +61,11 @@ export interface ApiServerOptions extends Omit<OpsDeps, 'pool'> {
   scrapeUrls?: string[];
   /** Key prefix of the Redis snapshots. Default `cellar`. */
   keyPrefix?: string;
+  /**
+   * Prefix of Cellar's connector names (`<prefix><supplier id>`), to find each supplier's connector among
+   * `connectors`. Default CELLAR_CONNECT_NAME_PREFIX, else the one `cellar connectors` uses.
+   */
+  connectorNamePrefix?: string;
 }
 
 /** A built (not yet listening) read API and what it holds. */
@@ -183,7 +188,7 @@ export async function createApiServer(o: ApiServerOptions): Promise<ApiServer> {
   registerStockRoutes(app, reader);
   registerEventRoutes(app, hub, apiMetrics, (r) => reader.noteRegion(r));
   registerOpsRoutes(app, { pool, connectors: o.connectors, reconcile: o.reconcile, producer: o.producer });
-  registerSupplierRoutes(app, { pool });
+  registerSupplierRoutes(app, { pool, connectors: o.connectors, namePrefix: o.connectorNamePrefix });
 
   app.get(
     '/v1/pipeline',

@@ -164,6 +164,8 @@ async function runCaptureCommand(supplierId: string | undefined, takeOver = fals
       void Promise.all([ops?.close(), capture.stop()]).then(() => process.exit(0));
     });
   }
+  // SIGHUP: read the supplier files again (the outcome is logged; `cellar reload` reports it).
+  process.on('SIGHUP', () => void capture.reload());
   capture.done?.catch((err: unknown) => {
     log.error({ err }, 'capture failed; exiting so a restart resumes from the last checkpoint');
     process.exit(1);

@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
+import { createConnectStatusSource } from '../../connectors/kafka-connect/status-source.js';
 import { loadRegistry } from '../../connectors/registry/loader.js';
 import { loadRuntimeConfig } from '../core/config.js';
 import { createPgPool } from '../core/pg.js';
-import { supplierHealth, type SupplierHealth } from '../state/supplier-health.js';
+import { connectorNamePrefix, type SupplierConnector } from '../state/connector-health.js';
+import { readConnectorStatus, supplierHealth, type SupplierHealth } from '../state/supplier-health.js';
 import { formatTable } from './format.js';
 
 /** `12 s ago`, `3 min ago`, `2 h ago`, or `never`. */
@@ -14,36 +16,56 @@ export function age(d: Date | null | undefined, now = Date.now()): string {
 
 const bytes = (n: number | null | undefined) => (n === null || n === undefined ? '-' : n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : n < 1 << 30 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${(n / (1 << 30)).toFixed(2)} GiB`);
 
-/** The terminal view of {@link supplierHealth}. */
-export function formatStatus(list: SupplierHealth[], now = Date.now()): string {
-  if (!list.length) return 'no suppliers: none in the registry and none reported';
+/** A connector in a few words: `RUNNING`, `RUNNING, task 0 FAILED`, `PAUSED`, or `unreachable`. */
+export function connectorState(c: SupplierConnector | undefined): string {
+  if (!c) return '-';
+  if ('error' in c) return 'unreachable';
+  const odd = c.tasks.filter((t) => t.state !== c.state).map((t) => `task ${t.id} ${t.state}`);
+  return [c.state, ...odd, ...(c.tasks.length ? [] : ['no tasks'])].join(', ');
+}
+
+/**
+ * The terminal view of {@link supplierHealth}; the connector column only when Kafka Connect was asked.
+ * `connectError` is why Kafka Connect could not be read, said once.
+ */
+export function formatStatus(list: SupplierHealth[], now = Date.now(), connectError?: string): string {
+  const unreachable = connectError ? `Kafka Connect could not be reached: ${connectError}` : undefined;
+  if (!list.length) return ['no suppliers: none in the registry and none reported', ...(unreachable ? [unreachable] : [])].join('\n');
+  const withConnect = list.some((h) => h.connector);
   const lines = [formatTable(
-    ['supplier', 'status', 'runtime', 'last change', 'source lag', 'dead letters', 'held', 'last reconciliation'],
+    ['supplier', 'status', 'runtime', 'last change', 'source lag', 'dead letters', 'held', 'last reconciliation', ...(withConnect ? ['connector'] : [])],
     list.map((h) => [
       h.supplierId,
       h.status,
-      h.capture?.runtime ?? '-',
+      h.capture?.runtime ?? (h.connector && 'state' in h.connector ? 'kafka-connect' : '-'),
       age(h.capture?.lastChangeAt, now),
       bytes(h.capture?.lagBytes),
       h.deadLetters.pending ? `${h.deadLetters.pending} pending` : '0',
       h.held,
       h.lastReconciliation ? `${h.lastReconciliation.outcome} ${age(h.lastReconciliation.at, now)}` : 'never',
+      ...(withConnect ? [connectorState(h.connector)] : []),
     ]),
   )];
+  if (unreachable) lines.push('', unreachable);
   for (const h of list.filter((x) => x.detail || x.deadLetters.newest.length)) {
     lines.push('', `${h.supplierId}: ${h.status}${h.detail ? `: ${h.detail}` : ''}`);
     if (h.capture?.lagDetail) lines.push(`  source: ${h.capture.lagDetail}`);
+    if (h.connector && 'state' in h.connector) lines.push(`  connector ${h.connector.name}: ${connectorState(h.connector)}`);
     for (const r of h.deadLetters.byReason.filter((x) => x.pending)) lines.push(`  dead letters ${r.reason}: ${r.pending} pending of ${r.total}`);
     for (const l of h.deadLetters.newest) lines.push(`  newest letter ${l.id} (${l.reason}, ${age(l.createdAt, now)}): ${l.message.slice(0, 120)}`);
   }
   return lines.join('\n');
 }
 
-/** `cellar status`: every supplier's health; exit 1 when any is failing or unknown. */
+/**
+ * `cellar status`: every supplier's health; exit 1 when any is failing or unknown. With CELLAR_CONNECT_URL,
+ * Kafka Connect is read once for the Debezium suppliers' connector states (Connect unreachable leaves them
+ * `unknown`, with the error).
+ */
 export function registerStatusCommand(program: Command): void {
   program
     .command('status')
-    .description('per-supplier health: capture state, last change, source lag, dead letters, held rows, last reconciliation; exit 1 when a supplier is failing or nothing reports on it')
+    .description('per-supplier health: capture or Debezium connector state, last change, source lag, dead letters, held rows, last reconciliation; exit 1 when a supplier is failing or nothing reports on it')
     .option('--supplier <id>', 'one supplier')
     .option('--json', 'one JSON object per supplier and line')
     .action(async (o: { supplier?: string; json?: boolean }) => {
@@ -54,11 +76,14 @@ export function registerStatusCommand(program: Command): void {
       } catch {
         // The view still works from Cellar's tables; the registry only adds suppliers nothing reported on.
       }
+      const namePrefix = cfg.connectUrl ? connectorNamePrefix() : undefined;
+      const connectors = cfg.connectUrl && namePrefix !== undefined ? { reading: readConnectorStatus(createConnectStatusSource(cfg.connectUrl)), namePrefix } : undefined;
       const pool = createPgPool(cfg.pgUrl, { max: 2 });
       try {
-        const list = await supplierHealth(pool, o.supplier ? { only: o.supplier } : { supplierIds: ids });
+        const list = await supplierHealth(pool, o.supplier ? { only: o.supplier, connectors } : { supplierIds: ids, connectors });
+        const read = await connectors?.reading;
         if (o.json) for (const h of list) process.stdout.write(`${JSON.stringify(h)}\n`);
-        else console.log(formatStatus(list));
+        else console.log(formatStatus(list, Date.now(), read && 'error' in read ? read.error : undefined));
         process.exitCode = list.some((h) => h.status === 'failing' || h.status === 'unknown') ? 1 : 0;
       } finally {
         await pool.end();

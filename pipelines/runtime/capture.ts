@@ -13,6 +13,8 @@ import { readCheckpoint, resumePoint, storedPosition, writeCheckpoint, type Stor
 import { RuntimeLease } from './lease.js';
 import { SourceStatusBoard } from '../state/source-status.js';
 import { watchSourceHealth } from './source-health.js';
+import { diffSuppliers, NO_RELOAD, watchReloadRequests } from './reload.js';
+import type { ReloadOutcome } from '../state/control.js';
 import { finishResnapshotRequests, pollResnapshotRequests, snapshotStateOf } from './resnapshot.js';
 
 
@@ -30,13 +32,10 @@ const CHECKPOINT_EVERY_MS = 1_000;
  * pollResnapshotRequests): the reader stops, the checkpoint records the tables owed, and a new reader
  * publishes their snapshot (each table starting with a truncate) before it streams on.
  */
-export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: Logger, metrics: CellarMetrics): Promise<{ stop(): Promise<void>; done?: Promise<void> }> {
-  const supplier = loadRegistry(cfg.suppliersDir).find((s) => s.id === supplierId);
-  if (!supplier) throw new ConfigError(`no supplier "${supplierId}" in ${cfg.suppliersDir}`);
+export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: Logger, metrics: CellarMetrics): Promise<{ stop(): Promise<void>; reload(): Promise<ReloadOutcome>; done?: Promise<void> }> {
+  const startedAt = new Date();
+  let supplier = capturable(loadRegistry(cfg.suppliersDir), supplierId, cfg.suppliersDir);
   const kind = supplier.source.kind;
-  if (!hasNativeSource(supplier)) {
-    throw new ConfigError(`${supplier.file}: source.kind: ${kind} has no native reader; capture it with Debezium on Kafka Connect (cellar connectors apply)`);
-  }
   const retry = retryInPlace(log);
   const sessionTag = RuntimeLease.sessionTag('capture');
   const pool = createPgPool(cfg.pgUrl, { max: 2, applicationName: sessionTag });
@@ -47,7 +46,8 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
     throw err;
   });
   const kafka = createKafka(cfg, log, `capture-${supplier.id}`);
-  const topics = supplier.source.tables.map((t) => `${supplier.topicPrefix}.${t.name}`);
+  const topicsOf = (s: Supplier) => s.source.tables.map((t) => `${s.topicPrefix}.${t.name}`);
+  const topics = topicsOf(supplier);
   await retry('Kafka topics', () => ensureTopics(kafka, cfg, topics));
   const producer = await retry('Kafka', () => connectProducer(kafka, cfg));
   const sourceId = `capture:${supplier.id}`;
@@ -92,32 +92,102 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
     });
     return r;
   };
-  const health = watchSourceHealth({ pool, board, metrics, log, suppliers: () => [supplier], checkpoint: () => readCheckpoint<StoredCheckpoint>(pool, sourceId) });
+  let capturing = true;
+  // One reader at a time: a resnapshot (pause … resume) and a reload each stop and start it, in turn.
+  let turns: Promise<void> = Promise.resolve();
+  const readerTurn = async (): Promise<() => void> => {
+    const before = turns;
+    let release!: () => void;
+    turns = new Promise((r) => (release = r));
+    await before;
+    return release;
+  };
+  let resnapshotTurn: (() => void) | undefined;
+  const health = watchSourceHealth({ pool, board, metrics, log, suppliers: () => (capturing ? [supplier] : []), checkpoint: () => readCheckpoint<StoredCheckpoint>(pool, sourceId) });
   let reader = await startReader();
   log.info({ supplier: supplier.id, kind, topics }, 'capturing');
   const resnapshots = pollResnapshotRequests({
-    pool, log, runtime: sourceId, suppliers: [supplier.id], sourceId: () => sourceId, fence: (tx) => lease.fence(tx),
-    pause: () => reader.stop(),
+    pool, log, runtime: sourceId, suppliers: () => (capturing ? [supplierId] : []), sourceId: () => sourceId, fence: (tx) => lease.fence(tx),
+    pause: async () => {
+      resnapshotTurn = await readerTurn();
+      await reader.stop();
+    },
     // The new reader reads what is owed from the checkpoint; failing to start it fails the capture (a restart resumes).
     resume: async () => {
-      reader = await startReader().catch((err: unknown) => (fail(err), reader));
+      try {
+        reader = await startReader().catch((err: unknown) => (fail(err), reader));
+      } finally {
+        resnapshotTurn?.();
+      }
     },
   });
+  /**
+   * `cellar reload` and SIGHUP: the supplier files are read again and every problem rejects them (the
+   * running reader keeps going). A changed file restarts the reader with it, from the slot or checkpoint
+   * (repeats are harmless); a supplier removed from the files stops being captured (its slot is kept) and
+   * starts again if it comes back.
+   */
+  let reloading: Promise<ReloadOutcome> = Promise.resolve(NO_RELOAD);
+  const reload = (): Promise<ReloadOutcome> => (reloading = reloading.catch(() => NO_RELOAD).then(async () => {
+    let next: Supplier | undefined;
+    try {
+      const all = loadRegistry(cfg.suppliersDir);
+      next = all.some((s) => s.id === supplierId) ? capturable(all, supplierId, cfg.suppliersDir) : undefined;
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'configuration reload rejected; the running configuration is kept');
+      return { ...NO_RELOAD, ok: false, error: (err as Error).message };
+    }
+    const diff = diffSuppliers(capturing ? [supplier] : [], next ? [next] : []);
+    const release = await readerTurn();
+    try {
+      if (diff.removed.length) {
+        await reader.stop();
+        capturing = false;
+        board.set(supplierId, 'stopped', 'removed from the supplier files');
+        await board.flush(pool).catch(() => undefined);
+      }
+      if (next && (diff.added.length || diff.changed.length)) {
+        if (capturing) await reader.stop();
+        supplier = next;
+        await retry('Kafka topics', () => ensureTopics(kafka, cfg, topicsOf(next!)));
+        // A reader that cannot start fails the capture, as at start-up (a restart resumes from the slot).
+        reader = await startReader().catch((err: unknown) => (fail(err), reader));
+        capturing = true;
+      }
+    } finally {
+      release();
+    }
+    const outcome = { ...NO_RELOAD, added: diff.added.map((s) => s.id), removed: diff.removed.map((s) => s.id), changed: diff.changed.map((s) => s.id) };
+    log.info({ ...outcome, topics: topicsOf(supplier) }, 'configuration reloaded');
+    return outcome;
+  }));
+  const stopReloads = watchReloadRequests({ pool, role: sourceId, reload, log, startedAt });
   const leaseLost = lease.lost.then((err) => Promise.reject(err));
   leaseLost.catch(() => undefined);
   return {
     done: Promise.race([failed, leaseLost]),
+    reload,
     stop: async () => {
+      await stopReloads();
+      await reloading;
       health.stop();
       await resnapshots.stop();
-      await reader.stop();
-      board.set(supplier.id, 'stopped');
+      if (capturing) await reader.stop();
+      if (capturing) board.set(supplier.id, 'stopped');
       await board.flush(pool).catch(() => undefined);
       await producer.disconnect().catch(() => undefined);
       await lease.release();
       await pool.end().catch(() => undefined);
     },
   };
+}
+
+/** The supplier `id` from the files, if a native reader can capture it (else a ConfigError naming the file). */
+function capturable(all: Supplier[], id: string, dir: string): Supplier {
+  const s = all.find((x) => x.id === id);
+  if (!s) throw new ConfigError(`no supplier "${id}" in ${dir}`);
+  if (!hasNativeSource(s)) throw new ConfigError(`${s.file}: source.kind: ${s.source.kind} has no native reader; capture it with Debezium on Kafka Connect (cellar connectors apply)`);
+  return s;
 }
 
 type Publish = (messages: Array<{ topic: string; key: string | null; value: string }>) => Promise<void>;

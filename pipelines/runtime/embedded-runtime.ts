@@ -15,9 +15,8 @@ import { retryInPlace } from '../core/retry.js';
 import { CachedHeldStore } from '../state/held.js';
 import { SourceStatusBoard } from '../state/source-status.js';
 import { watchSourceHealth } from './source-health.js';
-import { diffSuppliers, NO_RELOAD, readConfiguration } from './reload.js';
-import { finishRequests, openReloads, type ReloadOutcome } from '../state/control.js';
-import { hostname } from 'node:os';
+import { diffSuppliers, NO_RELOAD, readConfiguration, watchReloadRequests } from './reload.js';
+import type { ReloadOutcome } from '../state/control.js';
 import type { CompiledMapping } from '../normalize/mapping.js';
 import { CachedRouteStore } from '../state/routes.js';
 import { MappingInputsStore } from '../normalize/sku-map-store.js';
@@ -64,6 +63,7 @@ export interface EmbeddedRuntime {
  * rebuilt from Postgres at start, after it lost its data, and once it answers again after an outage.
  */
 export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: CellarMetrics): Promise<EmbeddedRuntime> {
+  const startedAt = new Date();
   const suppliers = loadRegistry(cfg.suppliersDir);
   // Every session of this runtime carries one tag, so that a takeover (see RuntimeLease) can end them all.
   const sessionTag = RuntimeLease.sessionTag('embedded');
@@ -179,7 +179,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
    * checkpoint (repeats are harmless). Dead letters replayed afterwards use the new mapping.
    */
   let reloading: Promise<ReloadOutcome> = Promise.resolve(NO_RELOAD);
-  const reload = (): Promise<ReloadOutcome> => (reloading = reloading.then(async () => {
+  const reload = (): Promise<ReloadOutcome> => (reloading = reloading.catch(() => NO_RELOAD).then(async () => {
     const read = await readConfiguration(cfg.suppliersDir, inputs, log, (next) => new Map(next.filter(hasNativeSource).map((s) => [s.id, inputs.compile(s)])));
     if ('rejected' in read) return read.rejected;
     const { next, prepared: compiled } = read;
@@ -201,14 +201,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     log.info(outcome, 'configuration reloaded');
     return outcome;
   }));
-  const controlTimer = setInterval(() => {
-    if (ended()) return;
-    openReloads(pool).then(async (ids) => {
-      if (!ids.length) return;
-      await finishRequests(pool, ids, `embedded ${hostname()} pid ${process.pid}`, await reload());
-    }).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'reading reload requests failed; retrying'));
-  }, REPAIR_POLL_MS);
-  controlTimer.unref();
+  const stopReloads = watchReloadRequests({ pool, role: 'embedded', reload, log, startedAt, ended });
   // Corrections from reconciliation (cellar.repair_requests) take the same path as the readers' changes.
   const queuedRepairs = new Set<number>();
   const pollRepairs = async () => {
@@ -226,7 +219,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     }
   };
   // `cellar resnapshot`: the reader stops, what it handed over commits, and it starts again owing what was asked.
-  const resnapshots = pollResnapshotRequests({ pool, log, runtime: 'embedded', suppliers: [...mappings.keys()], sourceId: (id) => id, fence: (tx) => lease.fence(tx),
+  const resnapshots = pollResnapshotRequests({ pool, log, runtime: 'embedded', suppliers: () => [...mappings.keys()], sourceId: (id) => id, fence: (tx) => lease.fence(tx),
     pause: async (id) => {
       await readers.pause(id);
       await loop.drain();
@@ -251,7 +244,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     reload,
     stop: async () => {
       clearInterval(repairTimer);
-      clearInterval(controlTimer);
+      await stopReloads();
       health.stop();
       await resnapshots.stop();
       stopRefresh();

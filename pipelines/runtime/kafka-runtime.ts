@@ -2,7 +2,7 @@ import type { Producer } from 'kafkajs';
 import type pg from 'pg';
 import { loadRegistry } from '../../connectors/registry/loader.js';
 import type { ReloadOutcome } from '../state/control.js';
-import { diffSuppliers, NO_RELOAD, readConfiguration } from './reload.js';
+import { diffSuppliers, NO_RELOAD, readConfiguration, watchReloadRequests } from './reload.js';
 import { createCodecs } from '../../schemas/registry.js';
 import { createPgPool } from '../core/pg.js';
 import { createPostgresStockSink } from '../../sinks/postgres/sink.js';
@@ -60,6 +60,7 @@ export async function startWorker(
     },
   });
   const codecs = createCodecs(cfg.schemaRegistryUrl);
+  const startedAt = new Date();
   const closers: Array<() => Promise<void>> = [];
   /** What start-up waits for now (`/readyz` says it from the first second). */
   let phase = 'configuration';
@@ -147,11 +148,16 @@ export async function startWorker(
      * the group and joining again: the batch in progress commits first, so nothing is lost or skipped).
      */
     let reloading: Promise<ReloadOutcome> = Promise.resolve(NO_RELOAD);
-    const reload = role !== 'normalizer' ? undefined : (): Promise<ReloadOutcome> => (reloading = reloading.then(async () => {
+    const reload = role !== 'normalizer' ? undefined : (): Promise<ReloadOutcome> => (reloading = reloading.catch(() => NO_RELOAD).then(async () => {
       const read = await readConfiguration(cfg.suppliersDir, inputs!, log, (next) => rawTopics(next, inputs!));
       if ('rejected' in read) return read.rejected;
       const { next, prepared: nextRaw } = read;
       const diff = diffSuppliers(suppliers, next);
+      if (!diff.added.length && !diff.removed.length && !diff.changed.length) {
+        // Same files: the SKU maps and catalog were refreshed in place; the subscription stays (no rebalance).
+        log.info({ ...NO_RELOAD }, 'configuration reloaded');
+        return NO_RELOAD;
+      }
       const nextTopics = nextRaw.map((r) => r.topic);
       await wait('raw topics', () => ensureTopics(kafka, cfg, nextTopics));
       const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
@@ -165,6 +171,10 @@ export async function startWorker(
       log.info({ ...outcome, topics: describeTopics(nextRaw) }, 'configuration reloaded');
       return outcome;
     }));
+    if (reload) {
+      const stopReloads = watchReloadRequests({ pool: getPool(), role, reload, log, startedAt, ended: () => !live });
+      closers.push(async () => stopReloads());
+    }
     phase = 'nothing';
     log.info({ role, group: groupId(cfg, role), topics: inputTopics, httpPort: ops?.port }, 'worker started');
     let stopped: Promise<void> | undefined;

@@ -80,8 +80,8 @@ export interface ResnapshotHooks {
   log: Logger;
   /** Which runtime takes the requests (its lease name: `embedded`, `capture:<supplier>`), recorded in `taken_by`. */
   runtime: string;
-  /** Suppliers this runtime reads with native readers. */
-  suppliers: string[];
+  /** Suppliers this runtime reads with native readers now (a reload changes them). */
+  suppliers(): string[];
   /** The source id of a supplier's checkpoint. */
   sourceId(supplierId: string): string;
   /** Throws inside `tx` unless this runtime still holds its single-writer lease (RuntimeLease.fence). */
@@ -119,7 +119,7 @@ export function pollResnapshotRequests(h: ResnapshotHooks): { stop(): Promise<vo
     });
   const once = async () => {
     const { rows } = await query<{ supplier_id: string }>(h.pool, 'reading resnapshot requests',
-      'SELECT DISTINCT supplier_id FROM cellar.resnapshot_requests WHERE taken_at IS NULL AND supplier_id = ANY($1::text[])', [h.suppliers]);
+      'SELECT DISTINCT supplier_id FROM cellar.resnapshot_requests WHERE taken_at IS NULL AND supplier_id = ANY($1::text[])', [h.suppliers()]);
     for (const { supplier_id: id } of rows) {
       if (stopped) return;
       await h.pause(id);

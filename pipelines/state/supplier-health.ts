@@ -1,5 +1,7 @@
 import type pg from 'pg';
 import { query } from '../core/pg.js';
+import type { ConnectorStatusSource } from '../../connectors/kafka-connect/status-source.js';
+import { connectorSupplierIds, redactUrls, withConnectorStatus, type ConnectorReading, type SupplierConnector } from './connector-health.js';
 import { deadLetterCounts, listDeadLetters } from './dead-letters.js';
 import { heldSummary } from './held.js';
 import { listRuns } from './runs.js';
@@ -13,7 +15,8 @@ export interface SupplierHealth {
   supplierId: string;
   /**
    * `ok` (streaming), `snapshotting`, `starting`, `failing` (its reader restarts after an error: the
-   * supplier's database is down, say), `stopped`, or `unknown` (no runtime reports on it).
+   * supplier's database is down, say, or its Debezium connector FAILED), `stopped`, or `unknown` (no runtime
+   * reports on it and no connector, or Kafka Connect could not be reached).
    */
   status: 'ok' | 'snapshotting' | 'starting' | 'failing' | 'stopped' | 'unknown';
   /** Why, in words: the reader's error, what is being snapshotted, or since when nothing reports. */
@@ -24,6 +27,32 @@ export interface SupplierHealth {
   /** Rows still counted at their last valid state (`cellar dlq held`). */
   held: number;
   lastReconciliation: { runId: number; at: Date; outcome: string; driftedKeys: number; repaired: number } | null;
+  /**
+   * Its Debezium connector on Kafka Connect (`<name prefix><supplier id>`), or why Connect could not be read;
+   * absent when Connect is not configured or has no such connector.
+   */
+  connector?: SupplierConnector;
+}
+
+/** Kafka Connect's view for {@link supplierHealth}, when Connect is configured. */
+export interface ConnectorLookup {
+  /** One read of Connect ({@link readConnectorStatus}), awaited alongside Cellar's tables. */
+  reading: Promise<ConnectorReading> | ConnectorReading;
+  /** Connector names are `<namePrefix><supplier id>` (CELLAR_CONNECT_NAME_PREFIX). */
+  namePrefix: string;
+}
+
+/**
+ * Every connector's status in one `GET /connectors?expand=status&expand=info` (with the source's timeout),
+ * or why Connect could not be read (its message, credentials removed). Never throws: health is answered
+ * without Connect.
+ */
+export async function readConnectorStatus(source: ConnectorStatusSource): Promise<ConnectorReading> {
+  try {
+    return await source.status();
+  } catch (err) {
+    return { error: redactUrls(err instanceof Error ? err.message : String(err)) };
+  }
 }
 
 function statusOf(c: SourceStatus | undefined, now: number): Pick<SupplierHealth, 'status' | 'detail'> {
@@ -46,17 +75,22 @@ function statusOf(c: SourceStatus | undefined, now: number): Pick<SupplierHealth
 /**
  * Per-supplier health from Cellar's own tables: the reader's state and distance to the source
  * (`cellar.source_status`), dead letters by reason with the newest messages, held rows and the last
- * reconciliation. `supplierIds` adds suppliers nothing has reported on yet (the registry's).
+ * reconciliation. `supplierIds` adds suppliers nothing has reported on yet (the registry's). With
+ * `connectors` (Kafka Connect configured, read once by the caller, alongside the tables): suppliers with a
+ * connector are listed too, and each gets its connector's state ({@link withConnectorStatus}); Connect
+ * unreachable leaves them `unknown` with the error, it never fails the call.
  */
-export async function supplierHealth(pool: pg.Pool, o: { supplierIds?: string[]; only?: string } = {}): Promise<SupplierHealth[]> {
-  const [status, held, withLetters] = await Promise.all([
+export async function supplierHealth(pool: pg.Pool, o: { supplierIds?: string[]; only?: string; connectors?: ConnectorLookup } = {}): Promise<SupplierHealth[]> {
+  const [status, held, withLetters, reading] = await Promise.all([
     readSourceStatus(pool, o.only),
     heldSummary(pool),
     query<{ supplier_id: string }>(pool, 'listing suppliers with dead letters', 'SELECT DISTINCT supplier_id FROM cellar.dead_letters WHERE supplier_id IS NOT NULL'),
+    o.connectors?.reading,
   ]);
-  const ids = o.only ? [o.only] : [...new Set([...(o.supplierIds ?? []), ...status.map((s) => s.supplierId), ...withLetters.rows.map((r) => r.supplier_id)])].sort();
+  const fromConnect = reading && o.connectors ? connectorSupplierIds(reading, o.connectors.namePrefix) : [];
+  const ids = o.only ? [o.only] : [...new Set([...(o.supplierIds ?? []), ...status.map((s) => s.supplierId), ...withLetters.rows.map((r) => r.supplier_id), ...fromConnect])].sort();
   const now = Date.now();
-  return Promise.all(ids.map(async (supplierId) => {
+  const list = await Promise.all(ids.map(async (supplierId): Promise<SupplierHealth> => {
     const latest = status.find((s) => s.supplierId === supplierId);
     const [counts, newest, runs] = await Promise.all([
       deadLetterCounts(pool, { supplierId }),
@@ -81,4 +115,5 @@ export async function supplierHealth(pool: pg.Pool, o: { supplierIds?: string[];
       lastReconciliation: run ? { runId: run.id, at: run.finishedAt ?? run.startedAt, outcome: run.outcome, driftedKeys: run.driftedKeys, repaired: run.repaired } : null,
     };
   }));
+  return reading && o.connectors ? withConnectorStatus(list, reading, o.connectors.namePrefix) : list;
 }
