@@ -12,6 +12,10 @@ export function createPgPool(url: string, options: { max?: number; applicationNa
     application_name: options.applicationName ?? 'cellar',
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
+    // A peer that vanished without closing the connection (a host gone, a dropped NAT entry) is found by
+    // TCP keepalive instead of leaving a query waiting forever.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
   });
   pool.on('error', () => undefined);
   return pool;
