@@ -1,3 +1,4 @@
+import { logLevelOr } from '../core/process-env.js';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type pg from 'pg';
@@ -112,7 +113,7 @@ async function twoSizeExample(pool: pg.Pool, suppliers: DemoSupplier[]): Promise
 async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
   const t0 = Date.now();
   const work = tempDir('demo');
-  const log = createLogger('demo', process.env.CELLAR_LOG_LEVEL ?? 'warn');
+  const log = createLogger('demo', logLevelOr('warn'));
   let pgServer: LocalPostgres | undefined;
   let mariaServer: LocalMariaDb | undefined;
   let redisServer: LocalRedis | undefined;

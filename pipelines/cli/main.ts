@@ -1,3 +1,4 @@
+import { loadProcessEnv } from '../core/process-env.js';
 import { Command, Option } from 'commander';
 import { loadRuntimeConfig, RUNTIME_ENV, RuntimeConfigSpec } from '../core/config.js';
 import { CellarError, ConfigError } from '../core/errors.js';
@@ -199,6 +200,7 @@ async function runEmbeddedCommand(withApi = false, takeOver = false): Promise<vo
 }
 
 try {
+  loadProcessEnv(); // CELLAR_LOG_LEVEL=loud and the like: one line naming the variable, exit 2
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof ConfigError) {

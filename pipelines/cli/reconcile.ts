@@ -1,3 +1,4 @@
+import { logLevelOr } from '../core/process-env.js';
 import { Option, type Command } from 'commander';
 import { loadRegistry } from '../../connectors/registry/loader.js';
 import { loadRuntimeConfig } from '../core/config.js';
@@ -60,7 +61,7 @@ export function registerReconcileCommands(program: Command): void {
       if (!(settleMs >= 0 && settleMs <= 600_000)) throw new ConfigError(`--settle ${opts.settle}: expected milliseconds between 0 and 600000`);
       if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20)) throw new ConfigError(`--rounds ${opts.rounds}: expected 1 to 20`);
       const cfg = loadRuntimeConfig();
-      const reconciler = new Reconciler(cfg, createLogger('reconcile', process.env.CELLAR_LOG_LEVEL ?? 'warn'));
+      const reconciler = new Reconciler(cfg, createLogger('reconcile', logLevelOr('warn')));
       let last = 0;
       const failures: Array<{ supplierId: string; error: Error }> = [];
       try {

@@ -1,3 +1,4 @@
+import { logLevelOr } from '../core/process-env.js';
 import type { Command } from 'commander';
 import { Partitioners, type Admin, type PartitionMetadata } from 'kafkajs';
 import type pg from 'pg';
@@ -195,7 +196,7 @@ export async function repartition(cfg: RuntimeConfig, flags: RepartitionFlags, p
   const t = cellarTopics(cfg);
   const keyed = [t.observations, t.regionalStock];
   const partitionOf = keyPartitioner(cfg);
-  const admin = createKafka(cfg, createLogger('repartition', process.env.CELLAR_LOG_LEVEL ?? 'warn'), 'repartition').admin();
+  const admin = createKafka(cfg, createLogger('repartition', logLevelOr('warn')), 'repartition').admin();
   const pool = createPgPool(cfg.pgUrl, { max: 2, applicationName: 'cellar-repartition' });
   const refuse = (reasons: string[], dry: boolean) => {
     printError(`cellar repartition: ${dry ? 'would be refused' : 'refused, nothing changed'}:`);

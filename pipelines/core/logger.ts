@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import { logLevelOr } from './process-env.js';
 
 export type { Logger };
 
@@ -22,7 +23,7 @@ const REDACT = [
  * Creates the JSON logger for a component. Level from `CELLAR_LOG_LEVEL` (default `info`).
  * Fields named like secrets (password, token, url…) are redacted; callers log hosts, not URLs.
  */
-export function createLogger(component: string, level = process.env.CELLAR_LOG_LEVEL ?? 'info'): Logger {
+export function createLogger(component: string, level = logLevelOr('info')): Logger {
   return pino({
     level,
     base: { component, pid: process.pid },

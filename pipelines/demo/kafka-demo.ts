@@ -1,3 +1,4 @@
+import { logLevelOr } from '../core/process-env.js';
 import { mkdirSync, copyFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -27,7 +28,7 @@ const say = (s: string) => process.stdout.write(`${s}\n`);
 export async function runKafkaDemo(opts: { keepRunning: boolean }): Promise<number> {
   const started = Date.now();
   const work = tempDir('demo');
-  const log = createLogger('demo', process.env.CELLAR_LOG_LEVEL ?? 'warn');
+  const log = createLogger('demo', logLevelOr('warn'));
   let stack: LocalStack | undefined;
   const workers: ChildProcess[] = [];
   let pool: ReturnType<typeof createPgPool> | undefined;
