@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { SchemaRegistry, SchemaType, COMPATIBILITY } from '@kafkajs/confluent-schema-registry';
 import avro from 'avsc';
 import { CellarError } from '../pipelines/core/errors.js';
+import { redactUrl } from '../pipelines/core/logger.js';
 import { assetPath } from '../pipelines/core/paths.js';
 import type { DeadLetter, RegionalStock, StockObservation } from './records.js';
 
@@ -37,7 +38,18 @@ export function readSchemaId(buf: Buffer): number {
 
 function isUnavailable(err: unknown): boolean {
   const msg = err instanceof Error ? err.message : String(err);
-  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|socket hang up|status 5\d\d|503|502|500/.test(msg);
+  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|socket hang up|status 5\d\d|503|502|500/.test(msg);
+}
+
+/**
+ * The registry client's error in an operator's words: it reports a connection it could not make as
+ * `status 400: connect ECONNREFUSED`, which reads like a rejected schema.
+ */
+function registryProblem(err: unknown, where: string | undefined): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  const net = /(ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|socket hang up)[^,;]*/.exec(msg);
+  const at = where ? ` at ${where}` : '';
+  return net ? `the Schema Registry${at} does not answer (${net[0].trim()}; CELLAR_SCHEMA_REGISTRY_URL)` : `${msg}${at ? ` (Schema Registry${at})` : ''}`;
 }
 
 /**
@@ -54,6 +66,8 @@ export class AvroCodec<T> {
     private readonly registry: SchemaRegistry,
     private readonly type: avro.Type,
     private readonly schemaText: string,
+    /** The registry's address, credentials removed, for error messages. */
+    private readonly where?: string,
   ) {}
 
   /** Registers the schema under `subject` (idempotent) and remembers its id. */
@@ -69,7 +83,7 @@ export class AvroCodec<T> {
       this.resolvers.set(id, this.type);
       return id;
     } catch (err) {
-      throw new CellarError('schema_registry', `registering schema for subject ${subject}: ${(err as Error).message}`, {
+      throw new CellarError('schema_registry', `registering schema for subject ${subject}: ${registryProblem(err, this.where)}`, {
         retriable: isUnavailable(err),
         cause: err,
       });
@@ -97,7 +111,7 @@ export class AvroCodec<T> {
       try {
         writer = (await this.registry.getSchema(id)) as unknown as avro.Type;
       } catch (err) {
-        throw new CellarError('schema_registry', `fetching schema id ${id}: ${(err as Error).message}`, {
+        throw new CellarError('schema_registry', `fetching schema id ${id}: ${registryProblem(err, this.where)}`, {
           retriable: isUnavailable(err),
           cause: err,
         });
@@ -126,7 +140,7 @@ export interface CanonicalCodecs {
 /** Creates the canonical codecs for a Schema Registry at `url`. */
 export function createCodecs(url: string): CanonicalCodecs {
   const registry = new SchemaRegistry({ host: url, clientId: 'cellar' }, { [SchemaType.AVRO]: {} });
-  const make = <T>(name: CanonicalName) => new AvroCodec<T>(registry, canonicalType(name), canonicalSchemaText(name));
+  const make = <T>(name: CanonicalName) => new AvroCodec<T>(registry, canonicalType(name), canonicalSchemaText(name), redactUrl(url));
   return {
     registry,
     observation: make<StockObservation>('StockObservation'),

@@ -1,3 +1,4 @@
+import { scrubSecrets } from '../../pipelines/core/secrets.js';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { ConfigError } from '../../pipelines/core/errors.js';
 import type { Supplier } from '../registry/loader.js';
@@ -41,7 +42,8 @@ export function providerReference(ref: SecretRef, supplierFile: string): string 
 /**
  * Replaces every secret value of `suppliers` that this process can resolve (environment variables set,
  * files readable) by `***` in text that came from elsewhere, e.g. a Connect error message or a Java stack
- * trace that echoes a connection string. Secrets that cannot be resolved here cannot leak from here either.
+ * trace that echoes a connection string; then, by shape, a password in any URL or `password=`-like
+ * parameter ({@link scrubSecrets}), which also covers secrets this process cannot resolve.
  */
 export function secretScrubber(suppliers: Supplier[], env: NodeJS.ProcessEnv = process.env): (text: string) => string {
   const values = new Set<string>();
@@ -60,10 +62,10 @@ export function secretScrubber(suppliers: Supplier[], env: NodeJS.ProcessEnv = p
     }
   }
   const sorted = [...values].sort((a, b) => b.length - a.length);
-  if (sorted.length === 0) return (t) => t;
+  // Then by shape: a password in any URL or `password=` parameter, even one this process cannot resolve.
   return (text) => {
     let out = text;
     for (const v of sorted) out = out.split(v).join('***');
-    return out;
+    return scrubSecrets(out);
   };
 }

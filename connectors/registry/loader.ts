@@ -1,3 +1,4 @@
+import { rememberSecret } from '../../pipelines/core/secrets.js';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve, dirname, isAbsolute } from 'node:path';
 import { parseDocument } from 'yaml';
@@ -86,11 +87,14 @@ export function resolveSecret(ref: SecretRef, baseFile: string, env: NodeJS.Proc
     const name = ref.slice(2, -1);
     const v = env[name];
     if (v === undefined) throw new ConfigError(`${baseFile}: secret \${${name}} is not set in the environment`);
+    rememberSecret(v);
     return v;
   }
   const path = isAbsolute(ref.file) ? ref.file : resolve(dirname(baseFile), ref.file);
   try {
-    return readFileSync(path, 'utf8').trim();
+    const v = readFileSync(path, 'utf8').trim();
+    rememberSecret(v);
+    return v;
   } catch (err) {
     throw new ConfigError(`${baseFile}: cannot read secret file ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
   }

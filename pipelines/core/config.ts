@@ -6,7 +6,7 @@ const csv = z
   .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
   .pipe(z.array(z.string()).min(1, 'at least one broker host:port'));
 
-const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+const int = (def: number, min = 0) => z.coerce.number({ error: 'expected a whole number' }).int('expected a whole number').min(min).default(def);
 
 /**
  * Runtime configuration of every Cellar process, read from `CELLAR_*` environment variables.
@@ -43,10 +43,10 @@ export const RuntimeConfigSpec = z.object({
   schemaRegistryUrl: z.string().url().default('http://127.0.0.1:8081').describe(
     'CELLAR_SCHEMA_REGISTRY_URL: Confluent Schema Registry base URL. Default `http://127.0.0.1:8081`.',
   ),
-  pgUrl: z.string().min(1).default('postgres://postgres@127.0.0.1:5432/postgres').describe(
+  pgUrl: z.string().regex(/^postgres(ql)?:\/\/[^\s]+$/, 'expected a postgres:// URL, e.g. postgres://user@host:5432/database').default('postgres://postgres@127.0.0.1:5432/postgres').describe(
     'CELLAR_PG_URL: Cellar\'s own Postgres (materialized tables, state). Default `postgres://postgres@127.0.0.1:5432/postgres`.',
   ),
-  redisUrl: z.string().min(1).default('redis://127.0.0.1:6379/0').describe(
+  redisUrl: z.string().regex(/^rediss?:\/\/[^\s]*$/, 'expected a redis:// or rediss:// URL, e.g. redis://host:6379/0').default('redis://127.0.0.1:6379/0').describe(
     'CELLAR_REDIS_URL: Redis for stock snapshots. Default `redis://127.0.0.1:6379/0`.',
   ),
   redisTtlSeconds: int(0, 0).describe(
@@ -135,4 +135,25 @@ export function loadRuntimeConfig(
     path.length ? (ENV_NAMES[path[0] as keyof RuntimeConfig] ?? String(path[0])) : '(root)',
   );
   return { ...parsed, ...overrides };
+}
+
+/**
+ * A dependency named for a "waiting for …" line: where it is (credentials removed) and the variable that
+ * sets it, e.g. `Kafka at 127.0.0.1:9092 (CELLAR_KAFKA_BROKERS)`. `what` is what the caller waits for
+ * (`Kafka topics`, `Postgres (cellar.sku_map)`, `Schema Registry`, `Redis` …); anything else is returned as is.
+ */
+export function dependencyAt(cfg: RuntimeConfig, what: string): string {
+  const host = (url: string) => {
+    try {
+      const u = new URL(url);
+      return `${u.host}${u.pathname.length > 1 ? u.pathname : ''}`;
+    } catch {
+      return 'an unparseable URL';
+    }
+  };
+  if (/^(Kafka|raw topics|consumer group|producing|committing)/i.test(what)) return `${what} at ${cfg.kafkaBrokers.join(',')} (${ENV_NAMES.kafkaBrokers})`;
+  if (/^(Postgres|migrating|writing checkpoint|taking the .* lease)/i.test(what)) return `${what} at ${host(cfg.pgUrl)} (${ENV_NAMES.pgUrl})`;
+  if (/^Redis/i.test(what)) return `${what} at ${host(cfg.redisUrl)} (${ENV_NAMES.redisUrl})`;
+  if (/^Schema Registry/i.test(what)) return `${what} at ${host(cfg.schemaRegistryUrl)} (${ENV_NAMES.schemaRegistryUrl})`;
+  return what;
 }

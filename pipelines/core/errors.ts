@@ -1,3 +1,5 @@
+import { scrubSecrets } from './secrets.js';
+
 /**
  * Cellar's error model. Every error that crosses a component boundary is a {@link CellarError}:
  * it names what failed, says whether trying again can help (`retriable`, decided where the error
@@ -66,8 +68,9 @@ function errCode(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
 }
 
+/** A driver's message, secrets removed (a connection string echoed back, say). */
 function errMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  return scrubSecrets(err instanceof Error ? err.message : String(err));
 }
 
 /**
@@ -130,7 +133,9 @@ export function fromRedisError(err: unknown, context: string): CellarError {
     /Connection is closed|connect ECONNREFUSED|Stream isn't writeable|max retries|Command timed out|^(LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN)/i.test(
       msg,
     );
-  return new CellarError(retriable ? 'redis_unavailable' : 'redis_error', `${context}: ${msg}`, {
+  // ioredis' words for "not connected" say nothing to an operator.
+  const said = /Stream isn't writeable and enableOfflineQueue/i.test(msg) ? 'Redis is not connected (the server does not answer)' : msg;
+  return new CellarError(retriable ? 'redis_unavailable' : 'redis_error', `${context}: ${said}`, {
     retriable,
     cause: err,
   });

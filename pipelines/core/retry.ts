@@ -60,7 +60,13 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, options:
  */
 export function retryInPlace(
   log: { warn(obj: object, msg: string): void },
-  hooks: { signal?: AbortSignal; onRetry?: (what: string, err: unknown, attempt: number) => void; onSuccess?: () => void } = {},
+  hooks: {
+    signal?: AbortSignal;
+    onRetry?: (what: string, err: unknown, attempt: number) => void;
+    onSuccess?: () => void;
+    /** Names what is waited for with where it is and its variable (config.ts `dependencyAt`). */
+    describe?: (what: string) => string;
+  } = {},
 ): <T>(what: string, fn: () => Promise<T>) => Promise<T> {
   return (what, fn) =>
     withRetry(fn, {
@@ -68,11 +74,17 @@ export function retryInPlace(
       maxDelayMs: 5_000,
       ...(hooks.signal ? { signal: hooks.signal } : {}),
       onRetry: (err, attempt, delayMs) => {
-        log.warn({ err: (err as Error).message, attempt, delayMs, what }, 'retrying');
+        log.warn({ err: (err as Error).message, attempt, delayMs, what }, waitingLine(hooks.describe?.(what) ?? what, attempt, delayMs, err));
         hooks.onRetry?.(what, err, attempt);
       },
     }).then((v) => {
       hooks.onSuccess?.();
       return v;
     });
+}
+
+/** `waiting for Kafka at 127.0.0.1:9092 (CELLAR_KAFKA_BROKERS), attempt 3, next in 2 s: connect ECONNREFUSED …` */
+export function waitingLine(dependency: string, attempt: number, delayMs: number, err: unknown): string {
+  const next = delayMs < 1_000 ? `${delayMs} ms` : `${Math.round(delayMs / 100) / 10} s`;
+  return `waiting for ${dependency}, attempt ${attempt}, next in ${next}: ${(err as Error)?.message ?? String(err)}`;
 }

@@ -51,7 +51,8 @@ export function createKafka(cfg: RuntimeConfig, log: Logger, clientSuffix?: stri
     brokers: cfg.kafkaBrokers,
     connectionTimeout: 5_000,
     requestTimeout: 30_000,
-    retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 10_000 },
+    // kafkajs' own retries stay short (about 6 s in all): Cellar's callers retry on, saying what they wait for.
+    retry: { retries: 5, initialRetryTime: 200, maxRetryTime: 3_000 },
     logLevel: logLevel.WARN,
     logCreator:
       () =>
@@ -62,7 +63,9 @@ export function createKafka(cfg: RuntimeConfig, log: Logger, clientSuffix?: stri
           hooks.onOffsetReset({ topic: String(r.topic ?? ''), partition: Number(r.partition ?? -1), groupId: String(r.groupId ?? '') });
           return;
         }
-        log[LEVEL[level] ?? 'info']({ kafkajs: rest }, String(message));
+        // kafkajs internals (its retries, reconnects, stacks) only at debug: Cellar says what it waits for
+        // itself, in one line naming the broker and CELLAR_KAFKA_BROKERS.
+        log.debug({ kafkajs: rest, kafkajsLevel: LEVEL[level] }, String(message));
       },
   });
 }

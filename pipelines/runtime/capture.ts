@@ -3,7 +3,7 @@ import { createNativeSource, hasNativeSource, type SourceCheckpoint } from '../.
 import { toDebeziumJson } from '../../connectors/debezium/envelope.js';
 import { createPgPool, inTransaction } from '../core/pg.js';
 import { migrate } from '../state/migrate.js';
-import type { RuntimeConfig } from '../core/config.js';
+import { dependencyAt, type RuntimeConfig } from '../core/config.js';
 import { ConfigError, fromKafkaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
@@ -36,7 +36,7 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
   const startedAt = new Date();
   let supplier = capturable(loadRegistry(cfg.suppliersDir), supplierId, cfg.suppliersDir);
   const kind = supplier.source.kind;
-  const retry = retryInPlace(log);
+  const retry = retryInPlace(log, { describe: (what) => dependencyAt(cfg, what) });
   const sessionTag = RuntimeLease.sessionTag('capture');
   const pool = createPgPool(cfg.pgUrl, { max: 2, applicationName: sessionTag });
   await retry('migrating Cellar\'s database', () => migrate(pool));

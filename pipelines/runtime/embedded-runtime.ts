@@ -8,7 +8,7 @@ import { createRedisSnapshotSink } from '../../sinks/redis/sink.js';
 import { RegionalAggregator } from '../aggregate/aggregator.js';
 import { ContributionStore } from '../state/contributions.js';
 import { groupBy } from '../core/collections.js';
-import type { RuntimeConfig } from '../core/config.js';
+import { dependencyAt, type RuntimeConfig } from '../core/config.js';
 import { redactUrl, type Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import { retryInPlace } from '../core/retry.js';
@@ -69,6 +69,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const sessionTag = RuntimeLease.sessionTag('embedded');
   const pool = createPgPool(cfg.pgUrl, { max: 4, applicationName: sessionTag });
   const retry = retryInPlace(log, {
+    describe: (what) => dependencyAt(cfg, what),
     onRetry: (what, err, attempt) => {
       ready = false;
       waitingFor = `${what}: ${(err as Error).message} (attempt ${attempt})`;

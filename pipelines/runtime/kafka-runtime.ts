@@ -10,9 +10,9 @@ import { createRedisSnapshotSink } from '../../sinks/redis/sink.js';
 import type { StockSink } from '../../sinks/types.js';
 import { ContributionStore } from '../state/contributions.js';
 import { AggregatorHandler } from '../aggregate/worker.js';
-import type { RuntimeConfig } from '../core/config.js';
+import { dependencyAt, type RuntimeConfig } from '../core/config.js';
 import { createLogger, type Logger } from '../core/logger.js';
-import { withRetry } from '../core/retry.js';
+import { withRetry, waitingLine } from '../core/retry.js';
 import { CellarMetrics } from '../core/metrics.js';
 import { startOpsServer } from '../core/http.js';
 import { DeadLetterWriter } from '../dlq/writer.js';
@@ -77,7 +77,7 @@ export async function startWorker(
     : undefined;
   const wait = <T>(what: string, fn: () => Promise<T>) => {
     phase = what;
-    return withRetry(fn, { minDelayMs: 250, maxDelayMs: 5_000, retries: 60, onRetry: (err, attempt) => log.warn({ err: (err as Error).message, attempt }, `waiting for ${what}`) });
+    return withRetry(fn, { minDelayMs: 250, maxDelayMs: 5_000, retries: 60, onRetry: (err, attempt, delayMs) => log.warn({ err: (err as Error).message, attempt }, waitingLine(dependencyAt(cfg, what), attempt, delayMs, err)) });
   };
   try {
     return await startRole();

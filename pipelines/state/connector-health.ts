@@ -1,4 +1,4 @@
-import { redactUrl } from '../core/logger.js';
+import { scrubSecrets } from '../core/secrets.js';
 import { parseSpec } from '../core/spec.js';
 import { CONNECT_ENV, KafkaConnectSpec } from '../../connectors/kafka-connect/config.js';
 import type { ConnectorStatus } from '../../connectors/kafka-connect/status-source.js';
@@ -28,10 +28,8 @@ export function connectorNamePrefix(env: NodeJS.ProcessEnv = process.env): strin
   return parseSpec(KafkaConnectSpec.pick({ namePrefix: true }), { namePrefix: env[name] || undefined }, 'environment', () => name).namePrefix;
 }
 
-/** Replaces the credentials of every URL in `text` (`scheme://user:secret@host` → `scheme://user:***@host`). */
-export function redactUrls(text: string): string {
-  return text.replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s/@]+@[^\s)'",;]*/gi, (u) => redactUrl(u));
-}
+/** `text` with credentials removed: a URL's password, `password=` parameters, secrets this process resolved. */
+export const redactUrls = scrubSecrets;
 
 /** The first line of a Java stack trace (the exception and its message), credentials removed. */
 function firstLine(trace: string | undefined): string | undefined {

@@ -1,3 +1,4 @@
+import { redactUrl } from '../../pipelines/core/logger.js';
 import { Redis } from 'ioredis';
 import { fromRedisError } from '../../pipelines/core/errors.js';
 import type { RegionalStock } from '../../schemas/records.js';
@@ -144,7 +145,7 @@ export class RedisSnapshotSink implements StockSink {
       await this.adoptEpoch();
       await this.redis.ping();
     } catch (err) {
-      throw fromRedisError(err, 'connecting Redis sink');
+      throw fromRedisError(err, `connecting to Redis at ${redactUrl(this.cfg.url)}`);
     }
   }
 

@@ -236,6 +236,20 @@ describe('cellar connectors against the Kafka Connect REST contract', () => {
     expect(r.stdout).toContain('4 connectors: 3 healthy or paused, 1 failed, 0 missing.');
   });
 
+  it('masks secrets in traces by shape too, when this process does not hold them', async () => {
+    await seed();
+    connect.failTask('cellar-rhone-imports', 0, [
+      'org.apache.kafka.connect.errors.ConnectException: cannot connect to jdbc:postgresql://cdc:not-in-env-5521@db.internal:5432/inv',
+      '\tat io.debezium.jdbc.JdbcConnection.connect(JdbcConnection.java:1)',
+      'Caused by: java.sql.SQLException: url=jdbc:postgresql://db.internal/inv?user=cdc&password=not-in-env-5522',
+    ].join('\n'));
+    const r = await cellar(['status', '--full-traces']);
+    expect(r.code, r.out).toBe(1);
+    expect(r.stdout).toContain('jdbc:postgresql://cdc:***@db.internal:5432/inv');
+    expect(r.stdout).toContain('user=cdc&password=***');
+    expect(r.out).not.toContain('not-in-env-552');
+  });
+
   it('restart restarts only failed connectors and tasks', async () => {
     await seed();
     connect.failTask('cellar-rhone-imports', 0, 'java.lang.IllegalStateException: boom');
