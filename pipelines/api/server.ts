@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { extname, join } from 'node:path';
 import Fastify, { type FastifyInstance, type onRequestHookHandler, type onSendHookHandler } from 'fastify';
 import { Redis } from 'ioredis';
 import type pg from 'pg';
@@ -77,7 +78,8 @@ export interface ApiServer {
   close(): Promise<void>;
 }
 
-const DASHBOARD_FILES: Record<string, string> = { 'index.html': 'text/html; charset=utf-8', 'app.js': 'text/javascript; charset=utf-8', 'style.css': 'text/css; charset=utf-8' };
+/** Content types of the dashboard's files, by extension: every such file of pipelines/api/dashboard is served. */
+const DASHBOARD_TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
 
 /**
  * Builds the read API: stock reads (Redis, Postgres fallback), server-sent change events, pipeline
@@ -223,7 +225,8 @@ export async function createApiServer(o: ApiServerOptions): Promise<ApiServer> {
   });
   app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => reply.type(o.metrics.registry.contentType).send(await o.metrics.registry.metrics()));
 
-  const files = new Map(Object.entries(DASHBOARD_FILES).map(([f, type]) => [f, { type, body: readFileSync(assetPath('pipelines', 'api', 'dashboard', f)) }]));
+  const dashboardDir = assetPath('pipelines', 'api', 'dashboard');
+  const files = new Map(readdirSync(dashboardDir).filter((f) => extname(f) in DASHBOARD_TYPES).map((f) => [f, { type: DASHBOARD_TYPES[extname(f)]!, body: readFileSync(join(dashboardDir, f)) }]));
   const serveFile = (name: string) => async (_req: unknown, reply: import('fastify').FastifyReply) => {
     const f = files.get(name)!;
     return reply

@@ -124,6 +124,21 @@ export class StockEventHub {
   }
 
   /**
+   * The newest `count` entries up to `upTo` (oldest first), for a client asking for a backlog
+   * (`?backlog=`): what happened just before it connected.
+   */
+  async latest(count: number, upTo: string): Promise<StockEvent[]> {
+    if (count <= 0 || compareIds(upTo, '0-0') === 0) return [];
+    const chunk = (await this.history.xrevrange(this.key, upTo, '-', 'COUNT', count)) as Array<[string, string[]]>;
+    const events: StockEvent[] = [];
+    for (let i = chunk.length - 1; i >= 0; i--) {
+      const e = toEvent(chunk[i]![0], chunk[i]![1]);
+      if (e) events.push(e);
+    }
+    return events;
+  }
+
+  /**
    * Entries after `afterId` up to the hub's position, for a client resuming with Last-Event-ID. `gap` is
    * true when entries after `afterId` may be gone: the stream was trimmed past it (it keeps about
    * {@link STOCK_EVENTS_MAXLEN} entries) or was lost with Redis' data.
@@ -159,7 +174,12 @@ interface EventsQuery {
   region?: string;
   sku?: string;
   skuPrefix?: string;
+  /** The newest this many stream entries first (without Last-Event-ID). */
+  backlog?: number;
 }
+
+/** The most a client may ask for with `?backlog=`. */
+export const MAX_BACKLOG = 1_000;
 
 /** Keeps a subscriber's changes that pass its filters; undefined when none do. */
 function filtered(e: StockEvent, q: EventsQuery): StockEvent | undefined {
@@ -178,7 +198,10 @@ const HEARTBEAT_MS = 15_000;
  * from one sink batch), `event: stock`, `id: <entry id>`, data `{region, updatedTsMs, changes: [{sku,
  * bottles, version, bottleSizeMl}]}`, filtered by `region`, `sku` or `skuPrefix`. A client reconnecting with
  * `Last-Event-ID` first gets every entry after that id still in the stream (about 10,000 region batches),
- * then live ones; if entries may be missing it gets `event: reset` first and should reload the stock.
+ * then live ones; if entries may be missing it gets `event: reset` first and should reload the stock. A
+ * client connecting without Last-Event-ID may ask for `?backlog=N` (up to {@link MAX_BACKLOG}): the newest N
+ * stream entries (region writes) before it connected, filtered like live ones, then live ones, without a
+ * hole or a repeat between the two (a dashboard shows the latest changes at once instead of an empty list).
  */
 export function registerEventRoutes(app: FastifyInstance, hub: StockEventHub, apiMetrics: ApiMetrics, onRegion: (r: string) => void): void {
   hub.subscribe((e) => onRegion(e.region));
@@ -192,12 +215,24 @@ export function registerEventRoutes(app: FastifyInstance, hub: StockEventHub, ap
           'Content type `text/event-stream`. Each `stock` event carries one region\'s changes from one sink write as `{region, updatedTsMs, changes: [{sku, bottleSizeMl, bottles, version}]}` ' +
           '(a `StockEvent`); its `id` is the Redis stream entry id. ' +
           `Reconnect with \`Last-Event-ID\` to receive what was missed, within the last ~${STOCK_EVENTS_MAXLEN.toLocaleString('en-US')} region writes; ` +
-          'older ids get `event: reset` (reload, then follow). A comment line is sent every 15 s.',
+          'older ids get `event: reset` (reload, then follow). Without `Last-Event-ID`, `backlog=N` first sends the newest N stream entries ' +
+          '(region writes) before the connection, filtered like live ones, then follows. A comment line is sent every 15 s.',
         tags: ['stock'],
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: { region: REGION, sku: SKU, skuPrefix: { ...SKU, description: 'Only SKUs starting with this.' } },
+          properties: {
+            region: REGION,
+            sku: SKU,
+            skuPrefix: { ...SKU, description: 'Only SKUs starting with this.' },
+            backlog: {
+              type: 'integer',
+              minimum: 0,
+              maximum: MAX_BACKLOG,
+              default: 0,
+              description: `First send the newest this many stream entries (region writes, 0–${MAX_BACKLOG}) from before the connection, then live ones. Ignored with Last-Event-ID, which resumes instead.`,
+            },
+          },
         },
         headers: { type: 'object', properties: { 'last-event-id': { type: 'string', pattern: ID_RE.source, description: 'Resume after this event id.' } } },
         response: { 200: { description: 'An event stream (text/event-stream).', type: 'string' }, ...errorResponses(503) },
@@ -217,8 +252,9 @@ export function registerEventRoutes(app: FastifyInstance, hub: StockEventHub, ap
       });
       raw.write(`retry: 1000\n: connected\n\n`);
       apiMetrics.sseClients.inc();
+      const backlog = resumeFrom === undefined ? (q.backlog ?? 0) : 0;
       let sentUpTo = resumeFrom ?? hub.last;
-      let replaying = resumeFrom !== undefined;
+      let replaying = resumeFrom !== undefined || backlog > 0;
       const queued: StockEvent[] = [];
       let closed = false;
       const send = (e: StockEvent) => {
@@ -256,6 +292,19 @@ export function registerEventRoutes(app: FastifyInstance, hub: StockEventHub, ap
           req.log.warn({ err: (err as Error).message }, 'replaying stock events failed');
           reset('the change history could not be read; reload the stock and follow from here');
         }
+        replaying = false;
+        for (const e of queued.splice(0)) send(e);
+      } else if (backlog > 0) {
+        // The newest entries up to `upTo` from the stream's history, later ones from the queue (as above).
+        const upTo = hub.last;
+        try {
+          const events = await hub.latest(backlog, upTo);
+          sentUpTo = '0-0';
+          for (const e of events) send(e);
+        } catch (err) {
+          req.log.warn({ err: (err as Error).message }, 'reading the stock event backlog failed');
+        }
+        if (compareIds(sentUpTo, upTo) < 0) sentUpTo = upTo;
         replaying = false;
         for (const e of queued.splice(0)) send(e);
       }

@@ -87,6 +87,80 @@ describe('server-sent stock events', () => {
     }
   });
 
+  it('sends the newest entries first with ?backlog=N (oldest first, filtered like live ones), then live ones', async () => {
+    const R3 = rid('backlog');
+    for (let i = 1; i <= 5; i++) await sink.writeBatch([stock(R3, `b${i}`, i, 1)]);
+    const bl = await openEvents(`${api.url}/v1/events?backlog=3&region=${R3}`, key);
+    const none = await openEvents(`${api.url}/v1/events?backlog=2&region=${rid('elsewhere')}`, key);
+    const plain = await openEvents(`${api.url}/v1/events?region=${R3}`, key);
+    try {
+      expect(bl.status).toBe(200);
+      expect(await eventually(async () => changes(bl.events).length === 3, 5_000, 20)).toBe(true);
+      expect(changes(bl.events)).toEqual([`${R3}/b3=3@1`, `${R3}/b4=4@1`, `${R3}/b5=5@1`]);
+      // Filtered-out backlog entries still move the client's position (id lines without data).
+      expect(await eventually(async () => none.lastId() === bl.lastId(), 5_000, 20)).toBe(true);
+      await sink.writeBatch([stock(R3, 'b6', 6, 1)]);
+      expect(await eventually(async () => changes(bl.events).length === 4 && changes(plain.events).length === 1, 5_000, 20)).toBe(true);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(changes(bl.events)).toEqual([`${R3}/b3=3@1`, `${R3}/b4=4@1`, `${R3}/b5=5@1`, `${R3}/b6=6@1`]);
+      expect(changes(plain.events), 'without backlog: live ones only').toEqual([`${R3}/b6=6@1`]);
+      expect(none.events).toEqual([]);
+    } finally {
+      bl.close();
+      none.close();
+      plain.close();
+    }
+    // With Last-Event-ID the client resumes; the backlog is not sent on top.
+    const probe = await openEvents(`${api.url}/v1/events?backlog=2&region=${R3}`, key);
+    expect(await eventually(async () => changes(probe.events).length === 2, 5_000, 20)).toBe(true);
+    const at = probe.events[0]!.id!; // b5's entry
+    probe.close();
+    const resumed = await openEvents(`${api.url}/v1/events?backlog=100&region=${R3}`, key, at);
+    try {
+      expect(await eventually(async () => changes(resumed.events).length >= 1, 5_000, 20)).toBe(true);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(changes(resumed.events)).toEqual([`${R3}/b6=6@1`]);
+    } finally {
+      resumed.close();
+    }
+    const bad = await call(`${api.url}/v1/events?backlog=1001`, key);
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.message).toMatch(/backlog must be <= 1000/);
+    const doc = await call(`${api.url}/openapi.json`, undefined);
+    const param = doc.body.paths['/v1/events'].get.parameters.find((p: { name: string }) => p.name === 'backlog');
+    expect(param).toMatchObject({ in: 'query', required: false, schema: { type: 'integer', minimum: 0, maximum: 1000, default: 0 } });
+  });
+
+  it('joins the backlog and live changes without a hole or a repeat while changes keep arriving', async () => {
+    const R4 = rid('busy');
+    let v = 0;
+    let writing = true;
+    const writer = (async () => {
+      while (writing && v < 400) {
+        v++;
+        await sink.writeBatch([stock(R4, 'k', v, v)]);
+      }
+    })();
+    try {
+      expect(await eventually(async () => v >= 60, 10_000, 5)).toBe(true);
+      const c = await openEvents(`${api.url}/v1/events?backlog=50&region=${R4}`, key);
+      try {
+        await writer;
+        const last = v;
+        expect(await eventually(async () => changes(c.events).at(-1) === `${R4}/k=${last}@${last}`, 10_000, 20)).toBe(true);
+        const versions = c.events.filter((e) => e.event === 'stock').flatMap((e) => e.data.changes.map((x: { version: number }) => x.version));
+        expect(versions.length).toBeGreaterThan(50);
+        expect(versions, 'contiguous from the first one sent to the last written').toEqual(Array.from({ length: versions.length }, (_, i) => versions[0]! + i));
+        expect(versions.at(-1)).toBe(last);
+      } finally {
+        c.close();
+      }
+    } finally {
+      writing = false;
+      await writer;
+    }
+  });
+
   it(`sends reset when the Last-Event-ID is older than the kept window (about ${STOCK_EVENTS_MAXLEN} region writes), and 400 for a malformed one`, async () => {
     const probe = await openEvents(`${api.url}/v1/events?region=${R1}`, key);
     await sink.writeBatch([stock(R1, 'w', 1, 1)]);
