@@ -1,8 +1,8 @@
 # Cellar. `make demo` runs the pipeline end to end; `make test` runs the whole suite.
-# Both provision what they need (npm ci, Debian packages when missing) and start private services
-# in temp folders on free ports, which they stop when done.
+# Both provision what they need (npm ci, Debian packages when missing), compile dist/ (so `npx cellar`,
+# bin/cellar.js, starts from compiled code) and start private services in temp folders on free ports,
+# which they stop when done. `make demo ARGS=--keep-running` keeps the pipeline and dashboard up until Ctrl-C.
 SHELL := /bin/bash
-NODE_TSX := node --import tsx
 export NPM_CONFIG_UPDATE_NOTIFIER := false
 
 .PHONY: provision build typecheck test test-faults demo bench clean up down
@@ -13,18 +13,26 @@ provision:
 typecheck: provision
 	npx tsc -p tsconfig.json --noEmit
 
-build: provision
+# dist/ is compiled again only when a source changed since the last build that succeeded.
+TS_SOURCES := $(shell find pipelines connectors schemas sinks infra test bench -name '*.ts' 2>/dev/null) vitest.config.ts tsconfig.json package.json
+build: provision dist/.built
+dist/.built: $(TS_SOURCES)
 	npx tsc -p tsconfig.json
+	@touch $@
 
-test: provision typecheck
+# tsc type-checks as it compiles: a type error stops here, as `make typecheck` would (and the next run compiles again).
+test: provision build
 	npx vitest run
 
 # The fault suites alone: 20 SIGKILL trials per Kafka worker and 20 kills of the embedded runtime.
 test-faults: provision
 	CELLAR_FAULT_TRIALS=20 npx vitest run test/faults test/e2e/embedded.test.ts
 
-demo: provision
-	$(NODE_TSX) pipelines/cli/main.ts demo
+# Extra flags of `cellar demo`: make demo ARGS="--keep-running --rate 2000" (cellar demo --help lists them).
+ARGS ?=
+demo: provision build
+	$(if $(findstring --keep-running,$(ARGS)),,@echo "make demo: the dashboard closes when the demo ends; make demo ARGS=--keep-running keeps it open until Ctrl-C.")
+	node bin/cellar.js demo $(ARGS)
 
 clean:
 	rm -rf dist test-artifacts

@@ -6,6 +6,7 @@ import { postgresReadBenchmarks } from './postgres-reads.bench.js';
 import { sinkBenchmarks } from './sinks.bench.js';
 import { apiBenchmarks } from './api.bench.js';
 import { reconcileBenchmarks } from './reconcile.bench.js';
+import { cliBenchmarks } from './cli.bench.js';
 
 /** `make bench`: runs every suite (or those named on the command line) and reports each. */
 const suites: Record<string, () => Promise<BenchResult[]>> = {
@@ -16,6 +17,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
   embedded: embeddedBenchmarks,
   api: apiBenchmarks,
   reconcile: reconcileBenchmarks,
+  cli: cliBenchmarks,
 };
 
 const wanted = process.argv.slice(2).filter((a) => a in suites);

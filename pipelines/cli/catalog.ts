@@ -1,12 +1,11 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { createPgPool } from '../core/pg.js';
-import { migrate } from '../state/migrate.js';
-import { parseCatalogCsv, type CatalogOrigin } from '../catalog/catalog.js';
-import { importCatalog, listCatalog } from '../catalog/store.js';
-import { loadRuntimeConfig } from '../core/config.js';
+import type { CatalogOrigin } from '../catalog/catalog.js';
 import { ConfigError } from '../core/errors.js';
 import { formatTable } from './format.js';
+
+/** What the catalog commands run on, loaded when one runs (not for `cellar --help`). */
+const load = () => Promise.all([import('../core/config.js'), import('../core/pg.js'), import('../catalog/store.js')]).then(([config, pg, store]) => ({ ...config, ...pg, ...store }));
 
 const skus = (n: number) => `${n} SKU${n === 1 ? '' : 's'}`;
 
@@ -26,6 +25,7 @@ export function registerCatalogCommands(program: Command): void {
       } catch (err) {
         throw new ConfigError(`cannot read catalog file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
       }
+      const [{ parseCatalogCsv }, { migrate }, { loadRuntimeConfig, createPgPool, listCatalog, importCatalog }] = await Promise.all([import('../catalog/catalog.js'), import('../state/migrate.js'), load()]);
       const entries = parseCatalogCsv(text, file);
       const pool = createPgPool(loadRuntimeConfig().pgUrl);
       try {
@@ -63,6 +63,7 @@ export function registerCatalogCommands(program: Command): void {
       if (o.origin && o.origin !== 'import' && o.origin !== 'observed') throw new ConfigError(`--origin: "${o.origin}" is not one of import, observed`);
       const limit = Number(o.limit);
       if (!Number.isInteger(limit) || limit < 1) throw new ConfigError(`--limit: "${o.limit}" is not a positive whole number`);
+      const { loadRuntimeConfig, createPgPool, listCatalog } = await load();
       const pool = createPgPool(loadRuntimeConfig().pgUrl);
       try {
         const rows = await listCatalog(pool, { origin: o.origin as CatalogOrigin | undefined, prefix: o.prefix, limit });

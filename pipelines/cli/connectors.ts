@@ -1,25 +1,10 @@
 import { Option, type Command } from 'commander';
-import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
-import {
-  applyPlan,
-  connectorHealth,
-  connectorlessSuppliers,
-  createKafkaConnectClient,
-  formatProblem,
-  generateConnectorConfigs,
-  hasChanges,
-  loadKafkaConnectOptions,
-  planConnectors,
-  renderHealth,
-  renderPlan,
-  restartFailed,
-  secretScrubber,
-  type ConnectorPlan,
-  type KafkaConnectClient,
-  type KafkaConnectOptions,
-} from '../../connectors/kafka-connect/index.js';
-import { loadRuntimeConfig } from '../core/config.js';
+import type { Supplier } from '../../connectors/registry/loader.js';
+import type { ConnectorPlan, KafkaConnectClient, KafkaConnectOptions } from '../../connectors/kafka-connect/index.js';
 import { CellarError, ConfigError } from '../core/errors.js';
+
+/** Kafka Connect's client and planner, loaded when a command runs (not for `cellar --help`). */
+type KafkaConnect = typeof import('../../connectors/kafka-connect/index.js');
 
 /** Options shared by every `cellar connectors` command. */
 interface CommonOpts {
@@ -29,6 +14,7 @@ interface CommonOpts {
 
 /** Everything a command needs: suppliers, options, a client whose messages are scrubbed of secrets. */
 interface Context {
+  kc: KafkaConnect;
   suppliers: Supplier[];
   options: KafkaConnectOptions;
   client: KafkaConnectClient;
@@ -36,7 +22,8 @@ interface Context {
 }
 
 /** `registry: 'optional'` (pause/resume) still works when the registry cannot be read, e.g. mid-incident. */
-function context(o: CommonOpts, registry: 'required' | 'optional' = 'required'): Context {
+async function context(o: CommonOpts, registry: 'required' | 'optional' = 'required'): Promise<Context> {
+  const [kc, { loadRegistry }, { loadRuntimeConfig }] = await Promise.all([import('../../connectors/kafka-connect/index.js'), import('../../connectors/registry/loader.js'), import('../core/config.js')]);
   const cfg = loadRuntimeConfig();
   let suppliers: Supplier[] = [];
   try {
@@ -44,9 +31,9 @@ function context(o: CommonOpts, registry: 'required' | 'optional' = 'required'):
   } catch (err) {
     if (registry === 'required' || !(err instanceof ConfigError)) throw err;
   }
-  const options = loadKafkaConnectOptions(cfg, process.env, { converter: o.converter });
-  const scrub = secretScrubber(suppliers);
-  const client = createKafkaConnectClient({
+  const options = kc.loadKafkaConnectOptions(cfg, process.env, { converter: o.converter });
+  const scrub = kc.secretScrubber(suppliers);
+  const client = kc.createKafkaConnectClient({
     ...options,
     scrub,
     onRetry: (err, attempt, delayMs) => {
@@ -54,10 +41,11 @@ function context(o: CommonOpts, registry: 'required' | 'optional' = 'required'):
       process.stderr.write(`Kafka Connect: ${why}; retry ${attempt}/${options.retries} in ${delayMs} ms\n`);
     },
   });
-  return { suppliers, options, client, scrub };
+  return { kc, suppliers, options, client, scrub };
 }
 
 async function plan(ctx: Context): Promise<ConnectorPlan> {
+  const { generateConnectorConfigs, planConnectors, connectorlessSuppliers } = ctx.kc;
   const desired = generateConnectorConfigs(ctx.suppliers, ctx.options);
   const actual = await ctx.client.listConnectors();
   return planConnectors(desired, actual, ctx.options.namePrefix, connectorlessSuppliers(ctx.suppliers));
@@ -72,7 +60,8 @@ function common(c: Command): Command {
 /**
  * `cellar connectors plan|apply|status|restart|pause|resume|generate`: keeps the Debezium connectors on
  * Kafka Connect (CELLAR_CONNECT_URL) in line with the supplier registry. Exit codes: 0 done, 1 Connect
- * refused or failed (validation errors, unreachable, FAILED connectors for `status`), 2 bad configuration.
+ * refused (validation errors, an unknown connector, FAILED connectors for `status`), 2 bad configuration,
+ * 3 Connect unreachable or failing (5xx) after the retries.
  */
 export function registerConnectorsCommands(program: Command): void {
   const connectors = program.command('connectors').description('Debezium connectors on Kafka Connect, generated from the supplier registry');
@@ -80,15 +69,16 @@ export function registerConnectorsCommands(program: Command): void {
   common(connectors.command('plan'))
     .description('show what apply would change on Kafka Connect: connectors to create, fields to update, connectors to delete')
     .action(async (o: CommonOpts) => {
-      const ctx = context(o);
-      console.log(renderPlan(await plan(ctx), { prune: false, connectUrl: ctx.client.url }));
+      const ctx = await context(o);
+      console.log(ctx.kc.renderPlan(await plan(ctx), { prune: false, connectUrl: ctx.client.url }));
     });
 
   common(connectors.command('apply'))
     .description('validate every changed connector through Connect, then create/update them (PUT config); nothing changes if any validation fails')
     .option('--prune', 'also delete managed connectors that no supplier generates any more')
     .action(async (o: CommonOpts & { prune?: boolean }) => {
-      const ctx = context(o);
+      const ctx = await context(o);
+      const { renderPlan, hasChanges, applyPlan, formatProblem } = ctx.kc;
       const prune = Boolean(o.prune);
       const p = await plan(ctx);
       console.log(renderPlan(p, { prune, connectUrl: ctx.client.url }));
@@ -112,7 +102,8 @@ export function registerConnectorsCommands(program: Command): void {
     .argument('[name]', 'only this connector')
     .option('--full-traces', 'print whole stack traces')
     .action(async (name: string | undefined, o: CommonOpts & { fullTraces?: boolean }) => {
-      const ctx = context(o);
+      const ctx = await context(o);
+      const { connectorHealth, generateConnectorConfigs, renderHealth } = ctx.kc;
       let rows = await connectorHealth(ctx.client, generateConnectorConfigs(ctx.suppliers, ctx.options), ctx.options.namePrefix);
       if (name) {
         rows = rows.filter((r) => r.name === name);
@@ -126,7 +117,8 @@ export function registerConnectorsCommands(program: Command): void {
     .description('restart failed connectors and failed tasks only (running ones are left alone)')
     .argument('[name]', 'only this connector')
     .action(async (name: string | undefined, o: CommonOpts) => {
-      const ctx = context(o);
+      const ctx = await context(o);
+      const { connectorHealth, generateConnectorConfigs, restartFailed } = ctx.kc;
       const rows = await connectorHealth(ctx.client, generateConnectorConfigs(ctx.suppliers, ctx.options), ctx.options.namePrefix);
       const done = await restartFailed(ctx.client, rows, name);
       if (done.length === 0) console.log('Nothing failed: no connector or task restarted.');
@@ -141,7 +133,7 @@ export function registerConnectorsCommands(program: Command): void {
       .description(verb === 'pause' ? 'pause a connector and its tasks (state kept across restarts)' : 'resume a paused connector')
       .argument('<name>', 'connector name')
       .action(async (name: string, o: CommonOpts) => {
-        const ctx = context(o, 'optional');
+        const ctx = await context(o, 'optional');
         await ctx.client[verb](name);
         console.log(`${verb === 'pause' ? 'pausing' : 'resuming'} ${name} (Connect applies it asynchronously; see cellar connectors status)`);
       });
@@ -149,9 +141,9 @@ export function registerConnectorsCommands(program: Command): void {
 
   common(connectors.command('generate'))
     .description('print the generated connector configs as JSON (secrets only as config-provider references)')
-    .action((o: CommonOpts) => {
-      const ctx = context(o);
-      const out = generateConnectorConfigs(ctx.suppliers, ctx.options).map((g) => ({ name: g.name, supplier: g.supplierId, file: g.file, topics: g.topics, config: g.config }));
+    .action(async (o: CommonOpts) => {
+      const ctx = await context(o);
+      const out = ctx.kc.generateConnectorConfigs(ctx.suppliers, ctx.options).map((g) => ({ name: g.name, supplier: g.supplierId, file: g.file, topics: g.topics, config: g.config }));
       console.log(JSON.stringify(out, null, 2));
     });
 }

@@ -1,4 +1,4 @@
-import { logLevelOr } from '../core/process-env.js';
+import { loadProcessEnv, logLevelOr } from '../core/process-env.js';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type pg from 'pg';
@@ -12,7 +12,7 @@ import { migrate } from '../state/migrate.js';
 import { readRegionalStock } from '../../sinks/postgres/read.js';
 import { importCatalog } from '../catalog/store.js';
 import { loadRuntimeConfig } from '../core/config.js';
-import { createLogger } from '../core/logger.js';
+import { fileLogger } from '../demo/log.js';
 import { CellarMetrics } from '../core/metrics.js';
 import { startEmbedded, type EmbeddedRuntime } from '../runtime/embedded-runtime.js';
 import { demoCatalog, demoRegions, demoSuppliers, MAGNUM_ML, prng, seedRows, skuEntries, STANDARD_ML, writeSupplierFile, type DemoSupplier, type ModelRow } from '../demo/catalog.js';
@@ -24,7 +24,13 @@ import { formatTable } from './format.js';
 import { startApi, type RunningApi } from '../api/index.js';
 import { createApiKey } from '../api/keys-store.js';
 
-const say = (s: string) => process.stdout.write(`${s}\n`);
+/** A progress line rewritten in place (on a terminal) that the next line must first end. */
+let openLine = false;
+/** The terminal gets the demo's own lines only; every log line goes to the log file it names. */
+const say = (s: string) => {
+  process.stdout.write(`${openLine ? '\n' : ''}${s}\n`);
+  openLine = false;
+};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const num = (n: number) => Math.round(n).toLocaleString('en-US');
 
@@ -44,6 +50,10 @@ export interface DemoOptions {
 
 /** `cellar demo`: the embedded-runtime demo, or with `--kafka` the Kafka-runtime one. Returns the exit code. */
 export async function runDemo(opts: DemoOptions): Promise<number> {
+  // `npm run cellar demo --keep-running`: npm takes the flag as its own setting and runs the demo without it.
+  if (!opts.keepRunning && process.env.npm_config_keep_running) {
+    say('Note: npm kept --keep-running for itself, so the demo ends after its summary; pass it on with `npm run cellar -- demo --keep-running` (or make demo ARGS=--keep-running).\n');
+  }
   return opts.kafka ? runKafkaDemo({ keepRunning: opts.keepRunning }) : runEmbeddedDemo(opts);
 }
 
@@ -108,12 +118,18 @@ async function twoSizeExample(pool: pg.Pool, suppliers: DemoSupplier[]): Promise
  * receipts, transfers, returns, corrections, deletes and re-inserts at `rate` changes/s for `durationS`
  * seconds with a live progress line; then every regional total in Postgres and Redis is compared, per
  * (region, SKU) with sizes kept apart, with the sums computed directly from the suppliers' rows, and each
- * total's bottle size with the catalog's. Everything started is stopped, also on Ctrl-C.
+ * total's bottle size with the catalog's. The SKUs it shows per region are counted as the dashboard counts
+ * them (see RegionCheck). Log lines go to a file in the demo's temp folder, kept when the demo fails or with
+ * CELLAR_KEEP_LOGS=1. With `keepRunning`, the pipeline, read API and dashboard stay up after the summary
+ * until Ctrl-C. Everything started is stopped, also on Ctrl-C.
  */
 async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
   const t0 = Date.now();
+  const env = loadProcessEnv();
   const work = tempDir('demo');
-  const log = createLogger('demo', logLevelOr('warn'));
+  const logFile = join(work, 'cellar.log');
+  const log = fileLogger(logFile, 'demo', logLevelOr('info'));
+  let keepFiles = env.keepLogs === '1';
   let pgServer: LocalPostgres | undefined;
   let mariaServer: LocalMariaDb | undefined;
   let redisServer: LocalRedis | undefined;
@@ -122,6 +138,7 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
   let pool: pg.Pool | undefined;
   let redis: Redis | undefined;
   let api: RunningApi | undefined;
+  let apiKey = '';
   let cleaning: Promise<void> | undefined;
   const cleanup = () =>
     (cleaning ??= (async () => {
@@ -133,14 +150,16 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
       await redisServer?.destroy().catch(() => undefined);
       await pgServer?.destroy().catch(() => undefined);
       await mariaServer?.destroy().catch(() => undefined);
-      rmSync(work, { recursive: true, force: true });
+      if (keepFiles) say(`Logs kept in ${logFile} (supplier files next to it); remove ${work} when done.`);
+      else rmSync(work, { recursive: true, force: true });
     })());
   const unhook = onInterrupt(cleanup);
   let broken: Error | undefined;
   try {
-    const withMariaDb = process.env.CELLAR_DEMO_MARIADB !== '0' && (await mariadbAvailable());
+    const withMariaDb = env.demoMariadb !== '0' && (await mariadbAvailable());
     const suppliers = demoSuppliers(withMariaDb);
-    say(`Cellar demo: ${suppliers.length} suppliers, ${demoRegions().length} regions, the embedded runtime (no Kafka) in this process.\n`);
+    say(`Cellar demo: ${suppliers.length} suppliers, ${demoRegions().length} regions, the embedded runtime (no Kafka) in this process.`);
+    say(`Logs (JSON, level ${log.level}): ${logFile}\n`);
     say('1. Provisioning private services…');
     [pgServer, redisServer, mariaServer] = await Promise.all([startLocalPostgres(), startLocalRedis(), withMariaDb ? startLocalMariaDb() : undefined]);
     say(`   Postgres :${pgServer.port} (wal_level=logical; Cellar's database and three suppliers' databases), Redis :${redisServer.port}`);
@@ -189,8 +208,10 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
     if (opts.api) {
       api = await startApi(cfg, log, metrics, { port: process.env.CELLAR_API_PORT ? cfg.apiPort : 0 });
       const { key } = await createApiKey(pool, { name: 'demo', role: 'admin', rateLimitPerS: 0 });
+      apiKey = key;
       say(`   Read API ${api.url} (OpenAPI: ${api.url}/openapi.json), admin key for this demo: ${key}`);
       say(`   Dashboard: ${api.url}/dashboard#key=${key}`);
+      if (!opts.keepRunning) say('   (it closes when the demo ends; to keep it open until Ctrl-C: make demo ARGS=--keep-running, or cellar demo --keep-running)');
     }
     const seeded = await converge(pool, redis, await expectedTotals(sources), catalogSizes, 60_000, () => broken);
     const seededOk = seeded.every(good);
@@ -208,6 +229,7 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
       const dt = Math.max(0.001, (now.t - last.t) / 1000);
       const line = `   ${String(Math.round((now.t - tGen) / 1000)).padStart(3)} s  generated ${num((now.changes - last.changes) / dt).padStart(6)}/s  processed ${num((now.events - last.events) / dt).padStart(6)} events/s  freshness p50 ${secs(quantile(0.5, now.fresh, last.fresh)).padStart(6)} p99 ${secs(quantile(0.99, now.fresh, last.fresh)).padStart(6)}  dead letters ${num(await metrics.value('cellar_dead_letters_total'))}`;
       process.stdout.write(process.stdout.isTTY ? `\r${line}\x1b[K` : `${line}\n`);
+      openLine = Boolean(process.stdout.isTTY);
       last = now;
     };
     while (Date.now() - tGen < opts.durationS * 1000 && !broken) {
@@ -217,7 +239,6 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
     await gen.stop();
     const genSeconds = (Date.now() - tGen) / 1000;
     const changes = gen.committed();
-    if (process.stdout.isTTY) process.stdout.write('\n');
 
     say('6. Waiting until every regional total equals the sum over the suppliers\' rows…');
     const tStop = Date.now();
@@ -228,7 +249,9 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
     const caughtUp = (Date.now() - tStop) / 1000;
     const fresh = await freshnessBuckets(metrics);
     const dead = await metrics.value('cellar_dead_letters_total');
-    say('\nRegional stock (cellar.regional_stock and Redis cellar:stock:<region> vs. SQL over the suppliers\' rows):\n');
+    say('\nRegional stock (cellar.regional_stock and Redis cellar:stock:<region> vs. SQL over the suppliers\' rows).');
+    say('SKUs, magnums and bottles are counted as the dashboard counts them (GET /v1/regions): the region\'s rows in');
+    say('cellar.regional_stock, one per SKU ever stocked there, those now at 0 bottles included.\n');
     say(formatTable(['region', 'warehouses', 'SKUs', 'magnums', 'bottles', 'sizes', 'postgres', 'redis'], checks.map((c) => [
       c.region, suppliers.reduce((a, s) => a + Object.values(s.regions).filter((r) => r === c.region).length, 0), c.skus, c.magnums, c.bottles,
       c.sizes ? 'yes' : `NO (${c.sizeDiff} rows)`, c.postgres ? 'yes' : `NO (${c.pgDiff} SKUs differ)`, c.redis ? 'yes' : `NO (${c.redisDiff} SKUs differ)`,
@@ -251,15 +274,23 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
     say(`            ${example ? `e.g. ${example}` : 'no code has stock in both sizes in one region'}; changes to ${[...sizeChanges].sort((a, b) => a[0] - b[0]).map(([ml, n]) => `${ml} ml rows ${num(n)}`).join(', ')}`);
     if (broken) say(`FAILED: ${broken.message}`);
     say(`\n${ok ? 'All regional totals equal the sums over the suppliers\' rows, per (region, SKU) with bottle sizes kept apart.' : `MISMATCH: the totals${sizesOk ? '' : ' or their bottle sizes'} did not converge within 60 s.`} Done in ${((Date.now() - t0) / 1000).toFixed(1)} s.`);
-    if (opts.keepRunning && ok) {
-      say(`\nPipeline left running. Supplier databases: ${sources.map((s) => s.url).join(' ')}`);
+    if (!ok) keepFiles = true;
+    if (opts.keepRunning) {
+      say(`\nPipeline left running${ok ? '' : ' (to look into the mismatch)'}. Supplier databases: ${sources.map((s) => s.url).join(' ')}`);
       say(`Cellar: ${cellarUrl}  Redis: ${redisServer.url}. Change supplier rows with psql and watch; Ctrl-C stops and cleans up.`);
+      if (api) say(`Dashboard (up until Ctrl-C): ${api.url}/dashboard#key=${apiKey}`);
+      // Until Ctrl-C (which runs the cleanup registered above, then exits): nothing here may end it.
       for (;;) {
         await sleep(1000);
-        await progress(!process.stdout.isTTY); // without a terminal, a line only when something happened
+        if (cleaning) break; // Ctrl-C: no more progress lines while things stop
+        // Without a terminal, a line only when something happened.
+        await progress(!process.stdout.isTTY).catch((err: unknown) => log.warn({ err }, 'progress line failed'));
       }
     }
     return ok ? 0 : 1;
+  } catch (err) {
+    keepFiles = true;
+    throw err;
   } finally {
     say('Cleaning up…');
     await cleanup();

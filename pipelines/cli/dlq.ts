@@ -1,15 +1,13 @@
 import type { Command } from 'commander';
-import { createPgPool } from '../core/pg.js';
-import { loadRuntimeConfig } from '../core/config.js';
-import { createLogger } from '../core/logger.js';
-import { connectProducer, createKafka } from '../kafka/client.js';
 import type { Producer } from 'kafkajs';
 import { actorOf } from './actor.js';
 import { ConfigError } from '../core/errors.js';
-import { DEAD_LETTER_STATUSES, deadLetterCounts, listDeadLetters, replayDeadLetters, replayPlan, resolveDeadLetters, type DeadLetterFilter, type DeadLetterStatus } from '../state/dead-letters.js';
+import type { DeadLetterFilter, DeadLetterStatus } from '../state/dead-letters.js';
+import { DEAD_LETTER_STATUSES } from './names.js';
 import { formatTable } from './format.js';
-import { heldSummary, listHeld } from '../state/held.js';
-import { replayOutcome } from './dlq-outcome.js';
+
+/** Cellar's database and its dead letters, loaded when a command runs (not for `cellar --help`). */
+const load = () => Promise.all([import('../core/config.js'), import('../core/pg.js'), import('../state/dead-letters.js')]).then(([config, pg, letters]) => ({ ...config, ...pg, ...letters }));
 
 interface FilterOpts {
   id?: string[];
@@ -79,6 +77,7 @@ export function registerDlqCommands(program: Command): void {
   withFilters(dlq.command('list').description('list dead letters, newest first, with a count by reason'))
     .option('--json', 'one JSON object per line, with key and value in base64')
     .action(async (o: FilterOpts & { json?: boolean }) => {
+      const { loadRuntimeConfig, createPgPool, listDeadLetters, deadLetterCounts } = await load();
       const pool = createPgPool(loadRuntimeConfig().pgUrl);
       try {
         const letters = await listDeadLetters(pool, filterOf(o));
@@ -110,6 +109,7 @@ export function registerDlqCommands(program: Command): void {
     .option('--limit <n>', 'rows to list', '50')
     .option('--json', 'one JSON object per line')
     .action(async (o: { supplier?: string; limit: string; json?: boolean }) => {
+      const [{ loadRuntimeConfig, createPgPool }, { heldSummary, listHeld }] = await Promise.all([load(), import('../state/held.js')]);
       const pool = createPgPool(loadRuntimeConfig().pgUrl);
       try {
         const items = await listHeld(pool, { ...(o.supplier ? { supplierId: o.supplier } : {}), limit: Number(o.limit) || 50 });
@@ -136,9 +136,12 @@ export function registerDlqCommands(program: Command): void {
     .option('--wait <seconds>', 'how long to wait for the pipeline to apply the replayed changes (0: do not wait)', '30')
     .option('--by <name>', 'who replays, kept with each letter (default: CELLAR_ACTOR or the user name)')
     .action(async (o: FilterOpts & { dryRun?: boolean; wait: string; by?: string }) => {
+      const filter = filterOf(o);
+      const [{ loadRuntimeConfig, createPgPool, listDeadLetters, replayPlan, replayDeadLetters }, { createLogger }, { connectProducer, createKafka }, { replayOutcome }] = await Promise.all([
+        load(), import('../core/logger.js'), import('../kafka/client.js'), import('./dlq-outcome.js'),
+      ]);
       const cfg = loadRuntimeConfig();
       const pool = createPgPool(cfg.pgUrl);
-      const filter = filterOf(o);
       let producer: Producer | undefined;
       try {
         if (o.dryRun) {
@@ -178,6 +181,7 @@ export function registerDlqCommands(program: Command): void {
       if (!filter.ids && !filter.reason && !filter.supplierId && !filter.stage && !filter.since && !filter.until) {
         throw new ConfigError('cellar dlq resolve: name the letters: --id, --reason, --supplier, --stage, --since or --until');
       }
+      const { loadRuntimeConfig, createPgPool, listDeadLetters, resolveDeadLetters } = await load();
       const pool = createPgPool(loadRuntimeConfig().pgUrl);
       try {
         const letters = (await listDeadLetters(pool, { ...filter, limit: filter.limit ?? 100_000 })).filter((l) => l.status !== 'resolved');

@@ -1,11 +1,12 @@
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { createPgPool } from '../core/pg.js';
-import { recordAudit } from '../api/audit.js';
-import { createApiKey, DEFAULT_RATE_LIMIT_PER_S, listApiKeys, revokeApiKey, ROLES, type Role } from '../api/keys-store.js';
-import { loadRuntimeConfig } from '../core/config.js';
+import type { Role } from '../api/keys-store.js';
 import { ConfigError } from '../core/errors.js';
+import { DEFAULT_KEY_RATE_LIMIT_PER_S as DEFAULT_RATE_LIMIT_PER_S, KEY_ROLES as ROLES } from './names.js';
 import { formatTable } from './format.js';
+
+/** Cellar's database, its API keys and audit log, loaded when a command runs (not for `cellar --help`). */
+const load = () => Promise.all([import('../core/config.js'), import('../core/pg.js'), import('../api/keys-store.js'), import('../api/audit.js')]).then(([config, pg, keys, audit]) => ({ ...config, ...pg, ...keys, ...audit }));
 
 function actor(): string {
   try {
@@ -31,6 +32,7 @@ export function registerKeysCommands(program: Command): void {
       if (!(ROLES as readonly string[]).includes(o.role)) throw new ConfigError(`--role ${o.role}: expected one of ${ROLES.join(', ')}`);
       const rate = Number(o.rateLimit);
       if (!Number.isInteger(rate) || rate < 0) throw new ConfigError(`--rate-limit ${o.rateLimit}: expected a whole number of requests per second (0 = unlimited)`);
+      const { loadRuntimeConfig, createPgPool, createApiKey, recordAudit } = await load();
       const pool = createPgPool(loadRuntimeConfig().pgUrl, { max: 1 });
       try {
         const { key, record } = await createApiKey(pool, { name: o.name, role: o.role as Role, rateLimitPerS: rate });
@@ -51,6 +53,7 @@ export function registerKeysCommands(program: Command): void {
     .option('--all', 'include revoked keys')
     .option('--json', 'one JSON object per line')
     .action(async (o: { all?: boolean; json?: boolean }) => {
+      const { loadRuntimeConfig, createPgPool, listApiKeys } = await load();
       const pool = createPgPool(loadRuntimeConfig().pgUrl, { max: 1 });
       try {
         const list = await listApiKeys(pool, { includeRevoked: o.all });
@@ -72,6 +75,7 @@ export function registerKeysCommands(program: Command): void {
     .description('revoke a key by id or name; running API instances refuse it at once')
     .argument('<id-or-name>')
     .action(async (idOrName: string) => {
+      const { loadRuntimeConfig, createPgPool, revokeApiKey, recordAudit } = await load();
       const pool = createPgPool(loadRuntimeConfig().pgUrl, { max: 1 });
       try {
         const k = await revokeApiKey(pool, idOrName);

@@ -1,12 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { loadSupplierFile, type Supplier } from '../../connectors/registry/loader.js';
-import { createPgPool } from '../core/pg.js';
 import { SizeCatalog, parseCatalogCsv } from '../catalog/catalog.js';
-import { loadRuntimeConfig } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
 import type { MappingInputs } from '../normalize/mapping.js';
 import { runMappingTest } from '../normalize/mapping-test.js';
-import { MappingInputsStore, tableMappedSuppliers } from '../normalize/sku-map-store.js';
 import { parseSkuMapCsv, SkuTable } from '../normalize/sku-table.js';
 
 function readText(file: string, what: string): string {
@@ -27,8 +24,12 @@ async function inputsOf(opts: { skuMap?: string; catalog?: string }, supplier: S
     ...(opts.skuMap ? { skuTable: new SkuTable(parseSkuMapCsv(readText(opts.skuMap, 'SKU map'), opts.skuMap)) } : {}),
     ...(opts.catalog ? { catalog: new SizeCatalog(parseCatalogCsv(readText(opts.catalog, 'catalog'), opts.catalog).map((e) => ({ ...e, origin: 'import' as const, firstSupplier: null }))) } : {}),
   };
-  const needDb = (tableMappedSuppliers([supplier]).length > 0 && !opts.skuMap) || (!opts.catalog && process.env.CELLAR_PG_URL);
+  // tableMappedSuppliers' test (normalize/sku-map-store.ts), without loading the database client for it.
+  const tableMapped = typeof supplier.mapping.skus === 'object' && 'table' in supplier.mapping.skus;
+  const needDb = (tableMapped && !opts.skuMap) || (!opts.catalog && process.env.CELLAR_PG_URL);
   if (!needDb) return fromFiles;
+  // Only now the database client: a test from files alone starts without it.
+  const [{ createPgPool }, { loadRuntimeConfig }, { MappingInputsStore }] = await Promise.all([import('../core/pg.js'), import('../core/config.js'), import('../normalize/sku-map-store.js')]);
   const pool = createPgPool(loadRuntimeConfig().pgUrl);
   try {
     const store = new MappingInputsStore(pool, [supplier]);
@@ -40,9 +41,9 @@ async function inputsOf(opts: { skuMap?: string; catalog?: string }, supplier: S
   }
 }
 
-/** `cellar mapping test`: prints one JSON line per event and a summary on stderr; returns the exit code. */
-export async function mappingTestCommand(opts: { supplier: string; events: string; skuMap?: string; catalog?: string }): Promise<number> {
-  const supplier = loadSupplierFile(opts.supplier);
+/** `cellar mapping test --file`: prints one JSON line per event and a summary on stderr; returns the exit code. */
+export async function mappingTestCommand(opts: { file: string; events: string; skuMap?: string; catalog?: string }): Promise<number> {
+  const supplier = loadSupplierFile(opts.file);
   const text = readText(opts.events, 'events file');
   const inputs = await inputsOf(opts, supplier);
   const results = runMappingTest(supplier, text, inputs);

@@ -1,45 +1,6 @@
-import { logLevelOr } from '../core/process-env.js';
 import { Option, type Command } from 'commander';
-import { loadRegistry } from '../../connectors/registry/loader.js';
-import { loadRuntimeConfig } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
-import { createLogger } from '../core/logger.js';
-import { CellarMetrics } from '../core/metrics.js';
-import { startOpsServer } from '../core/http.js';
-import type { Drift } from '../reconcile/compare.js';
-import type { ReconcileReport } from '../reconcile/reconcile.js';
-import { Reconciler, startScheduler } from '../reconcile/runner.js';
-import { ORPHANS_RUN } from '../reconcile/orphans.js';
-import { listRuns } from '../state/runs.js';
-import { createPgPool } from '../core/pg.js';
 import { formatTable } from './format.js';
-import { watchConnectors } from '../../connectors/kafka-connect/watch.js';
-import { createConnectStatusSource } from '../../connectors/kafka-connect/status-source.js';
-
-/** How often `cellar run scheduler` reads connector states (ms); CELLAR_CONNECTOR_POLL_MS overrides (tests). */
-const CONNECTOR_POLL_MS = Number(process.env.CELLAR_CONNECTOR_POLL_MS ?? 30_000);
-
-const num = (n: number) => Math.round(n).toLocaleString('en-US');
-const show = (v: unknown) => (v === null || v === undefined ? 'none' : typeof v === 'object' ? `${(v as { region: string }).region}/${(v as { sku: string }).sku} ${num((v as { bottles: number }).bottles)} bottles` : `${num(Number(v))} bottles`);
-
-/** One line per drift for the terminal. */
-function driftLine(d: Drift & { repaired: boolean }): string[] {
-  const where = d.kind === 'contribution' ? d.contributorId ?? '' : `${d.region}/${d.sku}`;
-  return [d.kind, where, show(d.expected), show(d.actual), d.repaired ? 'yes' : 'no', d.likelyCause];
-}
-
-/** The summary of one run, as printed by `cellar reconcile`. */
-export function formatReport(r: ReconcileReport): string {
-  const rate = r.durationMs > 0 ? (r.rowsCompared * 1000) / r.durationMs : 0;
-  const verdict = r.outcome === 'clean' ? 'clean' : r.outcome === 'repaired' ? 'drift found and repaired' : 'DRIFT';
-  const lines = r.supplierId === ORPHANS_RUN ? [`keys without any contributor: ${num(r.rowsCompared)} totals and Redis fields checked; ${r.drift.length} orphaned, ${r.repaired} removed, ${r.unsettled} still changing — ${verdict} (run ${r.runId})`] : [`${r.supplierId}: ${num(r.rowsCompared)} source rows compared in ${(r.durationMs / 1000).toFixed(1)} s (${num(rate)} rows/s); ${r.drift.length} drifted, ${r.repaired} repaired${r.refusedCorrections ? ` (${r.refusedCorrections} corrections dead-lettered by the running pipeline: see each drift's cause, then cellar dlq list)` : ''}${r.corrections - r.repaired - (r.refusedCorrections ?? 0) > 0 ? ` (${r.corrections - r.repaired - (r.refusedCorrections ?? 0)} corrections sent but not seen applied within the re-checks: run again to verify)` : ''}, ${r.unsettled} still changing (not drift), ${r.rejectedRows} rejected by the mapping${r.heldRows ? ` (${r.heldRows} of them still counted at their last valid state: cellar dlq held)` : ''} — ${verdict} (run ${r.runId})`];
-  if (r.drift.length) {
-    const shown = r.drift.slice(0, 50);
-    lines.push(formatTable(['where', 'key', 'expected', 'actual', 'repaired', 'likely cause'], shown.map(driftLine)).replace(/^/gm, '  '));
-    if (r.drift.length > shown.length) lines.push(`  … and ${r.drift.length - shown.length} more in cellar.reconciliation_drift (run_id ${r.runId})`);
-  }
-  return lines.join('\n');
-}
 
 /** `cellar reconcile` and `cellar reconcile runs`. */
 export function registerReconcileCommands(program: Command): void {
@@ -60,6 +21,9 @@ export function registerReconcileCommands(program: Command): void {
       if (!(verifyMs >= 0 && verifyMs <= 3_600_000)) throw new ConfigError(`--verify-timeout ${opts.verifyTimeout}: expected milliseconds between 0 and 3600000`);
       if (!(settleMs >= 0 && settleMs <= 600_000)) throw new ConfigError(`--settle ${opts.settle}: expected milliseconds between 0 and 600000`);
       if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20)) throw new ConfigError(`--rounds ${opts.rounds}: expected 1 to 20`);
+      const [{ loadRuntimeConfig }, { createLogger }, { logLevelOr }, { Reconciler }, { formatReport, num }] = await Promise.all([
+        import('../core/config.js'), import('../core/logger.js'), import('../core/process-env.js'), import('../reconcile/runner.js'), import('./reconcile-report.js'),
+      ]);
       const cfg = loadRuntimeConfig();
       const reconciler = new Reconciler(cfg, createLogger('reconcile', logLevelOr('warn')));
       let last = 0;
@@ -96,6 +60,7 @@ export function registerReconcileCommands(program: Command): void {
       const supplier = opts.supplier ?? runs.parent?.opts<{ supplier?: string }>().supplier;
       const limit = Number(opts.limit);
       if (!/^\d+$/.test(opts.limit.trim()) || limit < 1 || limit > 10_000) throw new ConfigError(`--limit ${JSON.stringify(opts.limit)}: expected a number of runs from 1 to 10000`);
+      const [{ loadRuntimeConfig }, { createPgPool }, { listRuns }] = await Promise.all([import('../core/config.js'), import('../core/pg.js'), import('../state/runs.js')]);
       const pool = createPgPool(loadRuntimeConfig().pgUrl, { max: 1 });
       try {
         const rows = await listRuns(pool, { ...(supplier !== undefined ? { supplierId: supplier } : {}), limit });
@@ -110,29 +75,4 @@ export function registerReconcileCommands(program: Command): void {
         await pool.end();
       }
     });
-}
-
-/**
- * `cellar run scheduler`: scheduled reconciliations from the registry, and with CELLAR_CONNECT_URL the
- * Kafka Connect connector gauges, until SIGTERM/SIGINT.
- */
-export async function runSchedulerCommand(): Promise<void> {
-  const cfg = loadRuntimeConfig();
-  const log = createLogger('scheduler');
-  const metrics = new CellarMetrics();
-  const reconciler = new Reconciler(cfg, log, metrics);
-  await reconciler.prepare();
-  const scheduler = startScheduler(reconciler, loadRegistry(cfg.suppliersDir), log);
-  if (!scheduler.jobs) log.warn('no supplier has reconcile.schedule in the registry; nothing to do until one does');
-  // With Kafka Connect configured, this process also exports connector states for the alert rules.
-  const watch = cfg.connectUrl ? watchConnectors(createConnectStatusSource(cfg.connectUrl), metrics, log, CONNECTOR_POLL_MS) : undefined;
-  const ops = cfg.httpPort >= 0 ? await startOpsServer(cfg.httpPort, metrics, { live: () => true, ready: () => true }) : undefined;
-  log.info({ reconciliations: scheduler.jobs, connectors: cfg.connectUrl ? 'watched' : 'not configured', httpPort: ops?.port }, 'scheduler started');
-  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(sig, () => {
-      log.info({ signal: sig }, 'draining');
-      watch?.stop();
-      void Promise.all([ops?.close(), scheduler.stop()]).then(() => reconciler.close()).then(() => process.exit(0));
-    });
-  }
 }

@@ -1,15 +1,7 @@
 import type { Command } from 'commander';
-import { loadRegistry } from '../../connectors/registry/loader.js';
-import { loadRuntimeConfig } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
-import { createPgPool } from '../core/pg.js';
-import { sleep } from '../core/retry.js';
-import { activeListeners, requestAnswers, requestReload, type ControlAnswer } from '../state/control.js';
-import { RELOAD_POLL_MS } from '../runtime/reload.js';
+import type { ControlAnswer } from '../state/control.js';
 import { actorOf } from './actor.js';
-
-/** A process that looked for requests this recently is expected to answer, ms (ten of its polls). */
-const LISTENING_MS = 10 * RELOAD_POLL_MS;
 
 /**
  * `cellar reload`: checks the supplier files here first (every problem named, exit 2), then asks every
@@ -27,6 +19,11 @@ export function registerReloadCommand(program: Command): void {
     .action(async (o: { wait: string }) => {
       const waitS = Number(o.wait);
       if (!Number.isFinite(waitS) || waitS <= 0) throw new ConfigError(`cellar reload: --wait: "${o.wait}" is not a positive number of seconds`);
+      const [{ loadRegistry }, { loadRuntimeConfig }, { createPgPool }, { sleep }, { activeListeners, requestAnswers, requestReload }, { RELOAD_POLL_MS }] = await Promise.all([
+        import('../../connectors/registry/loader.js'), import('../core/config.js'), import('../core/pg.js'), import('../core/retry.js'), import('../state/control.js'), import('../runtime/reload.js'),
+      ]);
+      /** A process that looked for requests this recently is expected to answer, ms (ten of its polls). */
+      const LISTENING_MS = 10 * RELOAD_POLL_MS;
       const cfg = loadRuntimeConfig();
       const suppliers = loadRegistry(cfg.suppliersDir); // throws ConfigError naming every problem: nothing is asked
       const pool = createPgPool(cfg.pgUrl, { max: 1 });

@@ -1,8 +1,7 @@
 import { logLevelOr } from '../core/process-env.js';
-import type { Command } from 'commander';
 import { Partitioners, type Admin, type PartitionMetadata } from 'kafkajs';
 import type pg from 'pg';
-import { loadRuntimeConfig, type RuntimeConfig } from '../core/config.js';
+import type { RuntimeConfig } from '../core/config.js';
 import { CellarError, ConfigError, fromKafkaError } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
 import { createPgPool, inTransaction, query } from '../core/pg.js';
@@ -278,17 +277,4 @@ export async function repartition(cfg: RuntimeConfig, flags: RepartitionFlags, p
     await admin.disconnect().catch(() => undefined);
     await pool.end().catch(() => undefined);
   }
-}
-
-/** Registers `cellar repartition`. */
-export function registerRepartitionCommand(program: Command): void {
-  program
-    .command('repartition')
-    .description('raise the partitions of Cellar\'s keyed topics (<prefix>.observations, <prefix>.regional-stock) and re-file the aggregator\'s state (cellar.stock_contributions) under the partition of each key; refused (exit 2) while aggregators or normalizers run or have lag')
-    .option('--partitions <n>', 'the partition count both topics should have (never lowered)')
-    .option('--dry-run', 'only print what would be done, and why it would be refused')
-    .action(async (o: { partitions?: string; dryRun?: boolean }) => {
-      const flags = parseRepartitionFlags(o);
-      process.exitCode = await repartition(loadRuntimeConfig(), flags, (l) => console.log(l), (l) => console.error(l));
-    });
 }

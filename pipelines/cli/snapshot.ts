@@ -1,14 +1,8 @@
 import type { Command } from 'commander';
-import { hasNativeSource } from '../../connectors/native-source.js';
 import type pg from 'pg';
-import { Redis } from 'ioredis';
-import { createPgPool } from '../core/pg.js';
-import { rebuildRedisFromPostgres } from '../../sinks/redis/rebuild.js';
-import { migrate } from '../state/migrate.js';
-import { loadRegistry } from '../../connectors/registry/loader.js';
-import { requestResnapshot, resnapshotRequest, type ResnapshotRequestState } from '../runtime/resnapshot.js';
-import { loadRuntimeConfig } from '../core/config.js';
+import type { ResnapshotRequestState } from '../runtime/resnapshot.js';
 import { ConfigError } from '../core/errors.js';
+import { EXIT } from './exit-codes.js';
 
 function positiveInt(flag: string, value: string): number {
   const n = Number(value);
@@ -23,6 +17,7 @@ function collectTables(value: string, previous: string[]): string[] {
 
 /** Reads request `id` about once a second until `done` holds or `timeoutMs` passed; the last state read. */
 async function waitForRequest(pool: pg.Pool, id: number, done: (r: ResnapshotRequestState) => boolean, timeoutMs: number): Promise<ResnapshotRequestState | undefined> {
+  const { resnapshotRequest } = await import('../runtime/resnapshot.js');
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const r = await resnapshotRequest(pool, id);
@@ -40,12 +35,15 @@ function runtimeName(takenBy: string | null): string {
 export function registerSnapshotCommands(program: Command): void {
   program
     .command('resnapshot')
-    .description('snapshot a supplier\'s tables again in the running runtime that reads it natively (cellar run embedded, or cellar run capture --supplier X): each table is re-read starting with a truncate, so rows Cellar missed or still counts after they were deleted are corrected; with --table, only those tables, while the others keep streaming')
+    .description('snapshot a supplier\'s tables again in the running runtime that reads it natively (cellar run embedded, or cellar run capture --supplier X): each table is re-read starting with a truncate, so rows Cellar missed or still counts after they were deleted are corrected; with --table, only those tables, while the others keep streaming; exit 3 when no running runtime takes the request within 30 s, 1 when it has not finished within --timeout')
     .requiredOption('--supplier <id>', 'supplier id (from CELLAR_SUPPLIERS_DIR)')
     .option('--table <name>', 'a table of the supplier\'s source.tables to snapshot again (repeatable, or a comma list); default: every table', collectTables, [])
     .option('--timeout <seconds>', 'how long to wait for the snapshot to finish once a runtime took the request', '600')
     .option('--no-wait', 'only queue the request')
     .action(async (o: { supplier: string; table: string[]; timeout: string; wait: boolean }) => {
+      const [{ loadRuntimeConfig }, { loadRegistry }, { hasNativeSource }, { createPgPool }, { migrate }, { requestResnapshot }] = await Promise.all([
+        import('../core/config.js'), import('../../connectors/registry/loader.js'), import('../../connectors/native-source.js'), import('../core/pg.js'), import('../state/migrate.js'), import('../runtime/resnapshot.js'),
+      ]);
       const cfg = loadRuntimeConfig();
       const supplier = loadRegistry(cfg.suppliersDir).find((s) => s.id === o.supplier);
       if (!supplier) throw new ConfigError(`--supplier: no supplier "${o.supplier}" in ${cfg.suppliersDir}`);
@@ -69,7 +67,7 @@ export function registerSnapshotCommands(program: Command): void {
         const taken = await waitForRequest(pool, id, (r) => r.takenAt !== null, 30_000);
         if (!taken?.takenAt) {
           console.error(`no running runtime took request ${id} within 30 s; it stays queued and is taken when one that reads ${supplier.id} starts (cellar run embedded, or cellar run capture --supplier ${supplier.id})`);
-          process.exitCode = 1;
+          process.exitCode = EXIT.unreachable;
           return;
         }
         const runtime = runtimeName(taken.takenBy);
@@ -93,8 +91,11 @@ export function registerSnapshotCommands(program: Command): void {
     .option('--key-prefix <prefix>', 'key prefix of the snapshots, as configured on the Redis sink', 'cellar')
     .option('--chunk-size <n>', 'rows per Postgres read and Redis round trip', '5000')
     .action(async (o: { keyPrefix: string; chunkSize: string }) => {
-      const cfg = loadRuntimeConfig();
       const chunkSize = positiveInt('--chunk-size', o.chunkSize);
+      const [{ loadRuntimeConfig }, { createPgPool }, { Redis }, { rebuildRedisFromPostgres }] = await Promise.all([
+        import('../core/config.js'), import('../core/pg.js'), import('ioredis'), import('../../sinks/redis/rebuild.js'),
+      ]);
+      const cfg = loadRuntimeConfig();
       const pool = createPgPool(cfg.pgUrl);
       const redis = new Redis(cfg.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
       redis.on('error', () => undefined); // surfaced by the failing command

@@ -1,10 +1,6 @@
 import type { Command } from 'commander';
-import { createConnectStatusSource } from '../../connectors/kafka-connect/status-source.js';
-import { loadRegistry } from '../../connectors/registry/loader.js';
-import { loadRuntimeConfig } from '../core/config.js';
-import { createPgPool } from '../core/pg.js';
-import { connectorNamePrefix, type SupplierConnector } from '../state/connector-health.js';
-import { readConnectorStatus, supplierHealth, type SupplierHealth } from '../state/supplier-health.js';
+import type { SupplierConnector } from '../state/connector-health.js';
+import type { SupplierHealth } from '../state/supplier-health.js';
 import { formatTable } from './format.js';
 
 /** `12 s ago`, `3 min ago`, `2 h ago`, or `never`. */
@@ -69,6 +65,9 @@ export function registerStatusCommand(program: Command): void {
     .option('--supplier <id>', 'one supplier')
     .option('--json', 'one JSON object per supplier and line')
     .action(async (o: { supplier?: string; json?: boolean }) => {
+      const [{ loadRuntimeConfig }, { loadRegistry }, { createConnectStatusSource }, { createPgPool }, { connectorNamePrefix }, { readConnectorStatus, supplierHealth }] = await Promise.all([
+        import('../core/config.js'), import('../../connectors/registry/loader.js'), import('../../connectors/kafka-connect/status-source.js'), import('../core/pg.js'), import('../state/connector-health.js'), import('../state/supplier-health.js'),
+      ]);
       const cfg = loadRuntimeConfig();
       let ids: string[] = [];
       try {

@@ -1,4 +1,4 @@
-import { logLevelOr } from '../core/process-env.js';
+import { loadProcessEnv, logLevelOr } from '../core/process-env.js';
 import { mkdirSync, copyFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -12,7 +12,7 @@ import { migrate } from '../state/migrate.js';
 import { readRegionalStock, type StockRow } from '../../sinks/postgres/read.js';
 import { readRegionSnapshot } from '../../sinks/redis/read.js';
 import { loadRuntimeConfig } from '../core/config.js';
-import { createLogger } from '../core/logger.js';
+import { fileLogger } from './log.js';
 import { connectProducer, createKafka, ensureTopics } from '../kafka/client.js';
 import { demoScenario, expectedTotals } from './scenario.js';
 import { WORKER_ROLES } from '../runtime/kafka-runtime.js';
@@ -28,7 +28,9 @@ const say = (s: string) => process.stdout.write(`${s}\n`);
 export async function runKafkaDemo(opts: { keepRunning: boolean }): Promise<number> {
   const started = Date.now();
   const work = tempDir('demo');
-  const log = createLogger('demo', logLevelOr('warn'));
+  // The terminal gets the demo's own lines; its log and each worker's go to files in `work`.
+  const log = fileLogger(join(work, 'demo.log'), 'demo', logLevelOr('info'));
+  let keepLogs = loadProcessEnv().keepLogs === '1';
   let stack: LocalStack | undefined;
   const workers: ChildProcess[] = [];
   let pool: ReturnType<typeof createPgPool> | undefined;
@@ -37,14 +39,16 @@ export async function runKafkaDemo(opts: { keepRunning: boolean }): Promise<numb
   const cleanup = () =>
     (cleaning ??= (async () => {
       await Promise.all(workers.map((w) => stopChild(w, 'SIGTERM', 15_000)));
-      if (process.env.CELLAR_KEEP_LOGS !== '1') rmSync(work, { recursive: true, force: true });
+      if (keepLogs) say(`Logs kept in ${work}; remove it when done.`);
+      else rmSync(work, { recursive: true, force: true });
       redis?.disconnect();
       await pool?.end().catch(() => undefined);
       await stack?.stop();
     })());
   const unhook = onInterrupt(cleanup); // Ctrl-C: stop workers and services before the process exits
   try {
-    say('Cellar demo: two suppliers, three regions, the Kafka runtime end to end.\n');
+    say('Cellar demo: two suppliers, three regions, the Kafka runtime end to end.');
+    say(`Logs (JSON): ${work} (demo.log, and one file per worker)\n`);
     say('1. Provisioning private services…');
     stack = await startLocalStack({ envPrefix: 'CELLAR_DEMO_' });
     say(`   Kafka ${stack.kafkaBrokers[0]} (${stack.kafkaCompat}), Schema Registry ${stack.schemaRegistryUrl}, Postgres :${new URL(stack.pgUrl).port}, Redis :${new URL(stack.redisUrl).port}`);
@@ -113,13 +117,17 @@ export async function runKafkaDemo(opts: { keepRunning: boolean }): Promise<numb
         }),
       ),
     );
-    say(`\n${ok ? 'All regional totals equal the sum of the suppliers\' rows.' : 'MISMATCH: totals did not converge within 90 s; run with CELLAR_KEEP_LOGS=1 to keep worker logs in ' + work}`);
+    if (!ok) keepLogs = true;
+    say(`\n${ok ? 'All regional totals equal the sum of the suppliers\' rows.' : 'MISMATCH: totals did not converge within 90 s; the logs are kept'}`);
     say(`Done in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
     if (opts.keepRunning && ok) {
       say('Pipeline left running; press Ctrl-C to stop and clean up.');
       await new Promise<void>(() => undefined); // Ctrl-C runs the cleanup registered with onInterrupt and exits
     }
     return ok ? 0 : 1;
+  } catch (err) {
+    keepLogs = true;
+    throw err;
   } finally {
     say('Cleaning up…');
     await cleanup();

@@ -78,9 +78,14 @@ export async function expectedTotals(suppliers: Array<{ supplier: DemoSupplier; 
 /** How each region compares, Postgres and Redis against the expected totals (missing counts as 0). */
 export interface RegionCheck {
   region: string;
+  /**
+   * The region's SKUs as the dashboard counts them (`GET /v1/regions`, pipelines/api/stock-reader.ts):
+   * its rows in `cellar.regional_stock`, one per SKU ever stocked there, a total now at 0 bottles included.
+   */
   skus: number;
   /** Of those, SKUs of magnums (1500 ml). */
   magnums: number;
+  /** Bottles of those rows, as the dashboard sums them. */
   bottles: number;
   postgres: boolean;
   redis: boolean;
@@ -109,12 +114,17 @@ export async function checkRegions(pool: pg.Pool, redis: Redis, regions: string[
   const pgTotals = new Map<string, Map<string, number>>();
   const sizeDiff = new Map<string, number>();
   const rows = new Map<string, number>();
+  const magnums = new Map<string, number>();
+  const bottles = new Map<string, number>();
+  const add = (m: Map<string, number>, region: string, n: number) => m.set(region, (m.get(region) ?? 0) + n);
   for (const r of await readRegionalStock(pool)) {
     const m = pgTotals.get(r.region) ?? new Map<string, number>();
     pgTotals.set(r.region, m);
     m.set(r.sku, r.bottles);
-    rows.set(r.region, (rows.get(r.region) ?? 0) + 1);
-    if (r.bottleSizeMl === null || r.bottleSizeMl !== catalog.get(r.sku)) sizeDiff.set(r.region, (sizeDiff.get(r.region) ?? 0) + 1);
+    add(rows, r.region, 1);
+    add(magnums, r.region, r.bottleSizeMl === MAGNUM_ML ? 1 : 0);
+    add(bottles, r.region, r.bottles);
+    if (r.bottleSizeMl === null || r.bottleSizeMl !== catalog.get(r.sku)) add(sizeDiff, r.region, 1);
   }
   const out: RegionCheck[] = [];
   for (const region of new Set([...regions, ...expected.keys(), ...pgTotals.keys()])) {
@@ -122,9 +132,8 @@ export async function checkRegions(pool: pg.Pool, redis: Redis, regions: string[
     const pgDiff = diff(exp, pgTotals.get(region) ?? new Map());
     const redisDiff = diff(exp, await readRegionSnapshot(redis, region));
     const sizes = (sizeDiff.get(region) ?? 0) + [...exp].filter(([sku, e]) => catalog.get(sku) !== e.bottleSizeMl).length;
-    const stocked = [...exp.values()].filter((e) => e.bottles > 0);
     out.push({
-      region, skus: stocked.length, magnums: stocked.filter((e) => e.bottleSizeMl === MAGNUM_ML).length, bottles: stocked.reduce((a, e) => a + e.bottles, 0),
+      region, skus: rows.get(region) ?? 0, magnums: magnums.get(region) ?? 0, bottles: bottles.get(region) ?? 0,
       postgres: pgDiff === 0, redis: redisDiff === 0, sizes: sizes === 0, pgDiff, redisDiff, sizeDiff: sizes,
       keys: new Set([...exp.keys(), ...(pgTotals.get(region)?.keys() ?? [])]).size, rows: rows.get(region) ?? 0,
     });

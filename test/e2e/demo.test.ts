@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createConnection } from 'node:net';
 import { describe, expect, it } from 'vitest';
@@ -15,14 +15,55 @@ function listening(port: number): Promise<boolean> {
   });
 }
 
-/** `cellar demo` as a user runs it: its own services, four suppliers (three with MariaDB absent), a check, a clean exit. */
+/** Waits until `file` holds a match of `re` (the match), or the child exits first (undefined). */
+async function waitFor(file: string, re: RegExp, exited: () => boolean, timeoutMs: number): Promise<RegExpExecArray | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && !exited()) {
+    const m = existsSync(file) ? re.exec(readFileSync(file, 'utf8')) : null;
+    if (m) return m;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return undefined;
+}
+
+/**
+ * `cellar demo --keep-running` as a user runs it: its own services, four suppliers (three with MariaDB
+ * absent), a check, the dashboard kept up until Ctrl-C (SIGINT), then everything it started stopped. The
+ * terminal shows only the demo's own lines; log lines go to the file it names.
+ */
 describe('cellar demo (the main job)', () => {
-  it('captures every supplier, ends with every regional total equal to the suppliers\' rows, and stops what it started', async () => {
+  it('captures every supplier, ends with every regional total equal to the suppliers\' rows, keeps the dashboard up until Ctrl-C, and stops what it started', async () => {
     const log = join(artifactDir('demo'), 'demo.log');
-    const child = spawnCellar(['demo', '--rate', '400', '--duration', '4'], { CELLAR_LOG_LEVEL: 'warn' }, log);
-    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    // An empty VITEST_WORKER_ID: the demo handles Ctrl-C as in a terminal (infra/local/process.ts leaves
+    // signals to the test runner inside its workers, and the child would inherit that).
+    const child = spawnCellar(['demo', '--rate', '400', '--duration', '4', '--keep-running'], { VITEST_WORKER_ID: '' }, log);
+    let code: number | null | undefined;
+    const exit = new Promise<number | null>((resolve) => child.once('exit', (c, signal) => resolve((code = c ?? (signal ? -1 : null)))));
+    const up = await waitFor(log, /^Dashboard \(up until Ctrl-C\): (http:\/\/127\.0\.0\.1:\d+)\/dashboard#key=(\S+)$/m, () => code !== undefined, 170_000);
+    expect(up, readFileSync(log, 'utf8')).toBeDefined();
+    const [, apiUrl, key] = up!;
+
+    // Still up a while after the summary, and counting SKUs as the demo's table does.
+    await new Promise((r) => setTimeout(r, 5_000));
+    expect(code, 'the demo exited before Ctrl-C').toBeUndefined();
+    expect((await fetch(`${apiUrl}/dashboard`)).status).toBe(200);
+    const regions = (await (await fetch(`${apiUrl}/v1/regions`, { headers: { authorization: `Bearer ${key}` } })).json()) as { regions: Array<{ region: string; skus: number; bottles: number }> };
+    const running = readFileSync(log, 'utf8');
+    const table = [...running.matchAll(/^(eu-west|us-east|us-west) +\d+ +(\d+) +\d+ +(\d+) +yes +yes +yes$/gm)].map(([, region, skus, bottles]) => ({ region: region!, skus: Number(skus), bottles: Number(bottles) }));
+    expect(regions.regions.map((r) => ({ region: r.region, skus: r.skus, bottles: r.bottles }))).toEqual(table);
+    expect(running).toContain('SKUs, magnums and bottles are counted as the dashboard counts them (GET /v1/regions)');
+    const logFile = /^Logs \(JSON, level \w+\): (\S+)$/m.exec(running)?.[1];
+    expect(logFile, 'the log file is named').toBeDefined();
+    expect(existsSync(logFile!)).toBe(true);
+
+    child.kill('SIGINT'); // Ctrl-C
+    await exit;
     const out = readFileSync(log, 'utf8');
-    expect(code, out).toBe(0);
+    expect(code, out).toBe(130);
+    expect(out).toContain('SIGINT: stopping what was started');
+    // Human output only: no JSON log line on the terminal, at start, during the run or on Ctrl-C.
+    expect(out).not.toMatch(/^\s*\{"level"/m);
+    if (process.env.CELLAR_KEEP_LOGS !== '1') expect(existsSync(logFile!), 'the log is removed with the rest').toBe(false);
     expect(out).toContain('All regional totals equal the sums over the suppliers\' rows, per (region, SKU) with bottle sizes kept apart.');
     const withMariaDb = await mariadbAvailable();
     const captured = /captured: (.*)/.exec(out)?.[1]?.split(', ') ?? [];
@@ -72,5 +113,5 @@ describe('cellar demo (the main job)', () => {
     expect(out).toMatch(/Dashboard: http:\/\/127\.0\.0\.1:\d+\/dashboard#key=/);
     ports.push(Number(api![1]));
     for (const port of ports) expect(await listening(port), `port ${port}`).toBe(false);
-  }, 180_000);
+  }, 240_000);
 });

@@ -201,10 +201,10 @@ describe('cellar connectors against the Kafka Connect REST contract', () => {
     expect(connect.connector('cellar-rhone-imports')?.state).toBe('RUNNING');
   });
 
-  it('surfaces a 500 with Connect\'s error_code and message after the retries, exit code 1', async () => {
+  it('surfaces a 500 with Connect\'s error_code and message after the retries, exit code 3 (a dependency failing)', async () => {
     connect.failNext(100, 500, { message: 'Failed to write connector configuration to Kafka: org.apache.kafka.common.errors.TimeoutException' });
     const r = await cellar(['plan'], { CELLAR_CONNECT_RETRIES: '1' });
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/cellar: kafka_connect_server_error: GET http:\/\/127\.0\.0\.1:\d+\/connectors\?expand=status&expand=info: HTTP 500 \(error_code 500\): Failed to write connector configuration to Kafka: org\.apache\.kafka\.common\.errors\.TimeoutException \(gave up after 2 attempts\)/);
   });
 
@@ -214,7 +214,7 @@ describe('cellar connectors against the Kafka Connect REST contract', () => {
     const port = (closed.address() as AddressInfo).port;
     await new Promise<void>((resolve) => closed.close(() => resolve()));
     const r = await cellar(['status'], { CELLAR_CONNECT_URL: `http://admin:hunter2-connect-pw@127.0.0.1:${port}`, CELLAR_CONNECT_RETRIES: '1' });
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(3); // a dependency unreachable
     expect(r.stderr).toContain(`cellar: kafka_connect_unavailable: cannot reach Kafka Connect at http://127.0.0.1:${port} (GET /connectors?expand=status&expand=info): ECONNREFUSED (gave up after 2 attempts)`);
     expect(r.out).not.toContain('hunter2-connect-pw');
   });

@@ -108,7 +108,7 @@ describe('cellar mapping test (CLI)', () => {
   );
 
   it('exits 0 when every event is accepted and prints one JSON line per event', async () => {
-    const r = await cli('--supplier', join(EX, 'cascade-wines.yaml'), '--events', join(EX, 'events/cascade-wines.jsonl'));
+    const r = await cli('--file', join(EX, 'cascade-wines.yaml'), '--events', join(EX, 'events/cascade-wines.jsonl'));
     expect(r.code).toBe(0);
     expect(r.stdout.trim().split('\n').map((l) => JSON.parse(l).status)).toEqual(['accepted', 'accepted', 'accepted', 'accepted']);
     expect(r.stderr).toContain('cascade-wines: 4 events, 4 accepted');
@@ -119,7 +119,7 @@ describe('cellar mapping test (CLI)', () => {
     const good = readFileSync(join(EX, 'events/cascade-wines.jsonl'), 'utf8').split('\n')[0]!;
     const bad = good.replaceAll('"CW-PN-21"', '"CW-UNKNOWN"').replace('mysql-bin.000007', 'mysql-bin.000008');
     writeFileSync(join(dir, 'e.jsonl'), `${good}\nnot json\n${bad}\n`);
-    const r = await cli('--supplier', join(EX, 'cascade-wines.yaml'), '--events', join(dir, 'e.jsonl'));
+    const r = await cli('--file', join(EX, 'cascade-wines.yaml'), '--events', join(dir, 'e.jsonl'));
     expect(r.code).toBe(1);
     const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.map((l) => l.reason ?? l.status)).toEqual(['accepted', 'bad_line', 'unknown_sku']);
@@ -130,14 +130,14 @@ describe('cellar mapping test (CLI)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'mt-'));
     writeFileSync(join(dir, 'rhone-imports.yaml'), readFileSync(join(EX, 'rhone-imports.yaml'), 'utf8'));
     writeFileSync(join(dir, 'rhone-imports-skus.csv'), 'supplier_sku,canonical_sku\nRH-CDP-2019,chateauneuf-du-pape-2019\nRH-HER-2018,hermitage-2018\n');
-    const r = await cli('--supplier', join(dir, 'rhone-imports.yaml'), '--events', join(EX, 'events/rhone-imports.jsonl'));
+    const r = await cli('--file', join(dir, 'rhone-imports.yaml'), '--events', join(EX, 'events/rhone-imports.jsonl'));
     expect(r.code, r.stderr).toBe(1);
     const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
     expect(lines[2]).toMatchObject({ line: 3, status: 'rejected', reason: 'bottle_size_mismatch' });
     expect(lines[2].message).toMatch(/750 ml of "RH-HER-2018" → "hermitage-2018", a 1500 ml SKU/);
     expect(lines[1].observations).toEqual([expect.objectContaining({ sku: 'hermitage-2018', bottleSizeMl: 1500, vintage: 2018, bottles: 30 })]);
     // The example's own size-keyed map: magnums and bottles under two canonical SKUs, nothing rejected.
-    const ok = await cli('--supplier', join(EX, 'rhone-imports.yaml'), '--events', join(EX, 'events/rhone-imports.jsonl'));
+    const ok = await cli('--file', join(EX, 'rhone-imports.yaml'), '--events', join(EX, 'events/rhone-imports.jsonl'));
     expect(ok.code, ok.stderr).toBe(0);
     const obs = ok.stdout.trim().split('\n').map((l) => JSON.parse(l)).flatMap((l) => l.observations ?? []);
     expect(obs.slice(1, 3)).toEqual([
@@ -149,7 +149,7 @@ describe('cellar mapping test (CLI)', () => {
   it('exits 2 with the file and field when the supplier file is invalid', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mt-'));
     writeFileSync(join(dir, 's.yaml'), 'id: x\nname: X\nsource: { kind: csv, tables: [{ name: a.b }] }\nmapping: { sku: s, warehouse: w, quantity: q, unit: gallons, regions: { w: r } }\n');
-    const r = await cli('--supplier', join(dir, 's.yaml'), '--events', join(EX, 'events/cascade-wines.jsonl'));
+    const r = await cli('--file', join(dir, 's.yaml'), '--events', join(EX, 'events/cascade-wines.jsonl'));
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/s\.yaml: mapping\.unit/);
   });
