@@ -7,6 +7,8 @@ import { sinkBenchmarks } from './sinks.bench.js';
 import { apiBenchmarks } from './api.bench.js';
 import { reconcileBenchmarks } from './reconcile.bench.js';
 import { cliBenchmarks } from './cli.bench.js';
+import { dashboardBenchmarks } from './dashboard.bench.js';
+import { kafkaBenchmarks } from './kafka.bench.js';
 
 /** `make bench`: runs every suite (or those named on the command line) and reports each. */
 const suites: Record<string, () => Promise<BenchResult[]>> = {
@@ -18,6 +20,8 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
   api: apiBenchmarks,
   reconcile: reconcileBenchmarks,
   cli: cliBenchmarks,
+  dashboard: dashboardBenchmarks,
+  kafka: kafkaBenchmarks,
 };
 
 const wanted = process.argv.slice(2).filter((a) => a in suites);

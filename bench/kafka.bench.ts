@@ -1,0 +1,166 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { startLocalStack, type LocalStack } from '../infra/local/stack.js';
+import { spawnManaged, stopChild, tempDir } from '../infra/local/process.js';
+import { loadRuntimeConfig } from '../pipelines/core/config.js';
+import { createLogger } from '../pipelines/core/logger.js';
+import { createPgPool } from '../pipelines/core/pg.js';
+import { connectProducer, createKafka, ensureTopics } from '../pipelines/kafka/client.js';
+import { WORKER_ROLES } from '../pipelines/runtime/kafka-runtime.js';
+import { migrate } from '../pipelines/state/migrate.js';
+import { SimulatedTable, type RawMessage } from '../pipelines/demo/simulated-table.js';
+import { assetPath } from '../pipelines/core/paths.js';
+import { readRegionSnapshot } from '../sinks/redis/read.js';
+import { result, type BenchResult } from './harness.js';
+
+const SKUS = 2_000;
+const DEPOTS = 6;
+const ROWS = SKUS * DEPOTS;
+const CHANGES = 60_000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** User + system CPU time of a process from /proc, ms (Linux). */
+function cpuMs(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return 0;
+  }
+}
+
+/** `cellar run <role>` compiled when this bench runs compiled (dist/), else from source through tsx. */
+function spawnWorker(role: string, env: Record<string, string>, log: string): ChildProcess {
+  const compiled = fileURLToPath(import.meta.url).includes('/dist/');
+  const main = compiled ? assetPath('dist', 'pipelines', 'cli', 'main.js') : assetPath('pipelines', 'cli', 'main.ts');
+  const child = spawnManaged(process.execPath, [...(compiled ? [] : ['--import', 'tsx']), main, 'run', role], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const out: string[] = [];
+  child.stdout?.on('data', (b: Buffer) => out.push(b.toString()));
+  child.stderr?.on('data', (b: Buffer) => out.push(b.toString()));
+  child.once('exit', () => writeFileSync(log, out.join('')));
+  return child;
+}
+
+/**
+ * The Kafka runtime end to end through the broker: Debezium JSON changes of one supplier table published
+ * to its raw topic, normalized, aggregated and written to Postgres and Redis by the four worker processes
+ * (`cellar run normalizer|aggregator|sink-postgres|sink-redis`), on private services (the librdkafka mock
+ * broker, an in-process Schema Registry, embedded Postgres, redis-server). Sustained changes/s from the
+ * first publish until both stores hold the final totals, and where the time goes: each worker's CPU per
+ * change (µs), read from /proc.
+ */
+export async function kafkaBenchmarks(): Promise<BenchResult[]> {
+  const stack: LocalStack = await startLocalStack({ envPrefix: 'CELLAR_BENCH_', docker: 'never' });
+  const workers = new Map<string, ChildProcess>();
+  let kafkaAdmin: { disconnect(): Promise<void> } | undefined;
+  const work = tempDir('bench-kafka');
+  const pool = createPgPool(stack.pgUrl, { max: 2 });
+  const redis = new Redis(stack.redisUrl, { maxRetriesPerRequest: 1 });
+  redis.on('error', () => undefined);
+  try {
+    const table = new SimulatedTable({ connector: 'postgresql', name: 'bench', db: 'inv', schema: 'public', table: 'stock' },
+      [{ name: 'id', type: 'int32', optional: false }, { name: 'item_code', type: 'string' }, { name: 'depot', type: 'string' }, { name: 'qty', type: 'int32' }], ['id']);
+    const suppliers = join(work, 'suppliers');
+    mkdirSync(suppliers, { recursive: true });
+    writeFileSync(join(suppliers, 'bench.yaml'), `id: bench
+name: Bench
+source:
+  kind: postgres
+  connection: { host: bench.internal, database: inv, user: cdc }
+  topicPrefix: bench
+  tables: [{ name: public.stock }]
+mapping:
+  sku: item_code
+  warehouse: depot
+  quantity: qty
+  regions: { d0: eu, d1: eu, d2: us, d3: us, d4: ap, d5: ap }
+`);
+    const env: Record<string, string> = {
+      CELLAR_KAFKA_BROKERS: stack.kafkaBrokers.join(','), CELLAR_KAFKA_COMPAT: stack.kafkaCompat, CELLAR_SCHEMA_REGISTRY_URL: stack.schemaRegistryUrl,
+      CELLAR_PG_URL: stack.pgUrl, CELLAR_REDIS_URL: stack.redisUrl, CELLAR_SUPPLIERS_DIR: suppliers, CELLAR_LOG_LEVEL: process.env.CELLAR_BENCH_LOG_LEVEL ?? 'warn',
+    };
+    const cfg = loadRuntimeConfig({ ...process.env, ...env });
+    await migrate(pool);
+    const kafka = createKafka(cfg, createLogger('bench-kafka', 'warn'), 'bench');
+    await ensureTopics(kafka, cfg, [table.topic]);
+    const producer = await connectProducer(kafka, cfg);
+    for (const role of WORKER_ROLES) workers.set(role, spawnWorker(role, env, join(work, `${role}.log`)));
+    const admin = kafka.admin();
+    kafkaAdmin = admin;
+    await admin.connect();
+    /** Raw messages published and not yet committed by the normalizer group. */
+    const normalizerLag = async () => {
+      const [ends, committed] = await Promise.all([admin.fetchTopicOffsets(table.topic), admin.fetchOffsets({ groupId: `${cfg.groupPrefix}-normalizer`, topics: [table.topic] })]);
+      const at = new Map(committed[0]?.partitions.map((p) => [p.partition, Number(p.offset)]) ?? []);
+      return ends.reduce((n, e) => n + Number(e.high) - Math.max(Number(e.low), at.get(e.partition) ?? -1), 0);
+    };
+    // The mock broker keeps about 5 MB per partition and deletes older segments even if nobody read them:
+    // the publisher keeps at most MAX_IN_FLIGHT raw changes ahead of the normalizer (a real cluster's
+    // retention is hours; the pipeline's rate, not the publisher's, is what is measured).
+    const MAX_IN_FLIGHT = 4_000;
+    const publish = async (messages: RawMessage[]) => {
+      for (let i = 0; i < messages.length; i += 500) {
+        while ((await normalizerLag()) > MAX_IN_FLIGHT) await sleep(5);
+        await producer.send({ topic: table.topic, acks: -1, messages: messages.slice(i, i + 500).map((m) => ({ key: m.key, value: m.value })) });
+      }
+    };
+    const expectedSum = () => [...table.rows.values()].reduce((n, r) => n + (r.qty as number), 0);
+    const sums = async () => {
+      const { rows } = await pool.query<{ s: string | null }>('SELECT sum(bottles)::text AS s FROM cellar.regional_stock').catch(() => ({ rows: [{ s: null }] }));
+      let r = 0;
+      for (const region of ['eu', 'us', 'ap']) for (const v of (await readRegionSnapshot(redis, region).catch(() => new Map<string, number>())).values()) r += v;
+      return { pg: Number(rows[0]?.s ?? 0), redis: r };
+    };
+    const caughtUp = async (timeoutMs: number) => {
+      const want = expectedSum();
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const s = await sums();
+        if (s.pg === want && s.redis === want) return;
+        if (Date.now() > deadline) {
+          const q = async (sql: string) => JSON.stringify((await pool.query(sql).catch((e: Error) => ({ rows: [e.message] }))).rows);
+          throw new Error(`Kafka runtime not caught up after ${timeoutMs} ms: Postgres ${s.pg}, Redis ${s.redis}, expected ${want}; contributions ${await q('SELECT count(*), sum(bottles) FROM cellar.stock_contributions')}; dead letters ${await q('SELECT reason, count(*) FROM cellar.dead_letters GROUP BY 1')} (logs in ${work})`);
+        }
+        await sleep(25);
+      }
+    };
+    const rows: RawMessage[] = [];
+    for (let id = 0; id < ROWS; id++) rows.push(...table.insert({ id, item_code: `wine-${id % SKUS}`, depot: `d${id % DEPOTS}`, qty: 100 }));
+    await publish(rows);
+    await caughtUp(Number(process.env.CELLAR_BENCH_WARMUP_MS ?? 300_000)); // warm-up: the snapshot, groups joined, schemas registered
+
+    const throughput: number[] = [];
+    const publishRate: number[] = [];
+    const cpu: Array<Record<string, number>> = [];
+    for (let run = 0; run < 3; run++) {
+      const batch: RawMessage[] = [];
+      for (let i = 0; i < CHANGES; i++) {
+        const id = (run * CHANGES + i * 7) % ROWS;
+        batch.push(...table.update({ id }, { qty: (table.rows.get(String(id))!.qty as number) + 1 }));
+      }
+      const cpu0 = Object.fromEntries([...workers].map(([role, c]) => [role, cpuMs(c.pid)]));
+      const t0 = Date.now();
+      await publish(batch);
+      publishRate.push(CHANGES / ((Date.now() - t0) / 1000));
+      await caughtUp(300_000);
+      throughput.push(CHANGES / ((Date.now() - t0) / 1000));
+      cpu.push(Object.fromEntries([...workers].map(([role, c]) => [role, Math.round(((cpuMs(c.pid) - cpu0[role]!) * 1000) / CHANGES)])));
+    }
+    return [
+      result('kafka runtime: sustained changes/s, raw topic → Postgres + Redis (4 worker processes)', 'changes/s', throughput, {
+        target: 30_000,
+        details: { rows: ROWS, changesPerRun: CHANGES, publishChangesPerS: publishRate.map(Math.round), cpuMicrosPerChangeByWorker: cpu, broker: stack.kafkaCompat },
+      }),
+    ];
+  } finally {
+    await kafkaAdmin?.disconnect().catch(() => undefined);
+    await Promise.all([...workers.values()].map((c) => stopChild(c, 'SIGTERM', 15_000).catch(() => undefined)));
+    redis.disconnect();
+    await pool.end().catch(() => undefined);
+    await stack.stop();
+  }
+}
