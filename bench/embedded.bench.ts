@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import os from 'node:os';
 import pg from 'pg';
+import { NATIVE_SOURCES } from '../connectors/native-source.js';
 import { createDatabase, startLocalPostgres } from '../infra/local/postgres.js';
 import { tempDir } from '../infra/local/process.js';
 import { startLocalRedis } from '../infra/local/redis.js';
@@ -10,125 +11,233 @@ import { createLogger } from '../pipelines/core/logger.js';
 import { CellarMetrics } from '../pipelines/core/metrics.js';
 import { startEmbedded } from '../pipelines/runtime/embedded-runtime.js';
 import { median, result, type BenchResult } from './harness.js';
+import { startPeer, type TotalsCheck } from './peer.js';
+import { startRawRead } from './raw-read.js';
+import {
+  createSupplierTable, FIXED_RATE_SECONDS, FIXED_RATE_TX_ROWS, FIXED_RATE_WINDOWS, freshnessWindow, interleave, noSustained, percentile, pollUntil, ROWS,
+  SUSTAINED_CHANGES, SUSTAINED_RUNS, SUSTAINED_TX_ROWS, sustainedRun, supplierYaml, type Contestant, type Follower, type Freshness, type Sustained,
+} from './workload.js';
 
-const SKUS = 2_000;
-const WAREHOUSES = 6;
-const ROWS = SKUS * WAREHOUSES;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The fixed rates (changes/s) at which freshness is measured. */
+const RATES = [5_000, 20_000] as const;
+/** Runs of the raw read's backlog measurement. */
+const BACKLOG_RUNS = 3;
 
-/** CPU time of the whole machine (every core, user + system + irq), ms. */
-function machineCpuMs(): number {
-  return os.cpus().reduce((a, c) => a + c.times.user + c.times.sys + c.times.irq + c.times.nice, 0);
+/**
+ * End to end on the embedded runtime, in this process, against a private Postgres and Redis, side by side
+ * with two baselines on the same machine, data and writer (bench/workload.ts): the peer (native logical
+ * replication into a second database with a totals trigger, bench/peer.ts) and the limit (Cellar's
+ * pgoutput reader alone, bench/raw-read.ts). Each contestant has its own private Postgres server
+ * (identical settings), so no walsender decodes another contestant's WAL; all are set up first, then
+ * measured one at a time, interleaved (see {@link interleave}). Reports sustained changes/s (supplier commit
+ * → visible downstream), freshness p50/p99 at 5k and 20k changes/s, and the ratios Cellar/peer and
+ * Cellar/raw read.
+ */
+export async function embeddedBenchmarks(): Promise<BenchResult[]> {
+  const servers = await Promise.all([startLocalPostgres(), startLocalPostgres(), startLocalPostgres()]);
+  const redis = await startLocalRedis();
+  const stops: Array<() => Promise<void>> = [];
+  try {
+    const cellar = await startCellar(servers[0]!.url, redis.url);
+    stops.push(cellar.stop);
+    const peer = await startPeer(servers[1]!.url);
+    stops.push(peer.stop);
+    const raw = await startRawRead(servers[2]!.url);
+    stops.push(raw.stop);
+    const all = [cellar, peer, raw];
+
+    await interleave(all, 1, (c) => sustainedRun(c, noSustained())); // warm-up
+    const sustained = new Map(all.map((c) => [c.name, noSustained()]));
+    await interleave(all, SUSTAINED_RUNS, (c) => sustainedRun(c, sustained.get(c.name)!));
+    const backlog: number[] = [];
+    for (let i = 0; i < BACKLOG_RUNS; i++) backlog.push(await raw.backlogRun());
+
+    for (const c of all) await c.beforeFreshness?.();
+    const fresh = new Map<string, Freshness[]>([[cellar.name, []], [peer.name, []]]);
+    for (const rate of RATES) await interleave([cellar, peer], FIXED_RATE_WINDOWS, async (c) => void fresh.get(c.name)!.push(await freshnessWindow(c, rate)));
+
+    const check = await peer.check();
+    if (check.mismatches) throw new Error(`the peer's totals differ from the supplier's GROUP BY: ${JSON.stringify(check.examples)}`);
+    const figs: Figures = {
+      cellar: { sustained: sustained.get(cellar.name)!, freshness: fresh.get(cellar.name)! },
+      peer: { sustained: sustained.get(peer.name)!, freshness: fresh.get(peer.name)!, initialSyncS: peer.initialSyncS, check },
+      raw: { sustained: sustained.get(raw.name)!, backlog, snapshotS: raw.snapshotS },
+    };
+    return [...cellarResults(figs.cellar), ...peerResults(figs.peer), ...rawResults(figs.raw), ...ratioResults(figs)];
+  } finally {
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+    await redis.destroy();
+    await Promise.all(servers.map((s) => s.destroy()));
+  }
 }
 
-/** CPU time of this process, ms. */
-function ownCpuMs(): number {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! : NaN;
+/** What each contestant measured. */
+interface Figures {
+  cellar: { sustained: Sustained; freshness: Freshness[] };
+  peer: { sustained: Sustained; freshness: Freshness[]; initialSyncS: number; check: TotalsCheck };
+  raw: { sustained: Sustained; backlog: number[]; snapshotS: number };
 }
 
 /**
- * End to end on the embedded runtime, in this process, against a private Postgres (supplier and Cellar
- * databases) and Redis: sustained changes/s from supplier commit to visible in Postgres and Redis, and
- * freshness (source commit → Redis write) p50/p99 at a fixed 5k changes/s.
+ * Cellar's embedded runtime on `bench_supplier`. Caught up: `cellar_events_in_total{stage="embedded"}`
+ * (changes committed to Cellar's Postgres, then written to Redis) has grown by the changes written.
+ * Freshness, measured as the peer's is: 1 change in 10 (`id % 10 = 0`), from the supplier row's
+ * `updated_at` to the end of the group commit that made it visible (Cellar's Postgres committed, Redis
+ * written), seen through {@link freshnessTap}. The runtime's own `cellar_freshness_seconds` (one sample per
+ * (region, SKU) total per group, from the newest contributing commit timestamp) goes in each window's details.
  */
-export async function embeddedBenchmarks(): Promise<BenchResult[]> {
-  const [server, redis] = await Promise.all([startLocalPostgres(), startLocalRedis()]);
+async function startCellar(adminUrl: string, redisUrl: string): Promise<Contestant & { stop(): Promise<void> }> {
+  const supplier = new pg.Client(await createDatabase(adminUrl, 'bench_supplier'));
   let stopRuntime: (() => Promise<void>) | undefined;
-  const supplier = new pg.Client(await createDatabase(server.url, 'bench_supplier'));
+  const metrics = new CellarMetrics(false);
+  const tap = freshnessTap(metrics, 'bench');
+  const stop = async () => {
+    // Its walsender would otherwise keep a connection to a server about to stop.
+    await stopRuntime?.().catch(() => undefined);
+    tap.remove();
+    await supplier.end().catch(() => undefined);
+  };
   try {
-    const cellarUrl = await createDatabase(server.url, 'bench_cellar');
+    const cellarUrl = await createDatabase(adminUrl, 'bench_cellar');
     await supplier.connect();
-    await supplier.query('CREATE TABLE public.stock (id int PRIMARY KEY, item_code text NOT NULL, depot text NOT NULL, qty int NOT NULL)');
-    await supplier.query(`INSERT INTO public.stock SELECT g, 'wine-' || (g % ${SKUS}), 'd' || (g % ${WAREHOUSES}), 100 FROM generate_series(0, ${ROWS - 1}) g`);
+    await createSupplierTable(supplier);
     const dir = tempDir('bench-suppliers');
     mkdirSync(dir, { recursive: true });
-    const u = new URL(server.url);
-    writeFileSync(join(dir, 'bench.yaml'), `id: bench
-name: Bench
-source:
-  kind: postgres
-  connection: { host: 127.0.0.1, port: ${u.port}, database: bench_supplier, user: postgres }
-  topicPrefix: bench
-  tables: [{ name: public.stock }]
-mapping:
-  sku: item_code
-  warehouse: depot
-  quantity: qty
-  regions: { d0: eu, d1: eu, d2: us, d3: us, d4: ap, d5: ap }
-`);
-    const cfg = loadRuntimeConfig({ CELLAR_PG_URL: cellarUrl, CELLAR_REDIS_URL: redis.url, CELLAR_SUPPLIERS_DIR: dir });
-    const metrics = new CellarMetrics(false);
-    const samples: number[] = [];
+    writeFileSync(join(dir, 'bench.yaml'), supplierYaml('bench', new URL(adminUrl).port, 'bench_supplier'));
+    const cfg = loadRuntimeConfig({ CELLAR_PG_URL: cellarUrl, CELLAR_REDIS_URL: redisUrl, CELLAR_SUPPLIERS_DIR: dir });
+    const runtimeSamples: number[] = [];
     const observe = metrics.freshness.observe.bind(metrics.freshness);
     metrics.freshness.observe = ((labels: never, v: number) => {
-      samples.push(v * 1000);
+      runtimeSamples.push(v * 1000);
       return observe(labels, v);
     }) as typeof metrics.freshness.observe;
     const rt = await startEmbedded(cfg, createLogger('bench-embedded', 'warn'), metrics);
     stopRuntime = () => rt.stop();
     const processed = () => metrics.value('cellar_events_in_total', { stage: 'embedded' });
-    const caughtUp = async (target: number, timeoutMs = 300_000) => {
-      const deadline = Date.now() + timeoutMs;
-      while ((await processed()) < target) {
-        if (Date.now() > deadline) throw new Error(`embedded runtime processed ${await processed()} of ${target} changes`);
-        await sleep(20);
-      }
+    await pollUntil('the snapshot', async () => (await processed()) >= ROWS);
+    let start = 0;
+    const follower: Follower = {
+      mark: async () => void (start = await processed()),
+      caughtUp: (w) => pollUntil(`Cellar to process ${w.changes} changes`, async () => (await processed()) - start >= w.changes),
+      resetSamples: async () => {
+        runtimeSamples.length = 0;
+        tap.samples.length = 0;
+      },
+      samples: async () => [...tap.samples],
+      windowDetails: () => ({ runtimeMetric: { p50: percentile(runtimeSamples, 50), p99: percentile(runtimeSamples, 99), samples: runtimeSamples.length } }),
     };
-    await caughtUp(ROWS); // the snapshot
-
-    // Sustained: transactions of 500 row updates, as fast as the supplier accepts them.
-    const throughput: number[] = [];
-    /** How long the supplier took to commit the changes: the writer's own ceiling. */
-    const writerMs: number[] = [];
-    /** CPU per change, µs: the whole machine, and this process (the embedded runtime and the writer). */
-    const cpuUs: Array<{ machine: number; runtime: number }> = [];
-    for (let run = 0; run < 3; run++) {
-      const n = 60_000;
-      const start = await processed();
-      const t0 = Date.now();
-      const cpu0 = { machine: machineCpuMs(), own: ownCpuMs() };
-      for (let i = 0; i < n / 500; i++) {
-        const from = (i * 500) % ROWS;
-        await supplier.query('UPDATE public.stock SET qty = qty + 1 WHERE id >= $1 AND id < $2', [from, from + 500]);
-      }
-      writerMs.push(Date.now() - t0);
-      await caughtUp(start + n);
-      throughput.push(n / ((Date.now() - t0) / 1000));
-      cpuUs.push({ machine: Math.round(((machineCpuMs() - cpu0.machine) * 1000) / n), runtime: Math.round(((ownCpuMs() - cpu0.own) * 1000) / n) });
-    }
-
-    // Freshness at a fixed 5,000 changes/s: 50 changes every 10 ms for 15 s.
-    samples.length = 0;
-    const start = await processed();
-    const t0 = Date.now();
-    let sent = 0;
-    while (Date.now() - t0 < 15_000) {
-      const due = Math.floor(((Date.now() - t0) / 1000) * 5_000);
-      while (sent < due) {
-        const from = (sent * 7) % (ROWS - 50);
-        await supplier.query('UPDATE public.stock SET qty = qty + 1 WHERE id >= $1 AND id < $2', [from, from + 50]);
-        sent += 50;
-      }
-      await sleep(5);
-    }
-    await caughtUp(start + sent);
-    const p50 = percentile(samples, 50);
-    const p99 = percentile(samples, 99);
-    return [
-      result('embedded: sustained changes/s, commit → Postgres + Redis', 'changes/s', throughput, { target: 50_000, details: { transactionRows: 500, rows: ROWS, writerChangesPerS: writerMs.map((ms) => Math.round(60_000 / (ms / 1000))), cpuMicrosPerChange: cpuUs, cores: os.cpus().length } }),
-      result('embedded: freshness p50 at 5k changes/s', 'ms', [p50], { target: 50, higherIsBetter: false, details: { samples: samples.length, changes: sent, rate: Math.round(sent / 15) } }),
-      result('embedded: freshness p99 at 5k changes/s', 'ms', [p99], { target: 250, higherIsBetter: false, details: { max: Math.max(...samples), median: median(samples) } }),
-    ];
-  } finally {
-    await stopRuntime?.().catch(() => undefined);
-    await supplier.end().catch(() => undefined);
-    await redis.destroy();
-    await server.destroy();
+    return { name: 'embedded', writer: supplier, follower, stop };
+  } catch (err) {
+    await stop();
+    throw err;
   }
+}
+
+/**
+ * Per-change freshness of the embedded runtime, observed from outside it: the Postgres reader is wrapped
+ * (through {@link NATIVE_SOURCES}, for `supplierId` only, restored by `remove`) to note, in read order, the `updated_at` of each
+ * sampled change (`id % 10 = 0`), and `recordStage('embedded', { in })`, which the runtime calls once a
+ * group is in Postgres and Redis, releases the changes it covers: one sample each, `Date.now()` −
+ * `updated_at`, ms. Groups commit in read order, so a running count of changes maps one to the other.
+ */
+function freshnessTap(metrics: CellarMetrics, supplierId: string): { samples: number[]; remove(): void } {
+  const samples: number[] = [];
+  const pending: Array<{ index: number; atMs: number }> = [];
+  let read = 0;
+  let done = 0;
+  const kind = NATIVE_SOURCES.postgres;
+  const stream = kind.stream;
+  kind.stream = (supplier, log, opts) => {
+    const src = stream(supplier, log, opts);
+    if (supplier.id !== supplierId) return src; // the raw read's reader, in the same process
+    return {
+      kind: src.kind,
+      get done() {
+        return src.done;
+      },
+      start: (handler, from) =>
+        src.start((b) => {
+          for (const c of b.changes) {
+            const after = c.spec.after;
+            if (after && typeof after.id === 'number' && after.id % 10 === 0 && typeof after.updated_at === 'string') pending.push({ index: read, atMs: Date.parse(after.updated_at) });
+            read++;
+          }
+          return handler(b);
+        }, from),
+      ack: (c) => src.ack(c),
+      stop: () => src.stop(),
+    };
+  };
+  const recordStage = metrics.recordStage.bind(metrics);
+  metrics.recordStage = (stage, r) => {
+    recordStage(stage, r);
+    if (stage !== 'embedded' || !r.in) return;
+    done += r.in;
+    const now = Date.now();
+    let i = 0;
+    while (i < pending.length && pending[i]!.index < done) samples.push(now - pending[i++]!.atMs);
+    pending.splice(0, i);
+  };
+  return { samples, remove: () => void (kind.stream = stream) };
+}
+
+const sustainedDetails = (s: Sustained) => ({ transactionRows: SUSTAINED_TX_ROWS, changesPerRun: SUSTAINED_CHANGES, rows: ROWS, writerChangesPerS: s.writerChangesPerS, cpuMicrosPerChange: s.cpuMicrosPerChange, cores: os.cpus().length });
+const windowsAt = <F extends Freshness>(figs: F[], rate: number): F[] => figs.filter((f) => f.rate === rate);
+const k = (rate: number) => `${rate / 1000}k`;
+
+/** How each contestant's freshness is sampled (both from the supplier row's `updated_at`, set by its UPDATE just before the commit). */
+const CELLAR_FRESH = "1 change in 10 (id % 10 = 0): Date.now() as the group commit holding it ends (Cellar's Postgres committed, Redis written) − the row's updated_at";
+const PEER_FRESH = "1 change in 10 (id % 10 = 0): clock_timestamp() in a deferred trigger as the subscriber's apply transaction commits − the row's updated_at";
+const RUNTIME_FRESH = 'runtimeMetric: cellar_freshness_seconds over the same windows, one sample per (region, SKU) total per group commit, from the newest contributing supplier commit timestamp';
+
+/** p50 and p99 results at each rate: one run per window, the median window reported; the windows' figures in the p50's details. */
+function freshnessResults(who: string, figs: Freshness[], how: string, targets: Record<number, { p50?: number; p99?: number }> = {}): BenchResult[] {
+  return RATES.flatMap((rate) => {
+    const ws = windowsAt(figs, rate);
+    const details = { how, transactionRows: FIXED_RATE_TX_ROWS, windowSeconds: FIXED_RATE_SECONDS, windows: ws.map(({ rate: _, ...w }) => w) };
+    return (['p50', 'p99'] as const).map((q) =>
+      result(`${who}: freshness ${q} at ${k(rate)} changes/s`, 'ms', ws.map((w) => w[q]), { target: targets[rate]?.[q], higherIsBetter: false, ...(q === 'p50' ? { details } : {}) }),
+    );
+  });
+}
+
+function cellarResults(c: Figures['cellar']): BenchResult[] {
+  return [
+    result('embedded: sustained changes/s, commit → Postgres + Redis', 'changes/s', c.sustained.changesPerS, { target: 50_000, details: sustainedDetails(c.sustained) }),
+    ...freshnessResults('embedded', c.freshness, `${CELLAR_FRESH}; ${RUNTIME_FRESH}`, { 5_000: { p50: 50, p99: 250 }, 20_000: { p99: 50 } }),
+  ];
+}
+
+function peerResults(p: Figures['peer']): BenchResult[] {
+  const how = 'native logical replication (publication + subscription into a second database on the same server) and a PL/pgSQL trigger keeping totals(region, sku); caught up when the last transaction’s first row shows on the subscriber (in-order apply)';
+  return [
+    result('peer: sustained changes/s, commit → subscriber totals', 'changes/s', p.sustained.changesPerS, { details: { how, ...sustainedDetails(p.sustained), initialSyncS: p.initialSyncS, totalsCheck: p.check } }),
+    ...freshnessResults('peer', p.freshness, PEER_FRESH),
+  ];
+}
+
+function rawResults(r: Figures['raw']): BenchResult[] {
+  const how = "Cellar's pgoutput reader (createNativeSource) alone: counts each batch's changes and acks its checkpoint, no processing";
+  return [
+    result('raw read: sustained changes/s, commit → read and acked', 'changes/s', r.sustained.changesPerS, { details: { how, note: 'bounded by the writer where changesPerS ≈ writerChangesPerS', ...sustainedDetails(r.sustained), snapshotS: r.snapshotS } }),
+    result('raw read: backlog changes/s, reader alone', 'changes/s', r.backlog, { details: { how: `${how}; ${SUSTAINED_CHANGES} changes written while it was stopped, then read by a new reader from the slot (start, connection included, until all counted)` } }),
+  ];
+}
+
+/** Ratios of medians measured in this run: above 1 means Cellar is faster (throughput) or slower (freshness, lower is better). */
+function ratioResults({ cellar: c, peer: p, raw: r }: Figures): BenchResult[] {
+  const med = (s: Sustained) => median(s.changesPerS);
+  const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
+  const out = [
+    result('ratio: sustained throughput, Cellar / peer', '×', [ratio(med(c.sustained), med(p.sustained))], { details: { cellar: med(c.sustained), peer: med(p.sustained), meaning: 'medians of this run; above 1: Cellar sustains more changes/s than the peer' } }),
+    result('ratio: sustained throughput, Cellar / raw read', '×', [ratio(med(c.sustained), med(r.sustained))], { details: { cellar: med(c.sustained), raw: med(r.sustained), meaning: 'share of the bare pgoutput read rate Cellar keeps end to end (1 = reading is the only cost)' } }),
+  ];
+  for (const rate of RATES) {
+    for (const q of ['p50', 'p99'] as const) {
+      const a = median(windowsAt(c.freshness, rate).map((w) => w[q]));
+      const b = median(windowsAt(p.freshness, rate).map((w) => w[q]));
+      out.push(result(`ratio: freshness ${q} at ${k(rate)} changes/s, Cellar / peer`, '×', [ratio(a, b)], { higherIsBetter: false, details: { cellarMs: a, peerMs: b, meaning: 'medians of the windows of this run; below 1: Cellar is fresher than the peer' } }));
+    }
+  }
+  return out;
 }
