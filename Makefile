@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 export NPM_CONFIG_UPDATE_NOTIFIER := false
 
-.PHONY: provision build typecheck test test-faults demo bench clean up down
+.PHONY: provision build typecheck test test-faults demo bench bench-scale clean up down
 
 provision:
 	@bash infra/local/provision.sh
@@ -40,6 +40,10 @@ clean:
 # Benchmarks run the compiled code, as production does.
 bench: build
 	node dist/bench/run.js
+
+# Cost as work grows up to 10M contributors (the scale suite with 10M added; about an hour).
+bench-scale: build
+	CELLAR_BENCH_SCALE_SIZES=100000,1000000,10000000 node dist/bench/run.js scale
 
 # The production-shaped stack of infra/compose (Kafka, Schema Registry, Debezium, Postgres, Redis, two seeded
 # suppliers, the four workers, Prometheus, Grafana); needs a Docker engine. Operating it: docs/OPERATIONS.md.

@@ -9,6 +9,7 @@ import { reconcileBenchmarks } from './reconcile.bench.js';
 import { cliBenchmarks } from './cli.bench.js';
 import { dashboardBenchmarks } from './dashboard.bench.js';
 import { kafkaBenchmarks } from './kafka.bench.js';
+import { scaleBenchmarks } from './scale.bench.js';
 
 /** `make bench`: runs every suite (or those named on the command line) and reports each. */
 const suites: Record<string, () => Promise<BenchResult[]>> = {
@@ -22,6 +23,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
   cli: cliBenchmarks,
   dashboard: dashboardBenchmarks,
   kafka: kafkaBenchmarks,
+  scale: scaleBenchmarks,
 };
 
 const wanted = process.argv.slice(2).filter((a) => a in suites);

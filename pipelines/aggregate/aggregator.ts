@@ -34,6 +34,14 @@ interface KeyState {
   contributors: number;
   sourceTsMs: number;
   entries: Map<string, Contribution>;
+  /** When the key was last used (the aggregator's clock): the least recently used are evicted first. */
+  touched: number;
+}
+
+/** A (region, sku) key. */
+export interface StockKey {
+  region: string;
+  sku: string;
 }
 
 /**
@@ -51,12 +59,64 @@ export class RegionalAggregator {
   private readonly keys = new Map<string, Map<string, KeyState>>();
   private readonly dirtyKeys = new Set<KeyState>();
   private readonly dirtyEntries = new Set<Contribution>();
+  private clock = 0;
+  private entryCount = 0;
 
   /** Number of (key, contributor) entries held, tombstones included. */
   get size(): number {
-    let n = 0;
-    for (const region of this.keys.values()) for (const k of region.values()) n += k.entries.size;
-    return n;
+    return this.entryCount;
+  }
+
+  /** Whether the key's state is in memory (held): a key not held must be loaded before it is used, or is new. */
+  holds(region: string, sku: string): boolean {
+    return this.keys.get(region)?.has(sku) ?? false;
+  }
+
+  /** The distinct keys of `items` whose state is not held. */
+  absent(items: Iterable<StockKey>): StockKey[] {
+    const out: StockKey[] = [];
+    const seen = new Set<string>();
+    for (const { region, sku } of items) {
+      if (this.holds(region, sku)) continue;
+      const id = `${region}\u0000${sku}`;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      out.push({ region, sku });
+    }
+    return out;
+  }
+
+  /**
+   * Takes the persisted state of `keys` (their contributions, `rows`; none for a key never seen): restores
+   * them and marks every one held, so it is not loaded again while it stays in memory.
+   */
+  adopt(keys: StockKey[], rows: Iterable<Contribution>): void {
+    this.restore(rows);
+    for (const k of keys) this.keyState(k.region, k.sku);
+  }
+
+  /**
+   * Keeps memory bounded: when more than `maxEntries` contributions are held, drops the least recently
+   * used keys that have no undrained change until 80 % of `maxEntries` remain (their state lives in
+   * Postgres and is loaded again when used). The caller evicts only when every drained change is
+   * persisted, so a key loaded again reads what this aggregator last had. Returns the keys dropped.
+   */
+  evict(maxEntries: number): number {
+    if (this.entryCount <= maxEntries) return 0;
+    const candidates: KeyState[] = [];
+    for (const region of this.keys.values()) for (const k of region.values()) if (!this.dirtyKeys.has(k)) candidates.push(k);
+    candidates.sort((a, b) => a.touched - b.touched);
+    const goal = Math.floor(maxEntries * 0.8);
+    let dropped = 0;
+    for (const k of candidates) {
+      if (this.entryCount <= goal) break;
+      const byRegion = this.keys.get(k.region)!;
+      byRegion.delete(k.sku);
+      if (byRegion.size === 0) this.keys.delete(k.region);
+      this.entryCount -= k.entries.size;
+      dropped++;
+    }
+    return dropped;
   }
 
   /** Loads persisted contributions (restore); does not mark anything dirty. */
@@ -70,6 +130,7 @@ export class RegionalAggregator {
         k.bottles -= prev.bottles;
         k.contributors -= 1;
       }
+      if (!prev) this.entryCount++;
       k.entries.set(c.contributorId, { ...c });
       if (!c.deleted) {
         k.bottles += c.bottles;
@@ -92,7 +153,7 @@ export class RegionalAggregator {
     }
     let k = byRegion.get(sku);
     if (!k) {
-      k = { region, sku, version: 0, bottleSizeMl: null, bottles: 0, contributors: 0, sourceTsMs: 0, entries: new Map() };
+      k = { region, sku, version: 0, bottleSizeMl: null, bottles: 0, contributors: 0, sourceTsMs: 0, entries: new Map(), touched: this.clock };
       byRegion.set(sku, k);
     }
     return k;
@@ -106,6 +167,7 @@ export class RegionalAggregator {
    */
   apply(o: StockObservation): ApplyOutcome {
     const k = this.keyState(o.region, o.sku);
+    k.touched = ++this.clock;
     const prev = k.entries.get(o.contributorId);
     if (prev && o.sourceVersion <= prev.sourceVersion) return 'stale';
     const deleted = o.op === 'DELETE';
@@ -122,6 +184,9 @@ export class RegionalAggregator {
     if (!deleted) {
       k.bottles += o.bottles;
       k.contributors += 1;
+      k.bottleSizeMl = o.bottleSizeMl;
+    } else if (k.contributors === 0 && o.bottleSizeMl !== null) {
+      // As restore() has it: a key with no live contributor keeps the size of its most recently changed entry.
       k.bottleSizeMl = o.bottleSizeMl;
     }
     k.version += 1;
@@ -140,6 +205,7 @@ export class RegionalAggregator {
       keyVersion: k.version,
     };
     if (prev) this.dirtyEntries.delete(prev);
+    else this.entryCount++;
     k.entries.set(o.contributorId, entry);
     this.dirtyEntries.add(entry);
     this.dirtyKeys.add(k);

@@ -1,6 +1,6 @@
 import type { DeadLetter, StockObservation } from '../../schemas/records.js';
 import { deadLetter, type LetterOrigin } from '../dlq/letter.js';
-import type { RegionalAggregator } from './aggregator.js';
+import type { Contribution, RegionalAggregator, StockKey } from './aggregator.js';
 
 /** What applying a batch of observations did, besides changing the aggregator. */
 export interface AggregateOutcome {
@@ -26,4 +26,15 @@ export function aggregateObservations<T>(agg: RegionalAggregator, items: Iterabl
     else out.letters.push(deadLetter('aggregator', outcome, agg.refusalMessage(o, outcome), { supplierId: o.supplierId, sourcePosition: o.sourceVersion, ...origin(item, o) }));
   }
   return out;
+}
+
+/**
+ * Loads, in one read, the persisted state of the keys among `keys` the aggregator does not hold (its memory
+ * is bounded: {@link RegionalAggregator.evict}), so they are applied on top of what was counted before.
+ * Both runtimes call it before {@link aggregateObservations}. Returns how many keys were loaded.
+ */
+export async function holdKeys(agg: RegionalAggregator, keys: Iterable<StockKey>, load: (keys: StockKey[]) => Promise<Contribution[]>): Promise<number> {
+  const absent = agg.absent(keys);
+  if (absent.length) agg.adopt(absent, await load(absent));
+  return absent.length;
 }

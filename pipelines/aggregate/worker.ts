@@ -8,7 +8,7 @@ import type { DeadLetterWriter } from '../dlq/writer.js';
 import type { BatchContext, BatchHandler, PartitionBatch } from '../kafka/worker.js';
 import { stockKey } from '../kafka/topics.js';
 import { RegionalAggregator } from './aggregator.js';
-import { aggregateObservations } from './stage.js';
+import { aggregateObservations, holdKeys } from './stage.js';
 import { deadLetter, replayOfHeaders } from '../dlq/letter.js';
 import type { ReasonCode } from '../../schemas/reasons.js';
 import type { ContributionStore } from '../state/contributions.js';
@@ -21,8 +21,9 @@ function validObservation(o: StockObservation): string | undefined {
 
 /**
  * The aggregate stage on Kafka: observations (key `region|sku`) → RegionalStock totals on the compacted
- * output topic. State is one {@link RegionalAggregator} per owned partition, restored from
- * `cellar.stock_contributions` on first use after every group join. Per batch: apply in offset order,
+ * output topic. State is one {@link RegionalAggregator} per owned partition; each key's contributions are
+ * read from `cellar.stock_contributions` when a batch first needs it after a group join, and the least
+ * recently used keys are dropped beyond `maxContributions` (memory stays bounded; restarts read nothing up front). Per batch: apply in offset order,
  * produce the changed totals (acks=all), then persist the changed contributions; the worker commits
  * offsets last. Replaying from any committed offset re-applies observations the restored state already
  * has, which the version guard turns into no-ops, or re-emits identical records (same version, same total).
@@ -38,6 +39,8 @@ export class AggregatorHandler implements BatchHandler {
     private readonly dlq: DeadLetterWriter,
     private readonly log: Logger,
     private readonly metrics: CellarMetrics,
+    /** Contributions kept in memory over all partitions (CELLAR_STATE_CACHE_CONTRIBUTORS). */
+    private readonly maxContributions = 1_000_000,
   ) {}
 
   async init(): Promise<void> {
@@ -54,16 +57,24 @@ export class AggregatorHandler implements BatchHandler {
     this.partitions.delete(partition);
   }
 
-  private async state(partition: number, ctx: BatchContext): Promise<RegionalAggregator> {
+  /** The partition's aggregator; its keys are loaded from `cellar.stock_contributions` when first used (holdKeys). */
+  private state(partition: number): RegionalAggregator {
     let agg = this.partitions.get(partition);
     if (!agg) {
-      const rows = await ctx.retry(`restoring partition ${partition}`, () => this.store.load(partition));
       agg = new RegionalAggregator();
-      agg.restore(rows);
       this.partitions.set(partition, agg);
-      this.log.info({ partition, contributions: rows.length }, 'restored aggregator state');
     }
     return agg;
+  }
+
+  /** Drops least recently used keys of every partition, in proportion to what each holds, beyond the bound. */
+  private evict(): void {
+    let total = 0;
+    for (const a of this.partitions.values()) total += a.size;
+    if (total <= this.maxContributions) return;
+    let dropped = 0;
+    for (const a of this.partitions.values()) dropped += a.evict(Math.floor((this.maxContributions * a.size) / total));
+    this.log.debug({ dropped, held: total }, 'aggregate state: least recently used keys dropped from memory');
   }
 
   private async decode(batch: PartitionBatch, m: KafkaMessage, letters: DeadLetter[]): Promise<StockObservation | undefined> {
@@ -83,13 +94,14 @@ export class AggregatorHandler implements BatchHandler {
   }
 
   async handle(batch: PartitionBatch, ctx: BatchContext): Promise<void> {
-    const agg = await this.state(batch.partition, ctx);
+    const agg = this.state(batch.partition);
     const letters: DeadLetter[] = [];
     const observations: Array<{ o: StockObservation; m: KafkaMessage }> = [];
     for (const m of batch.messages) {
       const o = await ctx.retry('decoding observation', () => this.decode(batch, m, letters));
       if (o) observations.push({ o, m });
     }
+    await holdKeys(agg, observations.map((x) => x.o), (keys) => ctx.retry(`loading aggregator keys of partition ${batch.partition}`, () => this.store.loadKeys(batch.partition, keys)));
     const { stale, letters: refused } = aggregateObservations(agg, observations, (x) => x.o, (x) => ({ topic: batch.topic, partition: batch.partition, offset: x.m.offset, key: x.m.key, value: x.m.value }));
     letters.push(...refused);
     const { totals, contributions } = agg.drain(Date.now());
@@ -106,6 +118,8 @@ export class AggregatorHandler implements BatchHandler {
     }
     await ctx.retry('persisting contributions', () => this.store.save(contributions, batch.partition));
     await ctx.retry('writing dead letters', () => this.dlq.write(letters));
+    // Every partition's changes are persisted now: keys dropped here are read back as they were.
+    this.evict();
     this.metrics.recordStage('aggregator', { in: batch.messages.length, out: totals.length, stale, letters });
   }
 }

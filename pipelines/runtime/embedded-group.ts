@@ -8,7 +8,7 @@ import { query } from '../core/pg.js';
 import { upsertRegionalStock } from '../../sinks/postgres/sink.js';
 import type { Contribution, RegionalAggregator } from '../aggregate/aggregator.js';
 import type { ContributionStore } from '../state/contributions.js';
-import { aggregateObservations } from '../aggregate/stage.js';
+import { aggregateObservations, holdKeys } from '../aggregate/stage.js';
 import { groupBy } from '../core/collections.js';
 import type { Logger } from '../core/logger.js';
 import { deadLetter } from '../dlq/letter.js';
@@ -80,6 +80,8 @@ export interface GroupState {
   /** Resolves once the commit in flight landed (a truncate reads the routes it saved). */
   settled: () => Promise<void>;
   log: Logger;
+  /** Contributions the aggregator keeps in memory (CELLAR_STATE_CACHE_CONTRIBUTORS). */
+  maxContributions: number;
 }
 
 /**
@@ -92,7 +94,15 @@ export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Pre
     letters: { normalizer: [], aggregator: [] }, stale: { normalizer: 0, aggregator: 0 }, changes: 0, routesToSave: [], totals: [], changed: [],
     checkpoints: [], confirms: [], repairIds: taken.flatMap((p) => p.repairIds ?? []), finished: [], holds: [], releases: [],
   };
-  const aggregate = (list: StockObservation[]) => {
+  // Memory is bounded: keys are dropped only once every drained change is committed, so one loaded again
+  // reads what the aggregator last had.
+  if (s.aggregator.size > s.maxContributions) {
+    await s.settled();
+    const dropped = s.aggregator.evict(s.maxContributions);
+    s.log.debug({ dropped, held: s.aggregator.size }, 'aggregate state: least recently used keys dropped from memory');
+  }
+  const aggregate = async (list: StockObservation[]) => {
+    await holdKeys(s.aggregator, list, (keys) => s.retry('loading aggregate state', () => s.contributions.loadKeys(EMBEDDED_PARTITION, keys)));
     const r = aggregateObservations(s.aggregator, list, (o) => o, (o) => ({ value: JSON.stringify(o) }));
     out.stale.aggregator += r.stale;
     out.letters.aggregator.push(...r.letters);
@@ -103,7 +113,7 @@ export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Pre
     const { supplier, mapping } = group[0]!;
     const byTable = new Map<string, Array<{ m: EmbeddedChange; at: string }>>();
     for (const p of group) {
-      if (p.observations) aggregate(p.observations);
+      if (p.observations) await aggregate(p.observations);
       out.changes += p.batch.changes.length;
       const at = p.checkpoint ? JSON.stringify(storedPosition(p.checkpoint)) : 'reconciliation';
       for (const m of p.batch.changes) {
@@ -125,7 +135,7 @@ export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Pre
         { supplierId: supplier.id, mapping, table, keyColumns: supplier.source.tables.find((t) => t.name === table)?.key },
         { routes: (ids) => s.routes.get(ids), liveOfTable: (sid, t) => s.routes.liveOfTable(sid, t), settle: s.settled, retry: s.retry, flushPins: () => s.inputs.flushPins(), onDefect: (err) => s.log.error({ err }, 'unexpected error on one record; dead-lettered') },
       );
-      aggregate(res.observations);
+      await aggregate(res.observations);
       allRoutes.push(...res.routes);
       const h = s.held.track(res.holds, res.releases);
       out.holds.push(...h.holds);

@@ -107,12 +107,12 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     throw err;
   });
 
-  const routes = new CachedRouteStore(pool);
+  const routes = new CachedRouteStore(pool, cfg.stateCacheContributors);
   const held = new CachedHeldStore(pool);
   await retry('reading held contributors', () => held.load(suppliers.map((s) => s.id)));
   const contributions = new ContributionStore(pool);
+  // Aggregate state is loaded per key when a change needs it (holdKeys), so a restart reads nothing up front.
   const aggregator = new RegionalAggregator();
-  aggregator.restore(await retry('restoring aggregate state', () => contributions.load(EMBEDDED_PARTITION)));
   const inputs = new MappingInputsStore(pool, suppliers);
   await retry('reading cellar.sku_map and cellar.catalog', () => inputs.load());
   const stopRefresh = inputs.refreshEvery(cfg.skuMapRefreshMs, log);
@@ -122,7 +122,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const failed = new Promise<Error>((r) => (fail = r));
   const snapshots = new Map<string, SnapshotState>();
 
-  const state: GroupState = { aggregator, routes, held, contributions, inputs, snapshots, retry, settled: () => loop.settled(), log };
+  const state: GroupState = { aggregator, routes, held, contributions, inputs, snapshots, retry, settled: () => loop.settled(), log, maxContributions: cfg.stateCacheContributors };
   const commitGroup = async (g: Prepared) => {
     await retry('committing batch', () =>
       inTransaction(pool, 'committing embedded batch', async (tx) => {

@@ -120,7 +120,7 @@ export async function startWorker(
     } else if (role === 'aggregator') {
       inputTopics = [topics.observations];
       const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
-      const h = new AggregatorHandler(new ContributionStore(getPool()), await getProducer(), codecs, topics.regionalStock, dlq, log, metrics);
+      const h = new AggregatorHandler(new ContributionStore(getPool()), await getProducer(), codecs, topics.regionalStock, dlq, log, metrics, cfg.stateCacheContributors);
       await wait('Schema Registry', () => h.init());
       handler = h;
     } else {

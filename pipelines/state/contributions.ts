@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { query } from '../core/pg.js';
-import type { Contribution } from '../aggregate/aggregator.js';
+import type { Contribution, StockKey } from '../aggregate/aggregator.js';
 
 interface Row {
   region: string;
@@ -16,6 +16,25 @@ interface Row {
   key_version: string;
 }
 
+const COLUMNS = `region, sku, contributor_id, supplier_id, warehouse_id, bottle_size_ml, bottles, source_version,
+  extract(epoch from source_ts) * 1000 AS source_ms, deleted, key_version`;
+
+function toContribution(r: Row): Contribution {
+  return {
+    region: r.region,
+    sku: r.sku,
+    contributorId: r.contributor_id,
+    supplierId: r.supplier_id,
+    warehouseId: r.warehouse_id,
+    bottleSizeMl: r.bottle_size_ml,
+    bottles: Number(r.bottles),
+    sourceVersion: r.source_version,
+    sourceTsMs: Math.round(Number(r.source_ms ?? 0)),
+    deleted: r.deleted,
+    keyVersion: Number(r.key_version),
+  };
+}
+
 /**
  * The aggregator's durable state: `cellar.stock_contributions`, one row per (key, contributor), with the
  * observations partition that owns the key. Restoring a partition reads only its rows, so restore time
@@ -26,27 +45,18 @@ export class ContributionStore {
 
   /** All contributions of one observations partition. */
   async load(partition: number): Promise<Contribution[]> {
-    const { rows } = await query<Row>(
-      this.pool,
-      `restoring aggregator partition ${partition}`,
-      `SELECT region, sku, contributor_id, supplier_id, warehouse_id, bottle_size_ml, bottles, source_version,
-              extract(epoch from source_ts) * 1000 AS source_ms, deleted, key_version
-         FROM cellar.stock_contributions WHERE partition = $1`,
-      [partition],
-    );
-    return rows.map((r) => ({
-      region: r.region,
-      sku: r.sku,
-      contributorId: r.contributor_id,
-      supplierId: r.supplier_id,
-      warehouseId: r.warehouse_id,
-      bottleSizeMl: r.bottle_size_ml,
-      bottles: Number(r.bottles),
-      sourceVersion: r.source_version,
-      sourceTsMs: Math.round(Number(r.source_ms ?? 0)),
-      deleted: r.deleted,
-      keyVersion: Number(r.key_version),
-    }));
+    const { rows } = await query<Row>(this.pool, `restoring aggregator partition ${partition}`, `SELECT ${COLUMNS} FROM cellar.stock_contributions WHERE partition = $1`, [partition]);
+    return rows.map(toContribution);
+  }
+
+  /** The contributions of some keys of one partition (a bounded aggregator loading the keys it needs). */
+  async loadKeys(partition: number, keys: StockKey[]): Promise<Contribution[]> {
+    if (keys.length === 0) return [];
+    const { rows } = await query<Row>(this.pool, `loading ${keys.length} keys of aggregator partition ${partition}`,
+      `SELECT ${COLUMNS} FROM cellar.stock_contributions
+        WHERE (region, sku) IN (SELECT * FROM unnest($2::text[], $3::text[])) AND partition = $1`,
+      [partition, keys.map((k) => k.region), keys.map((k) => k.sku)]);
+    return rows.map(toContribution);
   }
 
   /**

@@ -137,7 +137,7 @@ export class RedisFollower {
     this.pending.clear();
     try {
       await this.o.sink.connect();
-      const r = await rebuildRedisFromPostgres({ pool: this.o.pool, redis: this.o.redis, ...(this.o.keyPrefix ? { keyPrefix: this.o.keyPrefix } : {}) });
+      const r = await rebuildRedisFromPostgres({ pool: this.o.pool, redis: this.o.redis, removeUnknownRegions: false, ...(this.o.keyPrefix ? { keyPrefix: this.o.keyPrefix } : {}) });
       await this.o.sink.writeBatch([]); // consumes the reset a new epoch reports: Redis was just rebuilt
       let caughtUp = 0;
       while (this.pending.size) {

@@ -15,6 +15,12 @@ export interface RebuildRedisOptions {
   keyPrefix?: string;
   /** Rows per Postgres read and per pipelined Redis write. Default 5000. */
   chunkSize?: number;
+  /**
+   * Also delete regions found in Redis under the prefix that Postgres does not have. Default true (what
+   * `cellar snapshot rebuild-redis` asks for); the embedded runtime's own rebuilds pass false: a region
+   * this database never counted may belong to another deployment sharing the Redis and prefix.
+   */
+  removeUnknownRegions?: boolean;
 }
 
 /** What {@link rebuildRedisFromPostgres} did. */
@@ -179,13 +185,13 @@ async function removeStaleRegions(o: Required<RebuildRedisOptions>, known: strin
  * Subscribers of the change channel are not notified; the meta version tells readers to reload.
  */
 export async function rebuildRedisFromPostgres(opts: RebuildRedisOptions): Promise<RebuildRedisResult> {
-  const o: Required<RebuildRedisOptions> = { ...opts, keyPrefix: opts.keyPrefix ?? 'cellar', chunkSize: opts.chunkSize ?? 5_000 };
+  const o: Required<RebuildRedisOptions> = { ...opts, keyPrefix: opts.keyPrefix ?? 'cellar', chunkSize: opts.chunkSize ?? 5_000, removeUnknownRegions: opts.removeUnknownRegions ?? true };
   if (!Number.isInteger(o.chunkSize) || o.chunkSize < 1) throw new ConfigError(`chunk size must be a positive integer, got ${opts.chunkSize}`);
   const { rows } = await query<{ region: string }>(o.pool, 'listing regions', 'SELECT DISTINCT region FROM cellar.regional_stock ORDER BY region');
   const regions = rows.map((r) => r.region);
   const token = randomBytes(6).toString('hex');
   let skus = 0;
   for (const region of regions) skus += await rebuildRegion(o, region, token);
-  const removedRegions = await removeStaleRegions(o, regions);
+  const removedRegions = o.removeUnknownRegions ? await removeStaleRegions(o, regions) : 0;
   return { regions: regions.length, skus, removedRegions };
 }

@@ -124,6 +124,16 @@ describe('rebuildRedisFromPostgres', () => {
     expect(await redis.hgetall(keys(kept).stock)).toEqual({ s1: '1' });
   });
 
+  it('leaves regions it does not know alone when asked to (the embedded runtime\'s own rebuilds: another deployment may share the Redis)', async () => {
+    const [kept, foreign] = [rid('r'), rid('r')];
+    await insert([[kept, 's1', 1, 1]]);
+    await (await sink()).writeBatch([rec([kept, 's1', 1, 1]), rec([foreign, 's1', 5, 1])]);
+    const result = await rebuildRedisFromPostgres({ pool, redis, keyPrefix: prefix, removeUnknownRegions: false });
+    expect(result.removedRegions).toBe(0);
+    expect(await redis.hgetall(keys(foreign).stock)).toEqual({ s1: '5' });
+    expect(await redis.hgetall(keys(kept).stock)).toEqual({ s1: '1' });
+  });
+
   it('expires a region\'s four keys after ttlSeconds, refreshed by writes; 0 means no expiry', async () => {
     const [withTtl, without] = [rid('r'), rid('r')];
     await (await sink(100)).writeBatch([rec([withTtl, 's1', 1, 1])]);

@@ -39,7 +39,7 @@ export async function startEmbeddedUnderTest(
   let redisServer: LocalRedis | undefined;
   try {
     redisServer = await startLocalRedis();
-    const cfg = loadRuntimeConfig({ ...process.env, ...opts.env, CELLAR_PG_URL: cellar.url, CELLAR_REDIS_URL: redisServer.url, CELLAR_SUPPLIERS_DIR: supplierDir(suppliers) });
+    const cfg = loadRuntimeConfig({ ...process.env, CELLAR_STATE_CACHE_CONTRIBUTORS: '100', ...opts.env, CELLAR_PG_URL: cellar.url, CELLAR_REDIS_URL: redisServer.url, CELLAR_SUPPLIERS_DIR: supplierDir(suppliers) });
     const metrics = new CellarMetrics(false);
     const rt = await startEmbedded(cfg, createLogger(logName, 'error'), metrics);
     let failed: Error | undefined;

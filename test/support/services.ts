@@ -60,6 +60,8 @@ export function cellarEnv(extra: Record<string, string>): Record<string, string>
     CELLAR_LOG_LEVEL: 'info',
     CELLAR_KAFKA_SESSION_TIMEOUT_MS: '6000',
     CELLAR_KAFKA_STALL_MS: '20000',
+    // Far below most tests' contributors: every suite runs the aggregator evicting and loading keys again.
+    CELLAR_STATE_CACHE_CONTRIBUTORS: '100',
     ...extra,
   };
 }

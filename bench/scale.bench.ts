@@ -1,0 +1,97 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { createDatabase, startLocalPostgres } from '../infra/local/postgres.js';
+import { tempDir } from '../infra/local/process.js';
+import { startLocalRedis } from '../infra/local/redis.js';
+import { loadRuntimeConfig } from '../pipelines/core/config.js';
+import { createLogger } from '../pipelines/core/logger.js';
+import { CellarMetrics } from '../pipelines/core/metrics.js';
+import { startEmbedded } from '../pipelines/runtime/embedded-runtime.js';
+import { result, type BenchResult } from './harness.js';
+import { pollUntil, supplierYaml } from './workload.js';
+
+/** Contributor counts measured by `make bench` (the `scale` suite); `make bench-scale` adds 10M. */
+const SIZES = (process.env.CELLAR_BENCH_SCALE_SIZES ?? '100000,1000000').split(',').map(Number);
+/** Rows per SKU: a SKU is stocked in this many depots (one contributor each). */
+const DEPOTS = 6;
+/** Changes per sustained run, spread over the whole table (most touch keys not in memory at 10M). */
+const CHANGES = 60_000;
+
+const rssMiB = () => Math.round(process.memoryUsage().rss / 2 ** 20);
+
+/**
+ * Cost as work grows: the embedded runtime over a supplier of N rows (N contributors), for each N in
+ * SIZES, on a private Postgres and Redis, with memory bounded by CELLAR_STATE_CACHE_CONTRIBUTORS (its
+ * default). Per N: the initial snapshot's rate, sustained changes/s on rows spread over the whole table,
+ * resident memory after each, and restart time (stop, start, until a change made while stopped is
+ * counted). Throughput at the largest N is reported as a ratio to the smallest (target ≥ 0.7).
+ */
+export async function scaleBenchmarks(): Promise<BenchResult[]> {
+  const out: BenchResult[] = [];
+  const sustained = new Map<number, number>();
+  for (const n of SIZES) {
+    const [server, redis] = await Promise.all([startLocalPostgres(), startLocalRedis()]);
+    const supplier = new pg.Client(await createDatabase(server.url, 'scale_supplier'));
+    let stop: (() => Promise<void>) | undefined;
+    try {
+      const cellarUrl = await createDatabase(server.url, 'scale_cellar');
+      await supplier.connect();
+      await supplier.query('CREATE TABLE public.stock (id int PRIMARY KEY, item_code text NOT NULL, depot text NOT NULL, qty int NOT NULL, updated_at timestamptz NOT NULL DEFAULT clock_timestamp())');
+      await supplier.query(`INSERT INTO public.stock (id, item_code, depot, qty) SELECT g, 'wine-' || (g / ${DEPOTS}), 'd' || (g % ${DEPOTS}), 100 FROM generate_series(0, ${n - 1}) g`);
+      const dir = tempDir('bench-scale');
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'scale.yaml'), supplierYaml('scale', new URL(server.url).port, 'scale_supplier'));
+      const cfg = loadRuntimeConfig({ ...process.env, CELLAR_PG_URL: cellarUrl, CELLAR_REDIS_URL: redis.url, CELLAR_SUPPLIERS_DIR: dir });
+      const start = async () => {
+        const metrics = new CellarMetrics(false);
+        const rt = await startEmbedded(cfg, createLogger('bench-scale', 'warn'), metrics);
+        stop = () => rt.stop();
+        return { rt, processed: () => metrics.value('cellar_events_in_total', { stage: 'embedded' }) };
+      };
+      let t0 = Date.now();
+      let { processed } = await start();
+      await pollUntil(`snapshot of ${n} rows`, async () => (await processed()) >= n, 3_600_000);
+      const snapshotPerS = n / ((Date.now() - t0) / 1000);
+      const rssAfterSnapshot = rssMiB();
+
+      const runs: number[] = [];
+      for (let run = 0; run < 3; run++) {
+        const before = await processed();
+        t0 = Date.now();
+        // 120 transactions of 500 rows at ids spread over the table: each touches keys far apart.
+        for (let i = 0; i < CHANGES / 500; i++) {
+          const from = Math.floor(((i * 7919 + run * 104_729) % Math.max(1, n / 500)) * 500);
+          await supplier.query('UPDATE public.stock SET qty = qty + 1, updated_at = clock_timestamp() WHERE id >= $1 AND id < $2', [from, from + 500]);
+        }
+        await pollUntil('sustained run', async () => (await processed()) >= before + CHANGES);
+        runs.push(CHANGES / ((Date.now() - t0) / 1000));
+      }
+      const rssAfterRuns = rssMiB();
+      sustained.set(n, runs.sort((a, b) => a - b)[1]!);
+
+      await stop!();
+      stop = undefined;
+      await supplier.query('UPDATE public.stock SET qty = qty + 1 WHERE id = 0');
+      t0 = Date.now();
+      ({ processed } = await start());
+      await pollUntil('a change made while stopped', async () => (await processed()) >= 1);
+      const restartMs = Date.now() - t0;
+
+      out.push(result(`scale ${n.toLocaleString('en-US')} contributors: sustained changes/s`, 'changes/s', runs, { details: { snapshotRowsPerS: Math.round(snapshotPerS), stateCacheContributors: cfg.stateCacheContributors } }));
+      out.push(result(`scale ${n.toLocaleString('en-US')} contributors: resident memory`, 'MiB', [rssAfterRuns], { target: 1024, higherIsBetter: false, details: { afterSnapshotMiB: rssAfterSnapshot, note: 'this process: the runtime and the bench writer' } }));
+      out.push(result(`scale ${n.toLocaleString('en-US')} contributors: restart until a change is counted`, 'ms', [restartMs], { higherIsBetter: false }));
+    } finally {
+      await stop?.().catch(() => undefined);
+      await supplier.end().catch(() => undefined);
+      await redis.destroy();
+      await server.destroy();
+    }
+  }
+  const small = sustained.get(Math.min(...SIZES));
+  const large = sustained.get(Math.max(...SIZES));
+  if (small && large && SIZES.length > 1) {
+    out.push(result(`scale: throughput at ${Math.max(...SIZES).toLocaleString('en-US')} ÷ at ${Math.min(...SIZES).toLocaleString('en-US')} contributors`, '×', [large / small], { target: 0.7 }));
+  }
+  return out;
+}
