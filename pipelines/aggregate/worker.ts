@@ -40,7 +40,7 @@ export class AggregatorHandler implements BatchHandler {
     private readonly log: Logger,
     private readonly metrics: CellarMetrics,
     /** Contributions kept in memory over all partitions (CELLAR_STATE_CACHE_CONTRIBUTORS). */
-    private readonly maxContributions = 1_000_000,
+    private readonly maxContributions = 250_000,
   ) {}
 
   async init(): Promise<void> {

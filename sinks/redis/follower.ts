@@ -53,17 +53,22 @@ export class RedisFollower {
   }
 
   /**
-   * Rebuilds Redis from Postgres once. If Redis is unreachable (a retriable error), resolves with Redis
-   * behind and goes on trying in the background; a refusal retrying cannot fix (a wrong password, a
+   * Connects, then rebuilds Redis from Postgres in the background: the rebuild reads every total, so its
+   * time grows with the state, and totals go on to Postgres meanwhile (Redis is `behind` until it is done;
+   * totals committed during it are written after its swap). If Redis is unreachable (a retriable error),
+   * resolves with Redis behind and goes on trying; a refusal retrying cannot fix (a wrong password, a
    * script error) is thrown, since a person must fix the configuration.
    */
   async start(): Promise<void> {
     try {
-      await this.catchUp();
+      await this.o.sink.connect();
     } catch (err) {
       if (!isRetriable(err)) throw err;
       this.fallBehind(err);
+      return;
     }
+    this.why = `rebuilding from Postgres after start (${this.o.address})`;
+    if (!this.abort.signal.aborted) this.recovering ??= this.recover();
   }
 
   /** Hands over the totals of one group after its Postgres commit. Never throws, never retries. */
