@@ -47,7 +47,13 @@ describe('reconciliation (Postgres supplier, embedded runtime)', () => {
   const logDir = artifactDir('reconcile');
 
   const cid = (id: number) => `acme/public.stock/id=${id}`;
-  const startRuntime = async () => (rt = await startEmbedded(cfg, log, metrics));
+  const startRuntime = async () => {
+    rt = await startEmbedded(cfg, log, metrics);
+    // Redis is rebuilt from Postgres in the background after a start: wait until it is current (as /readyz does),
+    // so what the test writes into Redis next is not swapped away by that rebuild.
+    const current = await eventually(async () => rt!.redisBehind() === undefined, 60_000);
+    expect(current, `Redis still behind after start: ${rt.redisBehind()}`).toBe(true);
+  };
 
   beforeAll(async () => {
     supplierUrl = await createDatabase(services().pgUrl, rid('supplier_'));
