@@ -77,9 +77,12 @@ mapping:
 
   it('refuses a second capture of the same supplier, naming the one running', async () => {
     const second = spawnCellar(['run', 'capture', '--supplier', 'valley'], p.env, join(logDir, 'capture-second.log'));
-    const code = await new Promise<number | null>((r) => second.once('exit', r));
-    expect(code).toBe(1);
-    const out = readFileSync(join(logDir, 'capture-second.log'), 'utf8');
+    let out = '';
+    second.stdout?.on('data', (b: Buffer) => (out += b.toString()));
+    second.stderr?.on('data', (b: Buffer) => (out += b.toString()));
+    // 'close', not 'exit': the process' last lines may still be in its pipes when it exits.
+    const code = await new Promise<number | null>((r) => second.once('close', r));
+    expect(code, out).toBe(1);
     expect(out).toContain('lease_held');
     expect(out).toContain(`capture:valley lease is held by`);
     expect(out).toContain(`pid ${capture!.pid}`);
