@@ -40,32 +40,20 @@ export function providerReference(ref: SecretRef, supplierFile: string): string 
 }
 
 /**
- * Replaces every secret value of `suppliers` that this process can resolve (environment variables set,
- * files readable) by `***` in text that came from elsewhere, e.g. a Connect error message or a Java stack
- * trace that echoes a connection string; then, by shape, a password in any URL or `password=`-like
- * parameter ({@link scrubSecrets}), which also covers secrets this process cannot resolve.
+ * A scrubber for text that came from elsewhere (a Connect error message, a Java stack trace echoing a
+ * connection string): every secret of `suppliers` this process can resolve (environment variables set,
+ * files readable) is resolved once, which makes {@link scrubSecrets} mask it by value, URL-encoded too;
+ * by shape it also masks a password in any URL or `password=`-like parameter, resolvable here or not.
  */
 export function secretScrubber(suppliers: Supplier[], env: NodeJS.ProcessEnv = process.env): (text: string) => string {
-  const values = new Set<string>();
   for (const s of suppliers) {
     const ref = s.source.connection?.password;
     if (!ref) continue;
     try {
-      const v = resolveSecret(ref, s.file, env);
-      // Very short values would mask ordinary words; they are weak secrets and are left alone.
-      if (v.length >= 4) {
-        values.add(v);
-        values.add(encodeURIComponent(v));
-      }
+      resolveSecret(ref, s.file, env); // remembers the value (rememberSecret)
     } catch {
       /* not resolvable in this process */
     }
   }
-  const sorted = [...values].sort((a, b) => b.length - a.length);
-  // Then by shape: a password in any URL or `password=` parameter, even one this process cannot resolve.
-  return (text) => {
-    let out = text;
-    for (const v of sorted) out = out.split(v).join('***');
-    return scrubSecrets(out);
-  };
+  return scrubSecrets;
 }

@@ -3,8 +3,10 @@ import type pg from 'pg';
 import { ConfigError } from '../core/errors.js';
 import { query, inTransaction } from '../core/pg.js';
 
+import { DEFAULT_KEY_RATE_LIMIT_PER_S, KEY_ROLES } from '../core/names.js';
+
 /** Roles of API keys, each allowed everything the previous one is. */
-export const ROLES = ['reader', 'operator', 'admin'] as const;
+export const ROLES = KEY_ROLES;
 export type Role = (typeof ROLES)[number];
 
 /** True when `have` is at least `need` (admin ⊇ operator ⊇ reader). */
@@ -16,7 +18,7 @@ export function roleAllows(have: Role, need: Role): boolean {
 export const KEYS_CHANNEL = 'cellar_api_keys';
 
 /** Default requests per second of a new key (token bucket with a burst of twice the rate). */
-export const DEFAULT_RATE_LIMIT_PER_S = 100;
+export const DEFAULT_RATE_LIMIT_PER_S = DEFAULT_KEY_RATE_LIMIT_PER_S;
 
 /** An API key as stored: never the secret, only its hash. */
 export interface ApiKeyRecord {

@@ -3,7 +3,7 @@ import type { Producer } from 'kafkajs';
 import { actorOf } from './actor.js';
 import { ConfigError } from '../core/errors.js';
 import type { DeadLetterFilter, DeadLetterStatus } from '../state/dead-letters.js';
-import { DEAD_LETTER_STATUSES } from './names.js';
+import { DEAD_LETTER_STATUSES } from '../core/names.js';
 import { formatTable } from './format.js';
 
 /** Cellar's database and its dead letters, loaded when a command runs (not for `cellar --help`). */

@@ -1,4 +1,4 @@
-import { CellarError, ConfigError, isRetriable } from '../core/errors.js';
+import { CellarError, ConfigError, isRetriable, RETRIABLE_NET_CODES as NET_CODES } from '../core/errors.js';
 import { scrubSecrets } from '../core/secrets.js';
 import { wrap } from './format.js';
 
@@ -30,8 +30,6 @@ export function exitCodesHelp(columns = 80): string {
   return lines.join('\n');
 }
 
-/** Node's codes of a connection the other end did not answer. */
-const NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND']);
 
 /**
  * The exit code and one message for an error a command threw: a bad configuration is 2, a dependency

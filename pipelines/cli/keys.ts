@@ -2,7 +2,7 @@ import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import type { Role } from '../api/keys-store.js';
 import { ConfigError } from '../core/errors.js';
-import { DEFAULT_KEY_RATE_LIMIT_PER_S as DEFAULT_RATE_LIMIT_PER_S, KEY_ROLES as ROLES } from './names.js';
+import { DEFAULT_KEY_RATE_LIMIT_PER_S as DEFAULT_RATE_LIMIT_PER_S, KEY_ROLES as ROLES } from '../core/names.js';
 import { formatTable } from './format.js';
 
 /** Cellar's database, its API keys and audit log, loaded when a command runs (not for `cellar --help`). */

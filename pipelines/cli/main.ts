@@ -8,7 +8,7 @@ import { assetPath } from '../core/paths.js';
 import { ConfigError } from '../core/errors.js';
 import { EXIT, exitCodesHelp, exitOf } from './exit-codes.js';
 import { helpColumns } from './format.js';
-import { WORKER_ROLES } from './names.js';
+import { WORKER_ROLES } from '../core/names.js';
 import type { RunRole } from './run.js';
 import { registerDlqCommands } from './dlq.js';
 import { registerCatalogCommands } from './catalog.js';

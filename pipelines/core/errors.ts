@@ -53,7 +53,8 @@ export function isRetriable(err: unknown): boolean {
   return err instanceof CellarError && err.retriable;
 }
 
-const RETRIABLE_NET_CODES = new Set([
+/** Node's codes of a connection the other end did not answer (or could not be reached). */
+export const RETRIABLE_NET_CODES: ReadonlySet<string> = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
   'ETIMEDOUT',

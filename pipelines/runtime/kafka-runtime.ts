@@ -1,3 +1,4 @@
+import { WORKER_ROLES } from '../core/names.js';
 import type { Producer } from 'kafkajs';
 import type pg from 'pg';
 import { loadRegistry } from '../../connectors/registry/loader.js';
@@ -26,8 +27,7 @@ import { DebeziumAvroDecoder } from '../normalize/debezium-avro.js';
 import { MappingInputsStore } from '../normalize/sku-map-store.js';
 import { SinkHandler } from '../sink/worker.js';
 
-/** The Kafka-runtime worker roles (`cellar run <role>`). */
-export const WORKER_ROLES = ['normalizer', 'aggregator', 'sink-postgres', 'sink-redis'] as const;
+export { WORKER_ROLES };
 export type WorkerRole = (typeof WORKER_ROLES)[number];
 
 /** A started worker with what it holds, so it can be stopped cleanly. */

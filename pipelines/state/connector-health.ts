@@ -28,13 +28,11 @@ export function connectorNamePrefix(env: NodeJS.ProcessEnv = process.env): strin
   return parseSpec(KafkaConnectSpec.pick({ namePrefix: true }), { namePrefix: env[name] || undefined }, 'environment', () => name).namePrefix;
 }
 
-/** `text` with credentials removed: a URL's password, `password=` parameters, secrets this process resolved. */
-export const redactUrls = scrubSecrets;
 
 /** The first line of a Java stack trace (the exception and its message), credentials removed. */
 function firstLine(trace: string | undefined): string | undefined {
   const line = trace?.split('\n').find((l) => l.trim() !== '')?.trim();
-  return line === undefined ? undefined : redactUrls(line);
+  return line === undefined ? undefined : scrubSecrets(line);
 }
 
 /** Supplier ids of the connectors carrying `namePrefix`, for listing suppliers only Connect knows of. */
@@ -99,7 +97,7 @@ export function withConnectorStatus(health: SupplierHealth[], connectors: Connec
     // A stale native report keeps its detail after Connect's, so both are seen.
     const also = (what: string) => (h.capture ? `${what}; ${h.detail ?? `the ${h.capture.runtime} runtime reported ${h.capture.state}`}` : `${what} and no native reader reports`);
     if (!byName) {
-      const error = redactUrls((connectors as { error: string }).error);
+      const error = scrubSecrets((connectors as { error: string }).error);
       const connector: SupplierConnector = { name, error };
       return native ? { ...h, connector } : { ...h, connector, detail: also(`Kafka Connect could not be reached, so connector ${name} is unknown (${error})`) };
     }

@@ -1,3 +1,4 @@
+import { DEAD_LETTER_STATUSES } from '../core/names.js';
 import type { Producer } from 'kafkajs';
 import type pg from 'pg';
 import { fromKafkaError } from '../core/errors.js';
@@ -22,8 +23,7 @@ export interface DeadLetterFilter {
   limit?: number;
 }
 
-/** What became of a dead letter (see schemas/postgres/0014_dead_letter_outcomes.sql). */
-export const DEAD_LETTER_STATUSES = ['pending', 'replayed', 'resolved'] as const;
+export { DEAD_LETTER_STATUSES };
 export type DeadLetterStatus = (typeof DEAD_LETTER_STATUSES)[number];
 
 /** A row of `cellar.dead_letters`: the DeadLetter record plus its id and replay bookkeeping. */

@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import { query } from '../core/pg.js';
 import type { ConnectorStatusSource } from '../../connectors/kafka-connect/status-source.js';
-import { connectorSupplierIds, redactUrls, withConnectorStatus, type ConnectorReading, type SupplierConnector } from './connector-health.js';
+import { scrubSecrets } from '../core/secrets.js';
+import { connectorSupplierIds, withConnectorStatus, type ConnectorReading, type SupplierConnector } from './connector-health.js';
 import { deadLetterCounts, listDeadLetters } from './dead-letters.js';
 import { heldSummary } from './held.js';
 import { listRuns } from './runs.js';
@@ -51,7 +52,7 @@ export async function readConnectorStatus(source: ConnectorStatusSource): Promis
   try {
     return await source.status();
   } catch (err) {
-    return { error: redactUrls(err instanceof Error ? err.message : String(err)) };
+    return { error: scrubSecrets(err instanceof Error ? err.message : String(err)) };
   }
 }
 
