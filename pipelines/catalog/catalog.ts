@@ -28,44 +28,57 @@ interface Known {
 }
 
 /**
- * Every canonical SKU's one bottle size, in memory: the listed entries of `cellar.catalog`, and sizes
- * pinned for SKUs it does not list. Pure: the first size claimed for an unlisted SKU is pinned here at
- * once and queued ({@link SizeCatalog.takePending}) for the runtime to persist, so that every later row of
- * that SKU must have the same size, whichever supplier sends it.
+ * Every canonical SKU's one bottle size, in memory: the listed entries of `cellar.catalog` (all of them),
+ * and sizes pinned for SKUs it does not list (a cache of at most `maxObserved`, see
+ * {@link SizeCatalog.trim}). Pure: the first size claimed for an unlisted SKU is pinned here at once and
+ * queued ({@link SizeCatalog.takePending}) for the runtime to persist, so that every later row of that SKU
+ * must have the same size, whichever supplier sends it. A pin dropped from the cache is claimed again
+ * when its SKU comes back, and persisting that claim returns the size already pinned in Postgres (the
+ * first writer wins), exactly as when another process pinned the SKU first.
  */
 export class SizeCatalog {
-  private known = new Map<string, Known>();
+  private listed = new Map<string, Known>();
+  /** Pinned sizes, oldest first (insertion order): the first dropped by {@link SizeCatalog.trim}. */
+  private readonly observed = new Map<string, Known>();
   private readonly pending = new Map<string, CatalogPin>();
 
-  constructor(entries: Iterable<Pick<CatalogEntry, 'sku' | 'bottleSizeMl' | 'origin' | 'firstSupplier'>> = []) {
+  /**
+   * @param entries the catalog's rows to start from (listed and pinned).
+   * @param maxObserved pinned sizes kept in memory after a {@link SizeCatalog.trim} (default: all).
+   */
+  constructor(entries: Iterable<Pick<CatalogEntry, 'sku' | 'bottleSizeMl' | 'origin' | 'firstSupplier'>> = [], readonly maxObserved = Infinity) {
     this.replace(entries);
   }
 
-  /** Number of SKUs with a known size. */
+  /** Number of SKUs with a size in memory (listed, and pinned ones still cached). */
   get size(): number {
-    return this.known.size;
+    return this.listed.size + this.observed.size;
   }
 
-  /** The SKU's bottle size, when listed or pinned. */
+  private lookup(sku: string): Known | undefined {
+    return this.listed.get(sku) ?? this.observed.get(sku);
+  }
+
+  /** The SKU's bottle size, when listed or pinned (and still cached). */
   sizeOf(sku: string): number | undefined {
-    return this.known.get(sku)?.ml;
+    return this.lookup(sku)?.ml;
   }
 
   /**
    * The bottle size in force for `sku`: its listed or pinned size, or `bottleSizeMl`, which this call
-   * pins when the SKU had none.
+   * pins when the SKU had none in memory.
    */
   claim(sku: string, bottleSizeMl: number, supplierId: string): number {
-    const k = this.known.get(sku);
+    const k = this.lookup(sku);
     if (k) return k.ml;
-    this.known.set(sku, { ml: bottleSizeMl, origin: 'observed', firstSupplier: supplierId });
+    this.observed.set(sku, { ml: bottleSizeMl, origin: 'observed', firstSupplier: supplierId });
     this.pending.set(sku, { sku, bottleSizeMl, supplierId });
     return bottleSizeMl;
   }
 
   /** Words for a message: where the SKU's size comes from. */
   describe(sku: string): string {
-    const k = this.known.get(sku);
+    const k = this.lookup(sku);
     if (!k) return 'not in the catalog';
     return k.origin === 'import' ? 'in the catalog' : `pinned when first seen${k.firstSupplier ? ` from ${k.firstSupplier}` : ''}; not in the catalog`;
   }
@@ -84,21 +97,55 @@ export class SizeCatalog {
 
   /** Queues pins again whose persisting failed (they are retried with the next flush). */
   requeue(pins: CatalogPin[]): void {
-    for (const p of pins) if (this.known.get(p.sku)?.origin === 'observed') this.pending.set(p.sku, p);
+    for (const p of pins) {
+      if (this.listed.has(p.sku)) continue;
+      if (!this.observed.has(p.sku)) this.observed.set(p.sku, { ml: p.bottleSizeMl, origin: 'observed', firstSupplier: p.supplierId });
+      if (this.observed.get(p.sku)!.origin === 'observed') this.pending.set(p.sku, p);
+    }
   }
 
   /** Sets one SKU's size (a persisted pin that another process won, an import). */
   set(sku: string, ml: number, origin: CatalogOrigin, firstSupplier: string | null = null): void {
-    this.known.set(sku, { ml, origin, firstSupplier });
+    if (origin === 'import') {
+      this.listed.set(sku, { ml, origin, firstSupplier });
+      this.observed.delete(sku);
+    } else if (!this.listed.has(sku)) {
+      this.observed.set(sku, { ml, origin, firstSupplier });
+    }
     this.pending.delete(sku);
   }
 
-  /** Replaces every entry with a fresh read of the catalog, keeping pins not yet persisted. */
+  /**
+   * Replaces the listed entries with a fresh read of the catalog (`entries`: every row, or only the
+   * listed ones when pinned sizes are cached). Pinned rows read are cached; pins not yet persisted are kept.
+   */
   replace(entries: Iterable<Pick<CatalogEntry, 'sku' | 'bottleSizeMl' | 'origin' | 'firstSupplier'>>): void {
     const next = new Map<string, Known>();
-    for (const e of entries) next.set(e.sku, { ml: e.bottleSizeMl, origin: e.origin, firstSupplier: e.firstSupplier });
-    for (const p of this.pending.values()) if (!next.has(p.sku)) next.set(p.sku, { ml: p.bottleSizeMl, origin: 'observed', firstSupplier: p.supplierId });
-    this.known = next;
+    for (const e of entries) {
+      if (e.origin === 'import') next.set(e.sku, { ml: e.bottleSizeMl, origin: e.origin, firstSupplier: e.firstSupplier });
+      else this.observed.set(e.sku, { ml: e.bottleSizeMl, origin: e.origin, firstSupplier: e.firstSupplier });
+    }
+    for (const sku of next.keys()) {
+      this.observed.delete(sku);
+      this.pending.delete(sku);
+    }
+    this.listed = next;
+  }
+
+  /**
+   * Drops the oldest cached pins beyond `maxObserved` (never one waiting to be persisted). Call it only
+   * between batches: within a batch every size used stays in memory, so a batch normalized again after
+   * its pins were persisted reads the winners. Returns how many were dropped.
+   */
+  trim(): number {
+    let dropped = 0;
+    for (const sku of this.observed.keys()) {
+      if (this.observed.size <= this.maxObserved) break;
+      if (this.pending.has(sku)) continue;
+      this.observed.delete(sku);
+      dropped++;
+    }
+    return dropped;
   }
 }
 

@@ -118,13 +118,16 @@ export async function importCatalog(
 
 /**
  * Keeps a {@link SizeCatalog} in step with `cellar.catalog`: loads it, persists the sizes it pinned
- * (first writer wins across processes), and re-reads it (imports made while running).
+ * (first writer wins across processes), and re-reads it (imports made while running). A catalog that
+ * caches pinned sizes (a finite `maxObserved`) reads only the listed entries; pinned sizes come back
+ * from Postgres when a flush persists a pin for a SKU that was pinned before.
  */
 export class CatalogStore {
   constructor(private readonly pool: pg.Pool, readonly catalog: SizeCatalog) {}
 
   async load(): Promise<void> {
-    this.catalog.replace(await listCatalog(this.pool));
+    const listedOnly = Number.isFinite(this.catalog.maxObserved);
+    this.catalog.replace(await listCatalog(this.pool, listedOnly ? { origin: 'import' } : {}));
   }
 
   /**

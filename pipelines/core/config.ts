@@ -66,7 +66,7 @@ export const RuntimeConfigSpec = z.object({
       'CELLAR_TAKE_OVER: `cellar run embedded`/`capture` take the single-writer lease from a live (or frozen) holder, ending its database session, instead of refusing to start (like --take-over). Default 0.',
     ),
   stateCacheContributors: int(250_000, 1).describe(
-    'CELLAR_STATE_CACHE_CONTRIBUTORS: contributions (supplier rows under a region and SKU) the aggregator of each runtime, and routes the embedded runtime, keep in memory, about 400 bytes each; beyond it the least recently used are dropped and read from Postgres again when a change needs them. Default 250000 (about 250 MB with the routes).',
+    'CELLAR_STATE_CACHE_CONTRIBUTORS: contributions (supplier rows under a region and SKU) the aggregator of each runtime, and routes the embedded runtime, keep in memory, about 400 bytes each, and bottle sizes pinned for SKUs the catalog does not list that each normalizer keeps; beyond it the least recently used (the oldest pins) are dropped and read from Postgres again when a change needs them. Default 250000 (about 250 MB with the routes).',
   ),
   skuMapRefreshMs: int(60_000, 1_000).describe(
     'CELLAR_SKU_MAP_REFRESH_MS: how often the normalizer (both runtimes) re-reads cellar.sku_map and cellar.catalog, ms. Default 60000.',

@@ -106,6 +106,8 @@ async function decode<R>(item: RawItem<R>, deps: BatchDeps): Promise<ChangeEvent
  * only retriable I/O errors are thrown.
  */
 export async function normalizeBatch<R>(items: Array<RawItem<R>>, src: RawSource, deps: BatchDeps, nowMs = Date.now()): Promise<NormalizedBatch<R>> {
+  // Between batches only: a batch keeps every size it used until its pins are persisted (see below).
+  src.mapping.catalog.trim();
   const out = await normalizeOnce(items, src, deps, nowMs);
   // Sizes pinned for new SKUs are persisted before any observation leaves: when another process pinned
   // a different size first, the batch is normalized again against the winners (all its SKUs are known

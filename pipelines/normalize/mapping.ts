@@ -192,7 +192,8 @@ export function compileMapping(supplier: Supplier, inputs: MappingInputs = {}): 
         const shown = JSON.stringify(sku.length > 60 ? `${sku.slice(0, 60)}…` : sku);
         throw new Rejection('invalid_sku', `canonical SKU ${shown} (${sku.length} characters, from supplier SKU field "${m.sku}") is not 1–128 characters without white space, control characters or "|"`);
       }
-      if (validSkus.size < 1_000_000) validSkus.add(sku);
+      if (validSkus.size >= 65_536) validSkus.clear(); // a bounded memo, not a list of SKUs
+      validSkus.add(sku);
     }
     const region = regions.get(warehouseId);
     if (!region) throw new Rejection('unknown_warehouse', `warehouse "${warehouseId}" is not in ${supplier.id}'s region map`);

@@ -34,12 +34,17 @@ export async function loadSkuMaps(pool: pg.Pool, supplierIds: string[]): Promise
  * compiled mappings hold these objects, so refreshed rows apply without a restart.
  */
 export class MappingInputsStore {
-  readonly catalog = new SizeCatalog();
+  readonly catalog: SizeCatalog;
   private readonly catalogStore: CatalogStore;
   private readonly tables = new Map<string, SkuTable>();
   private tableMapped: string[] = [];
 
-  constructor(private readonly pool: pg.Pool, suppliers: Supplier[]) {
+  /**
+   * @param opts.cachedSizes pinned bottle sizes kept in memory (a runtime's normalizer: its
+   *   `CELLAR_STATE_CACHE_CONTRIBUTORS`); without it every pinned size is read and kept.
+   */
+  constructor(private readonly pool: pg.Pool, suppliers: Supplier[], opts: { cachedSizes?: number } = {}) {
+    this.catalog = new SizeCatalog([], opts.cachedSizes ?? Infinity);
     this.catalogStore = new CatalogStore(pool, this.catalog);
     this.track(suppliers);
   }

@@ -2,6 +2,7 @@ import { Redis } from 'ioredis';
 import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
 import type { StockObservation } from '../../schemas/records.js';
 import { createPgPool, inTransaction, query } from '../core/pg.js';
+import { applyHeapHeadroom } from '../core/process-env.js';
 import { migrate } from '../state/migrate.js';
 import { RedisFollower } from '../../sinks/redis/follower.js';
 import { createRedisSnapshotSink } from '../../sinks/redis/sink.js';
@@ -63,6 +64,7 @@ export interface EmbeddedRuntime {
  * rebuilt from Postgres at start, after it lost its data, and once it answers again after an outage.
  */
 export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: CellarMetrics): Promise<EmbeddedRuntime> {
+  applyHeapHeadroom();
   const startedAt = new Date();
   const suppliers = loadRegistry(cfg.suppliersDir);
   // Every session of this runtime carries one tag, so that a takeover (see RuntimeLease) can end them all.
@@ -113,7 +115,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const contributions = new ContributionStore(pool);
   // Aggregate state is loaded per key when a change needs it (holdKeys), so a restart reads nothing up front.
   const aggregator = new RegionalAggregator();
-  const inputs = new MappingInputsStore(pool, suppliers);
+  const inputs = new MappingInputsStore(pool, suppliers, { cachedSizes: cfg.stateCacheContributors });
   await retry('reading cellar.sku_map and cellar.catalog', () => inputs.load());
   const stopRefresh = inputs.refreshEvery(cfg.skuMapRefreshMs, log);
   const skipped: EmbeddedRuntime['skipped'] = [];

@@ -6,6 +6,7 @@ import type { ReloadOutcome } from '../state/control.js';
 import { diffSuppliers, NO_RELOAD, readConfiguration, watchReloadRequests } from './reload.js';
 import { createCodecs } from '../../schemas/registry.js';
 import { createPgPool } from '../core/pg.js';
+import { applyHeapHeadroom } from '../core/process-env.js';
 import { createPostgresStockSink } from '../../sinks/postgres/sink.js';
 import { createRedisSnapshotSink } from '../../sinks/redis/sink.js';
 import type { StockSink } from '../../sinks/types.js';
@@ -52,6 +53,7 @@ export async function startWorker(
   log: Logger = createLogger(role),
   metrics: CellarMetrics = new CellarMetrics(),
 ): Promise<RunningWorker> {
+  applyHeapHeadroom();
   const topics = cellarTopics(cfg);
   const kafka = createKafka(cfg, log, role, {
     onOffsetReset: (r) => {
@@ -101,7 +103,7 @@ export async function startWorker(
     // Configuration problems fail at once, before waiting for any service.
     let suppliers = role === 'normalizer' ? loadRegistry(cfg.suppliersDir) : [];
     // Mappings read cellar.sku_map and the catalog of bottle sizes; both are re-read while running.
-    const inputs = role === 'normalizer' ? new MappingInputsStore(getPool(), suppliers) : undefined;
+    const inputs = role === 'normalizer' ? new MappingInputsStore(getPool(), suppliers, { cachedSizes: cfg.stateCacheContributors }) : undefined;
     if (inputs) {
       await wait('Postgres (cellar.sku_map, cellar.catalog)', () => inputs.load());
       const stopRefresh = inputs.refreshEvery(cfg.skuMapRefreshMs, log);

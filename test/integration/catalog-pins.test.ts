@@ -32,12 +32,12 @@ describe('bottle sizes pinned by racing normalizers', () => {
     };
   }
 
-  async function normalizer(): Promise<{ run: (c: ChangeEvent) => ReturnType<typeof normalizeBatch<number>> }> {
-    const inputs = new MappingInputsStore(db.pool, [supplier]);
+  async function normalizer(cachedSizes?: number): Promise<{ run: (c: ChangeEvent) => ReturnType<typeof normalizeBatch<number>>; inputs: MappingInputsStore }> {
+    const inputs = new MappingInputsStore(db.pool, [supplier], cachedSizes === undefined ? {} : { cachedSizes });
     await inputs.load();
     const mapping = inputs.compile(supplier);
     const deps: BatchDeps = { routes: async () => new Map(), liveOfTable: async () => [], retry: (_w, fn) => fn(), flushPins: () => inputs.flushPins() };
-    return { run: (c) => normalizeBatch([{ key: null, value: null, change: c, ref: 0 }], { supplierId: supplier.id, mapping, table: 'public.stock' }, deps) };
+    return { inputs, run: (c) => normalizeBatch([{ key: null, value: null, change: c, ref: 0 }], { supplierId: supplier.id, mapping, table: 'public.stock' }, deps) };
   }
 
   it('a normalizer whose catalog is behind loses its pin and dead-letters its size', async () => {
@@ -64,6 +64,26 @@ describe('bottle sizes pinned by racing normalizers', () => {
       expect(emitted, `trial ${trial}`).toEqual([pinned]);
       expect([...ra.rejected, ...rb.rejected].map((r) => r.reason), `trial ${trial}`).toEqual(['bottle_size_mismatch']);
     }
+  });
+
+  it('a normalizer that caches one pinned size holds every size it dropped to the pin in Postgres', async () => {
+    const n = await normalizer(1);
+    const [first, second] = [rid('wine-'), rid('wine-')];
+    expect((await n.run(change(20, first, 750))).observations.map((o) => o.bottleSizeMl)).toEqual([750]);
+    expect((await n.run(change(21, second, 1500))).observations.map((o) => o.bottleSizeMl)).toEqual([1500]);
+    await n.run(change(22, second, 1500)); // trims the cache to one pin: `first` is dropped
+    expect(n.inputs.catalog.sizeOf(first)).toBeUndefined();
+    // `first` comes back in another size: the claim persisted meets the 750 ml pin, and the batch is refused.
+    const back = await n.run(change(23, first, 375));
+    expect(back.observations).toEqual([]);
+    expect(back.rejected.map((r) => r.reason)).toEqual(['bottle_size_mismatch']);
+    expect(back.rejected[0]!.message).toContain('a 750 ml SKU (pinned when first seen from north-cellars; not in the catalog)');
+    expect((await n.run(change(24, first, 750))).observations.map((o) => o.bottleSizeMl)).toEqual([750]);
+    // A refresh reads only the listed entries: the cache stays bounded, and an import still applies.
+    await importCatalog(db.pool, [{ sku: second, bottleSizeMl: 1500, vintage: null, name: null }]);
+    await n.inputs.load();
+    expect(n.inputs.catalog.describe(second)).toBe('in the catalog');
+    expect(n.inputs.catalog.size).toBeLessThanOrEqual(2);
   });
 
   it('an import that would change the size of a SKU with live stock lists it and writes nothing, unless forced', async () => {
