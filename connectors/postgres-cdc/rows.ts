@@ -21,16 +21,27 @@ export class PostgresRows implements SupplierSnapshot {
     return c;
   }
 
+  /**
+   * A cursor per table inside one REPEATABLE READ snapshot. The next chunk is fetched while `onChunk`
+   * handles this one (the server reads and sends rows as the caller compares them): at most two chunks
+   * are held, whatever the table's size.
+   */
   async scan(onChunk: (rows: SourceRow[]) => void | Promise<void>, chunkRows: number): Promise<void> {
     const c = await this.client();
+    const fetch = () => {
+      const p = c.query(`FETCH ${chunkRows} FROM recon`);
+      // Awaited on the next turn; marked handled so a failure while onChunk runs is not reported as unhandled.
+      p.catch(() => undefined);
+      return p;
+    };
     try {
       await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       for (const table of this.tables) {
         await c.query(`DECLARE recon NO SCROLL CURSOR FOR SELECT * FROM ${quotePg(table)}`);
-        for (;;) {
-          const r = await c.query(`FETCH ${chunkRows} FROM recon`);
-          if (!r.rowCount) break;
-          await onChunk(r.rows.map((row) => ({ table, row })));
+        for (let next: Promise<pg.QueryResult> | undefined = fetch(); next; ) {
+          const r: pg.QueryResult = await next;
+          next = r.rows.length === chunkRows ? fetch() : undefined;
+          if (r.rows.length) await onChunk(r.rows.map((row) => ({ table, row })));
         }
         await c.query('CLOSE recon');
       }

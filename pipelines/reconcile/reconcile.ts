@@ -8,17 +8,17 @@ import { CellarError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import { sleep } from '../core/retry.js';
-import type { ChangeEvent } from '../normalize/debezium.js';
 import type { CompiledMapping } from '../normalize/mapping.js';
-import { contributorIdOf } from '../normalize/normalize.js';
-import { Rejection } from '../normalize/reasons.js';
 import { MappingInputsStore } from '../normalize/sku-map-store.js';
-import { loadContributions, loadKeyStates, type StoredPlacement } from './cellar-state.js';
-import { contributionDrift, contributionMatches, driftSignature, keyDrift, keyId, keyOfContributor, type Drift, type Placed } from './compare.js';
+import { loadContributions, loadKeyStates, scanKeyStates, type StoredPlacement } from './cellar-state.js';
+import { contributionDrift, contributionMatches, driftSignature, keyDrift, keyId, type Drift, type DriftKind, type Placed } from './compare.js';
 import { applyRepairs, type RepairVia } from './repair.js';
 import { finishRun, recordDrift, startRun, type RunOutcome } from '../state/runs.js';
 import { openSupplierSnapshot, type SourceRow, type SupplierSnapshot } from './source-snapshot.js';
+import { diffSupplier, expectation } from './source-diff.js';
 import { groupBy } from '../core/collections.js';
+
+export { expectation } from './source-diff.js';
 
 /** Options of one reconciliation run. */
 export interface ReconcileOptions {
@@ -33,7 +33,10 @@ export interface ReconcileOptions {
    * Default 30000 (corrections through Kafka pass four stages); checked every settle window, at most 1 s.
    */
   verifyMs?: number;
-  /** Source rows per read. Default 5000. */
+  /**
+   * Source rows per read (and per COPY into the staging table). Default 2000: two chunks are alive at once
+   * (one compared, the next arriving), and larger ones cost more in garbage collection than round trips save.
+   */
   chunkRows?: number;
   /** How corrections enter the pipeline; `auto` (default): the embedded runtime's queue when it checkpoints this supplier, else Kafka. */
   via?: RepairVia | 'auto';
@@ -115,7 +118,7 @@ async function verifyRepairs(
         fresh.set(e.cid, e.placed);
       }
     }
-    const states = keys.length ? await loadKeyStates(c.pool, c.redis, c.supplier.id, keys.map((x) => ({ region: x.drift.region!, sku: x.drift.sku! })), c.keyPrefix) : [];
+    const states = keys.length ? await loadKeyStates(c.pool, c.redis, keys.map((x) => ({ region: x.drift.region!, sku: x.drift.sku! })), c.keyPrefix) : [];
     const clean = new Set(states.filter((s) => !keyDrift(s)).map(keyId));
     for (const x of open) {
       if (x.drift.kind === 'contribution') {
@@ -128,27 +131,14 @@ async function verifyRepairs(
   return ok;
 }
 
-/** What a source row implies: its contributor id and placement (or the mapping's rejection), as the normalizer sees it. */
-export function expectation(supplier: Supplier, mapping: CompiledMapping, snap: SupplierSnapshot, r: SourceRow): { cid: string; placed?: Placed; rejected?: string } {
-  // What decoding the row's snapshot message would give (a test checks both ways agree), minus the JSON round trip.
-  const { key, after } = snap.image(r);
-  const change: ChangeEvent = { op: 'r', before: null, after, key, source: {}, table: r.table, sourceVersion: '', sourceTsMs: 0, position: '' };
-  const cid = contributorIdOf(supplier.id, change, supplier.source.tables.find((t) => t.name === r.table)?.key);
-  try {
-    const p = mapping.place(change.after!);
-    return { cid, placed: { region: p.region, sku: p.sku, bottles: p.bottles, bottleSizeMl: p.bottleSizeMl } };
-  } catch (err) {
-    if (err instanceof Rejection) return { cid, rejected: err.reason };
-    throw err;
-  }
-}
-
 /**
  * Reconciles one supplier: reads its rows in one consistent, read-only, chunked snapshot, normalizes them
- * with the pipeline's mapping code, and compares each row with `stock_contributions`, then each key the
- * supplier feeds with `regional_stock` and Redis. Differences are re-checked (settle, read Cellar, read the
- * source again) so that changes in flight are never reported: a difference counts as drift only when the
- * source row did not change across a settle window and Cellar, read inside that window, still disagrees.
+ * with the pipeline's mapping code, and compares each row with `stock_contributions` (see
+ * {@link diffSupplier}), while each key the supplier feeds is compared with `regional_stock` and Redis.
+ * Both stream: memory grows with the differences found, not with the supplier's rows or keys.
+ * Differences are re-checked (settle, read Cellar, read the source again) so that changes in flight are
+ * never reported: a difference counts as drift only when the source row did not change across a settle
+ * window and Cellar, read inside that window, still disagrees.
  */
 export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier, opts: ReconcileOptions = {}): Promise<ReconcileReport> {
   const t0 = Date.now();
@@ -165,32 +155,32 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
     await inputs.load();
     const mapping = inputs.compile(supplier);
     const keyCols = new Map(supplier.source.tables.map((t) => [t.name, t.key ?? snap.keyColumns(t.name)]));
-    const held = await loadContributions(pool, supplier.id);
-    const seen = new Set<string>();
-    const rejected = new Set<string>();
     const cands = new Map<string, Candidate>();
-    const keyOf = (row: SourceRow) => Object.fromEntries((keyCols.get(row.table) ?? []).map((k) => [k, String(row.row[k])]));
+    const keyCands = new Map<string, { region: string; sku: string; kind: DriftKind; sig: string }>();
+    // Source rows rejected only when re-read (those of the scan are counted by diffSupplier).
+    const rejected = new Set<string>();
 
     progress('reading source rows', 0);
-    await snap.scan((chunk) => {
-      for (const r of chunk) {
-        const e = expectation(supplier, mapping, snap, r);
-        seen.add(e.cid);
-        rowsCompared++;
-        if (e.rejected) {
-          rejected.add(e.cid);
-          continue;
+    // The source rows against their contributions, and every key the supplier feeds against its total and
+    // Redis field, side by side (Postgres aggregates the totals while this process normalizes rows): each
+    // streams, keeping only what differs.
+    const [diffed, keyed] = await Promise.allSettled([
+      diffSupplier({ pool, supplier, mapping, snap, keyCols, chunkRows: opts.chunkRows ?? 2000, onRows: (n) => progress('reading source rows', (rowsCompared = n)) }, (d) => {
+        cands.set(d.cid, { cid: d.cid, ...(d.table && d.key ? { table: d.table, key: d.key } : {}), ...(d.expected ? { expected: d.expected } : {}) });
+      }),
+      scanKeyStates(pool, redis, supplier.id, (states) => {
+        for (const s of states) {
+          const d = keyDrift(s);
+          if (d) keyCands.set(keyId(s), { region: s.region, sku: s.sku, kind: d.kind, sig: driftSignature(d) });
         }
-        const h = held.get(e.cid);
-        if (!contributionMatches(e.placed, h?.live) || h?.extra.length) cands.set(e.cid, { cid: e.cid, table: r.table, key: keyOf(r), expected: e.placed, row: r });
-      }
-      progress('reading source rows', rowsCompared);
-    }, opts.chunkRows ?? 5000);
-    for (const [cid, h] of held) {
-      if (!h.live || seen.has(cid)) continue;
-      const k = keyOfContributor(cid, supplier.id, keyCols);
-      cands.set(cid, { cid, ...(k ? { table: k.table, key: k.key } : {}) });
-    }
+      }, deps.keyPrefix),
+    ]);
+    if (diffed.status === 'rejected') throw diffed.reason;
+    if (keyed.status === 'rejected') throw keyed.reason;
+    const scanned = diffed.value;
+    rowsCompared = scanned.rowsCompared;
+    // What Cellar held for each difference when it was found.
+    const held = await loadContributions(pool, supplier.id, [...cands.keys()]);
     // A total is checked against its contributions only where those match the source: where one does not,
     // the contribution is the drift (and its repair rewrites the total too), reported once.
     const contributionKeys = new Set<string>();
@@ -199,11 +189,7 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
       const h = held.get(c.cid);
       for (const p of [h?.live, ...(h?.extra ?? [])]) if (p) contributionKeys.add(keyId(p));
     }
-    const keyCands = new Map<string, { region: string; sku: string; sig: string }>();
-    for (const s of await loadKeyStates(pool, redis, supplier.id, undefined, deps.keyPrefix)) {
-      const d = keyDrift(s);
-      if (d && !(d.kind === 'regional_total' && contributionKeys.has(keyId(s)))) keyCands.set(keyId(s), { region: s.region, sku: s.sku, sig: driftSignature(d) });
-    }
+    for (const [id, k] of keyCands) if (k.kind === 'regional_total' && contributionKeys.has(id)) keyCands.delete(id);
 
     const confirmed: Array<{ drift: Drift; cand?: Candidate }> = [];
     for (let round = 1; round <= rounds && (cands.size || keyCands.size); round++) {
@@ -212,7 +198,7 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
       // Cellar first, then the source: a difference confirmed below spans a whole settle window.
       const ids = [...cands.keys()];
       const heldNow = ids.length ? await loadContributions(pool, supplier.id, ids) : new Map();
-      const keyStates = keyCands.size ? await loadKeyStates(pool, redis, supplier.id, [...keyCands.values()], deps.keyPrefix) : [];
+      const keyStates = keyCands.size ? await loadKeyStates(pool, redis, [...keyCands.values()], deps.keyPrefix) : [];
       const fresh = new Map<string, { placed?: Placed; row: SourceRow }>();
       const byTable = groupBy([...cands.values()].filter((c) => c.table && c.key), (c) => c.table!);
       for (const [table, list] of byTable) {
@@ -252,7 +238,8 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
       }
     }
     const unsettled = cands.size + keyCands.size;
-    const heldRows = [...rejected].filter((cid) => held.get(cid)?.live).length;
+    const heldRows = scanned.heldRows + [...rejected].filter((cid) => held.get(cid)?.live).length;
+    const rejectedRows = scanned.rejectedRows + rejected.size;
     let repairedKeys = new Set<Drift>();
     let sent = 0;
     if (opts.repair && confirmed.length) {
@@ -280,8 +267,8 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
     deps.metrics?.reconciliationDrift.set({ supplier: supplier.id }, drift.length);
     deps.metrics?.reconciliationLastSuccess.set({ supplier: supplier.id }, Date.now() / 1000);
     deps.metrics?.reconciliationRows.inc({ supplier: supplier.id }, rowsCompared);
-    log.info({ supplier: supplier.id, runId, rowsCompared, drift: drift.length, repaired, unsettled, rejected: rejected.size, held: heldRows, outcome }, 'reconciliation finished');
-    return { runId, supplierId: supplier.id, rowsCompared, rejectedRows: rejected.size, heldRows, drift, repaired, corrections: sent, refusedCorrections: refusedCount, unsettled, outcome, durationMs: Date.now() - t0 };
+    log.info({ supplier: supplier.id, runId, rowsCompared, drift: drift.length, repaired, unsettled, rejected: rejectedRows, held: heldRows, outcome }, 'reconciliation finished');
+    return { runId, supplierId: supplier.id, rowsCompared, rejectedRows, heldRows, drift, repaired, corrections: sent, refusedCorrections: refusedCount, unsettled, outcome, durationMs: Date.now() - t0 };
   } catch (err) {
     const e = err instanceof CellarError ? err : new CellarError('reconcile_failed', `reconciling ${supplier.id}: ${(err as Error).message}`, { cause: err });
     await finishRun(pool, runId, { rowsCompared, drifted: 0, repaired: 0, unsettled: 0, outcome: 'failed', error: e.message }).catch(() => undefined);
