@@ -100,7 +100,7 @@ export class SizeCatalog {
     for (const p of pins) {
       if (this.listed.has(p.sku)) continue;
       if (!this.observed.has(p.sku)) this.observed.set(p.sku, { ml: p.bottleSizeMl, origin: 'observed', firstSupplier: p.supplierId });
-      if (this.observed.get(p.sku)!.origin === 'observed') this.pending.set(p.sku, p);
+      this.pending.set(p.sku, p);
     }
   }
 
