@@ -2,6 +2,7 @@ import avro from 'avsc';
 import axios from 'axios';
 import { CellarError } from '../core/errors.js';
 import { readSchemaId } from '../../schemas/registry.js';
+import { compileRecordReader, type CompiledReader, type FieldConversion, type RecordPlan } from './avro-reader.js';
 import { bytesToBigInt, type Decimal } from './decimal.js';
 import { changeFromEnvelope, decodeDebeziumJson, timeToMs, type ChangeEvent, type Row } from './debezium.js';
 import { Rejection } from './reasons.js';
@@ -41,24 +42,33 @@ function resolve(t: unknown, names: Map<string, AvroSchema>, ns: string): unknow
   return typeof b === 'string' ? (names.get(b) ?? names.get(`${ns}.${b}`) ?? b) : b;
 }
 
-function fieldConverter(type: unknown): Converter | undefined {
+function fieldConversion(type: unknown): FieldConversion | undefined {
   const t = type;
   if (!t || typeof t !== 'object') return undefined;
   const s = t as AvroSchema;
   const connectName = (s['connect.name'] as string | undefined) ?? undefined;
   if (s.logicalType === 'decimal' || connectName === 'org.apache.kafka.connect.data.Decimal') {
     const params = s['connect.parameters'] as Record<string, string> | undefined;
-    const scale = Number(s.scale ?? params?.scale ?? 0);
-    return (v) => (Buffer.isBuffer(v) ? ({ unscaled: bytesToBigInt(v), scale } satisfies Decimal) : v);
+    return { kind: 'decimal', scale: Number(s.scale ?? params?.scale ?? 0) };
   }
   if (connectName === 'io.debezium.data.VariableScaleDecimal') {
-    return (v) => {
-      const r = v as { scale?: number; value?: Buffer } | null;
-      return r && Buffer.isBuffer(r.value) ? ({ unscaled: bytesToBigInt(r.value), scale: Number(r.scale ?? 0) } satisfies Decimal) : v;
+    return {
+      kind: 'convert',
+      convert: (v) => {
+        const r = v as { scale?: number; value?: Buffer } | null;
+        return r && Buffer.isBuffer(r.value) ? ({ unscaled: bytesToBigInt(r.value), scale: Number(r.scale ?? 0) } satisfies Decimal) : v;
+      },
     };
   }
-  if (connectName) return (v) => timeToMs(connectName, typeof v === 'bigint' ? Number(v) : v) ?? v;
+  if (connectName) return { kind: 'convert', convert: (v) => timeToMs(connectName, typeof v === 'bigint' ? Number(v) : v) ?? v };
   return undefined;
+}
+
+/** The conversion as a function of an avsc-decoded value (bytes arrive as a Buffer). */
+function converterOf(c: FieldConversion): Converter {
+  if (c.kind === 'convert') return c.convert;
+  const scale = c.scale;
+  return (v) => (Buffer.isBuffer(v) ? ({ unscaled: bytesToBigInt(v), scale } satisfies Decimal) : v);
 }
 
 /** `source` fields Cellar reads (versions, table names, timestamps); the others are skipped when decoding. */
@@ -77,15 +87,19 @@ function leanEnvelope(schema: AvroSchema, names: Map<string, AvroSchema>): AvroS
   return { ...schema, fields };
 }
 
-/** Per writer schema: which fields of `before`/`after` (and the key) need converting. */
-function rowConverters(record: unknown, names: Map<string, AvroSchema>, ns: string): Array<[string, Converter]> {
-  const out: Array<[string, Converter]> = [];
+/** Per writer schema: which fields of `before`/`after` (and the key) need converting, and how. */
+function rowConversions(record: unknown, names: Map<string, AvroSchema>, ns: string): Map<string, FieldConversion> {
+  const out = new Map<string, FieldConversion>();
   const r = resolve(record, names, ns) as AvroSchema | undefined;
   for (const f of (r?.fields as Array<{ name: string; type: unknown }> | undefined) ?? []) {
-    const c = fieldConverter(resolve(f.type, names, ns));
-    if (c) out.push([f.name, c]);
+    const c = fieldConversion(resolve(f.type, names, ns));
+    if (c) out.set(f.name, c);
   }
   return out;
+}
+
+function rowConverters(conversions: Map<string, FieldConversion>): Array<[string, Converter]> {
+  return [...conversions].map(([name, c]) => [name, converterOf(c)]);
 }
 
 /** Converts logical-type fields in place (the row was just decoded and is ours). */
@@ -104,6 +118,13 @@ function convertRow(row: unknown, conv: Array<[string, Converter]> | undefined):
 
 interface Writer {
   type: avro.Type;
+  /**
+   * The compiled reader of this writer schema as a change's value (an envelope: conversions done while
+   * reading, unused `source` fields skipped), and as a message key (a row: its conversions done). Absent
+   * when the schema is not one or uses what the reader does not handle: then avsc decodes.
+   */
+  read?: CompiledReader;
+  readKey?: CompiledReader;
   /** Reads the writer's bytes into a leaner reader schema (unused `source` fields skipped). */
   resolver?: ReturnType<avro.Type['createResolver']>;
   reader?: avro.Type;
@@ -152,7 +173,15 @@ export class DebeziumAvroDecoder {
     const f = (n: string) => fields.find((x) => x.name === n)?.type;
     const names = namedTypes(schema);
     const ns = typeof schema.namespace === 'string' ? schema.namespace : '';
-    if (!fields.some((x) => x.name === 'op')) return { type, row: rowConverters(schema, names, ns) };
+    if (!fields.some((x) => x.name === 'op')) {
+      const row = rowConversions(schema, names, ns);
+      return { type, row: rowConverters(row), readKey: compileRecordReader(type, { convert: row }) };
+    }
+    const before = rowConversions(f('before'), names, ns);
+    const after = rowConversions(f('after'), names, ns);
+    const plan: RecordPlan = { nested: new Map([['before', { convert: before }], ['after', { convert: after }], ['source', { keep: SOURCE_FIELDS }]]) };
+    const read = compileRecordReader(type, plan);
+    if (read) return { type, read };
     const lean = leanEnvelope(schema, names);
     let reader: avro.Type | undefined;
     let resolver: Writer['resolver'];
@@ -162,14 +191,16 @@ export class DebeziumAvroDecoder {
     } catch {
       reader = undefined; // fall back to the full writer schema
     }
-    return { type, reader, resolver, before: rowConverters(f('before'), names, ns), after: rowConverters(f('after'), names, ns) };
+    return { type, reader, resolver, before: rowConverters(before), after: rowConverters(after) };
   }
 
-  private decodeWith(w: Writer, buf: Buffer, id: number): { value: unknown; w: Writer } {
+  /** Decodes a message body (after the 5-byte header) with `read`, else with avsc (conversions then are the caller's). */
+  private decodeWith(w: Writer, buf: Buffer, id: number, read: CompiledReader | undefined): unknown {
     try {
+      if (read) return read(buf, 5);
       const r = w.reader && w.resolver ? w.reader.decode(buf, 5, w.resolver) : w.type.decode(buf, 5);
       if (r.offset !== buf.length) throw new Error(r.offset < 0 ? 'truncated payload' : `${buf.length - r.offset} trailing bytes`);
-      return { value: r.value, w };
+      return r.value;
     } catch (err) {
       throw new Rejection('avro_decode', `Avro payload does not match schema id ${id}: ${(err as Error).message}`);
     }
@@ -195,10 +226,12 @@ export class DebeziumAvroDecoder {
 
   private assemble(key: Buffer | null, kw: Writer | undefined, keyId: number | undefined, value: Buffer, vw: Writer, valueId: number): ChangeEvent {
     let keyRow: Row | null = null;
-    if (kw && key) keyRow = convertRow(this.decodeWith(kw, key, keyId!).value, kw.row);
-    const e = this.decodeWith(vw, value, valueId).value as Record<string, unknown>;
-    e.before = convertRow(e.before, vw.before);
-    e.after = convertRow(e.after, vw.after);
+    if (kw && key) keyRow = kw.readKey ? (this.decodeWith(kw, key, keyId!, kw.readKey) as Row) : convertRow(this.decodeWith(kw, key, keyId!, undefined), kw.row);
+    const e = this.decodeWith(vw, value, valueId, vw.read) as Record<string, unknown>;
+    if (!vw.read) {
+      e.before = convertRow(e.before, vw.before);
+      e.after = convertRow(e.after, vw.after);
+    }
     return changeFromEnvelope(e, undefined, keyRow);
   }
 }

@@ -1,4 +1,5 @@
 import { decodeConnectDecimal, parseDecimal, type Decimal } from './decimal.js';
+import { compileJsonReader, NOT_READ, type JsonReader } from './json-reader.js';
 import { Rejection } from './reasons.js';
 import { sourceVersionOf, type ChangeEvent, type DebeziumOp, type Row } from '../../connectors/debezium/change.js';
 
@@ -98,11 +99,11 @@ function decodeRow(row: unknown, schema: FieldSchema | undefined, where: string)
     const v = out[f.field];
     if (v === null || v === undefined) continue;
     if (f.name === DECIMAL && typeof v === 'string') {
-      out[f.field] = decodeConnectDecimal(v, Number(f.parameters?.scale ?? 0), `${where}.${f.field}`) satisfies Decimal;
+      out[f.field] = decodeConnectDecimal(v, Number(f.parameters?.scale ?? 0), where, f.field) satisfies Decimal;
     } else if (f.name === VARIABLE_DECIMAL && typeof v === 'object') {
       const { scale, value } = v as { scale?: number; value?: string };
       if (typeof value !== 'string') throw new Rejection('bad_decimal', `${where}.${f.field}: VariableScaleDecimal without value`);
-      out[f.field] = decodeConnectDecimal(value, Number(scale ?? 0), `${where}.${f.field}`);
+      out[f.field] = decodeConnectDecimal(value, Number(scale ?? 0), where, f.field);
     } else if (f.name) {
       const ms = timeToMs(f.name, v);
       if (ms !== undefined) out[f.field] = ms;
@@ -121,8 +122,30 @@ function parseJson(text: string, what: string): unknown {
 
 const SCHEMA_HEAD = Buffer.from('{"schema":');
 const PAYLOAD_SEP = Buffer.from(',"payload":');
+
+interface KnownSchema {
+  bytes: Buffer;
+  schema: FieldSchema;
+  /** The payload reader compiled for it on first use; null when it has none (not a struct). */
+  read?: JsonReader | null;
+}
+
 /** Recently seen Connect schemas (their bytes and parsed form): a topic's events repeat one schema. */
-const recentSchemas: Array<{ bytes: Buffer; schema: FieldSchema }> = [];
+const recentSchemas: KnownSchema[] = [];
+
+/** True when `buf` holds `sep` at `at` (compared here: a call into Buffer costs more than a few bytes). */
+function holdsAt(buf: Buffer, sep: Buffer, at: number): boolean {
+  if (at + sep.length > buf.length) return false;
+  for (let i = 0; i < sep.length; i++) if (buf[at + i] !== sep[i]) return false;
+  return true;
+}
+
+/** The payload `buf[start, end)` of a message with a known schema: read by the schema's reader, else parsed. */
+function payloadOf(known: KnownSchema, buf: Buffer, start: number, end: number): unknown {
+  if (known.read === undefined) known.read = compileJsonReader(known.schema) ?? null;
+  const v = known.read ? known.read(buf, start, end) : NOT_READ;
+  return v === NOT_READ ? JSON.parse(buf.toString('utf8', start, end)) : v;
+}
 
 /**
  * Parses `{"schema":…,"payload":…}` as the JSON converter writes it without decoding the schema
@@ -130,18 +153,14 @@ const recentSchemas: Array<{ bytes: Buffer; schema: FieldSchema }> = [];
  * message is not in that exact shape (the caller parses it whole).
  */
 function parseSchemaPayload(buf: Buffer): { payload: unknown; schema: FieldSchema } | undefined {
-  if (buf.length < SCHEMA_HEAD.length + PAYLOAD_SEP.length + 2 || buf.compare(SCHEMA_HEAD, 0, SCHEMA_HEAD.length, 0, SCHEMA_HEAD.length) !== 0) return undefined;
+  if (buf.length < SCHEMA_HEAD.length + PAYLOAD_SEP.length + 2 || !holdsAt(buf, SCHEMA_HEAD, 0)) return undefined;
   if (buf[buf.length - 1] !== 0x7d) return undefined;
-  let schema: FieldSchema | undefined;
+  let known: KnownSchema | undefined;
   let sep = -1;
   for (const r of recentSchemas) {
     const end = SCHEMA_HEAD.length + r.bytes.length;
-    if (
-      end + PAYLOAD_SEP.length < buf.length &&
-      buf.compare(PAYLOAD_SEP, 0, PAYLOAD_SEP.length, end, end + PAYLOAD_SEP.length) === 0 &&
-      buf.compare(r.bytes, 0, r.bytes.length, SCHEMA_HEAD.length, end) === 0
-    ) {
-      schema = r.schema;
+    if (end + PAYLOAD_SEP.length < buf.length && holdsAt(buf, PAYLOAD_SEP, end) && buf.compare(r.bytes, 0, r.bytes.length, SCHEMA_HEAD.length, end) === 0) {
+      known = r;
       sep = end;
       break;
     }
@@ -149,14 +168,14 @@ function parseSchemaPayload(buf: Buffer): { payload: unknown; schema: FieldSchem
   if (sep < 0) sep = buf.indexOf(PAYLOAD_SEP, SCHEMA_HEAD.length);
   if (sep < 0) return undefined;
   try {
-    if (!schema) {
+    if (!known) {
       const parsed = JSON.parse(buf.toString('utf8', SCHEMA_HEAD.length, sep)) as FieldSchema;
       if (!parsed || typeof parsed !== 'object') return undefined;
-      schema = parsed;
-      recentSchemas.unshift({ bytes: Buffer.from(buf.subarray(SCHEMA_HEAD.length, sep)), schema });
+      known = { bytes: Buffer.from(buf.subarray(SCHEMA_HEAD.length, sep)), schema: parsed };
+      recentSchemas.unshift(known);
       if (recentSchemas.length > 32) recentSchemas.pop();
     }
-    return { payload: JSON.parse(buf.toString('utf8', sep + PAYLOAD_SEP.length, buf.length - 1)), schema };
+    return { payload: payloadOf(known, buf, sep + PAYLOAD_SEP.length, buf.length - 1), schema: known.schema };
   } catch {
     return undefined;
   }

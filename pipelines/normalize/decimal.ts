@@ -6,18 +6,30 @@ export interface Decimal {
   scale: number;
 }
 
-/** Reads a two's-complement big-endian integer (Kafka Connect Decimal bytes). */
-export function bytesToBigInt(bytes: Uint8Array): bigint {
-  if (bytes.length === 0) return 0n;
-  if (bytes.length <= 6) {
+/** BigInts of 0…16383, made on first use: most quantities' unscaled values are small (a BigInt is immutable). */
+const SMALL = new Array<bigint | undefined>(16_384);
+
+/** `BigInt(n)` of a safe integer, shared for small ones (no allocation per value). */
+export function bigIntOf(n: number): bigint {
+  return n >= 0 && n < SMALL.length ? (SMALL[n] ??= BigInt(n)) : BigInt(n);
+}
+
+/**
+ * Reads a two's-complement big-endian integer (Kafka Connect Decimal bytes), of the whole array or of
+ * `bytes[start, end)` (a value inside a message, read without copying it out).
+ */
+export function bytesToBigInt(bytes: Uint8Array, start = 0, end = bytes.length): bigint {
+  const len = end - start;
+  if (len <= 0) return 0n;
+  if (len <= 6) {
     let n = 0;
-    for (const b of bytes) n = n * 256 + b;
-    if (bytes[0]! & 0x80) n -= 2 ** (bytes.length * 8);
-    return BigInt(n);
+    for (let i = start; i < end; i++) n = n * 256 + bytes[i]!;
+    if (bytes[start]! & 0x80) n -= 2 ** (len * 8);
+    return bigIntOf(n);
   }
   let n = 0n;
-  for (const b of bytes) n = (n << 8n) | BigInt(b);
-  if (bytes[0]! & 0x80) n -= 1n << BigInt(bytes.length * 8);
+  for (let i = start; i < end; i++) n = (n << 8n) | BigInt(bytes[i]!);
+  if (bytes[start]! & 0x80) n -= 1n << BigInt(len * 8);
   return n;
 }
 
@@ -50,13 +62,16 @@ function smallBase64ToNumber(b64: string): number | undefined {
   return first & 0x80 ? n - 2 ** (bytes * 8) : n;
 }
 
-/** Decodes a Connect Decimal sent by the JSON converter (base64 bytes) with its scale. */
-export function decodeConnectDecimal(b64: string, scale: number, field: string): Decimal {
-  if (!Number.isInteger(scale) || scale < 0) throw new Rejection('bad_decimal', `${field}: invalid decimal scale ${scale}`);
+/**
+ * Decodes a Connect Decimal sent by the JSON converter (base64 bytes) with its scale. Errors name the
+ * field: `field`, or `field.column` when `column` is given (joined only then: this runs per value).
+ */
+export function decodeConnectDecimal(b64: string, scale: number, field: string, column?: string): Decimal {
+  if (!Number.isInteger(scale) || scale < 0) throw new Rejection('bad_decimal', `${column === undefined ? field : `${field}.${column}`}: invalid decimal scale ${scale}`);
   const small = smallBase64ToNumber(b64);
-  if (small !== undefined) return { unscaled: BigInt(small), scale };
+  if (small !== undefined) return { unscaled: bigIntOf(small), scale };
   const bytes = Buffer.from(b64, 'base64');
-  if (bytes.length === 0 && b64.length > 0) throw new Rejection('bad_decimal', `${field}: "${b64}" is not base64`);
+  if (bytes.length === 0 && b64.length > 0) throw new Rejection('bad_decimal', `${column === undefined ? field : `${field}.${column}`}: "${b64}" is not base64`);
   return { unscaled: bytesToBigInt(bytes), scale };
 }
 
@@ -82,6 +97,21 @@ function numberToPlain(n: number): string {
 }
 
 const POW10 = Array.from({ length: 16 }, (_, i) => 10 ** i);
+
+/**
+ * {@link scaleToInteger} in plain numbers: the exact integer result, null if it is not whole, or undefined
+ * when an intermediate is not a safe integer (then only scaleToInteger can tell). Allocates nothing.
+ */
+export function scaleToSafeInteger(d: Decimal, num: number, den: number): number | null | undefined {
+  if (d.scale >= POW10.length) return undefined;
+  const u = Number(d.unscaled);
+  const n = u * num;
+  const q = den * POW10[d.scale]!;
+  if (!Number.isSafeInteger(n) || !Number.isSafeInteger(q) || !Number.isSafeInteger(u)) return undefined;
+  if (n % q !== 0) return null;
+  const r = n / q;
+  return r === 0 ? 0 : r; // never -0: the BigInt result has no sign for zero
+}
 
 /**
  * Multiplies by `num/den` and returns the exact integer result, or null if it is not whole. Uses plain

@@ -5,7 +5,7 @@ import { CANONICAL_SKU, UNITS, unitOf, type Unit } from '../../connectors/regist
 import { SizeCatalog } from '../catalog/catalog.js';
 import { parseSkuMapCsv, SkuTable, SkuTemplate, type SkuMapEntry, type SkuResolver } from './sku-table.js';
 import { ConfigError } from '../core/errors.js';
-import { decimalToString, parseDecimal, scaleToInteger, type Decimal } from './decimal.js';
+import { decimalToString, parseDecimal, scaleToInteger, scaleToSafeInteger, type Decimal } from './decimal.js';
 import { Rejection } from './reasons.js';
 import type { Row } from './debezium.js';
 
@@ -38,7 +38,8 @@ export interface CompiledMapping {
 
 /** Reads `a.b.c` from nested objects. */
 export function getPath(row: Row, path: string): unknown {
-  if (path in row) return row[path];
+  const v = row[path];
+  if (v !== undefined || path in row) return v;
   let cur: unknown = row;
   for (const part of path.split('.')) {
     if (cur === null || typeof cur !== 'object') return undefined;
@@ -59,7 +60,12 @@ function required(row: Row, path: string, what: string): unknown {
 }
 
 function asText(v: unknown, path: string): string {
-  if (typeof v === 'string') return v.trim();
+  if (typeof v === 'string') {
+    // Printable ASCII at both ends: nothing to trim (every white space character is outside 33–126).
+    const a = v.charCodeAt(0);
+    const b = v.charCodeAt(v.length - 1);
+    return a > 32 && a < 127 && b > 32 && b < 127 ? v : v.trim();
+  }
   if (typeof v === 'number' || typeof v === 'bigint') return String(v);
   throw new Rejection('wrong_type', `field "${path}" should be text, got ${typeof v}`);
 }
@@ -83,12 +89,20 @@ function asInt(v: unknown, path: string): number {
  * and Postgres' bigint (the aggregator refuses a change that would push a total past ±(2^53 − 1)).
  */
 export const MAX_ROW_BOTTLES = 1_000_000_000_000n;
+const MAX_ROW_BOTTLES_NUMBER = Number(MAX_ROW_BOTTLES);
 
 /**
  * Converts a quantity to whole bottles of `bottleSizeMl`. Never rounds: a conversion that does not give
  * a whole number is rejected (`non_integral_quantity`).
  */
 export function toBottles(q: Decimal, unit: Unit, bottleSizeMl: number, caseSize?: number): number {
+  // Plain numbers first (no BigInt per row); the BigInt path below decides whatever they cannot.
+  const fastNum = unit === 'bottles' ? 1 : unit === 'case6' ? 6 : unit === 'case12' ? 12 : unit === 'case' ? (caseSize ?? 0) : unit === 'liters' ? 1000 : 1;
+  const fastDen = unit === 'bottles' || unit === 'case6' || unit === 'case12' || unit === 'case' ? 1 : bottleSizeMl;
+  if (fastNum !== 0 && Number.isSafeInteger(fastNum) && Number.isSafeInteger(fastDen)) {
+    const bottles = scaleToSafeInteger(q, fastNum, fastDen);
+    if (bottles !== undefined && bottles !== null && bottles <= MAX_ROW_BOTTLES_NUMBER && bottles >= -MAX_ROW_BOTTLES_NUMBER) return bottles;
+  }
   const [num, den]: [bigint, bigint] =
     unit === 'bottles' ? [1n, 1n]
     : unit === 'case6' ? [6n, 1n]

@@ -35,57 +35,135 @@ export type NormalizeOutcome =
   | { kind: 'rejected'; reason: ReasonCode; message: string };
 
 function keyText(v: unknown): string {
-  if (v && typeof v === 'object' && 'unscaled' in v) return decimalToString(v as Decimal);
-  if (v && typeof v === 'object') return JSON.stringify(v);
-  return String(v);
+  if (typeof v !== 'object' || v === null) return String(v);
+  if ('unscaled' in v) return decimalToString(v as Decimal);
+  return JSON.stringify(v);
 }
+
+/**
+ * Ids of rows with a one-column key (a number or text) seen lately, per supplier, table and column. A row
+ * changes again and again: its id is then the same string each time, not one built per event (and each
+ * Map holding it hashes it once). Bounded: past 65,536 ids (a few MB) it forgets them all and starts over.
+ */
+class RecentIds {
+  private static readonly LIMIT = 65_536;
+  private readonly byColumn = new Map<string, Map<unknown, string>>();
+  private count = 0;
+  private supplierId = '';
+  private table = '';
+  private column = '';
+  private prefix = '';
+  private ids = new Map<unknown, string>();
+
+  idOf(supplierId: string, table: string, column: string, v: number | string): string {
+    if (supplierId !== this.supplierId || table !== this.table || column !== this.column) {
+      this.prefix = `${supplierId}/${table}/${column}=`;
+      let ids = this.byColumn.get(this.prefix);
+      if (!ids) this.byColumn.set(this.prefix, (ids = new Map()));
+      this.ids = ids;
+      this.supplierId = supplierId;
+      this.table = table;
+      this.column = column;
+    }
+    let id = this.ids.get(v);
+    if (id === undefined) {
+      if (++this.count > RecentIds.LIMIT) {
+        this.byColumn.clear();
+        this.byColumn.set(this.prefix, (this.ids = new Map()));
+        this.count = 1;
+      }
+      id = this.prefix + String(v);
+      this.ids.set(v, id);
+    }
+    return id;
+  }
+}
+
+const recentIds = new RecentIds();
 
 /**
  * Stable id of the source row: `supplier/table/k=v[,k=v]`. Key columns come from the mapping's table
  * config when given, else from the Debezium message key.
  */
 export function contributorIdOf(supplierId: string, change: ChangeEvent, keyColumns?: string[]): string {
-  let parts: string[];
   if (keyColumns) {
     const row = change.after ?? change.before ?? {};
-    parts = keyColumns.map((c) => {
+    let id = `${supplierId}/${change.table}/`;
+    for (let i = 0; i < keyColumns.length; i++) {
+      const c = keyColumns[i]!;
       const v = row[c] ?? change.key?.[c];
       if (v === undefined || v === null) throw new Rejection('missing_key', `key column "${c}" is missing from the change`);
-      return `${c}=${keyText(v)}`;
-    });
-  } else {
-    const key = change.key;
-    if (!key || Object.keys(key).length === 0) {
-      throw new Rejection('missing_key', `change on ${change.table} has no message key; configure source.tables[].key`);
+      if (keyColumns.length === 1 && (typeof v === 'number' || typeof v === 'string')) return recentIds.idOf(supplierId, change.table, c, v);
+      id += `${i ? ',' : ''}${c}=${keyText(v)}`;
     }
-    parts = Object.entries(key).map(([k, v]) => `${k}=${keyText(v)}`);
+    return id;
   }
-  return `${supplierId}/${change.table}/${parts.join(',')}`;
+  const key = change.key;
+  const names = key ? Object.keys(key) : [];
+  if (!key || names.length === 0) {
+    throw new Rejection('missing_key', `change on ${change.table} has no message key; configure source.tables[].key`);
+  }
+  const first = key[names[0]!];
+  if (names.length === 1 && (typeof first === 'number' || typeof first === 'string')) return recentIds.idOf(supplierId, change.table, names[0]!, first);
+  let id = `${supplierId}/${change.table}/`;
+  for (let i = 0; i < names.length; i++) id += `${i ? ',' : ''}${names[i]}=${keyText(key[names[i]!])}`;
+  return id;
 }
 
+type Where = Omit<Placement, 'bottles'>;
+
+/** Nowhere: the route a delete leaves when the row was never placed. */
+const NOWHERE: Where = { supplierSku: '', sku: '', warehouseId: '', region: '', vintage: null, bottleSizeMl: 0 };
+
+function routeAt(p: Where, contributorId: string, supplierId: string, change: ChangeEvent, deleted: boolean): Route {
+  return {
+    contributorId,
+    supplierId,
+    sourceTable: change.table,
+    region: p.region,
+    sku: p.sku,
+    supplierSku: p.supplierSku,
+    warehouseId: p.warehouseId,
+    vintage: p.vintage,
+    bottleSizeMl: p.bottleSizeMl,
+    sourceVersion: change.sourceVersion,
+    deleted,
+  };
+}
+
+/** The observation of `change` at `p`, for contributor `contributorId` of `supplierId`. */
 function observation(
-  route: Route,
+  p: Where,
+  supplierId: string,
+  contributorId: string,
   op: 'UPSERT' | 'DELETE',
   bottles: number,
   change: ChangeEvent,
   nowMs: number,
+  traceId: string,
 ): StockObservation {
   return {
-    supplierId: route.supplierId,
-    warehouseId: route.warehouseId,
-    region: route.region,
-    sku: route.sku,
-    supplierSku: route.supplierSku,
-    vintage: route.vintage,
-    bottleSizeMl: route.bottleSizeMl,
+    supplierId,
+    warehouseId: p.warehouseId,
+    region: p.region,
+    sku: p.sku,
+    supplierSku: p.supplierSku,
+    vintage: p.vintage,
+    bottleSizeMl: p.bottleSizeMl,
     bottles,
     op,
-    contributorId: route.contributorId,
+    contributorId,
     sourceVersion: change.sourceVersion,
     sourceTsMs: change.sourceTsMs,
     ingestTsMs: nowMs,
-    traceId: `${route.supplierId}@${change.position}`,
+    traceId,
   };
+}
+
+/** The defined ones of `a, b, c`, in order, in an array of that length (`[]` and push would allocate room for 16). */
+function list<T>(a: T | undefined, b: T | undefined, c?: T): T[] {
+  if (a === undefined) return b === undefined ? (c === undefined ? [] : [c]) : c === undefined ? [b] : [b, c];
+  return b === undefined ? (c === undefined ? [a] : [a, c]) : c === undefined ? [a, b] : [a, b, c];
 }
 
 function tryPlace(mapping: CompiledMapping, row: Row | null): Placement | undefined {
@@ -115,31 +193,16 @@ export function normalizeChange(
 ): NormalizeOutcome {
   if (route && change.sourceVersion <= route.sourceVersion) return { kind: 'stale', route };
   const supplierId = mapping.supplier.id;
-  // Explicit construction, not object spread/rest: this is the per-event hot path.
-  const routeAt = (p: Omit<Placement, 'bottles'>, deleted: boolean): Route => ({
-    contributorId,
-    supplierId,
-    sourceTable: change.table,
-    region: p.region,
-    sku: p.sku,
-    supplierSku: p.supplierSku,
-    warehouseId: p.warehouseId,
-    vintage: p.vintage,
-    bottleSizeMl: p.bottleSizeMl,
-    sourceVersion: change.sourceVersion,
-    deleted,
-  });
-  const previous: Array<Omit<Placement, 'bottles'>> = [];
-  if (route && !route.deleted) previous.push(route);
-  const beforePlacement = tryPlace(mapping, change.before);
-  if (beforePlacement && !previous.some((p) => p.region === beforePlacement.region && p.sku === beforePlacement.sku)) {
-    previous.push(beforePlacement);
-  }
+  const traceId = `${supplierId}@${change.position}`;
+  // Where the row may have been counted before: its live route, then its before-image when elsewhere.
+  const atRoute = route && !route.deleted ? route : undefined;
+  const placedBefore = tryPlace(mapping, change.before);
+  const atBefore = placedBefore && !(atRoute && atRoute.region === placedBefore.region && atRoute.sku === placedBefore.sku) ? placedBefore : undefined;
 
   if (change.op === 'd') {
-    const observations = previous.map((p) => observation(routeAt(p, true), 'DELETE', 0, change, nowMs));
-    const last = previous[0] ?? route ?? { supplierSku: '', sku: '', warehouseId: '', region: '', vintage: null, bottleSizeMl: 0 };
-    return { kind: 'changed', observations, route: routeAt(last, true) };
+    const fromRoute = atRoute && observation(atRoute, supplierId, contributorId, 'DELETE', 0, change, nowMs, traceId);
+    const fromBefore = atBefore && observation(atBefore, supplierId, contributorId, 'DELETE', 0, change, nowMs, traceId);
+    return { kind: 'changed', observations: list(fromRoute, fromBefore), route: routeAt(atRoute ?? atBefore ?? route ?? NOWHERE, contributorId, supplierId, change, true) };
   }
   if (change.op !== 'c' && change.op !== 'u' && change.op !== 'r') {
     return { kind: 'rejected', reason: 'unsupported_op', message: `op "${change.op}" is not a row change` };
@@ -152,13 +215,11 @@ export function normalizeChange(
     if (err instanceof Rejection) return { kind: 'rejected', reason: err.reason, message: err.message };
     throw err;
   }
-  const next = routeAt(placement, false);
-  const observations: StockObservation[] = [];
-  for (const p of previous) {
-    if (p.region !== next.region || p.sku !== next.sku) observations.push(observation(routeAt(p, true), 'DELETE', 0, change, nowMs));
-  }
-  observations.push(observation(next, 'UPSERT', placement.bottles, change, nowMs));
-  return { kind: 'changed', observations, route: next };
+  // DELETE where the row was counted under another (region, sku), then UPSERT where it is now.
+  const fromRoute = atRoute && (atRoute.region !== placement.region || atRoute.sku !== placement.sku) ? observation(atRoute, supplierId, contributorId, 'DELETE', 0, change, nowMs, traceId) : undefined;
+  const fromBefore = atBefore && (atBefore.region !== placement.region || atBefore.sku !== placement.sku) ? observation(atBefore, supplierId, contributorId, 'DELETE', 0, change, nowMs, traceId) : undefined;
+  const upsert = observation(placement, supplierId, contributorId, 'UPSERT', placement.bottles, change, nowMs, traceId);
+  return { kind: 'changed', observations: list(fromRoute, fromBefore, upsert), route: routeAt(placement, contributorId, supplierId, change, false) };
 }
 
 /**
@@ -171,7 +232,7 @@ export function normalizeTruncate(change: ChangeEvent, liveRoutes: Route[], nowM
   for (const r of liveRoutes) {
     if (r.deleted || change.sourceVersion <= r.sourceVersion) continue;
     const next: Route = { ...r, sourceVersion: change.sourceVersion, deleted: true };
-    observations.push(observation(next, 'DELETE', 0, change, nowMs));
+    observations.push(observation(next, next.supplierId, next.contributorId, 'DELETE', 0, change, nowMs, `${next.supplierId}@${change.position}`));
     routes.push(next);
   }
   return { observations, routes };

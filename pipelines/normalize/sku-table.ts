@@ -21,7 +21,10 @@ const keyOf = (supplierSku: string, vintage: number | null | undefined, size: nu
  * be replaced in place (`cellar.sku_map` rows re-read while running).
  */
 export class SkuTable implements SkuResolver {
+  /** Entries keyed by supplier SKU, vintage and size (see keyOf), but those keyed by supplier SKU alone. */
   private entries = new Map<string, string>();
+  /** Entries keyed by supplier SKU alone: looked up with the row's own string, no key to build. */
+  private plain = new Map<string, string>();
   private sized = false;
   private vintaged = false;
 
@@ -35,31 +38,34 @@ export class SkuTable implements SkuResolver {
 
   /** Number of entries. */
   get size(): number {
-    return this.entries.size;
+    return this.entries.size + this.plain.size;
   }
 
   /** Replaces every entry. A later duplicate of the same (sku, vintage, size) wins. */
   replace(entries: Iterable<SkuMapEntry>): void {
     const next = new Map<string, string>();
+    const plain = new Map<string, string>();
     let sized = false;
     let vintaged = false;
     for (const e of entries) {
-      next.set(keyOf(e.supplierSku, e.vintage, e.bottleSizeMl), e.sku);
+      if ((e.vintage ?? null) === null && (e.bottleSizeMl ?? null) === null) plain.set(e.supplierSku, e.sku);
+      else next.set(keyOf(e.supplierSku, e.vintage, e.bottleSizeMl), e.sku);
       sized ||= e.bottleSizeMl !== undefined;
       vintaged ||= e.vintage !== undefined;
     }
     this.entries = next;
+    this.plain = plain;
     this.sized = sized;
     this.vintaged = vintaged;
   }
 
   resolve(supplierSku: string, vintage: number | null, bottleSizeMl: number): string | undefined {
-    if (!this.sized && !this.vintaged) return this.entries.get(keyOf(supplierSku, null, null));
+    if (!this.sized && !this.vintaged) return this.plain.get(supplierSku);
     return (
       (vintage !== null && this.sized && this.vintaged ? this.entries.get(keyOf(supplierSku, vintage, bottleSizeMl)) : undefined) ??
       (this.sized ? this.entries.get(keyOf(supplierSku, null, bottleSizeMl)) : undefined) ??
       (vintage !== null && this.vintaged ? this.entries.get(keyOf(supplierSku, vintage, null)) : undefined) ??
-      this.entries.get(keyOf(supplierSku, null, null))
+      this.plain.get(supplierSku)
     );
   }
 }
