@@ -71,6 +71,8 @@ export async function embeddedBenchmarks(): Promise<BenchResult[]> {
   }
 }
 
+const round2 = (x: number) => Math.round(x * 100) / 100;
+
 /** What each contestant measured. */
 interface Figures {
   cellar: { sustained: Sustained; freshness: Freshness[] };
@@ -111,6 +113,21 @@ async function startCellar(adminUrl: string, redisUrl: string): Promise<Contesta
       runtimeSamples.push(v * 1000);
       return observe(labels, v);
     }) as typeof metrics.freshness.observe;
+    // Where a window's freshness goes: each group commit's phases (see cellar_group_commit_phase_seconds).
+    const phases = new Map<string, number[]>();
+    const observePhase = metrics.groupPhase.observe.bind(metrics.groupPhase);
+    metrics.groupPhase.observe = ((labels: { phase: string }, v: number) => {
+      let xs = phases.get(labels.phase);
+      if (!xs) phases.set(labels.phase, (xs = []));
+      xs.push(v * 1000);
+      return observePhase(labels, v);
+    }) as typeof metrics.groupPhase.observe;
+    const groupSizes: number[] = [];
+    const observeSize = metrics.groupChanges.observe.bind(metrics.groupChanges);
+    metrics.groupChanges.observe = ((v: number) => {
+      groupSizes.push(v);
+      return observeSize(v);
+    }) as typeof metrics.groupChanges.observe;
     const rt = await startEmbedded(cfg, createLogger('bench-embedded', 'warn'), metrics);
     stopRuntime = () => rt.stop();
     const processed = () => metrics.value('cellar_events_in_total', { stage: 'embedded' });
@@ -122,9 +139,16 @@ async function startCellar(adminUrl: string, redisUrl: string): Promise<Contesta
       resetSamples: async () => {
         runtimeSamples.length = 0;
         tap.samples.length = 0;
+        phases.clear();
+        groupSizes.length = 0;
       },
       samples: async () => [...tap.samples],
-      windowDetails: () => ({ runtimeMetric: { p50: percentile(runtimeSamples, 50), p99: percentile(runtimeSamples, 99), samples: runtimeSamples.length } }),
+      windowDetails: () => ({
+        runtimeMetric: { p50: percentile(runtimeSamples, 50), p99: percentile(runtimeSamples, 99), samples: runtimeSamples.length },
+        groups: groupSizes.length,
+        groupChanges: { p50: percentile(groupSizes, 50), p99: percentile(groupSizes, 99) },
+        groupPhaseMs: Object.fromEntries([...phases].map(([k, xs]) => [k, { p50: round2(percentile(xs, 50)), p99: round2(percentile(xs, 99)), mean: round2(xs.reduce((a, b) => a + b, 0) / xs.length) }])),
+      }),
     };
     return { name: 'embedded', writer: supplier, follower, stop };
   } catch (err) {

@@ -44,6 +44,14 @@ export class CellarMetrics {
   readonly connectorTaskFailed: Gauge<'connector' | 'task'>;
   /** 1 while Redis is behind Postgres (unreachable, or being rebuilt from it), else 0 (embedded runtime). */
   readonly redisStale: Gauge;
+  /**
+   * Embedded runtime, per group commit: seconds spent in each phase (`wait`: from the group's first batch
+   * handed over until it was taken; `prepare`: normalize and aggregate in memory; `queued`: prepared, waiting for
+   * the previous commit; `postgres`: the transaction; `redis`: the Redis write). Where freshness goes.
+   */
+  readonly groupPhase: Histogram<'phase'>;
+  /** Embedded runtime: changes per group commit. */
+  readonly groupChanges: Histogram;
 
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'cellar_process_' });
@@ -78,6 +86,14 @@ export class CellarMetrics {
     this.connectorUp = new Gauge({ name: 'cellar_connector_up', help: '1 while the Kafka Connect connector is RUNNING', labelNames: ['connector'], registers: r });
     this.connectorTaskFailed = new Gauge({ name: 'cellar_connector_task_failed', help: '1 while the connector task is FAILED', labelNames: ['connector', 'task'], registers: r });
     this.redisStale = new Gauge({ name: 'cellar_redis_stale', help: '1 while Redis is behind Postgres (unreachable, or being rebuilt from it), else 0 (embedded runtime)', registers: r });
+    this.groupPhase = new Histogram({
+      name: 'cellar_group_commit_phase_seconds',
+      help: 'Embedded runtime: seconds one group commit spent in each phase (wait, prepare, queued, postgres, redis)',
+      labelNames: ['phase'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
+      registers: r,
+    });
+    this.groupChanges = new Histogram({ name: 'cellar_group_commit_changes', help: 'Embedded runtime: changes per group commit', buckets: [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 50_000], registers: r });
     this.reconciliationRows = new Counter({ name: 'cellar_reconciliation_rows_compared_total', help: 'Source rows compared by reconciliation', labelNames: ['supplier'], registers: r });
   }
 

@@ -125,7 +125,13 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const snapshots = new Map<string, SnapshotState>();
 
   const state: GroupState = { aggregator, routes, held, contributions, inputs, snapshots, retry, settled: () => loop.settled(), log, maxContributions: cfg.stateCacheContributors };
+  /**
+   * The Redis writes and metrics of committed groups, in commit order, behind the Postgres commits: the next
+   * group's transaction runs while the previous group's totals go to Redis (Postgres holds them already).
+   */
+  let redisTail: Promise<void> = Promise.resolve();
   const commitGroup = async (g: Prepared) => {
+    const began = performance.now();
     await retry('committing batch', () =>
       inTransaction(pool, 'committing embedded batch', async (tx) => {
         await lease.fence(tx);
@@ -135,7 +141,18 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     // Postgres holds the committed state: sources are confirmed before Redis, which may be down or behind.
     for (const confirm of g.confirms) await confirm();
     for (const id of g.repairIds) queuedRepairs.delete(id);
+    metrics.groupPhase.observe({ phase: 'postgres' }, (performance.now() - began) / 1000);
+    const previous = redisTail;
+    redisTail = previous.then(() => afterCommit(g)).catch((err: unknown) => loop.stopOn(err));
+    // At most one group's Redis write waits behind the next commit.
+    await previous;
+  };
+  /** Redis and the metrics of a committed group (never throws: the follower falls behind instead). */
+  const afterCommit = async (g: Prepared) => {
+    const started = performance.now();
     await redisFollower.write(g.totals);
+    metrics.groupPhase.observe({ phase: 'redis' }, (performance.now() - started) / 1000);
+    metrics.groupChanges.observe(g.changes);
     // The same stage metrics as the Kafka runtime's workers, and the runtime's own throughput.
     metrics.recordStage('normalizer', { stale: g.stale.normalizer, letters: g.letters.normalizer });
     metrics.recordStage('aggregator', { stale: g.stale.aggregator, letters: g.letters.aggregator });
@@ -147,10 +164,16 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     const now = Date.now();
     for (const t of g.totals) if (t.sourceTsMs > 0) metrics.freshness.observe({ sink: 'embedded' }, Math.max(0, now - t.sourceTsMs) / 1000);
   };
-  const loop = new GroupCommitLoop<Pending, Prepared>((taken) => prepareGroup(state, taken), commitGroup, (err) => {
-    log.error({ err }, 'embedded batch failed');
-    fail(err);
-  });
+  const loop = new GroupCommitLoop<Pending, Prepared>(
+    (taken) => prepareGroup(state, taken),
+    commitGroup,
+    (err) => {
+      log.error({ err }, 'embedded batch failed');
+      fail(err);
+    },
+    undefined,
+    (phase, seconds) => metrics.groupPhase.observe({ phase }, seconds),
+  );
   void lease.lost.then(loop.stopOn);
   const ended = () => stopping || loop.failed !== undefined;
   const board = new SourceStatusBoard('embedded');
@@ -255,6 +278,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       await board.flush(pool).catch(() => undefined);
       stopping = true;
       await loop.stop();
+      await redisTail;
       await redisFollower.stop();
       await stopDeployment(true);
       await lease.release();

@@ -18,6 +18,8 @@ export class GroupCommitLoop<P, G> {
   /** The commit of the previous group, in flight while the next one is prepared. */
   private committing: Promise<void> = Promise.resolve();
   private fatal: Error | undefined;
+  /** When the oldest batch in the buffer was handed over (ms, performance.now()). */
+  private firstAt = 0;
   private readonly loop: Promise<void>;
 
   constructor(
@@ -26,6 +28,8 @@ export class GroupCommitLoop<P, G> {
     private readonly onFatal: (err: Error) => void,
     /** Buffered changes beyond which {@link GroupCommitLoop.push} waits. */
     private readonly maxBuffered = 50_000,
+    /** Told, per group, how long it waited to be taken, was prepared, and waited for the previous commit (seconds). */
+    private readonly observe?: (phase: 'wait' | 'prepare' | 'queued', seconds: number) => void,
   ) {
     this.loop = this.run();
   }
@@ -52,6 +56,7 @@ export class GroupCommitLoop<P, G> {
   /** Hands over one batch of `size` changes; waits while the buffer is full. Throws once the loop has stopped. */
   async push(item: P, size: number): Promise<void> {
     if (this.fatal) throw this.fatal;
+    if (!this.buffer.length) this.firstAt = performance.now();
     this.buffer.push(item);
     this.buffered += size;
     this.wake?.();
@@ -60,6 +65,7 @@ export class GroupCommitLoop<P, G> {
 
   /** Hands over a batch without waiting (corrections, which must not block their poller). */
   offer(item: P): void {
+    if (!this.buffer.length) this.firstAt = performance.now();
     this.buffer.push(item);
     this.wake?.();
   }
@@ -90,6 +96,8 @@ export class GroupCommitLoop<P, G> {
         continue;
       }
       const taken = this.buffer.splice(0);
+      const takenAt = performance.now();
+      this.observe?.('wait', (takenAt - this.firstAt) / 1000);
       this.taken++;
       this.buffered = 0;
       for (const r of this.space.splice(0)) r();
@@ -100,7 +108,10 @@ export class GroupCommitLoop<P, G> {
         this.stopOn(err);
         break;
       }
+      const preparedAt = performance.now();
+      this.observe?.('prepare', (preparedAt - takenAt) / 1000);
       await this.committing;
+      this.observe?.('queued', (performance.now() - preparedAt) / 1000);
       if (this.fatal) break;
       this.committing = this.commit(group).catch(this.stopOn);
       this.committed = this.taken;
