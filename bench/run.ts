@@ -10,6 +10,7 @@ import { cliBenchmarks } from './cli.bench.js';
 import { dashboardBenchmarks } from './dashboard.bench.js';
 import { kafkaBenchmarks } from './kafka.bench.js';
 import { scaleBenchmarks } from './scale.bench.js';
+import { feedBenchmarks } from './feed.bench.js';
 
 /** `make bench`: runs every suite (or those named on the command line) and reports each. */
 const suites: Record<string, () => Promise<BenchResult[]>> = {
@@ -23,6 +24,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
   cli: cliBenchmarks,
   dashboard: dashboardBenchmarks,
   kafka: kafkaBenchmarks,
+  feed: feedBenchmarks,
   scale: scaleBenchmarks,
 };
 

@@ -10,16 +10,17 @@ import { binlogLag } from './mysql-cdc/lag.js';
 import { postgresSlotLag } from './postgres-cdc/lag.js';
 import { openMysqlRows } from './mysql-cdc/rows.js';
 import { openPostgresRows } from './postgres-cdc/rows.js';
+import { FeedSource, type FeedDelta, type FeedPosition, type FeedRejection, type FeedReport } from './feed/source.js';
 
 /** Source kinds Cellar reads natively (without Debezium). */
-export const NATIVE_KINDS = ['postgres', 'mysql', 'mariadb'] as const;
+export const NATIVE_KINDS = ['postgres', 'mysql', 'mariadb', 'csv'] as const;
 export type NativeKind = (typeof NATIVE_KINDS)[number];
 
 /**
  * Where a native source resumes after a batch: a Postgres LSN (`X/Y` text; {@link compareCheckpoints} compares
  * it as the 64-bit number it is) or a binlog position (file/pos, and GTIDs where the server has them).
  */
-export type SourceCheckpoint = { kind: 'postgres'; lsn: string } | { kind: 'mysql'; position: BinlogPosition };
+export type SourceCheckpoint = { kind: 'postgres'; lsn: string } | { kind: 'mysql'; position: BinlogPosition } | { kind: 'feed'; feed: FeedPosition };
 
 /** One committed source transaction (or snapshot chunk) of a native source. */
 export interface ChangeBatch {
@@ -31,6 +32,11 @@ export interface ChangeBatch {
   snapshot: boolean;
   /** Set on the batch that ends a snapshot (every owed table read). */
   snapshotComplete?: boolean;
+  /**
+   * Feeds: the rows to remember (written in the transaction that writes the checkpoint), the lines that
+   * could not become changes (dead-lettered there too), and what became of the file.
+   */
+  feed?: { delta?: FeedDelta; rejected: FeedRejection[]; report?: FeedReport };
 }
 
 /** Where a native source starts: from a checkpoint, owing a snapshot (all tables, or some). */
@@ -61,6 +67,7 @@ export interface NativeSource {
 /** Orders two checkpoints of one source: negative when `a` is before `b`. LSNs as numbers, binlog positions by file then offset. */
 export function compareCheckpoints(a: SourceCheckpoint, b: SourceCheckpoint): number {
   if (a.kind === 'postgres' && b.kind === 'postgres') return Math.sign(lsnToNumber(a.lsn) - lsnToNumber(b.lsn));
+  if (a.kind === 'feed' && b.kind === 'feed') return Math.sign(a.feed.seq - b.feed.seq);
   if (a.kind === 'mysql' && b.kind === 'mysql') {
     const n = (p: BinlogPosition) => Number(/\.(\d+)$/.exec(p.file)?.[1] ?? 0);
     return Math.sign(n(a.position) - n(b.position)) || Math.sign(a.position.pos - b.position.pos);
@@ -71,11 +78,18 @@ export function compareCheckpoints(a: SourceCheckpoint, b: SourceCheckpoint): nu
 /** What Cellar reads of one source kind: its change stream and its current rows. */
 export interface NativeSourceKind {
   /** The change stream behind {@link NativeSource}; `evictSlotHolder`: end another session holding the Postgres slot, as after a crash. */
-  stream(supplier: Supplier, log: Logger, opts?: { evictSlotHolder?: boolean }): NativeSource;
+  stream(supplier: Supplier, log: Logger, opts?: StreamOptions): NativeSource;
   /** Read-only access to the supplier's current rows (reconciliation). */
   rows(supplier: Supplier, log: Logger): Promise<SupplierSnapshot>;
   /** How far Cellar is behind the supplier's log (from `at`, Cellar's checkpoint, where the kind needs it). */
   lag(supplier: Supplier, at?: SourceCheckpoint): Promise<SourceLag | undefined>;
+}
+
+/** How a runtime starts a source: end another slot holder (Postgres); read the rows a feed's last file left (feeds). */
+export interface StreamOptions {
+  evictSlotHolder?: boolean;
+  /** Feeds: the remembered rows (key → digest) of the last applied file, from `cellar.feed_rows` under the runtime's source id. */
+  loadFeedRows?: () => Promise<Map<string, string>>;
 }
 
 const tablesOf = (s: Supplier) => s.source.tables.map((t) => t.name);
@@ -92,7 +106,36 @@ export const NATIVE_SOURCES: Record<NativeKind, NativeSourceKind> = {
   },
   mysql: { stream: (s, log) => binlogSource(s, log, 'mysql'), rows: (s, log) => openMysqlRows(mysqlUrl(s), s.topicPrefix, tablesOf(s), log), lag: binlogDistance },
   mariadb: { stream: (s, log) => binlogSource(s, log, 'mariadb'), rows: (s, log) => openMysqlRows(mysqlUrl(s), s.topicPrefix, tablesOf(s), log), lag: binlogDistance },
+  csv: {
+    stream: feedSource,
+    rows: async (s) => {
+      throw new Error(`${s.id}: reconciliation of file feeds compares with the last applied file, which is not kept; each file is applied whole`);
+    },
+    lag: async () => undefined,
+  },
 };
+
+/** A file feed: its checkpoint is the last applied file; `ack` has nothing to tell (the commit holds the rows it left). */
+function feedSource(supplier: Supplier, log: Logger, opts: StreamOptions = {}): NativeSource {
+  const table = supplier.source.tables[0]!;
+  const reader = new FeedSource({
+    supplierId: supplier.id, topicPrefix: supplier.topicPrefix, table: table.name, key: table.key ?? [], feed: supplier.source.feed!,
+    loadRows: opts.loadFeedRows ?? (async () => new Map()),
+  }, log);
+  return {
+    kind: 'csv',
+    get done() {
+      return reader.done;
+    },
+    start: (handler, from) =>
+      reader.start((b) => handler({
+        changes: b.changes, checkpoint: { kind: 'feed', feed: b.position }, snapshot: b.snapshot, ...(b.snapshotComplete ? { snapshotComplete: true } : {}),
+        feed: { rejected: b.rejected, ...(b.delta ? { delta: b.delta } : {}), ...(b.report ? { report: b.report } : {}) },
+      }), { ...(from.checkpoint?.kind === 'feed' ? { position: from.checkpoint.feed } : {}), snapshotDone: from.snapshotDone ?? false }),
+    ack: async () => undefined,
+    stop: () => reader.stop(),
+  };
+}
 
 function binlogDistance(s: Supplier, at?: SourceCheckpoint): Promise<SourceLag | undefined> {
   return binlogLag(mysqlUrl(s), at?.kind === 'mysql' ? at.position : undefined);
@@ -134,12 +177,18 @@ function binlogSource(supplier: Supplier, log: Logger, kind: 'mysql' | 'mariadb'
   };
 }
 
-/** True when Cellar has a native reader for the supplier's source kind. */
+/** True when Cellar has a native reader for the supplier's source kind (a `csv` supplier: when it names its files in `source.feed`). */
 export function hasNativeSource(supplier: Supplier): boolean {
+  if (supplier.source.kind === 'csv') return supplier.source.feed !== undefined;
   return (NATIVE_KINDS as readonly string[]).includes(supplier.source.kind);
 }
 
+/** True when reconciliation can read the supplier's current rows (database sources). */
+export function hasRowReader(supplier: Supplier): boolean {
+  return hasNativeSource(supplier) && supplier.source.kind !== 'csv';
+}
+
 /** The supplier's native source, or undefined when its kind has none (Debezium captures it). */
-export function createNativeSource(supplier: Supplier, log: Logger, opts?: { evictSlotHolder?: boolean }): NativeSource | undefined {
+export function createNativeSource(supplier: Supplier, log: Logger, opts?: StreamOptions): NativeSource | undefined {
   return hasNativeSource(supplier) ? NATIVE_SOURCES[supplier.source.kind as NativeKind].stream(supplier, log, opts) : undefined;
 }

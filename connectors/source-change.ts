@@ -26,7 +26,7 @@ export class SourceChange {
     readonly spec: ChangeSpec,
   ) {}
 
-  /** The captured table as supplier files name it: `schema.table` (Postgres) or `database.table` (MySQL/MariaDB). */
+  /** The captured table as supplier files name it: `schema.table` (Postgres) or `database.table` (MySQL/MariaDB, feeds). */
   get table(): string {
     return this.info.connector === 'postgresql' ? `${this.info.schema ?? 'public'}.${this.info.table}` : `${this.info.db}.${this.info.table}`;
   }
@@ -48,7 +48,9 @@ export class SourceChange {
       return out;
     };
     // The version needs only the position fields; the whole source block is built if someone reads it.
-    const at = info.connector === 'postgresql' ? { lsn: s.lsn ?? 0, ...(s.commitLsn !== undefined ? { cellar_commit_lsn: s.commitLsn } : {}) } : { file: s.file ?? 'bin.000001', pos: s.pos ?? 4, row: s.row ?? 0 };
+    const at = info.connector === 'postgresql' ? { lsn: s.lsn ?? 0, ...(s.commitLsn !== undefined ? { cellar_commit_lsn: s.commitLsn } : {}) }
+      : info.connector === 'cellar-feed' ? { version: s.feedVersion ?? 0, line: s.line ?? 0, file: s.feedFile }
+      : { file: s.file ?? 'bin.000001', pos: s.pos ?? 4, row: s.row ?? 0 };
     const { version, position } = s.cellarVersion !== undefined ? { version: s.cellarVersion, position: `reconcile:${s.cellarVersion}` } : sourceVersionOf(info.connector, at);
     let source: Record<string, unknown> | undefined;
     const row = s.after ?? s.before;

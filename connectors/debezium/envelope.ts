@@ -19,7 +19,8 @@ export interface ColumnDef {
 
 /** Where a change comes from: connector, logical server name (topic prefix), database, schema, table. */
 export interface SourceInfo {
-  connector: 'postgresql' | 'mysql';
+  /** `cellar-feed`: a supplier's file or HTTP feed (see connectors/feed), its rows in Cellar's feed format. */
+  connector: 'postgresql' | 'mysql' | 'cellar-feed';
   name: string;
   db: string;
   schema?: string;
@@ -53,6 +54,10 @@ export interface ChangeSpec {
    * real change (see pipelines/reconcile/repair.ts).
    */
   cellarVersion?: string;
+  /** Feeds: the row's version (the supplier's own, or the feed's arrival order), its line, and the file or request. */
+  feedVersion?: number;
+  line?: number;
+  feedFile?: string;
 }
 
 /** Two's-complement big-endian bytes of an integer, base64, as Kafka Connect's Decimal. */
@@ -95,6 +100,8 @@ function sourceStruct(info: SourceInfo): Record<string, unknown> {
   const common = [s('version', 'string', false), s('connector', 'string', false), s('name', 'string', false), s('ts_ms', 'int64', false), s('snapshot'), s('db', 'string', false), s('sequence')];
   const fields = info.connector === 'postgresql'
     ? [...common, s('schema', 'string', false), s('table', 'string', false), s('txId', 'int64'), s('lsn', 'int64'), s('xmin', 'int64'), s('cellar_commit_lsn', 'int64')]
+    : info.connector === 'cellar-feed'
+    ? [...common, s('table', 'string', false), s('line', 'int64', false), s('file')]
     : [...common, s('table'), s('server_id', 'int64', false), s('gtid'), s('file', 'string', false), s('pos', 'int64', false), s('row', 'int32', false), s('thread', 'int64'), s('query')];
   return { type: 'struct', fields, optional: false, name: `io.debezium.connector.${info.connector}.Source`, field: 'source' };
 }
@@ -117,6 +124,10 @@ export function rowImage(columns: ColumnDef[], keyColumns: string[], row: Record
 /** The Debezium `source` block of a change. */
 export function sourceBlock(info: SourceInfo, c: ChangeSpec): Record<string, unknown> {
   const base = { version: '2.7.3.Final', connector: info.connector, name: info.name, ts_ms: c.tsMs, snapshot: c.snapshot ?? 'false', db: info.db, ...(c.cellarVersion !== undefined ? { cellar_version: c.cellarVersion } : {}) };
+  if (info.connector === 'cellar-feed') {
+    // `version` is the row's version (digits), as the feed format defines it; see sourceVersionOf.
+    return { ...base, version: String(c.feedVersion ?? 0), sequence: null, table: info.table, line: c.line ?? 0, file: c.feedFile ?? null };
+  }
   if (info.connector === 'postgresql') {
     return { ...base, sequence: `[null,"${c.lsn ?? 0}"]`, schema: info.schema ?? 'public', table: info.table, txId: c.txId ?? null, lsn: c.lsn ?? 0, xmin: null, ...(c.commitLsn !== undefined ? { cellar_commit_lsn: c.commitLsn } : {}) };
   }

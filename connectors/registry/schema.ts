@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Cron } from 'croner';
+import { FeedSpec } from '../feed/config.js';
 
 /** True when croner accepts the expression. */
 function validCron(expr: string): boolean {
@@ -252,6 +253,8 @@ export const SupplierSpec = z
         /** Debezium `topic.prefix`; raw topics are `<topicPrefix>.<table>`. Default: the supplier id. */
         topicPrefix: z.string().regex(/^[A-Za-z0-9_.-]+$/).optional(),
         tables: z.array(TableSpec).min(1, 'at least one captured table'),
+        /** `csv` suppliers: where their files come from and how to read them (see connectors/feed/config.ts). */
+        feed: FeedSpec.optional(),
       })
       .strict(),
     mapping: MappingSpec,
@@ -273,6 +276,11 @@ export const SupplierSpec = z
     const db = ['postgres', 'mysql', 'mariadb', 'mongodb', 'sqlserver'].includes(s.source.kind);
     if (db && !s.source.connection) {
       ctx.addIssue({ code: 'custom', path: ['source', 'connection'], message: `required for source kind ${s.source.kind}` });
+    }
+    if (s.source.feed && s.source.kind !== 'csv') ctx.addIssue({ code: 'custom', path: ['source', 'feed'], message: `only for source kind csv (this supplier is ${s.source.kind})` });
+    if (s.source.kind === 'csv' && s.source.feed) {
+      if (s.source.tables.length !== 1) ctx.addIssue({ code: 'custom', path: ['source', 'tables'], message: 'a file feed is one table: list exactly one' });
+      else if (!s.source.tables[0]!.key) ctx.addIssue({ code: 'custom', path: ['source', 'tables', 0, 'key'], message: 'required for a file feed: the columns that identify a row across files' });
     }
   });
 

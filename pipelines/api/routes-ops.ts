@@ -26,7 +26,7 @@ export interface OpsDeps {
 const DLQ_FILTER = {
   reason: { type: 'string', pattern: '^[a-z_]{1,64}$', description: 'Reason code, e.g. `unknown_sku`.' },
   supplierId: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' },
-  stage: { type: 'string', enum: ['normalizer', 'aggregator', 'sink-postgres', 'sink-redis'] },
+  stage: { type: 'string', enum: ['source', 'normalizer', 'aggregator', 'sink-postgres', 'sink-redis'] },
   pending: { type: 'boolean', description: 'Only letters never replayed.' },
 } as const;
 

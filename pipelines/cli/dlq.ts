@@ -57,7 +57,7 @@ function withFilters(c: Command): Command {
     .option('--id <id...>', 'dead letter ids')
     .option('--reason <code>', 'reason code, e.g. unknown_sku')
     .option('--supplier <id>', 'supplier id')
-    .option('--stage <stage>', 'normalizer, aggregator, sink-postgres, sink-redis')
+    .option('--stage <stage>', 'source, normalizer, aggregator, sink-postgres, sink-redis')
     .option('--status <status>', 'pending, replayed or resolved')
     .option('--pending', 'only letters never replayed nor resolved (--status pending)')
     .option('--since <time>', 'filed at or after: a time (2026-11-29T10:00Z) or an age (30m, 2h, 7d)')

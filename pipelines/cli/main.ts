@@ -18,6 +18,7 @@ import { registerConnectorsCommands } from './connectors.js';
 import { registerReconcileCommands } from './reconcile.js';
 import { registerStatusCommand } from './status.js';
 import { registerReloadCommand } from './reload.js';
+import { registerFeedCommands } from './feed.js';
 
 // `cellar --help | head`: a reader that stops early is no error.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -147,6 +148,7 @@ registerConnectorsCommands(program);
 registerReconcileCommands(program);
 registerStatusCommand(program);
 registerReloadCommand(program);
+registerFeedCommands(program);
 
 program
   .command('demo')

@@ -1,8 +1,8 @@
 import type { DeadLetter } from '../../schemas/records.js';
 import { REASONS, type ReasonCode } from '../../schemas/reasons.js';
 
-/** The stages that dead-letter records, as `stage` of a letter and of `cellar_dead_letters_total`. */
-export const STAGES = ['normalizer', 'aggregator', 'sink-postgres', 'sink-redis'] as const;
+/** The stages that dead-letter records, as `stage` of a letter and of `cellar_dead_letters_total` (`source`: a feed line that could not become a change). */
+export const STAGES = ['source', 'normalizer', 'aggregator', 'sink-postgres', 'sink-redis'] as const;
 export type Stage = (typeof STAGES)[number];
 
 /** Where a dead-lettered record was: its Kafka coordinates, or its source position in the embedded runtime. */

@@ -234,13 +234,22 @@ export function changeFromEnvelope(payload: unknown, schema: FieldSchema | undef
     source,
     table: tableName(connector, source),
     sourceVersion: version,
-    sourceTsMs: Number(source.ts_ms ?? env.ts_ms ?? 0),
+    sourceTsMs: timestampMs(source.ts_ms ?? env.ts_ms),
     position,
   };
 }
 
 /** The last computed table name: consecutive events nearly always come from the same table. */
 let lastTable = { connector: '', db: undefined as unknown, schema: undefined as unknown, table: undefined as unknown, name: '' };
+
+/**
+ * A source time in whole ms, or 0 (unknown) when it is not a number of ms Avro's long can carry: a
+ * fractional, huge or non-numeric `ts_ms` must not make the change impossible to pass on.
+ */
+function timestampMs(v: unknown): number {
+  const n = Math.trunc(Number(v ?? 0));
+  return Number.isSafeInteger(n) && n >= 0 ? n : 0;
+}
 
 /** `schema.table` (Postgres), `db.table` (MySQL/MariaDB, MongoDB, feeds), `db.schema.table` (SQL Server). */
 function tableName(connector: string, source: Record<string, unknown>): string {

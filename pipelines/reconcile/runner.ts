@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { hasNativeSource } from '../../connectors/native-source.js';
+import { hasRowReader } from '../../connectors/native-source.js';
 import { Redis } from 'ioredis';
 import { Cron } from 'croner';
 import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
@@ -19,7 +19,7 @@ export function suppliersToReconcile(all: Supplier[], supplierId?: string): Supp
     if (!s) throw new ConfigError(`no supplier "${supplierId}" in the registry (known: ${all.map((x) => x.id).join(', ') || 'none'})`);
     return [s];
   }
-  return all.filter(hasNativeSource);
+  return all.filter(hasRowReader);
 }
 
 /** A reconciler bound to Cellar's Postgres and Redis, for the CLI, the scheduler and the read API. */

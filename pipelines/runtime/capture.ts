@@ -1,5 +1,9 @@
 import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
-import { createNativeSource, hasNativeSource, type SourceCheckpoint } from '../../connectors/native-source.js';
+import { createNativeSource, hasNativeSource, type ChangeBatch, type SourceCheckpoint } from '../../connectors/native-source.js';
+import { describeFeedReport } from '../../connectors/feed/source.js';
+import { applyFeedDelta, loadFeedRows } from '../state/feed-rows.js';
+import { insertDeadLetters } from '../state/dead-letters.js';
+import { deadLetter } from '../dlq/letter.js';
 import { toDebeziumJson } from '../../connectors/debezium/envelope.js';
 import { createPgPool, inTransaction } from '../core/pg.js';
 import { migrate } from '../state/migrate.js';
@@ -52,14 +56,25 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
   const producer = await retry('Kafka', () => connectProducer(kafka, cfg));
   const sourceId = `capture:${supplier.id}`;
   // A checkpoint that records the end of a snapshot also marks the resnapshot requests it fulfils finished.
-  const checkpoint = (c: StoredCheckpoint, finished: number[] = []) =>
+  // A feed's checkpoint carries the rows its file left and the lines it refused, written in the same transaction.
+  const checkpoint: Checkpoint = (c, finished = [], feed) =>
     retry('writing checkpoint', () =>
       inTransaction(pool, 'writing checkpoint', async (tx) => {
         await lease.fence(tx);
         await writeCheckpoint(tx, sourceId, c);
         await finishResnapshotRequests(tx, finished);
+        if (feed?.delta) await applyFeedDelta(tx, sourceId, feed.delta);
+        if (feed?.rejected.length) {
+          const letters = feed.rejected.map((r) => deadLetter('source', r.reason, r.message, { supplierId: supplier.id, sourcePosition: `${r.file}:${r.line}`, value: r.text }));
+          await insertDeadLetters(tx, letters);
+        }
       }),
-    );
+    ).then(() => {
+      if (feed?.rejected.length) {
+        metrics.recordStage('source', { letters: feed.rejected });
+        log.warn({ supplier: supplier.id, deadLetters: feed.rejected.length, first: feed.rejected[0]!.message }, 'feed lines dead-lettered (cellar dlq list)');
+      }
+    });
   const publish = async (messages: Array<{ topic: string; key: string | null; value: string }>) => {
     if (!messages.length) return;
     await retry('producing raw changes', async () => {
@@ -84,7 +99,7 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
   const board = new SourceStatusBoard('capture');
   const startReader = async (): Promise<Reader> => {
     const saved = await readCheckpoint<StoredCheckpoint>(pool, sourceId);
-    const r = await startNative(supplier, saved, publish, checkpoint, retry, log, board);
+    const r = await startNative(supplier, saved, publish, checkpoint, retry, log, board, () => loadFeedRows(pool, sourceId));
     r.done?.catch(async (err: unknown) => {
       board.set(supplier.id, 'restarting', (err as Error).message);
       await board.flush(pool).catch(() => undefined);
@@ -195,7 +210,7 @@ type Retry = <T>(what: string, fn: () => Promise<T>) => Promise<T>;
 /** `done` rejects when the reader's stream stops on an error; `cellar run capture` then exits 1 for its supervisor to restart it. */
 type Reader = { stop(): Promise<void>; done?: Promise<void> };
 
-type Checkpoint = (c: StoredCheckpoint, finished?: number[]) => Promise<unknown>;
+type Checkpoint = (c: StoredCheckpoint, finished?: number[], feed?: ChangeBatch['feed']) => Promise<unknown>;
 
 /**
  * The supplier's native source (see connectors/native-source.ts) publishing to Kafka: each batch is acked
@@ -203,8 +218,8 @@ type Checkpoint = (c: StoredCheckpoint, finished?: number[]) => Promise<unknown>
  * MySQL restart resumes; Postgres resumes from its slot) and the snapshot still owed, written at most every
  * second once a snapshot of every table is done, and always by the batch that ends a snapshot.
  */
-async function startNative(supplier: Supplier, saved: StoredCheckpoint | undefined, publish: Publish, checkpoint: Checkpoint, retry: Retry, log: Logger, board: SourceStatusBoard): Promise<Reader> {
-  const source = createNativeSource(supplier, log, { evictSlotHolder: true })!;
+async function startNative(supplier: Supplier, saved: StoredCheckpoint | undefined, publish: Publish, checkpoint: Checkpoint, retry: Retry, log: Logger, board: SourceStatusBoard, loadRows: () => Promise<Map<string, string>>): Promise<Reader> {
+  const source = createNativeSource(supplier, log, { evictSlotHolder: true, loadFeedRows: () => retry('reading the rows of the last feed file', loadRows) })!;
   board.set(supplier.id, 'starting');
   let owed = snapshotStateOf(saved);
   let latest: SourceCheckpoint | undefined;
@@ -213,16 +228,18 @@ async function startNative(supplier: Supplier, saved: StoredCheckpoint | undefin
   const from = { ...owed, ...(resume ? { checkpoint: resume } : {}) };
   await retry(`starting the reader of ${supplier.id}`, () =>
     source.start(async (batch) => {
-      board.batch(supplier.id, { changes: batch.changes.length, snapshot: batch.snapshot, ...(batch.snapshotComplete ? { snapshotComplete: true } : {}) });
+      const report = batch.feed?.report;
+      board.batch(supplier.id, { changes: batch.changes.length, snapshot: batch.snapshot, ...(batch.snapshotComplete ? { snapshotComplete: true } : {}), ...(report ? { detail: describeFeedReport(report) } : {}) });
       await publish(batch.changes.map((c) => toDebeziumJson(c)));
       const finished = batch.snapshotComplete ? owed.resnapshotRequests ?? [] : [];
       if (batch.snapshotComplete) owed = { snapshotDone: true };
       // Only positions after a snapshot of every table are resumable: a crash inside it snapshots again.
       if (owed.snapshotDone) {
         latest = batch.checkpoint;
-        if (batch.snapshotComplete || Date.now() - written >= CHECKPOINT_EVERY_MS) {
+        // A feed's batch is one whole file: its checkpoint (with the rows it left) is written every time.
+        if (batch.snapshotComplete || batch.feed || Date.now() - written >= CHECKPOINT_EVERY_MS) {
           written = Date.now();
-          await checkpoint({ kind: supplier.source.kind, ...storedPosition(latest), ...owed }, finished);
+          await checkpoint({ kind: supplier.source.kind, ...storedPosition(latest), ...owed }, finished, batch.feed);
         }
       }
       await source.ack(batch.checkpoint);

@@ -20,7 +20,9 @@ import type { Route } from '../normalize/normalize.js';
 import type { CachedRouteStore } from '../state/routes.js';
 import type { MappingInputsStore } from '../normalize/sku-map-store.js';
 import { storedPosition, writeCheckpoint, type StoredCheckpoint } from '../state/checkpoints.js';
-import type { SourceCheckpoint } from '../../connectors/native-source.js';
+import type { ChangeBatch, SourceCheckpoint } from '../../connectors/native-source.js';
+import type { FeedDelta } from '../../connectors/feed/source.js';
+import { applyFeedDelta } from '../state/feed-rows.js';
 import { afterBatch, finishResnapshotRequests, snapshotStateOf, type SnapshotState } from './resnapshot.js';
 
 /** The `partition` the embedded runtime files its contributions under (the Kafka runtime uses 0..N-1). */
@@ -37,7 +39,7 @@ export type EmbeddedChange = SourceChange | { table: string; key: string | null;
 export interface Pending {
   supplier: Supplier;
   mapping: CompiledMapping;
-  batch: { changes: EmbeddedChange[]; snapshot: boolean; snapshotComplete?: boolean };
+  batch: { changes: EmbeddedChange[]; snapshot: boolean; snapshotComplete?: boolean; feed?: ChangeBatch['feed'] };
   /** Where the source stands after this batch; undefined for corrections (nothing to checkpoint). */
   checkpoint: SourceCheckpoint | undefined;
   confirm: () => Promise<void>;
@@ -50,7 +52,9 @@ export interface Pending {
 /** A group normalized and aggregated in memory, ready to commit. */
 export interface Prepared {
   /** Dead letters by stage, each stage's stale changes, and the changes read. */
-  letters: { normalizer: DeadLetter[]; aggregator: DeadLetter[] };
+  letters: { source: DeadLetter[]; normalizer: DeadLetter[]; aggregator: DeadLetter[] };
+  /** Feeds: the rows each applied file leaves, by supplier, in order (written with the checkpoints). */
+  feedDeltas: Array<[string, FeedDelta]>;
   stale: { normalizer: number; aggregator: number };
   changes: number;
   /** Routes whose placement changed (see CachedRouteStore.placementChanges). */
@@ -91,7 +95,7 @@ export interface GroupState {
  */
 export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Prepared> {
   const out: Prepared = {
-    letters: { normalizer: [], aggregator: [] }, stale: { normalizer: 0, aggregator: 0 }, changes: 0, routesToSave: [], totals: [], changed: [],
+    letters: { source: [], normalizer: [], aggregator: [] }, feedDeltas: [], stale: { normalizer: 0, aggregator: 0 }, changes: 0, routesToSave: [], totals: [], changed: [],
     checkpoints: [], confirms: [], repairIds: taken.flatMap((p) => p.repairIds ?? []), finished: [], holds: [], releases: [],
   };
   // Memory is bounded: keys are dropped only once every drained change is committed, so one loaded again
@@ -123,6 +127,10 @@ export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Pre
         else byTable.set(table, [{ m, at }]);
       }
       if (!p.repairIds) out.finished.push(...afterBatch(s.snapshots, supplier.id, p.batch));
+      if (p.batch.feed?.delta) out.feedDeltas.push([supplier.id, p.batch.feed.delta]);
+      for (const r of p.batch.feed?.rejected ?? []) {
+        out.letters.source.push(deadLetter('source', r.reason, r.message, { supplierId: supplier.id, sourcePosition: `${r.file}:${r.line}`, value: r.text }));
+      }
     }
     for (const [table, msgs] of byTable) {
       const res = await normalizeBatch(
@@ -161,7 +169,7 @@ export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Pre
   }
   // Stable across retries of the commit, so letters of a commit whose outcome was unknown are written once.
   const id = randomUUID();
-  [...out.letters.normalizer, ...out.letters.aggregator].forEach((l, i) => (l.dedupeKey = `${id}:${i}`));
+  [...out.letters.source, ...out.letters.normalizer, ...out.letters.aggregator].forEach((l, i) => (l.dedupeKey = `${id}:${i}`));
   return out;
 }
 
@@ -171,7 +179,8 @@ export async function writeGroup(s: GroupState, g: Prepared, tx: pg.PoolClient):
   await s.held.apply(g.holds, g.releases, tx);
   await s.contributions.save(g.changed, EMBEDDED_PARTITION, tx);
   await upsertRegionalStock(tx, g.totals);
-  await insertDeadLetters(tx, [...g.letters.normalizer, ...g.letters.aggregator]);
+  await insertDeadLetters(tx, [...g.letters.source, ...g.letters.normalizer, ...g.letters.aggregator]);
+  for (const [sourceId, delta] of g.feedDeltas) await applyFeedDelta(tx, sourceId, delta);
   await finishResnapshotRequests(tx, g.finished);
   if (g.repairIds.length) await query(tx, 'consuming corrections', 'DELETE FROM cellar.repair_requests WHERE id = ANY($1)', [g.repairIds]);
   for (const [sourceId, checkpoint] of g.checkpoints) await writeCheckpoint(tx, sourceId, checkpoint);

@@ -25,6 +25,7 @@ import { readCheckpoint, type StoredCheckpoint } from '../state/checkpoints.js';
 import { deploymentId, registerDeployment } from '../state/deployments.js';
 import { EMBEDDED_PARTITION, prepareGroup, writeGroup, type GroupState, type Pending, type Prepared } from './embedded-group.js';
 import { GroupCommitLoop } from './group-commit.js';
+import { loadFeedRows } from '../state/feed-rows.js';
 import { RuntimeLease } from './lease.js';
 import { ReaderSupervisor } from './reader-supervisor.js';
 import { hasNativeSource } from '../../connectors/native-source.js';
@@ -154,10 +155,11 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     metrics.groupPhase.observe({ phase: 'redis' }, (performance.now() - started) / 1000);
     metrics.groupChanges.observe(g.changes);
     // The same stage metrics as the Kafka runtime's workers, and the runtime's own throughput.
+    metrics.recordStage('source', { letters: g.letters.source });
     metrics.recordStage('normalizer', { stale: g.stale.normalizer, letters: g.letters.normalizer });
     metrics.recordStage('aggregator', { stale: g.stale.aggregator, letters: g.letters.aggregator });
     metrics.recordStage('embedded', { in: g.changes, out: g.totals.length });
-    const letters = [...g.letters.normalizer, ...g.letters.aggregator];
+    const letters = [...g.letters.source, ...g.letters.normalizer, ...g.letters.aggregator];
     if (letters.length) {
       log.warn({ deadLetters: letters.length, reasons: [...new Set(letters.map((l) => l.reason))], suppliers: [...new Set(letters.map((l) => l.supplierId))], first: letters[0]!.message }, 'dead-lettered records (cellar dlq list)');
     }
@@ -181,6 +183,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     log, metrics, retry, snapshots, ended, onFatal: loop.stopOn, board,
     accept: (p, size) => loop.push(p, size),
     readCheckpoint: (id) => readCheckpoint<StoredCheckpoint>(pool, id),
+    loadFeedRows: (id) => retry('reading the rows of the last feed file', () => loadFeedRows(pool, id)),
   });
 
   const mappings = new Map<string, { supplier: Supplier; mapping: CompiledMapping }>();

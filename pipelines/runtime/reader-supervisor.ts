@@ -1,4 +1,5 @@
 import { createNativeSource } from '../../connectors/native-source.js';
+import { describeFeedReport } from '../../connectors/feed/source.js';
 import type { Supplier } from '../../connectors/registry/loader.js';
 import { CellarError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -24,6 +25,8 @@ export interface SupervisorDeps {
   /** What each supplier's reader owes (snapshot state), kept by the group commit. */
   snapshots: Map<string, SnapshotState>;
   readCheckpoint: (supplierId: string) => Promise<StoredCheckpoint | undefined>;
+  /** Feeds: the rows the supplier's last applied file left (`cellar.feed_rows`). */
+  loadFeedRows: (supplierId: string) => Promise<Map<string, string>>;
   /** True once the runtime stops or failed: readers are not started again. */
   ended: () => boolean;
   onFatal: (err: unknown) => void;
@@ -51,13 +54,14 @@ export class ReaderSupervisor {
     const current = () => (this.generation.get(supplier.id) ?? 0) === gen;
     const accept = async (p: Omit<Pending, 'supplier' | 'mapping'>) => {
       if (!current()) return;
-      d.board?.batch(supplier.id, { changes: p.batch.changes.length, snapshot: p.batch.snapshot, ...(p.batch.snapshotComplete ? { snapshotComplete: true } : {}) });
+      const report = p.batch.feed?.report;
+      d.board?.batch(supplier.id, { changes: p.batch.changes.length, snapshot: p.batch.snapshot, ...(p.batch.snapshotComplete ? { snapshotComplete: true } : {}), ...(report ? { detail: describeFeedReport(report) } : {}) });
       await d.accept({ supplier, mapping, ...p }, p.batch.changes.length);
     };
     const owed = d.snapshots.get(supplier.id);
     if (d.board?.get(supplier.id)?.state !== 'restarting') d.board?.set(supplier.id, 'starting');
     const source = await d.retry(`starting the reader of ${supplier.id}`, async () => {
-      const src = createNativeSource(supplier, d.log, { evictSlotHolder: true })!;
+      const src = createNativeSource(supplier, d.log, { evictSlotHolder: true, loadFeedRows: () => d.loadFeedRows(supplier.id) })!;
       try {
         // A batch of a reader that has since stopped cannot be acknowledged through it: its successor
         // resumes from the last durable checkpoint (the slot's confirmed position, or the saved binlog position).

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { SourceCheckpoint } from '../../connectors/native-source.js';
 import type { BinlogPosition } from '../../connectors/mysql-cdc/index.js';
+import type { FeedPosition } from '../../connectors/feed/source.js';
 import { query } from '../core/pg.js';
 
 /**
@@ -30,15 +31,18 @@ export interface StoredCheckpoint extends SnapshotState {
   lsn?: string;
   /** A binlog position; in checkpoints written before this form, the embedded runtime's LSN text. */
   position?: BinlogPosition | string;
+  /** A file feed: its last applied file (content hash, HTTP validators) and the version its rows got. */
+  feed?: FeedPosition;
 }
 
 /** The stored fields of a source checkpoint. */
-export function storedPosition(c: SourceCheckpoint): { lsn: string } | { position: BinlogPosition } {
-  return c.kind === 'postgres' ? { lsn: c.lsn } : { position: c.position };
+export function storedPosition(c: SourceCheckpoint): { lsn: string } | { position: BinlogPosition } | { feed: FeedPosition } {
+  return c.kind === 'postgres' ? { lsn: c.lsn } : c.kind === 'feed' ? { feed: c.feed } : { position: c.position };
 }
 
 /** Where a saved checkpoint resumes its source: a binlog position; none for Postgres (the slot has it). */
 export function resumePoint(saved: StoredCheckpoint | undefined): SourceCheckpoint | undefined {
+  if (saved?.feed) return { kind: 'feed', feed: saved.feed };
   return saved?.position && typeof saved.position === 'object' ? { kind: 'mysql', position: saved.position } : undefined;
 }
 

@@ -52,15 +52,16 @@ export class SourceStatusBoard {
     r.detail = detail;
   }
 
-  /** A batch was handed over. */
-  batch(supplierId: string, b: { changes: number; snapshot: boolean; snapshotComplete?: boolean }): void {
+  /** A batch was handed over (`detail`: what a feed did with its file, shown until the next one). */
+  batch(supplierId: string, b: { changes: number; snapshot: boolean; snapshotComplete?: boolean; detail?: string | null }): void {
     const r = this.row(supplierId);
+    const detail = b.detail !== undefined ? b.detail : r.state === 'streaming' ? r.detail : null;
     if (b.snapshot && !b.snapshotComplete) {
       if (r.state !== 'snapshotting') r.snapshotRows = 0;
-      this.set(supplierId, 'snapshotting', null);
+      this.set(supplierId, 'snapshotting', detail);
       r.snapshotRows += b.changes;
     } else {
-      this.set(supplierId, 'streaming', null);
+      this.set(supplierId, 'streaming', detail);
     }
     if (b.changes) {
       r.changes += b.changes;

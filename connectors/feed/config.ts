@@ -1,0 +1,53 @@
+import { z } from 'zod';
+import { CSV_DELIMITERS } from './csv.js';
+
+/**
+ * Where a file-feed supplier's snapshots come from and how to read them (`source.feed` of a `csv`
+ * supplier). Each file is the supplier's whole stock: Cellar applies what changed since the last file it
+ * applied, once, and holds back a file that looks truncated.
+ */
+export const FeedSpec = z
+  .object({
+    /**
+     * A folder the supplier (or `cellar feed push`) drops files into: at each check the newest file whose
+     * name matches `pattern` (by modification time, then name) is the current snapshot.
+     */
+    path: z.string().min(1).optional(),
+    /** An HTTP(S) address fetched at each check; `ETag` and `Last-Modified` are sent back, so an unchanged file costs a 304. */
+    url: z.string().url().refine((u) => /^https?:\/\//.test(u), 'an http:// or https:// address').optional(),
+    /** File names considered in `path` (`*` matches any characters). Default `*.csv`. */
+    pattern: z.string().min(1).default('*.csv'),
+    /** How often the folder or address is checked, ms. Default 60000 (a minute); at least 100. */
+    checkEveryMs: z.number().int().min(100).default(60_000),
+    /** The column delimiter; default: detected from the header line (`,` `;` tab `|`). */
+    delimiter: z.enum(CSV_DELIMITERS).optional(),
+    /** The file's encoding (`utf-8`, `windows-1252`, `utf-16le`, …); default: a BOM's, else UTF-8 when valid, else windows-1252. */
+    encoding: z.string().min(1).refine((e) => {
+      try {
+        new TextDecoder(e);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'an encoding name TextDecoder knows, e.g. utf-8 or windows-1252').optional(),
+    /** Read `12,5` as 12.5 (only with a delimiter other than `,`). Default false. */
+    decimalComma: z.boolean().default(false),
+    /**
+     * A file with fewer rows than this fraction of the last applied one (or none, after some) is held back
+     * and reported instead of applied: a truncated export must not delete the supplier's stock. 0 turns
+     * the guard off. Default 0.5.
+     */
+    minRowsFraction: z.number().min(0).max(1).default(0.5),
+  })
+  .strict()
+  .superRefine((f, ctx) => {
+    if ((f.path === undefined) === (f.url === undefined)) ctx.addIssue({ code: 'custom', path: ['path'], message: 'give exactly one of path (a folder) or url (an http(s) address)' });
+  });
+
+export type FeedConfig = z.output<typeof FeedSpec>;
+
+/** True when `name` matches a `*` pattern (the only wildcard), case-sensitively. */
+export function matchesPattern(name: string, pattern: string): boolean {
+  const re = new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  return re.test(name);
+}

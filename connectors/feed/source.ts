@@ -1,0 +1,206 @@
+import type { Logger } from '../../pipelines/core/logger.js';
+import type { ColumnDef, SourceInfo } from '../debezium/envelope.js';
+import { SourceChange } from '../source-change.js';
+import type { FeedConfig } from './config.js';
+import { parseFeedCsv } from './csv.js';
+import { currentFile, type FeedFile, type FeedFileId } from './fetch.js';
+import { diffSnapshot, feedKey, MissingKeyError, rowHash, truncationGuard, type KeyedFeedRow } from './snapshot-diff.js';
+
+/** Where a feed stands: the version its last applied file gave its rows, that file, and its row count. */
+export interface FeedPosition {
+  /** The version of the last applied file's rows (epoch ms when it was read, kept increasing). */
+  seq: number;
+  rows: number;
+  file?: FeedFileId;
+}
+
+/**
+ * The change a batch makes to the feed's remembered rows (`cellar.feed_rows`): written in the same
+ * transaction as the batch's checkpoint, so what the next file is compared with is always what was applied.
+ */
+export interface FeedDelta {
+  upserts: Array<[key: string, hash: string]>;
+  deletes: string[];
+}
+
+/** A line of a feed that could not become a change: dead-lettered with its file and line; the rest applies. */
+export interface FeedRejection {
+  reason: 'malformed_line' | 'missing_key' | 'duplicate_key';
+  message: string;
+  file: string;
+  line: number;
+  /** The line's text (cut at 500 characters). */
+  text: string;
+}
+
+/** What a feed did with a file, for the supplier's health: applied (with counts) or held back (why). */
+export interface FeedReport {
+  file: string;
+  rows: number;
+  upserts: number;
+  deletes: number;
+  unchanged: number;
+  rejected: number;
+  /** Set when the file was held back instead of applied. */
+  held?: string;
+}
+
+/** A feed file's batch: its changes, the rows to remember, the lines refused, and the report. */
+export interface FeedBatch {
+  changes: SourceChange[];
+  position: FeedPosition;
+  snapshot: boolean;
+  snapshotComplete?: boolean;
+  delta?: FeedDelta;
+  rejected: FeedRejection[];
+  report?: FeedReport;
+}
+
+export interface FeedSourceOptions {
+  supplierId: string;
+  topicPrefix: string;
+  /** The one table of the feed (`feed.stock`) and its key columns. */
+  table: string;
+  key: string[];
+  feed: FeedConfig;
+  /** The rows the last applied file left (key → digest), read from Cellar's database at start. */
+  loadRows: () => Promise<Map<string, string>>;
+}
+
+/**
+ * A file feed: every `checkEveryMs` it looks at the supplier's current file; a file not applied before
+ * (by content hash) is parsed, compared with the rows the last applied one left, and handed over as one
+ * batch of changes (new and changed rows as upserts, vanished keys as deletes), with the lines it could not
+ * read as rejections. A file that would delete most of the stock is held back and reported. The rows'
+ * version is the time the file was read (kept increasing), so a later file always wins over an earlier one.
+ */
+export class FeedSource {
+  private position: FeedPosition = { seq: 0, rows: 0 };
+  private rows = new Map<string, string>();
+  private heldHash: string | undefined;
+  private force = false;
+  private timer: NodeJS.Timeout | undefined;
+  private checking: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private fail!: (err: unknown) => void;
+  private finish!: () => void;
+  readonly done: Promise<void>;
+  private readonly info: SourceInfo;
+
+  constructor(private readonly o: FeedSourceOptions, private readonly log: Logger) {
+    this.done = new Promise<void>((resolve, reject) => ((this.finish = resolve), (this.fail = reject)));
+    this.done.catch(() => undefined);
+    const [db, ...rest] = o.table.split('.');
+    this.info = { connector: 'cellar-feed', name: o.topicPrefix, db: db!, table: rest.join('.') };
+  }
+
+  /** Starts checking: at once, then every `checkEveryMs`. `snapshotDone` false: the next file is applied whole. */
+  async start(handler: (b: FeedBatch) => Promise<void>, from: { position?: FeedPosition; snapshotDone?: boolean }): Promise<void> {
+    this.rows = await this.o.loadRows();
+    this.position = from.position ?? { seq: 0, rows: this.rows.size };
+    this.force = !from.snapshotDone;
+    const tick = () => {
+      if (this.stopped) return;
+      this.checking = this.check(handler).then(
+        () => {
+          if (!this.stopped) this.timer = setTimeout(tick, this.o.feed.checkEveryMs);
+        },
+        (err: unknown) => this.fail(err),
+      );
+    };
+    tick();
+  }
+
+  /** Stops checking; a file being handed over finishes first. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.checking.catch(() => undefined);
+    this.finish();
+  }
+
+  private async check(handler: (b: FeedBatch) => Promise<void>): Promise<void> {
+    const file = await currentFile(this.o.feed, this.position.file);
+    if (this.stopped) return;
+    if (!file) {
+      // Nothing to read yet: an owed snapshot is complete (there is nothing to snapshot).
+      if (this.force) await this.hand(handler, { changes: [], position: this.position, snapshot: true, snapshotComplete: true, rejected: [] });
+      return;
+    }
+    if (!this.force && (file.hash === this.position.file?.hash || file.hash === this.heldHash)) return;
+    await this.apply(file, handler);
+  }
+
+  private async apply(file: FeedFile, handler: (b: FeedBatch) => Promise<void>): Promise<void> {
+    const { feed, key } = this.o;
+    const parsed = parseFeedCsv(file.bytes, { ...(feed.delimiter ? { delimiter: feed.delimiter } : {}), ...(feed.encoding ? { encoding: feed.encoding } : {}), decimalComma: feed.decimalComma });
+    const rejected: FeedRejection[] = parsed.errors.map((e) => ({ reason: 'malformed_line', message: `${file.name} line ${e.line}: ${e.message}`, file: file.name, line: e.line, text: e.text }));
+    const missing = key.filter((k) => !parsed.header.includes(k));
+    if (missing.length) return this.hold(file, handler, `the header has no key column ${missing.map((m) => `"${m}"`).join(', ')} (header: ${parsed.header.join(', ') || 'empty'})`, 0);
+    const keyed: KeyedFeedRow[] = [];
+    for (const r of parsed.rows) {
+      try {
+        keyed.push({ ...r, key: feedKey(r, key), hash: rowHash(r.row) });
+      } catch (err) {
+        if (!(err instanceof MissingKeyError)) throw err;
+        rejected.push({ reason: 'missing_key', message: `${file.name} ${err.message}`, file: file.name, line: r.line, text: textOf(r.row) });
+      }
+    }
+    const diff = diffSnapshot(this.rows, keyed);
+    const byLine = new Map(keyed.map((k) => [k.line, k]));
+    for (const d of diff.duplicates) {
+      const r = byLine.get(d.line)!;
+      rejected.push({ reason: 'duplicate_key', message: `${file.name} line ${d.line}: key ${d.key} already on line ${d.firstLine}; the first one counts`, file: file.name, line: d.line, text: textOf(r.row) });
+    }
+    const unique = keyed.length - diff.duplicates.length;
+    const guard = feed.minRowsFraction > 0 ? truncationGuard(this.rows.size, unique, feed.minRowsFraction) : undefined;
+    if (guard) return this.hold(file, handler, guard, unique);
+    const seen = new Set<string>();
+    const upserts = this.force ? keyed.filter((r) => !seen.has(r.key) && !!seen.add(r.key)) : diff.upserts;
+    const seq = Math.max(this.position.seq + 1, Date.now());
+    const columns: ColumnDef[] = parsed.header.map((name) => ({ name, type: 'string' }));
+    const changes: SourceChange[] = [];
+    for (const r of upserts) {
+      const op = this.force ? 'r' : this.rows.has(r.key) ? 'u' : 'c';
+      changes.push(new SourceChange(this.info, columns, key, { op, before: null, after: r.row, tsMs: file.mtimeMs, feedVersion: seq, line: r.line, feedFile: file.name }));
+    }
+    for (const k of diff.deletes) {
+      const values = JSON.parse(k) as string[];
+      const before: Record<string, string | null> = Object.fromEntries(parsed.header.map((h) => [h, null]));
+      key.forEach((c, i) => (before[c] = values[i] ?? null));
+      changes.push(new SourceChange(this.info, columns, key, { op: 'd', before, after: null, tsMs: file.mtimeMs, feedVersion: seq, line: 0, feedFile: file.name }));
+    }
+    const report: FeedReport = { file: file.name, rows: unique, upserts: upserts.length, deletes: diff.deletes.length, unchanged: this.force ? 0 : diff.unchanged, rejected: rejected.length };
+    const position: FeedPosition = { seq, rows: unique, file: { hash: file.hash, name: file.name, ...(file.etag ? { etag: file.etag } : {}), ...(file.lastModified ? { lastModified: file.lastModified } : {}) } };
+    const delta: FeedDelta = { upserts: upserts.map((r) => [r.key, r.hash]), deletes: diff.deletes };
+    const snapshot = this.force;
+    await this.hand(handler, { changes, position, snapshot, ...(snapshot ? { snapshotComplete: true } : {}), delta, rejected, report });
+    for (const [k, h] of delta.upserts) this.rows.set(k, h);
+    for (const k of delta.deletes) this.rows.delete(k);
+    this.log.info({ supplier: this.o.supplierId, ...report, encoding: parsed.encoding, delimiter: parsed.delimiter }, 'feed file read: its changes are handed over');
+  }
+
+  /** Reports a file held back (once per file): nothing of it is applied, the last applied one stays. */
+  private async hold(file: FeedFile, handler: (b: FeedBatch) => Promise<void>, why: string, rows: number): Promise<void> {
+    this.heldHash = file.hash;
+    this.log.warn({ supplier: this.o.supplierId, file: file.name, rows, lastAppliedRows: this.rows.size }, `feed file held back: ${why}`);
+    await this.hand(handler, { changes: [], position: this.position, snapshot: false, rejected: [], report: { file: file.name, rows, upserts: 0, deletes: 0, unchanged: 0, rejected: 0, held: why } });
+  }
+
+  private async hand(handler: (b: FeedBatch) => Promise<void>, b: FeedBatch): Promise<void> {
+    await handler(b);
+    this.position = b.position;
+    if (b.snapshotComplete) this.force = false;
+  }
+}
+
+/** A feed report as one line for the supplier's health (`detail` of its reader's status). */
+export function describeFeedReport(r: FeedReport): string {
+  if (r.held) return `file ${r.file} held back: ${r.held}`;
+  return `last file ${r.file}: ${r.rows} rows, ${r.upserts} new or changed, ${r.deletes} deleted, ${r.unchanged} unchanged, ${r.rejected} dead-lettered`;
+}
+
+/** A row's values as one line of text, for a dead letter. */
+function textOf(row: Record<string, string | null>): string {
+  return Object.values(row).map((v) => v ?? '').join(',').slice(0, 500);
+}

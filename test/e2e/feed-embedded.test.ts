@@ -1,0 +1,102 @@
+import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import { Redis } from 'ioredis';
+import type { ChildProcess } from 'node:child_process';
+import { spawnCellar } from '../../infra/local/cellar-process.js';
+import { createDatabase } from '../../infra/local/postgres.js';
+import { stopChild } from '../../infra/local/process.js';
+import { tempDir } from '../../infra/local/process.js';
+import { createPgPool } from '../../pipelines/core/pg.js';
+import { storesConverged } from '../support/stores.js';
+import { artifactDir, cellarEnv, rid, services, supplierDir, eventually } from '../support/services.js';
+import { explainProcess } from '../support/embedded.js';
+import { csvOf, dropFile, feedDetail, feedLetters, feedRegions, feedSupplierYaml, feedTruth, randomLines, type FeedLine } from '../support/feeds.js';
+
+/**
+ * `cellar run embedded` with a file-feed supplier: successive CSV files dropped into its folder add, change
+ * and drop rows; bad lines are dead-lettered with file and line while the rest applies; a truncated file is
+ * held back; kill -9 while a large file is applied, restart, and the totals are exact, each file applied once.
+ */
+describe('file feeds in the embedded runtime', () => {
+  const R1 = rid('fw');
+  const R2 = rid('fe');
+  const regions = feedRegions(R1, R2);
+  const supplierId = rid('feed');
+  let pool: pg.Pool;
+  let redis: Redis;
+  let env: Record<string, string>;
+  let proc: ChildProcess | undefined;
+  let feedDir: string;
+  const logDir = artifactDir('feed-embedded');
+  let runs = 0;
+  let logFile = '';
+  let current: FeedLine[] = [];
+  const start = () => (proc = spawnCellar(['run', 'embedded'], env, (logFile = join(logDir, `embedded-${++runs}.log`))));
+  const converged = async () => {
+    const diff = await storesConverged(async () => feedTruth(current, regions), pool, redis, [R1, R2]);
+    return diff.length ? [...diff.slice(0, 10), explainProcess(proc, logFile)] : diff;
+  };
+
+  beforeAll(async () => {
+    const cellarUrl = await createDatabase(services().pgUrl, rid('cellar_'));
+    pool = createPgPool(cellarUrl, { max: 2 });
+    redis = new Redis(services().redisUrl);
+    feedDir = tempDir('feed');
+    mkdirSync(feedDir, { recursive: true });
+    const dir = supplierDir({ [supplierId]: feedSupplierYaml(supplierId, feedDir, rid('fp'), regions) });
+    env = cellarEnv({ CELLAR_PG_URL: cellarUrl, CELLAR_SUPPLIERS_DIR: dir, CELLAR_LOG_LEVEL: 'info' });
+  });
+
+  afterAll(async () => {
+    if (proc) await stopChild(proc, 'SIGTERM', 15_000);
+    await pool?.end();
+    redis?.disconnect();
+  });
+
+  it('applies successive files: adds, changes and drops rows; dead-letters bad lines with file and line', async () => {
+    current = randomLines(60, 20);
+    // Line 62: a stray quote; 63: a missing key value; 64: the key of line 2 again.
+    dropFile(feedDir, 'stock-1.csv', csvOf(current, ['"fsku-x,s1,5', ',s2,7', `${current[0]!.sku},${current[0]!.store},999`]));
+    start();
+    expect(await converged()).toEqual([]);
+    expect(await feedLetters(pool, supplierId)).toEqual([
+      { reason: 'malformed_line', position: 'stock-1.csv:62' },
+      { reason: 'missing_key', position: 'stock-1.csv:63' },
+      { reason: 'duplicate_key', position: 'stock-1.csv:64' },
+    ]);
+
+    // Change some, drop some, add some.
+    const kept = current.slice(0, 40).map((l, i) => (i % 3 === 0 ? { ...l, bottles: l.bottles + 7 } : l));
+    current = [...kept, ...randomLines(15, 20, 'gsku')];
+    dropFile(feedDir, 'stock-2.csv', csvOf(current));
+    expect(await converged()).toEqual([]);
+    expect(await eventually(async () => /last file stock-2\.csv: 55 rows/.test((await feedDetail(pool, supplierId)) ?? ''), 10_000)).toBe(true);
+  }, 120_000);
+
+  it('holds back a truncated file and keeps the totals, then applies the next full one', async () => {
+    dropFile(feedDir, 'stock-3.csv', csvOf(current.slice(0, 5)));
+    expect(await eventually(async () => /held back/.test((await feedDetail(pool, supplierId)) ?? ''), 20_000), `status: ${await feedDetail(pool, supplierId)}`).toBe(true);
+    expect(await converged()).toEqual([]); // still the last applied file
+    current = current.map((l) => ({ ...l, bottles: l.bottles + 1 }));
+    dropFile(feedDir, 'stock-4.csv', csvOf(current));
+    expect(await converged()).toEqual([]);
+  }, 120_000);
+
+  it('stays exact and applies each file once when killed with SIGKILL while a large file is applied', async () => {
+    const trials = Number(process.env.CELLAR_FAULT_TRIALS ?? 3);
+    for (let k = 0; k < trials; k++) {
+      const before = (await feedLetters(pool, supplierId)).length;
+      current = randomLines(20_000, 8_000, `k${k}`);
+      dropFile(feedDir, `big-${k}.csv`, csvOf(current, ['"broken,s1,1']));
+      await new Promise((r) => setTimeout(r, 200 + Math.random() * 1500));
+      await stopChild(proc!, 'SIGKILL');
+      start();
+      expect(await converged(), `after kill ${k + 1}`).toEqual([]);
+      // The file's bad line is dead-lettered exactly once, whether or not the kill came before its commit.
+      const letters = await feedLetters(pool, supplierId);
+      expect(letters.slice(before), `after kill ${k + 1}`).toEqual([{ reason: 'malformed_line', position: `big-${k}.csv:20002` }]);
+    }
+  }, 600_000);
+});

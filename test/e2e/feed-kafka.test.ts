@@ -1,0 +1,77 @@
+import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import type { ChildProcess } from 'node:child_process';
+import { spawnCellar } from '../../infra/local/cellar-process.js';
+import { stopChild, tempDir } from '../../infra/local/process.js';
+import { PipelineUnderTest } from '../support/pipeline.js';
+import { artifactDir, eventually, freshDatabase, rid } from '../support/services.js';
+import { csvOf, dropFile, feedDetail, feedLetters, feedRegions, feedSupplierYaml, feedTruth, randomLines, type FeedLine } from '../support/feeds.js';
+
+/**
+ * A file-feed supplier in the Kafka runtime: `cellar run capture` reads its folder and publishes each file's
+ * changes to the raw topic in the feed format, for the four workers; bad lines are dead-lettered by capture;
+ * a truncated file is held back; kill -9 of capture while a large file is published, restart, exact.
+ */
+describe('file feeds in the Kafka runtime', () => {
+  const R1 = rid('kw');
+  const R2 = rid('ke');
+  const regions = feedRegions(R1, R2);
+  const supplierId = rid('kfeed');
+  let cellar: { url: string; pool: pg.Pool };
+  let p: PipelineUnderTest;
+  let capture: ChildProcess | undefined;
+  let feedDir: string;
+  const logDir = artifactDir('feed-kafka');
+  let runs = 0;
+  let current: FeedLine[] = [];
+  const startCapture = () => (capture = spawnCellar(['run', 'capture', '--supplier', supplierId], p.env, join(logDir, `capture-${++runs}.log`)));
+  const converged = () => p.converged(feedTruth(current, regions), [R1, R2]);
+
+  beforeAll(async () => {
+    cellar = await freshDatabase();
+    feedDir = tempDir('kfeed');
+    mkdirSync(feedDir, { recursive: true });
+    p = new PipelineUnderTest(cellar.url, cellar.pool, { [supplierId]: feedSupplierYaml(supplierId, feedDir, rid('kp'), regions) }, logDir);
+    for (const role of ['normalizer', 'aggregator', 'sink-postgres', 'sink-redis']) p.start(role);
+  }, 60_000);
+
+  afterAll(async () => {
+    if (capture) await stopChild(capture, 'SIGTERM', 15_000);
+    await p?.stop();
+    await cellar?.pool.end();
+  });
+
+  it('applies successive files through the raw topic; bad lines are dead-lettered with file and line', async () => {
+    current = randomLines(60, 20);
+    dropFile(feedDir, 'stock-1.csv', csvOf(current, ['"fsku-x,s1,5', ',s2,7']));
+    startCapture();
+    expect(await converged()).toEqual([]);
+    expect(await feedLetters(cellar.pool, supplierId)).toEqual([
+      { reason: 'malformed_line', position: 'stock-1.csv:62' },
+      { reason: 'missing_key', position: 'stock-1.csv:63' },
+    ]);
+    const kept = current.slice(0, 40).map((l, i) => (i % 3 === 0 ? { ...l, bottles: l.bottles + 7 } : l));
+    current = [...kept, ...randomLines(15, 20, 'gsku')];
+    dropFile(feedDir, 'stock-2.csv', csvOf(current));
+    expect(await converged()).toEqual([]);
+  }, 180_000);
+
+  it('holds back a truncated file, then applies the next full one', async () => {
+    dropFile(feedDir, 'stock-3.csv', '');
+    expect(await eventually(async () => /held back/.test((await feedDetail(cellar.pool, supplierId)) ?? ''), 20_000), `status: ${await feedDetail(cellar.pool, supplierId)}`).toBe(true);
+    current = current.map((l) => ({ ...l, bottles: l.bottles + 2 }));
+    dropFile(feedDir, 'stock-4.csv', csvOf(current));
+    expect(await converged()).toEqual([]);
+  }, 180_000);
+
+  it('stays exact when capture is killed with SIGKILL while a large file is published', async () => {
+    current = randomLines(8_000, 4_000, 'big');
+    dropFile(feedDir, 'big.csv', csvOf(current));
+    await new Promise((r) => setTimeout(r, 300 + Math.random() * 800));
+    await stopChild(capture!, 'SIGKILL');
+    startCapture();
+    expect(await converged()).toEqual([]);
+  }, 300_000);
+});
