@@ -1,3 +1,4 @@
+import { DemoFeedSupplier } from '../demo/feed-supplier.js';
 import { loadProcessEnv, logLevelOr } from '../core/process-env.js';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -112,7 +113,8 @@ async function twoSizeExample(pool: pg.Pool, suppliers: DemoSupplier[]): Promise
 /**
  * The default `cellar demo`: three Postgres suppliers in a private Postgres and, when MariaDB's binaries
  * are installed, a fourth in a private MariaDB (binlog), each with its own schema, units and SKU codes,
- * captured natively by the embedded runtime in this process; one supplier lists 750 ml bottles and
+ * captured natively by the embedded runtime in this process, and a supplier with no database that drops a
+ * CSV export of its whole stock into a folder every few seconds (once cut short, which is held back); one supplier lists 750 ml bottles and
  * magnums under one code, mapped by size to two canonical SKUs, and the canonical catalog (each SKU with
  * its one bottle size) is imported into `cellar.catalog` first; a generator makes sales,
  * receipts, transfers, returns, corrections, deletes and re-inserts at `rate` changes/s for `durationS`
@@ -158,7 +160,7 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
   try {
     const withMariaDb = env.demoMariadb !== '0' && (await mariadbAvailable());
     const suppliers = demoSuppliers(withMariaDb);
-    say(`Cellar demo: ${suppliers.length} suppliers, ${demoRegions().length} regions, the embedded runtime (no Kafka) in this process.`);
+    say(`Cellar demo: ${suppliers.length + 1} suppliers (one without a database: a CSV file feed), ${demoRegions().length} regions, the embedded runtime (no Kafka) in this process.`);
     say(`Logs (JSON, level ${log.level}): ${logFile}\n`);
     say('1. Provisioning private services…');
     [pgServer, redisServer, mariaServer] = await Promise.all([startLocalPostgres(), startLocalRedis(), withMariaDb ? startLocalMariaDb() : undefined]);
@@ -184,6 +186,10 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
         : `, SKU map ${s.skuMap}`;
       say(`   - ${s.id}: ${s.name}; ${s.engine} ${s.table}, ${num(rows.length)} rows${sized}, ${Object.keys(s.regions).length} warehouses (${Object.keys(s.regions).join(', ')})`);
     }
+    const feed = new DemoFeedSupplier(work, rnd);
+    feed.writeSupplierFile(suppliersDir);
+    feed.drop();
+    say(`   - ${feed.id}: ${feed.name}; ${num(feed.size)} rows in ${feed.folder}/stock-0001.csv, ${Object.keys(feed.regions).length} warehouses (${Object.keys(feed.regions).join(', ')}); a new export every 3 s while changes run`);
     say(`   Registry files in ${suppliersDir}`);
 
     say('3. Importing the canonical catalog into cellar.catalog (each canonical SKU with its one bottle size)…');
@@ -213,7 +219,12 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
       say(`   Dashboard: ${api.url}/dashboard#key=${key}`);
       if (!opts.keepRunning) say('   (it closes when the demo ends; to keep it open until Ctrl-C: make demo ARGS=--keep-running, or cellar demo --keep-running)');
     }
-    const seeded = await converge(pool, redis, await expectedTotals(sources), catalogSizes, 60_000, () => broken);
+    const expectedNow = async () => {
+      const t = await expectedTotals(sources);
+      feed.addTo(t);
+      return t;
+    };
+    const seeded = await converge(pool, redis, await expectedNow(), catalogSizes, 60_000, () => broken);
     const seededOk = seeded.every(good);
     say(`   snapshot: ${num(await metrics.value('cellar_events_in_total', { stage: 'embedded' }))} rows → ${num(seeded.reduce((a, c) => a + c.skus, 0))} regional SKU totals in ${secs((Date.now() - tSnap) / 1000)}; ${seededOk ? 'they equal the SQL sums, sizes kept apart' : 'MISMATCH with the SQL sums'}`);
 
@@ -232,17 +243,30 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
       openLine = Boolean(process.stdout.isTTY);
       last = now;
     };
+    // The file-feed supplier exports every 3 s; once, midway, an export cut short, which must be held back.
+    let exportedAt = Date.now();
+    let truncatedAt = '';
     while (Date.now() - tGen < opts.durationS * 1000 && !broken) {
       await sleep(Math.min(1000, tGen + opts.durationS * 1000 - Date.now()));
       await progress();
+      if (Date.now() - exportedAt >= 3000) {
+        exportedAt = Date.now();
+        if (!truncatedAt && Date.now() - tGen >= (opts.durationS * 1000) / 2) truncatedAt = feed.dropTruncated();
+        else {
+          feed.change();
+          feed.drop();
+        }
+      }
     }
     await gen.stop();
+    feed.change();
+    const lastExport = feed.drop();
     const genSeconds = (Date.now() - tGen) / 1000;
     const changes = gen.committed();
 
     say('6. Waiting until every regional total equals the sum over the suppliers\' rows…');
     const tStop = Date.now();
-    const expected = await expectedTotals(sources);
+    const expected = await expectedNow();
     const checks = await converge(pool, redis, expected, catalogSizes, 60_000, () => broken);
     const sizesOk = checks.every((c) => c.sizes);
     const ok = !broken && seededOk && checks.every(good);
@@ -253,7 +277,7 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
     say('SKUs, magnums and bottles are counted as the dashboard counts them (GET /v1/regions): the region\'s rows in');
     say('cellar.regional_stock, one per SKU ever stocked there, those now at 0 bottles included.\n');
     say(formatTable(['region', 'warehouses', 'SKUs', 'magnums', 'bottles', 'sizes', 'postgres', 'redis'], checks.map((c) => [
-      c.region, suppliers.reduce((a, s) => a + Object.values(s.regions).filter((r) => r === c.region).length, 0), c.skus, c.magnums, c.bottles,
+      c.region, [...suppliers, feed].reduce((a, s) => a + Object.values(s.regions).filter((r) => r === c.region).length, 0), c.skus, c.magnums, c.bottles,
       c.sizes ? 'yes' : `NO (${c.sizeDiff} rows)`, c.postgres ? 'yes' : `NO (${c.pgDiff} SKUs differ)`, c.redis ? 'yes' : `NO (${c.redisDiff} SKUs differ)`,
     ])));
     say('');
@@ -262,6 +286,14 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
     say(`freshness   p50 ${secs(quantile(0.5, fresh, base.fresh))}, p99 ${secs(quantile(0.99, fresh, base.fresh))} (source commit → totals written, from the histogram buckets)`);
     if (mariaServer) say('            (MariaDB stamps commits in whole seconds, so its changes read up to 1 s staler than they are: the p99)');
     say(`dead letters ${num(dead)}`);
+    // The supplier's status is written every few seconds: wait (briefly) until it names the last export.
+    let feedStatus: string | null | undefined;
+    for (let i = 0; i < 40 && !feedStatus?.includes(lastExport); i++) {
+      feedStatus = (await pool.query<{ detail: string | null }>('SELECT detail FROM cellar.source_status WHERE supplier_id = $1', [feed.id])).rows[0]?.detail;
+      if (!feedStatus?.includes(lastExport)) await sleep(250);
+    }
+    say(`file feed   ${feed.id}: ${feed.dropped.complete} exports applied, each once, only their changed rows${truncatedAt ? `; ${truncatedAt}, cut short after 12 rows, was held back (its rows not deleted)` : ''}`);
+    if (feedStatus) say(`            its status: ${feedStatus}`);
     const keys = checks.reduce((a, c) => a + c.keys, 0);
     const rowsChecked = checks.reduce((a, c) => a + c.rows, 0);
     const sizeChanges = gen.bySize();

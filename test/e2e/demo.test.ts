@@ -27,8 +27,8 @@ async function waitFor(file: string, re: RegExp, exited: () => boolean, timeoutM
 }
 
 /**
- * `cellar demo --keep-running` as a user runs it: its own services, four suppliers (three with MariaDB
- * absent), a check, the dashboard kept up until Ctrl-C (SIGINT), then everything it started stopped. The
+ * `cellar demo --keep-running` as a user runs it: its own services, five suppliers (four with MariaDB
+ * absent; one a CSV file feed), a check, the dashboard kept up until Ctrl-C (SIGINT), then everything it started stopped. The
  * terminal shows only the demo's own lines; log lines go to the file it names.
  */
 describe('cellar demo (the main job)', () => {
@@ -67,7 +67,10 @@ describe('cellar demo (the main job)', () => {
     expect(out).toContain('All regional totals equal the sums over the suppliers\' rows, per (region, SKU) with bottle sizes kept apart.');
     const withMariaDb = await mariadbAvailable();
     const captured = /captured: (.*)/.exec(out)?.[1]?.split(', ') ?? [];
-    expect(captured.sort()).toEqual([...(withMariaDb ? ['cascade-wines'] : []), 'northsea-wines', 'pacific-cellars', 'rhone-imports']);
+    expect(captured.sort()).toEqual([...(withMariaDb ? ['cascade-wines'] : []), 'northsea-wines', 'pacific-cellars', 'rhone-imports', 'valley-estate']);
+    // The file-feed supplier: its exports applied, the one cut short held back, its status naming its last file.
+    expect(out).toMatch(/file feed +valley-estate: \d+ exports applied, each once, only their changed rows; stock-\d{4}\.csv, cut short after 12 rows, was held back/);
+    expect(out).toMatch(/its status: last file stock-\d{4}\.csv: \d+ rows/);
     // Three regions, each checked in Postgres and Redis, sizes included; each region stocks magnums too.
     const regionRows = [...out.matchAll(/^(eu-west|us-east|us-west) +\d+ +(\d+) +(\d+) +\d+ +yes +yes +yes$/gm)];
     expect(regionRows).toHaveLength(3);
