@@ -7,6 +7,7 @@ import { deadLetterCounts, listDeadLetters } from './dead-letters.js';
 import { heldSummary } from './held.js';
 import { listRuns } from './runs.js';
 import { readSourceStatus, type SourceStatus } from './source-status.js';
+import { isHeldBack } from '../../connectors/feed/source.js';
 
 /** A reader whose runtime has not reported for this long no longer counts as reporting, ms. */
 export const REPORT_STALE_MS = 30_000;
@@ -16,7 +17,7 @@ export interface SupplierHealth {
   supplierId: string;
   /**
    * `ok` (streaming), `snapshotting`, `starting`, `failing` (its reader restarts after an error: the
-   * supplier's database is down, say, or its Debezium connector FAILED), `stopped`, or `unknown` (no runtime
+   * supplier's database is down, say, or its Debezium connector FAILED; or a file feed holds a file back), `stopped`, or `unknown` (no runtime
    * reports on it and no connector, or Kafka Connect could not be reached).
    */
   status: 'ok' | 'snapshotting' | 'starting' | 'failing' | 'stopped' | 'unknown';
@@ -61,7 +62,8 @@ function statusOf(c: SourceStatus | undefined, now: number): Pick<SupplierHealth
   if (now - c.updatedAt.getTime() > REPORT_STALE_MS) return { status: 'unknown', detail: `the ${c.runtime} runtime last reported at ${c.updatedAt.toISOString()} (${c.state})` };
   switch (c.state) {
     case 'streaming':
-      return { status: 'ok', detail: null };
+      // A file feed holding a truncated file back applies nothing until someone looks: failing, with why.
+      return isHeldBack(c.detail) ? { status: 'failing', detail: c.detail } : { status: 'ok', detail: null };
     case 'snapshotting':
       return { status: 'snapshotting', detail: `${c.snapshotRows} rows read so far` };
     case 'restarting':
