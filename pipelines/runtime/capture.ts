@@ -1,7 +1,8 @@
 import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
 import { createNativeSource, hasNativeSource, type ChangeBatch, type SourceCheckpoint } from '../../connectors/native-source.js';
 import { describeFeedReport } from '../../connectors/feed/source.js';
-import { applyFeedDelta, loadFeedRows } from '../state/feed-rows.js';
+import { applyFeedDelta, loadFeedRows, markFeedRowsPending } from '../state/feed-rows.js';
+import type { FeedDelta } from '../../connectors/feed/source.js';
 import { insertDeadLetters } from '../state/dead-letters.js';
 import { deadLetter } from '../dlq/letter.js';
 import { toDebeziumJson } from '../../connectors/debezium/envelope.js';
@@ -99,7 +100,7 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
   const board = new SourceStatusBoard('capture');
   const startReader = async (): Promise<Reader> => {
     const saved = await readCheckpoint<StoredCheckpoint>(pool, sourceId);
-    const r = await startNative(supplier, saved, publish, checkpoint, retry, log, board, () => loadFeedRows(pool, sourceId));
+    const r = await startNative(supplier, saved, publish, checkpoint, retry, log, board, () => loadFeedRows(pool, sourceId), (delta) => markFeedRowsPending(pool, sourceId, delta));
     r.done?.catch(async (err: unknown) => {
       board.set(supplier.id, 'restarting', (err as Error).message);
       await board.flush(pool).catch(() => undefined);
@@ -218,7 +219,7 @@ type Checkpoint = (c: StoredCheckpoint, finished?: number[], feed?: ChangeBatch[
  * MySQL restart resumes; Postgres resumes from its slot) and the snapshot still owed, written at most every
  * second once a snapshot of every table is done, and always by the batch that ends a snapshot.
  */
-async function startNative(supplier: Supplier, saved: StoredCheckpoint | undefined, publish: Publish, checkpoint: Checkpoint, retry: Retry, log: Logger, board: SourceStatusBoard, loadRows: () => Promise<Map<string, string>>): Promise<Reader> {
+async function startNative(supplier: Supplier, saved: StoredCheckpoint | undefined, publish: Publish, checkpoint: Checkpoint, retry: Retry, log: Logger, board: SourceStatusBoard, loadRows: () => Promise<Map<string, string>>, markPending: (d: FeedDelta) => Promise<void>): Promise<Reader> {
   const source = createNativeSource(supplier, log, { evictSlotHolder: true, loadFeedRows: () => retry('reading the rows of the last feed file', loadRows) })!;
   board.set(supplier.id, 'starting');
   let owed = snapshotStateOf(saved);
@@ -230,6 +231,8 @@ async function startNative(supplier: Supplier, saved: StoredCheckpoint | undefin
     source.start(async (batch) => {
       const report = batch.feed?.report;
       board.batch(supplier.id, { changes: batch.changes.length, snapshot: batch.snapshot, ...(batch.snapshotComplete ? { snapshotComplete: true } : {}), ...(report ? { detail: describeFeedReport(report) } : {}) });
+      // A feed's keys are marked pending first: published but not checkpointed, they are sent again by the next file.
+      if (batch.feed?.delta) await retry('marking feed rows pending', () => markPending(batch.feed!.delta!));
       await publish(batch.changes.map((c) => toDebeziumJson(c)));
       const finished = batch.snapshotComplete ? owed.resnapshotRequests ?? [] : [];
       if (batch.snapshotComplete) owed = { snapshotDone: true };

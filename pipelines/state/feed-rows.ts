@@ -22,3 +22,19 @@ export async function applyFeedDelta(tx: pg.PoolClient, sourceId: string, delta:
     await query(tx, 'forgetting the rows a feed file dropped', 'DELETE FROM cellar.feed_rows WHERE source_id = $1 AND row_key = ANY($2::text[])', [sourceId, delta.deletes]);
   }
 }
+
+/** The digest no row has: a key marked with it is compared as changed by the next file. */
+export const PENDING_HASH = 'pending';
+
+/**
+ * Before a file's changes are published (`cellar run capture`), marks every key they touch as pending: if
+ * the process dies after publishing but before the checkpoint, the next file re-sends each of those keys (as
+ * it stands in that file, or a delete), so what was published for them never outlives the file that follows.
+ */
+export async function markFeedRowsPending(q: pg.Pool | pg.PoolClient, sourceId: string, delta: FeedDelta): Promise<void> {
+  const keys = [...delta.upserts.map((u) => u[0]), ...delta.deletes];
+  if (!keys.length) return;
+  await query(q, 'marking the rows of a feed file pending', `INSERT INTO cellar.feed_rows (source_id, row_key, row_hash)
+    SELECT $1, k, $3 FROM unnest($2::text[]) AS u(k)
+    ON CONFLICT (source_id, row_key) DO UPDATE SET row_hash = excluded.row_hash`, [sourceId, keys, PENDING_HASH]);
+}

@@ -74,4 +74,24 @@ describe('file feeds in the Kafka runtime', () => {
     startCapture();
     expect(await converged()).toEqual([]);
   }, 300_000);
+
+  it('a file that reverts one published but not checkpointed (capture killed between the two) still wins', async () => {
+    // Capture publishes a file's changes, then checkpoints it: killed in between, the next file must undo
+    // what was published (changed rows changed back, added rows gone, deleted rows back).
+    const trials = Number(process.env.CELLAR_FAULT_TRIALS ?? 3);
+    for (let k = 0; k < trials; k++) {
+      const base = current;
+      const changed = [...base.slice(0, 5_000).map((l) => ({ ...l, bottles: l.bottles + 100 })), ...randomLines(2_000, 1_000, `added${k}`)];
+      dropFile(feedDir, `revert-${k}-a.csv`, csvOf(changed));
+      // Its keys are marked pending just before publishing: kill within a publication that has begun.
+      const publishing = await eventually(async () => (await cellar.pool.query(`SELECT 1 FROM cellar.feed_rows WHERE source_id = $1 AND row_hash = 'pending' AND row_key LIKE $2 LIMIT 1`, [`capture:${supplierId}`, `["added${k}-%`])).rowCount! > 0, 60_000, 20);
+      expect(publishing, `capture never began publishing revert-${k}-a.csv`).toBe(true);
+      await new Promise((r) => setTimeout(r, Math.random() * 300));
+      await stopChild(capture!, 'SIGKILL');
+      current = base;
+      dropFile(feedDir, `revert-${k}-b.csv`, csvOf(current));
+      startCapture();
+      expect(await converged(), `trial ${k + 1}`).toEqual([]);
+    }
+  }, 600_000);
 });
