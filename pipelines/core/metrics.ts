@@ -52,6 +52,12 @@ export class CellarMetrics {
   readonly groupPhase: Histogram<'phase'>;
   /** Embedded runtime: changes per group commit. */
   readonly groupChanges: Histogram;
+  /** File feeds: files read, by supplier and outcome (`applied`, `held`: held back as truncated). */
+  readonly feedFiles: Counter<'supplier' | 'outcome'>;
+  /** File feeds: rows of the supplier's last applied file. */
+  readonly feedRows: Gauge<'supplier'>;
+  /** File feeds: when the supplier's last file was applied (Unix seconds). */
+  readonly feedLastApplied: Gauge<'supplier'>;
 
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'cellar_process_' });
@@ -94,6 +100,9 @@ export class CellarMetrics {
       registers: r,
     });
     this.groupChanges = new Histogram({ name: 'cellar_group_commit_changes', help: 'Embedded runtime: changes per group commit', buckets: [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 50_000], registers: r });
+    this.feedFiles = new Counter({ name: 'cellar_feed_files_total', help: 'File feeds: files read, by outcome (applied, held: held back as a likely truncated export)', labelNames: ['supplier', 'outcome'], registers: r });
+    this.feedRows = new Gauge({ name: 'cellar_feed_rows', help: 'File feeds: rows of the last applied file', labelNames: ['supplier'], registers: r });
+    this.feedLastApplied = new Gauge({ name: 'cellar_feed_last_applied_timestamp_seconds', help: 'File feeds: when the last file was applied', labelNames: ['supplier'], registers: r });
     this.reconciliationRows = new Counter({ name: 'cellar_reconciliation_rows_compared_total', help: 'Source rows compared by reconciliation', labelNames: ['supplier'], registers: r });
   }
 
@@ -106,6 +115,14 @@ export class CellarMetrics {
     if (r.out) this.eventsOut.inc({ stage }, r.out);
     if (r.stale) this.staleEvents.inc({ stage }, r.stale);
     for (const l of r.letters ?? []) this.deadLetters.inc({ stage, reason: l.reason });
+  }
+
+  /** A file feed's report on a file it read (both runtimes, as the file is handed over). */
+  recordFeedFile(supplier: string, r: { rows: number; held?: string }): void {
+    this.feedFiles.inc({ supplier, outcome: r.held ? 'held' : 'applied' });
+    if (r.held) return;
+    this.feedRows.set({ supplier }, r.rows);
+    this.feedLastApplied.set({ supplier }, Date.now() / 1000);
   }
 
   /** Value of a counter for the given labels (for tests and the demo's progress line). */

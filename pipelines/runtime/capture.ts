@@ -100,7 +100,7 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
   const board = new SourceStatusBoard('capture');
   const startReader = async (): Promise<Reader> => {
     const saved = await readCheckpoint<StoredCheckpoint>(pool, sourceId);
-    const r = await startNative(supplier, saved, publish, checkpoint, retry, log, board, () => loadFeedRows(pool, sourceId), (delta) => markFeedRowsPending(pool, sourceId, delta));
+    const r = await startNative(supplier, saved, publish, checkpoint, retry, log, board, () => loadFeedRows(pool, sourceId), (delta) => markFeedRowsPending(pool, sourceId, delta), metrics);
     r.done?.catch(async (err: unknown) => {
       board.set(supplier.id, 'restarting', (err as Error).message);
       await board.flush(pool).catch(() => undefined);
@@ -219,7 +219,7 @@ type Checkpoint = (c: StoredCheckpoint, finished?: number[], feed?: ChangeBatch[
  * MySQL restart resumes; Postgres resumes from its slot) and the snapshot still owed, written at most every
  * second once a snapshot of every table is done, and always by the batch that ends a snapshot.
  */
-async function startNative(supplier: Supplier, saved: StoredCheckpoint | undefined, publish: Publish, checkpoint: Checkpoint, retry: Retry, log: Logger, board: SourceStatusBoard, loadRows: () => Promise<Map<string, string>>, markPending: (d: FeedDelta) => Promise<void>): Promise<Reader> {
+async function startNative(supplier: Supplier, saved: StoredCheckpoint | undefined, publish: Publish, checkpoint: Checkpoint, retry: Retry, log: Logger, board: SourceStatusBoard, loadRows: () => Promise<Map<string, string>>, markPending: (d: FeedDelta) => Promise<void>, metrics: CellarMetrics): Promise<Reader> {
   const source = createNativeSource(supplier, log, { evictSlotHolder: true, loadFeedRows: () => retry('reading the rows of the last feed file', loadRows) })!;
   board.set(supplier.id, 'starting');
   let owed = snapshotStateOf(saved);
@@ -230,6 +230,7 @@ async function startNative(supplier: Supplier, saved: StoredCheckpoint | undefin
   await retry(`starting the reader of ${supplier.id}`, () =>
     source.start(async (batch) => {
       const report = batch.feed?.report;
+      if (report) metrics.recordFeedFile(supplier.id, report);
       board.batch(supplier.id, { changes: batch.changes.length, snapshot: batch.snapshot, ...(batch.snapshotComplete ? { snapshotComplete: true } : {}), ...(report ? { detail: describeFeedReport(report) } : {}) });
       // A feed's keys are marked pending first: published but not checkpointed, they are sent again by the next file.
       if (batch.feed?.delta) await retry('marking feed rows pending', () => markPending(batch.feed!.delta!));

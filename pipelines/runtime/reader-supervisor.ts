@@ -55,6 +55,7 @@ export class ReaderSupervisor {
     const accept = async (p: Omit<Pending, 'supplier' | 'mapping'>) => {
       if (!current()) return;
       const report = p.batch.feed?.report;
+      if (report) d.metrics.recordFeedFile(supplier.id, report);
       d.board?.batch(supplier.id, { changes: p.batch.changes.length, snapshot: p.batch.snapshot, ...(p.batch.snapshotComplete ? { snapshotComplete: true } : {}), ...(report ? { detail: describeFeedReport(report) } : {}) });
       await d.accept({ supplier, mapping, ...p }, p.batch.changes.length);
     };
