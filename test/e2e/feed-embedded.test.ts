@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { spawnCellar } from '../../infra/local/cellar-process.js';
 import { createDatabase } from '../../infra/local/postgres.js';
 import { stopChild } from '../../infra/local/process.js';
-import { tempDir } from '../../infra/local/process.js';
+import { freePort, tempDir } from '../../infra/local/process.js';
 import { createPgPool } from '../../pipelines/core/pg.js';
 import { storesConverged } from '../support/stores.js';
 import { artifactDir, cellarEnv, rid, services, supplierDir, eventually } from '../support/services.js';
@@ -29,6 +29,13 @@ describe('file feeds in the embedded runtime', () => {
   let env: Record<string, string>;
   let proc: ChildProcess | undefined;
   let feedDir: string;
+  let httpPort = 0;
+  /** A labelled metric of the runtime's `/metrics` for this supplier. */
+  const metric = async (name: string, labels = '') => {
+    const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+    const m = new RegExp(`^${name}\\{[^}]*supplier="${supplierId}"${labels}[^}]*\\} (\\S+)$`, 'm').exec(text);
+    return m ? Number(m[1]) : undefined;
+  };
   const logDir = artifactDir('feed-embedded');
   let runs = 0;
   let logFile = '';
@@ -46,7 +53,8 @@ describe('file feeds in the embedded runtime', () => {
     feedDir = tempDir('feed');
     mkdirSync(feedDir, { recursive: true });
     const dir = supplierDir({ [supplierId]: feedSupplierYaml(supplierId, feedDir, rid('fp'), regions) });
-    env = cellarEnv({ CELLAR_PG_URL: cellarUrl, CELLAR_SUPPLIERS_DIR: dir, CELLAR_LOG_LEVEL: 'info' });
+    httpPort = await freePort();
+    env = cellarEnv({ CELLAR_PG_URL: cellarUrl, CELLAR_SUPPLIERS_DIR: dir, CELLAR_LOG_LEVEL: 'info', CELLAR_HTTP_PORT: String(httpPort) });
   });
 
   afterAll(async () => {
@@ -82,6 +90,10 @@ describe('file feeds in the embedded runtime', () => {
     current = current.map((l) => ({ ...l, bottles: l.bottles + 1 }));
     dropFile(feedDir, 'stock-4.csv', csvOf(current));
     expect(await converged()).toEqual([]);
+    // Files by outcome since this process started (stock-1 and -2 were read by the same process), and the last file's rows.
+    expect(await metric('cellar_feed_files_total', ',outcome="held"')).toBe(1);
+    expect(await metric('cellar_feed_files_total', ',outcome="applied"')).toBe(3);
+    expect(await metric('cellar_feed_rows')).toBe(55);
   }, 120_000);
 
   it('stays exact and applies each file once when killed with SIGKILL while a large file is applied', async () => {
