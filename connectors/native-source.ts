@@ -10,10 +10,11 @@ import { binlogLag } from './mysql-cdc/lag.js';
 import { postgresSlotLag } from './postgres-cdc/lag.js';
 import { openMysqlRows } from './mysql-cdc/rows.js';
 import { openPostgresRows } from './postgres-cdc/rows.js';
-import { FeedSource, type FeedDelta, type FeedPosition, type FeedRejection, type FeedReport } from './feed/source.js';
+import { FeedSource, type FeedBatch, type FeedDelta, type FeedPosition, type FeedRejection, type FeedReport } from './feed/source.js';
+import { PushSource, type InboxEntry } from './feed/push-source.js';
 
 /** Source kinds Cellar reads natively (without Debezium). */
-export const NATIVE_KINDS = ['postgres', 'mysql', 'mariadb', 'csv'] as const;
+export const NATIVE_KINDS = ['postgres', 'mysql', 'mariadb', 'csv', 'http'] as const;
 export type NativeKind = (typeof NATIVE_KINDS)[number];
 
 /**
@@ -90,6 +91,8 @@ export interface StreamOptions {
   evictSlotHolder?: boolean;
   /** Feeds: the remembered rows (key → digest) of the last applied file, from `cellar.feed_rows` under the runtime's source id. */
   loadFeedRows?: () => Promise<Map<string, string>>;
+  /** Pushed feeds: the requests the API accepted for the supplier after an inbox id (`cellar.feed_inbox`). */
+  readFeedInbox?: (afterId: number, limit: number) => Promise<InboxEntry[]>;
 }
 
 const tablesOf = (s: Supplier) => s.source.tables.map((t) => t.name);
@@ -113,7 +116,41 @@ export const NATIVE_SOURCES: Record<NativeKind, NativeSourceKind> = {
     },
     lag: async () => undefined,
   },
+  http: {
+    stream: pushSource,
+    rows: async (s) => {
+      throw new Error(`${s.id}: reconciliation of pushed feeds is not available; a pushed snapshot replaces the supplier's rows`);
+    },
+    lag: async () => undefined,
+  },
 };
+
+/** A feed batch as the contract's batch: its checkpoint is the feed position; the rows it leaves and its refusals ride along. */
+function feedBatch(b: FeedBatch): ChangeBatch {
+  return {
+    changes: b.changes, checkpoint: { kind: 'feed', feed: b.position }, snapshot: b.snapshot, ...(b.snapshotComplete ? { snapshotComplete: true } : {}),
+    feed: { rejected: b.rejected, ...(b.delta ? { delta: b.delta } : {}), ...(b.report ? { report: b.report } : {}) },
+  };
+}
+
+/** A supplier pushing to the API: its checkpoint is the last request applied. */
+function pushSource(supplier: Supplier, log: Logger, opts: StreamOptions = {}): NativeSource {
+  const table = supplier.source.tables[0]!;
+  const reader = new PushSource({
+    supplierId: supplier.id, topicPrefix: supplier.topicPrefix, table: table.name, key: table.key ?? [], push: supplier.source.push!,
+    loadRows: opts.loadFeedRows ?? (async () => new Map()),
+    readInbox: opts.readFeedInbox ?? (async () => []),
+  }, log);
+  return {
+    kind: 'http',
+    get done() {
+      return reader.done;
+    },
+    start: (handler, from) => reader.start((b) => handler(feedBatch(b)), { ...(from.checkpoint?.kind === 'feed' ? { position: from.checkpoint.feed } : {}), snapshotDone: from.snapshotDone ?? false }),
+    ack: async () => undefined,
+    stop: () => reader.stop(),
+  };
+}
 
 /** A file feed: its checkpoint is the last applied file; `ack` has nothing to tell (the commit holds the rows it left). */
 function feedSource(supplier: Supplier, log: Logger, opts: StreamOptions = {}): NativeSource {
@@ -128,10 +165,7 @@ function feedSource(supplier: Supplier, log: Logger, opts: StreamOptions = {}): 
       return reader.done;
     },
     start: (handler, from) =>
-      reader.start((b) => handler({
-        changes: b.changes, checkpoint: { kind: 'feed', feed: b.position }, snapshot: b.snapshot, ...(b.snapshotComplete ? { snapshotComplete: true } : {}),
-        feed: { rejected: b.rejected, ...(b.delta ? { delta: b.delta } : {}), ...(b.report ? { report: b.report } : {}) },
-      }), { ...(from.checkpoint?.kind === 'feed' ? { position: from.checkpoint.feed } : {}), snapshotDone: from.snapshotDone ?? false }),
+      reader.start((b) => handler(feedBatch(b)), { ...(from.checkpoint?.kind === 'feed' ? { position: from.checkpoint.feed } : {}), snapshotDone: from.snapshotDone ?? false }),
     ack: async () => undefined,
     stop: () => reader.stop(),
   };
@@ -180,12 +214,13 @@ function binlogSource(supplier: Supplier, log: Logger, kind: 'mysql' | 'mariadb'
 /** True when Cellar has a native reader for the supplier's source kind (a `csv` supplier: when it names its files in `source.feed`). */
 export function hasNativeSource(supplier: Supplier): boolean {
   if (supplier.source.kind === 'csv') return supplier.source.feed !== undefined;
+  if (supplier.source.kind === 'http') return supplier.source.push !== undefined;
   return (NATIVE_KINDS as readonly string[]).includes(supplier.source.kind);
 }
 
 /** True when reconciliation can read the supplier's current rows (database sources). */
 export function hasRowReader(supplier: Supplier): boolean {
-  return hasNativeSource(supplier) && supplier.source.kind !== 'csv';
+  return hasNativeSource(supplier) && supplier.source.kind !== 'csv' && supplier.source.kind !== 'http';
 }
 
 /** The supplier's native source, or undefined when its kind has none (Debezium captures it). */

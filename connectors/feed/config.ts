@@ -51,3 +51,22 @@ export function matchesPattern(name: string, pattern: string): boolean {
   const re = new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
   return re.test(name);
 }
+
+/**
+ * An `http` supplier that pushes its rows to the API (`source.push`): `POST /v1/suppliers/{id}/feed`, with
+ * its own key (role `supplier`). Limits per request; a snapshot is held back like a file.
+ */
+export const PushSpec = z
+  .object({
+    /** Largest request body, bytes; a larger one is refused with 413. Default 10 MiB. */
+    maxBodyBytes: z.number().int().min(1024).max(1 << 30).default(10 * 1024 * 1024),
+    /** Most rows in one request; more are refused with 413. Default 100000. */
+    maxRows: z.number().int().min(1).max(1_000_000).default(100_000),
+    /** As a file feed's: a pushed snapshot with fewer rows than this fraction of the last one is held back. Default 0.5. */
+    minRowsFraction: z.number().min(0).max(1).default(0.5),
+    /** How often the runtime looks for pushed requests, ms. Default 200. */
+    checkEveryMs: z.number().int().min(10).max(60_000).default(200),
+  })
+  .strict();
+
+export type PushConfig = z.output<typeof PushSpec>;

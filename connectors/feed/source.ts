@@ -1,5 +1,6 @@
 import type { Logger } from '../../pipelines/core/logger.js';
 import type { ColumnDef, SourceInfo } from '../debezium/envelope.js';
+import { feedInfo, Poller } from './poller.js';
 import { SourceChange } from '../source-change.js';
 import type { FeedConfig } from './config.js';
 import { parseFeedCsv } from './csv.js';
@@ -12,6 +13,8 @@ export interface FeedPosition {
   seq: number;
   rows: number;
   file?: FeedFileId;
+  /** Pushed feeds: the last request applied (`cellar.feed_inbox` id). */
+  inbox?: number;
 }
 
 /**
@@ -21,6 +24,8 @@ export interface FeedPosition {
 export interface FeedDelta {
   upserts: Array<[key: string, hash: string]>;
   deletes: string[];
+  /** Pushed feeds: the supplier's accepted requests up to this one are applied, and removed from the inbox. */
+  inbox?: { supplierId: string; upTo: number };
 }
 
 /** A line of a feed that could not become a change: dead-lettered with its file and line; the rest applies. */
@@ -79,19 +84,12 @@ export class FeedSource {
   private rows = new Map<string, string>();
   private heldHash: string | undefined;
   private force = false;
-  private timer: NodeJS.Timeout | undefined;
-  private checking: Promise<void> = Promise.resolve();
-  private stopped = false;
-  private fail!: (err: unknown) => void;
-  private finish!: () => void;
-  readonly done: Promise<void>;
+  private readonly poller: Poller;
   private readonly info: SourceInfo;
 
   constructor(private readonly o: FeedSourceOptions, private readonly log: Logger) {
-    this.done = new Promise<void>((resolve, reject) => ((this.finish = resolve), (this.fail = reject)));
-    this.done.catch(() => undefined);
-    const [db, ...rest] = o.table.split('.');
-    this.info = { connector: 'cellar-feed', name: o.topicPrefix, db: db!, table: rest.join('.') };
+    this.poller = new Poller(o.feed.checkEveryMs);
+    this.info = feedInfo(o.topicPrefix, o.table);
   }
 
   /** Starts checking: at once, then every `checkEveryMs`. `snapshotDone` false: the next file is applied whole. */
@@ -99,29 +97,22 @@ export class FeedSource {
     this.rows = await this.o.loadRows();
     this.position = from.position ?? { seq: 0, rows: this.rows.size };
     this.force = !from.snapshotDone;
-    const tick = () => {
-      if (this.stopped) return;
-      this.checking = this.check(handler).then(
-        () => {
-          if (!this.stopped) this.timer = setTimeout(tick, this.o.feed.checkEveryMs);
-        },
-        (err: unknown) => this.fail(err),
-      );
-    };
-    tick();
+    this.poller.start(() => this.check(handler));
   }
 
   /** Stops checking; a file being handed over finishes first. */
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.checking.catch(() => undefined);
-    this.finish();
+    await this.poller.stop();
+  }
+
+  /** Resolves on stop(); rejects when a check failed (the folder, address or database could not be read). */
+  get done(): Promise<void> {
+    return this.poller.done;
   }
 
   private async check(handler: (b: FeedBatch) => Promise<void>): Promise<void> {
     const file = await currentFile(this.o.feed, this.position.file);
-    if (this.stopped) return;
+    if (this.poller.stopped) return;
     if (!file) {
       // Nothing to read yet: an owed snapshot is complete (there is nothing to snapshot).
       if (this.force) await this.hand(handler, { changes: [], position: this.position, snapshot: true, snapshotComplete: true, rejected: [] });

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Cron } from 'croner';
-import { FeedSpec } from '../feed/config.js';
+import { FeedSpec, PushSpec } from '../feed/config.js';
 
 /** True when croner accepts the expression. */
 function validCron(expr: string): boolean {
@@ -255,6 +255,8 @@ export const SupplierSpec = z
         tables: z.array(TableSpec).min(1, 'at least one captured table'),
         /** `csv` suppliers: where their files come from and how to read them (see connectors/feed/config.ts). */
         feed: FeedSpec.optional(),
+        /** `http` suppliers that push their rows to the API (see connectors/feed/config.ts). */
+        push: PushSpec.optional(),
       })
       .strict(),
     mapping: MappingSpec,
@@ -278,9 +280,11 @@ export const SupplierSpec = z
       ctx.addIssue({ code: 'custom', path: ['source', 'connection'], message: `required for source kind ${s.source.kind}` });
     }
     if (s.source.feed && s.source.kind !== 'csv') ctx.addIssue({ code: 'custom', path: ['source', 'feed'], message: `only for source kind csv (this supplier is ${s.source.kind})` });
-    if (s.source.kind === 'csv' && s.source.feed) {
-      if (s.source.tables.length !== 1) ctx.addIssue({ code: 'custom', path: ['source', 'tables'], message: 'a file feed is one table: list exactly one' });
-      else if (!s.source.tables[0]!.key) ctx.addIssue({ code: 'custom', path: ['source', 'tables', 0, 'key'], message: 'required for a file feed: the columns that identify a row across files' });
+    if (s.source.push && s.source.kind !== 'http') ctx.addIssue({ code: 'custom', path: ['source', 'push'], message: `only for source kind http (this supplier is ${s.source.kind})` });
+    if ((s.source.kind === 'csv' && s.source.feed) || (s.source.kind === 'http' && s.source.push)) {
+      const what = s.source.kind === 'csv' ? 'a file feed' : 'a pushed feed';
+      if (s.source.tables.length !== 1) ctx.addIssue({ code: 'custom', path: ['source', 'tables'], message: `${what} is one table: list exactly one` });
+      else if (!s.source.tables[0]!.key) ctx.addIssue({ code: 'custom', path: ['source', 'tables', 0, 'key'], message: `required for ${what}: the columns that identify a row across files and requests` });
     }
   });
 

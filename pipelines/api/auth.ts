@@ -3,7 +3,7 @@ import type { Logger } from '../core/logger.js';
 import { findApiKey, KEYS_CHANNEL, parseApiKey, secretMatches, touchApiKeys, type ApiKeyRecord } from './keys-store.js';
 
 /** The key a request authenticated with. */
-export type AuthenticatedKey = Pick<ApiKeyRecord, 'id' | 'name' | 'role' | 'rateLimitPerS'>;
+export type AuthenticatedKey = Pick<ApiKeyRecord, 'id' | 'name' | 'role' | 'rateLimitPerS' | 'supplierId'>;
 
 /** The outcome of checking a presented key. */
 export type AuthResult = { key: AuthenticatedKey } | { failure: AuthFailure };
@@ -156,7 +156,7 @@ export class ApiKeyAuthenticator {
     if (!rec || !secretMatches(parsed.secret, rec.secretSha256)) return { failure: { code: 'invalid_key', message: 'the API key is not valid' } };
     if (rec.revokedAt) return { failure: { code: 'revoked_key', message: `API key ${rec.id} was revoked` } };
     this.used.add(rec.id);
-    return { key: { id: rec.id, name: rec.name, role: rec.role, rateLimitPerS: rec.rateLimitPerS } };
+    return { key: { id: rec.id, name: rec.name, role: rec.role, rateLimitPerS: rec.rateLimitPerS, supplierId: rec.supplierId } };
   }
 
   private async flushUse(): Promise<void> {

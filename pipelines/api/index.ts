@@ -64,6 +64,7 @@ export async function startApi(
   const server = await createApiServer({
     pgUrl: cfg.pgUrl,
     redisUrl: cfg.redisUrl,
+    suppliersDir: cfg.suppliersDir,
     log,
     metrics,
     extraRegistries: extra.extraRegistries,

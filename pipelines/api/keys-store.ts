@@ -5,11 +5,14 @@ import { query, inTransaction } from '../core/pg.js';
 
 import { DEFAULT_KEY_RATE_LIMIT_PER_S, KEY_ROLES } from '../core/names.js';
 
-/** Roles of API keys, each allowed everything the previous one is. */
+/**
+ * Roles of API keys, each allowed everything the previous one is; `supplier` (below `reader`) may only push
+ * its own supplier's feed, checked by that route against the key's `supplierId`.
+ */
 export const ROLES = KEY_ROLES;
 export type Role = (typeof ROLES)[number];
 
-/** True when `have` is at least `need` (admin ⊇ operator ⊇ reader). */
+/** True when `have` is at least `need` (admin ⊇ operator ⊇ reader ⊇ supplier). */
 export function roleAllows(have: Role, need: Role): boolean {
   return ROLES.indexOf(have) >= ROLES.indexOf(need);
 }
@@ -25,6 +28,8 @@ export interface ApiKeyRecord {
   id: string;
   name: string;
   role: Role;
+  /** The one supplier a `supplier` key may push for (null for other roles). */
+  supplierId: string | null;
   secretSha256: Buffer;
   /** Requests per second; 0 = unlimited. */
   rateLimitPerS: number;
@@ -67,6 +72,7 @@ function rowToRecord(r: Record<string, unknown>): ApiKeyRecord {
     id: r.id as string,
     name: r.name as string,
     role: r.role as Role,
+    supplierId: (r.supplier_id as string | null) ?? null,
     secretSha256: r.secret_sha256 as Buffer,
     rateLimitPerS: Number(r.rate_limit_per_s),
     createdAt: r.created_at as Date,
@@ -75,14 +81,15 @@ function rowToRecord(r: Record<string, unknown>): ApiKeyRecord {
   };
 }
 
-const COLUMNS = 'id, name, role, secret_sha256, rate_limit_per_s, created_at, revoked_at, last_used_at';
+const COLUMNS = 'id, name, role, supplier_id, secret_sha256, rate_limit_per_s, created_at, revoked_at, last_used_at';
 
 /** Creates a key; returns its record and the key itself, which is shown once and never stored. */
 export async function createApiKey(
   pool: pg.Pool,
-  opts: { name: string; role: Role; rateLimitPerS?: number },
+  opts: { name: string; role: Role; rateLimitPerS?: number; supplierId?: string },
 ): Promise<{ key: string; record: ApiKeyInfo }> {
   if (!ROLES.includes(opts.role)) throw new ConfigError(`role ${JSON.stringify(opts.role)}: expected one of ${ROLES.join(', ')}`);
+  if ((opts.role === 'supplier') !== (opts.supplierId !== undefined)) throw new ConfigError(opts.role === 'supplier' ? 'a supplier key needs the supplier it pushes for (--supplier)' : `--supplier is only for role supplier, not ${opts.role}`);
   if (!/^[A-Za-z0-9][A-Za-z0-9 ._@:-]{0,63}$/.test(opts.name)) {
     throw new ConfigError(`name ${JSON.stringify(opts.name)}: 1–64 letters, digits, spaces and . _ @ : -, starting with a letter or digit`);
   }
@@ -94,8 +101,8 @@ export async function createApiKey(
     const { rows } = await query(
       pool,
       'creating API key',
-      `INSERT INTO cellar.api_keys (id, name, role, secret_sha256, rate_limit_per_s) VALUES ($1, $2, $3, $4, $5) RETURNING ${COLUMNS}`,
-      [id, opts.name, opts.role, hashSecret(secret), rate],
+      `INSERT INTO cellar.api_keys (id, name, role, secret_sha256, rate_limit_per_s, supplier_id) VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${COLUMNS}`,
+      [id, opts.name, opts.role, hashSecret(secret), rate, opts.supplierId ?? null],
     );
     const { secretSha256: _omit, ...record } = rowToRecord(rows[0]!);
     return { key: `ck_${id}_${secret}`, record };

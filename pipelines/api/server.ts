@@ -17,6 +17,7 @@ import { PipelineMonitor } from './pipeline-health.js';
 import { RateLimiter } from './rate-limit.js';
 import { registerOpsRoutes, type OpsDeps } from './routes-ops.js';
 import { registerSupplierRoutes } from './routes-suppliers.js';
+import { registerFeedRoutes } from './routes-feed.js';
 import { registerStockRoutes } from './routes-stock.js';
 import { ANY_OBJECT, errorResponses } from './schemas.js';
 import { registerEventRoutes, StockEventHub } from './sse.js';
@@ -49,6 +50,8 @@ declare module 'fastify' {
 
 /** What the read API serves from and acts on. */
 export interface ApiServerOptions extends Omit<OpsDeps, 'pool'> {
+  /** The supplier files (CELLAR_SUPPLIERS_DIR): which suppliers push their rows, and their limits. */
+  suppliersDir?: string;
   /** Cellar's Postgres (regional_stock, api_keys, api_audit, dead_letters). */
   pgUrl: string;
   /** The Redis of the snapshots and the change stream. */
@@ -191,6 +194,7 @@ export async function createApiServer(o: ApiServerOptions): Promise<ApiServer> {
   registerEventRoutes(app, hub, apiMetrics, (r) => reader.noteRegion(r));
   registerOpsRoutes(app, { pool, connectors: o.connectors, reconcile: o.reconcile, producer: o.producer });
   registerSupplierRoutes(app, { pool, connectors: o.connectors, namePrefix: o.connectorNamePrefix });
+  registerFeedRoutes(app, { pool, ...(o.suppliersDir ? { suppliersDir: o.suppliersDir } : {}) });
 
   app.get(
     '/v1/pipeline',

@@ -20,26 +20,27 @@ const iso = (d: Date | null) => (d ? d.toISOString().replace(/\.\d{3}Z$/, 'Z') :
 
 /** `cellar keys create|list|revoke`: API keys in CELLAR_PG_URL's cellar.api_keys; each change is audited. */
 export function registerKeysCommands(program: Command): void {
-  const keys = program.command('keys').description('API keys of the read API (roles reader, operator, admin; stored hashed)');
+  const keys = program.command('keys').description('API keys of the read API (roles supplier, reader, operator, admin; stored hashed)');
   keys
     .command('create')
     .description('create a key and print it once (it cannot be shown again)')
     .requiredOption('--name <name>', 'who or what uses the key, e.g. pricing-service')
     .requiredOption('--role <role>', `one of ${ROLES.join(', ')}`)
+    .option('--supplier <id>', 'role supplier: the one supplier whose feed the key may push (POST /v1/suppliers/{id}/feed)')
     .option('--rate-limit <n>', `requests per second (burst twice that); 0 = unlimited`, String(DEFAULT_RATE_LIMIT_PER_S))
     .option('--json', 'print {id, name, role, key} as JSON')
-    .action(async (o: { name: string; role: string; rateLimit: string; json?: boolean }) => {
+    .action(async (o: { name: string; role: string; rateLimit: string; json?: boolean; supplier?: string }) => {
       if (!(ROLES as readonly string[]).includes(o.role)) throw new ConfigError(`--role ${o.role}: expected one of ${ROLES.join(', ')}`);
       const rate = Number(o.rateLimit);
       if (!Number.isInteger(rate) || rate < 0) throw new ConfigError(`--rate-limit ${o.rateLimit}: expected a whole number of requests per second (0 = unlimited)`);
       const { loadRuntimeConfig, createPgPool, createApiKey, recordAudit } = await load();
       const pool = createPgPool(loadRuntimeConfig().pgUrl, { max: 1 });
       try {
-        const { key, record } = await createApiKey(pool, { name: o.name, role: o.role as Role, rateLimitPerS: rate });
-        await recordAudit(pool, { actor: actor(), action: 'keys.create', target: record.id, params: { name: record.name, role: record.role, rateLimitPerS: rate }, outcome: 'ok' });
-        if (o.json) console.log(JSON.stringify({ id: record.id, name: record.name, role: record.role, rateLimitPerS: record.rateLimitPerS, key }));
+        const { key, record } = await createApiKey(pool, { name: o.name, role: o.role as Role, rateLimitPerS: rate, ...(o.supplier !== undefined ? { supplierId: o.supplier } : {}) });
+        await recordAudit(pool, { actor: actor(), action: 'keys.create', target: record.id, params: { name: record.name, role: record.role, rateLimitPerS: rate, ...(record.supplierId ? { supplierId: record.supplierId } : {}) }, outcome: 'ok' });
+        if (o.json) console.log(JSON.stringify({ id: record.id, name: record.name, role: record.role, ...(record.supplierId ? { supplierId: record.supplierId } : {}), rateLimitPerS: record.rateLimitPerS, key }));
         else {
-          console.log(`created key ${record.id} (${record.name}, ${record.role}, ${rate ? `${rate} requests/s` : 'no rate limit'})`);
+          console.log(`created key ${record.id} (${record.name}, ${record.role}${record.supplierId ? ` of ${record.supplierId}` : ''}, ${rate ? `${rate} requests/s` : 'no rate limit'})`);
           console.log(`\n  ${key}\n`);
           console.log('This is the only time the key is shown: only its hash is stored.');
         }

@@ -8,7 +8,7 @@
 export const WORKER_ROLES = ['normalizer', 'aggregator', 'sink-postgres', 'sink-redis'] as const;
 
 /** Roles of API keys, each allowed everything the previous one is. */
-export const KEY_ROLES = ['reader', 'operator', 'admin'] as const;
+export const KEY_ROLES = ['supplier', 'reader', 'operator', 'admin'] as const;
 
 /** Default requests per second of a new API key (token bucket with a burst of twice the rate). */
 export const DEFAULT_KEY_RATE_LIMIT_PER_S = 100;

@@ -3,6 +3,8 @@ import { createNativeSource, hasNativeSource, type ChangeBatch, type SourceCheck
 import { describeFeedReport } from '../../connectors/feed/source.js';
 import { applyFeedDelta, loadFeedRows, markFeedRowsPending } from '../state/feed-rows.js';
 import type { FeedDelta } from '../../connectors/feed/source.js';
+import type { InboxEntry } from '../../connectors/feed/push-source.js';
+import { readFeedInbox } from '../state/feed-inbox.js';
 import { insertDeadLetters } from '../state/dead-letters.js';
 import { deadLetter } from '../dlq/letter.js';
 import { toDebeziumJson } from '../../connectors/debezium/envelope.js';
@@ -100,7 +102,7 @@ export async function startCapture(cfg: RuntimeConfig, supplierId: string, log: 
   const board = new SourceStatusBoard('capture');
   const startReader = async (): Promise<Reader> => {
     const saved = await readCheckpoint<StoredCheckpoint>(pool, sourceId);
-    const r = await startNative(supplier, saved, publish, checkpoint, retry, log, board, () => loadFeedRows(pool, sourceId), (delta) => markFeedRowsPending(pool, sourceId, delta), metrics);
+    const r = await startNative(supplier, saved, publish, checkpoint, retry, log, board, () => loadFeedRows(pool, sourceId), (delta) => markFeedRowsPending(pool, sourceId, delta), metrics, (after, limit) => readFeedInbox(pool, supplier.id, after, limit));
     r.done?.catch(async (err: unknown) => {
       board.set(supplier.id, 'restarting', (err as Error).message);
       await board.flush(pool).catch(() => undefined);
@@ -219,8 +221,8 @@ type Checkpoint = (c: StoredCheckpoint, finished?: number[], feed?: ChangeBatch[
  * MySQL restart resumes; Postgres resumes from its slot) and the snapshot still owed, written at most every
  * second once a snapshot of every table is done, and always by the batch that ends a snapshot.
  */
-async function startNative(supplier: Supplier, saved: StoredCheckpoint | undefined, publish: Publish, checkpoint: Checkpoint, retry: Retry, log: Logger, board: SourceStatusBoard, loadRows: () => Promise<Map<string, string>>, markPending: (d: FeedDelta) => Promise<void>, metrics: CellarMetrics): Promise<Reader> {
-  const source = createNativeSource(supplier, log, { evictSlotHolder: true, loadFeedRows: () => retry('reading the rows of the last feed file', loadRows) })!;
+async function startNative(supplier: Supplier, saved: StoredCheckpoint | undefined, publish: Publish, checkpoint: Checkpoint, retry: Retry, log: Logger, board: SourceStatusBoard, loadRows: () => Promise<Map<string, string>>, markPending: (d: FeedDelta) => Promise<void>, metrics: CellarMetrics, readInbox: (afterId: number, limit: number) => Promise<InboxEntry[]>): Promise<Reader> {
+  const source = createNativeSource(supplier, log, { evictSlotHolder: true, loadFeedRows: () => retry('reading the rows of the last feed file', loadRows), readFeedInbox: (after, limit) => retry('reading pushed requests', () => readInbox(after, limit)) })!;
   board.set(supplier.id, 'starting');
   let owed = snapshotStateOf(saved);
   let latest: SourceCheckpoint | undefined;

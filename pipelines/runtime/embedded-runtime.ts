@@ -26,6 +26,7 @@ import { deploymentId, registerDeployment } from '../state/deployments.js';
 import { EMBEDDED_PARTITION, prepareGroup, writeGroup, type GroupState, type Pending, type Prepared } from './embedded-group.js';
 import { GroupCommitLoop } from './group-commit.js';
 import { loadFeedRows } from '../state/feed-rows.js';
+import { readFeedInbox } from '../state/feed-inbox.js';
 import { RuntimeLease } from './lease.js';
 import { ReaderSupervisor } from './reader-supervisor.js';
 import { hasNativeSource } from '../../connectors/native-source.js';
@@ -184,6 +185,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     accept: (p, size) => loop.push(p, size),
     readCheckpoint: (id) => readCheckpoint<StoredCheckpoint>(pool, id),
     loadFeedRows: (id) => retry('reading the rows of the last feed file', () => loadFeedRows(pool, id)),
+    readFeedInbox: (id, after, limit) => retry('reading pushed requests', () => readFeedInbox(pool, id, after, limit)),
   });
 
   const mappings = new Map<string, { supplier: Supplier; mapping: CompiledMapping }>();

@@ -1,5 +1,6 @@
 import { createNativeSource } from '../../connectors/native-source.js';
 import { describeFeedReport } from '../../connectors/feed/source.js';
+import type { InboxEntry } from '../../connectors/feed/push-source.js';
 import type { Supplier } from '../../connectors/registry/loader.js';
 import { CellarError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -27,6 +28,8 @@ export interface SupervisorDeps {
   readCheckpoint: (supplierId: string) => Promise<StoredCheckpoint | undefined>;
   /** Feeds: the rows the supplier's last applied file left (`cellar.feed_rows`). */
   loadFeedRows: (supplierId: string) => Promise<Map<string, string>>;
+  /** Pushed feeds: the requests the API accepted for the supplier (`cellar.feed_inbox`). */
+  readFeedInbox: (supplierId: string, afterId: number, limit: number) => Promise<InboxEntry[]>;
   /** True once the runtime stops or failed: readers are not started again. */
   ended: () => boolean;
   onFatal: (err: unknown) => void;
@@ -62,7 +65,7 @@ export class ReaderSupervisor {
     const owed = d.snapshots.get(supplier.id);
     if (d.board?.get(supplier.id)?.state !== 'restarting') d.board?.set(supplier.id, 'starting');
     const source = await d.retry(`starting the reader of ${supplier.id}`, async () => {
-      const src = createNativeSource(supplier, d.log, { evictSlotHolder: true, loadFeedRows: () => d.loadFeedRows(supplier.id) })!;
+      const src = createNativeSource(supplier, d.log, { evictSlotHolder: true, loadFeedRows: () => d.loadFeedRows(supplier.id), readFeedInbox: (after, limit) => d.readFeedInbox(supplier.id, after, limit) })!;
       try {
         // A batch of a reader that has since stopped cannot be acknowledged through it: its successor
         // resumes from the last durable checkpoint (the slot's confirmed position, or the saved binlog position).

@@ -21,6 +21,9 @@ export async function applyFeedDelta(tx: pg.PoolClient, sourceId: string, delta:
   if (delta.deletes.length) {
     await query(tx, 'forgetting the rows a feed file dropped', 'DELETE FROM cellar.feed_rows WHERE source_id = $1 AND row_key = ANY($2::text[])', [sourceId, delta.deletes]);
   }
+  if (delta.inbox) {
+    await query(tx, 'removing applied pushed requests', 'DELETE FROM cellar.feed_inbox WHERE supplier_id = $1 AND id <= $2', [delta.inbox.supplierId, delta.inbox.upTo]);
+  }
 }
 
 /** The digest no row has: a key marked with it is compared as changed by the next file. */
@@ -33,6 +36,7 @@ export const PENDING_HASH = 'pending';
  */
 export async function markFeedRowsPending(q: pg.Pool | pg.PoolClient, sourceId: string, delta: FeedDelta): Promise<void> {
   const keys = [...delta.upserts.map((u) => u[0]), ...delta.deletes];
+  // (Pushed requests stay in the inbox until the checkpoint past them: a restart reads them again.)
   if (!keys.length) return;
   await query(q, 'marking the rows of a feed file pending', `INSERT INTO cellar.feed_rows (source_id, row_key, row_hash)
     SELECT $1, k, $3 FROM unnest($2::text[]) AS u(k)

@@ -80,7 +80,7 @@ describe('read API access control and audit', () => {
   it('refuses a missing, malformed, wrong or revoked key on every /v1 endpoint, and an under-privileged one where a higher role is needed', async () => {
     const ops = await operations(api);
     expect(ops.length).toBeGreaterThanOrEqual(11);
-    expect(new Set(ops.map((o) => o.role))).toEqual(new Set(['reader', 'operator', 'admin']));
+    expect(new Set(ops.map((o) => o.role))).toEqual(new Set(['supplier', 'reader', 'operator', 'admin']));
     const wrong = keys.reader.replace(/_[^_]+$/, `_${'A'.repeat(43)}`); // right id, wrong secret
     const revoked = (await createApiKey(db.pool, { name: rid('gone'), role: 'admin', rateLimitPerS: 0 })).key;
     const [, revokedId] = /^ck_([0-9a-f]{12})_/.exec(revoked)!;
@@ -104,7 +104,8 @@ describe('read API access control and audit', () => {
       for (const role of ['reader', 'operator', 'admin'] as const) {
         const r = op.path === '/v1/events' ? await openEvents(`${api.url}${url}`, keys[role]) : await call(`${api.url}${url}`, keys[role], { method: op.method, body });
         if ('close' in r) r.close();
-        const allowed = ['reader', 'operator', 'admin'].indexOf(role) >= ['reader', 'operator', 'admin'].indexOf(op.role);
+        // A supplier's feed takes its own key (test/api/feed-push.test.ts) or an admin's, no other role.
+        const allowed = op.role === 'supplier' ? role === 'admin' : ['reader', 'operator', 'admin'].indexOf(role) >= ['reader', 'operator', 'admin'].indexOf(op.role);
         if (allowed) expect(r.status, `${op.method} ${op.path} as ${role}`).not.toBeOneOf([401, 403]);
         else {
           expect(r.status, `${op.method} ${op.path} as ${role}`).toBe(403);
@@ -247,7 +248,7 @@ describe('read API access control and audit', () => {
     expect(listed.out).not.toContain(key!.slice(-43));
     const bad = await cellar(['keys', 'create', '--name', 'x', '--role', 'root'], db.url);
     expect(bad.code).toBe(2);
-    expect(bad.out).toMatch(/--role root: expected one of reader, operator, admin/);
+    expect(bad.out).toMatch(/--role root: expected one of supplier, reader, operator, admin/);
     const revoked = await cellar(['keys', 'revoke', name], db.url);
     expect(revoked.code, revoked.out).toBe(0);
     await new Promise((r) => setTimeout(r, 100));
