@@ -185,17 +185,16 @@ export class FeedSource {
   }
 }
 
-const HELD_PREFIX = 'file ';
-
-/** True when a reader's status detail says its feed holds a file back (the supplier's health is then failing). */
+/** True when a reader's status detail says its feed holds a file (or pushed snapshot) back: the supplier's health is then failing. */
 export function isHeldBack(detail: string | null | undefined): boolean {
-  return !!detail && detail.startsWith(HELD_PREFIX) && detail.includes(' held back: ');
+  return !!detail && /^(file|request) /.test(detail) && detail.includes(' held back: ');
 }
 
 /** A feed report as one line for the supplier's health (`detail` of its reader's status). */
 export function describeFeedReport(r: FeedReport): string {
-  if (r.held) return `${HELD_PREFIX}${r.file} held back: ${r.held}`;
-  return `last file ${r.file}: ${r.rows} rows, ${r.upserts} new or changed, ${r.deletes} deleted, ${r.unchanged} unchanged, ${r.rejected} dead-lettered`;
+  const what = r.file.startsWith('request ') ? r.file : `file ${r.file}`;
+  if (r.held) return `${what} held back: ${r.held}`;
+  return `last ${what}: ${r.rows} rows, ${r.upserts} new or changed, ${r.deletes} deleted, ${r.unchanged} unchanged, ${r.rejected} dead-lettered`;
 }
 
 /** A row's values as one line of text, for a dead letter. */
