@@ -11,6 +11,7 @@ import { dashboardBenchmarks } from './dashboard.bench.js';
 import { kafkaBenchmarks } from './kafka.bench.js';
 import { scaleBenchmarks } from './scale.bench.js';
 import { feedBenchmarks } from './feed.bench.js';
+import { pushBenchmarks } from './push.bench.js';
 
 /** `make bench`: runs every suite (or those named on the command line) and reports each. */
 const suites: Record<string, () => Promise<BenchResult[]>> = {
@@ -25,6 +26,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
   dashboard: dashboardBenchmarks,
   kafka: kafkaBenchmarks,
   feed: feedBenchmarks,
+  push: pushBenchmarks,
   scale: scaleBenchmarks,
 };
 
