@@ -30,6 +30,8 @@ export const FeedSpec = z
         return false;
       }
     }, 'an encoding name TextDecoder knows, e.g. utf-8 or windows-1252').optional(),
+    /** Spreadsheets (.xlsx, told by their content): the sheet to read, by name. Default: the first. */
+    sheet: z.string().min(1).optional(),
     /** Read `12,5` as 12.5 (only with a delimiter other than `,`). Default false. */
     decimalComma: z.boolean().default(false),
     /**

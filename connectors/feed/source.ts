@@ -3,7 +3,8 @@ import type { ColumnDef, SourceInfo } from '../debezium/envelope.js';
 import { feedInfo, Poller } from './poller.js';
 import { SourceChange } from '../source-change.js';
 import type { FeedConfig } from './config.js';
-import { parseFeedCsv } from './csv.js';
+import { parseFeedCsv, type ParsedCsv } from './csv.js';
+import { isXlsx, parseFeedSpreadsheet } from './spreadsheet.js';
 import { currentFile, type FeedFile, type FeedFileId } from './fetch.js';
 import { diffSnapshot, feedKey, MissingKeyError, rowHash, truncationGuard, type KeyedFeedRow } from './snapshot-diff.js';
 
@@ -124,7 +125,13 @@ export class FeedSource {
 
   private async apply(file: FeedFile, handler: (b: FeedBatch) => Promise<void>): Promise<void> {
     const { feed, key } = this.o;
-    const parsed = parseFeedCsv(file.bytes, { ...(feed.delimiter ? { delimiter: feed.delimiter } : {}), ...(feed.encoding ? { encoding: feed.encoding } : {}), decimalComma: feed.decimalComma });
+    let parsed: ParsedCsv;
+    try {
+      parsed = await readFeedFile(file.bytes, feed);
+    } catch (err) {
+      // A workbook that cannot be read (or lacks its sheet) is held back, named, like any unusable file.
+      return this.hold(file, handler, `not a readable spreadsheet: ${(err as Error).message}`, 0);
+    }
     const rejected: FeedRejection[] = parsed.errors.map((e) => ({ reason: 'malformed_line', message: `${file.name} line ${e.line}: ${e.message}`, file: file.name, line: e.line, text: e.text }));
     const missing = key.filter((k) => !parsed.header.includes(k));
     if (missing.length) return this.hold(file, handler, `the header has no key column ${missing.map((m) => `"${m}"`).join(', ')} (header: ${parsed.header.join(', ') || 'empty'})`, 0);
@@ -195,6 +202,12 @@ export function describeFeedReport(r: FeedReport): string {
   const what = r.file.startsWith('request ') ? r.file : `file ${r.file}`;
   if (r.held) return `${what} held back: ${r.held}`;
   return `last ${what}: ${r.rows} rows, ${r.upserts} new or changed, ${r.deletes} deleted, ${r.unchanged} unchanged, ${r.rejected} dead-lettered`;
+}
+
+/** A feed file's rows: an .xlsx workbook (told by its content) or CSV, read with the feed's settings. */
+export async function readFeedFile(bytes: Buffer, feed: FeedConfig): Promise<ParsedCsv> {
+  if (isXlsx(bytes)) return parseFeedSpreadsheet(bytes, feed.sheet ? { sheet: feed.sheet } : {});
+  return parseFeedCsv(bytes, { ...(feed.delimiter ? { delimiter: feed.delimiter } : {}), ...(feed.encoding ? { encoding: feed.encoding } : {}), decimalComma: feed.decimalComma });
 }
 
 /** A row's values as one line of text, for a dead letter. */

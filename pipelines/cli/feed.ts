@@ -20,8 +20,8 @@ export function registerFeedCommands(program: Command): void {
     .action(async (file: string, o: { supplier: string; wait: string }) => {
       const waitS = Number(o.wait);
       if (!Number.isFinite(waitS) || waitS < 0) throw new ConfigError(`cellar feed push: --wait: "${o.wait}" is not a number of seconds`);
-      const [{ readFileSync, renameSync, writeFileSync }, { basename, join }, { loadRegistry }, { loadRuntimeConfig }, { parseFeedCsv }, { contentHash }, { matchesPattern }] = await Promise.all([
-        import('node:fs'), import('node:path'), import('../../connectors/registry/loader.js'), import('../core/config.js'), import('../../connectors/feed/csv.js'), import('../../connectors/feed/fetch.js'), import('../../connectors/feed/config.js'),
+      const [{ readFileSync, renameSync, writeFileSync }, { basename, join }, { loadRegistry }, { loadRuntimeConfig }, { readFeedFile }, { contentHash }, { matchesPattern }] = await Promise.all([
+        import('node:fs'), import('node:path'), import('../../connectors/registry/loader.js'), import('../core/config.js'), import('../../connectors/feed/source.js'), import('../../connectors/feed/fetch.js'), import('../../connectors/feed/config.js'),
       ]);
       const env = loadRuntimeConfig();
       const supplier = loadRegistry(env.suppliersDir).find((s) => s.id === o.supplier);
@@ -35,11 +35,13 @@ export function registerFeedCommands(program: Command): void {
       } catch (err) {
         throw new ConfigError(`cellar feed push: ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
-      const parsed = parseFeedCsv(bytes, { ...(f.delimiter ? { delimiter: f.delimiter } : {}), ...(f.encoding ? { encoding: f.encoding } : {}), decimalComma: f.decimalComma });
+      const parsed = await readFeedFile(bytes, f).catch((err: unknown) => {
+        throw new ConfigError(`cellar feed push: ${file}: not a readable spreadsheet: ${(err as Error).message}`);
+      });
       const key = supplier.source.tables[0]!.key ?? [];
       const missing = key.filter((k) => !parsed.header.includes(k));
       if (missing.length) throw new ConfigError(`cellar feed push: ${file}: the header has no key column ${missing.join(', ')} (header: ${parsed.header.join(', ') || 'empty'})`);
-      console.log(`${file}: ${parsed.rows.length} rows, delimiter ${JSON.stringify(parsed.delimiter)}, ${parsed.encoding}${parsed.errors.length ? `; ${parsed.errors.length} lines will be dead-lettered:` : ''}`);
+      console.log(`${file}: ${parsed.rows.length} rows, ${parsed.delimiter === 'xlsx' ? 'a spreadsheet' : `delimiter ${JSON.stringify(parsed.delimiter)}, ${parsed.encoding}`}${parsed.errors.length ? `; ${parsed.errors.length} lines will be dead-lettered:` : ''}`);
       for (const e of parsed.errors.slice(0, 20)) console.log(`  line ${e.line}: ${e.message}`);
       if (parsed.errors.length > 20) console.log(`  … and ${parsed.errors.length - 20} more`);
       const stamp = new Date().toISOString().replace(/[-:.]/g, '');

@@ -1,4 +1,6 @@
-import { mkdtempSync, writeFileSync, utimesSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, utimesSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -77,6 +79,36 @@ describe('file feed source', () => {
     await settle();
     await f.src.stop();
     expect(f.batches[0]!.report?.held).toBe('the header has no key column "store" (header: sku, depot, bottles)');
+  });
+});
+
+describe('spreadsheet feeds', () => {
+  const fixture = readFileSync(join(dirname(fileURLToPath(import.meta.url)), '../fixtures/feeds/stock.xlsx'));
+
+  it('reads an .xlsx sheet by name: numbers as stored (never through a float), a row without its key refused with its row number', async () => {
+    const f = feedOn(new Map(), { pattern: '*.xlsx', sheet: 'Stock' });
+    writeFileSync(join(f.dir, 'stock.xlsx'), fixture);
+    await f.start({});
+    await settle();
+    await f.src.stop();
+    const b = f.batches[0]!;
+    expect(b.changes.map((c) => c.spec.after)).toEqual([{ sku: 'W-1', store: 's1', bottles: '12', note: null }, { sku: 'W-2', store: 's2', bottles: '0.1', note: 'magnum, 1.5 l' }]);
+    expect(b.rejected).toEqual([expect.objectContaining({ reason: 'missing_key', line: 5, file: 'stock.xlsx' })]);
+  });
+
+  it('holds back a workbook that cannot be read, or lacks the sheet, naming why', async () => {
+    const broken = feedOn(new Map([['["W-1","s1"]', 'x']]), { pattern: '*.xlsx' });
+    writeFileSync(join(broken.dir, 'stock.xlsx'), Buffer.concat([fixture.subarray(0, 40), Buffer.alloc(100)]));
+    await broken.start({ snapshotDone: true, position: { seq: 1, rows: 1 } });
+    await settle();
+    await broken.src.stop();
+    expect(broken.batches[0]!.report?.held).toMatch(/^not a readable spreadsheet: /);
+    const noSheet = feedOn(new Map([['["W-1","s1"]', 'x']]), { pattern: '*.xlsx', sheet: 'Inventory' });
+    writeFileSync(join(noSheet.dir, 'stock.xlsx'), fixture);
+    await noSheet.start({ snapshotDone: true, position: { seq: 1, rows: 1 } });
+    await settle();
+    await noSheet.src.stop();
+    expect(noSheet.batches[0]!.report?.held).toMatch(/^not a readable spreadsheet: .*Inventory/);
   });
 });
 
