@@ -2,6 +2,8 @@ import type pg from 'pg';
 import type { PushedRow } from '../../connectors/feed/push-body.js';
 import type { InboxEntry } from '../../connectors/feed/push-source.js';
 import { inTransaction, query } from '../core/pg.js';
+import type { DeadLetter } from '../../schemas/records.js';
+import { insertDeadLetters } from './dead-letters.js';
 
 /** The accepted requests of `supplierId` after inbox id `afterId`, oldest first (what its runtime applies next). */
 export async function readFeedInbox(q: pg.Pool, supplierId: string, afterId: number, limit: number): Promise<InboxEntry[]> {
@@ -24,7 +26,12 @@ export interface StoredAnswer {
  */
 export async function acceptPushed(
   pool: pg.Pool,
-  r: { supplierId: string; mode: 'changes' | 'snapshot'; rows: PushedRow[]; idempotencyKey?: string; bodySha256: string; answer: (inboxId: number | null) => { status: number; answer: Record<string, unknown> } },
+  r: {
+    supplierId: string; mode: 'changes' | 'snapshot'; rows: PushedRow[]; idempotencyKey?: string; bodySha256: string;
+    answer: (inboxId: number | null) => { status: number; answer: Record<string, unknown> };
+    /** The rows refused, as dead letters (stage `source`) of this request. */
+    letters: (inboxId: number | null) => DeadLetter[];
+  },
 ): Promise<{ status: number; answer: Record<string, unknown>; replayed: boolean; bodySha256: string }> {
   return inTransaction(pool, 'queuing a pushed request', async (tx) => {
     if (r.idempotencyKey) {
@@ -40,6 +47,7 @@ export async function acceptPushed(
       inboxId = Number(rows[0]!.id);
     }
     const a = r.answer(inboxId);
+    await insertDeadLetters(tx, r.letters(inboxId));
     if (r.idempotencyKey) {
       await query(tx, 'storing an idempotent answer', `INSERT INTO cellar.feed_requests (supplier_id, idempotency_key, body_sha256, status, answer) VALUES ($1, $2, $3, $4, $5)
         ON CONFLICT (supplier_id, idempotency_key) DO UPDATE SET body_sha256 = excluded.body_sha256, status = excluded.status, answer = excluded.answer, created_at = now()`,

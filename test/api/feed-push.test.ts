@@ -76,6 +76,11 @@ mapping: { sku: sku, warehouse: store, quantity: bottles, regions: { s1: eu-west
       { line: 2, row: { sku: 'W-2', store: 's1', bottles: '3' }, op: 'upsert', version: 6 },
       { line: 5, row: { sku: 'W-3', store: 's1' }, op: 'delete', version: 7 },
     ]);
+    // Each refused row is a dead letter too, once, named by request and line.
+    const letters = await db.pool.query<{ reason: string; source_position: string }>(`SELECT reason, source_position FROM cellar.dead_letters WHERE supplier_id = $1 AND stage = 'source' ORDER BY id`, [id]);
+    expect(letters.rows.map((l) => [l.reason, l.source_position.replace(/^request \d+/, 'request N')])).toEqual([
+      ['missing_key', 'request N:3'], ['duplicate_key', 'request N:4'], ['malformed_line', 'request N:6'], ['malformed_line', 'request N:7'],
+    ]);
     // The same key with another body is refused, not applied.
     expect((await post(keys.own, '[]', { idem: 'req-1' })).status).toBe(422);
   });
