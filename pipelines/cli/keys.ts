@@ -63,7 +63,7 @@ export function registerKeysCommands(program: Command): void {
           console.log(
             formatTable(
               ['id', 'name', 'role', 'rate/s', 'created', 'last used', 'revoked'],
-              list.map((k) => [k.id, k.name, k.role, k.rateLimitPerS || 'unlimited', iso(k.createdAt), iso(k.lastUsedAt), iso(k.revokedAt)]),
+              list.map((k) => [k.id, k.name, k.supplierId ? `${k.role} (${k.supplierId})` : k.role, k.rateLimitPerS || 'unlimited', iso(k.createdAt), iso(k.lastUsedAt), iso(k.revokedAt)]),
             ),
           );
         }
