@@ -117,16 +117,16 @@ export class PushSource {
         }
       }
     }
-    const next = new Map(this.rows);
-    for (const [k, h] of upserts) next.set(k, h);
-    for (const k of deletes) next.delete(k);
+    // Keys are unique within a request (the API refuses repeats; a snapshot's diff has each once).
+    const rowsAfter = this.rows.size + upserts.filter(([k]) => !this.rows.has(k)).length - deletes.filter((k) => this.rows.has(k)).length;
     this.log.info({ supplier: this.o.supplierId, request: e.id, mode: e.mode, rows: e.rows.length, upserts: upserts.length, deletes: deletes.length, unchanged }, 'pushed request read: its changes are handed over');
     await this.hand(handler, {
-      changes, position: { seq, rows: next.size, inbox: e.id }, snapshot: false, rejected: [],
+      changes, position: { seq, rows: rowsAfter, inbox: e.id }, snapshot: false, rejected: [],
       delta: { upserts, deletes, inbox: { supplierId: this.o.supplierId, upTo: e.id } },
       report: { file: name, rows: e.rows.length, upserts: upserts.length, deletes: deletes.length, unchanged, rejected: 0 },
     });
-    this.rows = next;
+    for (const [k, h] of upserts) this.rows.set(k, h);
+    for (const k of deletes) this.rows.delete(k);
   }
 
   private async hand(handler: (b: FeedBatch) => Promise<void>, b: FeedBatch): Promise<void> {
