@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FeedSpec } from '../connectors/feed/config.js';
 import { FeedSource, type FeedBatch } from '../connectors/feed/source.js';
+import type { RememberedRow } from '../connectors/feed/snapshot-diff.js';
 import { createLogger } from '../pipelines/core/logger.js';
 import { repeat, result, rng, type BenchResult } from './harness.js';
 
@@ -31,7 +32,7 @@ export async function feedBenchmarks(): Promise<BenchResult[]> {
     const nextText = csv(next);
     const log = createLogger('bench-feed', 'silent');
     /** One file read by a fresh source that remembers `remembered`; returns rows/s and the batch. */
-    const run = async (text: string, remembered: Map<string, string>): Promise<{ perS: number; batch: FeedBatch }> => {
+    const run = async (text: string, remembered: Map<string, RememberedRow>): Promise<{ perS: number; batch: FeedBatch }> => {
       const sub = mkdtempSync(join(dir, 'f-'));
       writeFileSync(join(sub, 'stock.csv'), text);
       const feed = FeedSpec.parse({ path: sub, checkEveryMs: 3_600_000 });
@@ -48,7 +49,7 @@ export async function feedBenchmarks(): Promise<BenchResult[]> {
       return { perS: text.split('\n').length / s, batch: batch! };
     };
     const { batch: firstBatch } = await run(first, new Map());
-    const remembered = new Map(firstBatch.delta!.upserts);
+    const remembered = new Map(firstBatch.delta!.upserts.map((u) => [u.key, { hash: u.hash, version: u.version }]));
     const firstRuns = await repeat(async () => (await run(first, new Map())).perS, 5, 1);
     let nextBatch: FeedBatch | undefined;
     const nextRuns = await repeat(async () => {

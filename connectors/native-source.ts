@@ -12,6 +12,7 @@ import { openMysqlRows } from './mysql-cdc/rows.js';
 import { openPostgresRows } from './postgres-cdc/rows.js';
 import { FeedSource, type FeedBatch, type FeedDelta, type FeedPosition, type FeedRejection, type FeedReport } from './feed/source.js';
 import { PushSource, type InboxEntry } from './feed/push-source.js';
+import type { RememberedRow } from './feed/snapshot-diff.js';
 
 /** Source kinds Cellar reads natively (without Debezium). */
 export const NATIVE_KINDS = ['postgres', 'mysql', 'mariadb', 'csv', 'http'] as const;
@@ -90,7 +91,7 @@ export interface NativeSourceKind {
 export interface StreamOptions {
   evictSlotHolder?: boolean;
   /** Feeds: the remembered rows (key → digest) of the last applied file, from `cellar.feed_rows` under the runtime's source id. */
-  loadFeedRows?: () => Promise<Map<string, string>>;
+  loadFeedRows?: () => Promise<Map<string, RememberedRow>>;
   /** Pushed feeds: the requests the API accepted for the supplier after an inbox id (`cellar.feed_inbox`). */
   readFeedInbox?: (afterId: number, limit: number) => Promise<InboxEntry[]>;
 }
@@ -112,14 +113,14 @@ export const NATIVE_SOURCES: Record<NativeKind, NativeSourceKind> = {
   csv: {
     stream: feedSource,
     rows: async (s) => {
-      throw new Error(`${s.id}: reconciliation of file feeds compares with the last applied file, which is not kept; each file is applied whole`);
+      throw new Error(`${s.id}: a file feed's rows are the ones its last applied file left, kept in Cellar's database (pipelines/reconcile/feed-snapshot.ts reads them)`);
     },
     lag: async () => undefined,
   },
   http: {
     stream: pushSource,
     rows: async (s) => {
-      throw new Error(`${s.id}: reconciliation of pushed feeds is not available; a pushed snapshot replaces the supplier's rows`);
+      throw new Error(`${s.id}: a pushed feed's rows are the ones its applied requests left, kept in Cellar's database (pipelines/reconcile/feed-snapshot.ts reads them)`);
     },
     lag: async () => undefined,
   },
@@ -218,9 +219,9 @@ export function hasNativeSource(supplier: Supplier): boolean {
   return (NATIVE_KINDS as readonly string[]).includes(supplier.source.kind);
 }
 
-/** True when reconciliation can read the supplier's current rows (database sources). */
+/** True when reconciliation can read the supplier's current rows (databases; feeds: the rows they last sent, kept by Cellar). */
 export function hasRowReader(supplier: Supplier): boolean {
-  return hasNativeSource(supplier) && supplier.source.kind !== 'csv' && supplier.source.kind !== 'http';
+  return hasNativeSource(supplier);
 }
 
 /** The supplier's native source, or undefined when its kind has none (Debezium captures it). */

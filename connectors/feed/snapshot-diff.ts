@@ -54,10 +54,23 @@ export function rowHash(row: Record<string, string | null>): string {
 }
 
 /**
+ * The digest no row has: a key capture published but did not checkpoint is remembered with it, so the
+ * next file (even one equal to the last applied) compares it as changed and sends it again.
+ */
+export const PENDING_HASH = 'pending';
+
+/** A row a feed remembers from what it last applied: its values' digest and its version. */
+export interface RememberedRow {
+  hash: string;
+  /** The version the row was applied with (a file's read time, or a pushed row's own `_version`). */
+  version: number;
+}
+
+/**
  * Compares a full snapshot (`next`, already keyed) with the keys and digests of the last applied one.
  * Pure. A key repeated within `next` keeps its first line; later ones are reported as duplicates.
  */
-export function diffSnapshot(previous: ReadonlyMap<string, string>, next: readonly KeyedFeedRow[]): SnapshotDiff {
+export function diffSnapshot(previous: ReadonlyMap<string, RememberedRow>, next: readonly KeyedFeedRow[]): SnapshotDiff {
   const out: SnapshotDiff = { upserts: [], deletes: [], unchanged: 0, duplicates: [] };
   const firstLine = new Map<string, number>();
   for (const r of next) {
@@ -67,7 +80,7 @@ export function diffSnapshot(previous: ReadonlyMap<string, string>, next: readon
       continue;
     }
     firstLine.set(r.key, r.line);
-    if (previous.get(r.key) === r.hash) out.unchanged++;
+    if (previous.get(r.key)?.hash === r.hash) out.unchanged++;
     else out.upserts.push(r);
   }
   for (const key of previous.keys()) if (!firstLine.has(key)) out.deletes.push(key);

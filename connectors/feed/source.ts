@@ -6,7 +6,7 @@ import type { FeedConfig } from './config.js';
 import { parseFeedCsv, type ParsedCsv } from './csv.js';
 import { isXlsx, parseFeedSpreadsheet } from './spreadsheet.js';
 import { currentFile, type FeedFile, type FeedFileId } from './fetch.js';
-import { diffSnapshot, feedKey, MissingKeyError, rowHash, truncationGuard, type KeyedFeedRow } from './snapshot-diff.js';
+import { diffSnapshot, feedKey, MissingKeyError, PENDING_HASH, rowHash, truncationGuard, type KeyedFeedRow, type RememberedRow } from './snapshot-diff.js';
 
 /** Where a feed stands: the version its last applied file gave its rows, that file, and its row count. */
 export interface FeedPosition {
@@ -23,8 +23,10 @@ export interface FeedPosition {
  * transaction as the batch's checkpoint, so what the next file is compared with is always what was applied.
  */
 export interface FeedDelta {
-  upserts: Array<[key: string, hash: string]>;
-  deletes: string[];
+  /** Rows new or changed: key, digest, version, and the values (kept for reconciliation). */
+  upserts: Array<{ key: string; hash: string; version: number; row: Record<string, string | null> }>;
+  /** Keys deleted, at a version (a remembered row newer than it stays). */
+  deletes: Array<{ key: string; version: number }>;
   /** Pushed feeds: the supplier's accepted requests up to this one are applied, and removed from the inbox. */
   inbox?: { supplierId: string; upTo: number };
 }
@@ -69,8 +71,8 @@ export interface FeedSourceOptions {
   table: string;
   key: string[];
   feed: FeedConfig;
-  /** The rows the last applied file left (key → digest), read from Cellar's database at start. */
-  loadRows: () => Promise<Map<string, string>>;
+  /** The rows the last applied file left (key → digest and version), read from Cellar's database at start. */
+  loadRows: () => Promise<Map<string, RememberedRow>>;
 }
 
 /**
@@ -82,9 +84,11 @@ export interface FeedSourceOptions {
  */
 export class FeedSource {
   private position: FeedPosition = { seq: 0, rows: 0 };
-  private rows = new Map<string, string>();
+  private rows = new Map<string, RememberedRow>();
   private heldHash: string | undefined;
   private force = false;
+  /** Keys published but not checkpointed before a crash: the next file is diffed even if it is the applied one. */
+  private pending = false;
   private readonly poller: Poller;
   private readonly info: SourceInfo;
 
@@ -96,6 +100,7 @@ export class FeedSource {
   /** Starts checking: at once, then every `checkEveryMs`. `snapshotDone` false: the next file is applied whole. */
   async start(handler: (b: FeedBatch) => Promise<void>, from: { position?: FeedPosition; snapshotDone?: boolean }): Promise<void> {
     this.rows = await this.o.loadRows();
+    this.pending = [...this.rows.values()].some((r) => r.hash === PENDING_HASH);
     this.position = from.position ?? { seq: 0, rows: this.rows.size };
     this.force = !from.snapshotDone;
     this.poller.start(() => this.check(handler));
@@ -119,7 +124,7 @@ export class FeedSource {
       if (this.force) await this.hand(handler, { changes: [], position: this.position, snapshot: true, snapshotComplete: true, rejected: [] });
       return;
     }
-    if (!this.force && (file.hash === this.position.file?.hash || file.hash === this.heldHash)) return;
+    if (!this.force && ((file.hash === this.position.file?.hash && !this.pending) || file.hash === this.heldHash)) return;
     await this.apply(file, handler);
   }
 
@@ -162,19 +167,14 @@ export class FeedSource {
       const op = this.force ? 'r' : this.rows.has(r.key) ? 'u' : 'c';
       changes.push(new SourceChange(this.info, columns, key, { op, before: null, after: r.row, tsMs: file.mtimeMs, feedVersion: seq, line: r.line, feedFile: file.name }));
     }
-    for (const k of diff.deletes) {
-      const values = JSON.parse(k) as string[];
-      const before: Record<string, string | null> = Object.fromEntries(parsed.header.map((h) => [h, null]));
-      key.forEach((c, i) => (before[c] = values[i] ?? null));
-      changes.push(new SourceChange(this.info, columns, key, { op: 'd', before, after: null, tsMs: file.mtimeMs, feedVersion: seq, line: 0, feedFile: file.name }));
-    }
+    for (const k of diff.deletes) changes.push(deleteChange(this.info, columns, key, k, { tsMs: file.mtimeMs, feedVersion: seq, feedFile: file.name }));
     const report: FeedReport = { file: file.name, rows: unique, upserts: upserts.length, deletes: diff.deletes.length, unchanged: this.force ? 0 : diff.unchanged, rejected: rejected.length };
     const position: FeedPosition = { seq, rows: unique, file: { hash: file.hash, name: file.name, ...(file.etag ? { etag: file.etag } : {}), ...(file.lastModified ? { lastModified: file.lastModified } : {}) } };
-    const delta: FeedDelta = { upserts: upserts.map((r) => [r.key, r.hash]), deletes: diff.deletes };
+    const delta: FeedDelta = { upserts: upserts.map((r) => ({ key: r.key, hash: r.hash, version: seq, row: r.row })), deletes: diff.deletes.map((k) => ({ key: k, version: seq })) };
     const snapshot = this.force;
     await this.hand(handler, { changes, position, snapshot, ...(snapshot ? { snapshotComplete: true } : {}), delta, rejected, report });
-    for (const [k, h] of delta.upserts) this.rows.set(k, h);
-    for (const k of delta.deletes) this.rows.delete(k);
+    rememberDelta(this.rows, delta);
+    this.pending = false;
     this.log.info({ supplier: this.o.supplierId, ...report, encoding: parsed.encoding, delimiter: parsed.delimiter }, 'feed file read: its changes are handed over');
   }
 
@@ -208,6 +208,23 @@ export function describeFeedReport(r: FeedReport): string {
 export async function readFeedFile(bytes: Buffer, feed: FeedConfig): Promise<ParsedCsv> {
   if (isXlsx(bytes)) return parseFeedSpreadsheet(bytes, feed.sheet ? { sheet: feed.sheet } : {});
   return parseFeedCsv(bytes, { ...(feed.delimiter ? { delimiter: feed.delimiter } : {}), ...(feed.encoding ? { encoding: feed.encoding } : {}), decimalComma: feed.decimalComma });
+}
+
+/**
+ * The delete of a remembered key: the key columns' values (from the key's JSON array), every other column
+ * null, as the normalizer reads a delete's before image.
+ */
+export function deleteChange(info: SourceInfo, columns: ColumnDef[], keyColumns: string[], key: string, at: { tsMs: number; feedVersion: number; feedFile: string }): SourceChange {
+  const values = JSON.parse(key) as string[];
+  const before: Record<string, string | null> = Object.fromEntries(columns.map((c) => [c.name, null]));
+  keyColumns.forEach((c, i) => (before[c] = values[i] ?? null));
+  return new SourceChange(info, columns, keyColumns, { op: 'd', before, after: null, tsMs: at.tsMs, feedVersion: at.feedVersion, line: 0, feedFile: at.feedFile });
+}
+
+/** Updates a feed's remembered rows with what a handed-over batch changed (its delta is already durable). */
+export function rememberDelta(rows: Map<string, RememberedRow>, delta: FeedDelta): void {
+  for (const u of delta.upserts) rows.set(u.key, { hash: u.hash, version: u.version });
+  for (const d of delta.deletes) rows.delete(d.key);
 }
 
 /** A row's values as one line of text, for a dead letter. */

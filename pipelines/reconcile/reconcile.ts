@@ -149,7 +149,7 @@ export async function reconcileSupplier(deps: ReconcileDeps, supplier: Supplier,
   const progress = (phase: string, rowsCompared: number) => opts.onProgress?.({ supplierId: supplier.id, phase, rowsCompared });
   let rowsCompared = 0;
   try {
-    const snap = await openSupplierSnapshot(supplier, log);
+    const snap = await openSupplierSnapshot(supplier, log, pool);
     // The same inputs as the runtimes: SKU map rows and the catalog of bottle sizes.
     const inputs = new MappingInputsStore(pool, [supplier]);
     await inputs.load();

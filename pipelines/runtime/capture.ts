@@ -4,6 +4,7 @@ import { describeFeedReport } from '../../connectors/feed/source.js';
 import { applyFeedDelta, loadFeedRows, markFeedRowsPending } from '../state/feed-rows.js';
 import type { FeedDelta } from '../../connectors/feed/source.js';
 import type { InboxEntry } from '../../connectors/feed/push-source.js';
+import type { RememberedRow } from '../../connectors/feed/snapshot-diff.js';
 import { readFeedInbox } from '../state/feed-inbox.js';
 import { insertDeadLetters } from '../state/dead-letters.js';
 import { deadLetter } from '../dlq/letter.js';
@@ -221,7 +222,7 @@ type Checkpoint = (c: StoredCheckpoint, finished?: number[], feed?: ChangeBatch[
  * MySQL restart resumes; Postgres resumes from its slot) and the snapshot still owed, written at most every
  * second once a snapshot of every table is done, and always by the batch that ends a snapshot.
  */
-async function startNative(supplier: Supplier, saved: StoredCheckpoint | undefined, publish: Publish, checkpoint: Checkpoint, retry: Retry, log: Logger, board: SourceStatusBoard, loadRows: () => Promise<Map<string, string>>, markPending: (d: FeedDelta) => Promise<void>, metrics: CellarMetrics, readInbox: (afterId: number, limit: number) => Promise<InboxEntry[]>): Promise<Reader> {
+async function startNative(supplier: Supplier, saved: StoredCheckpoint | undefined, publish: Publish, checkpoint: Checkpoint, retry: Retry, log: Logger, board: SourceStatusBoard, loadRows: () => Promise<Map<string, RememberedRow>>, markPending: (d: FeedDelta) => Promise<void>, metrics: CellarMetrics, readInbox: (afterId: number, limit: number) => Promise<InboxEntry[]>): Promise<Reader> {
   const source = createNativeSource(supplier, log, { evictSlotHolder: true, loadFeedRows: () => retry('reading the rows of the last feed file', loadRows), readFeedInbox: (after, limit) => retry('reading pushed requests', () => readInbox(after, limit)) })!;
   board.set(supplier.id, 'starting');
   let owed = snapshotStateOf(saved);

@@ -1,6 +1,7 @@
 import { createNativeSource } from '../../connectors/native-source.js';
 import { describeFeedReport } from '../../connectors/feed/source.js';
 import type { InboxEntry } from '../../connectors/feed/push-source.js';
+import type { RememberedRow } from '../../connectors/feed/snapshot-diff.js';
 import type { Supplier } from '../../connectors/registry/loader.js';
 import { CellarError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -27,7 +28,7 @@ export interface SupervisorDeps {
   snapshots: Map<string, SnapshotState>;
   readCheckpoint: (supplierId: string) => Promise<StoredCheckpoint | undefined>;
   /** Feeds: the rows the supplier's last applied file left (`cellar.feed_rows`). */
-  loadFeedRows: (supplierId: string) => Promise<Map<string, string>>;
+  loadFeedRows: (supplierId: string) => Promise<Map<string, RememberedRow>>;
   /** Pushed feeds: the requests the API accepted for the supplier (`cellar.feed_inbox`). */
   readFeedInbox: (supplierId: string, afterId: number, limit: number) => Promise<InboxEntry[]>;
   /** True once the runtime stops or failed: readers are not started again. */

@@ -12,7 +12,7 @@ import { createPgPool } from '../../pipelines/core/pg.js';
 import { storesConverged } from '../support/stores.js';
 import { artifactDir, cellarEnv, rid, services, supplierDir, eventually } from '../support/services.js';
 import { explainProcess } from '../support/embedded.js';
-import { csvOf, dropFile, feedDetail, feedLetters, feedRegions, feedSupplierYaml, feedTruth, randomLines, type FeedLine } from '../support/feeds.js';
+import { csvOf, dropFile, expectFeedReconciled, feedDetail, feedLetters, feedRegions, feedSupplierYaml, feedTruth, randomLines, type FeedLine } from '../support/feeds.js';
 
 /**
  * `cellar run embedded` with a file-feed supplier: successive CSV files dropped into its folder add, change
@@ -111,4 +111,8 @@ describe('file feeds in the embedded runtime', () => {
       expect(letters.slice(before), `after kill ${k + 1}`).toEqual([{ reason: 'malformed_line', position: `big-${k}.csv:20002` }]);
     }
   }, 600_000);
+
+  it('reconciliation compares the totals with the rows of the last applied file, and repairs drift', async () => {
+    await expectFeedReconciled(pool, env, logDir, supplierId, current.length, converged);
+  }, 120_000);
 });

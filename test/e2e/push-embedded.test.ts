@@ -12,7 +12,7 @@ import { migrate } from '../../pipelines/state/migrate.js';
 import { storesConverged } from '../support/stores.js';
 import { artifactDir, cellarEnv, eventually, rid, services, supplierDir } from '../support/services.js';
 import { explainProcess } from '../support/embedded.js';
-import { feedRegions, feedTruth, randomLines, type FeedLine } from '../support/feeds.js';
+import { expectFeedReconciled, feedRegions, feedTruth, randomLines, type FeedLine } from '../support/feeds.js';
 
 /**
  * A supplier that pushes its rows to the API of `cellar run embedded --api`: deltas (upserts, deletes, its own
@@ -87,6 +87,8 @@ mapping: { sku: sku, warehouse: store, quantity: bottles, unit: bottles, regions
     const a = lines[0]!;
     await push([{ ...a, bottles: 77, _version: 20 }]);
     await push([{ ...a, bottles: 1, _version: 15 }]);
+    // A late delete, older than what was applied: the row stays (and a later snapshot without it must still delete it).
+    await push([{ sku: a.sku, store: a.store, _op: 'delete', _version: 12 }]);
     truth.set(`${a.sku}|${a.store}`, { ...a, bottles: 77 });
     // A delete.
     const b = lines[1]!;
@@ -97,7 +99,7 @@ mapping: { sku: sku, warehouse: store, quantity: bottles, unit: bottles, regions
 
   it('a snapshot replaces the supplier\'s rows: those it lacks are deleted', async () => {
     // The supplier versions its rows, so its snapshot does too (its deletes take the snapshot's highest version).
-    const keep = [...truth.values()].slice(0, 120).map((l) => ({ ...l, bottles: l.bottles + 1 }));
+    const keep = [...truth.values()].slice(1, 121).map((l) => ({ ...l, bottles: l.bottles + 1 }));
     truth.clear();
     for (const l of keep) truth.set(`${l.sku}|${l.store}`, l);
     await push(keep.map((l) => ({ ...l, _version: 40 })), 'snapshot');
@@ -122,4 +124,8 @@ mapping: { sku: sku, warehouse: store, quantity: bottles, unit: bottles, regions
     }
     expect((await pool.query('SELECT count(*)::int AS n FROM cellar.feed_inbox WHERE supplier_id = $1', [supplierId])).rows[0].n).toBe(0);
   }, 300_000);
+
+  it('reconciliation compares the totals with the rows the applied requests left, and repairs drift', async () => {
+    await expectFeedReconciled(pool, env, logDir, supplierId, truth.size, converged);
+  }, 120_000);
 });

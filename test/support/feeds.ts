@@ -79,3 +79,43 @@ export async function feedDetail(pool: pg.Pool, supplier: string): Promise<strin
   const { rows } = await pool.query<{ detail: string | null }>('SELECT detail FROM cellar.source_status WHERE supplier_id = $1', [supplier]).catch(() => ({ rows: [] as Array<{ detail: string | null }> }));
   return rows[0]?.detail ?? null;
 }
+
+/**
+ * Reconciles a feed supplier with `cellar reconcile` as an operator would: a clean run compares exactly
+ * the rows the feed last sent (`rows`); a contribution changed behind Cellar's back is then found, named
+ * and repaired through the pipeline, after which `converged` holds and a new run is clean again.
+ */
+export async function expectFeedReconciled(pool: pg.Pool, env: Record<string, string>, logDir: string, supplierId: string, rows: number, converged: () => Promise<unknown[]>): Promise<void> {
+  const { runCellar } = await import('./cli.js');
+  // Totals can equal the rows while repeats of them are still on their way (a revert re-sends every row):
+  // reconciliation starts once the supplier's contributions stop changing.
+  let last = '';
+  for (let stable = 0, i = 0; stable < 3 && i < 120; i++) {
+    const { rows: [d] } = await pool.query<{ d: string }>(`SELECT md5(coalesce(string_agg(contributor_id || source_version || deleted || bottles, ',' ORDER BY contributor_id), '')) AS d FROM cellar.stock_contributions WHERE supplier_id = $1`, [supplierId]);
+    stable = d!.d === last ? stable + 1 : 0;
+    last = d!.d;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  const reconcile = (args: string[]) => runCellar(['reconcile', '--supplier', supplierId, '--settle', '500', ...args], env, logDir);
+  const clean = await reconcile([]);
+  if (clean.code !== 0 || !clean.out.includes(`${rows.toLocaleString('en-US')} source rows compared`)) {
+    const kept = await pool.query(`SELECT source_id, split_part(row_key, '-', 1) AS prefix, row_hash = 'pending' AS pending, row_values IS NULL AS no_values, count(*)::int AS n
+      FROM cellar.feed_rows WHERE source_id IN ($1, 'capture:' || $1) GROUP BY 1, 2, 3, 4 ORDER BY 1, 2`, [supplierId]);
+    const cid = /contribution\s+(\S+)/.exec(clean.out)?.[1] ?? '';
+    const held = await pool.query('SELECT region, sku, bottles, deleted, source_version FROM cellar.stock_contributions WHERE contributor_id = $1', [cid]);
+    const route = await pool.query('SELECT * FROM cellar.contributor_routes WHERE contributor_id = $1', [cid]);
+    const total = held.rows[0] ? await pool.query('SELECT * FROM cellar.regional_stock WHERE region = $1 AND sku = $2', [held.rows[0].region, held.rows[0].sku]) : { rows: [] };
+    throw new Error(`clean reconciliation of ${supplierId} (exit ${clean.code}, ${rows} rows expected):\n${clean.out.slice(0, 3000)}\nremembered rows: ${JSON.stringify(kept.rows)}\n${cid}: contributions ${JSON.stringify(held.rows)} route ${JSON.stringify(route.rows)} total ${JSON.stringify(total.rows)}`);
+  }
+  const { rows: [victim] } = await pool.query<{ contributor_id: string }>('SELECT contributor_id FROM cellar.stock_contributions WHERE supplier_id = $1 AND NOT deleted ORDER BY contributor_id LIMIT 1', [supplierId]);
+  const changed = await pool.query('UPDATE cellar.stock_contributions SET bottles = bottles + 4 WHERE contributor_id = $1 AND NOT deleted RETURNING region, sku, bottles', [victim!.contributor_id]);
+  if (changed.rowCount !== 1) throw new Error(`${victim!.contributor_id}: ${changed.rowCount} live contributions changed, expected 1`);
+  const found = await reconcile(['--repair']);
+  if (found.code !== 0 || !found.out.includes(victim!.contributor_id) || !found.out.includes('drift found and repaired')) {
+    throw new Error(`reconciliation of ${supplierId} did not find and repair ${victim!.contributor_id} (exit ${found.code}):\n${found.out}`);
+  }
+  const diff = await converged();
+  if (diff.length) throw new Error(`after the repair the stores differ from the rows:\n${JSON.stringify(diff.slice(0, 10), null, 1)}`);
+  const again = await reconcile([]);
+  if (again.code !== 0) throw new Error(`reconciliation after the repair still finds drift (exit ${again.code}):\n${again.out}`);
+}

@@ -7,13 +7,13 @@ const row = (line: number, sku: string, depot: string, qty: string): FeedRow => 
 describe('feed snapshot diff', () => {
   it('flows only what changed: new and changed rows, and the keys a snapshot dropped', () => {
     const first = keyed([row(2, 'a', 'd1', '6'), row(3, 'b', 'd1', '12'), row(4, 'c', 'd2', '1')]);
-    const applied = new Map(first.map((r) => [r.key, r.hash]));
+    const applied = new Map(first.map((r) => [r.key, { hash: r.hash, version: 1 }]));
     const second = keyed([row(2, 'a', 'd1', '6'), row(3, 'b', 'd1', '10'), row(4, 'e', 'd2', '3')]);
     const d = diffSnapshot(applied, second);
     expect(d.upserts.map((r) => [r.line, r.row.sku, r.row.qty])).toEqual([[3, 'b', '10'], [4, 'e', '3']]);
     expect(d.deletes).toEqual([JSON.stringify(['c', 'd2'])]);
     expect([d.unchanged, d.duplicates]).toEqual([1, []]);
-    expect(diffSnapshot(new Map(second.map((r) => [r.key, r.hash])), second)).toEqual({ upserts: [], deletes: [], unchanged: 3, duplicates: [] });
+    expect(diffSnapshot(new Map(second.map((r) => [r.key, { hash: r.hash, version: 2 }])), second)).toEqual({ upserts: [], deletes: [], unchanged: 3, duplicates: [] });
   });
 
   it('keys cannot collide through a separator, a reordered header changes nothing, a repeated key keeps its first line', () => {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FeedSpec } from '../../connectors/feed/config.js';
 import { FeedSource, type FeedBatch } from '../../connectors/feed/source.js';
+import type { RememberedRow } from '../../connectors/feed/snapshot-diff.js';
 import { parseSupplier } from '../../connectors/registry/loader.js';
 import { decodeDebeziumJson } from '../../pipelines/normalize/debezium.js';
 import { toDebeziumJson } from '../../connectors/debezium/envelope.js';
@@ -14,7 +15,7 @@ import { createLogger } from '../../pipelines/core/logger.js';
 const log = createLogger('test', 'silent');
 
 /** A feed source on a fresh folder; `rows` is what its last applied file left. */
-function feedOn(rows = new Map<string, string>(), extra: Partial<ReturnType<typeof FeedSpec.parse>> = {}) {
+function feedOn(rows = new Map<string, RememberedRow>(), extra: Partial<ReturnType<typeof FeedSpec.parse>> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'feed-'));
   const feed = FeedSpec.parse({ path: dir, checkEveryMs: 100_000, ...extra });
   const batches: FeedBatch[] = [];
@@ -34,7 +35,7 @@ describe('file feed source', () => {
     expect(f.batches).toHaveLength(1);
     const b = f.batches[0]!;
     expect(b.snapshotComplete).toBe(true);
-    expect(b.delta!.upserts.map(([k]) => k)).toEqual(['["W-1","s1"]', '["W-2","s2"]']);
+    expect(b.delta!.upserts.map((u) => u.key)).toEqual(['["W-1","s1"]', '["W-2","s2"]']);
     expect(b.report).toMatchObject({ file: 'a.csv', rows: 2, upserts: 2, deletes: 0, rejected: 0 });
     // Through the Debezium JSON capture publishes, back through the normalizer's decoder.
     const { key, value } = toDebeziumJson(b.changes[0]!);
@@ -61,7 +62,7 @@ describe('file feed source', () => {
   });
 
   it('skips a file already applied, and holds back one that would delete most of the stock', async () => {
-    const applied = feedOn(new Map([['["W-1","s1"]', 'x'], ['["W-2","s1"]', 'y'], ['["W-3","s1"]', 'z']]));
+    const applied = feedOn(new Map([['["W-1","s1"]', { hash: 'x', version: 1 }], ['["W-2","s1"]', { hash: 'y', version: 1 }], ['["W-3","s1"]', { hash: 'z', version: 1 }]]));
     writeFileSync(join(applied.dir, 'a.csv'), 'sku,store,bottles\nW-1,s1,1\n');
     await applied.start({ snapshotDone: true, position: { seq: 1, rows: 3 } });
     await settle();
@@ -73,7 +74,7 @@ describe('file feed source', () => {
   });
 
   it('refuses a header without the key columns, holding the file back', async () => {
-    const f = feedOn(new Map([['["W-1","s1"]', 'x']]));
+    const f = feedOn(new Map([['["W-1","s1"]', { hash: 'x', version: 1 }]]));
     writeFileSync(join(f.dir, 'a.csv'), 'sku;depot;bottles\nW-1;s1;1\n');
     await f.start({ snapshotDone: true, position: { seq: 1, rows: 1 } });
     await settle();
@@ -97,13 +98,13 @@ describe('spreadsheet feeds', () => {
   });
 
   it('holds back a workbook that cannot be read, or lacks the sheet, naming why', async () => {
-    const broken = feedOn(new Map([['["W-1","s1"]', 'x']]), { pattern: '*.xlsx' });
+    const broken = feedOn(new Map([['["W-1","s1"]', { hash: 'x', version: 1 }]]), { pattern: '*.xlsx' });
     writeFileSync(join(broken.dir, 'stock.xlsx'), Buffer.concat([fixture.subarray(0, 40), Buffer.alloc(100)]));
     await broken.start({ snapshotDone: true, position: { seq: 1, rows: 1 } });
     await settle();
     await broken.src.stop();
     expect(broken.batches[0]!.report?.held).toMatch(/^not a readable spreadsheet: /);
-    const noSheet = feedOn(new Map([['["W-1","s1"]', 'x']]), { pattern: '*.xlsx', sheet: 'Inventory' });
+    const noSheet = feedOn(new Map([['["W-1","s1"]', { hash: 'x', version: 1 }]]), { pattern: '*.xlsx', sheet: 'Inventory' });
     writeFileSync(join(noSheet.dir, 'stock.xlsx'), fixture);
     await noSheet.start({ snapshotDone: true, position: { seq: 1, rows: 1 } });
     await settle();
