@@ -20,7 +20,7 @@ source:
   kind: http
   tables: [{ name: push.stock, key: [sku, store] }]
   push: { maxBodyBytes: 4096, maxRows: 20 }
-mapping: { sku: sku, warehouse: store, quantity: bottles, regions: { s1: eu-west } }
+mapping: { sku: sku, warehouse: store, quantity: bottles, unit: bottles, regions: { s1: eu-west } }
 `;
   const post = async (key: string | undefined, body: string, opts: { type?: string; mode?: string; idem?: string; supplier?: string } = {}) => {
     const res = await fetch(`${api.url}/v1/suppliers/${opts.supplier ?? id}/feed${opts.mode ? `?mode=${opts.mode}` : ''}`, {
@@ -57,12 +57,12 @@ mapping: { sku: sku, warehouse: store, quantity: bottles, regions: { s1: eu-west
     ]);
     const first = await post(keys.own, body, { idem: 'req-1' });
     expect(first.status).toBe(202);
-    expect(first.body).toMatchObject({ supplier: id, mode: 'changes', rows: 7, accepted: 3 });
+    expect(first.body).toMatchObject({ supplier: id, mode: 'changes', rows: 7, accepted: 3, queued: 3 });
     expect(first.body.rejected).toEqual([
-      { line: 3, reason: 'missing_key', message: 'key column "sku" is empty or missing' },
-      { line: 4, reason: 'duplicate_key', message: 'key ["W-1","s1"] already on line 1; the first one counts' },
-      { line: 6, reason: 'malformed_line', message: 'a row must be an object of column values' },
-      { line: 7, reason: 'malformed_line', message: '_version missing while other rows of the request have one' },
+      { line: 3, reason: 'missing_key', message: 'key column "sku" is empty or missing', stage: 'source' },
+      { line: 4, reason: 'duplicate_key', message: 'key ["W-1","s1"] already on line 1; the first one counts', stage: 'source' },
+      { line: 6, reason: 'malformed_line', message: 'a row must be an object of column values', stage: 'source' },
+      { line: 7, reason: 'malformed_line', message: '_version missing while other rows of the request have one', stage: 'source' },
     ]);
     // A retry with the same key gets the same answer and queues nothing more.
     const retry = await post(keys.own, body, { idem: 'req-1' });
@@ -85,13 +85,29 @@ mapping: { sku: sku, warehouse: store, quantity: bottles, regions: { s1: eu-west
     expect((await post(keys.own, '[]', { idem: 'req-1' })).status).toBe(422);
   });
 
+  it('names the rows the supplier\'s mapping refuses (they are queued and dead-lettered by the normalizer)', async () => {
+    const res = await post(keys.own, JSON.stringify([
+      { sku: 'W-20', store: 's1', bottles: 4 },
+      { sku: 'W-21', store: 'lyon', bottles: 2 },
+      { sku: 'W-22', store: 's1', bottles: 'a dozen' },
+      { sku: 'W-23', store: 'lyon', _op: 'delete' },
+    ]));
+    expect(res.status).toBe(202);
+    expect(res.body).toMatchObject({ rows: 4, accepted: 2, queued: 4 });
+    expect(res.body.rejected.map((r: { line: number; reason: string; stage: string }) => [r.line, r.reason, r.stage])).toEqual([[2, 'unknown_warehouse', 'normalizer'], [3, expect.any(String), 'normalizer']]);
+    expect(res.body.rejected[0].message).toContain('lyon');
+    // Not dead-lettered by the API: the runtime's normalizer will, once, where it can be replayed.
+    const letters = await db.pool.query(`SELECT 1 FROM cellar.dead_letters WHERE supplier_id = $1 AND source_position LIKE $2`, [id, `request ${res.body.request}:%`]);
+    expect(letters.rowCount).toBe(0);
+  });
+
   it('reads NDJSON and CSV, and a snapshot refuses deletes', async () => {
     const nd = await post(keys.own, '{"sku":"W-4","store":"s1","bottles":1}\n{bad json\n', { type: 'application/x-ndjson' });
     expect(nd.body).toMatchObject({ accepted: 1, rejected: [{ line: 2, reason: 'malformed_line' }] });
     const csv = await post(keys.admin, 'sku,store,bottles,_op\nW-5,s1,2,\nW-6,s1,,delete\n', { type: 'text/csv', mode: 'snapshot' });
     expect(csv.status).toBe(202);
     expect(csv.body).toMatchObject({ mode: 'snapshot', accepted: 1, rejected: [{ line: 3, reason: 'malformed_line', message: '_op delete in a snapshot: rows a snapshot lacks are deleted' }] });
-    expect((await inbox()).map((r) => r.mode)).toEqual(['changes', 'changes', 'snapshot']);
+    expect((await inbox()).map((r) => r.mode)).toEqual(['changes', 'changes', 'changes', 'snapshot']);
   });
 
   it('refuses other suppliers\' keys, readers, unknown suppliers, big bodies, too many rows and other media', async () => {
