@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { CSV_DELIMITERS } from './csv.js';
+import { validCron, validTimeZone } from '../../pipelines/core/cron.js';
 
 /**
  * Where a file-feed supplier's snapshots come from and how to read them (`source.feed` of a `csv`
@@ -17,8 +18,16 @@ export const FeedSpec = z
     url: z.string().url().refine((u) => /^https?:\/\//.test(u), 'an http:// or https:// address').optional(),
     /** File names considered in `path` (`*` matches any characters). Default `*.csv`. */
     pattern: z.string().min(1).default('*.csv'),
-    /** How often the folder or address is checked, ms. Default 60000 (a minute); at least 100. */
+    /** How often the folder or address is checked, ms. Default 60000 (a minute); at least 100. Unused with `schedule`. */
     checkEveryMs: z.number().int().min(100).default(60_000),
+    /**
+     * The supplier's schedule, as a cron expression (`30 2 * * *`: each night at 02:30): the folder or
+     * address is checked at those times (and once when the reader starts, for a file that came while it
+     * was down) instead of every `checkEveryMs`. For an export that lands at a known time.
+     */
+    schedule: z.string().min(9).refine(validCron, 'a cron expression like "30 2 * * *" (minute hour day month weekday; an optional seconds field first)').optional(),
+    /** The time zone `schedule` is read in (IANA name, e.g. `Europe/Paris`). Default UTC. */
+    timezone: z.string().min(1).refine(validTimeZone, 'an IANA time zone such as Europe/Paris or UTC').default('UTC'),
     /** The column delimiter; default: detected from the header line (`,` `;` tab `|`). */
     delimiter: z.enum(CSV_DELIMITERS).optional(),
     /** The file's encoding (`utf-8`, `windows-1252`, `utf-16le`, …); default: a BOM's, else UTF-8 when valid, else windows-1252. */

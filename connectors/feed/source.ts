@@ -1,6 +1,7 @@
 import type { Logger } from '../../pipelines/core/logger.js';
 import type { ColumnDef, SourceInfo } from '../debezium/envelope.js';
 import { feedInfo, Poller } from './poller.js';
+import { msToNextRun } from '../../pipelines/core/cron.js';
 import { SourceChange } from '../source-change.js';
 import type { FeedConfig } from './config.js';
 import { parseFeedCsv, type ParsedCsv } from './csv.js';
@@ -76,7 +77,7 @@ export interface FeedSourceOptions {
 }
 
 /**
- * A file feed: every `checkEveryMs` it looks at the supplier's current file; a file not applied before
+ * A file feed: every `checkEveryMs` (or at each time of its `schedule`) it looks at the supplier's current file; a file not applied before
  * (by content hash) is parsed, compared with the rows the last applied one left, and handed over as one
  * batch of changes (new and changed rows as upserts, vanished keys as deletes), with the lines it could not
  * read as rejections. A file that would delete most of the stock is held back and reported. The rows'
@@ -93,7 +94,8 @@ export class FeedSource {
   private readonly info: SourceInfo;
 
   constructor(private readonly o: FeedSourceOptions, private readonly log: Logger) {
-    this.poller = new Poller(o.feed.checkEveryMs);
+    const { schedule, timezone } = o.feed;
+    this.poller = new Poller(schedule ? () => msToNextRun(schedule, timezone) : o.feed.checkEveryMs);
     this.info = feedInfo(o.topicPrefix, o.table);
   }
 

@@ -1,16 +1,6 @@
 import { z } from 'zod';
-import { Cron } from 'croner';
+import { validCron } from '../../pipelines/core/cron.js';
 import { FeedSpec, PushSpec } from '../feed/config.js';
-
-/** True when croner accepts the expression. */
-function validCron(expr: string): boolean {
-  try {
-    new Cron(expr, { paused: true }).stop();
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Source systems a supplier's stock can come from. */
 export const SOURCE_KINDS = ['postgres', 'mysql', 'mariadb', 'mongodb', 'sqlserver', 'http', 'csv'] as const;

@@ -50,7 +50,15 @@ export function registerFeedCommands(program: Command): void {
       const tmp = join(f.path, `.${name}.partial`);
       writeFileSync(tmp, bytes);
       renameSync(tmp, join(f.path, name));
-      console.log(`dropped as ${join(f.path, name)}; the runtime checks the folder every ${f.checkEveryMs / 1000} s`);
+      if (f.schedule) {
+        const { msToNextRun } = await import('../core/cron.js');
+        const next = new Date(Date.now() + msToNextRun(f.schedule, f.timezone)).toISOString();
+        console.log(`dropped as ${join(f.path, name)}; the runtime reads the folder on ${o.supplier}'s schedule "${f.schedule}" (${f.timezone}): next at ${next}`);
+        if (waitS === 0 || Date.now() + waitS * 1000 < Date.parse(next)) {
+          if (waitS > 0) console.log('not waiting: the next scheduled check is after --wait; see cellar status then');
+          return;
+        }
+      } else console.log(`dropped as ${join(f.path, name)}; the runtime checks the folder every ${f.checkEveryMs / 1000} s`);
       if (waitS === 0) return;
       const { waitForFeedFile } = await import('./feed-wait.js');
       process.exitCode = await waitForFeedFile(env.pgUrl, o.supplier, contentHash(bytes), name, waitS, (l) => console.log(l));

@@ -97,6 +97,29 @@ describe('spreadsheet feeds', () => {
     expect(b.rejected).toEqual([expect.objectContaining({ reason: 'missing_key', line: 5, file: 'stock.xlsx' })]);
   });
 
+  it('on a schedule, checks at its times (and once at start) instead of every checkEveryMs', async () => {
+    // Every second: a file dropped after the start is picked up at the next second.
+    const often = feedOn(undefined, { schedule: '* * * * * *', checkEveryMs: 3_600_000 });
+    writeFileSync(join(often.dir, 'a.csv'), 'sku,store,bottles\nW-1,s1,1\n');
+    await often.start({});
+    await settle();
+    expect(often.batches.map((b) => b.report?.file)).toEqual(['a.csv']);
+    writeFileSync(join(often.dir, 'b.csv'), 'sku,store,bottles\nW-1,s1,2\n');
+    const t = Date.now();
+    while (often.batches.length < 2 && Date.now() - t < 5_000) await settle();
+    await often.src.stop();
+    expect(often.batches.map((b) => b.report?.file)).toEqual(['a.csv', 'b.csv']);
+    // Once a year, on 1 January: the file present at start is applied, a later one waits for the schedule.
+    const yearly = feedOn(undefined, { schedule: '0 0 1 1 *', timezone: 'Europe/Paris', checkEveryMs: 100 });
+    writeFileSync(join(yearly.dir, 'a.csv'), 'sku,store,bottles\nW-1,s1,1\n');
+    await yearly.start({});
+    await settle();
+    writeFileSync(join(yearly.dir, 'b.csv'), 'sku,store,bottles\nW-1,s1,2\n');
+    await new Promise((r) => setTimeout(r, 1_200));
+    await yearly.src.stop();
+    expect(yearly.batches.map((b) => b.report?.file)).toEqual(['a.csv']);
+  });
+
   it('holds back a workbook that cannot be read, or lacks the sheet, naming why', async () => {
     const broken = feedOn(new Map([['["W-1","s1"]', { hash: 'x', version: 1 }]]), { pattern: '*.xlsx' });
     writeFileSync(join(broken.dir, 'stock.xlsx'), Buffer.concat([fixture.subarray(0, 40), Buffer.alloc(100)]));
@@ -127,6 +150,7 @@ mapping: { sku: sku, warehouse: store, quantity: n, regions: { s1: eu } }
     expect(() => parseSupplier(supplier('{ path: /x, delimiter: ":", minRowsFraction: 2 }'), 'v.yaml')).toThrow(/source\.feed\.delimiter[\s\S]*source\.feed\.minRowsFraction/);
     expect(() => parseSupplier(supplier('{ path: /x }', '[{ name: feed.stock }]'), 'v.yaml')).toThrow(/source\.tables\[0\]\.key: required for a file feed/);
     expect(() => parseSupplier(supplier('{ url: "ftp://e.com/a" }'), 'v.yaml')).toThrow(/source\.feed\.url: an http:\/\/ or https:\/\/ address/);
+    expect(() => parseSupplier(supplier('{ path: /x, schedule: "nightly at two", timezone: Mars/Olympus }'), 'v.yaml')).toThrow(/source\.feed\.schedule: a cron expression[\s\S]*source\.feed\.timezone: an IANA time zone/);
   });
 
   it('fills the defaults', () => {
