@@ -52,7 +52,7 @@ export function registerFeedCommands(program: Command): void {
       renameSync(tmp, join(f.path, name));
       if (f.schedule) {
         const { msToNextRun } = await import('../core/cron.js');
-        const next = new Date(Date.now() + msToNextRun(f.schedule, f.timezone)).toISOString();
+        const next = new Date(Math.round((Date.now() + msToNextRun(f.schedule, f.timezone)) / 1000) * 1000).toISOString();
         console.log(`dropped as ${join(f.path, name)}; the runtime reads the folder on ${o.supplier}'s schedule "${f.schedule}" (${f.timezone}): next at ${next}`);
         if (waitS === 0 || Date.now() + waitS * 1000 < Date.parse(next)) {
           if (waitS > 0) console.log('not waiting: the next scheduled check is after --wait; see cellar status then');
