@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { httpEndpoint } from './endpoint.js';
 import { SchemaRegistry, SchemaType, COMPATIBILITY } from '@kafkajs/confluent-schema-registry';
 import avro from 'avsc';
 import { CellarError } from '../pipelines/core/errors.js';
@@ -137,10 +138,11 @@ export interface CanonicalCodecs {
   deadLetter: AvroCodec<DeadLetter>;
 }
 
-/** Creates the canonical codecs for a Schema Registry at `url`. */
+/** Creates the canonical codecs for a Schema Registry at `url` (basic auth from its credentials, TLS files from its parameters: {@link httpEndpoint}). */
 export function createCodecs(url: string): CanonicalCodecs {
-  const registry = new SchemaRegistry({ host: url, clientId: 'cellar' }, { [SchemaType.AVRO]: {} });
-  const make = <T>(name: CanonicalName) => new AvroCodec<T>(registry, canonicalType(name), canonicalSchemaText(name), redactUrl(url));
+  const e = httpEndpoint(url, 'CELLAR_SCHEMA_REGISTRY_URL');
+  const registry = new SchemaRegistry({ host: e.url, clientId: 'cellar', ...(e.auth ? { auth: e.auth } : {}), ...(e.agent ? { agent: e.agent } : {}) }, { [SchemaType.AVRO]: {} });
+  const make = <T>(name: CanonicalName) => new AvroCodec<T>(registry, canonicalType(name), canonicalSchemaText(name), redactUrl(e.url));
   return {
     registry,
     observation: make<StockObservation>('StockObservation'),

@@ -1,4 +1,5 @@
 import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
+import { httpEndpoint } from '../../schemas/endpoint.js';
 import { CellarError } from '../../pipelines/core/errors.js';
 import { redactUrl } from '../../pipelines/core/logger.js';
 import { withRetry } from '../../pipelines/core/retry.js';
@@ -67,15 +68,13 @@ export class KafkaConnectClient {
   readonly url: string;
 
   constructor(private readonly opts: ClientOptions) {
-    const u = new URL(opts.connectUrl);
-    const auth = u.username ? { username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) } : undefined;
-    u.username = '';
-    u.password = '';
-    this.url = redactUrl(u.toString()).replace(/\/$/, '');
+    const e = httpEndpoint(opts.connectUrl, 'CELLAR_CONNECT_URL');
+    this.url = redactUrl(e.url).replace(/\/$/, '');
     this.http = axios.create({
       baseURL: this.url,
       timeout: opts.timeoutMs,
-      auth,
+      ...(e.auth ? { auth: e.auth } : {}),
+      ...(e.agent ? { httpsAgent: e.agent } : {}),
       headers: { accept: 'application/json', 'content-type': 'application/json' },
       validateStatus: () => true,
       // A body that is not JSON is reported as such instead of failing in the parser.

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../../pipelines/core/errors.js';
 import { z } from 'zod';
 import { parseSpec } from '../../pipelines/core/spec.js';
 
@@ -39,18 +41,59 @@ export const MysqlCdcSpec = z.object({
 
 /** The parsed settings of the MySQL/MariaDB CDC reader, with connection parts split out of `url`. */
 export type MysqlCdcConfig = z.output<typeof MysqlCdcSpec> & {
-  connection: { host: string; port: number; user: string; password?: string };
+  connection: MysqlConnection;
 };
 
-/** Parses the reader's config, naming every bad field. */
-export function parseMysqlCdcConfig(input: unknown): MysqlCdcConfig {
-  const c = parseSpec(MysqlCdcSpec, input, 'mysql-cdc');
-  const u = new URL(c.url.replace(/^mariadb:/, 'mysql:'));
-  const connection = {
+/** A MySQL/MariaDB connection as the driver takes it, TLS included. */
+export interface MysqlConnection {
+  host: string;
+  port: number;
+  user: string;
+  password?: string;
+  database?: string;
+  ssl?: { ca?: string; cert?: string; key?: string; rejectUnauthorized: boolean; checkServerIdentity?: () => undefined };
+}
+
+const SSL_MODES = ['DISABLED', 'PREFERRED', 'REQUIRED', 'VERIFY_CA', 'VERIFY_IDENTITY'] as const;
+
+/**
+ * The connection of a `mysql://user:password@host:port/db` URL, its TLS parameters named as the mysql
+ * client names them: `ssl-mode` (`REQUIRED` encrypts, `VERIFY_CA` checks the chain to `ssl-ca`,
+ * `VERIFY_IDENTITY` the host name too), `ssl-ca`, `ssl-cert`, `ssl-key` (PEM files; a supplier's
+ * `connection.options` put them there).
+ */
+export function mysqlConnection(url: string): MysqlConnection {
+  const u = new URL(url.replace(/^mariadb:/, 'mysql:'));
+  const p = (k: string) => u.searchParams.get(k) ?? undefined;
+  const mode = (p('ssl-mode') ?? (p('ssl-ca') ? 'VERIFY_IDENTITY' : 'DISABLED')).toUpperCase();
+  if (!(SSL_MODES as readonly string[]).includes(mode)) throw new ConfigError(`ssl-mode=${mode}: expected ${SSL_MODES.join(', ')}`);
+  const read = (k: string) => {
+    const f = p(k);
+    if (!f) return undefined;
+    try {
+      return readFileSync(f, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`${k}: cannot read ${f} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  };
+  const database = decodeURIComponent(u.pathname.replace(/^\//, ''));
+  const out: MysqlConnection = {
     host: u.hostname || '127.0.0.1',
     port: Number(u.port || 3306),
     user: decodeURIComponent(u.username || 'root'),
     ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(database ? { database } : {}),
   };
+  if (mode === 'DISABLED' || mode === 'PREFERRED') return out;
+  const verify = mode !== 'REQUIRED';
+  const [ca, cert, key] = [read('ssl-ca'), read('ssl-cert'), read('ssl-key')];
+  out.ssl = { rejectUnauthorized: verify, ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}), ...(mode === 'VERIFY_CA' ? { checkServerIdentity: () => undefined } : {}) };
+  return out;
+}
+
+/** Parses the reader's config, naming every bad field. */
+export function parseMysqlCdcConfig(input: unknown): MysqlCdcConfig {
+  const c = parseSpec(MysqlCdcSpec, input, 'mysql-cdc');
+  const { database: _db, ...connection } = mysqlConnection(c.url);
   return { ...c, connection };
 }

@@ -1,4 +1,5 @@
 import mysql from 'mysql2/promise';
+import { mysqlConnection } from './config.js';
 import type { SourceLag } from '../supplier-rows.js';
 import type { BinlogPosition } from './source.js';
 import { fromMysqlError } from './values.js';
@@ -11,7 +12,7 @@ export async function binlogLag(url: string, at: BinlogPosition | undefined): Pr
   if (!at) return undefined;
   let c: mysql.Connection | undefined;
   try {
-    c = await mysql.createConnection({ uri: url.replace(/^mariadb:/, 'mysql:'), connectTimeout: 5_000 });
+    c = await mysql.createConnection({ ...mysqlConnection(url), connectTimeout: 5_000 });
     const [logs] = await c.query<mysql.RowDataPacket[]>('SHOW BINARY LOGS');
     const files = logs.map((l) => ({ name: String(l.Log_name), size: Number(l.File_size) }));
     const i = files.findIndex((f) => f.name === at.file);

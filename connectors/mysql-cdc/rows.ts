@@ -1,4 +1,5 @@
 import mysql from 'mysql2/promise';
+import { mysqlConnection } from './config.js';
 import { CellarError } from '../../pipelines/core/errors.js';
 import type { Logger } from '../../pipelines/core/logger.js';
 import { FETCH_KEYS, type SourceMessage, type SourceRow, type SupplierSnapshot } from '../supplier-rows.js';
@@ -6,7 +7,6 @@ import { createMysqlCdcSource, fromMysqlError, type MysqlCdcSource } from './sou
 
 const quoteMy = (t: string) => t.split('.').map((p) => `\`${p.replace(/`/g, '``')}\``).join('.');
 /** mysql2 wants `mysql://`; the registry may say `mariadb://`. */
-const url = (u: string) => u.replace(/^mariadb:/, 'mysql:');
 
 /** A MySQL/MariaDB supplier's rows: keyset pages inside one consistent snapshot, point reads by primary key. */
 export class MysqlRows implements SupplierSnapshot {
@@ -14,7 +14,7 @@ export class MysqlRows implements SupplierSnapshot {
 
   private async connection(): Promise<mysql.Connection> {
     try {
-      return await mysql.createConnection({ uri: url(this.url), timezone: 'Z', supportBigNumbers: true });
+      return await mysql.createConnection({ ...mysqlConnection(this.url), timezone: 'Z', supportBigNumbers: true });
     } catch (err) {
       throw fromMysqlError(err, 'connecting to the supplier database');
     }

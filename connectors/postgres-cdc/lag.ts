@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { pgConfig } from '../../pipelines/core/pg-tls.js';
 import { fromPgError } from '../../pipelines/core/errors.js';
 import type { SourceLag } from '../supplier-rows.js';
 import { parsePostgresCdcConfig } from './config.js';
@@ -10,7 +11,7 @@ import { parsePostgresCdcConfig } from './config.js';
  */
 export async function postgresSlotLag(url: string, topicPrefix: string, tables: string[]): Promise<SourceLag | undefined> {
   const { slotName } = parsePostgresCdcConfig({ url, topicPrefix, tables });
-  const c = new pg.Client({ connectionString: url, application_name: 'cellar-lag', connectionTimeoutMillis: 5_000 });
+  const c = new pg.Client(pgConfig(url, { application_name: 'cellar-lag', connectionTimeoutMillis: 5_000 }));
   c.on('error', () => undefined);
   try {
     await c.connect();

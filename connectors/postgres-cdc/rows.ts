@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { pgConfig } from '../../pipelines/core/pg-tls.js';
 import { CellarError, fromPgError } from '../../pipelines/core/errors.js';
 import type { Logger } from '../../pipelines/core/logger.js';
 import { FETCH_KEYS, type SourceMessage, type SourceRow, type SupplierSnapshot } from '../supplier-rows.js';
@@ -11,7 +12,7 @@ export class PostgresRows implements SupplierSnapshot {
   constructor(private readonly reader: PostgresCdcSource, private readonly url: string, private readonly tables: string[]) {}
 
   private async client(): Promise<pg.Client> {
-    const c = new pg.Client({ connectionString: this.url, application_name: 'cellar-reconcile' });
+    const c = new pg.Client(pgConfig(this.url, { application_name: 'cellar-reconcile' }));
     c.on('error', () => undefined);
     try {
       await c.connect();

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { pgConfig } from '../../pipelines/core/pg-tls.js';
 import pg from 'pg';
 import type { Logger } from '../../pipelines/core/logger.js';
 import type { PostgresCdcConfig } from './config.js';
@@ -17,7 +18,7 @@ export interface SnapshotSource {
 
 /** Opens a replication connection, creates a slot with an exported snapshot on it and runs `read` while it is open. */
 async function withExportedSnapshot(src: SnapshotSource, create: string, read: (snap: string, lsn: string) => Promise<void>): Promise<void> {
-  const repl = new pg.Client({ connectionString: src.cfg.url, replication: 'database' } as pg.ClientConfig);
+  const repl = new pg.Client(pgConfig(src.cfg.url, { replication: 'database' }));
   await repl.connect();
   try {
     const res = await repl.query(create);
@@ -64,7 +65,7 @@ export async function snapshotTablesAgain(src: SnapshotSource, handler: CdcHandl
  * carry `position`: where the stream resumes after them.
  */
 async function readSnapshot(src: SnapshotSource, handler: CdcHandler, snap: string, lsn: string, position: string, tables: Array<[string, TableMeta]>): Promise<void> {
-  const c = new pg.Client({ connectionString: src.cfg.url });
+  const c = new pg.Client(pgConfig(src.cfg.url));
   await c.connect();
   try {
     await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');

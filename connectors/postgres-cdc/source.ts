@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { pgConfig } from '../../pipelines/core/pg-tls.js';
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import { CellarError, fromPgError } from '../../pipelines/core/errors.js';
 import type { Logger } from '../../pipelines/core/logger.js';
@@ -87,7 +88,7 @@ export class PostgresCdcSource {
   }
 
   private async admin<T>(what: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-    const c = new pg.Client({ connectionString: this.cfg.url, application_name: 'cellar-postgres-cdc' });
+    const c = new pg.Client(pgConfig(this.cfg.url, { application_name: 'cellar-postgres-cdc' }));
     try {
       await c.connect();
       return await fn(c);
@@ -249,7 +250,7 @@ export class PostgresCdcSource {
     if (position === undefined || (opts.snapshotDone === false && this.cfg.snapshot === 'initial')) await createSlotAndSnapshot(this.snapshotSource(), handler);
     else if (opts.snapshotTables?.length) await snapshotTablesAgain(this.snapshotSource(), handler, opts.snapshotTables, position);
     const service = new LogicalReplicationService(
-      { connectionString: this.cfg.url, application_name: 'cellar-postgres-cdc' },
+      pgConfig(this.cfg.url, { application_name: 'cellar-postgres-cdc' }),
       { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } },
     );
     this.service = service;

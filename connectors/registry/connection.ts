@@ -27,5 +27,8 @@ export function postgresUrl(supplier: Supplier, env: NodeJS.ProcessEnv = process
 
 /** The connection URL of a MySQL/MariaDB supplier (`mysql://user:password@host:port/`), password resolved now. */
 export function mysqlUrl(supplier: Supplier, env: NodeJS.ProcessEnv = process.env): string {
-  return connectionUrl(supplier, 'mysql', { port: 3306, user: 'root' }, env).toString();
+  const u = connectionUrl(supplier, 'mysql', { port: 3306, user: 'root' }, env);
+  // TLS as the mysql client names it: `ssl-mode`, `ssl-ca`, `ssl-cert`, `ssl-key` (connectors/mysql-cdc/config.ts).
+  for (const [k, v] of Object.entries(supplier.source.connection?.options ?? {})) u.searchParams.set(k, String(v));
+  return u.toString();
 }

@@ -26,7 +26,14 @@ export async function mariadbAvailable(): Promise<boolean> {
   return (await hasCommand('mariadbd')) && (await hasCommand('mariadb-install-db'));
 }
 
-export async function startLocalMariaDb(): Promise<LocalMariaDb> {
+/** TLS for a private server: its certificate and key, and the CA of client certificates (PEM files). */
+export interface LocalMariaDbTls {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+}
+
+export async function startLocalMariaDb(options: { tls?: LocalMariaDbTls } = {}): Promise<LocalMariaDb> {
   if (!(await mariadbAvailable())) throw new Error('mariadbd / mariadb-install-db not found: install Debian\'s mariadb-server');
   const port = await freePort();
   const root = tempDir('mariadb');
@@ -62,6 +69,7 @@ export async function startLocalMariaDb(): Promise<LocalMariaDb> {
         `--pid-file=${join(root, 'mariadb.pid')}`,
         `--log-error=${join(root, 'error.log')}`,
         '--innodb-flush-log-at-trx-commit=2',
+        ...(options.tls ? [`--ssl-cert=${options.tls.certFile}`, `--ssl-key=${options.tls.keyFile}`, `--ssl-ca=${options.tls.caFile}`] : []),
         '--sync-binlog=0',
       ],
       { stdio: 'ignore' },

@@ -1,5 +1,5 @@
 import { execFile, type ChildProcess } from 'node:child_process';
-import { chownSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -69,8 +69,20 @@ async function binaries(asRoot: boolean): Promise<string> {
   return shared;
 }
 
+/**
+ * TLS for a private server: its certificate and key (PEM), and the CA whose client certificates it accepts.
+ * Connections without TLS are refused (`hostnossl … reject`); users named in `certUsers` must present a
+ * client certificate whose CN is their name (`hostssl … cert`); the others are trusted over TLS.
+ */
+export interface LocalPostgresTls {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+  certUsers?: string[];
+}
+
 /** Starts the server; `walLevel` defaults to `logical` (a CDC source). */
-export async function startLocalPostgres(options: { walLevel?: 'logical' | 'replica' } = {}): Promise<LocalPostgres> {
+export async function startLocalPostgres(options: { walLevel?: 'logical' | 'replica'; tls?: LocalPostgresTls } = {}): Promise<LocalPostgres> {
   const owner = await runAs();
   const native = await binaries(owner.uid !== undefined);
   const bin = (name: string) => join(native, 'bin', name);
@@ -91,7 +103,24 @@ export async function startLocalPostgres(options: { walLevel?: 'logical' | 'repl
     '-c', `wal_level=${options.walLevel ?? 'logical'}`, '-c', 'max_replication_slots=64', '-c', 'max_wal_senders=64', '-c', 'max_connections=300',
     '-c', 'fsync=off', '-c', 'full_page_writes=off', '-c', 'shared_buffers=256MB',
   ];
+  if (options.tls) {
+    // The server reads its key only when the key is its own and private: copies, owned by the server's user.
+    const own = (from: string, name: string, mode: number) => {
+      const to = join(root, name);
+      cpSync(from, to);
+      chmodSync(to, mode);
+      if (owner.uid !== undefined) chownSync(to, owner.uid, owner.gid!);
+      return to;
+    };
+    flags.push('-c', 'ssl=on', '-c', `ssl_cert_file=${own(options.tls.certFile, 'server.pem', 0o644)}`, '-c', `ssl_key_file=${own(options.tls.keyFile, 'server.key', 0o600)}`, '-c', `ssl_ca_file=${own(options.tls.caFile, 'ca.pem', 0o644)}`);
+    const hba = join(data, 'pg_hba.conf');
+    const certLines = (options.tls.certUsers ?? []).map((u) => `hostssl all ${u} 127.0.0.1/32 cert`);
+    writeFileSync(hba, ['local all all trust', 'hostnossl all all 0.0.0.0/0 reject', ...certLines, 'hostssl all all 127.0.0.1/32 trust', ''].join('\n'));
+    if (owner.uid !== undefined) chownSync(hba, owner.uid, owner.gid!);
+  }
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  // With TLS the server refuses plain connections: it is reached over TLS without checking (its tests check).
+  const readyConfig = options.tls ? { connectionString: url, ssl: { rejectUnauthorized: false } } : { connectionString: url };
   let child: ChildProcess | undefined;
   let log = '';
   const start = async () => {
@@ -104,7 +133,7 @@ export async function startLocalPostgres(options: { walLevel?: 'logical' | 'repl
     });
     await waitUntil(`private Postgres on port ${port}`, async () => {
       if (child?.exitCode !== null) throw new Error(`postgres exited: ${log.slice(-2000)}`);
-      const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1_000 });
+      const c = new pg.Client({ ...readyConfig, connectionTimeoutMillis: 1_000 });
       c.on('error', () => undefined);
       try {
         await c.connect();

@@ -15,6 +15,8 @@ fi
 
 missing=()
 command -v kcat >/dev/null || missing+=(kcat)
+# stunnel terminates TLS in front of the test broker (the Kafka client over TLS).
+command -v stunnel4 >/dev/null || command -v stunnel >/dev/null || missing+=(stunnel4)
 command -v redis-server >/dev/null || missing+=(redis-server)
 # docker-compose (v1) validates infra/compose without a Docker engine; chromium drives the dashboard test.
 command -v docker-compose >/dev/null || missing+=(docker-compose)

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { freePort, spawnManaged, stopChild, tempDir, waitUntil } from './process.js';
 
@@ -18,18 +18,36 @@ export interface LocalRedis {
   destroy(): Promise<void>;
 }
 
-export async function startLocalRedis(): Promise<LocalRedis> {
+/**
+ * TLS for a private server: it listens only with TLS, asks clients for a certificate signed by `caFile`,
+ * and with `users` has ACL users (`name` → password) and no default user.
+ */
+export interface LocalRedisTls {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+  users?: Record<string, string>;
+}
+
+export async function startLocalRedis(options: { tls?: LocalRedisTls } = {}): Promise<LocalRedis> {
   const port = await freePort();
   const dir = tempDir('redis');
   let child: ChildProcess | undefined;
+  const t = options.tls;
+  const listen = t
+    ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', t.certFile, '--tls-key-file', t.keyFile, '--tls-ca-cert-file', t.caFile, '--tls-auth-clients', 'yes',
+      ...(t.users ? ['--user', 'default', 'off', ...Object.entries(t.users).flatMap(([u, pw]) => ['--user', u, 'on', `>${pw}`, '~*', '&*', '+@all'])] : [])]
+    : ['--port', String(port)];
   const start = async () => {
     child = spawnManaged(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', `${dir}/redis.log`],
+      [...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', `${dir}/redis.log`],
       { stdio: 'ignore' },
     );
     await waitUntil(`redis-server on port ${port}`, async () => {
-      const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      const [user, password] = Object.entries(t?.users ?? {})[0] ?? [];
+      const tls = t && { ca: readFileSync(t.caFile), cert: readFileSync(t.certFile), key: readFileSync(t.keyFile), servername: 'localhost' };
+      const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, ...(tls ? { tls } : {}), ...(user ? { username: user, password } : {}) });
       r.on('error', () => undefined);
       try {
         await r.connect();
@@ -41,7 +59,7 @@ export async function startLocalRedis(): Promise<LocalRedis> {
   };
   await start();
   return {
-    url: `redis://127.0.0.1:${port}/0`,
+    url: `${t ? 'rediss' : 'redis'}://127.0.0.1:${port}/0`,
     port,
     start,
     stop: async () => {

@@ -19,6 +19,8 @@ export interface AuditEntry {
   status?: number | null;
   /** A short human explanation (an error message, a count). */
   detail?: string | null;
+  /** The client's address (behind a trusted proxy: the forwarded one); absent for the CLI. */
+  clientAddr?: string | null;
 }
 
 /** A stored audit row. */
@@ -48,9 +50,9 @@ export async function recordAudit(pool: pg.Pool, e: AuditEntry): Promise<void> {
   await query(
     pool,
     'writing audit row',
-    `INSERT INTO cellar.api_audit (key_id, key_name, actor, action, target, params, outcome, status, detail)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-    [e.keyId ?? null, e.keyName ?? null, e.actor, e.action, e.target ?? null, JSON.stringify(scrubParams(e.params)), e.outcome, e.status ?? null, e.detail?.slice(0, 500) ?? null],
+    `INSERT INTO cellar.api_audit (key_id, key_name, actor, action, target, params, outcome, status, detail, client_addr)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+    [e.keyId ?? null, e.keyName ?? null, e.actor, e.action, e.target ?? null, JSON.stringify(scrubParams(e.params)), e.outcome, e.status ?? null, e.detail?.slice(0, 500) ?? null, e.clientAddr ?? null],
   );
 }
 
@@ -65,7 +67,7 @@ export async function listAudit(pool: pg.Pool, f: { action?: string; keyId?: str
   const { rows } = await query(
     pool,
     'reading audit rows',
-    `SELECT id, ts, key_id, key_name, actor, action, target, params, outcome, status, detail FROM cellar.api_audit
+    `SELECT id, ts, key_id, key_name, actor, action, target, params, outcome, status, detail, client_addr FROM cellar.api_audit
       ${conds.length ? `WHERE ${conds.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ${limit}`,
     values,
   );
@@ -81,5 +83,6 @@ export async function listAudit(pool: pg.Pool, f: { action?: string; keyId?: str
     outcome: r.outcome as AuditEntry['outcome'],
     status: r.status as number | null,
     detail: r.detail as string | null,
+    clientAddr: r.client_addr as string | null,
   }));
 }

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { pgConfig } from '../core/pg-tls.js';
 import type { Logger } from '../core/logger.js';
 import { findApiKey, KEYS_CHANNEL, parseApiKey, secretMatches, touchApiKeys, type ApiKeyRecord } from './keys-store.js';
 
@@ -69,7 +70,7 @@ export class ApiKeyAuthenticator {
   }
 
   private async listen(): Promise<void> {
-    const c = new pg.Client({ connectionString: this.pgUrl, application_name: 'cellar-api-keys' });
+    const c = new pg.Client(pgConfig(this.pgUrl, { application_name: 'cellar-api-keys' }));
     c.on('error', () => undefined);
     c.on('notification', (n) => {
       if (n.channel === KEYS_CHANNEL && n.payload) this.cache.delete(n.payload);

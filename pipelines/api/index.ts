@@ -62,6 +62,8 @@ export async function startApi(
   let producer: Promise<Producer> | undefined;
   const reconcile = extra.reconcile ? undefined : apiReconcile(cfg, log, metrics);
   const server = await createApiServer({
+    ...(cfg.apiTlsCertFile && cfg.apiTlsKeyFile ? { tls: { certFile: cfg.apiTlsCertFile, keyFile: cfg.apiTlsKeyFile } } : {}),
+    ...(cfg.apiTrustProxy ? { trustProxy: cfg.apiTrustProxy.split(',').map((x) => x.trim()).filter(Boolean) } : {}),
     pgUrl: cfg.pgUrl,
     redisUrl: cfg.redisUrl,
     suppliersDir: cfg.suppliersDir,
@@ -77,10 +79,20 @@ export async function startApi(
     })),
   });
   const url = await server.listen(extra.port ?? cfg.apiPort, extra.host ?? cfg.apiHost);
+  // SIGHUP: a renewed certificate is served without a restart.
+  const onHangup = () => {
+    try {
+      if (server.reloadTls()) log.info({ cert: cfg.apiTlsCertFile }, 'API TLS certificate reloaded');
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'reloading the API TLS certificate failed; the previous one is still served');
+    }
+  };
+  process.on('SIGHUP', onHangup);
   return {
     url,
     server,
     stop: async () => {
+      process.off('SIGHUP', onHangup);
       await server.close();
       await reconcile?.close();
       await (await producer?.catch(() => undefined))?.disconnect().catch(() => undefined);

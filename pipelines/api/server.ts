@@ -1,4 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { readPem } from '../core/pg-tls.js';
+import { createRedis } from '../core/redis.js';
 import { extname, join } from 'node:path';
 import Fastify, { type FastifyInstance, type onRequestHookHandler, type onSendHookHandler } from 'fastify';
 import { Redis } from 'ioredis';
@@ -65,6 +67,10 @@ export interface ApiServerOptions extends Omit<OpsDeps, 'pool'> {
   scrapeUrls?: string[];
   /** Key prefix of the Redis snapshots. Default `cellar`. */
   keyPrefix?: string;
+  /** Serve HTTPS with this certificate and key (PEM files, read again by {@link ApiServer.reloadTls}). */
+  tls?: { certFile: string; keyFile: string };
+  /** Proxies whose X-Forwarded-For is believed for the client address (addresses or CIDRs). Default none. */
+  trustProxy?: string[];
   /**
    * Prefix of Cellar's connector names (`<prefix><supplier id>`), to find each supplier's connector among
    * `connectors`. Default CELLAR_CONNECT_NAME_PREFIX, else the one `cellar connectors` uses.
@@ -78,6 +84,8 @@ export interface ApiServer {
   pool: pg.Pool;
   /** Starts listening; returns the base URL. */
   listen(port: number, host: string): Promise<string>;
+  /** Reads the TLS certificate and key files again (SIGHUP); false when the API serves plain HTTP. Throws when they cannot be read. */
+  reloadTls(): boolean;
   close(): Promise<void>;
 }
 
@@ -93,8 +101,8 @@ const DASHBOARD_TYPES: Record<string, string> = { '.html': 'text/html; charset=u
 export async function createApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const pool = createPgPool(o.pgUrl, { max: 8, applicationName: 'cellar-api' });
   const redisOpts = { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: 2_000, retryStrategy: (n: number) => Math.min(200 * n, 2_000) };
-  const redis = new Redis(o.redisUrl, { ...redisOpts, enableAutoPipelining: true });
-  const streamReader = new Redis(o.redisUrl, { maxRetriesPerRequest: null, retryStrategy: (n: number) => Math.min(200 * n, 2_000) });
+  const redis = createRedis(o.redisUrl, { ...redisOpts, enableAutoPipelining: true });
+  const streamReader = createRedis(o.redisUrl, { maxRetriesPerRequest: null, retryStrategy: (n: number) => Math.min(200 * n, 2_000) });
   for (const r of [redis, streamReader]) r.on('error', () => undefined); // surfaced per command
   const log = o.log;
   const apiMetrics = createApiMetrics(o.metrics);
@@ -106,7 +114,8 @@ export async function createApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const monitor = new PipelineMonitor([o.metrics, ...(o.extraRegistries ?? [])], o.scrapeUrls ?? [], pool, redis);
   monitor.start();
 
-  const app = Fastify({ logger: false, forceCloseConnections: true, routerOptions: { maxParamLength: 600 }, bodyLimit: 1 << 20, ajv: { customOptions: { coerceTypes: 'array', allErrors: false, removeAdditional: false } } });
+  const pem = () => o.tls && { cert: readPem(o.tls.certFile, 'CELLAR_API_TLS_CERT_FILE'), key: readPem(o.tls.keyFile, 'CELLAR_API_TLS_KEY_FILE') };
+  const app = Fastify({ ...(o.tls ? { https: pem()! } : {}), ...(o.trustProxy?.length ? { trustProxy: o.trustProxy } : {}), logger: false, forceCloseConnections: true, routerOptions: { maxParamLength: 600 }, bodyLimit: 1 << 20, ajv: { customOptions: { coerceTypes: 'array', allErrors: false, removeAdditional: false } } });
   const routes = collectRoutes(app);
 
   /** Checks key, role and rate limit; answers 401/403/429 itself, else lets the request through. */
@@ -157,6 +166,7 @@ export async function createApiServer(o: ApiServerOptions): Promise<ApiServer> {
       outcome: status < 400 ? 'ok' : status === 401 || status === 403 || status === 429 ? 'denied' : 'failed',
       status,
       detail,
+      clientAddr: req.ip,
     }).catch((err: unknown) => log.error({ err: (err as Error).message, action }, 'writing the audit row failed'));
     return payload;
   };
@@ -253,7 +263,13 @@ export async function createApiServer(o: ApiServerOptions): Promise<ApiServer> {
       await app.listen({ port, host });
       const addr = app.server.address();
       const p = typeof addr === 'object' && addr ? addr.port : port;
-      return `http://${host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host}:${p}`;
+      return `${o.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host}:${p}`;
+    },
+    reloadTls: () => {
+      if (!o.tls) return false;
+      // New connections get the new certificate; open ones keep theirs. A file that cannot be read keeps the old one (thrown).
+      (app.server as import('node:https').Server).setSecureContext(pem()!);
+      return true;
     },
     close: () =>
       (closed ??= (async () => {

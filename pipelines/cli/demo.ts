@@ -1,4 +1,5 @@
 import { DemoFeedSupplier } from '../demo/feed-supplier.js';
+import { createRedis } from '../core/redis.js';
 import { loadProcessEnv, logLevelOr } from '../core/process-env.js';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -209,7 +210,7 @@ async function runEmbeddedDemo(opts: DemoOptions): Promise<number> {
     rt = await startEmbedded(cfg, log, metrics);
     void rt.failed.then((e) => (broken ??= e));
     say(`   captured: ${rt.captured.join(', ')}${rt.skipped.length ? `; skipped: ${rt.skipped.map((k) => `${k.supplier} (${k.reason})`).join(', ')}` : ''}`);
-    redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
+    redis = createRedis(redisServer.url, { maxRetriesPerRequest: 1 });
     redis.on('error', () => undefined);
     if (opts.api) {
       api = await startApi(cfg, log, metrics, { port: process.env.CELLAR_API_PORT ? cfg.apiPort : 0 });

@@ -19,6 +19,7 @@ import { registerReconcileCommands } from './reconcile.js';
 import { registerStatusCommand } from './status.js';
 import { registerReloadCommand } from './reload.js';
 import { registerFeedCommands } from './feed.js';
+import { registerConfigCommands } from './config.js';
 
 // `cellar --help | head`: a reader that stops early is no error.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -149,6 +150,7 @@ registerReconcileCommands(program);
 registerStatusCommand(program);
 registerReloadCommand(program);
 registerFeedCommands(program);
+registerConfigCommands(program);
 
 program
   .command('demo')

@@ -92,12 +92,12 @@ export function registerSnapshotCommands(program: Command): void {
     .option('--chunk-size <n>', 'rows per Postgres read and Redis round trip', '5000')
     .action(async (o: { keyPrefix: string; chunkSize: string }) => {
       const chunkSize = positiveInt('--chunk-size', o.chunkSize);
-      const [{ loadRuntimeConfig }, { createPgPool }, { Redis }, { rebuildRedisFromPostgres }] = await Promise.all([
-        import('../core/config.js'), import('../core/pg.js'), import('ioredis'), import('../../sinks/redis/rebuild.js'),
+      const [{ loadRuntimeConfig }, { createPgPool }, { createRedis }, { rebuildRedisFromPostgres }] = await Promise.all([
+        import('../core/config.js'), import('../core/pg.js'), import('../core/redis.js'), import('../../sinks/redis/rebuild.js'),
       ]);
       const cfg = loadRuntimeConfig();
       const pool = createPgPool(cfg.pgUrl);
-      const redis = new Redis(cfg.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+      const redis = createRedis(cfg.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
       redis.on('error', () => undefined); // surfaced by the failing command
       try {
         const r = await rebuildRedisFromPostgres({ pool, redis, keyPrefix: o.keyPrefix, chunkSize });

@@ -1,5 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { parseSpec } from './spec.js';
+import { ConfigError } from './errors.js';
+import { CONNECTIVITY_ENV, ConnectivitySpec, SECRET_SETTINGS } from './connectivity.js';
+import { rememberSecret } from './secrets.js';
+import { withHttpSettings } from '../../schemas/endpoint.js';
 
 const csv = z
   .string()
@@ -89,6 +94,18 @@ export const RuntimeConfigSpec = z.object({
   connectUrl: z.string().url().optional().describe(
     'CELLAR_CONNECT_URL: Kafka Connect REST URL. The read API\'s connector status answers 503 while it is unset; `cellar connectors` then uses http://127.0.0.1:8083.',
   ),
+  ...ConnectivitySpec,
+}).superRefine((c, ctx) => {
+  const need = (when: boolean, key: keyof typeof CONNECTIVITY_ENV, why: string) => {
+    if (when) ctx.addIssue({ code: 'custom', path: [key], message: why });
+  };
+  const m = c.kafkaSaslMechanism;
+  need((m === 'plain' || m?.startsWith('scram')) === true && !c.kafkaSaslUsername, 'kafkaSaslUsername', `required with CELLAR_KAFKA_SASL_MECHANISM=${m}`);
+  need((m === 'plain' || m?.startsWith('scram')) === true && !c.kafkaSaslPassword, 'kafkaSaslPassword', `required with CELLAR_KAFKA_SASL_MECHANISM=${m}`);
+  for (const k of ['kafkaSaslOauthTokenUrl', 'kafkaSaslOauthClientId', 'kafkaSaslOauthClientSecret'] as const) need(m === 'oauthbearer' && !c[k], k, 'required with CELLAR_KAFKA_SASL_MECHANISM=oauthbearer');
+  for (const [cert, key] of [['kafkaTlsCertFile', 'kafkaTlsKeyFile'], ['schemaRegistryCertFile', 'schemaRegistryKeyFile'], ['connectCertFile', 'connectKeyFile'], ['pgSslCertFile', 'pgSslKeyFile'], ['redisTlsCertFile', 'redisTlsKeyFile'], ['apiTlsCertFile', 'apiTlsKeyFile']] as const) {
+    need(!!c[cert] !== !!c[key], c[cert] ? key : cert, `give both ${CONNECTIVITY_ENV[cert]} and ${CONNECTIVITY_ENV[key]}`);
+  }
 });
 
 export type RuntimeConfig = z.output<typeof RuntimeConfigSpec>;
@@ -117,6 +134,7 @@ const ENV_NAMES: Record<keyof RuntimeConfig, string> = {
   apiWorkers: 'CELLAR_API_WORKERS',
   apiScrapeUrls: 'CELLAR_API_SCRAPE_URLS',
   connectUrl: 'CELLAR_CONNECT_URL',
+  ...CONNECTIVITY_ENV,
 };
 
 /** The environment variable behind each runtime setting. */
@@ -131,14 +149,73 @@ export function loadRuntimeConfig(
   overrides: Partial<RuntimeConfig> = {},
 ): RuntimeConfig {
   const raw: Record<string, unknown> = {};
+  const problems: string[] = [];
   for (const [key, name] of Object.entries(ENV_NAMES)) {
-    const v = env[name];
+    const v = envValue(env, name, problems);
     if (v !== undefined && v !== '') raw[key] = v;
   }
+  if (problems.length) throw new ConfigError('invalid configuration in environment', problems);
   const parsed = parseSpec(RuntimeConfigSpec, raw, 'environment', (path) =>
     path.length ? (ENV_NAMES[path[0] as keyof RuntimeConfig] ?? String(path[0])) : '(root)',
   );
-  return { ...parsed, ...overrides };
+  for (const k of SECRET_SETTINGS) if (typeof parsed[k as keyof RuntimeConfig] === 'string') rememberSecret(parsed[k as keyof RuntimeConfig] as string);
+  for (const url of [parsed.pgUrl, parsed.redisUrl, parsed.schemaRegistryUrl, parsed.connectUrl]) {
+    const password = url ? passwordOf(url) : undefined;
+    if (password) rememberSecret(password);
+  }
+  const schemaRegistryUrl = withHttpSettings(parsed.schemaRegistryUrl, { username: parsed.schemaRegistryUsername, password: parsed.schemaRegistryPassword, caFile: parsed.schemaRegistryCaFile, certFile: parsed.schemaRegistryCertFile, keyFile: parsed.schemaRegistryKeyFile });
+  const connectUrl = parsed.connectUrl && withHttpSettings(parsed.connectUrl, { username: parsed.connectUsername, password: parsed.connectPassword, caFile: parsed.connectCaFile, certFile: parsed.connectCertFile, keyFile: parsed.connectKeyFile });
+  return { ...parsed, pgUrl: withPgTls(parsed), redisUrl: withRedisAuth(parsed), schemaRegistryUrl, ...(connectUrl ? { connectUrl } : {}), ...overrides };
+}
+
+/**
+ * A variable's value, or the content of the file `<NAME>_FILE` names (a trailing newline dropped), as
+ * container platforms mount secrets. Both at once is a mistake; an unreadable file is named, never read out.
+ */
+function envValue(env: NodeJS.ProcessEnv, name: string, problems: string[]): string | undefined {
+  const path = env[`${name}_FILE`];
+  if (path === undefined || path === '') return env[name];
+  if (env[name] !== undefined && env[name] !== '') {
+    problems.push(`environment: ${name}: set both ${name} and ${name}_FILE; keep one`);
+    return env[name];
+  }
+  try {
+    return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    problems.push(`environment: ${name}_FILE: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    return undefined;
+  }
+}
+
+function passwordOf(url: string): string | undefined {
+  try {
+    return decodeURIComponent(new URL(url).password) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Cellar's Postgres URL with its TLS settings (sslmode, CA, client certificate) as libpq's parameters (`createPgPool` reads them). */
+function withPgTls(c: z.output<typeof RuntimeConfigSpec>): string {
+  if (!c.pgSslMode && !c.pgSslCaFile && !c.pgSslCertFile) return c.pgUrl;
+  const u = new URL(c.pgUrl);
+  if (c.pgSslMode) u.searchParams.set('sslmode', c.pgSslMode);
+  if (c.pgSslCaFile) u.searchParams.set('sslrootcert', c.pgSslCaFile);
+  if (c.pgSslCertFile) u.searchParams.set('sslcert', c.pgSslCertFile);
+  if (c.pgSslKeyFile) u.searchParams.set('sslkey', c.pgSslKeyFile);
+  return u.toString();
+}
+
+/** The Redis URL with CELLAR_REDIS_USERNAME/PASSWORD and the TLS files as parameters (`createRedis` reads them). */
+function withRedisAuth(c: z.output<typeof RuntimeConfigSpec>): string {
+  if (!c.redisUsername && !c.redisPassword && !c.redisTlsCaFile && !c.redisTlsCertFile) return c.redisUrl;
+  const u = new URL(c.redisUrl);
+  if (c.redisUsername) u.username = encodeURIComponent(c.redisUsername);
+  if (c.redisPassword) u.password = encodeURIComponent(c.redisPassword);
+  if (c.redisTlsCaFile) u.searchParams.set('tls_ca', c.redisTlsCaFile);
+  if (c.redisTlsCertFile) u.searchParams.set('tls_cert', c.redisTlsCertFile);
+  if (c.redisTlsKeyFile) u.searchParams.set('tls_key', c.redisTlsKeyFile);
+  return u.toString();
 }
 
 /**

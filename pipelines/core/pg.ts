@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { pgConfig } from './pg-tls.js';
 import { fromPgError } from './errors.js';
 
 /**
@@ -6,8 +7,7 @@ import { fromPgError } from './errors.js';
  * the next query reconnects. Query errors are converted with fromPgError by callers.
  */
 export function createPgPool(url: string, options: { max?: number; applicationName?: string } = {}): pg.Pool {
-  const pool = new pg.Pool({
-    connectionString: url,
+  const pool = new pg.Pool(pgConfig(url, {
     max: options.max ?? 4,
     application_name: options.applicationName ?? 'cellar',
     connectionTimeoutMillis: 5_000,
@@ -16,7 +16,7 @@ export function createPgPool(url: string, options: { max?: number; applicationNa
     // TCP keepalive instead of leaving a query waiting forever.
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
-  });
+  }));
   pool.on('error', () => undefined);
   return pool;
 }

@@ -1,4 +1,5 @@
 import { loadProcessEnv, logLevelOr } from '../core/process-env.js';
+import { createRedis } from '../core/redis.js';
 import { mkdirSync, copyFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -89,7 +90,7 @@ export async function runKafkaDemo(opts: { keepRunning: boolean }): Promise<numb
     await producer.disconnect();
 
     const expected = expectedTotals(scenario, suppliers);
-    redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: 1 });
+    redis = createRedis(cfg.redisUrl, { maxRetriesPerRequest: 1 });
     redis.on('error', () => undefined);
     say('5. Waiting for the pipeline to converge…');
     const regions = [...new Set([...expected.values()].map((e) => e.region))];

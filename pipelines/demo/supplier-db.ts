@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { pgConfig } from '../core/pg-tls.js';
 import mysql from 'mysql2/promise';
 
 /** Database engines the demo's suppliers run on. */
@@ -31,7 +32,7 @@ export function toMysqlPlaceholders(text: string, values: SqlValue[]): { text: s
 /** Opens a connection to a supplier database (`postgres://…` or `mysql://…`). */
 export async function openSupplierDb(engine: DemoEngine, url: string, applicationName = 'cellar-demo'): Promise<SupplierDb> {
   if (engine === 'postgres') {
-    const c = new pg.Client({ connectionString: url, application_name: applicationName });
+    const c = new pg.Client(pgConfig(url, { application_name: applicationName }));
     c.on('error', () => undefined);
     await c.connect();
     return {

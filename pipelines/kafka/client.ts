@@ -3,6 +3,7 @@ import type { RuntimeConfig } from '../core/config.js';
 import { fromKafkaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { cellarTopics } from './topics.js';
+import { kafkaSecurity } from './security.js';
 
 /**
  * Everything that differs between a real Kafka cluster and librdkafka's mock cluster (the broker used
@@ -49,6 +50,7 @@ export function createKafka(cfg: RuntimeConfig, log: Logger, clientSuffix?: stri
   return new Kafka({
     clientId: clientSuffix ? `${cfg.kafkaClientId}-${clientSuffix}` : cfg.kafkaClientId,
     brokers: cfg.kafkaBrokers,
+    ...kafkaSecurity(cfg),
     connectionTimeout: 5_000,
     requestTimeout: 30_000,
     // kafkajs' own retries stay short (about 6 s in all): Cellar's callers retry on, saying what they wait for.

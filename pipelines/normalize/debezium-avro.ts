@@ -1,4 +1,5 @@
 import avro from 'avsc';
+import { httpEndpoint, type HttpEndpoint } from '../../schemas/endpoint.js';
 import axios from 'axios';
 import { CellarError } from '../core/errors.js';
 import { readSchemaId } from '../../schemas/registry.js';
@@ -142,8 +143,12 @@ export class DebeziumAvroDecoder {
   private readonly writers = new Map<number, Promise<Writer>>();
   private readonly ready = new Map<number, Writer>();
 
-  /** `registryUrl`: the Schema Registry the Debezium Avro converter writes to. */
-  constructor(private readonly registryUrl: string) {}
+  private readonly registry: HttpEndpoint;
+
+  /** `registryUrl`: the Schema Registry the Debezium Avro converter writes to (credentials and TLS files as {@link httpEndpoint} reads them). */
+  constructor(registryUrl: string) {
+    this.registry = httpEndpoint(registryUrl, 'CELLAR_SCHEMA_REGISTRY_URL');
+  }
 
   private writer(id: number): Promise<Writer> {
     let w = this.writers.get(id);
@@ -158,7 +163,8 @@ export class DebeziumAvroDecoder {
   private async load(id: number): Promise<Writer> {
     let schema: AvroSchema;
     try {
-      const res = await axios.get<{ schema: string }>(`${this.registryUrl}/schemas/ids/${id}`, { timeout: 10_000 });
+      const { url, auth, agent } = this.registry;
+      const res = await axios.get<{ schema: string }>(`${url}/schemas/ids/${id}`, { timeout: 10_000, ...(auth ? { auth } : {}), ...(agent ? { httpsAgent: agent } : {}) });
       schema = JSON.parse(res.data.schema) as AvroSchema;
     } catch (err) {
       const status = axios.isAxiosError(err) ? err.response?.status : undefined;

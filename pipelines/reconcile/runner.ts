@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { createRedis } from '../core/redis.js';
 import { hasRowReader } from '../../connectors/native-source.js';
 import { Redis } from 'ioredis';
 import { Cron } from 'croner';
@@ -30,7 +31,7 @@ export class Reconciler {
 
   constructor(private readonly cfg: RuntimeConfig, private readonly log: Logger, private readonly metrics?: CellarMetrics) {
     this.pool = createPgPool(cfg.pgUrl, { max: 4, applicationName: 'cellar-reconcile' });
-    this.redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: false });
+    this.redis = createRedis(cfg.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: false });
     this.redis.on('error', () => undefined);
   }
 

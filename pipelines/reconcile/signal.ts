@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { pgConfig } from '../core/pg-tls.js';
 import pg from 'pg';
 import mysql from 'mysql2/promise';
 import { generateConnectorConfigs, loadKafkaConnectOptions } from '../../connectors/kafka-connect/index.js';
@@ -50,7 +51,7 @@ export async function sendSignal(supplier: Supplier, cfg: RuntimeConfig, signal:
   const kind = supplier.source.kind;
   const table = collection.split('.').map((p) => quoteIdent(kind, p)).join('.');
   if (kind === 'postgres') {
-    const c = new pg.Client({ connectionString: postgresUrl(supplier), application_name: 'cellar-reconcile' });
+    const c = new pg.Client(pgConfig(postgresUrl(supplier), { application_name: 'cellar-reconcile' }));
     try {
       await c.connect();
       await c.query(`INSERT INTO ${table} (id, type, data) VALUES ($1, $2, $3)`, [signal.id, signal.type, signal.data]);

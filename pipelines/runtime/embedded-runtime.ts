@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { createRedis } from '../core/redis.js';
 import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
 import type { StockObservation } from '../../schemas/records.js';
 import { createPgPool, inTransaction, query } from '../core/pg.js';
@@ -95,7 +96,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     await pool.end().catch(() => undefined);
     throw err;
   });
-  const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: 1, commandTimeout: REBUILD_COMMAND_TIMEOUT_MS });
+  const redis = createRedis(cfg.redisUrl, { maxRetriesPerRequest: 1, commandTimeout: REBUILD_COMMAND_TIMEOUT_MS });
   redis.on('error', () => undefined);
   metrics.redisStale.set(1);
   const redisFollower = new RedisFollower({

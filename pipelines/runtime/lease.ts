@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { pgConfig } from '../core/pg-tls.js';
 import { hostname } from 'node:os';
 import pg from 'pg';
 import { query } from '../core/pg.js';
@@ -84,7 +85,7 @@ export class RuntimeLease {
   }
 
   private async connect(): Promise<pg.Client> {
-    const c = new pg.Client({ connectionString: this.url, application_name: this.tag, connectionTimeoutMillis: 5_000 });
+    const c = new pg.Client(pgConfig(this.url, { application_name: this.tag, connectionTimeoutMillis: 5_000 }));
     c.on('error', () => {
       if (this.client === c) this.client = undefined; // the next renew reconnects and checks the epoch
     });

@@ -1,4 +1,5 @@
 import { redactUrl } from '../../pipelines/core/logger.js';
+import { createRedis } from '../../pipelines/core/redis.js';
 import { Redis } from 'ioredis';
 import { fromRedisError } from '../../pipelines/core/errors.js';
 import type { RegionalStock } from '../../schemas/records.js';
@@ -128,7 +129,7 @@ export class RedisSnapshotSink implements StockSink {
 
   async connect(): Promise<void> {
     if (!this.redis) {
-      const r = new Redis(this.cfg.url, {
+      const r = createRedis(this.cfg.url, {
         lazyConnect: true,
         maxRetriesPerRequest: 1,
         // Fail at once while disconnected: the worker retries with backoff and reports unready meanwhile.
