@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { localServer, type LocalHttpOptions } from './http-serve.js';
 import type { AddressInfo } from 'node:net';
 
 /**
@@ -140,7 +141,7 @@ function stringMap(body: unknown): Record<string, string> {
 }
 
 /** Starts the server on 127.0.0.1 (port 0 = any free port). */
-export async function startLocalKafkaConnect(port = 0): Promise<LocalKafkaConnect> {
+export async function startLocalKafkaConnect(port = 0, o: LocalHttpOptions = {}): Promise<LocalKafkaConnect> {
   const connectors = new Map<string, Connector>();
   const requests: LocalKafkaConnect['requests'] = [];
   const faults: Array<{ left: number; status: number; message?: string; match?: (m: string, p: string) => boolean }> = [];
@@ -294,7 +295,7 @@ export async function startLocalKafkaConnect(port = 0): Promise<LocalKafkaConnec
     return info(name, c);
   }
 
-  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const server: Server = localServer((req: IncomingMessage, res: ServerResponse) => {
     route(req).then(
       ({ status: code, body }) => {
         if (body === undefined) {
@@ -309,12 +310,12 @@ export async function startLocalKafkaConnect(port = 0): Promise<LocalKafkaConnec
         res.writeHead(code, { 'content-type': 'application/json' }).end(JSON.stringify({ error_code: code, message }));
       },
     );
-  });
+  }, o);
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   const actual = (server.address() as AddressInfo).port;
   workerId = `127.0.0.1:${actual}`;
   return {
-    url: `http://127.0.0.1:${actual}`,
+    url: `${o.tls ? 'https' : 'http'}://127.0.0.1:${actual}`,
     requests,
     unreachableHosts,
     failNext(count, statusCode, opts = {}) {

@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { localServer, type LocalHttpOptions } from './http-serve.js';
 import type { AddressInfo } from 'node:net';
 import avro from 'avsc';
 
@@ -166,10 +167,10 @@ async function route(reg: Registry, req: IncomingMessage): Promise<unknown> {
   throw new HttpError(404, 404, `HTTP ${m} ${url.pathname} not found`);
 }
 
-/** Starts the server on 127.0.0.1 (port 0 = any free port). */
-export async function startLocalSchemaRegistry(port = 0): Promise<LocalSchemaRegistry> {
+/** Starts the server on 127.0.0.1 (port 0 = any free port); with `o`, over HTTPS and/or behind basic auth. */
+export async function startLocalSchemaRegistry(port = 0, o: LocalHttpOptions = {}): Promise<LocalSchemaRegistry> {
   const reg = new Registry();
-  const server: Server = createServer((req, res: ServerResponse) => {
+  const server: Server = localServer((req, res: ServerResponse) => {
     route(reg, req).then(
       (out) => send(res, 200, out),
       (err: unknown) =>
@@ -177,11 +178,11 @@ export async function startLocalSchemaRegistry(port = 0): Promise<LocalSchemaReg
           ? send(res, err.status, { error_code: err.errorCode, message: err.message })
           : send(res, 500, { error_code: 50001, message: (err as Error).message }),
     );
-  });
+  }, o);
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   const { port: bound } = server.address() as AddressInfo;
   return {
-    url: `http://127.0.0.1:${bound}`,
+    url: `${o.tls ? 'https' : 'http'}://127.0.0.1:${bound}`,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }

@@ -15,6 +15,10 @@ import mysql from 'mysql2/promise';
 import { mysqlConnection } from '../../connectors/mysql-cdc/config.js';
 import { openMysqlRows } from '../../connectors/mysql-cdc/rows.js';
 import { createLogger } from '../../pipelines/core/logger.js';
+import { startLocalSchemaRegistry } from '../../infra/local/schema-registry.js';
+import { startLocalKafkaConnect } from '../../infra/local/kafka-connect.js';
+import { createCodecs } from '../../schemas/registry.js';
+import { createKafkaConnectClient } from '../../connectors/kafka-connect/client.js';
 import { freePort, stopChild, tempDir } from '../../infra/local/process.js';
 import { loadRuntimeConfig } from '../../pipelines/core/config.js';
 import { createPgPool } from '../../pipelines/core/pg.js';
@@ -174,6 +178,36 @@ describe('connectivity: TLS and authentication to every service', () => {
       const noCert = await mysql.createConnection(mysqlConnection(url(`ssl-mode=VERIFY_IDENTITY&ssl-ca=${encodeURIComponent(pki.ca)}`))).catch((e: unknown) => e);
       expect(classifyFailure(noCert).kind, String(noCert)).toBe('authentication');
     });
+  });
+
+  it('Schema Registry and Kafka Connect over HTTPS with basic auth: answered with the settings, refused without them', async () => {
+    const auth = { username: 'cellar', password: `rest-${rid('pw')}` };
+    const tls = { certFile: pki.serverCert, keyFile: pki.serverKey };
+    const [sr, kc] = await Promise.all([startLocalSchemaRegistry(0, { tls, basicAuth: auth }), startLocalKafkaConnect(0, { tls, basicAuth: auth })]);
+    try {
+      const env = (extra: Record<string, string> = {}) => loadRuntimeConfig({
+        CELLAR_SCHEMA_REGISTRY_URL: sr.url, CELLAR_SCHEMA_REGISTRY_USERNAME: auth.username, CELLAR_SCHEMA_REGISTRY_PASSWORD: auth.password, CELLAR_SCHEMA_REGISTRY_CA_FILE: pki.ca,
+        CELLAR_CONNECT_URL: kc.url, CELLAR_CONNECT_USERNAME: auth.username, CELLAR_CONNECT_PASSWORD: auth.password, CELLAR_CONNECT_CA_FILE: pki.ca, ...extra,
+      });
+      const subject = `${rid('tls')}-value`;
+      expect(await createCodecs(env().schemaRegistryUrl).observation.register(subject)).toBeGreaterThan(0);
+      const connect = (cfg: ReturnType<typeof env>) => createKafkaConnectClient({ connectUrl: cfg.connectUrl!, timeoutMs: 5_000, retries: 0, retryMinDelayMs: 10, retryMaxDelayMs: 10 });
+      expect(await connect(env()).listConnectors()).toEqual({});
+      const noAuth = await createCodecs(env({ CELLAR_SCHEMA_REGISTRY_PASSWORD: 'wrong-password' }).schemaRegistryUrl).observation.register(subject).catch((e: unknown) => e);
+      expect(String(noAuth)).toMatch(/401|Unauthorized/);
+      expect(classifyFailure(await connect(env({ CELLAR_CONNECT_CA_FILE: pki.otherCa })).listConnectors().catch((e: unknown) => e)).kind).toBe('tls-verification');
+      const check = await runCellar(['config', 'check', '--only', 'schema-registry,connect', '--no-settings'], cellarEnv({
+        CELLAR_SCHEMA_REGISTRY_URL: sr.url, CELLAR_SCHEMA_REGISTRY_USERNAME: auth.username, CELLAR_SCHEMA_REGISTRY_PASSWORD: auth.password, CELLAR_SCHEMA_REGISTRY_CA_FILE: pki.ca,
+        CELLAR_CONNECT_URL: kc.url, CELLAR_CONNECT_USERNAME: auth.username, CELLAR_CONNECT_PASSWORD: 'not-it', CELLAR_CONNECT_CA_FILE: pki.ca,
+      }), logDir);
+      expect(check.code, check.out).toBe(3);
+      expect(check.out).toMatch(/ok\s+Schema Registry/);
+      expect(check.out).toMatch(/FAIL\s+Kafka Connect.*authentication[\s\S]*CELLAR_CONNECT_USERNAME, CELLAR_CONNECT_PASSWORD/);
+      expect(check.out).not.toContain(auth.password);
+    } finally {
+      await sr.close();
+      await kc.close();
+    }
   });
 
   describe('Kafka', () => {
