@@ -102,7 +102,7 @@ const hostOf = (url: string) => {
 };
 
 /** Which services `cellar config check` tests by default, and their names for `--only`/`--skip`. */
-export const SERVICES = ['postgres', 'redis', 'kafka', 'schema-registry', 'connect', 'api-tls'] as const;
+export const SERVICES = ['postgres', 'redis', 'kafka', 'schema-registry', 'connect', 'api-tls', 'suppliers'] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
 /** Tests each connection Cellar's settings describe, in parallel; never throws (a failure is a result). */
@@ -162,7 +162,44 @@ export async function checkConnections(cfg: RuntimeConfig, log: Logger, only: Re
       createSecureContext({ cert: readPem(cfg.apiTlsCertFile!, E.apiTlsCertFile), key: readPem(cfg.apiTlsKeyFile!, E.apiTlsKeyFile) });
     }));
   }
+  if (only.has('suppliers')) jobs.push(...(await supplierChecks(cfg)));
   return Promise.all(jobs);
+}
+
+/**
+ * The databases of the suppliers Cellar reads natively (CELLAR_SUPPLIERS_DIR): each is connected to as its
+ * reader would (TLS from its `connection.options`, password from its `${ENV}` or file). A registry that
+ * cannot be read is one failure naming the folder.
+ */
+async function supplierChecks(cfg: RuntimeConfig): Promise<Array<Promise<ConnectionCheck>>> {
+  const [{ loadRegistry }, { mysqlUrl, postgresUrl }, { mysqlConnection }, mysql] = await Promise.all([
+    import('../../connectors/registry/loader.js'), import('../../connectors/registry/connection.js'), import('../../connectors/mysql-cdc/config.js'), import('mysql2/promise'),
+  ]);
+  let suppliers;
+  try {
+    suppliers = loadRegistry(cfg.suppliersDir);
+  } catch (err) {
+    return [Promise.resolve({ service: 'supplier registry', at: cfg.suppliersDir, ok: false, kind: 'file' as const, message: scrubSecrets((err as Error).message), variables: { where: [RUNTIME_ENV.suppliersDir], tls: [], auth: [] } })];
+  }
+  return suppliers.filter((s) => s.source.connection && ['postgres', 'mysql', 'mariadb'].includes(s.source.kind)).map((s) => {
+    const vars: Vars = { where: [`${s.file}: source.connection`], tls: [`${s.file}: source.connection.options`], auth: [`${s.file}: source.connection.user, password`] };
+    const at = `${s.source.kind}://${s.source.connection!.host}:${s.source.connection!.port ?? (s.source.kind === 'postgres' ? 5432 : 3306)}`;
+    return attempt(`supplier ${s.id}`, at, vars, async () => {
+      if (s.source.kind === 'postgres') {
+        const c = new pg.Client(pgConfig(postgresUrl(s), { connectionTimeoutMillis: CHECK_TIMEOUT_MS, application_name: 'cellar-config-check' }));
+        c.on('error', () => undefined);
+        try {
+          await c.connect();
+          await c.query('SELECT 1');
+        } finally {
+          await c.end().catch(() => undefined);
+        }
+      } else {
+        const c = await mysql.createConnection({ ...mysqlConnection(mysqlUrl(s)), connectTimeout: CHECK_TIMEOUT_MS });
+        await c.query('SELECT 1').finally(() => c.end().catch(() => undefined));
+      }
+    });
+  });
 }
 
 /** The effective settings as `NAME=value` lines, secrets masked (`***`, and any password in a URL). */

@@ -4,7 +4,7 @@ import { ConfigError } from '../core/errors.js';
 /**
  * `cellar config check`: the effective configuration with its secrets masked, then a test of every
  * connection it describes (Cellar's Postgres, Redis, Kafka, the Schema Registry, Kafka Connect when set,
- * the read API's certificate when set), each failure named (DNS, TCP, timeout, TLS verification, TLS,
+ * the read API's certificate when set, the databases of the suppliers Cellar reads natively), each failure named (DNS, TCP, timeout, TLS verification, TLS,
  * authentication, an unreadable file) with the variables to fix. Exit 0 all answered, 3 one did not,
  * 2 the configuration itself is invalid (every bad variable named).
  */
@@ -13,7 +13,7 @@ export function registerConfigCommands(program: Command): void {
   config
     .command('check')
     .description('print the effective configuration with secrets masked and test each connection it describes, naming what failed (DNS, TCP, TLS verification, authentication…) and the variable to fix (exit 0 all answered, 3 one did not, 2 invalid configuration)')
-    .addOption(new Option('--only <services>', 'comma-separated services to test: postgres, redis, kafka, schema-registry, connect, api-tls'))
+    .addOption(new Option('--only <services>', 'comma-separated services to test: postgres, redis, kafka, schema-registry, connect, api-tls, suppliers (their databases, from CELLAR_SUPPLIERS_DIR)'))
     .addOption(new Option('--skip <services>', 'comma-separated services not to test (the embedded runtime needs no Kafka: --skip kafka,schema-registry)'))
     .addOption(new Option('--no-settings', 'do not print the effective configuration'))
     .action(async (o: { only?: string; skip?: string; settings?: boolean }) => {

@@ -28,7 +28,7 @@ import { classifyFailure } from '../../pipelines/cli/config-check.js';
 import { createApiKey } from '../../pipelines/api/keys-store.js';
 import { migrate } from '../../pipelines/state/migrate.js';
 import { runCellar } from '../support/cli.js';
-import { artifactDir, cellarEnv, eventually, rid, services } from '../support/services.js';
+import { artifactDir, cellarEnv, eventually, rid, services, supplierDir } from '../support/services.js';
 import { makeTestPki, type TestPki } from '../support/tls.js';
 
 /**
@@ -170,6 +170,24 @@ describe('connectivity: TLS and authentication to every service', () => {
       await snap.scan((chunk) => void seen.push(...chunk.map((r) => r.row.sku)), 100);
       await snap.close();
       expect(seen.sort()).toEqual(['rioja-0001-2019', 'rioja-0002-2019']);
+    });
+
+    it('config check connects to each supplier database as its reader would, TLS options and password included', async () => {
+      const yaml = (id: string, ca: string) => `id: ${id}
+name: ${id}
+source:
+  kind: mariadb
+  topicPrefix: ${id}
+  connection: { host: 127.0.0.1, port: ${maria.port}, user: cellar, password: "\${MARIA_PW}", options: { ssl-mode: VERIFY_IDENTITY, ssl-ca: "${ca}", ssl-cert: "${pki.clientCert}", ssl-key: "${pki.clientKey}" } }
+  tables: [{ name: shop.levels, key: [sku] }]
+mapping: { sku: sku, warehouse: store, quantity: bottles, regions: { s1: eu } }
+`;
+      const dir = supplierDir({ trusted: yaml('trusted', pki.ca), untrusted: yaml('untrusted', pki.otherCa) });
+      const res = await runCellar(['config', 'check', '--only', 'suppliers', '--no-settings'], cellarEnv({ CELLAR_SUPPLIERS_DIR: dir, MARIA_PW: MARIA_PASSWORD }), logDir);
+      expect(res.code, res.out).toBe(3);
+      expect(res.out).toMatch(/ok\s+supplier trusted\s+mariadb:\/\/127\.0\.0\.1/);
+      expect(res.out).toMatch(/FAIL\s+supplier untrusted.*tls-verification[\s\S]*untrusted\.yaml: source\.connection\.options/);
+      expect(res.out).not.toContain(MARIA_PASSWORD);
     });
 
     it('refuses a server its CA did not sign; the server refuses a user without a certificate', async () => {
