@@ -92,6 +92,18 @@ async function attempt(service: string, at: string, variables: Vars, fn: () => P
   }
 }
 
+/** Connects to a Postgres URL (its TLS parameters as libpq reads them) and runs `SELECT 1`. */
+async function pgSelectOne(url: string): Promise<void> {
+  const c = new pg.Client(pgConfig(url, { connectionTimeoutMillis: CHECK_TIMEOUT_MS, application_name: 'cellar-config-check' }));
+  c.on('error', () => undefined);
+  try {
+    await c.connect();
+    await c.query('SELECT 1');
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
 const hostOf = (url: string) => {
   try {
     const u = new URL(url);
@@ -110,16 +122,7 @@ export async function checkConnections(cfg: RuntimeConfig, log: Logger, only: Re
   const E = RUNTIME_ENV;
   const jobs: Array<Promise<ConnectionCheck>> = [];
   if (only.has('postgres')) {
-    jobs.push(attempt('Postgres (Cellar\'s)', hostOf(cfg.pgUrl), { where: [E.pgUrl], tls: [E.pgSslMode, E.pgSslCaFile], auth: [E.pgSslCertFile, E.pgSslKeyFile] }, async () => {
-      const c = new pg.Client(pgConfig(cfg.pgUrl, { connectionTimeoutMillis: CHECK_TIMEOUT_MS, application_name: 'cellar-config-check' }));
-      c.on('error', () => undefined);
-      try {
-        await c.connect();
-        await c.query('SELECT 1');
-      } finally {
-        await c.end().catch(() => undefined);
-      }
-    }));
+    jobs.push(attempt('Postgres (Cellar\'s)', hostOf(cfg.pgUrl), { where: [E.pgUrl], tls: [E.pgSslMode, E.pgSslCaFile], auth: [E.pgSslCertFile, E.pgSslKeyFile] }, () => pgSelectOne(cfg.pgUrl)));
   }
   if (only.has('redis')) {
     jobs.push(attempt('Redis', hostOf(cfg.redisUrl), { where: [E.redisUrl], tls: [E.redisTlsCaFile], auth: [E.redisUsername, E.redisPassword, E.redisTlsCertFile] }, async () => {
@@ -185,16 +188,8 @@ async function supplierChecks(cfg: RuntimeConfig): Promise<Array<Promise<Connect
     const vars: Vars = { where: [`${s.file}: source.connection`], tls: [`${s.file}: source.connection.options`], auth: [`${s.file}: source.connection.user, password`] };
     const at = `${s.source.kind}://${s.source.connection!.host}:${s.source.connection!.port ?? (s.source.kind === 'postgres' ? 5432 : 3306)}`;
     return attempt(`supplier ${s.id}`, at, vars, async () => {
-      if (s.source.kind === 'postgres') {
-        const c = new pg.Client(pgConfig(postgresUrl(s), { connectionTimeoutMillis: CHECK_TIMEOUT_MS, application_name: 'cellar-config-check' }));
-        c.on('error', () => undefined);
-        try {
-          await c.connect();
-          await c.query('SELECT 1');
-        } finally {
-          await c.end().catch(() => undefined);
-        }
-      } else {
+      if (s.source.kind === 'postgres') await pgSelectOne(postgresUrl(s));
+      else {
         const c = await mysql.createConnection({ ...mysqlConnection(mysqlUrl(s)), connectTimeout: CHECK_TIMEOUT_MS });
         await c.query('SELECT 1').finally(() => c.end().catch(() => undefined));
       }

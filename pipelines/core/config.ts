@@ -206,16 +206,9 @@ function withPgTls(c: z.output<typeof RuntimeConfigSpec>): string {
   return u.toString();
 }
 
-/** The Redis URL with CELLAR_REDIS_USERNAME/PASSWORD and the TLS files as parameters (`createRedis` reads them). */
+/** The Redis URL with CELLAR_REDIS_USERNAME/PASSWORD and the TLS files as parameters (`createRedis` reads them, as {@link withHttpSettings} writes them). */
 function withRedisAuth(c: z.output<typeof RuntimeConfigSpec>): string {
-  if (!c.redisUsername && !c.redisPassword && !c.redisTlsCaFile && !c.redisTlsCertFile) return c.redisUrl;
-  const u = new URL(c.redisUrl);
-  if (c.redisUsername) u.username = encodeURIComponent(c.redisUsername);
-  if (c.redisPassword) u.password = encodeURIComponent(c.redisPassword);
-  if (c.redisTlsCaFile) u.searchParams.set('tls_ca', c.redisTlsCaFile);
-  if (c.redisTlsCertFile) u.searchParams.set('tls_cert', c.redisTlsCertFile);
-  if (c.redisTlsKeyFile) u.searchParams.set('tls_key', c.redisTlsKeyFile);
-  return u.toString();
+  return withHttpSettings(c.redisUrl, { username: c.redisUsername, password: c.redisPassword, caFile: c.redisTlsCaFile, certFile: c.redisTlsCertFile, keyFile: c.redisTlsKeyFile });
 }
 
 /**
