@@ -71,12 +71,17 @@ export interface ApiServerOptions extends Omit<OpsDeps, 'pool'> {
   tls?: { certFile: string; keyFile: string };
   /** Proxies whose X-Forwarded-For is believed for the client address (addresses or CIDRs). Default none. */
   trustProxy?: string[];
+  /** Requests without a valid key one client address may make per second (bursts of twice that); 0: unlimited. Default 5. */
+  failedAuthPerS?: number;
   /**
    * Prefix of Cellar's connector names (`<prefix><supplier id>`), to find each supplier's connector among
    * `connectors`. Default CELLAR_CONNECT_NAME_PREFIX, else the one `cellar connectors` uses.
    */
   connectorNamePrefix?: string;
 }
+
+/** Requests without a valid key each client address may make, per second on average (bursts of twice that). */
+const FAILED_AUTH_PER_S = 5;
 
 /** A built (not yet listening) read API and what it holds. */
 export interface ApiServer {
@@ -121,7 +126,15 @@ export async function createApiServer(o: ApiServerOptions): Promise<ApiServer> {
   /** Checks key, role and rate limit; answers 401/403/429 itself, else lets the request through. */
   const authHook = (need: Role): onRequestHookHandler => (req, reply, done) => {
     const finish = (res: AuthResult) => {
-      if ('failure' in res) return void reply.code(401).header('www-authenticate', 'Bearer realm="cellar"').send({ error: res.failure });
+      if ('failure' in res) {
+        // Guessing keys is slowed per client address (behind a trusted proxy: the address it forwards).
+        const guard = limiter.take(`addr:${req.ip}`, o.failedAuthPerS ?? FAILED_AUTH_PER_S);
+        if (!guard.allowed) {
+          return void reply.code(429).header('retry-after', String(guard.retryAfterS))
+            .send({ error: { code: 'rate_limited', message: `too many requests without a valid key from ${req.ip}; retry after ${guard.retryAfterS} s` } });
+        }
+        return void reply.code(401).header('www-authenticate', 'Bearer realm="cellar"').send({ error: res.failure });
+      }
       const key = res.key;
       req.apiKey = key;
       if (!roleAllows(key.role, need)) {

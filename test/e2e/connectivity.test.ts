@@ -337,6 +337,17 @@ mapping: { sku: sku, warehouse: store, quantity: bottles, regions: { s1: eu } }
       await pool.end();
       expect(rows.map((r) => r.client_addr)).toEqual(['203.0.113.9']);
       expect(readFileSync(apiLog, 'utf8')).toContain('API TLS certificate reloaded');
+      // Requests without a valid key are slowed per client address: the forwarded one, not the proxy's.
+      const guess = (from: string) => new Promise<number>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, path: '/v1/ops/dead-letters', ca: readFileSync(renewed.ca), headers: { authorization: 'Bearer ck_000000000000_guess', 'x-forwarded-for': from }, agent: false }, (res) => (res.resume(), resolve(res.statusCode!)));
+        req.on('error', reject);
+        req.end();
+      });
+      const statuses = [];
+      for (let i = 0; i < 25; i++) statuses.push(await guess('198.51.100.1'));
+      expect(statuses).toContain(429);
+      expect(statuses[0]).toBe(401);
+      expect(await guess('198.51.100.2')).toBe(401);
       expect(readFileSync(apiLog, 'utf8')).not.toContain(REDIS_PASSWORD);
     });
   });
