@@ -20,6 +20,24 @@ export interface Contribution {
   keyVersion: number;
 }
 
+/**
+ * One effective change of a total, as the history keeps it (`cellar.stock_history`): the key's version
+ * after it, the total after it and by how much it moved, which contributor moved it and when (its source
+ * time). Derived from the key's deterministic version, so a replay yields the same entries.
+ */
+export interface HistoryEntry {
+  region: string;
+  sku: string;
+  version: number;
+  bottles: number;
+  delta: number;
+  contributorId: string;
+  supplierId: string;
+  warehouseId: string;
+  op: 'UPSERT' | 'DELETE';
+  sourceTsMs: number;
+}
+
 /** What {@link RegionalAggregator.apply} did with an observation. */
 export type ApplyOutcome = 'applied' | 'stale' | 'bottle_size_mismatch' | 'quantity_out_of_range';
 
@@ -59,6 +77,7 @@ export class RegionalAggregator {
   private readonly keys = new Map<string, Map<string, KeyState>>();
   private readonly dirtyKeys = new Set<KeyState>();
   private readonly dirtyEntries = new Set<Contribution>();
+  private history: HistoryEntry[] = [];
   private clock = 0;
   private entryCount = 0;
 
@@ -174,6 +193,7 @@ export class RegionalAggregator {
     if (!deleted && k.bottleSizeMl !== null && o.bottleSizeMl !== k.bottleSizeMl && k.contributors - (prev && !prev.deleted ? 1 : 0) > 0) {
       return 'bottle_size_mismatch';
     }
+    const before = k.bottles;
     const next = k.bottles - (prev && !prev.deleted ? prev.bottles : 0) + (deleted ? 0 : o.bottles);
     // Totals are exact integers or refused: past 2^53 a JavaScript number (and an Avro long decoded to one) rounds.
     if (!Number.isSafeInteger(next)) return 'quantity_out_of_range';
@@ -191,6 +211,10 @@ export class RegionalAggregator {
     }
     k.version += 1;
     k.sourceTsMs = Math.max(k.sourceTsMs, o.sourceTsMs);
+    this.history.push({
+      region: o.region, sku: o.sku, version: k.version, bottles: k.bottles, delta: k.bottles - before, contributorId: o.contributorId,
+      supplierId: o.supplierId, warehouseId: o.warehouseId, op: deleted ? 'DELETE' : 'UPSERT', sourceTsMs: o.sourceTsMs,
+    });
     const entry: Contribution = {
       region: o.region,
       sku: o.sku,
@@ -240,15 +264,17 @@ export class RegionalAggregator {
   }
 
   /**
-   * Returns the totals of keys changed since the last drain (one record per key, latest version) and the
-   * changed contributions to persist, and clears the change sets.
+   * Returns the totals of keys changed since the last drain (one record per key, latest version), the
+   * changed contributions to persist and every effective change in order (the history), and clears them.
    */
-  drain(nowMs: number): { totals: RegionalStock[]; contributions: Contribution[] } {
+  drain(nowMs: number): { totals: RegionalStock[]; contributions: Contribution[]; history: HistoryEntry[] } {
     const totals = [...this.dirtyKeys].map((k) => this.record(k, nowMs));
     const contributions = [...this.dirtyEntries];
+    const history = this.history;
     this.dirtyKeys.clear();
     this.dirtyEntries.clear();
-    return { totals, contributions };
+    this.history = [];
+    return { totals, contributions, history };
   }
 
   /** All current totals (for snapshots and tests). */

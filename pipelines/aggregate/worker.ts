@@ -41,6 +41,8 @@ export class AggregatorHandler implements BatchHandler {
     private readonly metrics: CellarMetrics,
     /** Contributions kept in memory over all partitions (CELLAR_STATE_CACHE_CONTRIBUTORS). */
     private readonly maxContributions = 250_000,
+    /** Write every effective change to `cellar.stock_history` (CELLAR_HISTORY_RETENTION_DAYS > 0). */
+    private readonly keepHistory = true,
   ) {}
 
   async init(): Promise<void> {
@@ -104,7 +106,7 @@ export class AggregatorHandler implements BatchHandler {
     await holdKeys(agg, observations.map((x) => x.o), (keys) => ctx.retry(`loading aggregator keys of partition ${batch.partition}`, () => this.store.loadKeys(batch.partition, keys)));
     const { stale, letters: refused } = aggregateObservations(agg, observations, (x) => x.o, (x) => ({ topic: batch.topic, partition: batch.partition, offset: x.m.offset, key: x.m.key, value: x.m.value }));
     letters.push(...refused);
-    const { totals, contributions } = agg.drain(Date.now());
+    const { totals, contributions, history } = agg.drain(Date.now());
     const subject = valueSubject(this.outputTopic);
     if (totals.length) {
       const messages = totals.map((t) => ({ key: stockKey(t.region, t.sku), value: this.codecs.regionalStock.encode(subject, t) }));
@@ -116,7 +118,7 @@ export class AggregatorHandler implements BatchHandler {
         }
       });
     }
-    await ctx.retry('persisting contributions', () => this.store.save(contributions, batch.partition));
+    await ctx.retry('persisting contributions', () => this.store.saveWithHistory(contributions, batch.partition, this.keepHistory ? history : []));
     await ctx.retry('writing dead letters', () => this.dlq.write(letters));
     // Every partition's changes are persisted now: keys dropped here are read back as they were.
     this.evict();

@@ -1,10 +1,13 @@
 import type { FastifyInstance } from 'fastify';
+import type pg from 'pg';
+import { stockAsOf } from '../state/history.js';
+import { parseTime } from './routes-history.js';
 import type { StockReader } from './stock-reader.js';
 import { errorResponses, REGION, REGIONS, SKU, SKU_REGIONS, STOCK_ITEM, STOCK_PAGE } from './schemas.js';
 import { notFound } from './errors.js';
 
 /** `GET /v1/stock/{region}/{sku}`, `GET /v1/stock/{region}`, `GET /v1/skus/{sku}`, `GET /v1/regions` (role reader). */
-export function registerStockRoutes(app: FastifyInstance, reader: StockReader): void {
+export function registerStockRoutes(app: FastifyInstance, reader: StockReader, pool?: pg.Pool): void {
   app.get<{ Params: { region: string; sku: string } }>(
     '/v1/stock/:region/:sku',
     {
@@ -25,7 +28,7 @@ export function registerStockRoutes(app: FastifyInstance, reader: StockReader): 
     },
   );
 
-  app.get<{ Params: { region: string }; Querystring: { prefix?: string; after?: string; limit: number } }>(
+  app.get<{ Params: { region: string }; Querystring: { prefix?: string; after?: string; limit: number; asOf?: string } }>(
     '/v1/stock/:region',
     {
       config: { role: 'reader' },
@@ -42,12 +45,21 @@ export function registerStockRoutes(app: FastifyInstance, reader: StockReader): 
             prefix: { ...SKU, description: 'Only SKUs starting with this.' },
             after: { ...SKU, description: 'Start after this SKU (the previous page\'s `next`).' },
             limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100, description: 'Page size, 1–1000. Default 100.' },
+            asOf: { type: 'string', description: 'The totals as they stood at this source time (epoch ms or ISO 8601), from the stock history: per SKU, the last change stamped at or before it.' },
           },
         },
-        response: { 200: STOCK_PAGE, ...errorResponses(503) },
+        response: { 200: STOCK_PAGE, ...errorResponses(400, 503) },
       },
     },
-    async (req) => reader.page(req.params.region, { prefix: req.query.prefix, after: req.query.after, limit: req.query.limit }),
+    async (req) => {
+      if (req.query.asOf === undefined || !pool) return reader.page(req.params.region, { prefix: req.query.prefix, after: req.query.after, limit: req.query.limit });
+      const asOfMs = parseTime(req.query.asOf, 'asOf', Date.now());
+      const items = await stockAsOf(pool, req.params.region, asOfMs, { ...(req.query.prefix ? { prefix: req.query.prefix } : {}), ...(req.query.after ? { after: req.query.after } : {}), limit: req.query.limit });
+      return {
+        region: req.params.region, items, next: items.length === req.query.limit ? items.at(-1)!.sku : null,
+        freshness: { store: 'postgres', asOfMs, ageMs: Date.now() - asOfMs, sourceTsMs: items.reduce((m, i) => Math.max(m, i.sourceTsMs), 0) || null },
+      };
+    },
   );
 
   app.get<{ Params: { sku: string } }>(

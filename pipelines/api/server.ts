@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { registerHistoryRoutes } from './routes-history.js';
 import { readPem } from '../core/pg-tls.js';
 import { createRedis } from '../core/redis.js';
 import { extname, join } from 'node:path';
@@ -213,7 +214,8 @@ export async function createApiServer(o: ApiServerOptions): Promise<ApiServer> {
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` } }));
 
-  registerStockRoutes(app, reader);
+  registerStockRoutes(app, reader, pool);
+  registerHistoryRoutes(app, pool);
   registerEventRoutes(app, hub, apiMetrics, (r) => reader.noteRegion(r));
   registerOpsRoutes(app, { pool, connectors: o.connectors, reconcile: o.reconcile, producer: o.producer });
   registerSupplierRoutes(app, { pool, connectors: o.connectors, namePrefix: o.connectorNamePrefix });

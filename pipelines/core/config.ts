@@ -94,6 +94,9 @@ export const RuntimeConfigSpec = z.object({
   connectUrl: z.string().url().optional().describe(
     'CELLAR_CONNECT_URL: Kafka Connect REST URL. The read API\'s connector status answers 503 while it is unset; `cellar connectors` then uses http://127.0.0.1:8083.',
   ),
+  historyRetentionDays: int(30, 0).describe(
+    'CELLAR_HISTORY_RETENTION_DAYS: days of stock history kept (every effective change of a total, `cellar.stock_history`, partitioned by day; older days are dropped whole, hourly). 0 = no history. Default 30.',
+  ),
   ...ConnectivitySpec,
 }).superRefine((c, ctx) => {
   const need = (when: boolean, key: keyof typeof CONNECTIVITY_ENV, why: string) => {
@@ -134,6 +137,7 @@ const ENV_NAMES: Record<keyof RuntimeConfig, string> = {
   apiWorkers: 'CELLAR_API_WORKERS',
   apiScrapeUrls: 'CELLAR_API_SCRAPE_URLS',
   connectUrl: 'CELLAR_CONNECT_URL',
+  historyRetentionDays: 'CELLAR_HISTORY_RETENTION_DAYS',
   ...CONNECTIVITY_ENV,
 };
 

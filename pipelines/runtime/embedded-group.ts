@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { saveHistory } from '../state/history.js';
 import type pg from 'pg';
 import type { Supplier } from '../../connectors/registry/loader.js';
 import { toDebeziumJson } from '../../connectors/debezium/envelope.js';
@@ -8,6 +9,7 @@ import { query } from '../core/pg.js';
 import { upsertRegionalStock } from '../../sinks/postgres/sink.js';
 import type { Contribution, RegionalAggregator } from '../aggregate/aggregator.js';
 import type { ContributionStore } from '../state/contributions.js';
+import type { HistoryEntry } from '../aggregate/aggregator.js';
 import { aggregateObservations, holdKeys } from '../aggregate/stage.js';
 import { groupBy } from '../core/collections.js';
 import type { Logger } from '../core/logger.js';
@@ -61,6 +63,8 @@ export interface Prepared {
   routesToSave: Route[];
   totals: RegionalStock[];
   changed: Contribution[];
+  /** Every effective change of a total, in order (written to `cellar.stock_history` when kept). */
+  history: HistoryEntry[];
   /** Checkpoint rows as of this group (taken now: the next group may already finish a snapshot). */
   checkpoints: Array<[string, StoredCheckpoint]>;
   confirms: Array<() => Promise<void>>;
@@ -86,6 +90,8 @@ export interface GroupState {
   log: Logger;
   /** Contributions the aggregator keeps in memory (CELLAR_STATE_CACHE_CONTRIBUTORS). */
   maxContributions: number;
+  /** Write the history of totals (CELLAR_HISTORY_RETENTION_DAYS > 0). */
+  keepHistory: boolean;
 }
 
 /**
@@ -95,7 +101,7 @@ export interface GroupState {
  */
 export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Prepared> {
   const out: Prepared = {
-    letters: { source: [], normalizer: [], aggregator: [] }, feedDeltas: [], stale: { normalizer: 0, aggregator: 0 }, changes: 0, routesToSave: [], totals: [], changed: [],
+    letters: { source: [], normalizer: [], aggregator: [] }, feedDeltas: [], stale: { normalizer: 0, aggregator: 0 }, changes: 0, routesToSave: [], totals: [], changed: [], history: [],
     checkpoints: [], confirms: [], repairIds: taken.flatMap((p) => p.repairIds ?? []), finished: [], holds: [], releases: [],
   };
   // Memory is bounded: keys are dropped only once every drained change is committed, so one loaded again
@@ -157,6 +163,7 @@ export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Pre
   const drained = s.aggregator.drain(Date.now());
   out.totals = drained.totals;
   out.changed = drained.contributions;
+  if (s.keepHistory) out.history = drained.history;
   // Only placements that changed are written (see placementChanges); the next group is prepared while
   // this one commits, so it must see these routes already.
   out.routesToSave = s.routes.placementChanges(allRoutes);
@@ -178,6 +185,7 @@ export async function writeGroup(s: GroupState, g: Prepared, tx: pg.PoolClient):
   await s.routes.save(g.routesToSave, tx);
   await s.held.apply(g.holds, g.releases, tx);
   await s.contributions.save(g.changed, EMBEDDED_PARTITION, tx);
+  await saveHistory(tx, g.history);
   await upsertRegionalStock(tx, g.totals);
   await insertDeadLetters(tx, [...g.letters.source, ...g.letters.normalizer, ...g.letters.aggregator]);
   for (const [sourceId, delta] of g.feedDeltas) await applyFeedDelta(tx, sourceId, delta);

@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { keepHistory, maintainHistory } from '../state/history.js';
 import { createRedis } from '../core/redis.js';
 import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
 import type { StockObservation } from '../../schemas/records.js';
@@ -85,6 +86,8 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   /** What the runtime is retrying, while it is not ready. */
   let waitingFor: string | undefined = 'starting';
   await retry('migrating Cellar\'s database', () => migrate(pool));
+  if (cfg.historyRetentionDays > 0) await retry('Postgres (stock history partitions)', () => maintainHistory(pool, cfg.historyRetentionDays));
+  const stopHistory = cfg.historyRetentionDays > 0 ? keepHistory(pool, cfg.historyRetentionDays, log) : () => undefined;
   // One embedded runtime per Cellar database: a second one is refused (or, with takeOver, fences this one).
   const lease = await retry('taking the single-writer lease', () => RuntimeLease.acquire(cfg.pgUrl, 'embedded', log, { takeOver: cfg.takeOver, sessionTag })).catch(async (err: unknown) => {
     await pool.end().catch(() => undefined);
@@ -127,7 +130,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const failed = new Promise<Error>((r) => (fail = r));
   const snapshots = new Map<string, SnapshotState>();
 
-  const state: GroupState = { aggregator, routes, held, contributions, inputs, snapshots, retry, settled: () => loop.settled(), log, maxContributions: cfg.stateCacheContributors };
+  const state: GroupState = { aggregator, routes, held, contributions, inputs, snapshots, retry, settled: () => loop.settled(), log, maxContributions: cfg.stateCacheContributors, keepHistory: cfg.historyRetentionDays > 0 };
   /**
    * The Redis writes and metrics of committed groups, in commit order, behind the Postgres commits: the next
    * group's transaction runs while the previous group's totals go to Redis (Postgres holds them already).
@@ -276,6 +279,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     reload,
     stop: async () => {
       clearInterval(repairTimer);
+      stopHistory();
       await stopReloads();
       health.stop();
       await resnapshots.stop();

@@ -1,4 +1,5 @@
 import { WORKER_ROLES } from '../core/names.js';
+import { keepHistory, maintainHistory } from '../state/history.js';
 import type { Producer } from 'kafkajs';
 import type pg from 'pg';
 import { loadRegistry } from '../../connectors/registry/loader.js';
@@ -122,7 +123,11 @@ export async function startWorker(
     } else if (role === 'aggregator') {
       inputTopics = [topics.observations];
       const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
-      const h = new AggregatorHandler(new ContributionStore(getPool()), await getProducer(), codecs, topics.regionalStock, dlq, log, metrics, cfg.stateCacheContributors);
+      if (cfg.historyRetentionDays > 0) {
+        await wait('Postgres (stock history partitions)', () => maintainHistory(getPool(), cfg.historyRetentionDays));
+        keepHistory(getPool(), cfg.historyRetentionDays, log);
+      }
+      const h = new AggregatorHandler(new ContributionStore(getPool()), await getProducer(), codecs, topics.regionalStock, dlq, log, metrics, cfg.stateCacheContributors, cfg.historyRetentionDays > 0);
       await wait('Schema Registry', () => h.init());
       handler = h;
     } else {

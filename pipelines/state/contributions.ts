@@ -1,6 +1,8 @@
 import type pg from 'pg';
 import { query } from '../core/pg.js';
-import type { Contribution, StockKey } from '../aggregate/aggregator.js';
+import type { Contribution, HistoryEntry, StockKey } from '../aggregate/aggregator.js';
+import { inTransaction } from '../core/pg.js';
+import { saveHistory } from './history.js';
 
 interface Row {
   region: string;
@@ -57,6 +59,15 @@ export class ContributionStore {
         WHERE (region, sku) IN (SELECT * FROM unnest($2::text[], $3::text[])) AND partition = $1`,
       [partition, keys.map((k) => k.region), keys.map((k) => k.sku)]);
     return rows.map(toContribution);
+  }
+
+  /** Saves changed contributions and the history of the changes that made them, in one transaction. */
+  async saveWithHistory(rows: Contribution[], partition: number, history: HistoryEntry[]): Promise<void> {
+    if (!history.length) return this.save(rows, partition);
+    await inTransaction(this.pool, 'saving aggregator contributions', async (tx) => {
+      await this.save(rows, partition, tx);
+      await saveHistory(tx, history);
+    });
   }
 
   /**

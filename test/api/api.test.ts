@@ -158,7 +158,7 @@ describe('read API: stock reads', () => {
     const paths = r.body.paths as Record<string, Record<string, any>>;
     expect(Object.keys(paths)).toEqual(expect.arrayContaining(['/v1/stock/{region}/{sku}', '/v1/stock/{region}', '/v1/skus/{sku}', '/v1/events', '/v1/pipeline', '/v1/ops/dead-letters/replay']));
     const page = paths['/v1/stock/{region}']!.get;
-    expect(page.parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`)).toEqual(['path:region', 'query:prefix', 'query:after', 'query:limit']);
+    expect(page.parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`)).toEqual(['path:region', 'query:prefix', 'query:after', 'query:limit', 'query:asOf']);
     expect(page.parameters.find((p: { name: string }) => p.name === 'limit').schema).toMatchObject({ maximum: 1000, default: 100 });
     expect(page.responses['200'].content['application/json'].schema.required).toContain('next');
     expect(page.responses['200'].content['application/json'].schema.properties.items.items.required).toContain('bottleSizeMl');

@@ -6,6 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import { spawnCellar } from '../../infra/local/cellar-process.js';
 import { stopChild, tempDir } from '../../infra/local/process.js';
 import { PipelineUnderTest } from '../support/pipeline.js';
+import { historyDisagreements } from '../support/stores.js';
 import { artifactDir, eventually, freshDatabase, rid } from '../support/services.js';
 import { csvOf, dropFile, expectFeedReconciled, feedDetail, feedLetters, feedRegions, feedSupplierYaml, feedTruth, randomLines, type FeedLine } from '../support/feeds.js';
 
@@ -75,6 +76,10 @@ describe('file feeds in the Kafka runtime', () => {
     await stopChild(capture!, 'SIGKILL');
     startCapture();
     expect(await converged()).toEqual([]);
+    // The aggregator writes the history with its contributions, just after the totals it produced.
+    let history: string[] = [];
+    await eventually(async () => (history = await historyDisagreements(cellar.pool, [R1, R2])).length === 0, 30_000);
+    expect(history).toEqual([]);
   }, 300_000);
 
   it('a file that reverts one published but not checkpointed (capture killed between the two) still wins', async () => {

@@ -68,7 +68,7 @@ describe('RegionalAggregator', () => {
       expect(a.get('r', 'x')).toEqual(before);
       expect(a.sizeOf('r', 'x')).toBe(750);
       expect(a.size).toBe(2);
-      expect(a.drain(0)).toEqual({ totals: [], contributions: [] });
+      expect(a.drain(0)).toEqual({ totals: [], contributions: [], history: [] });
       // The refused versions were not recorded: c2's same version at the right size still applies.
       expect(a.apply(up('c2', 4, 9, 750))).toBe('applied');
       expect(a.get('r', 'x')).toMatchObject({ bottles: 19, contributors: 2, version: 3, bottleSizeMl: 750 });

@@ -1,0 +1,109 @@
+import type pg from 'pg';
+import type { HistoryEntry } from '../aggregate/aggregator.js';
+import { query } from '../core/pg.js';
+import type { Logger } from '../core/logger.js';
+
+/** Days ahead whose partitions exist before their rows come (today, tomorrow and the day after, UTC). */
+const DAYS_AHEAD = 2;
+const DAY_MS = 86_400_000;
+
+/**
+ * Writes effective changes of totals in the caller's transaction (the one that saves the contributions),
+ * each once: a replay writes the same (region, sku, version, source time) and is skipped.
+ */
+export async function saveHistory(q: pg.Pool | pg.PoolClient, entries: HistoryEntry[]): Promise<void> {
+  if (!entries.length) return;
+  const col = <K extends keyof HistoryEntry>(k: K) => entries.map((e) => e[k]);
+  await query(q, 'writing stock history', `INSERT INTO cellar.stock_history (region, sku, version, bottles, delta, source_ts, contributor_id, supplier_id, warehouse_id, op)
+    SELECT r, s, v, b, d, to_timestamp(ms / 1000.0), c, sup, wh, op
+      FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::double precision[], $7::text[], $8::text[], $9::text[], $10::text[])
+        AS u(r, s, v, b, d, ms, c, sup, wh, op)
+    ON CONFLICT DO NOTHING`,
+  [col('region'), col('sku'), col('version'), col('bottles'), col('delta'), col('sourceTsMs'), col('contributorId'), col('supplierId'), col('warehouseId'), col('op')]);
+}
+
+const partitionName = (day: Date) => `stock_history_${day.toISOString().slice(0, 10).replace(/-/g, '')}`;
+
+/**
+ * Keeps the history's partitions: one per UTC day from today to {@link DAYS_AHEAD} days ahead (created
+ * before their rows come, so none lands in the default partition), and drops the partitions of days older
+ * than `retentionDays` whole (no row-by-row delete); old rows of the default partition are deleted.
+ * Safe to run from several processes at once. Returns the partitions dropped.
+ */
+export async function maintainHistory(pool: pg.Pool, retentionDays: number, now = Date.now()): Promise<string[]> {
+  const today = Math.floor(now / DAY_MS) * DAY_MS;
+  for (let d = 0; d <= DAY_MS * DAYS_AHEAD; d += DAY_MS) {
+    const from = new Date(today + d);
+    const to = new Date(today + d + DAY_MS);
+    // Another process may create it at the same moment (its duplicate is ignored); a day whose rows already
+    // went to the default partition keeps them there (check_violation), where retention still deletes them.
+    await query(pool, 'creating a stock history partition', `DO $$ BEGIN
+        CREATE TABLE IF NOT EXISTS cellar.${partitionName(from)} PARTITION OF cellar.stock_history FOR VALUES FROM ('${from.toISOString()}') TO ('${to.toISOString()}');
+      EXCEPTION WHEN duplicate_table OR unique_violation OR invalid_object_definition OR check_violation THEN NULL; END $$`);
+  }
+  const cutoff = new Date(today - retentionDays * DAY_MS);
+  const { rows } = await query<{ name: string }>(pool, 'listing stock history partitions', `SELECT c.relname AS name FROM pg_inherits i
+      JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace
+     WHERE n.nspname = 'cellar' AND p.relname = 'stock_history' AND c.relname ~ '^stock_history_[0-9]{8}$'`);
+  const dropped: string[] = [];
+  for (const { name } of rows) {
+    const day = Date.parse(`${name.slice(14, 18)}-${name.slice(18, 20)}-${name.slice(20, 22)}T00:00:00Z`);
+    if (day + DAY_MS > cutoff.getTime()) continue;
+    await query(pool, 'dropping an old stock history partition', `DROP TABLE IF EXISTS cellar.${name}`);
+    dropped.push(name);
+  }
+  await query(pool, 'pruning the default stock history partition', 'DELETE FROM cellar.stock_history_default WHERE source_ts < $1', [cutoff]);
+  return dropped;
+}
+
+/** Runs {@link maintainHistory} every hour (the caller runs it once at start); a failure is logged and tried again at the next hour. */
+export function keepHistory(pool: pg.Pool, retentionDays: number, log: Logger): () => void {
+  const run = () => maintainHistory(pool, retentionDays).then(
+    (dropped) => dropped.length && log.info({ dropped, retentionDays }, 'old stock history partitions dropped'),
+    (err: unknown) => log.warn({ err: (err as Error).message }, 'maintaining stock history partitions failed; trying again in an hour'),
+  );
+  const timer = setInterval(run, 3_600_000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/** One effective change of a total, as `GET /v1/stock/{region}/{sku}/history` answers it. */
+export interface HistoryRow {
+  version: number;
+  bottles: number;
+  delta: number;
+  sourceTsMs: number;
+  contributorId: string;
+  supplierId: string;
+  warehouseId: string;
+  op: string;
+}
+
+/** The changes of one total with source times in [fromMs, toMs), in version order, after `afterVersion`, at most `limit`. */
+export async function historyOf(q: pg.Pool, region: string, sku: string, o: { fromMs: number; toMs: number; afterVersion?: number; limit: number }): Promise<HistoryRow[]> {
+  const { rows } = await query<{ version: string; bottles: string; delta: string; ms: number; contributor_id: string; supplier_id: string; warehouse_id: string; op: string }>(q, 'reading stock history',
+    `SELECT version, bottles, delta, extract(epoch from source_ts) * 1000 AS ms, contributor_id, supplier_id, warehouse_id, op FROM cellar.stock_history
+      WHERE region = $1 AND sku = $2 AND source_ts >= to_timestamp($3 / 1000.0) AND source_ts < to_timestamp($4 / 1000.0) AND version > $5
+      ORDER BY version LIMIT $6`, [region, sku, o.fromMs, o.toMs, o.afterVersion ?? 0, o.limit]);
+  return rows.map((r) => ({ version: Number(r.version), bottles: Number(r.bottles), delta: Number(r.delta), sourceTsMs: Math.round(Number(r.ms)), contributorId: r.contributor_id, supplierId: r.supplier_id, warehouseId: r.warehouse_id, op: r.op }));
+}
+
+/** A region's totals as they stood at `asOfMs` (by source time): per SKU, the last change stamped at or before it. */
+export async function stockAsOf(q: pg.Pool, region: string, asOfMs: number, o: { prefix?: string; after?: string; limit: number }): Promise<Array<{ sku: string; bottles: number; version: number; sourceTsMs: number; bottleSizeMl: number | null }>> {
+  const { rows } = await query<{ sku: string; bottles: string; version: string; ms: number; bottle_size_ml: number | null }>(q, 'reading stock as of a time',
+    `SELECT h.sku, h.bottles, h.version, extract(epoch from h.source_ts) * 1000 AS ms, r.bottle_size_ml
+       FROM (SELECT DISTINCT ON (sku) sku, bottles, version, source_ts FROM cellar.stock_history
+              WHERE region = $1 AND source_ts <= to_timestamp($2 / 1000.0) AND sku COLLATE "C" > $3 AND ($4::text IS NULL OR starts_with(sku, $4))
+              ORDER BY sku, version DESC) h
+       LEFT JOIN cellar.regional_stock r ON r.region = $1 AND r.sku = h.sku
+      ORDER BY h.sku COLLATE "C" LIMIT $5`, [region, asOfMs, o.after ?? '', o.prefix ?? null, o.limit]);
+  return rows.map((r) => ({ sku: r.sku, bottles: Number(r.bottles), version: Number(r.version), sourceTsMs: Math.round(Number(r.ms)), bottleSizeMl: r.bottle_size_ml }));
+}
+
+/** What makes up a total now: each live contributor's bottles, by supplier and warehouse. */
+export async function contributorsOf(q: pg.Pool, region: string, sku: string): Promise<Array<{ contributorId: string; supplierId: string; warehouseId: string; bottles: number; bottleSizeMl: number | null; sourceVersion: string; sourceTsMs: number }>> {
+  const { rows } = await query<{ contributor_id: string; supplier_id: string; warehouse_id: string; bottles: string; bottle_size_ml: number | null; source_version: string; ms: number }>(q, 'reading the contributors of a total',
+    `SELECT contributor_id, supplier_id, warehouse_id, bottles, bottle_size_ml, source_version, extract(epoch from source_ts) * 1000 AS ms
+       FROM cellar.stock_contributions WHERE region = $1 AND sku = $2 AND NOT deleted ORDER BY supplier_id, warehouse_id, contributor_id`, [region, sku]);
+  return rows.map((r) => ({ contributorId: r.contributor_id, supplierId: r.supplier_id, warehouseId: r.warehouse_id, bottles: Number(r.bottles), bottleSizeMl: r.bottle_size_ml, sourceVersion: r.source_version, sourceTsMs: Math.round(Number(r.ms ?? 0)) }));
+}
