@@ -34,7 +34,7 @@ const BACKLOG_RUNS = 3;
  * Cellar/raw read.
  */
 export async function embeddedBenchmarks(): Promise<BenchResult[]> {
-  const servers = await Promise.all([startLocalPostgres(), startLocalPostgres(), startLocalPostgres()]);
+  const servers = await Promise.all([startLocalPostgres(), startLocalPostgres(), startLocalPostgres(), startLocalPostgres()]);
   const redis = await startLocalRedis();
   const stops: Array<() => Promise<void>> = [];
   try {
@@ -44,7 +44,10 @@ export async function embeddedBenchmarks(): Promise<BenchResult[]> {
     stops.push(peer.stop);
     const raw = await startRawRead(servers[2]!.url);
     stops.push(raw.stop);
-    const all = [cellar, peer, raw];
+    // The cost of the stock history: the same runtime writing none (CELLAR_HISTORY_RETENTION_DAYS=0), its own Redis database.
+    const bare = await startCellar(servers[3]!.url, redis.url.replace(/\/0$/, '/1'), { history: false });
+    stops.push(bare.stop);
+    const all = [cellar, peer, raw, bare];
 
     await interleave(all, 1, (c) => sustainedRun(c, noSustained())); // warm-up
     const sustained = new Map(all.map((c) => [c.name, noSustained()]));
@@ -63,7 +66,12 @@ export async function embeddedBenchmarks(): Promise<BenchResult[]> {
       peer: { sustained: sustained.get(peer.name)!, freshness: fresh.get(peer.name)!, initialSyncS: peer.initialSyncS, check },
       raw: { sustained: sustained.get(raw.name)!, backlog, snapshotS: raw.snapshotS },
     };
-    return [...cellarResults(figs.cellar), ...peerResults(figs.peer), ...rawResults(figs.raw), ...ratioResults(figs)];
+    const withHistory = median(sustained.get(cellar.name)!.changesPerS);
+    const without = median(sustained.get(bare.name)!.changesPerS);
+    const historyCost = result('history cost: sustained throughput with the stock history / without', '×', [Math.round((withHistory / without) * 100) / 100], {
+      target: 0.85, details: { withHistory, without, runsWithout: sustained.get(bare.name)!.changesPerS, meaning: 'medians of this run; 1 = the history costs nothing; the target allows 15 %' },
+    });
+    return [...cellarResults(figs.cellar), ...peerResults(figs.peer), ...rawResults(figs.raw), ...ratioResults(figs), historyCost];
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);
     await redis.destroy();
@@ -88,11 +96,13 @@ interface Figures {
  * written), seen through {@link freshnessTap}. The runtime's own `cellar_freshness_seconds` (one sample per
  * (region, SKU) total per group, from the newest contributing commit timestamp) goes in each window's details.
  */
-async function startCellar(adminUrl: string, redisUrl: string): Promise<Contestant & { stop(): Promise<void> }> {
+async function startCellar(adminUrl: string, redisUrl: string, o: { history?: boolean } = {}): Promise<Contestant & { stop(): Promise<void> }> {
   const supplier = new pg.Client(await createDatabase(adminUrl, 'bench_supplier'));
   let stopRuntime: (() => Promise<void>) | undefined;
   const metrics = new CellarMetrics(false);
-  const tap = freshnessTap(metrics, 'bench');
+  // Each contestant's own supplier id: the tap wraps the shared reader table and must see only its runtime's reads.
+  const supplierId = o.history === false ? 'benchbare' : 'bench';
+  const tap = freshnessTap(metrics, supplierId);
   const stop = async () => {
     // Its walsender would otherwise keep a connection to a server about to stop.
     await stopRuntime?.().catch(() => undefined);
@@ -105,8 +115,8 @@ async function startCellar(adminUrl: string, redisUrl: string): Promise<Contesta
     await createSupplierTable(supplier);
     const dir = tempDir('bench-suppliers');
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'bench.yaml'), supplierYaml('bench', new URL(adminUrl).port, 'bench_supplier'));
-    const cfg = loadRuntimeConfig({ CELLAR_PG_URL: cellarUrl, CELLAR_REDIS_URL: redisUrl, CELLAR_SUPPLIERS_DIR: dir });
+    writeFileSync(join(dir, `${supplierId}.yaml`), supplierYaml(supplierId, new URL(adminUrl).port, 'bench_supplier'));
+    const cfg = loadRuntimeConfig({ CELLAR_PG_URL: cellarUrl, CELLAR_REDIS_URL: redisUrl, CELLAR_SUPPLIERS_DIR: dir, CELLAR_HISTORY_RETENTION_DAYS: o.history === false ? '0' : '30' });
     const runtimeSamples: number[] = [];
     const observe = metrics.freshness.observe.bind(metrics.freshness);
     metrics.freshness.observe = ((labels: never, v: number) => {
@@ -150,7 +160,7 @@ async function startCellar(adminUrl: string, redisUrl: string): Promise<Contesta
         groupPhaseMs: Object.fromEntries([...phases].map(([k, xs]) => [k, { p50: round2(percentile(xs, 50)), p99: round2(percentile(xs, 99)), mean: round2(xs.reduce((a, b) => a + b, 0) / xs.length) }])),
       }),
     };
-    return { name: 'embedded', writer: supplier, follower, stop };
+    return { name: o.history === false ? 'embedded-no-history' : 'embedded', writer: supplier, follower, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -1,7 +1,8 @@
 -- Every effective change of a regional total: the key's version after it (deterministic: replays write
 -- the same rows, kept once), the total after it and its delta, the contributor that moved it and its
 -- source time. Partitioned by day of source time: retention drops whole partitions. Rows whose day has
--- no partition (times before the partitions kept, or far ahead) land in the default partition.
+-- no partition (times before the partitions kept, or far ahead) land in the default partition. The
+-- primary key serves every read (a key's changes, a region as of a time): no other index to keep up.
 CREATE TABLE cellar.stock_history (
   region         text        NOT NULL,
   sku            text        NOT NULL,
@@ -17,4 +18,3 @@ CREATE TABLE cellar.stock_history (
   PRIMARY KEY (region, sku, version, source_ts)
 ) PARTITION BY RANGE (source_ts);
 CREATE TABLE cellar.stock_history_default PARTITION OF cellar.stock_history DEFAULT;
-CREATE INDEX stock_history_region_ts ON cellar.stock_history (region, source_ts);
