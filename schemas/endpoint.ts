@@ -1,8 +1,23 @@
-import { readFileSync } from 'node:fs';
 import { Agent as HttpsAgent } from 'node:https';
+import { readPem } from '../pipelines/core/pg-tls.js';
 
-/** Cellar's parameters on an HTTP service's URL: TLS files (the settings put them there). */
-const TLS_PARAMS = ['tls_ca', 'tls_cert', 'tls_key'] as const;
+/** Cellar's parameters on a service's URL (HTTP services, Redis): TLS files, as the settings put them there. */
+const TLS_PARAMS = { tls_ca: 'ca', tls_cert: 'cert', tls_key: 'key' } as const;
+
+/**
+ * Takes Cellar's TLS parameters off `u` (`tls_ca`, `tls_cert`, `tls_key`: PEM files) and, when the
+ * connection uses TLS (`read`), reads the files they name; `setting(param)` names the setting in the error
+ * of a file that cannot be read.
+ */
+export function takeTlsFiles(u: URL, read: boolean, setting: (param: keyof typeof TLS_PARAMS) => string): { ca?: string; cert?: string; key?: string } {
+  const out: { ca?: string; cert?: string; key?: string } = {};
+  for (const [param, field] of Object.entries(TLS_PARAMS) as Array<[keyof typeof TLS_PARAMS, 'ca' | 'cert' | 'key']>) {
+    const path = u.searchParams.get(param);
+    u.searchParams.delete(param);
+    if (path && read) out[field] = readPem(path, setting(param));
+  }
+  return out;
+}
 
 /** An HTTP(S) service as Cellar's settings name it (Schema Registry, Kafka Connect): where, who, and how to trust it. */
 export interface HttpEndpoint {
@@ -24,18 +39,8 @@ export function httpEndpoint(raw: string, setting: string): HttpEndpoint {
   const auth = u.username ? { username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) } : undefined;
   u.username = '';
   u.password = '';
-  const files = Object.fromEntries(TLS_PARAMS.map((p) => [p, u.searchParams.get(p) ?? undefined]));
-  for (const p of TLS_PARAMS) u.searchParams.delete(p);
-  const read = (p: string, path: string) => {
-    try {
-      return readFileSync(path, 'utf8');
-    } catch (err) {
-      throw new Error(`${setting} (${p}): cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-    }
-  };
-  const agent = u.protocol === 'https:' && (files.tls_ca || files.tls_cert)
-    ? new HttpsAgent({ keepAlive: true, ...(files.tls_ca ? { ca: read('tls_ca', files.tls_ca) } : {}), ...(files.tls_cert ? { cert: read('tls_cert', files.tls_cert) } : {}), ...(files.tls_key ? { key: read('tls_key', files.tls_key) } : {}) })
-    : undefined;
+  const files = takeTlsFiles(u, u.protocol === 'https:', (p) => `${setting} (${p})`);
+  const agent = files.ca || files.cert ? new HttpsAgent({ keepAlive: true, ...files }) : undefined;
   return { url: u.toString().replace(/\/$/, ''), ...(auth ? { auth } : {}), ...(agent ? { agent } : {}) };
 }
 

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { ConfigError } from '../../pipelines/core/errors.js';
+import { readPem } from '../../pipelines/core/pg-tls.js';
 import { z } from 'zod';
 import { parseSpec } from '../../pipelines/core/spec.js';
 
@@ -69,12 +69,7 @@ export function mysqlConnection(url: string): MysqlConnection {
   if (!(SSL_MODES as readonly string[]).includes(mode)) throw new ConfigError(`ssl-mode=${mode}: expected ${SSL_MODES.join(', ')}`);
   const read = (k: string) => {
     const f = p(k);
-    if (!f) return undefined;
-    try {
-      return readFileSync(f, 'utf8');
-    } catch (err) {
-      throw new ConfigError(`${k}: cannot read ${f} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-    }
+    return f ? readPem(f, k) : undefined;
   };
   const database = decodeURIComponent(u.pathname.replace(/^\//, ''));
   const out: MysqlConnection = {

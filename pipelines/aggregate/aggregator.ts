@@ -79,6 +79,9 @@ export class RegionalAggregator {
   private readonly dirtyEntries = new Set<Contribution>();
   private history: HistoryEntry[] = [];
   private clock = 0;
+
+  /** `history`: record every effective change for {@link drain} (off: none is built). Default on. */
+  constructor(private readonly opts: { history?: boolean } = {}) {}
   private entryCount = 0;
 
   /** Number of (key, contributor) entries held, tombstones included. */
@@ -211,7 +214,7 @@ export class RegionalAggregator {
     }
     k.version += 1;
     k.sourceTsMs = Math.max(k.sourceTsMs, o.sourceTsMs);
-    this.history.push({
+    if (this.opts.history !== false) this.history.push({
       region: o.region, sku: o.sku, version: k.version, bottles: k.bottles, delta: k.bottles - before, contributorId: o.contributorId,
       supplierId: o.supplierId, warehouseId: o.warehouseId, op: deleted ? 'DELETE' : 'UPSERT', sourceTsMs: o.sourceTsMs,
     });

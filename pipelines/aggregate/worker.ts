@@ -63,7 +63,7 @@ export class AggregatorHandler implements BatchHandler {
   private state(partition: number): RegionalAggregator {
     let agg = this.partitions.get(partition);
     if (!agg) {
-      agg = new RegionalAggregator();
+      agg = new RegionalAggregator({ history: this.keepHistory });
       this.partitions.set(partition, agg);
     }
     return agg;
@@ -118,7 +118,7 @@ export class AggregatorHandler implements BatchHandler {
         }
       });
     }
-    await ctx.retry('persisting contributions', () => this.store.saveWithHistory(contributions, batch.partition, this.keepHistory ? history : []));
+    await ctx.retry('persisting contributions', () => this.store.saveWithHistory(contributions, batch.partition, history));
     await ctx.retry('writing dead letters', () => this.dlq.write(letters));
     // Every partition's changes are persisted now: keys dropped here are read back as they were.
     this.evict();

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type pg from 'pg';
 import { contributorsOf, historyOf } from '../state/history.js';
+import { query } from '../core/pg.js';
 import { ApiError, notFound } from './errors.js';
 import { ANY_OBJECT, errorResponses, REGION, SKU } from './schemas.js';
 
@@ -66,7 +67,7 @@ export function registerHistoryRoutes(app: FastifyInstance, pool: pg.Pool): void
       const { region, sku } = req.params;
       const contributors = await contributorsOf(pool, region, sku);
       if (!contributors.length) {
-        const known = await pool.query('SELECT 1 FROM cellar.regional_stock WHERE region = $1 AND sku = $2', [region, sku]).catch(() => ({ rowCount: 1 }));
+        const known = await query(pool, 'reading a total', 'SELECT 1 FROM cellar.regional_stock WHERE region = $1 AND sku = $2', [region, sku]);
         if (!known.rowCount) throw notFound(`no stock for SKU ${JSON.stringify(sku)} in region ${region}`);
       }
       const bySupplier = new Map<string, { supplierId: string; bottles: number; warehouses: Map<string, number> }>();

@@ -1,7 +1,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
-import { readPem } from './pg-tls.js';
+import { takeTlsFiles } from '../../schemas/endpoint.js';
 
-const TLS_PARAMS = { tls_ca: 'CELLAR_REDIS_TLS_CA_FILE', tls_cert: 'CELLAR_REDIS_TLS_CERT_FILE', tls_key: 'CELLAR_REDIS_TLS_KEY_FILE' } as const;
+const SETTINGS = { tls_ca: 'CELLAR_REDIS_TLS_CA_FILE', tls_cert: 'CELLAR_REDIS_TLS_CERT_FILE', tls_key: 'CELLAR_REDIS_TLS_KEY_FILE' } as const;
 
 /**
  * The connection options of a Redis URL: `rediss://` is TLS (checked against the system's CAs, or the CA
@@ -16,13 +16,9 @@ export function redisConnection(url: string): { url: string; tls?: RedisOptions[
   } catch {
     return { url };
   }
-  const files = Object.fromEntries(Object.keys(TLS_PARAMS).map((p) => [p, u.searchParams.get(p) ?? undefined])) as Record<keyof typeof TLS_PARAMS, string | undefined>;
-  for (const p of Object.keys(TLS_PARAMS)) u.searchParams.delete(p);
+  const files = takeTlsFiles(u, u.protocol === 'rediss:', (p) => SETTINGS[p]);
   if (u.protocol !== 'rediss:') return { url: u.toString() };
-  const tls: NonNullable<RedisOptions['tls']> = { servername: u.hostname };
-  if (files.tls_ca) tls.ca = readPem(files.tls_ca, TLS_PARAMS.tls_ca);
-  if (files.tls_cert) tls.cert = readPem(files.tls_cert, TLS_PARAMS.tls_cert);
-  if (files.tls_key) tls.key = readPem(files.tls_key, TLS_PARAMS.tls_key);
+  const tls: NonNullable<RedisOptions['tls']> = { servername: u.hostname, ...files };
   return { url: u.toString(), tls };
 }
 

@@ -90,8 +90,6 @@ export interface GroupState {
   log: Logger;
   /** Contributions the aggregator keeps in memory (CELLAR_STATE_CACHE_CONTRIBUTORS). */
   maxContributions: number;
-  /** Write the history of totals (CELLAR_HISTORY_RETENTION_DAYS > 0). */
-  keepHistory: boolean;
 }
 
 /**
@@ -163,7 +161,7 @@ export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Pre
   const drained = s.aggregator.drain(Date.now());
   out.totals = drained.totals;
   out.changed = drained.contributions;
-  if (s.keepHistory) out.history = drained.history;
+  out.history = drained.history;
   // Only placements that changed are written (see placementChanges); the next group is prepared while
   // this one commits, so it must see these routes already.
   out.routesToSave = s.routes.placementChanges(allRoutes);

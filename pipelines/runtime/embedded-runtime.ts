@@ -120,7 +120,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   await retry('reading held contributors', () => held.load(suppliers.map((s) => s.id)));
   const contributions = new ContributionStore(pool);
   // Aggregate state is loaded per key when a change needs it (holdKeys), so a restart reads nothing up front.
-  const aggregator = new RegionalAggregator();
+  const aggregator = new RegionalAggregator({ history: cfg.historyRetentionDays > 0 });
   const inputs = new MappingInputsStore(pool, suppliers, { cachedSizes: cfg.stateCacheContributors });
   await retry('reading cellar.sku_map and cellar.catalog', () => inputs.load());
   const stopRefresh = inputs.refreshEvery(cfg.skuMapRefreshMs, log);
@@ -130,7 +130,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const failed = new Promise<Error>((r) => (fail = r));
   const snapshots = new Map<string, SnapshotState>();
 
-  const state: GroupState = { aggregator, routes, held, contributions, inputs, snapshots, retry, settled: () => loop.settled(), log, maxContributions: cfg.stateCacheContributors, keepHistory: cfg.historyRetentionDays > 0 };
+  const state: GroupState = { aggregator, routes, held, contributions, inputs, snapshots, retry, settled: () => loop.settled(), log, maxContributions: cfg.stateCacheContributors };
   /**
    * The Redis writes and metrics of committed groups, in commit order, behind the Postgres commits: the next
    * group's transaction runs while the previous group's totals go to Redis (Postgres holds them already).

@@ -2,6 +2,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { addRow } from './stores.js';
+import { runCellar } from './cli.js';
 import type { Totals } from './pipeline.js';
 
 /** One row of a test feed file: a SKU in a store, with its bottles. */
@@ -86,7 +87,6 @@ export async function feedDetail(pool: pg.Pool, supplier: string): Promise<strin
  * and repaired through the pipeline, after which `converged` holds and a new run is clean again.
  */
 export async function expectFeedReconciled(pool: pg.Pool, env: Record<string, string>, logDir: string, supplierId: string, rows: number, converged: () => Promise<unknown[]>): Promise<void> {
-  const { runCellar } = await import('./cli.js');
   // Totals can equal the rows while repeats of them are still on their way (a revert re-sends every row):
   // reconciliation starts once the supplier's contributions stop changing.
   let last = '';
