@@ -33,6 +33,28 @@ export interface RegionalStock {
   updatedTsMs: number;
 }
 
+/**
+ * A regional total crossing a line (see schemas/avro/stock-event.avsc): `sold_out` (from above zero to zero
+ * or below), `back_in_stock` (from zero or below to above zero, a SKU's first stock included), `low_stock`
+ * (from above the key's threshold to at most it, still above zero). `version` is the total's version after
+ * the change, so (region, sku, version, type) names the event wherever and however often it is derived.
+ */
+export interface StockEventRecord {
+  /** Deterministic from (region, sku, version, type): consumers deduplicate by it. */
+  id: string;
+  type: 'sold_out' | 'back_in_stock' | 'low_stock';
+  region: string;
+  sku: string;
+  version: number;
+  /** The total before and after the change, bottles. */
+  before: number;
+  after: number;
+  /** The low-stock threshold that was crossed (low_stock only; null otherwise), bottles. */
+  threshold: number | null;
+  /** Source time of the change that crossed the line, ms since the epoch. */
+  sourceTsMs: number;
+}
+
 /** A record a stage could not process (see schemas/avro/dead-letter.avsc). */
 export interface DeadLetter {
   stage: string;

@@ -5,13 +5,14 @@ import avro from 'avsc';
 import { CellarError } from '../pipelines/core/errors.js';
 import { redactUrl } from '../pipelines/core/logger.js';
 import { assetPath } from '../pipelines/core/paths.js';
-import type { DeadLetter, RegionalStock, StockObservation } from './records.js';
+import type { DeadLetter, RegionalStock, StockEventRecord, StockObservation } from './records.js';
 
 /** The canonical schemas Cellar registers, by record name. */
 export const CANONICAL = {
   StockObservation: 'stock-observation.avsc',
   RegionalStock: 'regional-stock.avsc',
   DeadLetter: 'dead-letter.avsc',
+  StockEvent: 'stock-event.avsc',
 } as const;
 export type CanonicalName = keyof typeof CANONICAL;
 
@@ -130,12 +131,13 @@ export class AvroCodec<T> {
   }
 }
 
-/** Codecs for the three canonical records, sharing one registry client. */
+/** Codecs for the canonical records, sharing one registry client. */
 export interface CanonicalCodecs {
   registry: SchemaRegistry;
   observation: AvroCodec<StockObservation>;
   regionalStock: AvroCodec<RegionalStock>;
   deadLetter: AvroCodec<DeadLetter>;
+  stockEvent: AvroCodec<StockEventRecord>;
 }
 
 /** Creates the canonical codecs for a Schema Registry at `url` (basic auth from its credentials, TLS files from its parameters: {@link httpEndpoint}). */
@@ -148,6 +150,7 @@ export function createCodecs(url: string): CanonicalCodecs {
     observation: make<StockObservation>('StockObservation'),
     regionalStock: make<RegionalStock>('RegionalStock'),
     deadLetter: make<DeadLetter>('DeadLetter'),
+    stockEvent: make<StockEventRecord>('StockEvent'),
   };
 }
 

@@ -61,15 +61,16 @@ export async function readSnapshot(src: SnapshotSource, handler: MysqlCdcHandler
     };
     const tables = [...src.tables].filter(([name]) => !again || again.tables.includes(name)).map(([, meta]) => meta);
     for (const meta of tables) {
-      // A snapshot replaces the table: it starts with a truncate just below its rows' position, so rows
-      // deleted while an earlier snapshot or stream was cut off (a crash, a purged binlog) stop counting.
-      chunk.push(src.message(meta, 't', null, { ...position, pos: position.pos - 1, row: 0, tsMs }));
       // Rows share the snapshot's file/pos; `row` only has to be unique per key, and every streamed
       // change lies after that position, so snapshot versions stay below streamed ones.
       for await (const row of core.query(`SELECT * FROM ${meta.quoted}`).stream({ highWaterMark: 1000 })) {
         chunk.push(src.message(meta, 'r', row as RowData, { ...position, row: chunk.length, tsMs }));
         if (chunk.length >= src.cfg.snapshotFetchRows) await flush();
       }
+      // A snapshot replaces the table: its rows, then a truncate just below their position, which removes
+      // only rows the snapshot did not read again (deleted while an earlier snapshot or stream was cut off:
+      // a crash, a purged binlog). After the rows, so a total never passes through 0 while they are re-read.
+      chunk.push(src.message(meta, 't', null, { ...position, pos: position.pos - 1, row: 0, tsMs }));
       await flush();
     }
     await c.query('COMMIT');

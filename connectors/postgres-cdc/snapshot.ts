@@ -44,7 +44,7 @@ export async function createSlotAndSnapshot(src: SnapshotSource, handler: CdcHan
 /**
  * Reads the rows of `names` again while the reader's slot keeps its position (`cellar resnapshot --table`).
  * A temporary slot (dropped with its connection, even when the process dies) exports a snapshot at its
- * consistent point P: each table's rows carry P and start with a truncate just below P. The stream then
+ * consistent point P: each table's rows carry P and end with a truncate just below P. The stream then
  * resumes from the slot's confirmed position `from`, so these tables' changes before P come again, older
  * than the snapshot (the version guards drop them), and every other table's changes come as they would
  * have. Batches carry `from` as their position: acknowledging or checkpointing them never skips a change,
@@ -60,8 +60,8 @@ export async function snapshotTablesAgain(src: SnapshotSource, handler: CdcHandl
 }
 
 /**
- * Emits the rows of `tables` as of the exported snapshot `snap` (versions at `lsn`), each table starting
- * with a truncate just below them, then the (empty) batch that says the snapshot is complete. Batches
+ * Emits the rows of `tables` as of the exported snapshot `snap` (versions at `lsn`), each table followed
+ * by a truncate just below them (removing the table's rows not read again), then the (empty) batch that says the snapshot is complete. Batches
  * carry `position`: where the stream resumes after them.
  */
 async function readSnapshot(src: SnapshotSource, handler: CdcHandler, snap: string, lsn: string, position: string, tables: Array<[string, TableMeta]>): Promise<void> {
@@ -73,9 +73,6 @@ async function readSnapshot(src: SnapshotSource, handler: CdcHandler, snap: stri
     const now = Date.now();
     let rows = 0;
     for (const [name, meta] of tables) {
-      // A snapshot replaces the table: it starts with a truncate just below its rows' position, so rows
-      // deleted while an earlier snapshot or stream was cut off (a crash, a lost slot) stop counting.
-      await handler({ changes: [src.message(meta, 't', null, lsnBefore(lsn), now)], lsn: position, snapshot: true });
       await c.query(`DECLARE snap CURSOR FOR SELECT * FROM ${name.split('.').map((p) => `"${p}"`).join('.')}`);
       for (;;) {
         const chunk = await c.query(`FETCH ${src.cfg.snapshotFetchRows} FROM snap`);
@@ -84,6 +81,10 @@ async function readSnapshot(src: SnapshotSource, handler: CdcHandler, snap: stri
         await handler({ changes: chunk.rows.map((r: Record<string, unknown>) => src.message(meta, 'r', r, lsn, now)), lsn: position, snapshot: true });
       }
       await c.query('CLOSE snap');
+      // A snapshot replaces the table: its rows, then a truncate just below their position, which removes
+      // only rows the snapshot did not read again (deleted while an earlier snapshot or stream was cut off:
+      // a crash, a lost slot). After the rows, so a total never passes through 0 while they are re-read.
+      await handler({ changes: [src.message(meta, 't', null, lsnBefore(lsn), now)], lsn: position, snapshot: true });
     }
     await c.query('COMMIT');
     await handler({ changes: [], lsn: position, snapshot: true, snapshotComplete: true });

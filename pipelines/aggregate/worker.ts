@@ -1,4 +1,5 @@
 import type { KafkaMessage, Producer } from 'kafkajs';
+import { deriveEvents, NO_THRESHOLDS, type Thresholds } from '../events/derive.js';
 import { valueSubject, type CanonicalCodecs } from '../../schemas/registry.js';
 import type { DeadLetter, StockObservation } from '../../schemas/records.js';
 import { CellarError, fromKafkaError } from '../core/errors.js';
@@ -41,8 +42,11 @@ export class AggregatorHandler implements BatchHandler {
     private readonly metrics: CellarMetrics,
     /** Contributions kept in memory over all partitions (CELLAR_STATE_CACHE_CONTRIBUTORS). */
     private readonly maxContributions = 250_000,
-    /** Write every effective change to `cellar.stock_history` (CELLAR_HISTORY_RETENTION_DAYS > 0). */
-    private readonly keepHistory = true,
+    /**
+     * The low-stock rules: every effective change is written to `cellar.stock_history` and the stock events
+     * it makes to `cellar.stock_events`; null keeps neither (CELLAR_HISTORY_RETENTION_DAYS=0).
+     */
+    private readonly thresholds: (() => Thresholds) | null = () => NO_THRESHOLDS,
   ) {}
 
   async init(): Promise<void> {
@@ -63,7 +67,7 @@ export class AggregatorHandler implements BatchHandler {
   private state(partition: number): RegionalAggregator {
     let agg = this.partitions.get(partition);
     if (!agg) {
-      agg = new RegionalAggregator({ history: this.keepHistory });
+      agg = new RegionalAggregator({ history: this.thresholds !== null });
       this.partitions.set(partition, agg);
     }
     return agg;
@@ -118,7 +122,8 @@ export class AggregatorHandler implements BatchHandler {
         }
       });
     }
-    await ctx.retry('persisting contributions', () => this.store.saveWithHistory(contributions, batch.partition, history));
+    const events = this.thresholds ? deriveEvents(history, this.thresholds()) : [];
+    await ctx.retry('persisting contributions', () => this.store.saveWithHistory(contributions, batch.partition, history, events));
     await ctx.retry('writing dead letters', () => this.dlq.write(letters));
     // Every partition's changes are persisted now: keys dropped here are read back as they were.
     this.evict();

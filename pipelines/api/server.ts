@@ -24,6 +24,9 @@ import { registerFeedRoutes } from './routes-feed.js';
 import { registerStockRoutes } from './routes-stock.js';
 import { ANY_OBJECT, errorResponses } from './schemas.js';
 import { registerEventRoutes, StockEventHub } from './sse.js';
+import { registerStockEventRoutes } from './routes-stock-events.js';
+import { registerWebhookRoutes } from './routes-webhooks.js';
+import { StockEventLogHub } from './stock-event-hub.js';
 import { StockReader } from './stock-reader.js';
 import { HotKeyCache } from './hot-cache.js';
 
@@ -117,6 +120,7 @@ export async function createApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const limiter = new RateLimiter();
   const hub = new StockEventHub(streamReader, redis, log, o.keyPrefix);
   const reader = new StockReader(redis, pool, o.keyPrefix, new HotKeyCache(hub));
+  const eventLog = new StockEventLogHub(pool, log);
   const monitor = new PipelineMonitor([o.metrics, ...(o.extraRegistries ?? [])], o.scrapeUrls ?? [], pool, redis);
   monitor.start();
 
@@ -217,9 +221,11 @@ export async function createApiServer(o: ApiServerOptions): Promise<ApiServer> {
   registerStockRoutes(app, reader, pool);
   registerHistoryRoutes(app, pool);
   registerEventRoutes(app, hub, apiMetrics, (r) => reader.noteRegion(r));
+  registerStockEventRoutes(app, pool, eventLog, apiMetrics);
   registerOpsRoutes(app, { pool, connectors: o.connectors, reconcile: o.reconcile, producer: o.producer });
   registerSupplierRoutes(app, { pool, connectors: o.connectors, namePrefix: o.connectorNamePrefix });
   registerFeedRoutes(app, { pool, ...(o.suppliersDir ? { suppliersDir: o.suppliersDir } : {}) });
+  registerWebhookRoutes(app, { pool });
 
   app.get(
     '/v1/pipeline',
@@ -290,6 +296,7 @@ export async function createApiServer(o: ApiServerOptions): Promise<ApiServer> {
       (closed ??= (async () => {
         monitor.stop();
         await hub.stop();
+        eventLog.stop();
         await app.close();
         await auth.close();
         redis.disconnect();

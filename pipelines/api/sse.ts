@@ -189,8 +189,34 @@ function filtered(e: StockEvent, q: EventsQuery): StockEvent | undefined {
   return changes.length ? { ...e, changes } : undefined;
 }
 
+/**
+ * Opens a server-sent event stream on `reply` (hijacked from Fastify): the headers, a reconnect hint of 1 s,
+ * a comment line from `ping()` every 15 s, the SSE client gauge. `close()` ends it once (also when the
+ * client goes) and runs what `onClose` registered.
+ */
+export function openEventStream(reply: FastifyReply, apiMetrics: ApiMetrics, ping: () => string): { raw: FastifyReply['raw']; close: () => void; onClose: (fn: () => void) => void } {
+  const raw = reply.raw;
+  reply.hijack();
+  raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  raw.write('retry: 1000\n: connected\n\n');
+  apiMetrics.sseClients.inc();
+  const cleanups: Array<() => void> = [];
+  const heartbeat = setInterval(() => raw.write(`${ping()}\n\n`), HEARTBEAT_MS);
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    clearInterval(heartbeat);
+    for (const fn of cleanups) fn();
+    apiMetrics.sseClients.dec();
+    raw.end();
+  };
+  raw.on('close', close);
+  return { raw, close, onClose: (fn) => void cleanups.push(fn) };
+}
+
 /** A client whose unsent output exceeds this is disconnected; it resumes with Last-Event-ID. */
-const MAX_BUFFERED_BYTES = 4 << 20;
+export const MAX_BUFFERED_BYTES = 4 << 20;
 const HEARTBEAT_MS = 15_000;
 
 /**
@@ -242,16 +268,8 @@ export function registerEventRoutes(app: FastifyInstance, hub: StockEventHub, ap
       const q = req.query;
       const resumeFrom = req.headers['last-event-id'];
       await hub.ready();
-      const raw = reply.raw;
-      reply.hijack();
-      raw.writeHead(200, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache, no-transform',
-        connection: 'keep-alive',
-        'x-accel-buffering': 'no',
-      });
-      raw.write(`retry: 1000\n: connected\n\n`);
-      apiMetrics.sseClients.inc();
+      const stream = openEventStream(reply, apiMetrics, () => ': ping');
+      const raw = stream.raw;
       const backlog = resumeFrom === undefined ? (q.backlog ?? 0) : 0;
       let sentUpTo = resumeFrom ?? hub.last;
       let replaying = resumeFrom !== undefined || backlog > 0;
@@ -265,17 +283,9 @@ export function registerEventRoutes(app: FastifyInstance, hub: StockEventHub, ap
         else raw.write(`id: ${e.id}\n: filtered\n\n`); // advances the client's Last-Event-ID past entries it does not want
         if (raw.writableLength > MAX_BUFFERED_BYTES) close();
       };
-      const unsubscribe = hub.subscribe((e) => (replaying ? queued.push(e) : send(e)));
-      const heartbeat = setInterval(() => raw.write(': ping\n\n'), HEARTBEAT_MS);
-      const close = () => {
-        if (closed) return;
-        closed = true;
-        clearInterval(heartbeat);
-        unsubscribe();
-        apiMetrics.sseClients.dec();
-        raw.end();
-      };
-      raw.on('close', close);
+      stream.onClose(hub.subscribe((e) => (replaying ? queued.push(e) : send(e))));
+      stream.onClose(() => (closed = true));
+      const close = stream.close;
       if (resumeFrom !== undefined) {
         // Entries up to `upTo` come from the stream's history, later ones from the queue (the hub sets its
         // position and notifies subscribers in one step, so the two meet without a hole).

@@ -20,6 +20,8 @@ import { registerStatusCommand } from './status.js';
 import { registerReloadCommand } from './reload.js';
 import { registerFeedCommands } from './feed.js';
 import { registerConfigCommands } from './config.js';
+import { registerWebhooksCommands } from './webhooks.js';
+import { registerStockEventCommands } from './stock-events.js';
 
 // `cellar --help | head`: a reader that stops early is no error.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -151,6 +153,8 @@ registerStatusCommand(program);
 registerReloadCommand(program);
 registerFeedCommands(program);
 registerConfigCommands(program);
+registerWebhooksCommands(program);
+registerStockEventCommands(program);
 
 program
   .command('demo')

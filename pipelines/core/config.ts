@@ -95,7 +95,26 @@ export const RuntimeConfigSpec = z.object({
     'CELLAR_CONNECT_URL: Kafka Connect REST URL. The read API\'s connector status answers 503 while it is unset; `cellar connectors` then uses http://127.0.0.1:8083.',
   ),
   historyRetentionDays: int(30, 0).describe(
-    'CELLAR_HISTORY_RETENTION_DAYS: days of stock history kept (every effective change of a total, `cellar.stock_history`, partitioned by day; older days are dropped whole, hourly). 0 = no history. Default 30.',
+    'CELLAR_HISTORY_RETENTION_DAYS: days of stock history kept (every effective change of a total, `cellar.stock_history`, partitioned by day; older days are dropped whole, hourly), and of stock events (`cellar.stock_events`). 0 = no history and no stock events. Default 30.',
+  ),
+  stockEventsKafka: z
+    .enum(['0', '1', 'true', 'false'], { error: 'expected 1 or 0 (true or false)' })
+    .default('0')
+    .transform((v) => v === '1' || v === 'true')
+    .describe(
+      'CELLAR_STOCK_EVENTS_KAFKA: the embedded runtime also publishes stock events to the `<prefix>.stock-events` topic on CELLAR_KAFKA_BROKERS (the Kafka runtime always does). Default 0.',
+    ),
+  webhookTimeoutMs: int(5_000, 50).describe(
+    'CELLAR_WEBHOOK_TIMEOUT_MS: a webhook endpoint that has not answered after this long failed the attempt (retried with backoff), ms. Default 5000.',
+  ),
+  webhookMaxAttempts: int(8, 1).describe(
+    'CELLAR_WEBHOOK_MAX_ATTEMPTS: attempts before a webhook delivery is dead (visible per subscription, redelivered on request), for subscriptions without their own. Default 8.',
+  ),
+  webhookMaxInFlight: int(32, 1).describe(
+    'CELLAR_WEBHOOK_MAX_IN_FLIGHT: webhook requests in flight at once per runtime process, over every subscription. Default 32.',
+  ),
+  webhookMaxInFlightPerSubscription: int(4, 1).describe(
+    'CELLAR_WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION: webhook requests in flight at once to one subscription per process: a slow or dead endpoint holds at most this many. Default 4.',
   ),
   ...ConnectivitySpec,
 }).superRefine((c, ctx) => {
@@ -138,6 +157,11 @@ const ENV_NAMES: Record<keyof RuntimeConfig, string> = {
   apiScrapeUrls: 'CELLAR_API_SCRAPE_URLS',
   connectUrl: 'CELLAR_CONNECT_URL',
   historyRetentionDays: 'CELLAR_HISTORY_RETENTION_DAYS',
+  stockEventsKafka: 'CELLAR_STOCK_EVENTS_KAFKA',
+  webhookTimeoutMs: 'CELLAR_WEBHOOK_TIMEOUT_MS',
+  webhookMaxAttempts: 'CELLAR_WEBHOOK_MAX_ATTEMPTS',
+  webhookMaxInFlight: 'CELLAR_WEBHOOK_MAX_IN_FLIGHT',
+  webhookMaxInFlightPerSubscription: 'CELLAR_WEBHOOK_MAX_IN_FLIGHT_PER_SUBSCRIPTION',
   ...CONNECTIVITY_ENV,
 };
 

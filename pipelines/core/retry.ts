@@ -30,6 +30,11 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** The wait before retry number `attempt` (from 1): uniform in [0, min(max, min·2^(attempt-1))] (full jitter), ms. */
+export function backoffDelay(attempt: number, minDelayMs: number, maxDelayMs: number): number {
+  return Math.round(Math.random() * Math.min(maxDelayMs, minDelayMs * 2 ** Math.min(Math.max(attempt - 1, 0), 30)));
+}
+
 /**
  * Runs `fn` until it succeeds, retrying only retriable errors (see `CellarError.retriable`) with
  * exponential backoff and full jitter: the n-th wait is uniform in [0, min(max, min·2ⁿ)].
@@ -43,8 +48,7 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, options:
       return await fn(attempt);
     } catch (err) {
       if (attempt >= retries || !shouldRetry(err) || signal?.aborted) throw err;
-      const ceiling = Math.min(maxDelayMs, minDelayMs * 2 ** Math.min(attempt, 30));
-      const delay = Math.round(Math.random() * ceiling);
+      const delay = backoffDelay(attempt + 1, minDelayMs, maxDelayMs);
       onRetry?.(err, attempt + 1, delay);
       await sleep(delay, signal);
       if (signal?.aborted) throw err;

@@ -109,6 +109,7 @@ export function cellarTopicConfigs(cfg: RuntimeConfig): ITopicConfig[] {
       ],
     },
     { topic: t.dlq, ...base, configEntries: [{ name: 'retention.ms', value: String(30 * 24 * 3600 * 1000) }] },
+    { topic: t.stockEvents, ...base, configEntries: [{ name: 'retention.ms', value: String(30 * 24 * 3600 * 1000) }] },
   ];
 }
 

@@ -8,6 +8,8 @@ export interface CellarTopics {
   regionalStock: string;
   /** DeadLetter records from every stage. */
   dlq: string;
+  /** StockEvent records (sold out, back in stock, low stock), key `region|sku`, kept by time. */
+  stockEvents: string;
 }
 
 export function cellarTopics(cfg: Pick<RuntimeConfig, 'topicPrefix'>): CellarTopics {
@@ -15,6 +17,7 @@ export function cellarTopics(cfg: Pick<RuntimeConfig, 'topicPrefix'>): CellarTop
     observations: `${cfg.topicPrefix}.observations`,
     regionalStock: `${cfg.topicPrefix}.regional-stock`,
     dlq: `${cfg.topicPrefix}.dlq`,
+    stockEvents: `${cfg.topicPrefix}.stock-events`,
   };
 }
 

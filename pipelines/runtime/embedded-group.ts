@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { saveHistory } from '../state/history.js';
+import { deriveEvents, type StockLevelEvent, type Thresholds } from '../events/derive.js';
+import { saveEvents } from '../events/log.js';
 import type pg from 'pg';
 import type { Supplier } from '../../connectors/registry/loader.js';
 import { toDebeziumJson } from '../../connectors/debezium/envelope.js';
@@ -65,6 +67,8 @@ export interface Prepared {
   changed: Contribution[];
   /** Every effective change of a total, in order (written to `cellar.stock_history` when kept). */
   history: HistoryEntry[];
+  /** The stock events those changes make (written to `cellar.stock_events` with the history). */
+  events: StockLevelEvent[];
   /** Checkpoint rows as of this group (taken now: the next group may already finish a snapshot). */
   checkpoints: Array<[string, StoredCheckpoint]>;
   confirms: Array<() => Promise<void>>;
@@ -90,6 +94,8 @@ export interface GroupState {
   log: Logger;
   /** Contributions the aggregator keeps in memory (CELLAR_STATE_CACHE_CONTRIBUTORS). */
   maxContributions: number;
+  /** The low-stock rules events are derived with (refreshed in the background). */
+  thresholds: () => Thresholds;
 }
 
 /**
@@ -99,7 +105,7 @@ export interface GroupState {
  */
 export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Prepared> {
   const out: Prepared = {
-    letters: { source: [], normalizer: [], aggregator: [] }, feedDeltas: [], stale: { normalizer: 0, aggregator: 0 }, changes: 0, routesToSave: [], totals: [], changed: [], history: [],
+    letters: { source: [], normalizer: [], aggregator: [] }, feedDeltas: [], stale: { normalizer: 0, aggregator: 0 }, changes: 0, routesToSave: [], totals: [], changed: [], history: [], events: [],
     checkpoints: [], confirms: [], repairIds: taken.flatMap((p) => p.repairIds ?? []), finished: [], holds: [], releases: [],
   };
   // Memory is bounded: keys are dropped only once every drained change is committed, so one loaded again
@@ -162,6 +168,7 @@ export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Pre
   out.totals = drained.totals;
   out.changed = drained.contributions;
   out.history = drained.history;
+  out.events = deriveEvents(drained.history, s.thresholds());
   // Only placements that changed are written (see placementChanges); the next group is prepared while
   // this one commits, so it must see these routes already.
   out.routesToSave = s.routes.placementChanges(allRoutes);
@@ -184,6 +191,7 @@ export async function writeGroup(s: GroupState, g: Prepared, tx: pg.PoolClient):
   await s.held.apply(g.holds, g.releases, tx);
   await s.contributions.save(g.changed, EMBEDDED_PARTITION, tx);
   await saveHistory(tx, g.history);
+  await saveEvents(tx, g.events);
   await upsertRegionalStock(tx, g.totals);
   await insertDeadLetters(tx, [...g.letters.source, ...g.letters.normalizer, ...g.letters.aggregator]);
   for (const [sourceId, delta] of g.feedDeltas) await applyFeedDelta(tx, sourceId, delta);

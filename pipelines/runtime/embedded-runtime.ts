@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
-import { keepHistory, maintainHistory } from '../state/history.js';
+import { lazyStockEventTopic } from '../kafka/stock-events.js';
+import { startStockRecords } from './stock-records.js';
 import { createRedis } from '../core/redis.js';
 import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
 import type { StockObservation } from '../../schemas/records.js';
@@ -86,8 +87,6 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   /** What the runtime is retrying, while it is not ready. */
   let waitingFor: string | undefined = 'starting';
   await retry('migrating Cellar\'s database', () => migrate(pool));
-  if (cfg.historyRetentionDays > 0) await retry('Postgres (stock history partitions)', () => maintainHistory(pool, cfg.historyRetentionDays));
-  const stopHistory = cfg.historyRetentionDays > 0 ? keepHistory(pool, cfg.historyRetentionDays, log) : () => undefined;
   // One embedded runtime per Cellar database: a second one is refused (or, with takeOver, fences this one).
   const lease = await retry('taking the single-writer lease', () => RuntimeLease.acquire(cfg.pgUrl, 'embedded', log, { takeOver: cfg.takeOver, sessionTag })).catch(async (err: unknown) => {
     await pool.end().catch(() => undefined);
@@ -115,6 +114,9 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     throw err;
   });
 
+  // Started once nothing above can fail the start (its follower would outlive a refused start).
+  const eventTopic = cfg.stockEventsKafka ? lazyStockEventTopic(cfg, log) : undefined;
+  const records = await startStockRecords({ pool, log, retentionDays: cfg.historyRetentionDays, retry, webhooks: { cfg, metrics }, ...(eventTopic ? { topic: eventTopic } : {}) });
   const routes = new CachedRouteStore(pool, cfg.stateCacheContributors);
   const held = new CachedHeldStore(pool);
   await retry('reading held contributors', () => held.load(suppliers.map((s) => s.id)));
@@ -130,7 +132,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const failed = new Promise<Error>((r) => (fail = r));
   const snapshots = new Map<string, SnapshotState>();
 
-  const state: GroupState = { aggregator, routes, held, contributions, inputs, snapshots, retry, settled: () => loop.settled(), log, maxContributions: cfg.stateCacheContributors };
+  const state: GroupState = { aggregator, routes, held, contributions, inputs, snapshots, retry, settled: () => loop.settled(), log, maxContributions: cfg.stateCacheContributors, thresholds: records.thresholds };
   /**
    * The Redis writes and metrics of committed groups, in commit order, behind the Postgres commits: the next
    * group's transaction runs while the previous group's totals go to Redis (Postgres holds them already).
@@ -279,7 +281,8 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     reload,
     stop: async () => {
       clearInterval(repairTimer);
-      stopHistory();
+      await records.stop();
+      await eventTopic?.close();
       await stopReloads();
       health.stop();
       await resnapshots.stop();

@@ -1,5 +1,6 @@
 import { WORKER_ROLES } from '../core/names.js';
-import { keepHistory, maintainHistory } from '../state/history.js';
+import { stockEventPublisher } from '../kafka/stock-events.js';
+import { startStockRecords } from './stock-records.js';
 import type { Producer } from 'kafkajs';
 import type pg from 'pg';
 import { loadRegistry } from '../../connectors/registry/loader.js';
@@ -123,11 +124,12 @@ export async function startWorker(
     } else if (role === 'aggregator') {
       inputTopics = [topics.observations];
       const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
-      if (cfg.historyRetentionDays > 0) {
-        await wait('Postgres (stock history partitions)', () => maintainHistory(getPool(), cfg.historyRetentionDays));
-        keepHistory(getPool(), cfg.historyRetentionDays, log);
-      }
-      const h = new AggregatorHandler(new ContributionStore(getPool()), await getProducer(), codecs, topics.regionalStock, dlq, log, metrics, cfg.stateCacheContributors, cfg.historyRetentionDays > 0);
+      const records = await startStockRecords({
+        pool: getPool(), log, retentionDays: cfg.historyRetentionDays, retry: wait, webhooks: { cfg, metrics },
+        topic: { name: topics.stockEvents, publish: stockEventPublisher(await getProducer(), codecs.stockEvent, topics.stockEvents) },
+      });
+      closers.push(() => records.stop());
+      const h = new AggregatorHandler(new ContributionStore(getPool()), await getProducer(), codecs, topics.regionalStock, dlq, log, metrics, cfg.stateCacheContributors, cfg.historyRetentionDays > 0 ? records.thresholds : null);
       await wait('Schema Registry', () => h.init());
       handler = h;
     } else {
@@ -198,8 +200,8 @@ export async function startWorker(
           live = false;
           await ops?.close();
           await running.stop();
-          await producer?.disconnect().catch(() => undefined);
           for (const c of closers) await c();
+          await producer?.disconnect().catch(() => undefined);
           await pool?.end().catch(() => undefined);
           log.info('worker stopped');
         })()),

@@ -3,6 +3,8 @@ import { query } from '../core/pg.js';
 import type { Contribution, HistoryEntry, StockKey } from '../aggregate/aggregator.js';
 import { inTransaction } from '../core/pg.js';
 import { saveHistory } from './history.js';
+import { saveEvents } from '../events/log.js';
+import type { StockEventRecord } from '../../schemas/records.js';
 
 interface Row {
   region: string;
@@ -61,12 +63,13 @@ export class ContributionStore {
     return rows.map(toContribution);
   }
 
-  /** Saves changed contributions and the history of the changes that made them, in one transaction. */
-  async saveWithHistory(rows: Contribution[], partition: number, history: HistoryEntry[]): Promise<void> {
+  /** Saves changed contributions, the history of the changes that made them and their stock events, in one transaction. */
+  async saveWithHistory(rows: Contribution[], partition: number, history: HistoryEntry[], events: StockEventRecord[] = []): Promise<void> {
     if (!history.length) return this.save(rows, partition);
     await inTransaction(this.pool, 'saving aggregator contributions', async (tx) => {
       await this.save(rows, partition, tx);
       await saveHistory(tx, history);
+      await saveEvents(tx, events);
     });
   }
 

@@ -1,7 +1,6 @@
 import type pg from 'pg';
 import type { HistoryEntry } from '../aggregate/aggregator.js';
 import { query } from '../core/pg.js';
-import type { Logger } from '../core/logger.js';
 
 /** Days ahead whose partitions exist before their rows come (today, tomorrow and the day after, UTC). */
 const DAYS_AHEAD = 2;
@@ -54,17 +53,6 @@ export async function maintainHistory(pool: pg.Pool, retentionDays: number, now 
   }
   await query(pool, 'pruning the default stock history partition', 'DELETE FROM cellar.stock_history_default WHERE source_ts < $1', [cutoff]);
   return dropped;
-}
-
-/** Runs {@link maintainHistory} every hour (the caller runs it once at start); a failure is logged and tried again at the next hour. */
-export function keepHistory(pool: pg.Pool, retentionDays: number, log: Logger): () => void {
-  const run = () => maintainHistory(pool, retentionDays).then(
-    (dropped) => dropped.length && log.info({ dropped, retentionDays }, 'old stock history partitions dropped'),
-    (err: unknown) => log.warn({ err: (err as Error).message }, 'maintaining stock history partitions failed; trying again in an hour'),
-  );
-  const timer = setInterval(run, 3_600_000);
-  timer.unref();
-  return () => clearInterval(timer);
 }
 
 /** One effective change of a total, as `GET /v1/stock/{region}/{sku}/history` answers it. */

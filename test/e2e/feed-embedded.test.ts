@@ -9,7 +9,7 @@ import { createDatabase } from '../../infra/local/postgres.js';
 import { stopChild } from '../../infra/local/process.js';
 import { freePort, tempDir } from '../../infra/local/process.js';
 import { createPgPool } from '../../pipelines/core/pg.js';
-import { historyDisagreements, storesConverged } from '../support/stores.js';
+import { eventDisagreements, historyDisagreements, storesConverged } from '../support/stores.js';
 import { artifactDir, cellarEnv, rid, services, supplierDir, eventually } from '../support/services.js';
 import { explainProcess } from '../support/embedded.js';
 import { csvOf, dropFile, expectFeedReconciled, feedDetail, feedLetters, feedRegions, feedSupplierYaml, feedTruth, randomLines, type FeedLine } from '../support/feeds.js';
@@ -112,6 +112,8 @@ describe('file feeds in the embedded runtime', () => {
     }
     // The history of every total, across the kills: each version once, deltas adding up to the total.
     expect(await historyDisagreements(pool, [R1, R2])).toEqual([]);
+    // And the stock events: exactly those the history implies, each once.
+    expect(await eventDisagreements(pool, [R1, R2])).toEqual([]);
   }, 600_000);
 
   it('reconciliation compares the totals with the rows of the last applied file, and repairs drift', async () => {

@@ -6,7 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import { spawnCellar } from '../../infra/local/cellar-process.js';
 import { stopChild, tempDir } from '../../infra/local/process.js';
 import { PipelineUnderTest } from '../support/pipeline.js';
-import { historyDisagreements } from '../support/stores.js';
+import { eventDisagreements, historyDisagreements } from '../support/stores.js';
 import { artifactDir, eventually, freshDatabase, rid } from '../support/services.js';
 import { csvOf, dropFile, expectFeedReconciled, feedDetail, feedLetters, feedRegions, feedSupplierYaml, feedTruth, randomLines, type FeedLine } from '../support/feeds.js';
 
@@ -78,7 +78,7 @@ describe('file feeds in the Kafka runtime', () => {
     expect(await converged()).toEqual([]);
     // The aggregator writes the history with its contributions, just after the totals it produced.
     let history: string[] = [];
-    await eventually(async () => (history = await historyDisagreements(cellar.pool, [R1, R2])).length === 0, 30_000);
+    await eventually(async () => (history = [...await historyDisagreements(cellar.pool, [R1, R2]), ...await eventDisagreements(cellar.pool, [R1, R2])]).length === 0, 30_000);
     expect(history).toEqual([]);
   }, 300_000);
 

@@ -4,6 +4,12 @@ import type { RawMessage } from '../../pipelines/demo/simulated-table.js';
 import { TwoSupplierWorkload } from '../support/workload.js';
 import { artifactDir, eventually, freshDatabase } from '../support/services.js';
 import { PipelineUnderTest, type Totals } from '../support/pipeline.js';
+import { eventDisagreements, historyDisagreements } from '../support/stores.js';
+import { collect } from '../support/kafka.js';
+import { setThreshold } from '../../pipelines/events/thresholds.js';
+import { cellarTopics } from '../../pipelines/kafka/topics.js';
+import { createCodecs } from '../../schemas/registry.js';
+import type { StockEventRecord } from '../../schemas/records.js';
 
 /**
  * The walking skeleton through real processes: Debezium JSON events on raw topics → `cellar run
@@ -19,6 +25,8 @@ describe('Kafka runtime end to end', () => {
 
   beforeAll(async () => {
     db = await freshDatabase();
+    // Set before the aggregator starts: events across the whole run follow one rule.
+    await setThreshold(db.pool, { region: '*', skuPattern: '*', threshold: 6 });
     p = new PipelineUnderTest(db.url, db.pool, w.suppliers(), artifactDir('e2e-kafka'));
     for (const role of ['normalizer', 'aggregator', 'sink-postgres', 'sink-redis']) p.start(role);
   });
@@ -72,5 +80,27 @@ describe('Kafka runtime end to end', () => {
     p.start('aggregator');
     await p.publish(randomChanges(600));
     expect(await converged(w.truth())).toEqual([]);
+
+    // History and stock events across the kill: each effective change once, exactly the events it implies,
+    // and every event on the stock-events topic (twice only with the same id and content).
+    const why: string[][] = [[], []];
+    const settled = await eventually(async () => (why[0] = await historyDisagreements(db.pool, w.regions)).length === 0 && (why[1] = await eventDisagreements(db.pool, w.regions)).length === 0, 30_000);
+    expect(settled, `${why.flat().slice(0, 10).join('\n')}\n${p.explain()}`).toBe(true);
+    const table = new Set((await db.pool.query<{ id: string }>('SELECT id FROM cellar.stock_events')).rows.map((r) => r.id));
+    expect((await db.pool.query('SELECT DISTINCT type FROM cellar.stock_events ORDER BY type')).rows.map((r) => r.type)).toEqual(['back_in_stock', 'low_stock', 'sold_out']);
+    const codecs = createCodecs(p.cfg.schemaRegistryUrl);
+    const topic = await collect<StockEventRecord>(p.cfg, cellarTopics(p.cfg).stockEvents, (v) => codecs.stockEvent.decode(v));
+    try {
+      const ids = () => new Set(topic.out.map((e) => e.id));
+      expect(await eventually(async () => ids().size === table.size, 60_000), `${ids().size} of ${table.size} events on the topic`).toBe(true);
+      expect([...ids()].filter((id) => !table.has(id))).toEqual([]);
+      const byId = new Map<string, string>();
+      for (const e of topic.out) {
+        expect(byId.get(e.id) ?? JSON.stringify(e), `event ${e.id} published twice with different content`).toBe(JSON.stringify(e));
+        byId.set(e.id, JSON.stringify(e));
+      }
+    } finally {
+      await topic.stop();
+    }
   }, 240_000);
 });

@@ -1,4 +1,7 @@
 import type pg from 'pg';
+import type { HistoryEntry } from '../../pipelines/aggregate/aggregator.js';
+import { deriveEvents, Thresholds } from '../../pipelines/events/derive.js';
+import { listThresholds } from '../../pipelines/events/thresholds.js';
 import type { Redis } from 'ioredis';
 import { readRegionalStock } from '../../sinks/postgres/read.js';
 import { readRegionSnapshot } from '../../sinks/redis/read.js';
@@ -63,5 +66,30 @@ export async function historyDisagreements(pool: pg.Pool, regions: string[]): Pr
     ].filter(Boolean);
     if (why.length) out.push(`${r.region}|${r.sku}: ${why.join('; ')}`);
   }
+  return out;
+}
+
+/**
+ * What the stock event log must say of every total in `regions` (a fresh database): exactly the events the
+ * pure derivation gives for the kept history and the low-stock rules in `cellar.stock_thresholds` (rules
+ * unchanged since the start), each once. Returns the differences, with why.
+ */
+export async function eventDisagreements(pool: pg.Pool, regions: string[]): Promise<string[]> {
+  const { rows } = await pool.query<{ region: string; sku: string; version: string; bottles: string; delta: string; ms: number; contributor_id: string; supplier_id: string; warehouse_id: string; op: 'UPSERT' | 'DELETE' }>(
+    `SELECT region, sku, version, bottles, delta, extract(epoch from source_ts) * 1000 AS ms, contributor_id, supplier_id, warehouse_id, op
+       FROM cellar.stock_history WHERE region = ANY($1) ORDER BY region, sku, version`, [regions]);
+  const history: HistoryEntry[] = rows.map((r) => ({ region: r.region, sku: r.sku, version: Number(r.version), bottles: Number(r.bottles), delta: Number(r.delta), sourceTsMs: Math.round(Number(r.ms)), contributorId: r.contributor_id, supplierId: r.supplier_id, warehouseId: r.warehouse_id, op: r.op }));
+  const expected = new Map(deriveEvents(history, new Thresholds(await listThresholds(pool))).map((e) => [e.id, e]));
+  const got = await pool.query<{ id: string; type: string; region: string; sku: string; version: string; before: string; after: string; threshold: string | null; ms: number }>(
+    'SELECT id, type, region, sku, version, before, after, threshold, extract(epoch from source_ts) * 1000 AS ms FROM cellar.stock_events WHERE region = ANY($1)', [regions]);
+  const out: string[] = [];
+  for (const r of got.rows) {
+    const e = expected.get(r.id);
+    const line = `${r.type} ${r.region}|${r.sku} v${r.version} ${r.before}→${r.after}${r.threshold ? ` (threshold ${r.threshold})` : ''}`;
+    if (!e) out.push(`unexpected event ${line}`);
+    else if (e.type !== r.type || e.version !== Number(r.version) || e.before !== Number(r.before) || e.after !== Number(r.after) || e.threshold !== (r.threshold === null ? null : Number(r.threshold)) || Math.abs(e.sourceTsMs - Number(r.ms)) > 1) out.push(`event ${line} differs from the derived ${JSON.stringify(e)}`);
+    expected.delete(r.id);
+  }
+  for (const e of expected.values()) out.push(`missing event ${e.type} ${e.region}|${e.sku} v${e.version} ${e.before}→${e.after}`);
   return out;
 }

@@ -1,39 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { RegionalAggregator, type Contribution, type HistoryEntry } from '../../pipelines/aggregate/aggregator.js';
 import type { StockObservation } from '../../schemas/records.js';
+import { historyOfBatches } from '../support/aggregation.js';
 
 const obs = (contributorId: string, version: number, sku: string, bottles: number, op: 'UPSERT' | 'DELETE' = 'UPSERT'): StockObservation => ({
   supplierId: 's', warehouseId: `w-${contributorId}`, region: 'r', sku, supplierSku: sku, vintage: null, bottleSizeMl: 750, bottles, op, contributorId,
   sourceVersion: String(version).padStart(20, '0'), sourceTsMs: 1_000 + version, ingestTsMs: 0, traceId: 't',
 });
 
-/**
- * Applies `list` in batches of `size`, draining after each as the runtimes do (what a drain returns is
- * "persisted"). With `restartAt`, the process dies after that batch: a new aggregator restores the
- * persisted contributions, the last batch is delivered again (at-least-once), and the rest follows.
- */
-function historyOf(list: StockObservation[], size: number, restartAt?: number): HistoryEntry[] {
-  let a = new RegionalAggregator();
-  const saved = new Map<string, Contribution>();
-  const out: HistoryEntry[] = [];
-  const drain = () => {
-    const d = a.drain(0);
-    for (const c of d.contributions) saved.set(`${c.sku}|${c.contributorId}`, c);
-    out.push(...d.history);
-  };
-  for (let i = 0, batch = 0; i < list.length; i += size, batch++) {
-    for (const o of list.slice(i, i + size)) a.apply(o);
-    drain();
-    if (batch === restartAt) {
-      a = new RegionalAggregator();
-      a.restore([...saved.values()]);
-      for (const o of list.slice(i, i + size)) a.apply(o);
-      drain();
-    }
-  }
-  return out;
-}
+const historyOf = historyOfBatches;
 
 const arbObs = fc.array(fc.record({ c: fc.constantFrom('a', 'b', 'c'), v: fc.integer({ min: 1, max: 40 }), sku: fc.constantFrom('x', 'y'), n: fc.integer({ min: 0, max: 50 }), del: fc.boolean() }), { maxLength: 60 })
   .map((xs) => xs.map((x) => obs(x.c, x.v, x.sku, x.n, x.del ? 'DELETE' : 'UPSERT')));

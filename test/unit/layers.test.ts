@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 const FLOORS: ReadonlyArray<{ floor: number; name: string; dirs: readonly string[] }> = [
   { floor: 0, name: 'ground', dirs: ['pipelines/core', 'schemas'] },
   { floor: 1, name: 'edges', dirs: ['connectors', 'sinks', 'infra'] },
-  { floor: 2, name: 'stages', dirs: ['pipelines/state', 'pipelines/normalize', 'pipelines/aggregate', 'pipelines/catalog', 'pipelines/dlq', 'pipelines/kafka', 'pipelines/sink'] },
+  { floor: 2, name: 'stages', dirs: ['pipelines/state', 'pipelines/normalize', 'pipelines/aggregate', 'pipelines/catalog', 'pipelines/dlq', 'pipelines/kafka', 'pipelines/sink', 'pipelines/events', 'pipelines/webhooks'] },
   { floor: 3, name: 'runtimes', dirs: ['pipelines/runtime', 'pipelines/reconcile'] },
   { floor: 4, name: 'entry points', dirs: ['pipelines/api', 'pipelines/cli', 'pipelines/demo'] },
 ];

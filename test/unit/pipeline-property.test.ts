@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { RegionalAggregator, type Contribution } from '../../pipelines/aggregate/aggregator.js';
+import { RegionalAggregator, type Contribution, type HistoryEntry } from '../../pipelines/aggregate/aggregator.js';
+import { deriveEvents } from '../../pipelines/events/derive.js';
 import type { ChangeEvent } from '../../pipelines/normalize/debezium.js';
 import { SizeCatalog } from '../../pipelines/catalog/catalog.js';
 import { compileMapping } from '../../pipelines/normalize/mapping.js';
@@ -32,8 +33,10 @@ type Op =
   | { kind: 'resnapshot' };
 
 /** Applies supplier operations to rows (the truth) and returns the Debezium changes, Postgres-style. */
-function history(ops: Op[]): { changes: ChangeEvent[]; rows: Map<number, { sku: string; depot: string; qty: number; ml: number }> } {
+function history(ops: Op[]): { changes: ChangeEvent[]; rows: Map<number, { sku: string; depot: string; qty: number; ml: number }>; steps: Array<Map<number, { sku: string; depot: string; qty: number; ml: number }>> } {
   const rows = new Map<number, { sku: string; depot: string; qty: number; ml: number }>();
+  /** The rows after each operation that changed them: the truth's sequence of states. */
+  const steps: Array<Map<number, { sku: string; depot: string; qty: number; ml: number }>> = [];
   const changes: ChangeEvent[] = [];
   let lsn = 100;
   for (const op of ops) {
@@ -45,25 +48,30 @@ function history(ops: Op[]): { changes: ChangeEvent[]; rows: Map<number, { sku: 
     const at = (n: number) => ({ source: {}, table: 'public.stock', sourceVersion: String(n).padStart(20, '0'), sourceTsMs: n, position: `lsn=${n}` });
     if (op.kind === 'truncate' || op.kind === 'resnapshot') {
       if (op.kind === 'truncate') rows.clear();
-      changes.push({ ...at(op.kind === 'truncate' ? lsn : lsn - 1), op: 't', key: null, before: null, after: null });
+      // A re-snapshot as the readers emit it: every row at the snapshot's position, then a truncate just
+      // below it that removes only rows not read again.
       if (op.kind === 'resnapshot') {
         for (const [id, r] of rows) changes.push({ ...at(lsn), op: 'r', key: { id }, before: null, after: { id, item_code: r.sku, depot: r.depot, qty: r.qty, ml: r.ml } });
       }
+      changes.push({ ...at(op.kind === 'truncate' ? lsn : lsn - 1), op: 't', key: null, before: null, after: null });
+      steps.push(new Map(rows));
       continue;
     }
     const base = { ...at(lsn), key: { id: op.id } };
     if (op.kind === 'delete') {
       if (!rows.has(op.id)) continue;
       rows.delete(op.id);
+      steps.push(new Map(rows));
       changes.push({ ...base, op: 'd', before: { id: op.id, item_code: null, depot: null, qty: null, ml: null }, after: null });
     } else {
       const row = { sku: SKUS[op.sku]!, depot: DEPOTS[op.depot]!, qty: op.qty, ml: SIZES[op.ml]! };
       const existed = rows.has(op.id);
       rows.set(op.id, row);
+      steps.push(new Map(rows));
       changes.push({ ...base, op: existed ? 'u' : 'c', before: null, after: { id: op.id, item_code: row.sku, depot: row.depot, qty: row.qty, ml: row.ml } });
     }
   }
-  return { changes, rows };
+  return { changes, rows, steps };
 }
 
 /** Normalizes `changes` from position `from` with the given routes; returns outputs and routes after each change. */
@@ -115,7 +123,7 @@ describe('normalize + aggregate under crashes and replays (property)', () => {
   it('totals equal the suppliers\' final rows for any history, crash point and committed position', () => {
     fc.assert(
       fc.property(fc.array(op, { minLength: 1, maxLength: 80 }), fc.nat(), fc.nat(), fc.nat(), fc.nat(), fc.nat(), (ops, a, b, c, d, seed) => {
-        const { changes, rows } = history(ops);
+        const { changes, rows, steps } = history(ops);
         const n = changes.length;
         // Normalizer: run 1 stops after k1 changes; routes were saved after p ≤ k1 changes, offsets committed at c1 ≤ p.
         const k1 = n === 0 ? 0 : a % (n + 1);
@@ -131,14 +139,20 @@ describe('normalize + aggregate under crashes and replays (property)', () => {
         const q = log.length === 0 ? 0 : d % (log.length + 1);
         const first = new RegionalAggregator();
         const persisted = new Map<string, Contribution>();
+        // The history as the database keeps it: one row per (key, version), a replay's rows kept once.
+        const kept = new Map<string, HistoryEntry>();
+        const keep = (h: HistoryEntry[]) => h.forEach((e) => kept.set(`${e.region}|${e.sku}|${e.version}`, e));
         log.slice(0, q).forEach((o) => {
           first.apply(o);
-          for (const x of first.drain(0).contributions) persisted.set(`${x.region}|${x.sku}|${x.contributorId}`, x);
+          const drained = first.drain(0);
+          for (const x of drained.contributions) persisted.set(`${x.region}|${x.sku}|${x.contributorId}`, x);
+          keep(drained.history);
         });
         const d1 = q === 0 ? 0 : (d >>> 3) % (q + 1);
         const second = new RegionalAggregator();
         second.restore(persisted.values());
         for (const o of log.slice(d1)) second.apply(o);
+        keep(second.drain(0).history);
 
         // The truth, from the rows: per (region, wine, bottle size); sizes are never summed together.
         const keyOf = (r: { depot: string; sku: string; ml: number }) => `${REGION[r.depot]}|${r.sku}-${r.ml}`;
@@ -151,6 +165,27 @@ describe('normalize + aggregate under crashes and replays (property)', () => {
           expect(t.contributors, k).toBe([...rows.values()].filter((r) => keyOf(r) === k).length);
           if (t.contributors > 0) expect(t.bottleSizeMl, k).toBe(Number(t.sku.split('-')[1]));
         }
+
+        // Sold-out and back-in-stock events: per key, exactly those of the truth's sequence of totals (a
+        // re-snapshot, a duplicate or a replay adds none; a truncate's deletes cross zero once per key).
+        const events = deriveEvents([...kept.values()].sort((x, y) => x.version - y.version));
+        const derived = new Map<string, string[]>();
+        for (const e of events) derived.set(`${e.region}|${e.sku}`, [...(derived.get(`${e.region}|${e.sku}`) ?? []), `${e.type} ${e.before}→${e.after}`]);
+        const want = new Map<string, string[]>();
+        const last = new Map<string, number>();
+        for (const step of steps) {
+          const totals = new Map<string, number>();
+          for (const r of step.values()) totals.set(keyOf(r), (totals.get(keyOf(r)) ?? 0) + r.qty);
+          for (const k of new Set([...last.keys(), ...totals.keys()])) {
+            const before = last.get(k) ?? 0;
+            const after = totals.get(k) ?? 0;
+            if (before > 0 && after === 0) want.set(k, [...(want.get(k) ?? []), `sold_out ${before}→0`]);
+            if (before === 0 && after > 0) want.set(k, [...(want.get(k) ?? []), `back_in_stock 0→${after}`]);
+            last.set(k, after);
+          }
+        }
+        const zeroCrossings = (m: Map<string, string[]>) => new Map([...m].map(([k, v]) => [k, v.map((x) => x.split(' ')[0])]));
+        expect(zeroCrossings(derived)).toEqual(zeroCrossings(want));
       }),
       { numRuns: 500 },
     );

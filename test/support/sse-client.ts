@@ -1,0 +1,60 @@
+/** One server-sent event as a client sees it. */
+export interface SseMessage {
+  id?: string;
+  event: string;
+  data: string;
+}
+
+/**
+ * An EventSource-like client for tests: follows `url` with `Authorization: Bearer <key>`, and when the
+ * connection drops (the server killed or restarted) connects again every 250 ms with `Last-Event-ID` set to
+ * the last id received, as browsers do. `connections` counts successful connections.
+ */
+export function followSse(url: string, key: string): { messages: SseMessage[]; connections: () => number; stop: () => Promise<void> } {
+  const messages: SseMessage[] = [];
+  let lastId: string | undefined;
+  let connections = 0;
+  let stopped = false;
+  let abort = new AbortController();
+  const run = (async () => {
+    while (!stopped) {
+      try {
+        const res = await fetch(url, { headers: { authorization: `Bearer ${key}`, ...(lastId ? { 'last-event-id': lastId } : {}) }, signal: abort.signal });
+        if (res.status !== 200 || !res.body) throw new Error(`status ${res.status}`);
+        connections++;
+        const decoder = new TextDecoder();
+        let buf = '';
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          buf += decoder.decode(chunk, { stream: true });
+          let i: number;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            const block = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            const m: SseMessage = { event: 'message', data: '' };
+            let hasData = false;
+            for (const line of block.split('\n')) {
+              if (line.startsWith('id: ')) m.id = line.slice(4);
+              else if (line.startsWith('event: ')) m.event = line.slice(7);
+              else if (line.startsWith('data: ')) (m.data += line.slice(6), (hasData = true));
+            }
+            if (m.id !== undefined) lastId = m.id;
+            if (hasData) messages.push(m);
+          }
+        }
+      } catch {
+        // connection refused or dropped: reconnect below
+      }
+      if (!stopped) await new Promise((r) => setTimeout(r, 250));
+    }
+  })();
+  return {
+    messages,
+    connections: () => connections,
+    stop: async () => {
+      stopped = true;
+      abort.abort();
+      abort = new AbortController();
+      await run;
+    },
+  };
+}
