@@ -10,6 +10,9 @@ import { loadRuntimeConfig } from '../pipelines/core/config.js';
 import { createLogger } from '../pipelines/core/logger.js';
 import { CellarMetrics } from '../pipelines/core/metrics.js';
 import { startEmbedded } from '../pipelines/runtime/embedded-runtime.js';
+import { createPgPool } from '../pipelines/core/pg.js';
+import { setThreshold } from '../pipelines/events/thresholds.js';
+import { migrate } from '../pipelines/state/migrate.js';
 import { median, result, type BenchResult } from './harness.js';
 import { startPeer, type TotalsCheck } from './peer.js';
 import { startRawRead } from './raw-read.js';
@@ -68,10 +71,7 @@ export async function embeddedBenchmarks(): Promise<BenchResult[]> {
     };
     const withHistory = median(sustained.get(cellar.name)!.changesPerS);
     const without = median(sustained.get(bare.name)!.changesPerS);
-    const historyCost = result('history cost: sustained throughput with the stock history / without', '×', [Math.round((withHistory / without) * 100) / 100], {
-      target: 0.85, details: { withHistory, without, runsWithout: sustained.get(bare.name)!.changesPerS, meaning: 'medians of this run; 1 = the history costs nothing; the target allows 15 %' },
-    });
-    return [...cellarResults(figs.cellar), ...peerResults(figs.peer), ...rawResults(figs.raw), ...ratioResults(figs), historyCost];
+    return [...cellarResults(figs.cellar), ...peerResults(figs.peer), ...rawResults(figs.raw), ...ratioResults(figs), historyCostResult(withHistory, without, sustained.get(bare.name)!)];
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);
     await redis.destroy();
@@ -80,6 +80,44 @@ export async function embeddedBenchmarks(): Promise<BenchResult[]> {
 }
 
 const round2 = (x: number) => Math.round(x * 100) / 100;
+
+/** The cost of the stock history and events as the ratio of sustained throughputs, with its details. */
+function historyCostResult(withHistory: number, without: number, bare: Sustained): BenchResult {
+  return result('history and events cost: sustained throughput with the stock history and events / without', '×', [round2(withHistory / without)], {
+    target: 0.85, details: { withHistory, without, runsWithout: bare.changesPerS, meaning: 'medians of this run; 1 = history and events cost nothing; the target allows 15 %' },
+  });
+}
+
+/**
+ * `node dist/bench/run.js history-cost`: only the embedded runtime with and without the stock history and
+ * events (CELLAR_HISTORY_RETENTION_DAYS=0), each on its own private Postgres, interleaved: the figure of
+ * the embedded suite, measured alone in a few minutes.
+ */
+export async function historyCostBenchmarks(): Promise<BenchResult[]> {
+  const servers = await Promise.all([startLocalPostgres(), startLocalPostgres()]);
+  const redis = await startLocalRedis();
+  const stops: Array<() => Promise<void>> = [];
+  try {
+    const cellar = await startCellar(servers[0]!.url, redis.url);
+    stops.push(cellar.stop);
+    const bare = await startCellar(servers[1]!.url, redis.url.replace(/\/0$/, '/1'), { history: false });
+    stops.push(bare.stop);
+    const sustained = new Map([cellar, bare].map((c) => [c.name, noSustained()]));
+    await interleave([cellar, bare], 1, (c) => sustainedRun(c, noSustained())); // warm-up
+    await interleave([cellar, bare], SUSTAINED_RUNS, (c) => sustainedRun(c, sustained.get(c.name)!));
+    const withHistory = median(sustained.get(cellar.name)!.changesPerS);
+    const without = median(sustained.get(bare.name)!.changesPerS);
+    return [
+      result('embedded sustained, with history and events', 'changes/s', sustained.get(cellar.name)!.changesPerS, { details: sustainedDetails(sustained.get(cellar.name)!) }),
+      result('embedded sustained, without history and events', 'changes/s', sustained.get(bare.name)!.changesPerS, { details: sustainedDetails(sustained.get(bare.name)!) }),
+      historyCostResult(withHistory, without, sustained.get(bare.name)!),
+    ];
+  } finally {
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+    await redis.destroy();
+    await Promise.all(servers.map((s) => s.destroy()));
+  }
+}
 
 /** What each contestant measured. */
 interface Figures {
@@ -117,6 +155,13 @@ async function startCellar(adminUrl: string, redisUrl: string, o: { history?: bo
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, `${supplierId}.yaml`), supplierYaml(supplierId, new URL(adminUrl).port, 'bench_supplier'));
     const cfg = loadRuntimeConfig({ CELLAR_PG_URL: cellarUrl, CELLAR_REDIS_URL: redisUrl, CELLAR_SUPPLIERS_DIR: dir, CELLAR_HISTORY_RETENTION_DAYS: o.history === false ? '0' : '30' });
+    if (o.history !== false) {
+      // A low-stock rule for every SKU, so that events are derived as in production (thresholds looked up).
+      const setup = createPgPool(cellarUrl, { max: 1 });
+      await migrate(setup);
+      await setThreshold(setup, { region: '*', skuPattern: '*', threshold: 20 });
+      await setup.end();
+    }
     const runtimeSamples: number[] = [];
     const observe = metrics.freshness.observe.bind(metrics.freshness);
     metrics.freshness.observe = ((labels: never, v: number) => {

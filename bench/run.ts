@@ -1,5 +1,5 @@
 import { report, type BenchResult } from './harness.js';
-import { embeddedBenchmarks } from './embedded.bench.js';
+import { embeddedBenchmarks, historyCostBenchmarks } from './embedded.bench.js';
 import { aggregateBenchmarks } from './aggregate.bench.js';
 import { normalizeBenchmarks } from './normalize.bench.js';
 import { postgresReadBenchmarks } from './postgres-reads.bench.js';
@@ -12,6 +12,7 @@ import { kafkaBenchmarks } from './kafka.bench.js';
 import { scaleBenchmarks } from './scale.bench.js';
 import { feedBenchmarks } from './feed.bench.js';
 import { pushBenchmarks } from './push.bench.js';
+import { historyBenchmarks } from './history.bench.js';
 
 /** `make bench`: runs every suite (or those named on the command line) and reports each. */
 const suites: Record<string, () => Promise<BenchResult[]>> = {
@@ -20,6 +21,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
   sinks: sinkBenchmarks,
   'postgres-reads': postgresReadBenchmarks,
   embedded: embeddedBenchmarks,
+  'history-cost': historyCostBenchmarks,
   api: apiBenchmarks,
   reconcile: reconcileBenchmarks,
   cli: cliBenchmarks,
@@ -27,10 +29,12 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
   kafka: kafkaBenchmarks,
   feed: feedBenchmarks,
   push: pushBenchmarks,
+  history: historyBenchmarks,
   scale: scaleBenchmarks,
 };
 
 const wanted = process.argv.slice(2).filter((a) => a in suites);
-for (const name of wanted.length ? wanted : Object.keys(suites)) {
+// history-cost repeats the embedded suite's figure alone: run only when named.
+for (const name of wanted.length ? wanted : Object.keys(suites).filter((n) => n !== 'history-cost')) {
   report(name, await suites[name]!());
 }

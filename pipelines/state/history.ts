@@ -76,16 +76,69 @@ export async function historyOf(q: pg.Pool, region: string, sku: string, o: { fr
   return rows.map((r) => ({ version: Number(r.version), bottles: Number(r.bottles), delta: Number(r.delta), sourceTsMs: Math.round(Number(r.ms)), contributorId: r.contributor_id, supplierId: r.supplier_id, warehouseId: r.warehouse_id, op: r.op }));
 }
 
-/** A region's totals as they stood at `asOfMs` (by source time): per SKU, the last change stamped at or before it. */
+/**
+ * A region's totals as they stood at `asOfMs` (by source time): per SKU, the last change (highest version)
+ * stamped at or before it; SKUs in C order, after `after`, starting with `prefix`, at most `limit`.
+ *
+ * Not a scan of the region's changes: a walk of the primary key (region, sku, version, source_ts; SKUs in C
+ * order, 0025) downward from an upper bound, one SKU a step, where one probe per day partition (their first
+ * rows in (sku, version) descending order, merged) gives both the next SKU down and its highest version
+ * stamped at or before the time. The cost grows with the page's SKUs times the days kept, not with the
+ * changes per day. The bound is the `limit`-th SKU of `cellar.regional_stock` after `after`: the walk finds
+ * every SKU of the history from `after` to it, whether regional_stock has it or not, and goes on to a
+ * bound further up when they are fewer than `limit`.
+ */
 export async function stockAsOf(q: pg.Pool, region: string, asOfMs: number, o: { prefix?: string; after?: string; limit: number }): Promise<Array<{ sku: string; bottles: number; version: number; sourceTsMs: number; bottleSizeMl: number | null }>> {
-  const { rows } = await query<{ sku: string; bottles: string; version: string; ms: number; bottle_size_ml: number | null }>(q, 'reading stock as of a time',
-    `SELECT h.sku, h.bottles, h.version, extract(epoch from h.source_ts) * 1000 AS ms, r.bottle_size_ml
-       FROM (SELECT DISTINCT ON (sku) sku, bottles, version, source_ts FROM cellar.stock_history
-              WHERE region = $1 AND source_ts <= to_timestamp($2 / 1000.0) AND sku COLLATE "C" > $3 AND ($4::text IS NULL OR starts_with(sku, $4))
-              ORDER BY sku, version DESC) h
-       LEFT JOIN cellar.regional_stock r ON r.region = $1 AND r.sku = h.sku
-      ORDER BY h.sku COLLATE "C" LIMIT $5`, [region, asOfMs, o.after ?? '', o.prefix ?? null, o.limit]);
-  return rows.map((r) => ({ sku: r.sku, bottles: Number(r.bottles), version: Number(r.version), sourceTsMs: Math.round(Number(r.ms)), bottleSizeMl: r.bottle_size_ml }));
+  if (o.limit < 1) return [];
+  const what = 'reading stock as of a time';
+  const after = o.after ?? '';
+  const prefix = o.prefix ?? null;
+  // The SKUs starting with the prefix are exactly those in [prefix, end) in code point order, where end is the
+  // prefix without its trailing U+10FFFF and its last code point one higher (no end when nothing is left).
+  const cps = prefix === null ? [] : [...prefix].map((c) => c.codePointAt(0)!);
+  while (cps.at(-1) === 0x10ffff) cps.pop();
+  if (cps.length) {
+    const last = cps.pop()! + 1;
+    cps.push(last === 0xd800 ? 0xe000 : last); // no surrogates in UTF-8
+  }
+  const end = cps.length ? String.fromCodePoint(...cps) : null;
+  /** The `n`-th SKU of regional_stock after `lo` (C order) within the prefix, if it has that many. */
+  const upper = async (lo: string, n: number) => (await query<{ sku: string }>(q, what,
+    `SELECT sku FROM cellar.regional_stock WHERE region = $1 AND sku COLLATE "C" > $2 AND ($3::text IS NULL OR starts_with(sku, $3))
+      ORDER BY sku COLLATE "C" OFFSET $4 LIMIT 1`, [region, lo, prefix, n - 1])).rows[0]?.sku ?? null;
+  /** The page's rows among the history's SKUs in (lo, top] (top: the prefix's end, or none, when null), at most `need`. */
+  const walk = async (lo: string, top: string | null, need: number) => {
+    const values: unknown[] = [region, asOfMs, lo, prefix, need];
+    const bounds = `AND h.sku > $3${prefix === null ? '' : ' AND h.sku >= $4'}`;
+    const first = top !== null ? `AND h.sku <= $${values.push(top)}` : end !== null ? `AND h.sku < $${values.push(end)}` : '';
+    const { rows } = await query<{ sku: string; bottles: string; version: string; ms: number; bottle_size_ml: number | null }>(q, what,
+      `WITH RECURSIVE w(sku, version, ts) AS (
+         (SELECT h.sku, h.version, h.source_ts FROM cellar.stock_history h
+           WHERE h.region = $1 AND h.source_ts <= to_timestamp($2 / 1000.0) ${bounds} ${first}
+           ORDER BY h.sku DESC, h.version DESC LIMIT 1)
+         UNION ALL
+         SELECT n.sku, n.version, n.source_ts FROM w CROSS JOIN LATERAL (
+           SELECT h.sku, h.version, h.source_ts FROM cellar.stock_history h
+            WHERE h.region = $1 AND h.source_ts <= to_timestamp($2 / 1000.0) AND h.sku < w.sku ${bounds}
+            ORDER BY h.sku DESC, h.version DESC LIMIT 1) n)
+       SELECT w.sku, h.bottles, w.version, extract(epoch from w.ts) * 1000 AS ms, r.bottle_size_ml
+         FROM w JOIN cellar.stock_history h ON h.region = $1 AND h.sku = w.sku AND h.version = w.version AND h.source_ts = w.ts
+         LEFT JOIN cellar.regional_stock r ON r.region = $1 AND r.sku = w.sku COLLATE "default"
+        WHERE $4::text IS NULL OR starts_with(w.sku, $4)
+        ORDER BY w.sku COLLATE "C" LIMIT $5`, values);
+    return rows.map((r) => ({ sku: r.sku, bottles: Number(r.bottles), version: Number(r.version), sourceTsMs: Math.round(Number(r.ms)), bottleSizeMl: r.bottle_size_ml }));
+  };
+
+  const out: Awaited<ReturnType<typeof walk>> = [];
+  let lo = after;
+  // regional_stock normally has every SKU of the history, and one bound does; when it has more (SKUs without a
+  // change kept at or before the time), the walk goes on from the bound to one twice as far.
+  for (let window = o.limit; ; window *= 2) {
+    const top = await upper(lo, window);
+    out.push(...(await walk(lo, top, o.limit - out.length)));
+    if (out.length >= o.limit || top === null) return out;
+    lo = top;
+  }
 }
 
 /** What makes up a total now: each live contributor's bottles, by supplier and warehouse. */
