@@ -130,13 +130,17 @@ export async function saveCursor(q: pg.Pool | pg.PoolClient, consumer: string, c
  * saved in the same transaction. Returns false when another process holds it.
  */
 export async function withCursor(pool: pg.Pool, consumer: string, fn: (tx: pg.PoolClient, at: EventCursor) => Promise<EventCursor>): Promise<boolean> {
-  await query(pool, `creating the event cursor of ${consumer}`, `INSERT INTO cellar.event_cursors (consumer, xid, seq)
-    VALUES ($1, pg_snapshot_xmin(pg_current_snapshot()), -1) ON CONFLICT (consumer) DO NOTHING`, [consumer]);
   return inTransaction(pool, `following the stock event log (${consumer})`, async (tx) => {
     const { rows } = await query<{ ok: boolean }>(tx, `locking the event cursor of ${consumer}`, `SELECT pg_try_advisory_xact_lock(hashtextextended('cellar.event_cursors:' || $1, 0)) AS ok`, [consumer]);
     if (!rows[0]?.ok) return false;
-    const at = await loadCursor(tx, consumer);
-    if (!at) return false;
+    let at = await loadCursor(tx, consumer);
+    if (!at) {
+      // The first time only: this transaction then takes an id until it ends.
+      await query(tx, `creating the event cursor of ${consumer}`, `INSERT INTO cellar.event_cursors (consumer, xid, seq)
+        VALUES ($1, pg_snapshot_xmin(pg_current_snapshot()), -1) ON CONFLICT (consumer) DO NOTHING`, [consumer]);
+      at = await loadCursor(tx, consumer);
+      if (!at) return false;
+    }
     const next = await fn(tx, at);
     if (next.xid !== at.xid || next.seq !== at.seq) await saveCursor(tx, consumer, next);
     return true;

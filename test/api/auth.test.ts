@@ -104,7 +104,7 @@ describe('read API access control and audit', () => {
         expect(r.body.error.code, `${op.method} ${op.path} with a ${what} key`).toBe(code);
       }
       for (const role of ['reader', 'operator', 'admin'] as const) {
-        const r = op.path === '/v1/events' ? await openEvents(`${api.url}${url}`, keys[role]) : await call(`${api.url}${url}`, keys[role], { method: op.method, body });
+        const r = op.path === '/v1/events' || op.path === '/v1/stock-events/stream' ? await openEvents(`${api.url}${url}`, keys[role]) : await call(`${api.url}${url}`, keys[role], { method: op.method, body });
         if ('close' in r) r.close();
         // A supplier's feed takes its own key (test/api/feed-push.test.ts) or an admin's, no other role.
         const allowed = op.role === 'supplier' ? role === 'admin' : ['reader', 'operator', 'admin'].indexOf(role) >= ['reader', 'operator', 'admin'].indexOf(op.role);
