@@ -86,22 +86,14 @@ const toEvent = (r: Row): LoggedStockEvent => ({
  */
 export async function readEventsAfter(q: pg.Pool | pg.PoolClient, after: EventCursor, limit: number): Promise<{ events: LoggedStockEvent[]; cursor: EventCursor }> {
   const { rows } = await query<Row>(q, 'reading the stock event log',
-    `SELECT id, seq, xid::text AS xid, type, region, sku, version, before, after, threshold,
-            extract(epoch from source_ts) * 1000 AS ms, extract(epoch from created_at) * 1000 AS created_ms
-       FROM cellar.stock_events
-      WHERE (xid, seq) > ($1::xid8, $2::bigint) AND xid < pg_snapshot_xmin(pg_current_snapshot())
-      ORDER BY xid, seq LIMIT $3`, [after.xid, after.seq, limit]);
+    // Ordered by the table's xid8 column (e.xid), never by the text alias: as text, '1000' sorts before '999'.
+    `SELECT e.id, e.seq, e.xid::text AS xid, e.type, e.region, e.sku, e.version, e.before, e.after, e.threshold,
+            extract(epoch from e.source_ts) * 1000 AS ms, extract(epoch from e.created_at) * 1000 AS created_ms
+       FROM cellar.stock_events e
+      WHERE (e.xid, e.seq) > ($1::xid8, $2::bigint) AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+      ORDER BY e.xid, e.seq LIMIT $3`, [after.xid, after.seq, limit]);
   const last = rows.at(-1);
   return { events: rows.map(toEvent), cursor: last ? { xid: last.xid, seq: last.seq } : after };
-}
-
-/** The newest events (at most `limit`, oldest first), for a follower that starts with a backlog. */
-export async function latestEvents(q: pg.Pool, limit: number): Promise<LoggedStockEvent[]> {
-  const { rows } = await query<Row>(q, 'reading the newest stock events',
-    `SELECT * FROM (SELECT id, seq, xid::text AS xid, type, region, sku, version, before, after, threshold,
-            extract(epoch from source_ts) * 1000 AS ms, extract(epoch from created_at) * 1000 AS created_ms
-       FROM cellar.stock_events WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY xid DESC, seq DESC LIMIT $1) x ORDER BY xid, seq`, [limit]);
-  return rows.map(toEvent);
 }
 
 /** The position of "now": a follower starting here gets every event not yet final, and none before. */
