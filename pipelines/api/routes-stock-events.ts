@@ -6,7 +6,7 @@ import { checkThresholdRule, listThresholds, removeThreshold, setThreshold } fro
 import type { ApiMetrics } from './api-metrics.js';
 import { ApiError, badRequest } from './errors.js';
 import { ANY_OBJECT, errorResponses, REGION, SKU } from './schemas.js';
-import { compareCursors, cursorOf, type StockEventLogHub } from './stock-event-hub.js';
+import { compareCursors, type StockEventLogHub } from './stock-event-hub.js';
 import { MAX_BUFFERED_BYTES, openEventStream } from './sse.js';
 
 interface FilterQuery { type?: string; region?: string; sku?: string; skuPrefix?: string }
@@ -60,7 +60,7 @@ export function registerStockEventRoutes(app: FastifyInstance, pool: pg.Pool, hu
       const page = await readEventsAfter(pool, at, 1000);
       for (const e of page.events) {
         if (events.length === req.query.limit) break;
-        at = cursorOf(e);
+        at = parseCursor(e.cursor);
         if (matchesFilter(e, f)) events.push(e);
       }
       if (page.events.length < 1000 || events.length === req.query.limit) {
@@ -92,7 +92,7 @@ export function registerStockEventRoutes(app: FastifyInstance, pool: pg.Pool, hu
     const queued: LoggedStockEvent[] = [];
     let closed = false;
     const send = (e: LoggedStockEvent) => {
-      const at = cursorOf(e);
+      const at = parseCursor(e.cursor);
       if (closed || compareCursors(at, sentUpTo) <= 0) return;
       sentUpTo = at;
       if (matchesFilter(e, f)) raw.write(`id: ${e.cursor}\nevent: ${e.type}\ndata: ${JSON.stringify(view(e))}\n\n`);

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from '../core/logger.js';
-import { currentCursor, readEventsAfter, type EventCursor, type LoggedStockEvent } from '../events/log.js';
+import { currentCursor, parseCursor, readEventsAfter, type EventCursor, type LoggedStockEvent } from '../events/log.js';
 
 /** Orders two log positions (`<xid>.<seq>`): negative when a is before b. */
 export function compareCursors(a: EventCursor, b: EventCursor): number {
@@ -60,7 +60,7 @@ export class StockEventLogHub {
     let at = from;
     while (compareCursors(at, upTo) < 0) {
       const { events, cursor } = await readEventsAfter(this.pool, at, BATCH);
-      for (const e of events) if (compareCursors(cursorOf(e), upTo) <= 0) out.push(e);
+      for (const e of events) if (compareCursors(parseCursor(e.cursor), upTo) <= 0) out.push(e);
       if (events.length < BATCH || compareCursors(cursor, upTo) >= 0) break;
       at = cursor;
     }
@@ -98,12 +98,6 @@ export class StockEventLogHub {
     }
     this.schedule();
   }
-}
-
-/** The position of a logged event. */
-export function cursorOf(e: LoggedStockEvent): EventCursor {
-  const [xid, seq] = e.cursor.split('.') as [string, string];
-  return { xid, seq };
 }
 
 const maxCursor = (a: EventCursor, b: EventCursor) => (compareCursors(a, b) >= 0 ? a : b);

@@ -2,20 +2,12 @@ import type { Command } from 'commander';
 import { ConfigError } from '../core/errors.js';
 import { actorOf } from './actor.js';
 import { formatTable } from './format.js';
+import { withCellarDb } from './cellar-db.js';
 
 /** Cellar's database and the stock event modules, loaded when a command runs (not for `cellar --help`). */
-const load = () => Promise.all([import('../core/config.js'), import('../core/pg.js'), import('../events/thresholds.js'), import('../events/log.js'), import('../events/derive.js'), import('../api/audit.js')])
-  .then(([config, pg, thresholds, log, derive, audit]) => ({ ...config, ...pg, ...thresholds, ...log, ...derive, ...audit }));
+const load = () => Promise.all([import('../events/thresholds.js'), import('../events/log.js'), import('../events/derive.js'), import('../api/audit.js')])
+  .then(([thresholds, log, derive, audit]) => ({ ...thresholds, ...log, ...derive, ...audit }));
 
-async function withPool<T>(fn: (pool: import('pg').Pool, m: Awaited<ReturnType<typeof load>>) => Promise<T>): Promise<T> {
-  const m = await load();
-  const pool = m.createPgPool(m.loadRuntimeConfig().pgUrl, { max: 1 });
-  try {
-    return await fn(pool, m);
-  } finally {
-    await pool.end();
-  }
-}
 
 const TYPES = ['sold_out', 'back_in_stock', 'low_stock'];
 
@@ -27,7 +19,7 @@ const TYPES = ['sold_out', 'back_in_stock', 'low_stock'];
 export function registerStockEventCommands(program: Command): void {
   const t = program.command('thresholds').description('low-stock thresholds: a total crossing from above one to at most it is a low_stock event');
   t.command('list').description('every rule, by region and SKU pattern').option('--json', 'one JSON object per line').action(async (o: { json?: boolean }) => {
-    await withPool(async (pool, m) => {
+    await withCellarDb(load, async (m, pool) => {
       const rules = await m.listThresholds(pool);
       if (o.json) for (const r of rules) console.log(JSON.stringify(r));
       else if (!rules.length) console.log('no low-stock thresholds: only sold_out and back_in_stock events are derived');
@@ -39,7 +31,7 @@ export function registerStockEventCommands(program: Command): void {
     .requiredOption('--threshold <bottles>', 'bottles: a total falling to at most this (above 0) is low')
     .option('--region <region>', 'a region, or * for every region', '*')
     .action(async (o: { sku: string; threshold: string; region: string }) => {
-      await withPool(async (pool, m) => {
+      await withCellarDb(load, async (m, pool) => {
         let rule;
         try {
           rule = m.checkThresholdRule({ region: o.region, skuPattern: o.sku, threshold: Number(o.threshold) }, { region: '--region', skuPattern: '--sku', threshold: '--threshold' });
@@ -55,7 +47,7 @@ export function registerStockEventCommands(program: Command): void {
     .requiredOption('--sku <pattern>', 'the rule\'s SKU pattern, as listed')
     .option('--region <region>', 'the rule\'s region', '*')
     .action(async (o: { sku: string; region: string }) => {
-      await withPool(async (pool, m) => {
+      await withCellarDb(load, async (m, pool) => {
         if (!(await m.removeThreshold(pool, o.region, o.sku))) throw new ConfigError(`no low-stock threshold for region ${o.region} and SKU pattern ${o.sku} (cellar thresholds list shows them)`);
         await m.recordAudit(pool, { actor: `cli:${actorOf()}`, action: 'thresholds.remove', target: `${o.region}/${o.sku}`, params: {}, outcome: 'ok' });
         console.log(`removed the low-stock threshold for ${o.sku} in ${o.region === '*' ? 'every region' : o.region}`);
@@ -76,7 +68,7 @@ export function registerStockEventCommands(program: Command): void {
       if (bad.length) throw new ConfigError(`--type ${bad.join(' ')}: expected ${TYPES.join(', ')}`);
       const limit = Number(o.limit);
       if (!Number.isInteger(limit) || limit < 1) throw new ConfigError(`--limit ${o.limit}: expected a whole number above 0`);
-      await withPool(async (pool, m) => {
+      await withCellarDb(load, async (m, pool) => {
         let at = { xid: '0', seq: '-1' };
         try {
           if (o.after) at = m.parseCursor(o.after);

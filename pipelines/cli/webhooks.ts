@@ -6,24 +6,16 @@ import type { WebhookSummary } from '../webhooks/store.js';
 import { actorOf } from './actor.js';
 import { ConfigError } from '../core/errors.js';
 import { formatTable } from './format.js';
+import { withCellarDb } from './cellar-db.js';
 
 /** Cellar's database, its webhooks and audit log, loaded when a command runs (not for `cellar --help`). */
 const load = () =>
-  Promise.all([import('../core/config.js'), import('../core/pg.js'), import('../webhooks/store.js'), import('../webhooks/deliveries.js'), import('../api/audit.js')]).then(
-    ([config, pg, store, deliveries, audit]) => ({ ...config, ...pg, ...store, ...deliveries, ...audit }),
+  Promise.all([import('../webhooks/store.js'), import('../webhooks/deliveries.js'), import('../api/audit.js')]).then(
+    ([store, deliveries, audit]) => ({ ...store, ...deliveries, ...audit }),
   );
 type Loaded = Awaited<ReturnType<typeof load>>;
 
-/** Runs `fn` with a one-connection pool on CELLAR_PG_URL, closed after. */
-async function withDb<T>(fn: (m: Loaded, pool: pg.Pool) => Promise<T>): Promise<T> {
-  const m = await load();
-  const pool = m.createPgPool(m.loadRuntimeConfig().pgUrl, { max: 1 });
-  try {
-    return await fn(m, pool);
-  } finally {
-    await pool.end();
-  }
-}
+const withDb = <T>(fn: (m: Loaded, pool: pg.Pool) => Promise<T>): Promise<T> => withCellarDb(load, fn);
 
 const iso = (d: Date | null | undefined) => (d ? d.toISOString().replace(/\.\d{3}Z$/, 'Z') : '-');
 

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from '../core/logger.js';
-import { backoffDelay } from '../core/retry.js';
+import { backoffDelay, sleep } from '../core/retry.js';
 import { readEventsAfter, withCursor, type LoggedStockEvent } from './log.js';
 
 /** Options of {@link followEventLog}. */
@@ -26,15 +26,10 @@ export interface FollowOptions {
 export function followEventLog(o: FollowOptions): { stop: () => Promise<void> } {
   const batch = o.batch ?? 500;
   const idleMs = o.idleMs ?? 250;
-  let stopped = false;
-  let wake: (() => void) | undefined;
-  const sleep = (ms: number) => new Promise<void>((r) => {
-    const t = setTimeout(r, ms);
-    wake = () => (clearTimeout(t), r());
-  });
+  const stopping = new AbortController();
   const loop = (async () => {
     let failures = 0;
-    while (!stopped) {
+    while (!stopping.signal.aborted) {
       let got = 0;
       try {
         const held = await withCursor(o.pool, o.consumer, async (_tx, at) => {
@@ -50,16 +45,15 @@ export function followEventLog(o: FollowOptions): { stop: () => Promise<void> } 
         failures++;
         const delay = backoffDelay(failures, 1_000, 30_000);
         o.log.warn({ consumer: o.consumer, err: (err as Error).message, attempt: failures, retryInMs: Math.round(delay) }, 'following the stock event log failed; the same events are tried again');
-        await sleep(delay);
+        await sleep(delay, stopping.signal);
         continue;
       }
-      if (got < batch) await sleep(idleMs);
+      if (got < batch) await sleep(idleMs, stopping.signal);
     }
   })();
   return {
     stop: async () => {
-      stopped = true;
-      wake?.();
+      stopping.abort();
       await loop;
     },
   };

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { CellarError } from '../core/errors.js';
 import { inTransaction, query } from '../core/pg.js';
 import type { StockEventType, StockLevelEvent } from './derive.js';
+import type { StockEventRecord } from '../../schemas/records.js';
 
 /**
  * A position in the stock event log: (transaction id, sequence) of the last event a follower has taken.
@@ -19,25 +20,11 @@ export interface LoggedStockEvent extends StockLevelEvent {
   createdTsMs: number;
 }
 
-/** An event as Cellar shows it outside (API, SSE, webhook bodies), in this key order; times ISO 8601. */
-export interface StockEventBody {
-  /** Deterministic: the same on every replay, attempt and redelivery; consumers deduplicate by it. */
-  id: string;
-  type: StockEventType;
-  region: string;
-  sku: string;
-  /** The total's version after the change: orders the events of one (region, sku). */
-  version: number;
-  /** The total before and after the change, bottles. */
-  before: number;
-  after: number;
-  /** low_stock: the threshold crossed; null otherwise. */
-  threshold: number | null;
-  /** Source time of the change. */
-  sourceTs: string;
-  /** When the event was written to the log. */
-  createdAt: string;
-}
+/**
+ * An event as Cellar shows it outside (API, SSE, webhook bodies), in the key order {@link eventBody} gives:
+ * the record with its source time, and the time it was written to the log, as ISO 8601.
+ */
+export type StockEventBody = Omit<StockEventRecord, 'sourceTsMs'> & { sourceTs: string; createdAt: string };
 
 /** The outside shape of a logged event. */
 export function eventBody(e: LoggedStockEvent): StockEventBody {

@@ -6,6 +6,7 @@ import type { Logger } from '../../pipelines/core/logger.js';
 import { createApiServer, type ApiServer, type ApiServerOptions } from '../../pipelines/api/server.js';
 import { createApiKey, type Role } from '../../pipelines/api/keys-store.js';
 import type { RegionalStock } from '../../schemas/records.js';
+import { sseEntries } from '../support/sse-client.js';
 
 /** A logger whose JSON lines are kept in memory, so tests can check what was (not) logged. */
 export function memoryLogger(): { log: Logger; lines: string[] } {
@@ -86,26 +87,10 @@ export async function openEvents(url: string, key: string, lastEventId?: string)
   let lastId = lastEventId;
   if (res.ok && res.body) {
     void (async () => {
-      const decoder = new TextDecoder();
-      let buf = '';
       try {
-        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-          buf += decoder.decode(chunk, { stream: true });
-          let i: number;
-          while ((i = buf.indexOf('\n\n')) >= 0) {
-            const block = buf.slice(0, i);
-            buf = buf.slice(i + 2);
-            let id: string | undefined;
-            let event = 'message';
-            const data: string[] = [];
-            for (const line of block.split('\n')) {
-              if (line.startsWith('id: ')) id = line.slice(4);
-              else if (line.startsWith('event: ')) event = line.slice(7);
-              else if (line.startsWith('data: ')) data.push(line.slice(6));
-            }
-            if (id !== undefined) lastId = id;
-            if (data.length) events.push({ id, event, data: JSON.parse(data.join('\n')) });
-          }
+        for await (const e of sseEntries(res.body as unknown as AsyncIterable<Uint8Array>)) {
+          if (e.id !== undefined) lastId = e.id;
+          if (e.data.length) events.push({ id: e.id, event: e.event, data: JSON.parse(e.data.join('\n')) });
         }
       } catch {
         /* aborted */

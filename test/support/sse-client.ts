@@ -5,6 +5,27 @@ export interface SseMessage {
   data: string;
 }
 
+/** The entries of an event stream as they arrive: each one's id (when it has one), event name and data lines. */
+export async function* sseEntries(body: AsyncIterable<Uint8Array>): AsyncGenerator<{ id?: string; event: string; data: string[] }> {
+  const decoder = new TextDecoder();
+  let buf = '';
+  for await (const chunk of body) {
+    buf += decoder.decode(chunk, { stream: true });
+    let i: number;
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      const entry: { id?: string; event: string; data: string[] } = { event: 'message', data: [] };
+      for (const line of block.split('\n')) {
+        if (line.startsWith('id: ')) entry.id = line.slice(4);
+        else if (line.startsWith('event: ')) entry.event = line.slice(7);
+        else if (line.startsWith('data: ')) entry.data.push(line.slice(6));
+      }
+      yield entry;
+    }
+  }
+}
+
 /**
  * An EventSource-like client for tests: follows `url` with `Authorization: Bearer <key>`, and when the
  * connection drops (the server killed or restarted) connects again every 250 ms with `Last-Event-ID` set to
@@ -22,24 +43,9 @@ export function followSse(url: string, key: string): { messages: SseMessage[]; c
         const res = await fetch(url, { headers: { authorization: `Bearer ${key}`, ...(lastId ? { 'last-event-id': lastId } : {}) }, signal: abort.signal });
         if (res.status !== 200 || !res.body) throw new Error(`status ${res.status}`);
         connections++;
-        const decoder = new TextDecoder();
-        let buf = '';
-        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-          buf += decoder.decode(chunk, { stream: true });
-          let i: number;
-          while ((i = buf.indexOf('\n\n')) >= 0) {
-            const block = buf.slice(0, i);
-            buf = buf.slice(i + 2);
-            const m: SseMessage = { event: 'message', data: '' };
-            let hasData = false;
-            for (const line of block.split('\n')) {
-              if (line.startsWith('id: ')) m.id = line.slice(4);
-              else if (line.startsWith('event: ')) m.event = line.slice(7);
-              else if (line.startsWith('data: ')) (m.data += line.slice(6), (hasData = true));
-            }
-            if (m.id !== undefined) lastId = m.id;
-            if (hasData) messages.push(m);
-          }
+        for await (const e of sseEntries(res.body as unknown as AsyncIterable<Uint8Array>)) {
+          if (e.id !== undefined) lastId = e.id;
+          if (e.data.length) messages.push({ ...(e.id !== undefined ? { id: e.id } : {}), event: e.event, data: e.data.join('\n') });
         }
       } catch {
         // connection refused or dropped: reconnect below
