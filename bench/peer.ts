@@ -4,8 +4,8 @@ import { createSupplierTable, pollUntil, REGIONS, ROWS, STOCK_DDL, writeSustaine
 
 /**
  * The peer: what a Postgres-savvy team builds without Cellar. Native logical replication of the supplier
- * table (publication on the supplier database, subscription in a separate `bench_peer` database on the
- * same server) and a PL/pgSQL row trigger on the subscriber's copy keeping `totals(region, sku, bottles)`
+ * table (publication on the supplier database, subscription in a separate `bench_peer` database, on another
+ * server in the embedded suite) and a PL/pgSQL row trigger on the subscriber's copy keeping `totals(region, sku, bottles)`
  * through a `depot_region` table: inserts, updates (a changed quantity as one delta; a depot or SKU move as
  * a decrement of the old total and an upsert of the new) and deletes.
  */
@@ -74,12 +74,13 @@ export interface TotalsCheck {
 }
 
 /**
- * Sets the peer up on the server at `adminUrl`: the supplier database `bench_peer_supplier` (publication
- * `peer_pub`, slot `peer_slot`) and the subscriber database `bench_peer`, and waits for the initial copy.
+ * Sets the peer up: the supplier database `bench_peer_supplier` (publication `peer_pub`, slot `peer_slot`) on
+ * the server at `adminUrl`, the subscriber database `bench_peer` on the one at `subscriberAdminUrl` (default:
+ * the same), and waits for the initial copy.
  */
-export async function startPeer(adminUrl: string): Promise<Peer> {
+export async function startPeer(adminUrl: string, subscriberAdminUrl = adminUrl): Promise<Peer> {
   const supplierUrl = await createDatabase(adminUrl, 'bench_peer_supplier');
-  const peerUrl = await createDatabase(adminUrl, 'bench_peer');
+  const peerUrl = await createDatabase(subscriberAdminUrl, 'bench_peer');
   const supplier = new pg.Client(supplierUrl);
   const peer = new pg.Client(peerUrl);
   let subscribed = false;
@@ -94,7 +95,7 @@ export async function startPeer(adminUrl: string): Promise<Peer> {
     await peer.connect();
     await createSupplierTable(supplier);
     await supplier.query('CREATE PUBLICATION peer_pub FOR TABLE public.stock');
-    // A subscription to a publication of the same server cannot create its slot itself (it would wait on its own transaction).
+    // Created here: a subscription to a publication of its own server cannot create its slot itself (it would wait on its own transaction).
     await supplier.query(`SELECT pg_create_logical_replication_slot('peer_slot', 'pgoutput')`);
     await peer.query(STOCK_DDL);
     await peer.query(PEER_SQL);

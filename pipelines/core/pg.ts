@@ -1,4 +1,6 @@
+import { finished } from 'node:stream/promises';
 import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import { pgConfig } from './pg-tls.js';
 import { fromPgError } from './errors.js';
 
@@ -21,8 +23,22 @@ export function createPgPool(url: string, options: { max?: number; applicationNa
   return pool;
 }
 
-/** Runs `fn` in a transaction on one client; converts errors. */
-export async function inTransaction<T>(pool: pg.Pool, what: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+/**
+ * A transaction left open on one client, to be finished later (see {@link beginTransaction}): a runtime can
+ * write part of a group before the previous group has committed.
+ */
+export interface OpenTransaction {
+  readonly client: pg.PoolClient;
+  /** Runs `fn` in the transaction; on an error rolls back, releases the client and throws it converted. */
+  run<T>(what: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T>;
+  /** Commits and releases the client; on an error as {@link OpenTransaction.run}. */
+  commit(what: string): Promise<void>;
+  /** Rolls back and releases the client if it is still held (never throws; safe twice). */
+  abandon(): Promise<void>;
+}
+
+/** Begins a transaction on a client of `pool`, held until it is committed or abandoned; converts errors. */
+export async function beginTransaction(pool: pg.Pool, what: string): Promise<OpenTransaction> {
   let client: pg.PoolClient;
   try {
     client = await pool.connect();
@@ -30,26 +46,52 @@ export async function inTransaction<T>(pool: pg.Pool, what: string, fn: (client:
     throw fromPgError(err, `${what}: connecting`);
   }
   let broken = false;
+  let held = true;
   // A checked-out client has no pool listener: without this one, a server restart mid-transaction emits an
   // unhandled 'error' event and ends the process. The query in flight fails (and is retried by the caller).
   const onError = () => {
     broken = true;
   };
   client.on('error', onError);
-  try {
-    await client.query('BEGIN');
-    const out = await fn(client);
-    await client.query('COMMIT');
-    return out;
-  } catch (err) {
+  const release = () => {
+    if (!held) return;
+    held = false;
+    client.off('error', onError);
+    client.release(broken);
+  };
+  const abandon = async () => {
+    if (!held) return;
     await client.query('ROLLBACK').catch(() => {
       broken = true;
     });
-    throw fromPgError(err, what);
-  } finally {
-    client.off('error', onError);
-    client.release(broken);
-  }
+    release();
+  };
+  const run = async <T>(w: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> => {
+    try {
+      return await fn(client);
+    } catch (err) {
+      await abandon();
+      throw fromPgError(err, w);
+    }
+  };
+  await run(what, (c) => c.query('BEGIN'));
+  return {
+    client,
+    run,
+    commit: async (w) => {
+      await run(w, (c) => c.query('COMMIT'));
+      release();
+    },
+    abandon,
+  };
+}
+
+/** Runs `fn` in a transaction on one client; converts errors. */
+export async function inTransaction<T>(pool: pg.Pool, what: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const tx = await beginTransaction(pool, what);
+  const out = await tx.run(what, fn);
+  await tx.commit(what);
+  return out;
 }
 
 /** Runs one query, converting errors. */
@@ -64,4 +106,27 @@ export async function query<R extends pg.QueryResultRow = pg.QueryResultRow>(
   } catch (err) {
     throw fromPgError(err, what);
   }
+}
+
+/**
+ * Sends `data` (COPY text format: rows of tab-separated fields, each line ending in `\n`) through
+ * `COPY … FROM STDIN` on one client, converting errors. Rows are parsed by the server without a query
+ * plan per row: the cheapest way to append many rows.
+ */
+export async function copyIn(client: pg.PoolClient, what: string, copySql: string, data: string): Promise<void> {
+  try {
+    const stream = client.query(copyFrom(copySql));
+    const done = finished(stream);
+    stream.end(data);
+    await done;
+  } catch (err) {
+    throw fromPgError(err, what);
+  }
+}
+
+const COPY_SPECIAL = /[\\\t\n\r]/;
+
+/** A text value as a field of COPY's text format (backslash, tab, newline and carriage return escaped). */
+export function copyField(s: string): string {
+  return COPY_SPECIAL.test(s) ? s.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r')) : s;
 }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { saveHistory } from '../state/history.js';
+import type { OpenedAhead } from './commit-ahead.js';
 import { deriveEvents, type StockLevelEvent, type Thresholds } from '../events/derive.js';
 import { saveEvents } from '../events/log.js';
 import type pg from 'pg';
@@ -69,6 +70,8 @@ export interface Prepared {
   history: HistoryEntry[];
   /** The stock events those changes make (written to `cellar.stock_events` with the history). */
   events: StockLevelEvent[];
+  /** The group's transaction, opened with its history written while the previous group commits (see CommitAhead). */
+  ahead?: Promise<OpenedAhead | undefined>;
   /** Checkpoint rows as of this group (taken now: the next group may already finish a snapshot). */
   checkpoints: Array<[string, StoredCheckpoint]>;
   confirms: Array<() => Promise<void>>;
@@ -185,12 +188,15 @@ export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Pre
   return out;
 }
 
-/** Writes a prepared group in the caller's transaction: routes, holds, contributions, totals, letters, checkpoints. */
-export async function writeGroup(s: GroupState, g: Prepared, tx: pg.PoolClient): Promise<void> {
+/**
+ * Writes a prepared group in the caller's transaction: routes, holds, contributions, history (unless
+ * `historyWritten`: written ahead in this transaction, see CommitAhead), events, totals, letters, checkpoints.
+ */
+export async function writeGroup(s: GroupState, g: Prepared, tx: pg.PoolClient, historyWritten = false): Promise<void> {
   await s.routes.save(g.routesToSave, tx);
   await s.held.apply(g.holds, g.releases, tx);
   await s.contributions.save(g.changed, EMBEDDED_PARTITION, tx);
-  await saveHistory(tx, g.history);
+  if (!historyWritten) await saveHistory(tx, g.history);
   await saveEvents(tx, g.events);
   await upsertRegionalStock(tx, g.totals);
   await insertDeadLetters(tx, [...g.letters.source, ...g.letters.normalizer, ...g.letters.aggregator]);

@@ -1,10 +1,10 @@
-import { Redis } from 'ioredis';
 import { lazyStockEventTopic } from '../kafka/stock-events.js';
 import { startStockRecords } from './stock-records.js';
+import { CommitAhead } from './commit-ahead.js';
 import { createRedis } from '../core/redis.js';
 import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
 import type { StockObservation } from '../../schemas/records.js';
-import { createPgPool, inTransaction, query } from '../core/pg.js';
+import { createPgPool, query } from '../core/pg.js';
 import { applyHeapHeadroom } from '../core/process-env.js';
 import { migrate } from '../state/migrate.js';
 import { RedisFollower } from '../../sinks/redis/follower.js';
@@ -26,7 +26,7 @@ import { CachedRouteStore } from '../state/routes.js';
 import { MappingInputsStore } from '../normalize/sku-map-store.js';
 import { readCheckpoint, type StoredCheckpoint } from '../state/checkpoints.js';
 import { deploymentId, registerDeployment } from '../state/deployments.js';
-import { EMBEDDED_PARTITION, prepareGroup, writeGroup, type GroupState, type Pending, type Prepared } from './embedded-group.js';
+import { prepareGroup, writeGroup, type GroupState, type Pending, type Prepared } from './embedded-group.js';
 import { GroupCommitLoop } from './group-commit.js';
 import { loadFeedRows } from '../state/feed-rows.js';
 import { readFeedInbox } from '../state/feed-inbox.js';
@@ -74,7 +74,8 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const suppliers = loadRegistry(cfg.suppliersDir);
   // Every session of this runtime carries one tag, so that a takeover (see RuntimeLease) can end them all.
   const sessionTag = RuntimeLease.sessionTag('embedded');
-  const pool = createPgPool(cfg.pgUrl, { max: 4, applicationName: sessionTag });
+  // Two for group commits (the one committing and the next one opened ahead), the rest for readers and timers.
+  const pool = createPgPool(cfg.pgUrl, { max: 6, applicationName: sessionTag });
   const retry = retryInPlace(log, {
     describe: (what) => dependencyAt(cfg, what),
     onRetry: (what, err, attempt) => {
@@ -138,14 +139,13 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
    * group's transaction runs while the previous group's totals go to Redis (Postgres holds them already).
    */
   let redisTail: Promise<void> = Promise.resolve();
+  const commits = new CommitAhead(pool, retry);
   const commitGroup = async (g: Prepared) => {
     const began = performance.now();
-    await retry('committing batch', () =>
-      inTransaction(pool, 'committing embedded batch', async (tx) => {
-        await lease.fence(tx);
-        await writeGroup(state, g, tx);
-      }),
-    );
+    await commits.commit(g.ahead, async (tx, historyWritten) => {
+      await lease.fence(tx);
+      await writeGroup(state, g, tx, historyWritten);
+    });
     // Postgres holds the committed state: sources are confirmed before Redis, which may be down or behind.
     for (const confirm of g.confirms) await confirm();
     for (const id of g.repairIds) queuedRepairs.delete(id);
@@ -174,7 +174,11 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     for (const t of g.totals) if (t.sourceTsMs > 0) metrics.freshness.observe({ sink: 'embedded' }, Math.max(0, now - t.sourceTsMs) / 1000);
   };
   const loop = new GroupCommitLoop<Pending, Prepared>(
-    (taken) => prepareGroup(state, taken),
+    async (taken) => {
+      const g = await prepareGroup(state, taken);
+      g.ahead = commits.ahead(g.history);
+      return g;
+    },
     commitGroup,
     (err) => {
       log.error({ err }, 'embedded batch failed');
@@ -291,6 +295,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       await board.flush(pool).catch(() => undefined);
       stopping = true;
       await loop.stop();
+      await commits.abandonAll();
       await redisTail;
       await redisFollower.stop();
       await stopDeployment(true);

@@ -1,24 +1,48 @@
 import type pg from 'pg';
 import type { HistoryEntry } from '../aggregate/aggregator.js';
-import { query } from '../core/pg.js';
+import type { CellarError } from '../core/errors.js';
+import { copyField, copyIn, query } from '../core/pg.js';
 
 /** Days ahead whose partitions exist before their rows come (today, tomorrow and the day after, UTC). */
 const DAYS_AHEAD = 2;
 const DAY_MS = 86_400_000;
+const COLUMNS = 'region, sku, version, bottles, delta, source_ts, contributor_id, supplier_id, warehouse_id, op';
 
 /**
  * Writes effective changes of totals in the caller's transaction (the one that saves the contributions),
- * each once: a replay writes the same (region, sku, version, source time) and is skipped.
+ * each once. They are appended with COPY (no plan, no conflict check per row). A replay of changes already
+ * written (the same region, sku, version and source time) cannot come through one writer, whose versions
+ * follow the saved contributions; should one come (two writers of one partition for a moment), the COPY
+ * fails on the primary key, is rolled back to its savepoint and the rows are inserted skipping those kept.
  */
-export async function saveHistory(q: pg.Pool | pg.PoolClient, entries: HistoryEntry[]): Promise<void> {
+export async function saveHistory(tx: pg.PoolClient, entries: HistoryEntry[]): Promise<void> {
   if (!entries.length) return;
+  let data = '';
+  let lastMs = NaN;
+  let lastTs = '';
+  for (const e of entries) {
+    // The changes of one source transaction share its time: its text is made once.
+    if (e.sourceTsMs !== lastMs) lastTs = new Date((lastMs = e.sourceTsMs)).toISOString();
+    data += `${copyField(e.region)}\t${copyField(e.sku)}\t${e.version}\t${e.bottles}\t${e.delta}\t${lastTs}\t${copyField(e.contributorId)}\t${copyField(e.supplierId)}\t${copyField(e.warehouseId)}\t${e.op}\n`;
+  }
+  await query(tx, 'writing stock history', 'SAVEPOINT cellar_history');
+  try {
+    await copyIn(tx, 'writing stock history', `COPY cellar.stock_history (${COLUMNS}) FROM STDIN`, data);
+  } catch (err) {
+    if ((err as CellarError).details?.pgCode !== '23505') throw err;
+    await query(tx, 'writing stock history', 'ROLLBACK TO SAVEPOINT cellar_history');
+    await insertHistory(tx, entries);
+  }
+  await query(tx, 'writing stock history', 'RELEASE SAVEPOINT cellar_history');
+}
+
+/** Inserts changes skipping those already kept (the slow path of {@link saveHistory}). */
+async function insertHistory(tx: pg.PoolClient, entries: HistoryEntry[]): Promise<void> {
   const col = <K extends keyof HistoryEntry>(k: K) => entries.map((e) => e[k]);
-  await query(q, 'writing stock history', `INSERT INTO cellar.stock_history (region, sku, version, bottles, delta, source_ts, contributor_id, supplier_id, warehouse_id, op)
-    SELECT r, s, v, b, d, to_timestamp(ms / 1000.0), c, sup, wh, op
-      FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::double precision[], $7::text[], $8::text[], $9::text[], $10::text[])
-        AS u(r, s, v, b, d, ms, c, sup, wh, op)
+  await query(tx, 'writing stock history', `INSERT INTO cellar.stock_history (${COLUMNS})
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[])
     ON CONFLICT DO NOTHING`,
-  [col('region'), col('sku'), col('version'), col('bottles'), col('delta'), col('sourceTsMs'), col('contributorId'), col('supplierId'), col('warehouseId'), col('op')]);
+  [col('region'), col('sku'), col('version'), col('bottles'), col('delta'), entries.map((e) => new Date(e.sourceTsMs).toISOString()), col('contributorId'), col('supplierId'), col('warehouseId'), col('op')]);
 }
 
 const partitionName = (day: Date) => `stock_history_${day.toISOString().slice(0, 10).replace(/-/g, '')}`;
