@@ -52,6 +52,7 @@ export class CellarMetrics {
   readonly groupPhase: Histogram<'phase'>;
   /** Embedded runtime: changes per group commit. */
   readonly groupChanges: Histogram;
+  readonly groupCommits: Counter<'path'>;
   /** File feeds: files read, by supplier and outcome (`applied`, `held`: held back as truncated). */
   readonly feedFiles: Counter<'supplier' | 'outcome'>;
   /** File feeds: rows of the supplier's last applied file. */
@@ -100,6 +101,7 @@ export class CellarMetrics {
       registers: r,
     });
     this.groupChanges = new Histogram({ name: 'cellar_group_commit_changes', help: 'Embedded runtime: changes per group commit', buckets: [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 50_000], registers: r });
+    this.groupCommits = new Counter({ name: 'cellar_group_commits_total', help: 'Embedded runtime: group commits by path (ahead: in the transaction opened while the previous group committed; whole: written again in a new one, after a retried commit or a failure on the way ahead)', labelNames: ['path'], registers: r });
     this.feedFiles = new Counter({ name: 'cellar_feed_files_total', help: 'File feeds: files read, by outcome (applied, held: held back as a likely truncated export)', labelNames: ['supplier', 'outcome'], registers: r });
     this.feedRows = new Gauge({ name: 'cellar_feed_rows', help: 'File feeds: rows of the last applied file', labelNames: ['supplier'], registers: r });
     this.feedLastApplied = new Gauge({ name: 'cellar_feed_last_applied_timestamp_seconds', help: 'File feeds: when the last file was applied', labelNames: ['supplier'], registers: r });

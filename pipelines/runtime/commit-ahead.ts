@@ -39,6 +39,8 @@ export class CommitAhead {
   constructor(
     private readonly pool: pg.Pool,
     private readonly retry: <T>(what: string, fn: () => Promise<T>) => Promise<T>,
+    /** Told the path of each committed group (cellar_group_commits_total). */
+    private readonly onCommitted?: (path: 'ahead' | 'whole') => void,
   ) {}
 
   /**
@@ -80,6 +82,7 @@ export class CommitAhead {
           this.open.delete(a.tx);
           this.lastCommittedXid = a.xid;
           this.counts.ahead++;
+          this.onCommitted?.('ahead');
           return;
         } catch {
           // Rolled back: written again whole below (a lasting error shows there).
@@ -97,6 +100,7 @@ export class CommitAhead {
         }),
       );
       this.counts.whole++;
+      this.onCommitted?.('whole');
     } finally {
       idTaken();
     }

@@ -139,7 +139,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
    * group's transaction runs while the previous group's totals go to Redis (Postgres holds them already).
    */
   let redisTail: Promise<void> = Promise.resolve();
-  const commits = new CommitAhead(pool, retry);
+  const commits = new CommitAhead(pool, retry, (path) => metrics.groupCommits.inc({ path }));
   const commitGroup = async (g: Prepared) => {
     const began = performance.now();
     await commits.commit(g.ahead, async (tx, historyWritten) => {
