@@ -130,3 +130,25 @@ const COPY_SPECIAL = /[\\\t\n\r]/;
 export function copyField(s: string): string {
   return COPY_SPECIAL.test(s) ? s.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r')) : s;
 }
+
+const ARRAY_SPECIAL = /["\\]/;
+
+/**
+ * Values as a Postgres array literal (`{"a","b\"c",NULL,1,t}`), to pass as one text parameter cast to the
+ * array type: what `pg` does for a JavaScript array, without its per-element escaping by two regular
+ * expression replacements (the bulk of a group commit's time in the runtime's thread). Strings are always
+ * quoted; null and undefined are NULL; numbers are written as JavaScript prints them (finite integers and
+ * milliseconds here); booleans as t/f.
+ */
+export function pgArray(values: ReadonlyArray<string | number | boolean | null | undefined>): string {
+  let out = '{';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (i) out += ',';
+    if (v === null || v === undefined) out += 'NULL';
+    else if (typeof v === 'string') out += ARRAY_SPECIAL.test(v) ? `"${v.replace(/["\\]/g, '\\$&')}"` : `"${v}"`;
+    else if (typeof v === 'boolean') out += v ? 't' : 'f';
+    else out += String(v);
+  }
+  return `${out}}`;
+}

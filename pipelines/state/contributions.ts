@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { query } from '../core/pg.js';
+import { pgArray, query } from '../core/pg.js';
 import type { Contribution, HistoryEntry, StockKey } from '../aggregate/aggregator.js';
 import { inTransaction } from '../core/pg.js';
 import { saveHistory } from './history.js';
@@ -82,7 +82,7 @@ export class ContributionStore {
     const list = [...rows].sort((a, b) =>
       a.region !== b.region ? (a.region < b.region ? -1 : 1) : a.sku !== b.sku ? (a.sku < b.sku ? -1 : 1) : a.contributorId < b.contributorId ? -1 : 1,
     );
-    const col = <K extends keyof Contribution>(k: K) => list.map((r) => r[k]);
+    const col = <K extends keyof Contribution>(k: K) => pgArray(list.map((r) => r[k] as string | number | boolean | null));
     await query(
       tx ?? this.pool,
       'saving aggregator contributions',

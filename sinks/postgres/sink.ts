@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { RegionalStock } from '../../schemas/records.js';
 import { latestPerKey, type SinkResult, type StockSink, type StoredStock } from '../types.js';
 import { parsePostgresSinkConfig, type PostgresSinkConfig } from './config.js';
-import { createPgPool, query } from '../../pipelines/core/pg.js';
+import { createPgPool, pgArray, query } from '../../pipelines/core/pg.js';
 
 const UPSERT = `
 INSERT INTO cellar.regional_stock AS t (region, sku, bottle_size_ml, bottles, contributors, version, source_ts, updated_at)
@@ -26,14 +26,14 @@ export async function upsertRegionalStock(q: pg.Pool | pg.PoolClient, records: R
   if (records.length === 0) return { applied: 0, skipped: 0 };
   const rows = latestPerKey(records);
   const res = await query(q, 'writing regional_stock', UPSERT, [
-    rows.map((r) => r.region),
-    rows.map((r) => r.sku),
-    rows.map((r) => r.bottles),
-    rows.map((r) => r.contributors),
-    rows.map((r) => r.version),
-    rows.map((r) => r.sourceTsMs),
-    rows.map((r) => r.updatedTsMs),
-    rows.map((r) => r.bottleSizeMl),
+    pgArray(rows.map((r) => r.region)),
+    pgArray(rows.map((r) => r.sku)),
+    pgArray(rows.map((r) => r.bottles)),
+    pgArray(rows.map((r) => r.contributors)),
+    pgArray(rows.map((r) => r.version)),
+    pgArray(rows.map((r) => r.sourceTsMs)),
+    pgArray(rows.map((r) => r.updatedTsMs)),
+    pgArray(rows.map((r) => r.bottleSizeMl)),
   ]);
   const applied = res.rowCount ?? 0;
   return { applied, skipped: records.length - applied };
