@@ -20,6 +20,7 @@ describe('file feeds in the Kafka runtime', () => {
   const R2 = rid('ke');
   const regions = feedRegions(R1, R2);
   const supplierId = rid('kfeed');
+  const rawPrefix = rid('kp');
   let cellar: { url: string; pool: pg.Pool };
   let p: PipelineUnderTest;
   let capture: ChildProcess | undefined;
@@ -34,7 +35,7 @@ describe('file feeds in the Kafka runtime', () => {
     cellar = await freshDatabase();
     feedDir = tempDir('kfeed');
     mkdirSync(feedDir, { recursive: true });
-    p = new PipelineUnderTest(cellar.url, cellar.pool, { [supplierId]: feedSupplierYaml(supplierId, feedDir, rid('kp'), regions) }, logDir);
+    p = new PipelineUnderTest(cellar.url, cellar.pool, { [supplierId]: feedSupplierYaml(supplierId, feedDir, rawPrefix, regions) }, logDir);
     for (const role of ['normalizer', 'aggregator', 'sink-postgres', 'sink-redis']) p.start(role);
   }, 60_000);
 
@@ -108,6 +109,6 @@ describe('file feeds in the Kafka runtime', () => {
   }, 600_000);
 
   it('reconciliation compares the totals with the rows capture last published, and repairs drift through the raw topic', async () => {
-    await expectFeedReconciled(cellar.pool, p.env, logDir, supplierId, current.length, converged);
+    await expectFeedReconciled(cellar.pool, p.env, logDir, supplierId, current.length, converged, () => p.consumed([`${rawPrefix}.feed.stock`]));
   }, 180_000);
 });

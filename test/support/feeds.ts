@@ -86,13 +86,15 @@ export async function feedDetail(pool: pg.Pool, supplier: string): Promise<strin
  * the rows the feed last sent (`rows`); a contribution changed behind Cellar's back is then found, named
  * and repaired through the pipeline, after which `converged` holds and a new run is clean again.
  */
-export async function expectFeedReconciled(pool: pg.Pool, env: Record<string, string>, logDir: string, supplierId: string, rows: number, converged: () => Promise<unknown[]>): Promise<void> {
+export async function expectFeedReconciled(pool: pg.Pool, env: Record<string, string>, logDir: string, supplierId: string, rows: number, converged: () => Promise<unknown[]>, consumed?: () => Promise<boolean>): Promise<void> {
   // Totals can equal the rows while repeats of them are still on their way (a revert re-sends every row):
-  // reconciliation starts once the supplier's contributions stop changing.
+  // reconciliation starts once the supplier's contributions stop changing and, where the pipeline runs on
+  // Kafka (`consumed`), once every message published has been consumed (a worker may pause longer than
+  // the contributions are watched).
   let last = '';
   for (let stable = 0, i = 0; stable < 3 && i < 120; i++) {
     const { rows: [d] } = await pool.query<{ d: string }>(`SELECT md5(coalesce(string_agg(contributor_id || source_version || deleted || bottles, ',' ORDER BY contributor_id), '')) AS d FROM cellar.stock_contributions WHERE supplier_id = $1`, [supplierId]);
-    stable = d!.d === last ? stable + 1 : 0;
+    stable = d!.d === last && (!consumed || (await consumed())) ? stable + 1 : 0;
     last = d!.d;
     await new Promise((r) => setTimeout(r, 500));
   }

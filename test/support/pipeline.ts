@@ -8,6 +8,7 @@ import { stopChild } from '../../infra/local/process.js';
 import { loadRuntimeConfig, type RuntimeConfig } from '../../pipelines/core/config.js';
 import { createLogger } from '../../pipelines/core/logger.js';
 import { connectProducer, createKafka, ensureTopics } from '../../pipelines/kafka/client.js';
+import { cellarTopics, groupId } from '../../pipelines/kafka/topics.js';
 import type { RawMessage } from '../../pipelines/demo/simulated-table.js';
 import { readRegionalStock } from '../../sinks/postgres/read.js';
 import { readRegionSnapshot } from '../../sinks/redis/read.js';
@@ -87,6 +88,28 @@ export class PipelineUnderTest {
       await new Promise((r) => setTimeout(r, 500));
     }
     return [...diff, `not converged after ${timeoutMs} ms; the workers:\n${this.explain()}`];
+  }
+
+  /**
+   * Whether each role's consumer group has committed every message of its input topics: the normalizer of
+   * `rawTopics`, the aggregator of the observations topic. Totals can be right while repeats are still
+   * on their way; this says nothing is.
+   */
+  async consumed(rawTopics: string[]): Promise<boolean> {
+    const admin = createKafka(this.cfg, createLogger('test', 'warn'), 'test-admin').admin();
+    await admin.connect();
+    try {
+      for (const [role, topics] of [['normalizer', rawTopics], ['aggregator', [cellarTopics(this.cfg).observations]]] as const) {
+        for (const topic of topics) {
+          const [ends, committed] = await Promise.all([admin.fetchTopicOffsets(topic), admin.fetchOffsets({ groupId: groupId(this.cfg, role), topics: [topic] })]);
+          const at = new Map(committed.flatMap((t) => t.partitions).map((x) => [x.partition, Number(x.offset)]));
+          if (ends.some((e) => Number(e.high) > Math.max(0, at.get(e.partition) ?? 0))) return false;
+        }
+      }
+      return true;
+    } finally {
+      await admin.disconnect();
+    }
   }
 
   async publish(messages: RawMessage[], rawTopics: string[] = []): Promise<void> {
