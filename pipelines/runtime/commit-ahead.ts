@@ -33,13 +33,11 @@ export class CommitAhead {
   /** Resolves once the transaction of the group committing now has taken its id. */
   private idTaken: Promise<void> = Promise.resolve();
   private readonly open = new Set<OpenTransaction>();
-  /** Groups committed in their transaction opened ahead, and groups written whole. */
-  readonly counts = { ahead: 0, whole: 0 };
 
   constructor(
     private readonly pool: pg.Pool,
     private readonly retry: <T>(what: string, fn: () => Promise<T>) => Promise<T>,
-    /** Told the path of each committed group (cellar_group_commits_total). */
+    /** Told the path of each committed group (the runtime counts them in cellar_group_commits_total). */
     private readonly onCommitted?: (path: 'ahead' | 'whole') => void,
   ) {}
 
@@ -81,7 +79,6 @@ export class CommitAhead {
           await a.tx.commit('committing embedded batch');
           this.open.delete(a.tx);
           this.lastCommittedXid = a.xid;
-          this.counts.ahead++;
           this.onCommitted?.('ahead');
           return;
         } catch {
@@ -99,7 +96,6 @@ export class CommitAhead {
           this.lastCommittedXid = xid;
         }),
       );
-      this.counts.whole++;
       this.onCommitted?.('whole');
     } finally {
       idTaken();

@@ -1,7 +1,6 @@
 import type pg from 'pg';
-import { pgArray, query } from '../core/pg.js';
+import { inTransaction, pgArray, query } from '../core/pg.js';
 import type { Contribution, HistoryEntry, StockKey } from '../aggregate/aggregator.js';
-import { inTransaction } from '../core/pg.js';
 import { saveHistory } from './history.js';
 import { saveEvents } from '../events/log.js';
 import type { StockEventRecord } from '../../schemas/records.js';
