@@ -2,7 +2,10 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
+import avro from 'avsc';
 import { Redis } from 'ioredis';
+import { debeziumAvroSchema, debeziumAvroValue, type ChangeSpec } from '../connectors/debezium/envelope.js';
 import { startLocalStack, type LocalStack } from '../infra/local/stack.js';
 import { spawnManaged, stopChild, tempDir } from '../infra/local/process.js';
 import { loadRuntimeConfig } from '../pipelines/core/config.js';
@@ -20,6 +23,33 @@ const SKUS = 2_000;
 const DEPOTS = 6;
 const ROWS = SKUS * DEPOTS;
 const CHANGES = 60_000;
+const COLUMNS = [{ name: 'id', type: 'int32' as const, optional: false }, { name: 'item_code', type: 'string' as const }, { name: 'depot', type: 'string' as const }, { name: 'qty', type: 'int32' as const }];
+/**
+ * The test broker keeps about 5 MB per partition and deletes older segments even when nobody read them:
+ * the publisher keeps at most this many bytes of raw changes ahead of the normalizer (over 4 partitions;
+ * a real cluster's retention is hours). What is measured is the pipeline's rate, not the publisher's.
+ */
+const MAX_IN_FLIGHT_BYTES = 8 << 20;
+
+/** Raw topic format: Debezium Avro through the Schema Registry, or Debezium JSON with schemas. */
+type Format = 'avro' | 'json';
+
+/** Turns the simulated table's Debezium JSON into the Avro messages the connector would write with the Schema Registry. */
+async function avroEncoder(registryUrl: string, table: SimulatedTable): Promise<(m: RawMessage) => { key: Buffer; value: Buffer }> {
+  const registry = new SchemaRegistry({ host: registryUrl });
+  const schema = debeziumAvroSchema(table.info, table.columns);
+  const keySchema = { type: 'record', name: 'Key', namespace: table.topic, fields: [{ name: 'id', type: 'int' }] };
+  const { id } = await registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject: `${table.topic}-value` });
+  const { id: keyId } = await registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(keySchema) }, { subject: `${table.topic}-key` });
+  const type = avro.Type.forSchema(schema as avro.Schema, { wrapUnions: 'auto' });
+  const keyType = avro.Type.forSchema(keySchema as avro.Schema);
+  const wire = (sid: number, body: Buffer) => Buffer.concat([Buffer.from([0, (sid >>> 24) & 255, (sid >>> 16) & 255, (sid >>> 8) & 255, sid & 255]), body]);
+  return (m) => {
+    const p = (JSON.parse(m.value!) as { payload: { op: ChangeSpec['op']; before: Record<string, unknown> | null; after: Record<string, unknown> | null; source: { ts_ms: number; lsn: number; txId: number } } }).payload;
+    const c: ChangeSpec = { op: p.op, before: p.before, after: p.after, tsMs: p.source.ts_ms, lsn: p.source.lsn, txId: p.source.txId };
+    return { key: wire(keyId, keyType.toBuffer({ id: (p.after ?? p.before)!.id })), value: wire(id, type.toBuffer(debeziumAvroValue(table.info, table.columns, c))) };
+  };
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** User + system CPU time of a process from /proc, ms (Linux). */
@@ -53,6 +83,15 @@ function spawnWorker(role: string, env: Record<string, string>, log: string): Ch
  * first publish until both stores hold the final totals, and where the time goes: each worker's CPU per
  * change (µs), read from /proc.
  */
+/**
+ * The Kafka runtime end to end through the broker: Debezium changes of supplier tables published to their
+ * raw topics, normalized, aggregated and written to Postgres and Redis by the four worker processes
+ * (`cellar run normalizer|aggregator|sink-postgres|sink-redis`), on private services (the librdkafka mock
+ * broker, an in-process Schema Registry, embedded Postgres, redis-server). Two raw formats, one after the
+ * other through the same workers: Debezium Avro through the Schema Registry (about 90 bytes a change) and
+ * Debezium JSON with schemas (about 2.2 KB). Sustained changes/s from the first publish until both stores
+ * hold the final totals, and where the time goes: each worker's CPU per change (µs), read from /proc.
+ */
 export async function kafkaBenchmarks(): Promise<BenchResult[]> {
   const stack: LocalStack = await startLocalStack({ envPrefix: 'CELLAR_BENCH_', docker: 'never' });
   const workers = new Map<string, ChildProcess>();
@@ -62,16 +101,17 @@ export async function kafkaBenchmarks(): Promise<BenchResult[]> {
   const redis = new Redis(stack.redisUrl, { maxRetriesPerRequest: 1 });
   redis.on('error', () => undefined);
   try {
-    const table = new SimulatedTable({ connector: 'postgresql', name: 'bench', db: 'inv', schema: 'public', table: 'stock' },
-      [{ name: 'id', type: 'int32', optional: false }, { name: 'item_code', type: 'string' }, { name: 'depot', type: 'string' }, { name: 'qty', type: 'int32' }], ['id']);
+    const formats: Format[] = ['avro', 'json'];
+    const tables = new Map(formats.map((f) => [f, new SimulatedTable({ connector: 'postgresql', name: `bench_${f}`, db: 'inv', schema: 'public', table: 'stock' }, COLUMNS, ['id'])]));
     const suppliers = join(work, 'suppliers');
     mkdirSync(suppliers, { recursive: true });
-    writeFileSync(join(suppliers, 'bench.yaml'), `id: bench
-name: Bench
+    for (const f of formats) {
+      writeFileSync(join(suppliers, `bench-${f}.yaml`), `id: bench-${f}
+name: Bench ${f}
 source:
   kind: postgres
   connection: { host: bench.internal, database: inv, user: cdc }
-  topicPrefix: bench
+  topicPrefix: bench_${f}
   tables: [{ name: public.stock }]
 mapping:
   sku: item_code
@@ -79,6 +119,7 @@ mapping:
   quantity: qty
   regions: { d0: eu, d1: eu, d2: us, d3: us, d4: ap, d5: ap }
 `);
+    }
     const env: Record<string, string> = {
       CELLAR_KAFKA_BROKERS: stack.kafkaBrokers.join(','), CELLAR_KAFKA_COMPAT: stack.kafkaCompat, CELLAR_SCHEMA_REGISTRY_URL: stack.schemaRegistryUrl,
       CELLAR_PG_URL: stack.pgUrl, CELLAR_REDIS_URL: stack.redisUrl, CELLAR_SUPPLIERS_DIR: suppliers, CELLAR_LOG_LEVEL: process.env.CELLAR_BENCH_LOG_LEVEL ?? 'warn',
@@ -86,76 +127,90 @@ mapping:
     const cfg = loadRuntimeConfig({ ...process.env, ...env });
     await migrate(pool);
     const kafka = createKafka(cfg, createLogger('bench-kafka', 'warn'), 'bench');
-    await ensureTopics(kafka, cfg, [table.topic]);
+    await ensureTopics(kafka, cfg, [...tables.values()].map((t) => t.topic));
     const producer = await connectProducer(kafka, cfg);
+    const encoders = new Map<Format, (m: RawMessage) => { key: Buffer | string | null; value: Buffer | string | null }>([
+      ['avro', await avroEncoder(stack.schemaRegistryUrl, tables.get('avro')!)],
+      ['json', (m) => ({ key: m.key, value: m.value })],
+    ]);
     for (const role of WORKER_ROLES) workers.set(role, spawnWorker(role, env, join(work, `${role}.log`)));
     const admin = kafka.admin();
     kafkaAdmin = admin;
     await admin.connect();
-    /** Raw messages published and not yet committed by the normalizer group. */
-    const normalizerLag = async () => {
-      const [ends, committed] = await Promise.all([admin.fetchTopicOffsets(table.topic), admin.fetchOffsets({ groupId: `${cfg.groupPrefix}-normalizer`, topics: [table.topic] })]);
+    /** Raw messages published to `topic` and not yet committed by the normalizer group. */
+    const normalizerLag = async (topic: string) => {
+      const [ends, committed] = await Promise.all([admin.fetchTopicOffsets(topic), admin.fetchOffsets({ groupId: `${cfg.groupPrefix}-normalizer`, topics: [topic] })]);
       const at = new Map(committed[0]?.partitions.map((p) => [p.partition, Number(p.offset)]) ?? []);
       return ends.reduce((n, e) => n + Number(e.high) - Math.max(Number(e.low), at.get(e.partition) ?? -1), 0);
     };
-    // The mock broker keeps about 5 MB per partition and deletes older segments even if nobody read them:
-    // the publisher keeps at most MAX_IN_FLIGHT raw changes ahead of the normalizer (a real cluster's
-    // retention is hours; the pipeline's rate, not the publisher's, is what is measured).
-    const MAX_IN_FLIGHT = 4_000;
-    const publish = async (messages: RawMessage[]) => {
-      for (let i = 0; i < messages.length; i += 500) {
-        while ((await normalizerLag()) > MAX_IN_FLIGHT) await sleep(5);
-        await producer.send({ topic: table.topic, acks: -1, messages: messages.slice(i, i + 500).map((m) => ({ key: m.key, value: m.value })) });
+    const publish = async (topic: string, messages: Array<{ key: Buffer | string | null; value: Buffer | string | null }>) => {
+      const bytes = messages.reduce((n, m) => n + (m.value?.length ?? 0) + (m.key?.length ?? 0), 0) / Math.max(1, messages.length);
+      const maxInFlight = Math.floor(MAX_IN_FLIGHT_BYTES / bytes);
+      const chunk = Math.max(250, Math.min(5_000, Math.floor(maxInFlight / 8)));
+      for (let i = 0; i < messages.length; i += chunk) {
+        while ((await normalizerLag(topic)) > maxInFlight - chunk) await sleep(20);
+        await producer.send({ topic, acks: -1, messages: messages.slice(i, i + chunk) });
       }
+      return { bytes: Math.round(bytes), maxInFlight };
     };
-    const expectedSum = () => [...table.rows.values()].reduce((n, r) => n + (r.qty as number), 0);
-    const sums = async () => {
+    const expectedSum = () => [...tables.values()].reduce((n, t) => n + [...t.rows.values()].reduce((m, r) => m + (r.qty as number), 0), 0);
+    /** Postgres' total, and Redis' only once Postgres is there (reading every key costs the machine CPU the workers need). */
+    const sums = async (want: number) => {
       const { rows } = await pool.query<{ s: string | null }>('SELECT sum(bottles)::text AS s FROM cellar.regional_stock').catch(() => ({ rows: [{ s: null }] }));
+      const pg = Number(rows[0]?.s ?? 0);
       let r = 0;
-      for (const region of ['eu', 'us', 'ap']) for (const v of (await readRegionSnapshot(redis, region).catch(() => new Map<string, number>())).values()) r += v;
-      return { pg: Number(rows[0]?.s ?? 0), redis: r };
+      if (pg === want) for (const region of ['eu', 'us', 'ap']) for (const v of (await readRegionSnapshot(redis, region).catch(() => new Map<string, number>())).values()) r += v;
+      return { pg, redis: r };
     };
     const caughtUp = async (timeoutMs: number) => {
       const want = expectedSum();
       const deadline = Date.now() + timeoutMs;
       for (;;) {
-        const s = await sums();
+        const s = await sums(want);
         if (s.pg === want && s.redis === want) return;
         if (Date.now() > deadline) {
           const q = async (sql: string) => JSON.stringify((await pool.query(sql).catch((e: Error) => ({ rows: [e.message] }))).rows);
           throw new Error(`Kafka runtime not caught up after ${timeoutMs} ms: Postgres ${s.pg}, Redis ${s.redis}, expected ${want}; contributions ${await q('SELECT count(*), sum(bottles) FROM cellar.stock_contributions')}; dead letters ${await q('SELECT reason, count(*) FROM cellar.dead_letters GROUP BY 1')} (logs in ${work})`);
         }
-        await sleep(25);
+        await sleep(50);
       }
     };
-    const rows: RawMessage[] = [];
-    for (let id = 0; id < ROWS; id++) rows.push(...table.insert({ id, item_code: `wine-${id % SKUS}`, depot: `d${id % DEPOTS}`, qty: 100 }));
-    await publish(rows);
-    await caughtUp(Number(process.env.CELLAR_BENCH_WARMUP_MS ?? 300_000)); // warm-up: the snapshot, groups joined, schemas registered
+    const out: BenchResult[] = [];
+    for (const format of formats) {
+      const table = tables.get(format)!;
+      const encode = encoders.get(format)!;
+      const prefix = format === 'avro' ? 'a' : 'j';
+      const rows: RawMessage[] = [];
+      for (let id = 0; id < ROWS; id++) rows.push(...table.insert({ id, item_code: `${prefix}-wine-${id % SKUS}`, depot: `d${id % DEPOTS}`, qty: 100 }));
+      await publish(table.topic, rows.map(encode));
+      await caughtUp(Number(process.env.CELLAR_BENCH_WARMUP_MS ?? 300_000)); // warm-up: the snapshot, groups joined, schemas registered
 
-    const throughput: number[] = [];
-    const publishRate: number[] = [];
-    const cpu: Array<Record<string, number>> = [];
-    for (let run = 0; run < 3; run++) {
-      const batch: RawMessage[] = [];
-      for (let i = 0; i < CHANGES; i++) {
-        const id = (run * CHANGES + i * 7) % ROWS;
-        batch.push(...table.update({ id }, { qty: (table.rows.get(String(id))!.qty as number) + 1 }));
+      const throughput: number[] = [];
+      const publishRate: number[] = [];
+      const cpu: Array<Record<string, number>> = [];
+      let sent = { bytes: 0, maxInFlight: 0 };
+      for (let run = 0; run < 3; run++) {
+        const batch: RawMessage[] = [];
+        for (let i = 0; i < CHANGES; i++) {
+          const id = (run * CHANGES + i * 7) % ROWS;
+          batch.push(...table.update({ id }, { qty: (table.rows.get(String(id))!.qty as number) + 1 }));
+        }
+        const messages = batch.map(encode);
+        const cpu0 = Object.fromEntries([...workers].map(([role, c]) => [role, cpuMs(c.pid)]));
+        const t0 = Date.now();
+        sent = await publish(table.topic, messages);
+        publishRate.push(CHANGES / ((Date.now() - t0) / 1000));
+        await caughtUp(300_000);
+        throughput.push(CHANGES / ((Date.now() - t0) / 1000));
+        cpu.push(Object.fromEntries([...workers].map(([role, c]) => [role, Math.round(((cpuMs(c.pid) - cpu0[role]!) * 1000) / CHANGES)])));
       }
-      const cpu0 = Object.fromEntries([...workers].map(([role, c]) => [role, cpuMs(c.pid)]));
-      const t0 = Date.now();
-      await publish(batch);
-      publishRate.push(CHANGES / ((Date.now() - t0) / 1000));
-      await caughtUp(300_000);
-      throughput.push(CHANGES / ((Date.now() - t0) / 1000));
-      cpu.push(Object.fromEntries([...workers].map(([role, c]) => [role, Math.round(((cpuMs(c.pid) - cpu0[role]!) * 1000) / CHANGES)])));
-    }
-    return [
-      result('kafka runtime: sustained changes/s, raw topic → Postgres + Redis (4 worker processes)', 'changes/s', throughput, {
+      const label = format === 'avro' ? 'Debezium Avro' : 'Debezium JSON with schemas';
+      out.push(result(`kafka runtime: sustained changes/s, raw topic (${label}) → Postgres + Redis (4 worker processes)`, 'changes/s', throughput, {
         target: 30_000,
-        details: { rows: ROWS, changesPerRun: CHANGES, publishChangesPerS: publishRate.map(Math.round), cpuMicrosPerChangeByWorker: cpu, broker: stack.kafkaCompat },
-      }),
-    ];
+        details: { rows: ROWS, changesPerRun: CHANGES, rawMessageBytes: sent.bytes, maxInFlight: sent.maxInFlight, publishChangesPerS: publishRate.map(Math.round), cpuMicrosPerChangeByWorker: cpu, broker: stack.kafkaCompat },
+      }));
+    }
+    return out;
   } finally {
     await kafkaAdmin?.disconnect().catch(() => undefined);
     await Promise.all([...workers.values()].map((c) => stopChild(c, 'SIGTERM', 15_000).catch(() => undefined)));

@@ -31,6 +31,8 @@ function validObservation(o: StockObservation): string | undefined {
  */
 export class AggregatorHandler implements BatchHandler {
   private readonly partitions = new Map<number, RegionalAggregator>();
+  /** Partitions with a batch in progress: their loaded keys must stay until it is persisted. */
+  private readonly busy = new Set<number>();
 
   constructor(
     private readonly store: ContributionStore,
@@ -73,13 +75,16 @@ export class AggregatorHandler implements BatchHandler {
     return agg;
   }
 
-  /** Drops least recently used keys of every partition, in proportion to what each holds, beyond the bound. */
+  /**
+   * Drops least recently used keys beyond the bound, from each partition in proportion to what it holds;
+   * never from a partition whose batch is in progress (its keys were loaded for that batch).
+   */
   private evict(): void {
     let total = 0;
     for (const a of this.partitions.values()) total += a.size;
     if (total <= this.maxContributions) return;
     let dropped = 0;
-    for (const a of this.partitions.values()) dropped += a.evict(Math.floor((this.maxContributions * a.size) / total));
+    for (const [p, a] of this.partitions) if (!this.busy.has(p)) dropped += a.evict(Math.floor((this.maxContributions * a.size) / total));
     this.log.debug({ dropped, held: total }, 'aggregate state: least recently used keys dropped from memory');
   }
 
@@ -100,6 +105,17 @@ export class AggregatorHandler implements BatchHandler {
   }
 
   async handle(batch: PartitionBatch, ctx: BatchContext): Promise<void> {
+    this.busy.add(batch.partition);
+    try {
+      await this.handleOwn(batch, ctx);
+    } finally {
+      this.busy.delete(batch.partition);
+    }
+    // Every change of this partition is persisted now: keys dropped from it are read back as they were.
+    this.evict();
+  }
+
+  private async handleOwn(batch: PartitionBatch, ctx: BatchContext): Promise<void> {
     const agg = this.state(batch.partition);
     const letters: DeadLetter[] = [];
     const observations: Array<{ o: StockObservation; m: KafkaMessage }> = [];
@@ -125,8 +141,6 @@ export class AggregatorHandler implements BatchHandler {
     const events = this.thresholds ? deriveEvents(history, this.thresholds()) : [];
     await ctx.retry('persisting contributions', () => this.store.saveWithHistory(contributions, batch.partition, history, events));
     await ctx.retry('writing dead letters', () => this.dlq.write(letters));
-    // Every partition's changes are persisted now: keys dropped here are read back as they were.
-    this.evict();
     this.metrics.recordStage('aggregator', { in: batch.messages.length, out: totals.length, stale, letters });
   }
 }

@@ -33,6 +33,9 @@ export const RuntimeConfigSpec = z.object({
   kafkaStallMs: int(60_000, 1_000).describe(
     'CELLAR_KAFKA_STALL_MS: a worker whose partitions have lag but whose committed offsets do not move, while it does no work, for this long reports itself not ready and starts its consumer again. Default 60000.',
   ),
+  kafkaPartitionsConcurrently: int(4, 1).describe(
+    'CELLAR_KAFKA_PARTITIONS_CONCURRENTLY: batches of different partitions a Kafka-runtime worker handles at once (each partition stays in order), so one partition\'s round trips to Kafka and Postgres overlap another\'s. Default 4.',
+  ),
   topicPrefix: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, . _ -').default('cellar').describe(
     'CELLAR_TOPIC_PREFIX: prefix of Cellar\'s own topics (`<prefix>.observations` …). Default `cellar`.',
   ),
@@ -138,6 +141,7 @@ const ENV_NAMES: Record<keyof RuntimeConfig, string> = {
   kafkaCompat: 'CELLAR_KAFKA_COMPAT',
   kafkaSessionTimeoutMs: 'CELLAR_KAFKA_SESSION_TIMEOUT_MS',
   kafkaStallMs: 'CELLAR_KAFKA_STALL_MS',
+  kafkaPartitionsConcurrently: 'CELLAR_KAFKA_PARTITIONS_CONCURRENTLY',
   topicPrefix: 'CELLAR_TOPIC_PREFIX',
   groupPrefix: 'CELLAR_GROUP_PREFIX',
   topicPartitions: 'CELLAR_TOPIC_PARTITIONS',

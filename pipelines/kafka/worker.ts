@@ -57,6 +57,13 @@ export interface ConsumerWorkerOptions {
   stallMs?: number;
   /** How often lag is measured, ms. Default 5 000. */
   lagIntervalMs?: number;
+  /**
+   * Batches of different partitions handled at once (one at a time per partition, in offset order).
+   * Handlers must tolerate it: their partitions' keys are disjoint. Default 1.
+   */
+  partitionsConcurrently?: number;
+  /** Longest a fetch waits at the broker for new messages, ms. Default 500 (Kafka's `fetch.max.wait.ms`). */
+  maxWaitMs?: number;
 }
 
 /** A running stage worker. */
@@ -87,6 +94,8 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
   /** When the member last did work: a batch began, a retry, a commit (the stall watch's clock). */
   let lastActivity = Date.now();
   let assigned: Array<{ topic: string; partition: number }> = [];
+  /** Rewinds begun so far (a batch that overlapped one does not commit). */
+  let rewinds = 0;
   let consumer: Consumer;
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
@@ -94,6 +103,7 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
   const eachBatch = async ({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload) => {
     if (!isRunning() || isStale() || batch.messages.length === 0) return;
     lastActivity = Date.now();
+    const rewindsAtStart = rewinds;
     let rewind = false;
     const ctx: BatchContext = {
       signal: abort.signal,
@@ -122,9 +132,13 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
       throw err;
     }
     if (rewind) {
+      rewinds++;
       await ctx.retry('rewinding to the earliest offsets', () => rewindToEarliest(kafka, consumer, batch.topic, assigned, log));
       return;
     }
+    // Another partition's batch rewound (or a seek or rebalance came) while this one ran: its offset is not
+    // committed, so the replay is not skipped should the process die before it is done.
+    if (isStale() || rewinds !== rewindsAtStart) return;
     resolveOffset(batch.lastOffset());
     const next = (BigInt(batch.lastOffset()) + 1n).toString();
     const lag = BigInt(batch.highWatermark) - BigInt(next);
@@ -157,6 +171,7 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
   const launch = async (): Promise<void> => {
     const c = kafka.consumer({
       groupId,
+      maxWaitTimeInMs: opts.maxWaitMs ?? 500,
       sessionTimeout: opts.sessionTimeoutMs ?? 30_000,
       rebalanceTimeout: 60_000,
       heartbeatInterval: Math.max(500, Math.floor((opts.sessionTimeoutMs ?? 30_000) / 10)),
@@ -187,7 +202,7 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
       await c.disconnect().catch(() => undefined);
       throw fromKafkaError(err, `starting consumer group ${groupId}`);
     }
-    await c.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch });
+    await c.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: opts.partitionsConcurrently ?? 1, eachBatch });
   };
 
   const relaunch = async (): Promise<void> => {

@@ -41,6 +41,12 @@ export function rawTopics(suppliers: Supplier[], inputs?: MappingInputsStore): R
  */
 export class NormalizerHandler implements BatchHandler {
   private readonly byTopic: Map<string, RawTopic>;
+  /**
+   * Batches of different partitions are normalized one at a time (their writes overlap): the bottle sizes
+   * one batch pins must be persisted, or the batch normalized again, before its observations leave, and a
+   * flush takes every pending pin of the process.
+   */
+  private normalizing: Promise<unknown> = Promise.resolve();
 
   constructor(
     topics: RawTopic[],
@@ -88,7 +94,7 @@ export class NormalizerHandler implements BatchHandler {
       this.metrics.recordStage('normalizer', { in: batch.messages.length, letters });
       return;
     }
-    const result = await normalizeBatch(
+    const run = () => normalizeBatch(
       batch.messages.map((m) => ({ key: m.key, value: m.value, ref: m })),
       { supplierId: raw.supplier.id, mapping: raw.mapping, table: raw.table, keyColumns: raw.keyColumns },
       {
@@ -101,6 +107,9 @@ export class NormalizerHandler implements BatchHandler {
         onDefect: (err) => this.log.error({ err, topic: batch.topic, partition: batch.partition }, 'unexpected error on one record; dead-lettered'),
       },
     );
+    const turn = this.normalizing.then(run, run);
+    this.normalizing = turn.catch(() => undefined);
+    const result = await turn;
     const observations = result.observations;
     const changedRoutes = result.routes;
     const letters = result.rejected.map((r) => this.deadLetter(batch, r.ref, r.reason, r.message, raw.supplier.id, r.position));

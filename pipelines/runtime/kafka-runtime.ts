@@ -147,7 +147,7 @@ export async function startWorker(
     const stopDeployment = await wait('Postgres (cellar.deployments)', () => registerDeployment(getPool(), deploymentId('kafka', cfg.topicPrefix), role, log, (m) => (conflict = m)));
     closers.push(() => stopDeployment());
     const consume = (t: string[], h: BatchHandler) =>
-      startConsumerWorker({ kafka, groupId: groupId(cfg, role), topics: t, handler: h, log, sessionTimeoutMs: cfg.kafkaSessionTimeoutMs, stallMs: cfg.kafkaStallMs, metrics });
+      startConsumerWorker({ kafka, groupId: groupId(cfg, role), topics: t, handler: h, log, sessionTimeoutMs: cfg.kafkaSessionTimeoutMs, stallMs: cfg.kafkaStallMs, partitionsConcurrently: cfg.kafkaPartitionsConcurrently, metrics });
     let running = await wait('consumer group', () => consume(inputTopics, handler));
     worker = running;
 
