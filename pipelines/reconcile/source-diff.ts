@@ -240,9 +240,12 @@ interface CopyConnection {
 
 /**
  * `COPY … FROM STDIN` of `data` (COPY text format) on `client`: a query object node-postgres runs in its
- * queue like any other (its submittable protocol), which sends the data when the server asks for it.
- * COPY parses rows several times faster than an INSERT of arrays, and the staging is most of the work a
- * run gives Cellar's Postgres.
+ * queue like any other (its submittable protocol). The data is written right behind the query, not when the
+ * server's CopyInResponse is read: that answer would wait for this process' event loop, which is busy
+ * normalizing the next chunk, so the server would sit idle meanwhile. The server reads the data once in copy
+ * mode; should the COPY fail before that, it discards copy messages outside copy mode (the protocol says
+ * so) and the error is reported as usual. COPY parses rows several times faster than an INSERT of arrays,
+ * and the staging is most of the work a run gives Cellar's Postgres.
  */
 function copyIn(client: pg.PoolClient, text: string, data: string): Promise<void> {
   return new Promise<void>((resolve, reject) => {
@@ -254,11 +257,12 @@ function copyIn(client: pg.PoolClient, text: string, data: string): Promise<void
       else resolve();
     };
     const submittable = {
-      submit: (connection: CopyConnection) => connection.query(text),
-      handleCopyInResponse: (connection: CopyConnection) => {
+      submit: (connection: CopyConnection) => {
+        connection.query(text);
         connection.sendCopyFromChunk(Buffer.from(data, 'utf8'));
         connection.endCopyFrom();
       },
+      handleCopyInResponse: () => undefined,
       handleCommandComplete: () => undefined,
       handleReadyForQuery: () => finish(),
       handleError: (err: unknown) => finish(err),
