@@ -1,6 +1,4 @@
-import { finished } from 'node:stream/promises';
 import pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import { pgConfig } from './pg-tls.js';
 import { fromPgError } from './errors.js';
 
@@ -108,20 +106,52 @@ export async function query<R extends pg.QueryResultRow = pg.QueryResultRow>(
   }
 }
 
+/** The parts of node-postgres' connection a COPY FROM STDIN writes to. */
+interface CopyConnection {
+  query(text: string): void;
+  sendCopyFromChunk(chunk: Buffer): void;
+  endCopyFrom(): void;
+}
+
 /**
  * Sends `data` (COPY text format: rows of tab-separated fields, each line ending in `\n`) through
  * `COPY … FROM STDIN` on one client, converting errors. Rows are parsed by the server without a query
  * plan per row: the cheapest way to append many rows.
+ *
+ * A query object in node-postgres' queue (its submittable protocol) writes the data right behind the
+ * query, not when the server's CopyInResponse is read: that answer waits for this process' event loop,
+ * often busy with the next batch, and the server would sit idle meanwhile. The server reads the data once
+ * in copy mode; should the COPY fail before that, it discards copy messages outside copy mode (as the
+ * protocol says) and the error is reported as usual.
  */
-export async function copyIn(client: pg.PoolClient, what: string, copySql: string, data: string): Promise<void> {
-  try {
-    const stream = client.query(copyFrom(copySql));
-    const done = finished(stream);
-    stream.end(data);
-    await done;
-  } catch (err) {
-    throw fromPgError(err, what);
-  }
+export function copyIn(client: pg.PoolClient, what: string, copySql: string, data: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let done = false;
+    // An error settles at once: a broken connection sends no ReadyForQuery after it.
+    const finish = (err?: unknown) => {
+      if (done) return;
+      done = true;
+      if (err === undefined) resolve();
+      else reject(fromPgError(err, what));
+    };
+    const submittable = {
+      submit: (connection: CopyConnection) => {
+        connection.query(copySql);
+        connection.sendCopyFromChunk(Buffer.from(data, 'utf8'));
+        connection.endCopyFrom();
+      },
+      handleCopyInResponse: () => undefined,
+      handleCommandComplete: () => undefined,
+      handleError: (err: unknown) => finish(err),
+      handleReadyForQuery: () => finish(),
+      handleRowDescription: () => undefined,
+      handleDataRow: () => undefined,
+      handleEmptyQuery: () => undefined,
+      handlePortalSuspended: () => undefined,
+      handleCopyData: () => undefined,
+    };
+    client.query(submittable as unknown as pg.Submittable);
+  });
 }
 
 const COPY_SPECIAL = /[\\\t\n\r]/;

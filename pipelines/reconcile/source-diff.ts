@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Supplier } from '../../connectors/registry/loader.js';
 import { fromPgError } from '../core/errors.js';
+import { copyIn } from '../core/pg.js';
 import type { ChangeEvent } from '../normalize/debezium.js';
 import type { CompiledMapping } from '../normalize/mapping.js';
 import { contributorIdOf } from '../normalize/normalize.js';
@@ -190,7 +191,7 @@ async function stage(ctx: DiffContext, client: pg.PoolClient, out: DiffSummary):
         }
       }
       if (pending) await pending;
-      pending = copyIn(client, `COPY ${STAGE} FROM STDIN`, text);
+      pending = copyIn(client, 'staging source rows', `COPY ${STAGE} FROM STDIN`, text);
       // Awaited before the next COPY; marked handled so a failure is not reported as unhandled meanwhile.
       pending.catch(() => undefined);
       // Pins queued for the runtime to persist: reconciliation never persists them (the pinned sizes stay).
@@ -229,49 +230,4 @@ async function sql<R extends pg.QueryResultRow = pg.QueryResultRow>(client: pg.P
   } catch (err) {
     throw fromPgError(err, what);
   }
-}
-
-/** The parts of node-postgres' connection a COPY FROM STDIN writes to (as pg-copy-streams does). */
-interface CopyConnection {
-  query(text: string): void;
-  sendCopyFromChunk(chunk: Buffer): void;
-  endCopyFrom(): void;
-}
-
-/**
- * `COPY … FROM STDIN` of `data` (COPY text format) on `client`: a query object node-postgres runs in its
- * queue like any other (its submittable protocol). The data is written right behind the query, not when the
- * server's CopyInResponse is read: that answer would wait for this process' event loop, which is busy
- * normalizing the next chunk, so the server would sit idle meanwhile. The server reads the data once in copy
- * mode; should the COPY fail before that, it discards copy messages outside copy mode (the protocol says
- * so) and the error is reported as usual. COPY parses rows several times faster than an INSERT of arrays,
- * and the staging is most of the work a run gives Cellar's Postgres.
- */
-function copyIn(client: pg.PoolClient, text: string, data: string): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    let done = false;
-    const finish = (err?: unknown) => {
-      if (done) return;
-      done = true;
-      if (err) reject(fromPgError(err, 'staging source rows'));
-      else resolve();
-    };
-    const submittable = {
-      submit: (connection: CopyConnection) => {
-        connection.query(text);
-        connection.sendCopyFromChunk(Buffer.from(data, 'utf8'));
-        connection.endCopyFrom();
-      },
-      handleCopyInResponse: () => undefined,
-      handleCommandComplete: () => undefined,
-      handleReadyForQuery: () => finish(),
-      handleError: (err: unknown) => finish(err),
-      handleRowDescription: () => undefined,
-      handleDataRow: () => undefined,
-      handleEmptyQuery: () => undefined,
-      handlePortalSuspended: () => undefined,
-      handleCopyData: () => undefined,
-    };
-    client.query(submittable as unknown as pg.Submittable);
-  });
 }

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import type { HistoryEntry } from '../../pipelines/aggregate/aggregator.js';
-import { inTransaction } from '../../pipelines/core/pg.js';
+import { copyIn, inTransaction } from '../../pipelines/core/pg.js';
 import { historyOf, maintainHistory, saveHistory } from '../../pipelines/state/history.js';
 import { freshDatabase, rid } from '../support/services.js';
 
@@ -72,5 +72,37 @@ describe('stock history writes', () => {
     expect(await read('rolled-back')).toEqual([]);
     await inTransaction(db.pool, 'test', (tx) => saveHistory(tx, [entry('rolled-back', 1)]));
     expect((await read('rolled-back')).map((r) => r.version)).toEqual([1]);
+  });
+  // copyIn writes the rows right behind the query, before the server has entered copy mode.
+  it('a COPY that fails before copy mode reports its error and the session goes on; a killed session fails it', async () => {
+    const client = await db.pool.connect();
+    try {
+      const err = await copyIn(client, 'copying into a missing table', 'COPY cellar.no_such_table FROM STDIN', 'a\tb\n').catch((e: Error) => e);
+      expect(String(err)).toMatch(/copying into a missing table.*no_such_table/);
+      // The rows sent early were discarded, not read as commands: the session answers, and a good COPY works.
+      expect((await client.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+      await client.query('CREATE TEMP TABLE copy_probe (a text, b int)');
+      await copyIn(client, 'copying', 'COPY copy_probe FROM STDIN', 'x\t1\ny\t2\n');
+      expect((await client.query('SELECT count(*)::int AS n FROM copy_probe')).rows[0].n).toBe(2);
+      const bad = await copyIn(client, 'copying a bad row', 'COPY copy_probe FROM STDIN', 'z\tnot-a-number\n').catch((e: Error) => e);
+      expect(String(bad)).toMatch(/copying a bad row.*integer/);
+      expect((await client.query('SELECT count(*)::int AS n FROM copy_probe')).rows[0].n).toBe(2);
+    } finally {
+      client.release(true);
+    }
+    const victim = await db.pool.connect();
+    victim.on('error', () => undefined);
+    try {
+      const pid = (await victim.query<{ p: number }>('SELECT pg_backend_pid() AS p')).rows[0]!.p;
+      await victim.query('CREATE TEMP TABLE copy_slow (a text)');
+      // A COPY of many rows in flight while its session is terminated from another: it must settle with an error.
+      const rows = 'r\n'.repeat(2_000_000);
+      const inFlight = copyIn(victim, 'copying while terminated', 'COPY copy_slow FROM STDIN', rows).then(() => 'done', (e: Error) => String(e));
+      await db.pool.query('SELECT pg_terminate_backend($1)', [pid]);
+      const outcome = await Promise.race([inFlight, new Promise((r) => setTimeout(() => r('still waiting after 10 s'), 10_000))]);
+      expect(outcome === 'done' || /copying while terminated|terminat/i.test(String(outcome)), String(outcome)).toBe(true);
+    } finally {
+      victim.release(true);
+    }
   });
 });
