@@ -52,6 +52,15 @@ export function watchSourceHealth(o: {
       measuring = false;
     }
   };
+  // A change of state (snapshotting, streaming, restarting) is written within moments, not at the next flush:
+  // the supplier view and `cellar status` show a reader as soon as it runs.
+  let soon: NodeJS.Timeout | undefined;
+  o.board.onStateChange = () => {
+    soon ??= setTimeout(() => {
+      soon = undefined;
+      publish();
+    }, 50).unref();
+  };
   const flushTimer = setInterval(publish, STATUS_FLUSH_MS);
   const lagTimer = setInterval(() => void measure(), LAG_MEASURE_MS);
   flushTimer.unref();
@@ -60,6 +69,8 @@ export function watchSourceHealth(o: {
   void measure();
   return {
     stop: () => {
+      o.board.onStateChange = undefined;
+      if (soon) clearTimeout(soon);
       clearInterval(flushTimer);
       clearInterval(lagTimer);
     },

@@ -30,6 +30,8 @@ export interface SourceStatus {
  */
 export class SourceStatusBoard {
   private readonly rows = new Map<string, SourceStatus>();
+  /** Called when a supplier's reader changes state, so the change can be written at once, not at the next flush. */
+  onStateChange: (() => void) | undefined;
 
   constructor(private readonly runtime: 'embedded' | 'capture') {}
 
@@ -46,10 +48,12 @@ export class SourceStatusBoard {
   /** Moves a supplier's reader to `state` (the clock restarts only on a change of state). */
   set(supplierId: string, state: CaptureState, detail: string | null = null): void {
     const r = this.row(supplierId);
-    if (r.state !== state) r.stateSince = new Date();
+    const changed = r.state !== state;
+    if (changed) r.stateSince = new Date();
     if (state === 'restarting' && r.state !== 'restarting') r.restarts++;
     r.state = state;
     r.detail = detail;
+    if (changed) this.onStateChange?.();
   }
 
   /** A batch was handed over (`detail`: what a feed did with its file, shown until the next one). */
