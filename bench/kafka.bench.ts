@@ -2,10 +2,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
-import avro from 'avsc';
 import { Redis } from 'ioredis';
-import { debeziumAvroSchema, debeziumAvroValue, type ChangeSpec } from '../connectors/debezium/envelope.js';
+import type { ChangeSpec } from '../connectors/debezium/envelope.js';
 import { startLocalStack, type LocalStack } from '../infra/local/stack.js';
 import { spawnManaged, stopChild, tempDir } from '../infra/local/process.js';
 import { loadRuntimeConfig } from '../pipelines/core/config.js';
@@ -17,6 +15,7 @@ import { migrate } from '../pipelines/state/migrate.js';
 import { SimulatedTable, type RawMessage } from '../pipelines/demo/simulated-table.js';
 import { assetPath } from '../pipelines/core/paths.js';
 import { readRegionSnapshot } from '../sinks/redis/read.js';
+import { debeziumAvroWriter } from './debezium-avro-writer.js';
 import { result, type BenchResult } from './harness.js';
 
 const SKUS = 2_000;
@@ -36,18 +35,10 @@ type Format = 'avro' | 'json';
 
 /** Turns the simulated table's Debezium JSON into the Avro messages the connector would write with the Schema Registry. */
 async function avroEncoder(registryUrl: string, table: SimulatedTable): Promise<(m: RawMessage) => { key: Buffer; value: Buffer }> {
-  const registry = new SchemaRegistry({ host: registryUrl });
-  const schema = debeziumAvroSchema(table.info, table.columns);
-  const keySchema = { type: 'record', name: 'Key', namespace: table.topic, fields: [{ name: 'id', type: 'int' }] };
-  const { id } = await registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject: `${table.topic}-value` });
-  const { id: keyId } = await registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(keySchema) }, { subject: `${table.topic}-key` });
-  const type = avro.Type.forSchema(schema as avro.Schema, { wrapUnions: 'auto' });
-  const keyType = avro.Type.forSchema(keySchema as avro.Schema);
-  const wire = (sid: number, body: Buffer) => Buffer.concat([Buffer.from([0, (sid >>> 24) & 255, (sid >>> 16) & 255, (sid >>> 8) & 255, sid & 255]), body]);
+  const write = await debeziumAvroWriter(registryUrl, table.info, table.columns);
   return (m) => {
     const p = (JSON.parse(m.value!) as { payload: { op: ChangeSpec['op']; before: Record<string, unknown> | null; after: Record<string, unknown> | null; source: { ts_ms: number; lsn: number; txId: number } } }).payload;
-    const c: ChangeSpec = { op: p.op, before: p.before, after: p.after, tsMs: p.source.ts_ms, lsn: p.source.lsn, txId: p.source.txId };
-    return { key: wire(keyId, keyType.toBuffer({ id: (p.after ?? p.before)!.id })), value: wire(id, type.toBuffer(debeziumAvroValue(table.info, table.columns, c))) };
+    return write({ op: p.op, before: p.before, after: p.after, tsMs: p.source.ts_ms, lsn: p.source.lsn, txId: p.source.txId });
   };
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,11 +1,10 @@
-import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
-import avro from 'avsc';
-import { debeziumAvroSchema, debeziumAvroValue, debeziumJsonMessage, type ColumnDef, type SourceInfo } from '../connectors/debezium/envelope.js';
+import { debeziumJsonMessage, type ColumnDef, type SourceInfo } from '../connectors/debezium/envelope.js';
 import { parseSupplier } from '../connectors/registry/loader.js';
 import { startLocalSchemaRegistry } from '../infra/local/schema-registry.js';
 import { decodeRawChange, DebeziumAvroDecoder } from '../pipelines/normalize/debezium-avro.js';
 import { compileMapping } from '../pipelines/normalize/mapping.js';
 import { contributorIdOf, normalizeChange, type Route } from '../pipelines/normalize/normalize.js';
+import { debeziumAvroWriter } from './debezium-avro-writer.js';
 import { repeat, result, type BenchResult } from './harness.js';
 
 const N = 100_000;
@@ -74,15 +73,7 @@ export async function normalizeBenchmarks(): Promise<BenchResult[]> {
   });
   const sr = await startLocalSchemaRegistry();
   try {
-    const registry = new SchemaRegistry({ host: sr.url });
-    const schema = debeziumAvroSchema(info, columns);
-    const { id } = await registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(schema) }, { subject: 'north.public.stock-value' });
-    const keySchema = { type: 'record', name: 'Key', namespace: 'north.public.stock', fields: [{ name: 'id', type: 'int' }] };
-    const { id: keyId } = await registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(keySchema) }, { subject: 'north.public.stock-key' });
-    const type = avro.Type.forSchema(schema as avro.Schema, { wrapUnions: 'auto' });
-    const keyType = avro.Type.forSchema(keySchema as avro.Schema);
-    const wire = (sid: number, body: Buffer) => Buffer.concat([Buffer.from([0, (sid >>> 24) & 255, (sid >>> 16) & 255, (sid >>> 8) & 255, sid & 255]), body]);
-    const avroMessage = (c: (typeof all)[number]) => ({ key: wire(keyId, keyType.toBuffer({ id: c.after.id })), value: wire(id, type.toBuffer(debeziumAvroValue(info, columns, c))) });
+    const avroMessage = await debeziumAvroWriter(sr.url, info, columns);
     // The writer schemas are fetched now, while the registry connection is fresh: building the messages
     // takes seconds, and a kept-alive connection the registry closed meanwhile fails with ECONNRESET.
     const decoder = new DebeziumAvroDecoder(sr.url);

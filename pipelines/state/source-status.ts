@@ -50,7 +50,7 @@ export class SourceStatusBoard {
     const r = this.row(supplierId);
     const changed = r.state !== state;
     if (changed) r.stateSince = new Date();
-    if (state === 'restarting' && r.state !== 'restarting') r.restarts++;
+    if (changed && state === 'restarting') r.restarts++;
     r.state = state;
     r.detail = detail;
     if (changed) this.onStateChange?.();
