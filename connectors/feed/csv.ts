@@ -18,6 +18,10 @@ export interface CsvLineError {
   message: string;
   /** The raw text of the line (cut at 500 characters), for the dead letter. */
   text: string;
+  /** The line's fields when it could be split (another number of fields than the header). */
+  fields?: string[];
+  /** Set for a problem of the header line itself (its rows still read). */
+  header?: true;
 }
 
 /** A parsed CSV feed: its header, its rows, the lines refused, and what was detected. */
@@ -156,12 +160,12 @@ export function parseFeedCsv(bytes: Uint8Array, opts: CsvOptions = {}): ParsedCs
     if (!header) {
       header = r.fields.map((f) => f.trim());
       const dup = header.find((h, k) => header!.indexOf(h) !== k);
-      if (dup !== undefined) out.errors.push({ line: r.line, message: `column "${dup}" appears twice in the header`, text: firstLine.slice(0, 500) });
+      if (dup !== undefined) out.errors.push({ line: r.line, message: `column "${dup}" appears twice in the header`, text: firstLine.slice(0, 500), header: true });
       out.header = header;
       continue;
     }
     if (r.fields.length !== header.length) {
-      out.errors.push({ line: r.line, message: `${r.fields.length} fields where the header has ${header.length}`, text: r.fields.join(delimiter).slice(0, 500) });
+      out.errors.push({ line: r.line, message: `${r.fields.length} fields where the header has ${header.length}`, text: r.fields.join(delimiter).slice(0, 500), fields: r.fields });
       continue;
     }
     const row: Record<string, string | null> = {};

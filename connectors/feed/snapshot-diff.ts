@@ -100,3 +100,36 @@ export function truncationGuard(previousRows: number, nextRows: number, minFract
   }
   return undefined;
 }
+
+/** A line of a snapshot that could not be read as a row (see `CsvLineError`). */
+export interface UnreadableLine {
+  line: number;
+  text: string;
+  /** Its fields when it could be split; otherwise its text is split at the delimiter. */
+  fields?: string[];
+}
+
+/**
+ * Rows the last applied snapshot had, that this one lacks, and that a line it could not read still names
+ * by its key columns (a line cut short, a stray quote after the key): key → line. Those rows are kept as
+ * last applied instead of deleted, since the supplier did not drop them: the line was garbled. Pure.
+ *
+ * The key is read from the fields at the key columns' header positions (quotes and blanks around a value
+ * dropped) and counts only when it names one of `absent`, so a line whose fields shifted (a delimiter
+ * inside an unquoted value) names no row, and rows absent from a file are deleted as usual.
+ */
+export function rowsNamedByUnreadableLines(absent: readonly string[], header: readonly string[], keyColumns: readonly string[], lines: readonly UnreadableLine[], delimiter: string): Map<string, number> {
+  const out = new Map<string, number>();
+  if (!absent.length || !lines.length) return out;
+  const candidates = new Set(absent);
+  const at = keyColumns.map((c) => header.indexOf(c));
+  if (at.some((i) => i < 0)) return out;
+  for (const l of lines) {
+    const fields = l.fields ?? l.text.split(delimiter);
+    const values = at.map((i) => (fields[i] ?? '').trim().replace(/^"+|"+$/g, '').trim());
+    if (values.some((v) => v === '')) continue;
+    const key = JSON.stringify(values);
+    if (candidates.has(key) && !out.has(key)) out.set(key, l.line);
+  }
+  return out;
+}

@@ -7,7 +7,7 @@ import type { FeedConfig } from './config.js';
 import { parseFeedCsv, type ParsedCsv } from './csv.js';
 import { isXlsx, parseFeedSpreadsheet } from './spreadsheet.js';
 import { currentFile, type FeedFile, type FeedFileId } from './fetch.js';
-import { diffSnapshot, feedKey, MissingKeyError, PENDING_HASH, rowHash, truncationGuard, type KeyedFeedRow, type RememberedRow } from './snapshot-diff.js';
+import { diffSnapshot, feedKey, MissingKeyError, PENDING_HASH, rowHash, rowsNamedByUnreadableLines, truncationGuard, type KeyedFeedRow, type RememberedRow } from './snapshot-diff.js';
 
 /** Where a feed stands: the version its last applied file gave its rows, that file, and its row count. */
 export interface FeedPosition {
@@ -50,6 +50,11 @@ export interface FeedReport {
   deletes: number;
   unchanged: number;
   rejected: number;
+  /**
+   * Rows the file lacks that one of its unreadable lines names by key: kept as last applied, not deleted
+   * (the line was garbled, the row not dropped). Absent when none.
+   */
+  kept?: number;
   /** Set when the file was held back instead of applied. */
   held?: string;
 }
@@ -169,10 +174,14 @@ export class FeedSource {
       const op = this.force ? 'r' : this.rows.has(r.key) ? 'u' : 'c';
       changes.push(new SourceChange(this.info, columns, key, { op, before: null, after: r.row, tsMs: file.mtimeMs, feedVersion: seq, line: r.line, feedFile: file.name }));
     }
-    for (const k of diff.deletes) changes.push(deleteChange(this.info, columns, key, k, { tsMs: file.mtimeMs, feedVersion: seq, feedFile: file.name }));
-    const report: FeedReport = { file: file.name, rows: unique, upserts: upserts.length, deletes: diff.deletes.length, unchanged: this.force ? 0 : diff.unchanged, rejected: rejected.length };
+    // A garbled line of a row must not delete that row: it stays as the last applied file left it.
+    const kept = rowsNamedByUnreadableLines(diff.deletes, parsed.header, key, parsed.errors.filter((e) => !e.header), parsed.delimiter);
+    const deletes = kept.size ? diff.deletes.filter((k) => !kept.has(k)) : diff.deletes;
+    if (kept.size) this.log.warn({ supplier: this.o.supplierId, file: file.name, kept: kept.size, lines: [...kept.values()].slice(0, 20) }, 'feed rows kept as last applied: the file has no readable line for them, but a line it could not read names them');
+    for (const k of deletes) changes.push(deleteChange(this.info, columns, key, k, { tsMs: file.mtimeMs, feedVersion: seq, feedFile: file.name }));
+    const report: FeedReport = { file: file.name, rows: unique, upserts: upserts.length, deletes: deletes.length, unchanged: this.force ? 0 : diff.unchanged, rejected: rejected.length, ...(kept.size ? { kept: kept.size } : {}) };
     const position: FeedPosition = { seq, rows: unique, file: { hash: file.hash, name: file.name, ...(file.etag ? { etag: file.etag } : {}), ...(file.lastModified ? { lastModified: file.lastModified } : {}) } };
-    const delta: FeedDelta = { upserts: upserts.map((r) => ({ key: r.key, hash: r.hash, version: seq, row: r.row })), deletes: diff.deletes.map((k) => ({ key: k, version: seq })) };
+    const delta: FeedDelta = { upserts: upserts.map((r) => ({ key: r.key, hash: r.hash, version: seq, row: r.row })), deletes: deletes.map((k) => ({ key: k, version: seq })) };
     const snapshot = this.force;
     await this.hand(handler, { changes, position, snapshot, ...(snapshot ? { snapshotComplete: true } : {}), delta, rejected, report });
     rememberDelta(this.rows, delta);
@@ -203,7 +212,8 @@ export function isHeldBack(detail: string | null | undefined): boolean {
 export function describeFeedReport(r: FeedReport): string {
   const what = r.file.startsWith('request ') ? r.file : `file ${r.file}`;
   if (r.held) return `${what} held back: ${r.held}`;
-  return `last ${what}: ${r.rows} rows, ${r.upserts} new or changed, ${r.deletes} deleted, ${r.unchanged} unchanged, ${r.rejected} dead-lettered`;
+  const kept = r.kept ? `; ${r.kept} kept as last applied (named only by lines that could not be read)` : '';
+  return `last ${what}: ${r.rows} rows, ${r.upserts} new or changed, ${r.deletes} deleted, ${r.unchanged} unchanged, ${r.rejected} dead-lettered${kept}`;
 }
 
 /** A feed file's rows: an .xlsx workbook (told by its content) or CSV, read with the feed's settings. */

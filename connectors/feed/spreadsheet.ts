@@ -29,12 +29,12 @@ export async function parseFeedSpreadsheet(bytes: Buffer, opts: { sheet?: string
       header = values.map((v) => v ?? '');
       out.header = header;
       const dup = header.find((h, k) => h !== '' && header!.indexOf(h) !== k);
-      if (dup !== undefined) out.errors.push({ line, message: `column "${dup}" appears twice in the header`, text: header.join(',').slice(0, 500) });
+      if (dup !== undefined) out.errors.push({ line, message: `column "${dup}" appears twice in the header`, text: header.join(',').slice(0, 500), header: true });
       return;
     }
     if (values.every((v) => v === null)) return;
     const extra = values.slice(header.length).some((v) => v !== null);
-    if (extra) return void out.errors.push({ line, message: `values beyond the header's ${header.length} columns`, text: values.map((v) => v ?? '').join(',').slice(0, 500) });
+    if (extra) return void out.errors.push({ line, message: `values beyond the header's ${header.length} columns`, text: values.map((v) => v ?? '').join(',').slice(0, 500), fields: values.map((v) => v ?? '') });
     const row: Record<string, string | null> = {};
     header.forEach((h, k) => {
       if (h !== '') row[h] = values[k] ?? null;

@@ -17,7 +17,7 @@ export const EXIT = {
 /** What each exit code means, for `cellar --help` (README.md, "Exit codes", says the same). */
 export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [code: number, meaning: string]> = [
   [EXIT.ok, 'done; a check found nothing wrong'],
-  [EXIT.problem, 'a check found a problem: drift left (reconcile), a failing or unknown supplier (status), a dead letter refused again (dlq replay), a rejected event (mapping test), an incompatible schema, a change Kafka Connect refused, catalog conflicts, demo totals that do not match'],
+  [EXIT.problem, 'a check found a problem: drift left (reconcile), a failing or unknown supplier or a Redis that does not answer (status), a dead letter refused again (dlq replay), a rejected event (mapping test), an incompatible schema, a change Kafka Connect refused, catalog conflicts, demo totals that do not match'],
   [EXIT.usage, 'usage or configuration, nothing done: an unknown command or option, a missing argument, a bad flag value, a bad environment variable or supplier file, a repartition refused while workers run'],
   [EXIT.unreachable, 'a dependency could not be reached or did not answer: Postgres, Redis, Kafka, the Schema Registry, Kafka Connect, a supplier database (reconcile), or no running Cellar process (reload, resnapshot)'],
 ];

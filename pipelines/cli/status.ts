@@ -54,18 +54,45 @@ export function formatStatus(list: SupplierHealth[], now = Date.now(), connectEr
 }
 
 /**
- * `cellar status`: every supplier's health; exit 1 when any is failing or unknown. With CELLAR_CONNECT_URL,
+ * Why Cellar's Redis cannot serve snapshots now (it does not answer a PING within 2 s), or undefined when
+ * it answers. `where` names it without credentials. The runtimes go on without it (see the message).
+ */
+export async function redisProblem(url: string, where: string): Promise<string | undefined> {
+  const { createRedis } = await import('../core/redis.js');
+  // No client timers (ioredis' connect timeout outlives a refused connection and holds the process open).
+  const redis = createRedis(url, { lazyConnect: true, connectTimeout: 0, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+  let first: unknown;
+  redis.on('error', (err) => (first ??= err));
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer to PING within 2 s')), 2_000)));
+    await Promise.race([redis.connect().then(() => redis.ping()), late]);
+    return undefined;
+  } catch (err) {
+    const e = (first ?? err) as Error;
+    const why = String(e?.message ?? e).replace(/\b[a-z]+s?:\/\/\S*@/gi, '');
+    return `${where} does not answer (${why}): totals still go to Postgres (cellar.regional_stock); Redis snapshots are stale until it answers, then rebuilt from Postgres`;
+  } finally {
+    clearTimeout(timer);
+    // A client that ended (refused, no retries) has nothing to close; closing it would wait 2 s for a socket that is gone.
+    if (redis.status !== 'end') redis.disconnect();
+  }
+}
+
+/**
+ * `cellar status`: every supplier's health, and a line when Cellar's Redis does not answer; exit 1 when
+ * any supplier is failing or unknown, or Redis does not answer. With CELLAR_CONNECT_URL,
  * Kafka Connect is read once for the Debezium suppliers' connector states (Connect unreachable leaves them
  * `unknown`, with the error).
  */
 export function registerStatusCommand(program: Command): void {
   program
     .command('status')
-    .description('per-supplier health: capture or Debezium connector state, last change, source lag, dead letters, held rows, last reconciliation; exit 1 when a supplier is failing or nothing reports on it')
+    .description('per-supplier health: capture or Debezium connector state, last change, source lag, dead letters, held rows, last reconciliation; exit 1 when a supplier is failing or nothing reports on it, or Cellar\'s Redis does not answer')
     .option('--supplier <id>', 'one supplier')
     .option('--json', 'one JSON object per supplier and line')
     .action(async (o: { supplier?: string; json?: boolean }) => {
-      const [{ loadRuntimeConfig }, { loadRegistry }, { createConnectStatusSource }, { createPgPool }, { connectorNamePrefix }, { readConnectorStatus, supplierHealth }] = await Promise.all([
+      const [{ loadRuntimeConfig, dependencyAt }, { loadRegistry }, { createConnectStatusSource }, { createPgPool }, { connectorNamePrefix }, { readConnectorStatus, supplierHealth }] = await Promise.all([
         import('../core/config.js'), import('../../connectors/registry/loader.js'), import('../../connectors/kafka-connect/status-source.js'), import('../core/pg.js'), import('../state/connector-health.js'), import('../state/supplier-health.js'),
       ]);
       const cfg = loadRuntimeConfig();
@@ -79,11 +106,15 @@ export function registerStatusCommand(program: Command): void {
       const connectors = cfg.connectUrl && namePrefix !== undefined ? { reading: readConnectorStatus(createConnectStatusSource(cfg.connectUrl)), namePrefix } : undefined;
       const pool = createPgPool(cfg.pgUrl, { max: 2 });
       try {
+        const redisDown = redisProblem(cfg.redisUrl, dependencyAt(cfg, 'Redis'));
         const list = await supplierHealth(pool, o.supplier ? { only: o.supplier, connectors } : { supplierIds: ids, connectors });
         const read = await connectors?.reading;
-        if (o.json) for (const h of list) process.stdout.write(`${JSON.stringify(h)}\n`);
-        else console.log(formatStatus(list, Date.now(), read && 'error' in read ? read.error : undefined));
-        process.exitCode = list.some((h) => h.status === 'failing' || h.status === 'unknown') ? 1 : 0;
+        const stores = await redisDown;
+        if (o.json) {
+          for (const h of list) process.stdout.write(`${JSON.stringify(h)}\n`);
+          if (stores) process.stderr.write(`${stores}\n`);
+        } else console.log([formatStatus(list, Date.now(), read && 'error' in read ? read.error : undefined), ...(stores ? ['', stores] : [])].join('\n'));
+        process.exitCode = stores || list.some((h) => h.status === 'failing' || h.status === 'unknown') ? 1 : 0;
       } finally {
         await pool.end();
       }

@@ -12,7 +12,7 @@ import { createPgPool } from '../../pipelines/core/pg.js';
 import { eventDisagreements, historyDisagreements, storesConverged } from '../support/stores.js';
 import { artifactDir, cellarEnv, rid, services, supplierDir, eventually } from '../support/services.js';
 import { explainProcess } from '../support/embedded.js';
-import { csvOf, dropFile, expectFeedReconciled, feedDetail, feedLetters, feedRegions, feedSupplierYaml, feedTruth, randomLines, type FeedLine } from '../support/feeds.js';
+import { csvOf, dropFile, expectFeedReconciled, garbledFile, feedDetail, feedLetters, feedRegions, feedSupplierYaml, feedTruth, randomLines, type FeedLine } from '../support/feeds.js';
 
 /**
  * `cellar run embedded` with a file-feed supplier: successive CSV files dropped into its folder add, change
@@ -81,6 +81,15 @@ describe('file feeds in the embedded runtime', () => {
     dropFile(feedDir, 'stock-2.csv', csvOf(current));
     expect(await converged()).toEqual([]);
     expect(await eventually(async () => /last file stock-2\.csv: 55 rows/.test((await feedDetail(pool, supplierId)) ?? ''), 10_000)).toBe(true);
+
+    // Two rows' lines garbled, a third row dropped: the garbled rows keep their last applied values.
+    const before = (await feedLetters(pool, supplierId)).length;
+    const garbled = garbledFile(current);
+    current = garbled.next;
+    dropFile(feedDir, 'stock-2b.csv', garbled.text);
+    expect(await converged()).toEqual([]);
+    expect((await feedLetters(pool, supplierId)).slice(before)).toEqual(garbled.lines.map((n) => ({ reason: 'malformed_line', position: `stock-2b.csv:${n}` })));
+    expect(await eventually(async () => /last file stock-2b\.csv: 52 rows, .*1 deleted.*; 2 kept as last applied/.test((await feedDetail(pool, supplierId)) ?? ''), 10_000), `status: ${await feedDetail(pool, supplierId)}`).toBe(true);
   }, 120_000);
 
   it('holds back a truncated file and keeps the totals, then applies the next full one', async () => {
@@ -90,10 +99,10 @@ describe('file feeds in the embedded runtime', () => {
     current = current.map((l) => ({ ...l, bottles: l.bottles + 1 }));
     dropFile(feedDir, 'stock-4.csv', csvOf(current));
     expect(await converged()).toEqual([]);
-    // Files by outcome since this process started (stock-1 and -2 were read by the same process), and the last file's rows.
+    // Files by outcome since this process started (stock-1, -2 and -2b were read by the same process), and the last file's rows.
     expect(await metric('cellar_feed_files_total', ',outcome="held"')).toBe(1);
-    expect(await metric('cellar_feed_files_total', ',outcome="applied"')).toBe(3);
-    expect(await metric('cellar_feed_rows')).toBe(55);
+    expect(await metric('cellar_feed_files_total', ',outcome="applied"')).toBe(4);
+    expect(await metric('cellar_feed_rows')).toBe(current.length);
   }, 120_000);
 
   it('stays exact and applies each file once when killed with SIGKILL while a large file is applied', async () => {

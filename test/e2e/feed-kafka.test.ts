@@ -8,7 +8,7 @@ import { stopChild, tempDir } from '../../infra/local/process.js';
 import { PipelineUnderTest } from '../support/pipeline.js';
 import { eventDisagreements, historyDisagreements } from '../support/stores.js';
 import { artifactDir, eventually, freshDatabase, rid } from '../support/services.js';
-import { csvOf, dropFile, expectFeedReconciled, feedDetail, feedLetters, feedRegions, feedSupplierYaml, feedTruth, randomLines, type FeedLine } from '../support/feeds.js';
+import { csvOf, dropFile, expectFeedReconciled, feedDetail, garbledFile, feedLetters, feedRegions, feedSupplierYaml, feedTruth, randomLines, type FeedLine } from '../support/feeds.js';
 
 /**
  * A file-feed supplier in the Kafka runtime: `cellar run capture` reads its folder and publishes each file's
@@ -58,6 +58,14 @@ describe('file feeds in the Kafka runtime', () => {
     current = [...kept, ...randomLines(15, 20, 'gsku')];
     dropFile(feedDir, 'stock-2.csv', csvOf(current));
     expect(await converged()).toEqual([]);
+
+    // Two rows' lines garbled, a third row dropped: the garbled rows keep their last applied values.
+    const garbled = garbledFile(current);
+    current = garbled.next;
+    dropFile(feedDir, 'stock-2b.csv', garbled.text);
+    expect(await converged()).toEqual([]);
+    expect((await feedLetters(cellar.pool, supplierId)).slice(2)).toEqual(garbled.lines.map((n) => ({ reason: 'malformed_line', position: `stock-2b.csv:${n}` })));
+    expect(await eventually(async () => /last file stock-2b\.csv: 52 rows, .*1 deleted.*; 2 kept as last applied/.test((await feedDetail(cellar.pool, supplierId)) ?? ''), 10_000), `status: ${await feedDetail(cellar.pool, supplierId)}`).toBe(true);
   }, 180_000);
 
   it('holds back a truncated file, then applies the next full one', async () => {

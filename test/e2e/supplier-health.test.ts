@@ -6,6 +6,7 @@ import { createDatabase, startLocalPostgres, type LocalPostgres } from '../../in
 import { supplierHealth, type SupplierHealth } from '../../pipelines/state/supplier-health.js';
 import { call, keysByRole, startTestApi, type TestApi } from '../api/api-support.js';
 import { runCellar } from '../support/cli.js';
+import { freePort } from '../../infra/local/process.js';
 import { startEmbeddedUnderTest, type EmbeddedUnderTest } from '../support/embedded.js';
 import { artifactDir, cellarEnv, eventually, rid, supplierDir } from '../support/services.js';
 
@@ -67,7 +68,15 @@ mapping: { sku: sku, warehouse: wh, quantity: qty, regions: { a: ${R} } }
     const st = await runCellar(['status'], env, logDir);
     expect(st.code, st.out).toBe(0);
     expect(st.out).toMatch(/acme\s+ok\s+embedded/);
+    expect(st.out).not.toMatch(/Redis/);
     expect(await e.metrics.value('cellar_source_up', { supplier: 'acme' })).toBe(1);
+    // Cellar's Redis not answering: said once under the suppliers, without the URL's password, and exit 1.
+    const deadPort = await freePort();
+    const down = await runCellar(['status'], { ...env, CELLAR_REDIS_URL: `redis://cellar:s3cret-pw@127.0.0.1:${deadPort}/0` }, logDir);
+    expect(down.code, down.out).toBe(1);
+    expect(down.out).toMatch(/acme\s+ok\s+embedded/);
+    expect(down.out).toContain(`Redis at 127.0.0.1:${deadPort}/0 (CELLAR_REDIS_URL) does not answer (connect ECONNREFUSED 127.0.0.1:${deadPort}): totals still go to Postgres`);
+    expect(down.out).not.toContain('s3cret-pw');
   }, 60_000);
 
   it('shows a supplier whose database is down as failing within 30 s, with why, then ok once it is back', async () => {

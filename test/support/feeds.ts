@@ -54,6 +54,19 @@ export function csvOf(lines: FeedLine[], extra: string[] = []): string {
   return ['sku,store,bottles', ...lines.map((l) => `${l.sku},${l.store},${l.bottles}`), ...extra].join('\n') + '\n';
 }
 
+/**
+ * The next file after `lines`, in which the lines of the first two rows are garbled (the first cut short,
+ * the second with a stray quote after its key: both dead-lettered as `malformed_line`, on the file's last
+ * two lines), the third row is dropped, and every other row gains a bottle. `next` is what the totals must
+ * then be: the garbled rows as last applied (a garbled line does not delete its row), the dropped one gone.
+ */
+export function garbledFile(lines: FeedLine[]): { text: string; next: FeedLine[]; lines: [number, number] } {
+  const [a, b, , ...rest] = lines;
+  const changed = rest.map((l) => ({ ...l, bottles: l.bottles + 1 }));
+  const text = csvOf(changed, [`${a!.sku},${a!.store}`, `${b!.sku},${b!.store},"${b!.bottles + 5}`]);
+  return { text, next: [a!, b!, ...changed], lines: [changed.length + 2, changed.length + 3] };
+}
+
 /** Drops a file into the feed folder as a supplier would: written aside, then renamed in (never read half-written). */
 export function dropFile(dir: string, name: string, text: string): void {
   const tmp = join(dir, `.${name}.partial`);

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FeedSpec } from '../../connectors/feed/config.js';
-import { FeedSource, type FeedBatch } from '../../connectors/feed/source.js';
+import { describeFeedReport, FeedSource, type FeedBatch } from '../../connectors/feed/source.js';
 import type { RememberedRow } from '../../connectors/feed/snapshot-diff.js';
 import { parseSupplier } from '../../connectors/registry/loader.js';
 import { decodeDebeziumJson } from '../../pipelines/normalize/debezium.js';
@@ -59,6 +59,22 @@ describe('file feed source', () => {
     expect(second.changes.map((c) => [c.spec.op, c.spec.after?.sku ?? c.spec.before?.sku])).toEqual([['u', 'W-2'], ['c', 'W-9'], ['d', 'W-3']]);
     expect(second.report).toMatchObject({ upserts: 2, deletes: 1, unchanged: 1 });
     expect(second.changes[0]!.event().sourceVersion > f.batches[0]!.changes[0]!.event().sourceVersion).toBe(true);
+  });
+
+  it('keeps a row whose line is garbled (cut short, a stray quote) as last applied, and still deletes the rows a file dropped', async () => {
+    const rows = new Map<string, RememberedRow>(['W-1', 'W-2', 'W-3', 'W-4', 'W-5', 'W-6', 'W-7', 'W-8'].map((s) => [`["${s}","s1"]`, { hash: 'h', version: 1 }]));
+    const f = feedOn(rows);
+    // W-2 cut short, W-3 with a stray quote after its key, W-4 dropped, a shifted line naming no row.
+    writeFileSync(join(f.dir, 'a.csv'), 'sku,store,bottles\nW-1,s1,12\nW-2,s1\nW-3,s1,"7\nW,X-4,s1,3\nW-5,s1,9\nW-6,s1,1\nW-7,s1,1\nW-8,s1,1\n');
+    await f.start({ snapshotDone: true, position: { seq: 1, rows: 8 } });
+    await settle();
+    await f.src.stop();
+    const b = f.batches[0]!;
+    expect(b.rejected.map((r) => [r.reason, r.line])).toEqual([['malformed_line', 3], ['malformed_line', 4], ['malformed_line', 5]]);
+    expect(b.changes.filter((c) => c.spec.op === 'd').map((c) => c.spec.before?.sku)).toEqual(['W-4']);
+    expect(b.delta!.deletes.map((d) => d.key)).toEqual(['["W-4","s1"]']);
+    expect(b.report).toMatchObject({ rows: 5, deletes: 1, rejected: 3, kept: 2 });
+    expect(describeFeedReport(b.report!)).toBe('last file a.csv: 5 rows, 5 new or changed, 1 deleted, 0 unchanged, 3 dead-lettered; 2 kept as last applied (named only by lines that could not be read)');
   });
 
   it('skips a file already applied, and holds back one that would delete most of the stock', async () => {
