@@ -87,7 +87,10 @@ export class SourceStatusBoard {
     return [...this.rows.values()];
   }
 
-  /** Writes every supplier's row (one statement). */
+  /**
+   * Writes every supplier's row (one statement). A process that has not handed over a change yet keeps the
+   * last change its predecessor recorded: a restart does not make a supplier look as if it never changed.
+   */
   async flush(pool: pg.Pool): Promise<void> {
     const rows = this.all();
     if (!rows.length) return;
@@ -97,7 +100,7 @@ export class SourceStatusBoard {
         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::timestamptz[], $8::int[], $9::bigint[], $10::text[], $11::timestamptz[])
           AS u(s, rt, st, d, sr, c, lc, r, lb, ld, ss)
       ON CONFLICT (supplier_id, runtime) DO UPDATE SET state = excluded.state, detail = excluded.detail, snapshot_rows = excluded.snapshot_rows,
-        changes = excluded.changes, last_change_at = excluded.last_change_at, restarts = excluded.restarts, lag_bytes = excluded.lag_bytes,
+        changes = excluded.changes, last_change_at = coalesce(excluded.last_change_at, cellar.source_status.last_change_at), restarts = excluded.restarts, lag_bytes = excluded.lag_bytes,
         lag_detail = excluded.lag_detail, state_since = excluded.state_since, updated_at = now()`,
     [col('supplierId'), col('runtime'), col('state'), col('detail'), col('snapshotRows'), col('changes'), col('lastChangeAt'), col('restarts'), col('lagBytes'), col('lagDetail'), col('stateSince')]);
   }
