@@ -1,3 +1,4 @@
+import { CELLAR_ENTRY } from '../infra/local/cellar-process.js';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -5,7 +6,6 @@ import { createDatabase, startLocalPostgres } from '../infra/local/postgres.js';
 import { freePort, spawnManaged, stopChild } from '../infra/local/process.js';
 import { startLocalRedis } from '../infra/local/redis.js';
 import { createApiKey } from '../pipelines/api/keys-store.js';
-import { assetPath } from '../pipelines/core/paths.js';
 import { createPgPool } from '../pipelines/core/pg.js';
 import { migrate } from '../pipelines/state/migrate.js';
 import type { RegionalStock } from '../schemas/records.js';
@@ -76,10 +76,7 @@ const PROBE = `(() => {
 
 /** The API as its own process: compiled code when this bench runs from dist/, else the sources through tsx. */
 function spawnApi(env: Record<string, string>): ChildProcess {
-  const compiled = import.meta.url.includes('/dist/');
-  const main = compiled ? assetPath('dist', 'pipelines', 'cli', 'main.js') : assetPath('pipelines', 'cli', 'main.ts');
-  if (!existsSync(main)) throw new Error(`${main} is missing: run \`npm run build\` first`);
-  return spawnManaged(process.execPath, [...(compiled ? [] : ['--import', 'tsx']), main, 'run', 'api'], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+  return spawnManaged(process.execPath, [...CELLAR_ENTRY, 'run', 'api'], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
 /**

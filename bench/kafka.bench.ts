@@ -1,7 +1,7 @@
+import { CELLAR_ENTRY } from '../infra/local/cellar-process.js';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import type { ChangeSpec } from '../connectors/debezium/envelope.js';
 import { startLocalStack, type LocalStack } from '../infra/local/stack.js';
@@ -13,7 +13,6 @@ import { connectProducer, createKafka, ensureTopics } from '../pipelines/kafka/c
 import { WORKER_ROLES } from '../pipelines/runtime/kafka-runtime.js';
 import { migrate } from '../pipelines/state/migrate.js';
 import { SimulatedTable, type RawMessage } from '../pipelines/demo/simulated-table.js';
-import { assetPath } from '../pipelines/core/paths.js';
 import { readRegionSnapshot } from '../sinks/redis/read.js';
 import { debeziumAvroWriter } from './debezium-avro-writer.js';
 import { result, type BenchResult } from './harness.js';
@@ -54,11 +53,9 @@ function cpuMs(pid: number | undefined): number {
   }
 }
 
-/** `cellar run <role>` compiled when this bench runs compiled (dist/), else from source through tsx. */
+/** `cellar run <role>`, compiled when this bench runs compiled (dist/), else from source through tsx. */
 function spawnWorker(role: string, env: Record<string, string>, log: string): ChildProcess {
-  const compiled = fileURLToPath(import.meta.url).includes('/dist/');
-  const main = compiled ? assetPath('dist', 'pipelines', 'cli', 'main.js') : assetPath('pipelines', 'cli', 'main.ts');
-  const child = spawnManaged(process.execPath, [...(compiled ? [] : ['--import', 'tsx']), main, 'run', role], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnManaged(process.execPath, [...CELLAR_ENTRY, 'run', role], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const out: string[] = [];
   child.stdout?.on('data', (b: Buffer) => out.push(b.toString()));
   child.stderr?.on('data', (b: Buffer) => out.push(b.toString()));

@@ -36,6 +36,12 @@ export interface StockSink {
   close(): Promise<void>;
   /** False while the store is known to be unreachable (for readiness); true when unknown. */
   isHealthy?(): boolean;
+  /**
+   * Checks, without writing, whether the store lost its data since this sink last wrote or checked (e.g.
+   * Redis restarted empty while no change flowed): true once per loss, and the caller then replays its input
+   * from the beginning, as for a `reset` batch. Throws (retriable) when the store does not answer.
+   */
+  lostData?(): Promise<boolean>;
 }
 
 /** Keeps the highest version per key, so a batch never holds two writes of one key. */

@@ -1,4 +1,6 @@
 import { createWriteStream } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { packageRoot } from '../../pipelines/core/paths.js';
 import type { ChildProcess } from 'node:child_process';
 import { spawnManaged } from './process.js';
@@ -7,11 +9,19 @@ import { spawnManaged } from './process.js';
 export const REPO_ROOT = packageRoot();
 
 /**
- * Starts `cellar <args>` as a separate process from source (through tsx), with `env` added to this
- * process' environment; stdout and stderr go to `logFile` when given.
+ * How to start the CLI as this code runs: compiled (`dist/`, as `cellar demo` and the benchmarks run) starts
+ * the compiled CLI, as production does; from source (the tests) starts it through tsx.
+ */
+export const CELLAR_ENTRY: readonly string[] = fileURLToPath(import.meta.url).endsWith('.js')
+  ? [join(REPO_ROOT, 'dist', 'pipelines', 'cli', 'main.js')]
+  : ['--import', 'tsx', join(REPO_ROOT, 'pipelines', 'cli', 'main.ts')];
+
+/**
+ * Starts `cellar <args>` as a separate process (compiled or through tsx, as this process runs), with `env`
+ * added to this process' environment; stdout and stderr go to `logFile` when given.
  */
 export function spawnCellar(args: string[], env: Record<string, string>, logFile?: string): ChildProcess {
-  const child = spawnManaged(process.execPath, ['--import', 'tsx', 'pipelines/cli/main.ts', ...args], {
+  const child = spawnManaged(process.execPath, [...CELLAR_ENTRY, ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', logFile ? 'pipe' : 'inherit', logFile ? 'pipe' : 'inherit'],

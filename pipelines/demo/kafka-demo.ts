@@ -33,13 +33,13 @@ export async function runKafkaDemo(opts: { keepRunning: boolean }): Promise<numb
   const log = fileLogger(join(work, 'demo.log'), 'demo', logLevelOr('info'));
   let keepLogs = loadProcessEnv().keepLogs === '1';
   let stack: LocalStack | undefined;
-  const workers: ChildProcess[] = [];
+  const workers = new Map<string, ChildProcess>();
   let pool: ReturnType<typeof createPgPool> | undefined;
   let redis: Redis | undefined;
   let cleaning: Promise<void> | undefined;
   const cleanup = () =>
     (cleaning ??= (async () => {
-      await Promise.all(workers.map((w) => stopChild(w, 'SIGTERM', 15_000)));
+      await Promise.all([...workers.values()].map((w) => stopChild(w, 'SIGTERM', 15_000)));
       if (keepLogs) say(`Logs kept in ${work}; remove it when done.`);
       else rmSync(work, { recursive: true, force: true });
       redis?.disconnect();
@@ -75,7 +75,23 @@ export async function runKafkaDemo(opts: { keepRunning: boolean }): Promise<numb
     await migrate(pool);
 
     say(`3. Starting workers: ${WORKER_ROLES.join(', ')} (logs in ${work})`);
-    for (const role of WORKER_ROLES) workers.push(spawnCellar(['run', role], env, join(work, `${role}.log`)));
+    // As a process manager would: a worker that exits is started again (and said so), unless it keeps failing.
+    const exits = new Map<string, number[]>();
+    const startWorker = (role: string): ChildProcess => {
+      const w = spawnCellar(['run', role], env, join(work, `${role}.log`));
+      workers.set(role, w);
+      w.once('exit', (code, signal) => {
+        if (cleaning) return;
+        const recent = [...(exits.get(role) ?? []), Date.now()].filter((t) => t > Date.now() - 60_000);
+        exits.set(role, recent);
+        const how = signal ? `killed by ${signal}` : `exited with code ${code}`;
+        if (recent.length > 5) return say(`   ! ${role} worker ${how}, its ${recent.length}th exit within a minute: not restarted; see ${join(work, `${role}.log`)}`);
+        const again = startWorker(role);
+        say(`   ! ${role} worker ${how}: started again as pid ${again.pid} (its log: ${join(work, `${role}.log`)})`);
+      });
+      return w;
+    };
+    for (const role of WORKER_ROLES) startWorker(role);
 
     const suppliers = loadRegistry(suppliersDir);
     const scenario = demoScenario();
@@ -122,7 +138,10 @@ export async function runKafkaDemo(opts: { keepRunning: boolean }): Promise<numb
     say(`\n${ok ? 'All regional totals equal the sum of the suppliers\' rows.' : 'MISMATCH: totals did not converge within 90 s; the logs are kept'}`);
     say(`Done in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
     if (opts.keepRunning && ok) {
-      say('Pipeline left running; press Ctrl-C to stop and clean up.');
+      say('Pipeline left running; press Ctrl-C to stop and clean up. A worker that exits is started again, and said so here.');
+      say(`The CLI against it (cellar status, cellar dlq list, cellar snapshot …), in another terminal:`);
+      say(`  export CELLAR_PG_URL=${stack.pgUrl} CELLAR_REDIS_URL=${stack.redisUrl} CELLAR_KAFKA_BROKERS=${stack.kafkaBrokers.join(',')} CELLAR_SCHEMA_REGISTRY_URL=${stack.schemaRegistryUrl} CELLAR_SUPPLIERS_DIR=${suppliersDir}`);
+      say(`Worker processes: ${[...workers].map(([role, w]) => `${role} (pid ${w.pid})`).join(', ')}`);
       await new Promise<void>(() => undefined); // Ctrl-C runs the cleanup registered with onInterrupt and exits
     }
     return ok ? 0 : 1;

@@ -76,6 +76,12 @@ export interface ConsumerWorker {
   problem(): string | undefined;
   /** Finishes the batch in progress, commits, leaves the group. */
   stop(): Promise<void>;
+  /**
+   * Consumes this member's partitions of `topic` again from the earliest offset (committed, so the replay
+   * survives a crash), outside any batch: a sink's store found empty while nothing flowed. Batches in
+   * progress do not commit.
+   */
+  rewind(topic: string): Promise<void>;
 }
 
 /**
@@ -232,6 +238,10 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
     done,
     isReady: () => ready && !watch.problem(),
     problem: () => (relaunching ? 'starting the consumer again' : retrying ? `retrying ${retrying}` : watch.problem()),
+    rewind: async (topic) => {
+      rewinds++;
+      await withRetry(() => rewindToEarliest(kafka, consumer, topic, assigned, log), { signal: abort.signal, shouldRetry: (err) => !stopping && isRetriable(err) });
+    },
     stop: () =>
       (stoppingPromise ??= (async () => {
         stopping = true;

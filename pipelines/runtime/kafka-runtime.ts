@@ -28,7 +28,7 @@ import { deploymentId, registerDeployment } from '../state/deployments.js';
 import { RouteStore } from '../state/routes.js';
 import { DebeziumAvroDecoder } from '../normalize/debezium-avro.js';
 import { MappingInputsStore } from '../normalize/sku-map-store.js';
-import { SinkHandler } from '../sink/worker.js';
+import { SinkHandler, watchStoreLoss } from '../sink/worker.js';
 
 export { WORKER_ROLES };
 export type WorkerRole = (typeof WORKER_ROLES)[number];
@@ -102,6 +102,7 @@ export async function startWorker(
 
     let handler: BatchHandler;
     let inputTopics: string[];
+    let sink: StockSink | undefined;
     // Configuration problems fail at once, before waiting for any service.
     let suppliers = role === 'normalizer' ? loadRegistry(cfg.suppliersDir) : [];
     // Mappings read cellar.sku_map and the catalog of bottle sizes; both are re-read while running.
@@ -134,13 +135,14 @@ export async function startWorker(
       handler = h;
     } else {
       inputTopics = [topics.regionalStock];
-      const sink: StockSink = role === 'sink-postgres' ? createPostgresStockSink({ url: cfg.pgUrl }) : createRedisSnapshotSink({ url: cfg.redisUrl, ttlSeconds: cfg.redisTtlSeconds });
-      await wait(role === 'sink-postgres' ? 'Postgres' : 'Redis', () => sink.connect());
-      sinkHealthy = () => sink.isHealthy?.() ?? true;
-      closers.push(() => sink.close());
+      sink = role === 'sink-postgres' ? createPostgresStockSink({ url: cfg.pgUrl }) : createRedisSnapshotSink({ url: cfg.redisUrl, ttlSeconds: cfg.redisTtlSeconds });
+      const store = sink;
+      await wait(role === 'sink-postgres' ? 'Postgres' : 'Redis', () => store.connect());
+      sinkHealthy = () => store.isHealthy?.() ?? true;
+      closers.push(() => store.close());
       const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
       await wait('Schema Registry', () => dlq.init());
-      handler = new SinkHandler(role === 'sink-postgres' ? 'postgres' : 'redis', sink, codecs, dlq, log, metrics);
+      handler = new SinkHandler(role === 'sink-postgres' ? 'postgres' : 'redis', store, codecs, dlq, log, metrics);
     }
 
     // One deployment per Cellar database: refused beside the embedded runtime or another topic prefix.
@@ -150,6 +152,8 @@ export async function startWorker(
       startConsumerWorker({ kafka, groupId: groupId(cfg, role), topics: t, handler: h, log, sessionTimeoutMs: cfg.kafkaSessionTimeoutMs, stallMs: cfg.kafkaStallMs, partitionsConcurrently: cfg.kafkaPartitionsConcurrently, metrics });
     let running = await wait('consumer group', () => consume(inputTopics, handler));
     worker = running;
+    // Stopped first among the closers: a replay must not start while the sink closes.
+    if (sink) closers.unshift(watchStoreLoss({ sink, name: role, topic: topics.regionalStock, worker: () => running, log }));
 
     /**
      * The normalizer reads the supplier files and SKU maps again (SIGHUP): a registry with any problem is

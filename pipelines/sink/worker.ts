@@ -6,7 +6,7 @@ import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import type { DeadLetterWriter } from '../dlq/writer.js';
 import { deadLetter, replayOfHeaders, type Stage } from '../dlq/letter.js';
-import type { BatchContext, BatchHandler, PartitionBatch } from '../kafka/worker.js';
+import type { BatchContext, BatchHandler, ConsumerWorker, PartitionBatch } from '../kafka/worker.js';
 
 /**
  * Feeds a {@link StockSink} from the regional-stock topic. Each batch is one `writeBatch`, retried while
@@ -55,4 +55,37 @@ export class SinkHandler implements BatchHandler {
       this.log.error({ count: letters.length, topic: batch.topic, partition: batch.partition }, 'undecodable regional-stock records dead-lettered');
     }
   }
+}
+
+/** How often a sink worker asks its store whether it lost its data while no change flowed, ms. */
+export const STORE_CHECK_MS = 5_000;
+
+/**
+ * Asks a sink's store every `everyMs` whether it lost its data since the sink last wrote (a Redis that
+ * restarted empty at night, while no change flowed): then the worker replays its input topic from the
+ * beginning, as after a `reset` batch. Without it the store would stay empty until the next change came.
+ * A store that does not answer is asked again at the next tick. Returns a function that stops the checks.
+ */
+export function watchStoreLoss(o: { sink: StockSink; name: string; topic: string; worker: () => ConsumerWorker; log: Logger; everyMs?: number }): () => Promise<void> {
+  if (!o.sink.lostData) return async () => undefined;
+  let stopped = false;
+  let checking: Promise<void> = Promise.resolve();
+  const check = async () => {
+    try {
+      if (!(await o.sink.lostData!())) return;
+      o.log.warn({ sink: o.name, topic: o.topic }, 'the store lost its data while no change flowed; replaying from the earliest offsets');
+      await o.worker().rewind(o.topic);
+    } catch (err) {
+      o.log.debug({ err, sink: o.name }, 'could not check the store for lost data; checking again later');
+    }
+  };
+  const timer = setInterval(() => {
+    if (!stopped) checking = checking.then(check);
+  }, o.everyMs ?? STORE_CHECK_MS);
+  timer.unref();
+  return async () => {
+    stopped = true;
+    clearInterval(timer);
+    await checking;
+  };
 }

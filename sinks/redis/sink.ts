@@ -197,6 +197,22 @@ export class RedisSnapshotSink implements StockSink {
     return { applied, skipped: records.length - applied };
   }
 
+  async lostData(): Promise<boolean> {
+    const r = this.redis;
+    if (!r) throw new Error('RedisSnapshotSink: connect() first');
+    let marker: string | null;
+    try {
+      marker = await r.get(this.epochKey);
+    } catch (err) {
+      throw fromRedisError(err, 'reading the Redis snapshot epoch');
+    }
+    if (marker === this.epoch && !this.resetPending) return false;
+    // A new epoch (created now, or by another instance that found the loss first): writes go on under it.
+    await this.adoptEpoch();
+    this.resetPending = false; // this answer is the reset
+    return true;
+  }
+
   async read(region: string, sku: string): Promise<StoredStock | undefined> {
     const r = this.redis;
     if (!r) throw new Error('RedisSnapshotSink: connect() first');

@@ -126,6 +126,17 @@ describe('fault suite', () => {
     expect(wrong((f) => f === 'redis down 10 s')).toEqual([]);
   }, 300_000);
 
+  it('Redis restarted empty while no change flows: sink-redis finds it empty and replays, with no new change', async () => {
+    await check('before redis emptied', 1, 0);
+    await redis.stop();
+    await redis.start(); // keeps nothing on disk: it comes back empty
+    const t0 = Date.now();
+    const diff = await p.converged(w.truth(), w.regions, 60_000);
+    outcomes.push({ fault: 'redis emptied, idle', trial: 1, ok: diff.length === 0, changes: 0, convergeMs: Date.now() - t0, ...(diff.length ? { diff: diff.slice(0, 10) } : {}) });
+    expect(diff, `Redis was not filled again without a change (sink-redis log: ${logDir})`).toEqual([]);
+    expect(p.logOf('sink-redis')).toMatch(/the store lost its data while no change flowed; replaying from the earliest offsets/);
+  }, 120_000);
+
   it('Postgres restarted under load', async () => {
     const n = await load(300, async (i) => {
       if (i !== 2) return;

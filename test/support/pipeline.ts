@@ -59,6 +59,12 @@ export class PipelineUnderTest {
     this.workers.delete(name);
   }
 
+  /** Everything a worker has logged so far (across its restarts: they append to one file). */
+  logOf(name: string): string {
+    const file = join(this.logDir, `${name}.log`);
+    return existsSync(file) ? readFileSync(file, 'utf8') : '';
+  }
+
   /** Each worker's state and the last lines of its log: why a wait did not converge. */
   explain(lines = 12): string {
     const names = new Set([...this.logNames, ...this.workers.keys()]);
