@@ -22,7 +22,7 @@ const rssMiB = () => Math.round(process.memoryUsage().rss / 2 ** 20);
 
 /**
  * Cost as work grows: the embedded runtime over a supplier of N rows (N contributors), for each N in
- * SIZES, on a private Postgres and Redis, with memory bounded by CELLAR_STATE_CACHE_CONTRIBUTORS (its
+ * SIZES, on private Postgres servers (the supplier's, and Cellar's own) and Redis, with memory bounded by CELLAR_STATE_CACHE_CONTRIBUTORS (its
  * default). Per N: the initial snapshot's rate, sustained changes/s on rows spread over the whole table,
  * resident memory after each, and restart time (stop, start, until a change made while stopped is
  * counted). Throughput at the largest N is reported as a ratio to the smallest (target ≥ 0.7).
@@ -31,11 +31,13 @@ export async function scaleBenchmarks(): Promise<BenchResult[]> {
   const out: BenchResult[] = [];
   const sustained = new Map<number, number>();
   for (const n of SIZES) {
-    const [server, redis] = await Promise.all([startLocalPostgres(), startLocalRedis()]);
+    // The supplier and Cellar's database on servers of their own, as deployed: a walsender decodes all of
+    // its server's WAL, so on one server the supplier's would also decode every write of Cellar's.
+    const [server, cellarServer, redis] = await Promise.all([startLocalPostgres(), startLocalPostgres(), startLocalRedis()]);
     const supplier = new pg.Client(await createDatabase(server.url, 'scale_supplier'));
     let stop: (() => Promise<void>) | undefined;
     try {
-      const cellarUrl = await createDatabase(server.url, 'scale_cellar');
+      const cellarUrl = await createDatabase(cellarServer.url, 'scale_cellar');
       await supplier.connect();
       await supplier.query('CREATE TABLE public.stock (id int PRIMARY KEY, item_code text NOT NULL, depot text NOT NULL, qty int NOT NULL, updated_at timestamptz NOT NULL DEFAULT clock_timestamp())');
       await supplier.query(`INSERT INTO public.stock (id, item_code, depot, qty) SELECT g, 'wine-' || (g / ${DEPOTS}), 'd' || (g % ${DEPOTS}), 100 FROM generate_series(0, ${n - 1}) g`);
@@ -86,6 +88,7 @@ export async function scaleBenchmarks(): Promise<BenchResult[]> {
       await supplier.end().catch(() => undefined);
       await redis.destroy();
       await server.destroy();
+      await cellarServer.destroy();
     }
   }
   const small = sustained.get(Math.min(...SIZES));

@@ -3,17 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { spawnCellar } from '../../infra/local/cellar-process.js';
 import { artifactDir } from '../support/services.js';
-
-/** Waits until `file` holds a match of `re` (the match), or the child exits first (undefined). */
-async function waitFor(file: string, re: RegExp, exited: () => boolean, timeoutMs: number): Promise<RegExpExecArray | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline && !exited()) {
-    const m = existsSync(file) ? re.exec(readFileSync(file, 'utf8')) : null;
-    if (m) return m;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  return undefined;
-}
+import { waitForOutput } from '../support/cli.js';
 
 const alive = (pid: number) => {
   try {
@@ -35,7 +25,7 @@ describe('cellar demo --kafka', () => {
     const child = spawnCellar(['demo', '--kafka', '--keep-running'], { VITEST_WORKER_ID: '' }, log);
     let code: number | null | undefined;
     const exit = new Promise<number | null>((resolve) => child.once('exit', (c, signal) => resolve((code = c ?? (signal ? -1 : null)))));
-    const up = await waitFor(log, /^Worker processes: (.*)$/m, () => code !== undefined, 170_000);
+    const up = await waitForOutput(log, /^Worker processes: (.*)$/m, () => code !== undefined, 170_000);
     expect(up, existsSync(log) ? readFileSync(log, 'utf8') : 'no output').toBeDefined();
     const pids = new Map([...up![1]!.matchAll(/([a-z-]+) \(pid (\d+)\)/g)].map(([, role, pid]) => [role!, Number(pid)]));
     expect([...pids.keys()].sort()).toEqual(['aggregator', 'normalizer', 'sink-postgres', 'sink-redis']);
@@ -44,14 +34,14 @@ describe('cellar demo --kafka', () => {
     expect(out).toMatch(/^ {2}export CELLAR_PG_URL=postgres:\/\/\S+ CELLAR_REDIS_URL=redis:\/\/\S+ CELLAR_KAFKA_BROKERS=\S+ CELLAR_SCHEMA_REGISTRY_URL=http:\/\/\S+ CELLAR_SUPPLIERS_DIR=\S+$/m);
 
     process.kill(pids.get('aggregator')!, 'SIGKILL');
-    const again = await waitFor(log, /^ {3}! aggregator worker killed by SIGKILL: started again as pid (\d+) \(its log: \S+aggregator\.log\)$/m, () => code !== undefined, 20_000);
+    const again = await waitForOutput(log, /^ {3}! aggregator worker killed by SIGKILL: started again as pid (\d+) \(its log: \S+aggregator\.log\)$/m, () => code !== undefined, 20_000);
     expect(again, readFileSync(log, 'utf8')).toBeDefined();
     const restarted = Number(again![1]);
     expect(alive(restarted)).toBe(true);
     // It joins the group again: its log says so after the restart.
     const workDir = /^Logs \(JSON\): (\S+) /m.exec(out)?.[1];
     expect(workDir).toBeDefined();
-    expect(await waitFor(join(workDir!, 'aggregator.log'), new RegExp(`"pid":${restarted}[^\\n]*"msg":"worker started"`), () => code !== undefined, 60_000)).toBeDefined();
+    expect(await waitForOutput(join(workDir!, 'aggregator.log'), new RegExp(`"pid":${restarted}[^\\n]*"msg":"worker started"`), () => code !== undefined, 60_000)).toBeDefined();
 
     child.kill('SIGINT'); // Ctrl-C
     await exit;

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { spawnCellar } from '../../infra/local/cellar-process.js';
 import { mariadbAvailable } from '../../infra/local/mariadb.js';
 import { artifactDir } from '../support/services.js';
+import { waitForOutput } from '../support/cli.js';
 
 /** True when something accepts connections on 127.0.0.1:port. */
 function listening(port: number): Promise<boolean> {
@@ -13,17 +14,6 @@ function listening(port: number): Promise<boolean> {
     s.once('connect', () => (s.destroy(), resolve(true)));
     s.once('error', () => resolve(false));
   });
-}
-
-/** Waits until `file` holds a match of `re` (the match), or the child exits first (undefined). */
-async function waitFor(file: string, re: RegExp, exited: () => boolean, timeoutMs: number): Promise<RegExpExecArray | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline && !exited()) {
-    const m = existsSync(file) ? re.exec(readFileSync(file, 'utf8')) : null;
-    if (m) return m;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  return undefined;
 }
 
 /**
@@ -39,7 +29,7 @@ describe('cellar demo (the main job)', () => {
     const child = spawnCellar(['demo', '--rate', '400', '--duration', '4', '--keep-running'], { VITEST_WORKER_ID: '' }, log);
     let code: number | null | undefined;
     const exit = new Promise<number | null>((resolve) => child.once('exit', (c, signal) => resolve((code = c ?? (signal ? -1 : null)))));
-    const up = await waitFor(log, /^Dashboard \(up until Ctrl-C\): (http:\/\/127\.0\.0\.1:\d+)\/dashboard#key=(\S+)$/m, () => code !== undefined, 170_000);
+    const up = await waitForOutput(log, /^Dashboard \(up until Ctrl-C\): (http:\/\/127\.0\.0\.1:\d+)\/dashboard#key=(\S+)$/m, () => code !== undefined, 170_000);
     expect(up, readFileSync(log, 'utf8')).toBeDefined();
     const [, apiUrl, key] = up!;
 

@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnCellar } from '../../infra/local/cellar-process.js';
 
@@ -14,4 +15,15 @@ export async function runCellar(args: string[], env: Record<string, string>, log
   child.stderr?.on('data', (b: Buffer) => chunks.push(b));
   const code = await new Promise<number | null>((resolve) => child.once('close', (c: number | null) => resolve(c)));
   return { code, out: Buffer.concat(chunks).toString('utf8') };
+}
+
+/** Waits until `file` (a process' output) holds a match of `re` (the match), or `exited()` first, or the time is up (undefined). */
+export async function waitForOutput(file: string, re: RegExp, exited: () => boolean, timeoutMs: number): Promise<RegExpExecArray | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && !exited()) {
+    const m = existsSync(file) ? re.exec(readFileSync(file, 'utf8')) : null;
+    if (m) return m;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return undefined;
 }
