@@ -20,6 +20,8 @@ export interface CsvLineError {
   text: string;
   /** The line's fields when it could be split (another number of fields than the header). */
   fields?: string[];
+  /** The line's values by column when it was an object (a pushed JSON row with a bad value). */
+  values?: Record<string, unknown>;
   /** Set for a problem of the header line itself (its rows still read). */
   header?: true;
 }

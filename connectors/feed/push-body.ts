@@ -3,7 +3,11 @@ import type { FeedRow } from './snapshot-diff.js';
 
 /** A row a supplier pushed: its columns, an upsert or a delete, and its own version when it sends one. */
 export interface PushedRow extends FeedRow {
-  op: 'upsert' | 'delete';
+  /**
+   * `keep` (queued by the API, never sent): a row of a pushed snapshot whose line was refused but names
+   * its key (`row` holds the key columns): it stays as last applied instead of being deleted as missing.
+   */
+  op: 'upsert' | 'delete' | 'keep';
   /** The supplier's own row version (`_version`): a later one wins; absent, arrival order decides. */
   version?: number;
 }
@@ -12,6 +16,10 @@ export interface PushedRow extends FeedRow {
 export interface ParsedPush {
   rows: PushedRow[];
   errors: CsvLineError[];
+  /** CSV: the header's columns (where an unreadable line's key fields are); empty for JSON. */
+  header: string[];
+  /** CSV: the delimiter read. */
+  delimiter: string;
 }
 
 /** Body formats the feed endpoint reads, by content type. */
@@ -27,11 +35,13 @@ const MAX_TEXT = 500;
  * are read. Pure.
  */
 export function parsePushBody(body: unknown, format: keyof typeof PUSH_TYPES, opts: { decimalComma?: boolean } = {}): ParsedPush {
-  const out: ParsedPush = { rows: [], errors: [] };
+  const out: ParsedPush = { rows: [], errors: [], header: [], delimiter: ',' };
   if (format === 'csv') {
     const bytes = typeof body === 'string' ? Buffer.from(body) : Buffer.isBuffer(body) ? body : Buffer.alloc(0);
     const parsed = parseFeedCsv(bytes, { decimalComma: opts.decimalComma ?? false });
     out.errors.push(...parsed.errors);
+    out.header = parsed.header;
+    out.delimiter = parsed.delimiter;
     for (const r of parsed.rows) take(out, r.line, r.row, JSON.stringify(r.row));
     return out;
   }
@@ -62,26 +72,27 @@ export function parsePushBody(body: unknown, format: keyof typeof PUSH_TYPES, op
 function take(out: ParsedPush, line: number, v: unknown, raw: string): void {
   const text = raw.slice(0, MAX_TEXT);
   if (!v || typeof v !== 'object' || Array.isArray(v)) return void out.errors.push({ line, message: 'a row must be an object of column values', text });
+  const values = v as Record<string, unknown>;
   const row: Record<string, string | null> = {};
   let op: PushedRow['op'] = 'upsert';
   let version: number | undefined;
-  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+  for (const [k, x] of Object.entries(values)) {
     if (k === '_op') {
-      if (x !== 'upsert' && x !== 'delete' && x !== null && x !== '') return void out.errors.push({ line, message: `_op ${JSON.stringify(x)}: expected "upsert" or "delete"`, text });
+      if (x !== 'upsert' && x !== 'delete' && x !== null && x !== '') return void out.errors.push({ line, message: `_op ${JSON.stringify(x)}: expected "upsert" or "delete"`, text, values });
       if (x === 'delete') op = 'delete';
       continue;
     }
     if (k === '_version') {
       if (x === null || x === '') continue;
       const n = typeof x === 'number' ? x : typeof x === 'string' && /^\d{1,16}$/.test(x) ? Number(x) : NaN;
-      if (!Number.isSafeInteger(n) || n < 0) return void out.errors.push({ line, message: `_version ${JSON.stringify(x)}: expected a whole number from 0 to 2^53 − 1`, text });
+      if (!Number.isSafeInteger(n) || n < 0) return void out.errors.push({ line, message: `_version ${JSON.stringify(x)}: expected a whole number from 0 to 2^53 − 1`, text, values });
       version = n;
       continue;
     }
     if (x === null || x === undefined) row[k] = null;
     else if (typeof x === 'string') row[k] = x.trim() === '' ? null : x.trim();
     else if (typeof x === 'number' || typeof x === 'boolean') row[k] = String(x);
-    else return void out.errors.push({ line, message: `column "${k}": a value must be text, a number or null`, text });
+    else return void out.errors.push({ line, message: `column "${k}": a value must be text, a number or null`, text, values });
   }
   out.rows.push({ line, row, op, ...(version !== undefined ? { version } : {}) });
 }

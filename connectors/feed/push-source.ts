@@ -78,7 +78,10 @@ export class PushSource {
     const { key } = this.o;
     const name = `request ${e.id}`;
     const seq = Math.max(this.position.seq + 1, Date.now());
-    const keyed = e.rows.map((r) => ({ ...r, key: feedKey(r, key), hash: rowHash(r.row) }));
+    // Rows the API kept for a snapshot's refused lines: they stay as last applied (never deleted as missing).
+    const keep = new Set(e.rows.filter((r) => r.op === 'keep').map((r) => feedKey(r, key)));
+    const keyed = e.rows.filter((r) => r.op !== 'keep').map((r) => ({ ...r, key: feedKey(r, key), hash: rowHash(r.row) }));
+    let kept = 0;
     const columnNames = [...new Set([...key, ...keyed.flatMap((r) => Object.keys(r.row))])];
     const columns: ColumnDef[] = columnNames.map((n) => ({ name: n, type: 'string' }));
     const changes: SourceChange[] = [];
@@ -113,7 +116,10 @@ export class PushSource {
       const own = keyed.filter((r) => r.version !== undefined).map((r) => r.version!);
       const deleteVersion = own.length ? Math.max(...own) : seq;
       for (const r of diff.upserts) upsert(r as (typeof keyed)[number], (r as (typeof keyed)[number]).version ?? seq);
-      for (const k of diff.deletes) remove(k, deleteVersion);
+      for (const k of diff.deletes) {
+        if (keep.has(k)) kept++;
+        else remove(k, deleteVersion);
+      }
       unchanged = diff.unchanged;
     } else {
       for (const r of keyed) {
@@ -125,10 +131,10 @@ export class PushSource {
     const rowsAfter = this.rows.size + delta.upserts.filter((u) => !this.rows.has(u.key)).length - delta.deletes.filter((d) => this.rows.has(d.key)).length;
     const upserts = delta.upserts.length;
     const deletes = delta.deletes.length;
-    this.log.info({ supplier: this.o.supplierId, request: e.id, mode: e.mode, rows: e.rows.length, upserts, deletes, unchanged, stale }, 'pushed request read: its changes are handed over');
+    this.log.info({ supplier: this.o.supplierId, request: e.id, mode: e.mode, rows: keyed.length, upserts, deletes, unchanged, stale, kept }, 'pushed request read: its changes are handed over');
     await this.hand(handler, {
       changes, position: { seq, rows: rowsAfter, inbox: e.id }, snapshot: false, rejected: [], delta,
-      report: { file: name, rows: e.rows.length, upserts, deletes, unchanged: unchanged + stale, rejected: 0 },
+      report: { file: name, rows: keyed.length, upserts, deletes, unchanged: unchanged + stale, rejected: 0, ...(kept ? { kept } : {}) },
     });
     rememberDelta(this.rows, delta);
   }

@@ -107,6 +107,29 @@ export interface UnreadableLine {
   text: string;
   /** Its fields when it could be split; otherwise its text is split at the delimiter. */
   fields?: string[];
+  /** Its values by column, when it was an object (pushed JSON): taken before any field. */
+  values?: Record<string, unknown>;
+}
+
+/**
+ * The key an unreadable line still names, when it does (see {@link rowsNamedByUnreadableLines}): from its
+ * values by column, else from the fields at the key columns' header positions, quotes and blanks around a
+ * value dropped. Undefined when a key column has no value there.
+ */
+export function keyOfUnreadableLine(l: UnreadableLine, header: readonly string[], keyColumns: readonly string[], delimiter: string): string | undefined {
+  let values: string[];
+  if (l.values) {
+    values = keyColumns.map((c) => {
+      const v = l.values![c];
+      return typeof v === 'string' ? v.trim() : typeof v === 'number' ? String(v) : '';
+    });
+  } else {
+    const at = keyColumns.map((c) => header.indexOf(c));
+    if (at.some((i) => i < 0)) return undefined;
+    const fields = l.fields ?? l.text.split(delimiter);
+    values = at.map((i) => (fields[i] ?? '').trim().replace(/^"+|"+$/g, '').trim());
+  }
+  return values.some((v) => v === '') ? undefined : JSON.stringify(values);
 }
 
 /**
@@ -122,14 +145,9 @@ export function rowsNamedByUnreadableLines(absent: readonly string[], header: re
   const out = new Map<string, number>();
   if (!absent.length || !lines.length) return out;
   const candidates = new Set(absent);
-  const at = keyColumns.map((c) => header.indexOf(c));
-  if (at.some((i) => i < 0)) return out;
   for (const l of lines) {
-    const fields = l.fields ?? l.text.split(delimiter);
-    const values = at.map((i) => (fields[i] ?? '').trim().replace(/^"+|"+$/g, '').trim());
-    if (values.some((v) => v === '')) continue;
-    const key = JSON.stringify(values);
-    if (candidates.has(key) && !out.has(key)) out.set(key, l.line);
+    const key = keyOfUnreadableLine(l, header, keyColumns, delimiter);
+    if (key !== undefined && candidates.has(key) && !out.has(key)) out.set(key, l.line);
   }
   return out;
 }

@@ -212,7 +212,7 @@ export function isHeldBack(detail: string | null | undefined): boolean {
 export function describeFeedReport(r: FeedReport): string {
   const what = r.file.startsWith('request ') ? r.file : `file ${r.file}`;
   if (r.held) return `${what} held back: ${r.held}`;
-  const kept = r.kept ? `; ${r.kept} kept as last applied (named only by lines that could not be read)` : '';
+  const kept = r.kept ? `; ${r.kept} kept as last applied (their lines were refused)` : '';
   return `last ${what}: ${r.rows} rows, ${r.upserts} new or changed, ${r.deletes} deleted, ${r.unchanged} unchanged, ${r.rejected} dead-lettered${kept}`;
 }
 

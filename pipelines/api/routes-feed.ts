@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type pg from 'pg';
 import { loadRegistry, type Supplier } from '../../connectors/registry/loader.js';
-import { parsePushBody, PUSH_TYPES } from '../../connectors/feed/push-body.js';
-import { feedKey, MissingKeyError } from '../../connectors/feed/snapshot-diff.js';
+import { parsePushBody, PUSH_TYPES, type PushedRow } from '../../connectors/feed/push-body.js';
+import { feedKey, keyOfUnreadableLine, MissingKeyError } from '../../connectors/feed/snapshot-diff.js';
 import { acceptPushed } from '../state/feed-inbox.js';
 import { PushMappingCheck } from './feed-mapping-check.js';
 import { deadLetter } from '../dlq/letter.js';
@@ -100,9 +100,13 @@ export function registerFeedRoutes(app: FastifyInstance, deps: { pool: pg.Pool; 
         const firstLine = new Map<string, number>();
         // Versions are all or none: rows without one would be ordered by arrival against rows ordered by the supplier.
         const versioned = parsed.rows.some((r) => r.version !== undefined);
+        /** Keys that refused lines of a snapshot still name (key → line): those rows are kept, not deleted as missing. */
+        const named = new Map<string, number>();
         const accepted = parsed.rows.filter((r) => {
           if (versioned && r.version === undefined) {
             outcomes.push({ line: r.line, reason: 'malformed_line', message: '_version missing while other rows of the request have one', stage: 'source', text: textOf(r) });
+            const k = keyOfUnreadableLine({ line: r.line, text: '', values: r.row }, [], tableKey, ',');
+            if (k !== undefined && !named.has(k)) named.set(k, r.line);
             return false;
           }
           if (mode === 'snapshot' && r.op === 'delete') {
@@ -125,13 +129,25 @@ export function registerFeedRoutes(app: FastifyInstance, deps: { pool: pg.Pool; 
           firstLine.set(k, r.line);
           return true;
         });
+        const keeps: PushedRow[] = [];
+        if (mode === 'snapshot') {
+          for (const e of parsed.errors) {
+            const k = e.header ? undefined : keyOfUnreadableLine(e, parsed.header, tableKey, parsed.delimiter);
+            if (k !== undefined && !named.has(k)) named.set(k, e.line);
+          }
+          for (const [k, line] of named) {
+            if (firstLine.has(k)) continue; // the snapshot has the row on a line that could be read
+            const values = JSON.parse(k) as string[];
+            keeps.push({ line, row: Object.fromEntries(tableKey.map((c, i) => [c, values[i] ?? null])), op: 'keep' });
+          }
+        }
         const unplaced = await mappingCheck.refusals(supplier, accepted, registry?.suppliers ?? [supplier]);
         outcomes.push(...unplaced.map((u) => ({ ...u, stage: 'normalizer' as const })));
         outcomes.sort((a, b) => a.line - b.line);
         const idempotencyKey = typeof req.headers['idempotency-key'] === 'string' && req.headers['idempotency-key'] ? req.headers['idempotency-key'].slice(0, 255) : undefined;
         const bodySha256 = createHash('sha256').update(`${mode}\n`).update(body).digest('hex');
         const res = await acceptPushed(deps.pool, {
-          supplierId: id, mode, rows: accepted, bodySha256, ...(idempotencyKey ? { idempotencyKey } : {}),
+          supplierId: id, mode, rows: keeps.length ? [...accepted, ...keeps] : accepted, bodySha256, ...(idempotencyKey ? { idempotencyKey } : {}),
           answer: (inboxId) => ({ status: 202, answer: { supplier: id, mode, request: inboxId, rows: parsed.rows.length + parsed.errors.length, accepted: accepted.length - unplaced.length, queued: accepted.length, rejected: outcomes.map(({ text: _t, ...o }) => o) } }),
           letters: (inboxId) => outcomes.filter((o) => o.stage === 'source').map((o) => deadLetter('source', o.reason, `request ${inboxId ?? '(none queued)'} line ${o.line}: ${o.message}`, { supplierId: id, sourcePosition: `request ${inboxId ?? '-'}:${o.line}`, value: o.text ?? null })),
         });

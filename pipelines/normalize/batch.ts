@@ -27,8 +27,8 @@ export interface RawSource {
 export interface BatchDeps {
   /** Routes of the given contributors (one round trip). */
   routes(ids: string[]): Promise<Map<string, Route>>;
-  /** Live routes of a table, for truncates. */
-  liveOfTable(supplierId: string, table: string): Promise<Route[]>;
+  /** Live routes of a table last seen before version `before`: what a truncate at `before` removes. */
+  liveOfTable(supplierId: string, table: string, before: string): Promise<Route[]>;
   /**
    * Resolves once every route the runtime has placed so far is readable by {@link BatchDeps.liveOfTable}
    * (the embedded runtime: its commit in flight has landed). Called before a truncate reads them.
@@ -155,7 +155,7 @@ async function normalizeOnce<R>(items: Array<RawItem<R>>, src: RawSource, deps: 
       await deps.retry('recording a truncate', async () => deps.truncates?.recordTruncate(src.supplierId, item.change.table, item.change.sourceVersion, item.change.sourceTsMs));
       // A truncate removes the rows seen before it: routes read now, updated by this batch so far.
       await deps.settle?.();
-      const live = await deps.retry('reading routes of truncated table', () => deps.liveOfTable(src.supplierId, item.change.table));
+      const live = await deps.retry('reading routes of truncated table', () => deps.liveOfTable(src.supplierId, item.change.table, item.change.sourceVersion));
       const current = live.map((r) => known.get(r.contributorId) ?? r);
       for (const r of known.values()) if (!r.deleted && r.sourceTable === item.change.table && !current.includes(r)) current.push(r);
       const t = normalizeTruncate(item.change, current, nowMs);

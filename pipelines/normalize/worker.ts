@@ -99,7 +99,7 @@ export class NormalizerHandler implements BatchHandler {
       { supplierId: raw.supplier.id, mapping: raw.mapping, table: raw.table, keyColumns: raw.keyColumns },
       {
         routes: (ids) => this.routes.get(ids),
-        liveOfTable: (sup, table) => this.routes.liveOfTable(sup, table),
+        liveOfTable: (sup, table, before) => this.routes.liveOfTable(sup, table, before),
         retry: ctx.retry,
         avro: this.avro,
         truncates: this.routes,

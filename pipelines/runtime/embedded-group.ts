@@ -154,7 +154,7 @@ export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Pre
           return { key: m.key === null ? null : Buffer.from(m.key), value: Buffer.from(m.value), ref };
         }),
         { supplierId: supplier.id, mapping, table, keyColumns: supplier.source.tables.find((t) => t.name === table)?.key },
-        { routes: (ids) => s.routes.get(ids), liveOfTable: (sid, t) => s.routes.liveOfTable(sid, t), settle: s.settled, retry: s.retry, flushPins: () => s.inputs.flushPins(), onDefect: (err) => s.log.error({ err }, 'unexpected error on one record; dead-lettered') },
+        { routes: (ids) => s.routes.get(ids), liveOfTable: (sid, t, before) => s.routes.liveOfTable(sid, t, before), settle: s.settled, retry: s.retry, flushPins: () => s.inputs.flushPins(), onDefect: (err) => s.log.error({ err }, 'unexpected error on one record; dead-lettered') },
       );
       await aggregate(res.observations);
       allRoutes.push(...res.routes);

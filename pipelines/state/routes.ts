@@ -81,12 +81,22 @@ export class RouteStore {
   }
 
   /** Live routes of one captured table (for truncates). */
-  async liveOfTable(supplierId: string, table: string): Promise<Route[]> {
+  /**
+   * The live routes of a table that a truncate at version `before` removes: those whose row Cellar saw last
+   * before it, by the route's version and by the contribution's (the embedded runtime writes a route only
+   * when its placement changes, the contribution at every change). Only those are read: after a snapshot
+   * (which ends with a truncate just below its rows) that is none of the rows it read, so memory does not
+   * grow with the table. A truncate by the supplier still reads every row of the table once.
+   */
+  async liveOfTable(supplierId: string, table: string, before: string): Promise<Route[]> {
     const { rows } = await query<RouteRow>(
       this.pool,
       'reading routes of table',
-      `SELECT ${COLS} FROM cellar.contributor_routes WHERE supplier_id = $1 AND source_table = $2 AND NOT deleted`,
-      [supplierId, table],
+      `SELECT ${COLS.split(', ').map((c) => `r.${c}`).join(', ')} FROM cellar.contributor_routes r
+        WHERE r.supplier_id = $1 AND r.source_table = $2 AND NOT r.deleted AND r.source_version COLLATE "C" < $3
+          AND NOT EXISTS (SELECT 1 FROM cellar.stock_contributions c
+                           WHERE c.contributor_id = r.contributor_id AND NOT c.deleted AND c.source_version COLLATE "C" >= $3)`,
+      [supplierId, table, before],
     );
     return rows.map(toRoute);
   }

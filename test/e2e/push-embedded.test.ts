@@ -12,7 +12,7 @@ import { migrate } from '../../pipelines/state/migrate.js';
 import { storesConverged } from '../support/stores.js';
 import { artifactDir, cellarEnv, eventually, rid, services, supplierDir } from '../support/services.js';
 import { explainProcess } from '../support/embedded.js';
-import { expectFeedReconciled, feedRegions, feedTruth, randomLines, type FeedLine } from '../support/feeds.js';
+import { expectFeedReconciled, feedDetail, feedRegions, feedTruth, randomLines, type FeedLine } from '../support/feeds.js';
 
 /**
  * A supplier that pushes its rows to the API of `cellar run embedded --api`: deltas (upserts, deletes, its own
@@ -40,15 +40,17 @@ describe('HTTP push in the embedded runtime', () => {
     const diff = await storesConverged(async () => feedTruth([...truth.values()], regions), pool, redis, [R1, R2]);
     return diff.length ? [...diff.slice(0, 10), explainProcess(proc, logFile)] : diff;
   };
-  const push = async (rows: Array<Record<string, unknown>>, mode = 'changes') => {
+  const push = async (rows: Array<Record<string, unknown>> | string, mode = 'changes') => {
     // The API may still be starting: retried until it answers (a retried request is applied once).
     const idem = rid('idem');
     let res: Response | undefined;
+    const csv = typeof rows === 'string';
     await eventually(async () => {
-      res = await fetch(`${apiUrl}/v1/suppliers/${supplierId}/feed?mode=${mode}`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'idempotency-key': idem }, body: JSON.stringify(rows) });
+      res = await fetch(`${apiUrl}/v1/suppliers/${supplierId}/feed?mode=${mode}`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': csv ? 'text/csv' : 'application/json', 'idempotency-key': idem }, body: csv ? rows : JSON.stringify(rows) });
       return res.status === 202;
     }, 60_000, 200);
     expect(res?.status).toBe(202);
+    return (await res!.json()) as { rejected: Array<{ line: number; reason: string }> };
   };
 
   beforeAll(async () => {
@@ -108,6 +110,28 @@ mapping: { sku: sku, warehouse: store, quantity: bottles, unit: bottles, regions
     const c = keep[0]!;
     await push([{ ...c, bottles: 5, _version: 41 }]);
     truth.set(`${c.sku}|${c.store}`, { ...c, bottles: 5 });
+    expect(await converged()).toEqual([]);
+
+    // A snapshot whose lines for two rows are refused (a bad value; no _version among versioned rows) keeps
+    // those rows as last applied: refused is not deleted. The row it lacks is deleted.
+    const [bad, unversioned, gone, ...rest] = [...truth.values()];
+    const next = rest.map((l) => ({ ...l, bottles: l.bottles + 1 }));
+    const answer = await push([
+      ...next.map((l) => ({ ...l, _version: 42 })),
+      { ...bad!, bottles: { n: 3 }, _version: 42 },
+      { ...unversioned!, bottles: 1 },
+    ], 'snapshot');
+    expect(answer.rejected.map((r) => [r.line, r.reason])).toEqual([[next.length + 1, 'malformed_line'], [next.length + 2, 'malformed_line']]);
+    truth.delete(`${gone!.sku}|${gone!.store}`);
+    for (const l of next) truth.set(`${l.sku}|${l.store}`, l);
+    expect(await converged()).toEqual([]);
+    expect(await eventually(async () => /request \d+: .*; 2 kept as last applied/.test((await feedDetail(pool, supplierId)) ?? ''), 10_000), `status: ${await feedDetail(pool, supplierId)}`).toBe(true);
+
+    // The same through CSV: a line cut short keeps its row.
+    const [cut, ...others] = [...truth.values()];
+    const csv = ['sku,store,bottles,_version', ...others.map((l) => `${l.sku},${l.store},${l.bottles + 2},43`), `${cut!.sku},${cut!.store}`].join('\n');
+    expect((await push(csv, 'snapshot')).rejected.map((r) => r.reason)).toEqual(['malformed_line']);
+    for (const l of others) truth.set(`${l.sku}|${l.store}`, { ...l, bottles: l.bottles + 2 });
     expect(await converged()).toEqual([]);
   }, 120_000);
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { diffSnapshot, feedKey, MissingKeyError, rowHash, truncationGuard, type FeedRow, type KeyedFeedRow } from '../../connectors/feed/snapshot-diff.js';
+import { diffSnapshot, feedKey, keyOfUnreadableLine, MissingKeyError, rowHash, rowsNamedByUnreadableLines, truncationGuard, type FeedRow, type KeyedFeedRow } from '../../connectors/feed/snapshot-diff.js';
 
 const keyed = (rows: FeedRow[], keys = ['sku', 'depot']): KeyedFeedRow[] => rows.map((r) => ({ ...r, key: feedKey(r, keys), hash: rowHash(r.row) }));
 const row = (line: number, sku: string, depot: string, qty: string): FeedRow => ({ line, row: { sku, depot, qty } });
@@ -36,5 +36,25 @@ describe('feed snapshot diff', () => {
     expect(truncationGuard(1000, 0, 0.5)).toContain('no rows');
     expect(truncationGuard(1000, 499, 0.5)).toContain('fewer than 50 % of the 1000');
     expect(truncationGuard(1000, 500, 0.5)).toBeUndefined();
+  });
+});
+
+describe('rows named by unreadable lines', () => {
+  const header = ['sku', 'store', 'bottles'];
+  const key = ['sku', 'store'];
+  it('reads the key from an object\'s values, a split line\'s fields or its text, quotes and blanks dropped', () => {
+    expect(keyOfUnreadableLine({ line: 1, text: '', values: { sku: ' W-1 ', store: 's1', bottles: { n: 1 } } }, [], key, ',')).toBe('["W-1","s1"]');
+    expect(keyOfUnreadableLine({ line: 2, text: 'W-2,s1', fields: ['W-2', 's1'] }, header, key, ',')).toBe('["W-2","s1"]');
+    expect(keyOfUnreadableLine({ line: 3, text: 'W-3;"s1;"7' }, header, key, ';')).toBe('["W-3","s1"]');
+    expect(keyOfUnreadableLine({ line: 4, text: 'W-4' }, header, key, ',')).toBeUndefined(); // a key column has no field
+    expect(keyOfUnreadableLine({ line: 5, text: ',s1,3' }, header, key, ',')).toBeUndefined(); // an empty key value
+    expect(keyOfUnreadableLine({ line: 6, text: 'W-6,s1,3' }, ['code', 'store'], key, ',')).toBeUndefined(); // the header lacks a key column
+  });
+
+  it('names only rows the last snapshot had and this one lacks, the first line naming each', () => {
+    const absent = ['["W-1","s1"]', '["W-2","s1"]'];
+    const lines = [{ line: 7, text: 'W-1,s1' }, { line: 8, text: 'W-9,s1' }, { line: 9, text: 'W-1,s1,"' }, { line: 10, text: 'X,W-2,s1,4' }];
+    expect([...rowsNamedByUnreadableLines(absent, header, key, lines, ',')]).toEqual([['["W-1","s1"]', 7]]);
+    expect(rowsNamedByUnreadableLines([], header, key, lines, ',').size).toBe(0);
   });
 });

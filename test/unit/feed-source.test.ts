@@ -74,7 +74,7 @@ describe('file feed source', () => {
     expect(b.changes.filter((c) => c.spec.op === 'd').map((c) => c.spec.before?.sku)).toEqual(['W-4']);
     expect(b.delta!.deletes.map((d) => d.key)).toEqual(['["W-4","s1"]']);
     expect(b.report).toMatchObject({ rows: 5, deletes: 1, rejected: 3, kept: 2 });
-    expect(describeFeedReport(b.report!)).toBe('last file a.csv: 5 rows, 5 new or changed, 1 deleted, 0 unchanged, 3 dead-lettered; 2 kept as last applied (named only by lines that could not be read)');
+    expect(describeFeedReport(b.report!)).toBe('last file a.csv: 5 rows, 5 new or changed, 1 deleted, 0 unchanged, 3 dead-lettered; 2 kept as last applied (their lines were refused)');
   });
 
   it('skips a file already applied, and holds back one that would delete most of the stock', async () => {
