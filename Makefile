@@ -41,7 +41,7 @@ clean:
 bench: build
 	node dist/bench/run.js
 
-# Cost as work grows up to 10M contributors (the scale suite with 10M added; about an hour).
+# Cost as work grows up to 10M contributors (the scale suite with 10M added; about 20 min on a quiet machine).
 bench-scale: build
 	CELLAR_BENCH_SCALE_SIZES=100000,1000000,10000000 node dist/bench/run.js scale
 
