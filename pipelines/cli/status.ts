@@ -43,8 +43,12 @@ export function formatStatus(list: SupplierHealth[], now = Date.now(), connectEr
     ]),
   )];
   if (unreachable) lines.push('', unreachable);
-  for (const h of list.filter((x) => x.detail || x.deadLetters.newest.length)) {
+  // A reader's own detail (a feed's last file) is shown when it says more than the status does.
+  const captureDetail = (h: SupplierHealth) => (h.capture?.detail && h.capture.detail !== h.detail && !h.detail?.includes(h.capture.detail) ? h.capture.detail : undefined);
+  for (const h of list.filter((x) => x.detail || x.deadLetters.newest.length || captureDetail(x))) {
     lines.push('', `${h.supplierId}: ${h.status}${h.detail ? `: ${h.detail}` : ''}`);
+    const own = captureDetail(h);
+    if (own) lines.push(`  capture: ${own}`);
     if (h.capture?.lagDetail) lines.push(`  source: ${h.capture.lagDetail}`);
     if (h.connector && 'state' in h.connector) lines.push(`  connector ${h.connector.name}: ${connectorState(h.connector)}`);
     for (const r of h.deadLetters.byReason.filter((x) => x.pending)) lines.push(`  dead letters ${r.reason}: ${r.pending} pending of ${r.total}`);

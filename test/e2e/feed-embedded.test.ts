@@ -12,6 +12,7 @@ import { createPgPool } from '../../pipelines/core/pg.js';
 import { eventDisagreements, historyDisagreements, storesConverged } from '../support/stores.js';
 import { artifactDir, cellarEnv, rid, services, supplierDir, eventually } from '../support/services.js';
 import { explainProcess } from '../support/embedded.js';
+import { runCellar } from '../support/cli.js';
 import { csvOf, dropFile, expectFeedReconciled, garbledFile, feedDetail, feedLetters, feedRegions, feedSupplierYaml, feedTruth, randomLines, type FeedLine } from '../support/feeds.js';
 
 /**
@@ -90,6 +91,9 @@ describe('file feeds in the embedded runtime', () => {
     expect(await converged()).toEqual([]);
     expect((await feedLetters(pool, supplierId)).slice(before)).toEqual(garbled.lines.map((n) => ({ reason: 'malformed_line', position: `stock-2b.csv:${n}` })));
     expect(await eventually(async () => /last file stock-2b\.csv: 52 rows, .*1 deleted.*; 2 kept as last applied/.test((await feedDetail(pool, supplierId)) ?? ''), 10_000), `status: ${await feedDetail(pool, supplierId)}`).toBe(true);
+    // The operator's view: the supplier is ok, and its feed's last file says what it kept.
+    const st = await runCellar(['status', '--supplier', supplierId], env, logDir);
+    expect(st.out).toMatch(new RegExp(`^${supplierId}: ok\n  capture: last file stock-2b\\.csv: 52 rows, .*; 2 kept as last applied \\(their lines were refused\\)$`, 'm'));
   }, 120_000);
 
   it('holds back a truncated file and keeps the totals, then applies the next full one', async () => {
