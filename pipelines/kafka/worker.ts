@@ -1,5 +1,5 @@
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
-import { fromKafkaError, isRetriable } from '../core/errors.js';
+import { CellarError, fromKafkaError, isRetriable } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { CellarMetrics } from '../core/metrics.js';
 import { retryInPlace, withRetry } from '../core/retry.js';
@@ -79,9 +79,11 @@ export interface ConsumerWorker {
   /**
    * Consumes this member's partitions of `topic` again from the earliest offset (committed, so the replay
    * survives a crash), outside any batch: a sink's store found empty while nothing flowed. Batches in
-   * progress do not commit.
+   * progress do not commit. While the member holds none of them (a rebalance), it waits until it does.
    */
   rewind(topic: string): Promise<void>;
+  /** True while the member holds partitions of `topic`. */
+  hasAssignment(topic: string): boolean;
 }
 
 /**
@@ -240,8 +242,12 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
     problem: () => (relaunching ? 'starting the consumer again' : retrying ? `retrying ${retrying}` : watch.problem()),
     rewind: async (topic) => {
       rewinds++;
-      await withRetry(() => rewindToEarliest(kafka, consumer, topic, assigned, log), { signal: abort.signal, shouldRetry: (err) => !stopping && isRetriable(err) });
+      await withRetry(async () => {
+        if (relaunching || !assigned.some((a) => a.topic === topic)) throw new CellarError('rewind_unassigned', `rewinding ${topic}: this member holds none of its partitions yet`, { retriable: true });
+        await rewindToEarliest(kafka, consumer, topic, assigned, log);
+      }, { signal: abort.signal, shouldRetry: (err) => !stopping && isRetriable(err) });
     },
+    hasAssignment: (topic) => !relaunching && assigned.some((a) => a.topic === topic),
     stop: () =>
       (stoppingPromise ??= (async () => {
         stopping = true;

@@ -72,6 +72,9 @@ export function watchStoreLoss(o: { sink: StockSink; name: string; topic: string
   let checking: Promise<void> = Promise.resolve();
   const check = async () => {
     try {
+      // A member without partitions (a rebalance) must not take the loss: the partitions it then gets
+      // would not be replayed by it, and the member they come from may already have adopted the new epoch.
+      if (!o.worker().hasAssignment(o.topic)) return;
       if (!(await o.sink.lostData!())) return;
       o.log.warn({ sink: o.name, topic: o.topic }, 'the store lost its data while no change flowed; replaying from the earliest offsets');
       await o.worker().rewind(o.topic);
