@@ -45,8 +45,15 @@ export async function scaleBenchmarks(): Promise<BenchResult[]> {
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, 'scale.yaml'), supplierYaml('scale', new URL(server.url).port, 'scale_supplier'));
       const cfg = loadRuntimeConfig({ ...process.env, CELLAR_PG_URL: cellarUrl, CELLAR_REDIS_URL: redis.url, CELLAR_SUPPLIERS_DIR: dir });
+      // Seconds each group-commit phase took, summed (see cellar_group_commit_phase_seconds): where a size's time goes.
+      const phaseSeconds = new Map<string, number>();
       const start = async () => {
         const metrics = new CellarMetrics(false);
+        const observePhase = metrics.groupPhase.observe.bind(metrics.groupPhase);
+        metrics.groupPhase.observe = ((labels: { phase: string }, v: number) => {
+          phaseSeconds.set(labels.phase, (phaseSeconds.get(labels.phase) ?? 0) + v);
+          return observePhase(labels, v);
+        }) as typeof metrics.groupPhase.observe;
         const rt = await startEmbedded(cfg, createLogger('bench-scale', 'warn'), metrics);
         stop = () => rt.stop();
         return { rt, processed: () => metrics.value('cellar_events_in_total', { stage: 'embedded' }) };
@@ -58,6 +65,7 @@ export async function scaleBenchmarks(): Promise<BenchResult[]> {
       const rssAfterSnapshot = rssMiB();
 
       const runs: number[] = [];
+      phaseSeconds.clear();
       for (let run = 0; run < 3; run++) {
         const before = await processed();
         t0 = Date.now();
@@ -70,6 +78,9 @@ export async function scaleBenchmarks(): Promise<BenchResult[]> {
         runs.push(CHANGES / ((Date.now() - t0) / 1000));
       }
       const rssAfterRuns = rssMiB();
+      // Per change of the sustained runs, µs: prepare (normalize, aggregate, reading what is not in memory),
+      // queued (behind the previous commit), postgres (the commit), redis, wait (before a group is taken).
+      const phaseUsPerChange = Object.fromEntries([...phaseSeconds].map(([k, sec]) => [k, Math.round((sec * 1e6) / (3 * CHANGES))]));
       sustained.set(n, runs.sort((a, b) => a - b)[1]!);
 
       await stop!();
@@ -80,7 +91,7 @@ export async function scaleBenchmarks(): Promise<BenchResult[]> {
       await pollUntil('a change made while stopped', async () => (await processed()) >= 1);
       const restartMs = Date.now() - t0;
 
-      out.push(result(`scale ${n.toLocaleString('en-US')} contributors: sustained changes/s`, 'changes/s', runs, { details: { snapshotRowsPerS: Math.round(snapshotPerS), stateCacheContributors: cfg.stateCacheContributors } }));
+      out.push(result(`scale ${n.toLocaleString('en-US')} contributors: sustained changes/s`, 'changes/s', runs, { details: { snapshotRowsPerS: Math.round(snapshotPerS), stateCacheContributors: cfg.stateCacheContributors, phaseUsPerChange } }));
       out.push(result(`scale ${n.toLocaleString('en-US')} contributors: resident memory`, 'MiB', [rssAfterRuns], { target: 1024, higherIsBetter: false, details: { afterSnapshotMiB: rssAfterSnapshot, note: 'this process: the runtime and the bench writer' } }));
       out.push(result(`scale ${n.toLocaleString('en-US')} contributors: restart until a change is counted`, 'ms', [restartMs], { higherIsBetter: false }));
     } finally {
