@@ -128,11 +128,32 @@ export class RouteStore {
 /**
  * A RouteStore for a runtime that is the only writer of its routes (the embedded runtime): routes read or
  * saved are kept in memory (an absence too), so each batch reads from Postgres only contributors it has
- * not seen since start. Call {@link CachedRouteStore.remember} only after the transaction that saved the
- * routes committed. Holds at most `maxEntries` (then starts over), about 300 bytes each.
+ * not seen since start. {@link CachedRouteStore.remember} takes a group's routes once it is prepared, before
+ * its commit (at most one group commits at a time). Holds at most `maxEntries` (then starts over, keeping
+ * the last two groups' routes), about 300 bytes each.
  */
 export class CachedRouteStore extends RouteStore {
   private readonly cache = new Map<string, Route | null>();
+  /**
+   * The routes of the last two {@link CachedRouteStore.remember} calls: a group's routes are remembered when
+   * it is prepared and written by its commit, which runs while the next group is prepared, so these may not
+   * be in Postgres yet. They survive the cache starting over: read from Postgres instead, a row moved by the
+   * group in flight would look unmoved, and its delete in the next group would remove it from the old key.
+   */
+  private recent: Route[][] = [];
+
+  /** Drops every cached route but the recent ones (bounded memory). */
+  private startOver(): void {
+    this.cache.clear();
+    for (const list of this.recent) this.put(list);
+  }
+
+  private put(routes: Route[]): void {
+    for (const r of routes) {
+      const prev = this.cache.get(r.contributorId);
+      if (!prev || prev.sourceVersion < r.sourceVersion) this.cache.set(r.contributorId, r);
+    }
+  }
 
   constructor(pool: pg.Pool, private readonly maxEntries = 2_000_000) {
     super(pool);
@@ -148,10 +169,12 @@ export class CachedRouteStore extends RouteStore {
     }
     if (missing.length) {
       const found = await super.get(missing);
-      if (this.cache.size + missing.length > this.maxEntries) this.cache.clear();
+      if (this.cache.size + missing.length > this.maxEntries) this.startOver();
       for (const id of missing) {
-        const r = found.get(id);
-        this.cache.set(id, r ?? null);
+        // One remembered meanwhile, or kept across the start-over, is newer than what Postgres had.
+        const known = this.cache.get(id);
+        const r = known ?? found.get(id);
+        if (!known) this.cache.set(id, r ?? null);
         if (r) out.set(id, r);
       }
     }
@@ -172,12 +195,14 @@ export class CachedRouteStore extends RouteStore {
     });
   }
 
-  /** Records routes that were saved and committed (the newest per contributor wins). */
+  /**
+   * Records the routes a group placed (the newest per contributor wins), as soon as it is prepared: the
+   * next group, prepared while this one commits, must see them.
+   */
   remember(routes: Route[]): void {
-    if (this.cache.size + routes.length > this.maxEntries) this.cache.clear();
-    for (const r of routes) {
-      const prev = this.cache.get(r.contributorId);
-      if (!prev || prev.sourceVersion < r.sourceVersion) this.cache.set(r.contributorId, r);
-    }
+    if (this.cache.size + routes.length > this.maxEntries) this.startOver();
+    this.put(routes);
+    this.recent.push(routes);
+    if (this.recent.length > 2) this.recent.shift();
   }
 }
