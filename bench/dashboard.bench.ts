@@ -1,8 +1,8 @@
-import { CELLAR_ENTRY } from '../infra/local/cellar-process.js';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { createDatabase, startLocalPostgres } from '../infra/local/postgres.js';
+import { CELLAR_ENTRY } from '../infra/local/cellar-process.js';
 import { freePort, spawnManaged, stopChild } from '../infra/local/process.js';
 import { startLocalRedis } from '../infra/local/redis.js';
 import { createApiKey } from '../pipelines/api/keys-store.js';

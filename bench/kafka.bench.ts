@@ -1,11 +1,11 @@
-import { CELLAR_ENTRY } from '../infra/local/cellar-process.js';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import type { ChangeSpec } from '../connectors/debezium/envelope.js';
 import { startLocalStack, type LocalStack } from '../infra/local/stack.js';
-import { spawnManaged, stopChild, tempDir } from '../infra/local/process.js';
+import { spawnCellar } from '../infra/local/cellar-process.js';
+import { stopChild, tempDir } from '../infra/local/process.js';
 import { loadRuntimeConfig } from '../pipelines/core/config.js';
 import { createLogger } from '../pipelines/core/logger.js';
 import { createPgPool } from '../pipelines/core/pg.js';
@@ -51,16 +51,6 @@ function cpuMs(pid: number | undefined): number {
   } catch {
     return 0;
   }
-}
-
-/** `cellar run <role>`, compiled when this bench runs compiled (dist/), else from source through tsx. */
-function spawnWorker(role: string, env: Record<string, string>, log: string): ChildProcess {
-  const child = spawnManaged(process.execPath, [...CELLAR_ENTRY, 'run', role], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const out: string[] = [];
-  child.stdout?.on('data', (b: Buffer) => out.push(b.toString()));
-  child.stderr?.on('data', (b: Buffer) => out.push(b.toString()));
-  child.once('exit', () => writeFileSync(log, out.join('')));
-  return child;
 }
 
 /**
@@ -121,7 +111,7 @@ mapping:
       ['avro', await avroEncoder(stack.schemaRegistryUrl, tables.get('avro')!)],
       ['json', (m) => ({ key: m.key, value: m.value })],
     ]);
-    for (const role of WORKER_ROLES) workers.set(role, spawnWorker(role, env, join(work, `${role}.log`)));
+    for (const role of WORKER_ROLES) workers.set(role, spawnCellar(['run', role], env, join(work, `${role}.log`)));
     const admin = kafka.admin();
     kafkaAdmin = admin;
     await admin.connect();

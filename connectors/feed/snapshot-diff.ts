@@ -109,14 +109,17 @@ export interface UnreadableLine {
   fields?: string[];
   /** Its values by column, when it was an object (pushed JSON): taken before any field. */
   values?: Record<string, unknown>;
+  /** A problem of the header line itself: it names no row. */
+  header?: true;
 }
 
 /**
  * The key an unreadable line still names, when it does (see {@link rowsNamedByUnreadableLines}): from its
  * values by column, else from the fields at the key columns' header positions, quotes and blanks around a
- * value dropped. Undefined when a key column has no value there.
+ * value dropped. Undefined when a key column has no value there, or the line is the header.
  */
 export function keyOfUnreadableLine(l: UnreadableLine, header: readonly string[], keyColumns: readonly string[], delimiter: string): string | undefined {
+  if (l.header) return undefined;
   let values: string[];
   if (l.values) {
     values = keyColumns.map((c) => {

@@ -175,7 +175,7 @@ export class FeedSource {
       changes.push(new SourceChange(this.info, columns, key, { op, before: null, after: r.row, tsMs: file.mtimeMs, feedVersion: seq, line: r.line, feedFile: file.name }));
     }
     // A garbled line of a row must not delete that row: it stays as the last applied file left it.
-    const kept = rowsNamedByUnreadableLines(diff.deletes, parsed.header, key, parsed.errors.filter((e) => !e.header), parsed.delimiter);
+    const kept = rowsNamedByUnreadableLines(diff.deletes, parsed.header, key, parsed.errors, parsed.delimiter);
     const deletes = kept.size ? diff.deletes.filter((k) => !kept.has(k)) : diff.deletes;
     if (kept.size) this.log.warn({ supplier: this.o.supplierId, file: file.name, kept: kept.size, lines: [...kept.values()].slice(0, 20) }, 'feed rows kept as last applied: the file has no readable line for them, but a line it could not read names them');
     for (const k of deletes) changes.push(deleteChange(this.info, columns, key, k, { tsMs: file.mtimeMs, feedVersion: seq, feedFile: file.name }));

@@ -132,7 +132,7 @@ export function registerFeedRoutes(app: FastifyInstance, deps: { pool: pg.Pool; 
         const keeps: PushedRow[] = [];
         if (mode === 'snapshot') {
           for (const e of parsed.errors) {
-            const k = e.header ? undefined : keyOfUnreadableLine(e, parsed.header, tableKey, parsed.delimiter);
+            const k = keyOfUnreadableLine(e, parsed.header, tableKey, parsed.delimiter);
             if (k !== undefined && !named.has(k)) named.set(k, e.line);
           }
           for (const [k, line] of named) {

@@ -4,7 +4,7 @@ import axios from 'axios';
 import { RUNTIME_ENV, type RuntimeConfig } from '../core/config.js';
 import { SECRET_SETTINGS } from '../core/connectivity.js';
 import { pgConfig, readPem } from '../core/pg-tls.js';
-import { createRedis } from '../core/redis.js';
+import { pingRedis } from '../core/redis.js';
 import { scrubSecrets } from '../core/secrets.js';
 import { createKafka } from '../kafka/client.js';
 import type { Logger } from '../core/logger.js';
@@ -125,19 +125,7 @@ export async function checkConnections(cfg: RuntimeConfig, log: Logger, only: Re
     jobs.push(attempt('Postgres (Cellar\'s)', hostOf(cfg.pgUrl), { where: [E.pgUrl], tls: [E.pgSslMode, E.pgSslCaFile], auth: [E.pgSslCertFile, E.pgSslKeyFile] }, () => pgSelectOne(cfg.pgUrl)));
   }
   if (only.has('redis')) {
-    jobs.push(attempt('Redis', hostOf(cfg.redisUrl), { where: [E.redisUrl], tls: [E.redisTlsCaFile], auth: [E.redisUsername, E.redisPassword, E.redisTlsCertFile] }, async () => {
-      const r = createRedis(cfg.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: CHECK_TIMEOUT_MS });
-      let last: Error | undefined;
-      r.on('error', (err: Error) => (last = err));
-      try {
-        await r.connect().catch((err: unknown) => {
-          throw last ?? err;
-        });
-        await r.ping();
-      } finally {
-        r.disconnect();
-      }
-    }));
+    jobs.push(attempt('Redis', hostOf(cfg.redisUrl), { where: [E.redisUrl], tls: [E.redisTlsCaFile], auth: [E.redisUsername, E.redisPassword, E.redisTlsCertFile] }, () => pingRedis(cfg.redisUrl, CHECK_TIMEOUT_MS)));
   }
   if (only.has('kafka')) {
     jobs.push(attempt('Kafka', cfg.kafkaBrokers.join(','), { where: [E.kafkaBrokers], tls: [E.kafkaTls, E.kafkaTlsCaFile, E.kafkaTlsServername], auth: [E.kafkaSaslMechanism, E.kafkaSaslUsername, E.kafkaSaslPassword, E.kafkaTlsCertFile] }, async () => {

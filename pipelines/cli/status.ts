@@ -62,24 +62,13 @@ export function formatStatus(list: SupplierHealth[], now = Date.now(), connectEr
  * it answers. `where` names it without credentials. The runtimes go on without it (see the message).
  */
 export async function redisProblem(url: string, where: string): Promise<string | undefined> {
-  const { createRedis } = await import('../core/redis.js');
-  // No client timers (ioredis' connect timeout outlives a refused connection and holds the process open).
-  const redis = createRedis(url, { lazyConnect: true, connectTimeout: 0, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
-  let first: unknown;
-  redis.on('error', (err) => (first ??= err));
-  let timer: NodeJS.Timeout | undefined;
+  const [{ pingRedis }, { scrubSecrets }] = await Promise.all([import('../core/redis.js'), import('../core/secrets.js')]);
   try {
-    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer to PING within 2 s')), 2_000)));
-    await Promise.race([redis.connect().then(() => redis.ping()), late]);
+    await pingRedis(url, 2_000);
     return undefined;
   } catch (err) {
-    const e = (first ?? err) as Error;
-    const why = String(e?.message ?? e).replace(/\b[a-z]+s?:\/\/\S*@/gi, '');
+    const why = scrubSecrets(String((err as Error)?.message ?? err));
     return `${where} does not answer (${why}): totals still go to Postgres (cellar.regional_stock); Redis snapshots are stale until it answers, then rebuilt from Postgres`;
-  } finally {
-    clearTimeout(timer);
-    // A client that ended (refused, no retries) has nothing to close; closing it would wait 2 s for a socket that is gone.
-    if (redis.status !== 'end') redis.disconnect();
   }
 }
 

@@ -27,3 +27,25 @@ export function createRedis(url: string, options: RedisOptions = {}): Redis {
   const c = redisConnection(url);
   return new Redis(c.url, { ...options, ...(c.tls ? { tls: c.tls } : {}) });
 }
+
+/**
+ * Connects to `url` once and PINGs it within `timeoutMs`, for one-shot checks (`cellar status`, `cellar config
+ * check`); throws the connection's own error (`connect ECONNREFUSED …`) rather than ioredis' "Connection is
+ * closed", or a timeout. No retries, and no client timer outlives the check (ioredis' connect timeout and its
+ * wait to close a socket that is already gone would hold a finished command open for seconds).
+ */
+export async function pingRedis(url: string, timeoutMs: number): Promise<void> {
+  const redis = createRedis(url, { lazyConnect: true, connectTimeout: 0, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+  let first: unknown;
+  redis.on('error', (err) => (first ??= err));
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer to PING within ${timeoutMs / 1000} s`)), timeoutMs)));
+    await Promise.race([redis.connect().then(() => redis.ping()), late]);
+  } catch (err) {
+    throw first ?? err;
+  } finally {
+    clearTimeout(timer);
+    if (redis.status !== 'end') redis.disconnect();
+  }
+}

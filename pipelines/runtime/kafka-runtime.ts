@@ -135,8 +135,8 @@ export async function startWorker(
       handler = h;
     } else {
       inputTopics = [topics.regionalStock];
-      sink = role === 'sink-postgres' ? createPostgresStockSink({ url: cfg.pgUrl }) : createRedisSnapshotSink({ url: cfg.redisUrl, ttlSeconds: cfg.redisTtlSeconds });
-      const store = sink;
+      const store: StockSink = role === 'sink-postgres' ? createPostgresStockSink({ url: cfg.pgUrl }) : createRedisSnapshotSink({ url: cfg.redisUrl, ttlSeconds: cfg.redisTtlSeconds });
+      sink = store;
       await wait(role === 'sink-postgres' ? 'Postgres' : 'Redis', () => store.connect());
       sinkHealthy = () => store.isHealthy?.() ?? true;
       closers.push(() => store.close());

@@ -18,6 +18,8 @@ interface RouteRow {
 }
 
 const COLS = 'contributor_id, supplier_id, source_table, region, sku, supplier_sku, warehouse_id, vintage, bottle_size_ml, source_version, deleted';
+/** {@link COLS} of `cellar.contributor_routes r`, for queries that join it. */
+const R_COLS = COLS.split(', ').map((c) => `r.${c}`).join(', ');
 
 function toRoute(r: RouteRow): Route {
   return {
@@ -80,7 +82,6 @@ export class RouteStore {
     );
   }
 
-  /** Live routes of one captured table (for truncates). */
   /**
    * The live routes of a table that a truncate at version `before` removes: those whose row Cellar saw last
    * before it, by the route's version and by the contribution's (the embedded runtime writes a route only
@@ -92,7 +93,7 @@ export class RouteStore {
     const { rows } = await query<RouteRow>(
       this.pool,
       'reading routes of table',
-      `SELECT ${COLS.split(', ').map((c) => `r.${c}`).join(', ')} FROM cellar.contributor_routes r
+      `SELECT ${R_COLS} FROM cellar.contributor_routes r
         WHERE r.supplier_id = $1 AND r.source_table = $2 AND NOT r.deleted AND r.source_version COLLATE "C" < $3
           AND NOT EXISTS (SELECT 1 FROM cellar.stock_contributions c
                            WHERE c.contributor_id = r.contributor_id AND NOT c.deleted AND c.source_version COLLATE "C" >= $3)`,

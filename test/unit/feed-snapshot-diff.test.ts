@@ -49,6 +49,7 @@ describe('rows named by unreadable lines', () => {
     expect(keyOfUnreadableLine({ line: 4, text: 'W-4' }, header, key, ',')).toBeUndefined(); // a key column has no field
     expect(keyOfUnreadableLine({ line: 5, text: ',s1,3' }, header, key, ',')).toBeUndefined(); // an empty key value
     expect(keyOfUnreadableLine({ line: 6, text: 'W-6,s1,3' }, ['code', 'store'], key, ',')).toBeUndefined(); // the header lacks a key column
+    expect(keyOfUnreadableLine({ line: 1, text: 'sku,store,sku', fields: ['sku', 'store', 'sku'], header: true }, header, key, ',')).toBeUndefined(); // the header itself
   });
 
   it('names only rows the last snapshot had and this one lacks, the first line naming each', () => {
