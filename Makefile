@@ -32,18 +32,21 @@ test-faults: provision
 ARGS ?=
 demo: provision build
 	$(if $(findstring --keep-running,$(ARGS)),,@echo "make demo: the dashboard closes when the demo ends; make demo ARGS=--keep-running keeps it open until Ctrl-C.")
-	node bin/cellar.js demo $(ARGS)
+	node $(NODE_FLAGS) bin/cellar.js demo $(ARGS)
 
 clean:
 	rm -rf dist test-artifacts
 
+# Node flags of every Cellar process (CELLAR_NODE_FLAGS in infra/local/cellar-process.ts: why).
+NODE_FLAGS := --max-semi-space-size=64
+
 # Benchmarks run the compiled code, as production does.
 bench: build
-	node dist/bench/run.js
+	node $(NODE_FLAGS) dist/bench/run.js
 
 # Cost as work grows up to 10M contributors (the scale suite with 10M added; about 20 min on a quiet machine).
 bench-scale: build
-	CELLAR_BENCH_SCALE_SIZES=100000,1000000,10000000 node dist/bench/run.js scale
+	CELLAR_BENCH_SCALE_SIZES=100000,1000000,10000000 node $(NODE_FLAGS) dist/bench/run.js scale
 
 # The production-shaped stack of infra/compose (Kafka, Schema Registry, Debezium, Postgres, Redis, two seeded
 # suppliers, the four workers, Prometheus, Grafana); needs a Docker engine. Operating it: docs/OPERATIONS.md.

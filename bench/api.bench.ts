@@ -5,6 +5,7 @@ import autocannon from 'autocannon';
 import { createDatabase, startLocalPostgres } from '../infra/local/postgres.js';
 import { freePort, spawnManaged, stopChild, tempDir } from '../infra/local/process.js';
 import { startLocalRedis } from '../infra/local/redis.js';
+import { CELLAR_NODE_FLAGS } from '../infra/local/cellar-process.js';
 import { createApiKey } from '../pipelines/api/keys-store.js';
 import { assetPath } from '../pipelines/core/paths.js';
 import type { RegionalStock } from '../schemas/records.js';
@@ -155,7 +156,7 @@ export async function apiBenchmarks(): Promise<BenchResult[]> {
     await pool.end();
 
     const port = await freePort();
-    api = spawnManaged(process.execPath, [...(process.env.API_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : []), main, 'run', 'api'], {
+    api = spawnManaged(process.execPath, [...CELLAR_NODE_FLAGS, ...(process.env.API_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : []), main, 'run', 'api'], {
       env: { ...process.env, CELLAR_PG_URL: url, CELLAR_REDIS_URL: redis.url, CELLAR_API_PORT: String(port), CELLAR_API_HOST: '127.0.0.1', CELLAR_API_WORKERS: String(API_WORKERS), CELLAR_LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'ignore', 'inherit'],
     });

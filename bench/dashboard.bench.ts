@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { createDatabase, startLocalPostgres } from '../infra/local/postgres.js';
-import { CELLAR_ENTRY } from '../infra/local/cellar-process.js';
+import { CELLAR_ENTRY, CELLAR_NODE_FLAGS } from '../infra/local/cellar-process.js';
 import { freePort, spawnManaged, stopChild } from '../infra/local/process.js';
 import { startLocalRedis } from '../infra/local/redis.js';
 import { createApiKey } from '../pipelines/api/keys-store.js';
@@ -76,7 +76,7 @@ const PROBE = `(() => {
 
 /** The API as its own process: compiled code when this bench runs from dist/, else the sources through tsx. */
 function spawnApi(env: Record<string, string>): ChildProcess {
-  return spawnManaged(process.execPath, [...CELLAR_ENTRY, 'run', 'api'], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+  return spawnManaged(process.execPath, [...CELLAR_NODE_FLAGS, ...CELLAR_ENTRY, 'run', 'api'], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
 /**

@@ -56,16 +56,21 @@ export async function scaleBenchmarks(): Promise<BenchResult[]> {
         }) as typeof metrics.groupPhase.observe;
         const rt = await startEmbedded(cfg, createLogger('bench-scale', 'warn'), metrics);
         stop = () => rt.stop();
-        return { rt, processed: () => metrics.value('cellar_events_in_total', { stage: 'embedded' }) };
+        return {
+          rt, processed: () => metrics.value('cellar_events_in_total', { stage: 'embedded' }),
+          keysLoaded: async () => ({ readAhead: await metrics.value('cellar_state_keys_loaded_total', { from: 'read_ahead' }), group: await metrics.value('cellar_state_keys_loaded_total', { from: 'group' }) }),
+        };
       };
       let t0 = Date.now();
-      let { processed } = await start();
+      let { processed, keysLoaded } = await start();
       await pollUntil(`snapshot of ${n} rows`, async () => (await processed()) >= n, 3_600_000);
       const snapshotPerS = n / ((Date.now() - t0) / 1000);
       const rssAfterSnapshot = rssMiB();
 
       const runs: number[] = [];
       phaseSeconds.clear();
+      const keysBefore = await keysLoaded();
+      const cpu0 = process.cpuUsage();
       for (let run = 0; run < 3; run++) {
         const before = await processed();
         t0 = Date.now();
@@ -78,6 +83,12 @@ export async function scaleBenchmarks(): Promise<BenchResult[]> {
         runs.push(CHANGES / ((Date.now() - t0) / 1000));
       }
       const rssAfterRuns = rssMiB();
+      // CPU of this process (the runtime, and the bench's writer) per change of the sustained runs, µs.
+      const cpu = process.cpuUsage(cpu0);
+      const processCpuUsPerChange = Math.round((cpu.user + cpu.system) / (3 * CHANGES));
+      // Aggregate keys the sustained runs' groups needed and did not hold: taken read ahead, or read by the group.
+      const keysAfter = await keysLoaded();
+      const keysLoadedInRuns = { readAhead: keysAfter.readAhead - keysBefore.readAhead, group: keysAfter.group - keysBefore.group };
       // Per change of the sustained runs, µs: prepare (normalize, aggregate, reading what is not in memory),
       // queued (behind the previous commit), postgres (the commit), redis, wait (before a group is taken).
       const phaseUsPerChange = Object.fromEntries([...phaseSeconds].map(([k, sec]) => [k, Math.round((sec * 1e6) / (3 * CHANGES))]));
@@ -91,7 +102,7 @@ export async function scaleBenchmarks(): Promise<BenchResult[]> {
       await pollUntil('a change made while stopped', async () => (await processed()) >= 1);
       const restartMs = Date.now() - t0;
 
-      out.push(result(`scale ${n.toLocaleString('en-US')} contributors: sustained changes/s`, 'changes/s', runs, { details: { snapshotRowsPerS: Math.round(snapshotPerS), stateCacheContributors: cfg.stateCacheContributors, phaseUsPerChange } }));
+      out.push(result(`scale ${n.toLocaleString('en-US')} contributors: sustained changes/s`, 'changes/s', runs, { details: { snapshotRowsPerS: Math.round(snapshotPerS), stateCacheContributors: cfg.stateCacheContributors, phaseUsPerChange, processCpuUsPerChange, keysLoadedInRuns } }));
       out.push(result(`scale ${n.toLocaleString('en-US')} contributors: resident memory`, 'MiB', [rssAfterRuns], { target: 1024, higherIsBetter: false, details: { afterSnapshotMiB: rssAfterSnapshot, note: 'this process: the runtime and the bench writer' } }));
       out.push(result(`scale ${n.toLocaleString('en-US')} contributors: restart until a change is counted`, 'ms', [restartMs], { higherIsBetter: false }));
     } finally {

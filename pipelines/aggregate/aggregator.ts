@@ -83,6 +83,15 @@ export class RegionalAggregator {
   /** `history`: record every effective change for {@link drain} (off: none is built). Default on. */
   constructor(private readonly opts: { history?: boolean } = {}) {}
   private entryCount = 0;
+  private evictionCount = 0;
+
+  /**
+   * How many times {@link RegionalAggregator.evict} dropped keys: state read from Postgres while this
+   * stayed the same is current for every key that was not held when it was read (see ReadAhead).
+   */
+  get evictions(): number {
+    return this.evictionCount;
+  }
 
   /** Number of (key, contributor) entries held, tombstones included. */
   get size(): number {
@@ -138,6 +147,7 @@ export class RegionalAggregator {
       this.entryCount -= k.entries.size;
       dropped++;
     }
+    if (dropped) this.evictionCount++;
     return dropped;
   }
 

@@ -53,6 +53,11 @@ export class CellarMetrics {
   /** Embedded runtime: changes per group commit. */
   readonly groupChanges: Histogram;
   readonly groupCommits: Counter<'path'>;
+  /**
+   * Embedded runtime: aggregate keys not in memory that a group needed, by where their state came from
+   * (`read_ahead`: read while earlier groups committed; `group`: read by the group itself).
+   */
+  readonly stateKeysLoaded: Counter<'from'>;
   /** File feeds: files read, by supplier and outcome (`applied`, `held`: held back as truncated). */
   readonly feedFiles: Counter<'supplier' | 'outcome'>;
   /** File feeds: rows of the supplier's last applied file. */
@@ -102,6 +107,7 @@ export class CellarMetrics {
     });
     this.groupChanges = new Histogram({ name: 'cellar_group_commit_changes', help: 'Embedded runtime: changes per group commit', buckets: [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 50_000], registers: r });
     this.groupCommits = new Counter({ name: 'cellar_group_commits_total', help: 'Embedded runtime: group commits by path (ahead: in the transaction opened while the previous group committed; whole: written again in a new one, after a retried commit or a failure on the way ahead)', labelNames: ['path'], registers: r });
+    this.stateKeysLoaded = new Counter({ name: 'cellar_state_keys_loaded_total', help: 'Embedded runtime: aggregate keys not in memory that a group needed, by where their state came from (read_ahead: read from Postgres while earlier groups committed; group: read by the group itself)', labelNames: ['from'], registers: r });
     this.feedFiles = new Counter({ name: 'cellar_feed_files_total', help: 'File feeds: files read, by outcome (applied, held: held back as a likely truncated export)', labelNames: ['supplier', 'outcome'], registers: r });
     this.feedRows = new Gauge({ name: 'cellar_feed_rows', help: 'File feeds: rows of the last applied file', labelNames: ['supplier'], registers: r });
     this.feedLastApplied = new Gauge({ name: 'cellar_feed_last_applied_timestamp_seconds', help: 'File feeds: when the last file was applied', labelNames: ['supplier'], registers: r });

@@ -85,7 +85,7 @@ const recentIds = new RecentIds();
  * Stable id of the source row: `supplier/table/k=v[,k=v]`. Key columns come from the mapping's table
  * config when given, else from the Debezium message key.
  */
-export function contributorIdOf(supplierId: string, change: ChangeEvent, keyColumns?: string[]): string {
+export function contributorIdOf(supplierId: string, change: Pick<ChangeEvent, 'table' | 'after' | 'before' | 'key'>, keyColumns?: string[]): string {
   if (keyColumns) {
     const row = change.after ?? change.before ?? {};
     let id = `${supplierId}/${change.table}/`;

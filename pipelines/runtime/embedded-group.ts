@@ -28,6 +28,7 @@ import { storedPosition, writeCheckpoint, type StoredCheckpoint } from '../state
 import type { ChangeBatch, SourceCheckpoint } from '../../connectors/native-source.js';
 import type { FeedDelta } from '../../connectors/feed/source.js';
 import { applyFeedDelta } from '../state/feed-rows.js';
+import type { ReadAhead } from './read-ahead.js';
 import { afterBatch, finishResnapshotRequests, snapshotStateOf, type SnapshotState } from './resnapshot.js';
 
 /** The `partition` the embedded runtime files its contributions under (the Kafka runtime uses 0..N-1). */
@@ -99,6 +100,8 @@ export interface GroupState {
   maxContributions: number;
   /** The low-stock rules events are derived with (refreshed in the background). */
   thresholds: () => Thresholds;
+  /** Contributions read ahead of the group (see ReadAhead); absent: every key is read when needed. */
+  readAhead?: Pick<ReadAhead, 'take'>;
 }
 
 /**
@@ -119,7 +122,11 @@ export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Pre
     s.log.debug({ dropped, held: s.aggregator.size }, 'aggregate state: least recently used keys dropped from memory');
   }
   const aggregate = async (list: StockObservation[]) => {
-    await holdKeys(s.aggregator, list, (keys) => s.retry('loading aggregate state', () => s.contributions.loadKeys(EMBEDDED_PARTITION, keys)));
+    await holdKeys(s.aggregator, list, async (keys) => {
+      const ahead = s.readAhead?.take(keys) ?? { rows: [], rest: keys };
+      if (!ahead.rest.length) return ahead.rows;
+      return [...ahead.rows, ...await s.retry('loading aggregate state', () => s.contributions.loadKeys(EMBEDDED_PARTITION, ahead.rest))];
+    });
     const r = aggregateObservations(s.aggregator, list, (o) => o, (o) => ({ value: JSON.stringify(o) }));
     out.stale.aggregator += r.stale;
     out.letters.aggregator.push(...r.letters);

@@ -28,6 +28,7 @@ import { readCheckpoint, type StoredCheckpoint } from '../state/checkpoints.js';
 import { deploymentId, registerDeployment } from '../state/deployments.js';
 import { prepareGroup, writeGroup, type GroupState, type Pending, type Prepared } from './embedded-group.js';
 import { GroupCommitLoop } from './group-commit.js';
+import { ReadAhead } from './read-ahead.js';
 import { loadFeedRows } from '../state/feed-rows.js';
 import { readFeedInbox } from '../state/feed-inbox.js';
 import { RuntimeLease } from './lease.js';
@@ -74,8 +75,9 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const suppliers = loadRegistry(cfg.suppliersDir);
   // Every session of this runtime carries one tag, so that a takeover (see RuntimeLease) can end them all.
   const sessionTag = RuntimeLease.sessionTag('embedded');
-  // Two for group commits (the one committing and the next one opened ahead), the rest for readers and timers.
-  const pool = createPgPool(cfg.pgUrl, { max: 6, applicationName: sessionTag });
+  // Two for group commits (the one committing and the next one opened ahead), one reading ahead of the
+  // next group (ReadAhead), the rest for readers and timers.
+  const pool = createPgPool(cfg.pgUrl, { max: 7, applicationName: sessionTag });
   const retry = retryInPlace(log, {
     describe: (what) => dependencyAt(cfg, what),
     onRetry: (what, err, attempt) => {
@@ -133,7 +135,14 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const failed = new Promise<Error>((r) => (fail = r));
   const snapshots = new Map<string, SnapshotState>();
 
-  const state: GroupState = { aggregator, routes, held, contributions, inputs, snapshots, retry, settled: () => loop.settled(), log, maxContributions: cfg.stateCacheContributors, thresholds: records.thresholds };
+  const readAhead = new ReadAhead({
+    routes, contributions, aggregator, log,
+    onTake: (used, missed) => {
+      if (used) metrics.stateKeysLoaded.inc({ from: 'read_ahead' }, used);
+      if (missed) metrics.stateKeysLoaded.inc({ from: 'group' }, missed);
+    },
+  });
+  const state: GroupState = { aggregator, routes, held, contributions, inputs, snapshots, retry, settled: () => loop.settled(), log, maxContributions: cfg.stateCacheContributors, thresholds: records.thresholds, readAhead };
   /**
    * The Redis writes and metrics of committed groups, in commit order, behind the Postgres commits: the next
    * group's transaction runs while the previous group's totals go to Redis (Postgres holds them already).
@@ -175,6 +184,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   };
   const loop = new GroupCommitLoop<Pending, Prepared>(
     async (taken) => {
+      await readAhead.taking(taken);
       const g = await prepareGroup(state, taken);
       g.ahead = commits.ahead(g.history);
       return g;
@@ -192,7 +202,10 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const board = new SourceStatusBoard('embedded');
   const readers = new ReaderSupervisor({
     log, metrics, retry, snapshots, ended, onFatal: loop.stopOn, board,
-    accept: (p, size) => loop.push(p, size),
+    accept: (p, size) => {
+      readAhead.offer(p);
+      return loop.push(p, size);
+    },
     readCheckpoint: (id) => readCheckpoint<StoredCheckpoint>(pool, id),
     loadFeedRows: (id) => retry('reading the rows of the last feed file', () => loadFeedRows(pool, id)),
     readFeedInbox: (id, after, limit) => retry('reading pushed requests', () => readFeedInbox(pool, id, after, limit)),
@@ -295,6 +308,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       await board.flush(pool).catch(() => undefined);
       stopping = true;
       await loop.stop();
+      await readAhead.idle();
       await commits.abandonAll();
       await redisTail;
       await redisFollower.stop();

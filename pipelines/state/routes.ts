@@ -142,9 +142,14 @@ export class CachedRouteStore extends RouteStore {
    * group in flight would look unmoved, and its delete in the next group would remove it from the old key.
    */
   private recent: Route[][] = [];
+  /** Times the cache started over: a read ahead that began before one must not fill it (see prefetch). */
+  private startOvers = 0;
+  /** When routes were last read from Postgres (ms, Date.now()), by a group or ahead of one. */
+  lastMissAt = 0;
 
   /** Drops every cached route but the recent ones (bounded memory). */
   private startOver(): void {
+    this.startOvers++;
     this.cache.clear();
     for (const list of this.recent) this.put(list);
   }
@@ -160,7 +165,8 @@ export class CachedRouteStore extends RouteStore {
     super(pool);
   }
 
-  override async get(ids: string[]): Promise<Map<string, Route>> {
+  /** The cached routes of `ids`, and the ids the cache knows nothing of. */
+  private cached(ids: Iterable<string>): { out: Map<string, Route>; missing: string[] } {
     const out = new Map<string, Route>();
     const missing: string[] = [];
     for (const id of ids) {
@@ -168,7 +174,13 @@ export class CachedRouteStore extends RouteStore {
       if (r) out.set(id, r);
       else if (r === undefined) missing.push(id);
     }
+    return { out, missing };
+  }
+
+  override async get(ids: string[]): Promise<Map<string, Route>> {
+    const { out, missing } = this.cached(ids);
     if (missing.length) {
+      this.lastMissAt = Date.now();
       const found = await super.get(missing);
       if (this.cache.size + missing.length > this.maxEntries) this.startOver();
       for (const id of missing) {
@@ -178,6 +190,30 @@ export class CachedRouteStore extends RouteStore {
         if (!known) this.cache.set(id, r ?? null);
         if (r) out.set(id, r);
       }
+    }
+    return out;
+  }
+
+  /**
+   * Reads ahead of a group the routes of `ids` not in memory, and keeps them as {@link get} would; returns
+   * the routes of `ids` known afterwards. Runs while earlier groups are prepared and committed, so what
+   * Postgres returns may predate a group in flight: it is kept only where nothing was remembered meanwhile
+   * (a remembered route is newer), and only when the cache did not start over since the read began (the
+   * start-over may have dropped a route of a group whose commit had not landed when Postgres was read). A
+   * full cache is not filled: filling it would start it over.
+   */
+  async prefetch(ids: Iterable<string>): Promise<Map<string, Route>> {
+    const { out, missing } = this.cached(ids);
+    if (!missing.length || this.cache.size + missing.length > this.maxEntries) return out;
+    const startOvers = this.startOvers;
+    this.lastMissAt = Date.now();
+    const found = await super.get(missing);
+    if (startOvers !== this.startOvers || this.cache.size + missing.length > this.maxEntries) return out;
+    for (const id of missing) {
+      const known = this.cache.get(id);
+      const r = known ?? found.get(id);
+      if (known === undefined) this.cache.set(id, r ?? null);
+      if (r) out.set(id, r);
     }
     return out;
   }
