@@ -17,6 +17,12 @@ const SIZES = (process.env.CELLAR_BENCH_SCALE_SIZES ?? '100000,1000000').split('
 const DEPOTS = 6;
 /** Changes per sustained run, spread over the whole table (most touch keys not in memory at 10M). */
 const CHANGES = 60_000;
+/**
+ * `shared_buffers` of Cellar's database server (`CELLAR_BENCH_SCALE_SHARED_BUFFERS`, default 256MB like every
+ * private server): at 10M contributors its tables and indexes are several GB, so this separates how Postgres
+ * is sized from how Cellar scales.
+ */
+const CELLAR_SHARED_BUFFERS = process.env.CELLAR_BENCH_SCALE_SHARED_BUFFERS ?? '256MB';
 
 const rssMiB = () => Math.round(process.memoryUsage().rss / 2 ** 20);
 
@@ -33,7 +39,7 @@ export async function scaleBenchmarks(): Promise<BenchResult[]> {
   for (const n of SIZES) {
     // The supplier and Cellar's database on servers of their own, as deployed: a walsender decodes all of
     // its server's WAL, so on one server the supplier's would also decode every write of Cellar's.
-    const [server, cellarServer, redis] = await Promise.all([startLocalPostgres(), startLocalPostgres(), startLocalRedis()]);
+    const [server, cellarServer, redis] = await Promise.all([startLocalPostgres(), startLocalPostgres({ sharedBuffers: CELLAR_SHARED_BUFFERS }), startLocalRedis()]);
     const supplier = new pg.Client(await createDatabase(server.url, 'scale_supplier'));
     let stop: (() => Promise<void>) | undefined;
     try {
@@ -102,7 +108,7 @@ export async function scaleBenchmarks(): Promise<BenchResult[]> {
       await pollUntil('a change made while stopped', async () => (await processed()) >= 1);
       const restartMs = Date.now() - t0;
 
-      out.push(result(`scale ${n.toLocaleString('en-US')} contributors: sustained changes/s`, 'changes/s', runs, { details: { snapshotRowsPerS: Math.round(snapshotPerS), stateCacheContributors: cfg.stateCacheContributors, phaseUsPerChange, processCpuUsPerChange, keysLoadedInRuns } }));
+      out.push(result(`scale ${n.toLocaleString('en-US')} contributors: sustained changes/s`, 'changes/s', runs, { details: { snapshotRowsPerS: Math.round(snapshotPerS), stateCacheContributors: cfg.stateCacheContributors, cellarSharedBuffers: CELLAR_SHARED_BUFFERS, phaseUsPerChange, processCpuUsPerChange, keysLoadedInRuns } }));
       out.push(result(`scale ${n.toLocaleString('en-US')} contributors: resident memory`, 'MiB', [rssAfterRuns], { target: 1024, higherIsBetter: false, details: { afterSnapshotMiB: rssAfterSnapshot, note: 'this process: the runtime and the bench writer' } }));
       out.push(result(`scale ${n.toLocaleString('en-US')} contributors: restart until a change is counted`, 'ms', [restartMs], { higherIsBetter: false }));
     } finally {

@@ -81,8 +81,8 @@ export interface LocalPostgresTls {
   certUsers?: string[];
 }
 
-/** Starts the server; `walLevel` defaults to `logical` (a CDC source). */
-export async function startLocalPostgres(options: { walLevel?: 'logical' | 'replica'; tls?: LocalPostgresTls } = {}): Promise<LocalPostgres> {
+/** Starts the server; `walLevel` defaults to `logical` (a CDC source), `sharedBuffers` to `256MB`. */
+export async function startLocalPostgres(options: { walLevel?: 'logical' | 'replica'; tls?: LocalPostgresTls; sharedBuffers?: string } = {}): Promise<LocalPostgres> {
   const owner = await runAs();
   const native = await binaries(owner.uid !== undefined);
   const bin = (name: string) => join(native, 'bin', name);
@@ -101,7 +101,7 @@ export async function startLocalPostgres(options: { walLevel?: 'logical' | 'repl
   const flags = [
     '-D', data, '-p', String(port), '-k', sockets, '-c', 'listen_addresses=127.0.0.1',
     '-c', `wal_level=${options.walLevel ?? 'logical'}`, '-c', 'max_replication_slots=64', '-c', 'max_wal_senders=64', '-c', 'max_connections=300',
-    '-c', 'fsync=off', '-c', 'full_page_writes=off', '-c', 'shared_buffers=256MB',
+    '-c', 'fsync=off', '-c', 'full_page_writes=off', '-c', `shared_buffers=${options.sharedBuffers ?? '256MB'}`,
   ];
   if (options.tls) {
     // The server reads its key only when the key is its own and private: copies, owned by the server's user.

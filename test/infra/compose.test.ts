@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { RUNTIME_ENV } from '../../pipelines/core/config.js';
-import { REPO_ROOT } from '../../infra/local/cellar-process.js';
+import { CELLAR_NODE_FLAGS, REPO_ROOT } from '../../infra/local/cellar-process.js';
 import {
   COMPOSE_DIR, COMPOSE_FILE, PENDING_METRICS, WORKERS, cellarMetricsIn, composeConfig, composeSuppliers, exportedMetricNames, expectedTotals, readYaml, type Row,
 } from './compose-support.js';
@@ -239,7 +239,9 @@ describe('Cellar image', () => {
     }
     for (const f of ['package.json', 'package-lock.json', 'tsconfig.json']) expect(ignore).toContain(`!${f}`);
     expect(dockerfile).toMatch(/npm ci --omit=dev/);
-    expect(dockerfile).toContain('exec node --import tsx /app/pipelines/cli/main.ts');
+    // The image starts Node with the flags of every other launcher (CELLAR_NODE_FLAGS), as the `cellar` bin does.
+    expect(dockerfile).toContain(`exec node ${CELLAR_NODE_FLAGS.join(' ')} --import tsx /app/pipelines/cli/main.ts`);
+    expect(readFileSync(join(REPO_ROOT, 'bin', 'cellar.js'), 'utf8').split('\n')[0]).toBe(`#!/usr/bin/env -S node ${CELLAR_NODE_FLAGS.join(' ')}`);
   });
 });
 
