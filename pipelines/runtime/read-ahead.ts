@@ -62,7 +62,7 @@ export class ReadAhead {
     log: Logger;
     /** Keys kept read ahead at most (then dropped), default 100,000. */
     maxKeys?: number;
-    /** Told, per group, how many keys it took read ahead and how many it still had to read. */
+    /** Told, each time a group loads keys it does not hold, how many it took read ahead and how many it still had to read. */
     onTake?: (used: number, missed: number) => void;
   }) {}
 
