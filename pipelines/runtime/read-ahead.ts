@@ -28,6 +28,15 @@ function keyOf(m: SourceChange): { table: string; after: Record<string, unknown>
   return { table: m.table, after: after ?? null, before: before ?? null, key };
 }
 
+/**
+ * How long a group waits for a read ahead of its own batches (ms). Longer, it reads for itself: a read ahead
+ * stuck on a connection that died silently (found only by TCP keepalive) must not hold the commits up.
+ */
+const WAIT_FOR_READ_MS = 1_000;
+
+/** Batches queued for reading ahead at most; older ones are dropped (their groups read for themselves). */
+const MAX_QUEUED = 1_000;
+
 const keyId = (k: StockKey) => `${k.region}\u0000${k.sku}`;
 
 /**
@@ -69,15 +78,23 @@ export class ReadAhead {
   /** A batch handed to the group commit: reads what its group will need, when groups read from Postgres. */
   offer(p: Pending): void {
     if (p.observations || p.repairIds || !this.active()) return;
+    // Bounded while a read hangs: the queue would otherwise keep every batch handed over meanwhile.
+    if (this.queue.length >= MAX_QUEUED) this.queue.shift();
     this.queue.push(p);
     this.running ??= this.run().finally(() => (this.running = undefined));
   }
 
-  /** The batches a group is about to prepare: no longer read ahead; waits for a read of them in flight. */
+  /**
+   * The batches a group is about to prepare: no longer read ahead; waits for a read of them in flight, at
+   * most {@link WAIT_FOR_READ_MS} (what it reads later is still used only as the rules above allow).
+   */
   async taking(batches: Pending[]): Promise<void> {
     for (const p of batches) this.taken.add(p);
     const c = this.current;
-    if (c && batches.some((p) => c.items.has(p))) await c.done;
+    if (!c || !batches.some((p) => c.items.has(p))) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([c.done, new Promise<void>((r) => (timer = setTimeout(r, WAIT_FOR_READ_MS)))]);
+    clearTimeout(timer);
   }
 
   /**

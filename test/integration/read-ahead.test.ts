@@ -91,6 +91,40 @@ describe('reading ahead of a group', () => {
     expect(ahead.take([key])).toEqual({ rows: [], rest: [key] });
   });
 
+  it('does not hold a group up behind a read ahead that hangs, and what that read brings later is current', async () => {
+    const contributions = new ContributionStore(db.pool);
+    await new RouteStore(db.pool).save([route(40, 'eu', 10)]);
+    await contributions.save([contribution(40, 12, 10)], -1);
+    const routes = new CachedRouteStore(db.pool, 1_000);
+    const aggregator = new RegionalAggregator();
+    const ahead = new ReadAhead({ routes, contributions, aggregator, log: createLogger('ra', 'error') });
+    routes.lastMissAt = Date.now();
+    // The routes table locked by another session: the read ahead's query waits, as on a connection gone silent.
+    const locker = await db.pool.connect();
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE cellar.contributor_routes IN ACCESS EXCLUSIVE MODE');
+    let readDone = false;
+    const p = pending([40]);
+    ahead.offer(p);
+    void ahead.idle().then(() => (readDone = true));
+    try {
+      await ahead.taking([p]);
+      expect(readDone, 'the group waited for the read ahead until it was unblocked').toBe(false);
+      // Meanwhile the group loads the key itself, changes it to 30, commits and a later group evicts it.
+      const key = { region: 'eu', sku: 's40' };
+      aggregator.adopt([key], await contributions.loadKeys(-1, [key]));
+      await contributions.save([contribution(40, 30, 20)], -1);
+      expect(aggregator.evict(0)).toBe(1);
+    } finally {
+      await locker.query('ROLLBACK');
+      locker.release();
+    }
+    await ahead.idle();
+    // The read went on after the eviction: what it hands out is what Postgres has now.
+    const got = ahead.take([{ region: 'eu', sku: 's40' }]);
+    expect([...got.rows.map((c) => c.bottles), ...got.rest.map(() => 'read by the group')]).toEqual([30]);
+  });
+
   it('keeps a route remembered while Postgres was read, and fills nothing after the cache started over meanwhile', async () => {
     await new RouteStore(db.pool).save([route(20, 'eu', 10), route(21, 'eu', 10)]);
     const cache = new CachedRouteStore(db.pool, 4);
