@@ -32,6 +32,18 @@ export class SourceChange {
   }
 
   /**
+   * The row's primary key values in column order, as {@link SourceChange.event} carries them (and what a
+   * contributor id is made of); null for a truncate. Cheap: no row image is built.
+   */
+  key(): Record<string, unknown> | null {
+    const row = this.spec.after ?? this.spec.before;
+    if (!row || this.spec.op === 't') return null;
+    const key: Record<string, unknown> = {};
+    for (const c of this.columns) if (this.keyColumns.includes(c.name)) key[c.name] = plain(row[c.name]);
+    return key;
+  }
+
+  /**
    * The change as the stages consume it: equal to what the normalizer decodes from the Debezium JSON of
    * this change (the reader tests check both ways, decimal columns included), made without any JSON.
    */
@@ -53,14 +65,8 @@ export class SourceChange {
       : { file: s.file ?? 'bin.000001', pos: s.pos ?? 4, row: s.row ?? 0 };
     const { version, position } = s.cellarVersion !== undefined ? { version: s.cellarVersion, position: `reconcile:${s.cellarVersion}` } : sourceVersionOf(info.connector, at);
     let source: Record<string, unknown> | undefined;
-    const row = s.after ?? s.before;
-    let key: Record<string, unknown> | null = null;
-    if (row && s.op !== 't') {
-      key = {};
-      for (const c of columns) if (this.keyColumns.includes(c.name)) key[c.name] = plain(row[c.name]);
-    }
     return {
-      op: s.op, before: image(s.before), after: image(s.after), key,
+      op: s.op, before: image(s.before), after: image(s.after), key: this.key(),
       get source() {
         return (source ??= sourceBlock(info, s));
       },

@@ -4,29 +4,10 @@ import type { Logger } from '../core/logger.js';
 import { contributorIdOf } from '../normalize/normalize.js';
 import type { ContributionStore } from '../state/contributions.js';
 import type { CachedRouteStore } from '../state/routes.js';
-import type { Pending } from './embedded-group.js';
-
-/** The `partition` of the embedded runtime's contributions (EMBEDDED_PARTITION, repeated: embedded-group imports this file). */
-const PARTITION = -1;
+import { EMBEDDED_PARTITION, type Pending } from './embedded-group.js';
 
 /** Reads ahead only while groups read from Postgres (ms since the last read): when everything is in memory it would only cost CPU. */
 const ACTIVE_FOR_MS = 5_000;
-
-/**
- * What {@link contributorIdOf} reads of a change, without building its row images ({@link SourceChange.event}
- * does, and the group builds them again): the rows as read, and the key in column order as `event()` has it.
- * A key value the images would convert (a decimal) gives another id: that row is not read ahead, nothing worse.
- */
-function keyOf(m: SourceChange): { table: string; after: Record<string, unknown> | null; before: Record<string, unknown> | null; key: Record<string, unknown> | null } {
-  const { after, before } = m.spec;
-  const row = after ?? before;
-  let key: Record<string, unknown> | null = null;
-  if (row) {
-    key = {};
-    for (const c of m.columns) if (m.keyColumns.includes(c.name)) key[c.name] = row[c.name] ?? null;
-  }
-  return { table: m.table, after: after ?? null, before: before ?? null, key };
-}
 
 /**
  * How long a group waits for a read ahead of its own batches (ms). Longer, it reads for itself: a read ahead
@@ -147,10 +128,14 @@ export class ReadAhead {
   private async read(batches: Pending[]): Promise<void> {
     const ids = new Set<string>();
     for (const p of batches) {
+      const keyColumns = new Map<string, string[] | undefined>();
       for (const m of p.batch.changes) {
         if (!(m instanceof SourceChange) || m.spec.op === 't') continue;
+        const table = m.table;
+        if (!keyColumns.has(table)) keyColumns.set(table, p.supplier.source.tables.find((t) => t.name === table)?.key);
         try {
-          ids.add(contributorIdOf(p.supplier.id, keyOf(m), p.supplier.source.tables.find((t) => t.name === m.table)?.key));
+          // The rows as read and the key as event() has it, without building the row images the group builds.
+          ids.add(contributorIdOf(p.supplier.id, { table, after: m.spec.after ?? null, before: m.spec.before ?? null, key: m.key() }, keyColumns.get(table)));
         } catch {
           // A change without its key: the group refuses it, nothing to read for it.
         }
@@ -165,8 +150,8 @@ export class ReadAhead {
     // Absent now, with no eviction until the rows are used (checked then): Postgres has their latest state.
     const stamp = aggregator.evictions;
     this.lastKeyLoadAt = Date.now();
-    const rows = await this.deps.contributions.loadKeys(PARTITION, keys);
-    if (stamp !== aggregator.evictions || stamp !== this.stamp) return;
+    const rows = await this.deps.contributions.loadKeys(EMBEDDED_PARTITION, keys);
+    if (stamp !== aggregator.evictions) return;
     if (this.rows.size + keys.length > (this.deps.maxKeys ?? 100_000)) this.rows.clear();
     const byKey = new Map<string, Contribution[]>(keys.map((k) => [keyId(k), []]));
     for (const c of rows) byKey.get(keyId(c))?.push(c);

@@ -183,15 +183,22 @@ export class CachedRouteStore extends RouteStore {
       this.lastMissAt = Date.now();
       const found = await super.get(missing);
       if (this.cache.size + missing.length > this.maxEntries) this.startOver();
-      for (const id of missing) {
-        // One remembered meanwhile, or kept across the start-over, is newer than what Postgres had.
-        const known = this.cache.get(id);
-        const r = known ?? found.get(id);
-        if (!known) this.cache.set(id, r ?? null);
-        if (r) out.set(id, r);
-      }
+      this.keep(missing, found, out);
     }
     return out;
+  }
+
+  /**
+   * Keeps what Postgres returned for `missing` (an absence too) and adds their routes to `out`; a route
+   * remembered meanwhile, or kept across a start-over, is newer than what Postgres had and wins.
+   */
+  private keep(missing: string[], found: Map<string, Route>, out: Map<string, Route>): void {
+    for (const id of missing) {
+      const known = this.cache.get(id);
+      const r = known ?? found.get(id);
+      if (!known) this.cache.set(id, r ?? null);
+      if (r) out.set(id, r);
+    }
   }
 
   /**
@@ -209,12 +216,7 @@ export class CachedRouteStore extends RouteStore {
     this.lastMissAt = Date.now();
     const found = await super.get(missing);
     if (startOvers !== this.startOvers || this.cache.size + missing.length > this.maxEntries) return out;
-    for (const id of missing) {
-      const known = this.cache.get(id);
-      const r = known ?? found.get(id);
-      if (known === undefined) this.cache.set(id, r ?? null);
-      if (r) out.set(id, r);
-    }
+    this.keep(missing, found, out);
     return out;
   }
 

@@ -47,15 +47,25 @@ describe('reading ahead of a group', () => {
     supplier, mapping: compileMapping(supplier), batch: { changes: ids.map((id) => change(id, 1, 100 + id)), snapshot: false }, checkpoint: undefined, confirm: async () => undefined,
   });
 
-  it('hands a group the routes and contributions of its rows, read while it waited', async () => {
-    const ids = [1, 2, 3];
+  /**
+   * Rows `ids` committed in region eu with 12 bottles each (route and contribution at version 10), and a
+   * read ahead over fresh stores, active (groups have been reading from Postgres).
+   */
+  async function committedRows(ids: number[], onTake?: (used: number, missed: number) => void) {
+    const contributions = new ContributionStore(db.pool);
     await new RouteStore(db.pool).save(ids.map((i) => route(i, 'eu', 10)));
-    await new ContributionStore(db.pool).save(ids.map((i) => contribution(i, 12, 10)), -1);
+    await contributions.save(ids.map((i) => contribution(i, 12, 10)), -1);
     const routes = new CachedRouteStore(db.pool, 1_000);
     const aggregator = new RegionalAggregator();
+    const ahead = new ReadAhead({ routes, contributions, aggregator, log: createLogger('ra', 'error'), ...(onTake ? { onTake } : {}) });
+    routes.lastMissAt = Date.now();
+    return { contributions, routes, aggregator, ahead };
+  }
+
+  it('hands a group the routes and contributions of its rows, read while it waited', async () => {
+    const ids = [1, 2, 3];
     const loads: Array<[number, number]> = [];
-    const ahead = new ReadAhead({ routes, contributions: new ContributionStore(db.pool), aggregator, log: createLogger('ra', 'error'), onTake: (u, m) => loads.push([u, m]) });
-    routes.lastMissAt = Date.now(); // groups have been reading from Postgres
+    const { routes, ahead } = await committedRows(ids, (u, m) => loads.push([u, m]));
     const p = pending(ids);
     ahead.offer(p);
     await ahead.taking([p]);
@@ -71,13 +81,7 @@ describe('reading ahead of a group', () => {
   });
 
   it('does not hand out contributions read before an eviction: the key may have changed and been committed since', async () => {
-    const contributions = new ContributionStore(db.pool);
-    await new RouteStore(db.pool).save([route(7, 'eu', 10)]);
-    await contributions.save([contribution(7, 12, 10)], -1);
-    const routes = new CachedRouteStore(db.pool, 1_000);
-    const aggregator = new RegionalAggregator();
-    const ahead = new ReadAhead({ routes, contributions, aggregator, log: createLogger('ra', 'error') });
-    routes.lastMissAt = Date.now();
+    const { contributions, aggregator, ahead } = await committedRows([7]);
     const later = pending([7]);
     ahead.offer(later); // read ahead: 12 bottles
     await ahead.idle();
@@ -92,13 +96,7 @@ describe('reading ahead of a group', () => {
   });
 
   it('does not hold a group up behind a read ahead that hangs, and what that read brings later is current', async () => {
-    const contributions = new ContributionStore(db.pool);
-    await new RouteStore(db.pool).save([route(40, 'eu', 10)]);
-    await contributions.save([contribution(40, 12, 10)], -1);
-    const routes = new CachedRouteStore(db.pool, 1_000);
-    const aggregator = new RegionalAggregator();
-    const ahead = new ReadAhead({ routes, contributions, aggregator, log: createLogger('ra', 'error') });
-    routes.lastMissAt = Date.now();
+    const { contributions, aggregator, ahead } = await committedRows([40]);
     // The routes table locked by another session: the read ahead's query waits, as on a connection gone silent.
     const locker = await db.pool.connect();
     await locker.query('BEGIN');
