@@ -1,12 +1,13 @@
 import pg from 'pg';
 import { pgConfig } from '../../pipelines/core/pg-tls.js';
-import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
+import { LogicalReplicationService, type Pgoutput } from 'pg-logical-replication';
 import { CellarError, fromPgError } from '../../pipelines/core/errors.js';
 import type { Logger } from '../../pipelines/core/logger.js';
 import { debeziumJsonMessage, debeziumTopic, rowImage, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
 import { SourceChange } from '../source-change.js';
 import { parsePostgresCdcConfig, type PostgresCdcConfig } from './config.js';
 import { lsnBefore, lsnToNumber } from './lsn.js';
+import { createPgoutputPlugin } from './pgoutput.js';
 import { createSlotAndSnapshot, snapshotTablesAgain, type SnapshotSource } from './snapshot.js';
 
 export { lsnToNumber } from './lsn.js';
@@ -358,7 +359,7 @@ export class PostgresCdcSource {
       this.settle(new CellarError(e.code, e.message, { retriable: true, cause: err }));
     };
     service
-      .subscribe(new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.cfg.publicationName] }), this.cfg.slotName)
+      .subscribe(createPgoutputPlugin(this.cfg.publicationName), this.cfg.slotName)
       .then(() => ended(), ended);
   }
 

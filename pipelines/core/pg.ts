@@ -106,6 +106,37 @@ export async function query<R extends pg.QueryResultRow = pg.QueryResultRow>(
   }
 }
 
+/** One SQL statement with its parameters (`$1`… numbered from 1), to run alone or with others ({@link queryAll}). */
+export interface Statement {
+  text: string;
+  values: unknown[];
+}
+
+/**
+ * Runs data-modifying statements as one: each becomes a `WITH` query of a single statement, parameters
+ * renumbered, so a commit's writes cost one round trip to the server instead of one each (on a loaded
+ * machine every round trip waits to be scheduled twice). Postgres runs every data-modifying `WITH` query,
+ * all on one snapshot: the statements must write different rows and none may read what another writes.
+ * `read` (a SELECT, which may lock what it reads) runs in the same statement; its rows are returned.
+ */
+export async function queryAll<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  q: pg.Pool | pg.PoolClient,
+  what: string,
+  statements: Statement[],
+  read?: Statement,
+): Promise<R[]> {
+  const all = read ? [read, ...statements] : statements;
+  if (all.length === 0) return [];
+  if (all.length === 1) return (await query<R>(q, what, all[0]!.text, all[0]!.values)).rows;
+  const values: unknown[] = [];
+  const parts = all.map((st, i) => {
+    const base = values.length;
+    values.push(...st.values);
+    return `w${i} AS (${st.text.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + base}`)}\n)`;
+  });
+  return (await query<R>(q, what, `WITH ${parts.join(',\n')}\n${read ? 'SELECT * FROM w0' : 'SELECT 1 WHERE false'}`, values)).rows;
+}
+
 /** The parts of node-postgres' connection a COPY FROM STDIN writes to. */
 interface CopyConnection {
   query(text: string): void;
@@ -171,14 +202,14 @@ const ARRAY_SPECIAL = /["\\]/;
  * milliseconds here); booleans as t/f.
  */
 export function pgArray(values: ReadonlyArray<string | number | boolean | null | undefined>): string {
-  let out = '{';
+  // Elements are joined once (concatenating them one by one left a chain of string pieces per element).
+  const parts = new Array<string>(values.length);
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
-    if (i) out += ',';
-    if (v === null || v === undefined) out += 'NULL';
-    else if (typeof v === 'string') out += ARRAY_SPECIAL.test(v) ? `"${v.replace(/["\\]/g, '\\$&')}"` : `"${v}"`;
-    else if (typeof v === 'boolean') out += v ? 't' : 'f';
-    else out += String(v);
+    if (v === null || v === undefined) parts[i] = 'NULL';
+    else if (typeof v === 'string') parts[i] = ARRAY_SPECIAL.test(v) ? `"${v.replace(/["\\]/g, '\\$&')}"` : `"${v}"`;
+    else if (typeof v === 'boolean') parts[i] = v ? 't' : 'f';
+    else parts[i] = String(v);
   }
-  return `${out}}`;
+  return `{${parts.join(',')}}`;
 }

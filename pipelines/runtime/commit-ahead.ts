@@ -42,11 +42,11 @@ export class CommitAhead {
   ) {}
 
   /**
-   * Opens the transaction of a group just prepared and writes its history; undefined when there is none
-   * or when anything failed (the group is then written whole). Never rejects.
+   * Opens the transaction of a group just prepared and writes its history (if any: the transaction and its
+   * id are taken off the serial path even without); undefined when anything failed (the group is then
+   * written whole). Never rejects.
    */
   async ahead(history: HistoryEntry[]): Promise<OpenedAhead | undefined> {
-    if (!history.length) return undefined;
     const previous = this.idTaken;
     let tx: OpenTransaction | undefined;
     try {
@@ -54,7 +54,7 @@ export class CommitAhead {
       tx = await beginTransaction(this.pool, 'writing stock history ahead');
       this.open.add(tx);
       const xid = await tx.run('writing stock history ahead', takeXid);
-      await tx.run('writing stock history ahead', (c) => saveHistory(c, history));
+      if (history.length) await tx.run('writing stock history ahead', (c) => saveHistory(c, history));
       return { tx, xid };
     } catch {
       await this.abandon(tx);

@@ -2,10 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { pgConfig } from '../core/pg-tls.js';
 import { hostname } from 'node:os';
 import pg from 'pg';
-import { query } from '../core/pg.js';
+import { query, type Statement } from '../core/pg.js';
 import { CellarError, fromPgError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { sleep } from '../core/retry.js';
+
+/** The lease row as a commit's fence reads it. */
+export interface FenceRow {
+  holder: string;
+  epoch: string;
+}
 
 /** Who holds a lease, as `cellar.runtime_leases` records it. */
 export interface LeaseRow {
@@ -180,7 +186,21 @@ export class RuntimeLease {
    */
   async fence(tx: pg.PoolClient): Promise<void> {
     if (this.lostWith) throw this.lostWith;
-    const { rows } = await query<{ holder: string; epoch: string }>(tx, 'checking the lease', 'SELECT holder, epoch FROM cellar.runtime_leases WHERE name = $1 FOR SHARE', [this.name]);
+    const st = this.fenceRead();
+    this.checkFence((await query<FenceRow>(tx, 'checking the lease', st.text, st.values)).rows);
+  }
+
+  /**
+   * {@link RuntimeLease.fence} as a read to run with a commit's writes (see queryAll): the rows it returns
+   * go to {@link RuntimeLease.checkFence} before the commit.
+   */
+  fenceRead(): Statement {
+    if (this.lostWith) throw this.lostWith;
+    return { text: 'SELECT holder, epoch FROM cellar.runtime_leases WHERE name = $1 FOR SHARE', values: [this.name] };
+  }
+
+  /** Throws (and marks the lease lost) unless the rows of {@link RuntimeLease.fenceRead} name this holder. */
+  checkFence(rows: FenceRow[]): void {
     const r = rows[0];
     if (!r || r.holder !== this.holder || Number(r.epoch) !== this.epoch) {
       const err = new CellarError('lease_lost', `the ${this.name} lease now belongs to another process (epoch ${r?.epoch ?? '?'}, ours ${this.epoch}); this commit is refused and this process stops writing`, { retriable: false });

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { SourceCheckpoint } from '../../connectors/native-source.js';
 import type { BinlogPosition } from '../../connectors/mysql-cdc/index.js';
 import type { FeedPosition } from '../../connectors/feed/source.js';
-import { query } from '../core/pg.js';
+import { query, type Statement } from '../core/pg.js';
 
 /**
  * The snapshot a native reader still owes, as its checkpoint in `cellar.checkpoints` records it (beside
@@ -58,6 +58,15 @@ export async function readCheckpoint<T>(q: pg.Pool | pg.PoolClient, sourceId: st
 
 /** Replaces a source's checkpoint. */
 export async function writeCheckpoint(q: pg.Pool | pg.PoolClient, sourceId: string, position: unknown): Promise<void> {
-  await query(q, 'writing checkpoint', `INSERT INTO cellar.checkpoints (source_id, position, updated_at) VALUES ($1, $2, now())
-    ON CONFLICT (source_id) DO UPDATE SET position = excluded.position, updated_at = now()`, [sourceId, JSON.stringify(position)]);
+  const st = checkpointUpsert(sourceId, position);
+  await query(q, 'writing checkpoint', st.text, st.values);
+}
+
+/** The statement of {@link writeCheckpoint}, to run with others. */
+export function checkpointUpsert(sourceId: string, position: unknown): Statement {
+  return {
+    text: `INSERT INTO cellar.checkpoints (source_id, position, updated_at) VALUES ($1, $2, now())
+    ON CONFLICT (source_id) DO UPDATE SET position = excluded.position, updated_at = now()`,
+    values: [sourceId, JSON.stringify(position)],
+  };
 }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { inTransaction, pgArray, query } from '../core/pg.js';
+import { inTransaction, pgArray, query, type Statement } from '../core/pg.js';
 import type { Contribution, HistoryEntry, StockKey } from '../aggregate/aggregator.js';
 import { saveHistory } from './history.js';
 import { saveEvents } from '../events/log.js';
@@ -77,15 +77,23 @@ export class ContributionStore {
    * `tx` runs it inside a caller's transaction.
    */
   async save(rows: Contribution[], partition: number, tx?: pg.PoolClient): Promise<void> {
-    if (rows.length === 0) return;
-    const list = [...rows].sort((a, b) =>
-      a.region !== b.region ? (a.region < b.region ? -1 : 1) : a.sku !== b.sku ? (a.sku < b.sku ? -1 : 1) : a.contributorId < b.contributorId ? -1 : 1,
-    );
-    const col = <K extends keyof Contribution>(k: K) => pgArray(list.map((r) => r[k] as string | number | boolean | null));
-    await query(
-      tx ?? this.pool,
-      'saving aggregator contributions',
-      `INSERT INTO cellar.stock_contributions AS t
+    const st = contributionsUpsert(rows, partition);
+    if (st) await query(tx ?? this.pool, 'saving aggregator contributions', st.text, st.values);
+  }
+}
+
+/**
+ * The statement of {@link ContributionStore.save} (rows in key order, so that two writers lock them in the
+ * same order), to run with others; undefined when there is nothing to write.
+ */
+export function contributionsUpsert(rows: Contribution[], partition: number): Statement | undefined {
+  if (rows.length === 0) return undefined;
+  const list = [...rows].sort((a, b) =>
+    a.region !== b.region ? (a.region < b.region ? -1 : 1) : a.sku !== b.sku ? (a.sku < b.sku ? -1 : 1) : a.contributorId < b.contributorId ? -1 : 1,
+  );
+  const col = <K extends keyof Contribution>(k: K) => pgArray(list.map((r) => r[k] as string | number | boolean | null));
+  return {
+    text: `INSERT INTO cellar.stock_contributions AS t
          (region, sku, contributor_id, supplier_id, warehouse_id, bottles, source_version, source_ts, deleted, key_version, partition, bottle_size_ml)
        SELECT u.region, u.sku, u.cid, u.sup, u.wh, u.bottles, u.sv, to_timestamp(u.ms / 1000.0), u.deleted, u.kv, $11, u.ml
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[],
@@ -97,10 +105,9 @@ export class ContributionStore {
          source_version = excluded.source_version, source_ts = excluded.source_ts, deleted = excluded.deleted,
          key_version = excluded.key_version, partition = excluded.partition
        WHERE t.source_version < excluded.source_version`,
-      [
-        col('region'), col('sku'), col('contributorId'), col('supplierId'), col('warehouseId'), col('bottles'),
-        col('sourceVersion'), col('sourceTsMs'), col('deleted'), col('keyVersion'), partition, col('bottleSizeMl'),
-      ],
-    );
-  }
+    values: [
+      col('region'), col('sku'), col('contributorId'), col('supplierId'), col('warehouseId'), col('bottles'),
+      col('sourceVersion'), col('sourceTsMs'), col('deleted'), col('keyVersion'), partition, col('bottleSizeMl'),
+    ],
+  };
 }

@@ -17,14 +17,18 @@ const COLUMNS = 'region, sku, version, bottles, delta, source_ts, contributor_id
  */
 export async function saveHistory(tx: pg.PoolClient, entries: HistoryEntry[]): Promise<void> {
   if (!entries.length) return;
-  let data = '';
+  const lines = new Array<string>(entries.length + 1);
   let lastMs = NaN;
   let lastTs = '';
-  for (const e of entries) {
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
     // The changes of one source transaction share its time: its text is made once.
     if (e.sourceTsMs !== lastMs) lastTs = new Date((lastMs = e.sourceTsMs)).toISOString();
-    data += `${copyField(e.region)}\t${copyField(e.sku)}\t${e.version}\t${e.bottles}\t${e.delta}\t${lastTs}\t${copyField(e.contributorId)}\t${copyField(e.supplierId)}\t${copyField(e.warehouseId)}\t${e.op}\n`;
+    lines[i] = `${copyField(e.region)}\t${copyField(e.sku)}\t${e.version}\t${e.bottles}\t${e.delta}\t${lastTs}\t${copyField(e.contributorId)}\t${copyField(e.supplierId)}\t${copyField(e.warehouseId)}\t${e.op}`;
   }
+  lines[entries.length] = '';
+  // Joined once: appending line by line left a chain of string pieces for the whole group.
+  const data = lines.join('\n');
   await query(tx, 'writing stock history', 'SAVEPOINT cellar_history');
   try {
     await copyIn(tx, 'writing stock history', `COPY cellar.stock_history (${COLUMNS}) FROM STDIN`, data);

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { RegionalStock } from '../../schemas/records.js';
 import { latestPerKey, type SinkResult, type StockSink, type StoredStock } from '../types.js';
 import { parsePostgresSinkConfig, type PostgresSinkConfig } from './config.js';
-import { createPgPool, pgArray, query } from '../../pipelines/core/pg.js';
+import { createPgPool, pgArray, query, type Statement } from '../../pipelines/core/pg.js';
 
 const UPSERT = `
 INSERT INTO cellar.regional_stock AS t (region, sku, bottle_size_ml, bottles, contributors, version, source_ts, updated_at)
@@ -23,20 +23,30 @@ ON CONFLICT (region, sku) DO UPDATE
  * transaction (the embedded runtime writes totals, contributions and checkpoints in one transaction).
  */
 export async function upsertRegionalStock(q: pg.Pool | pg.PoolClient, records: RegionalStock[]): Promise<SinkResult> {
-  if (records.length === 0) return { applied: 0, skipped: 0 };
-  const rows = latestPerKey(records);
-  const res = await query(q, 'writing regional_stock', UPSERT, [
-    pgArray(rows.map((r) => r.region)),
-    pgArray(rows.map((r) => r.sku)),
-    pgArray(rows.map((r) => r.bottles)),
-    pgArray(rows.map((r) => r.contributors)),
-    pgArray(rows.map((r) => r.version)),
-    pgArray(rows.map((r) => r.sourceTsMs)),
-    pgArray(rows.map((r) => r.updatedTsMs)),
-    pgArray(rows.map((r) => r.bottleSizeMl)),
-  ]);
+  const st = regionalStockUpsert(records);
+  if (!st) return { applied: 0, skipped: 0 };
+  const res = await query(q, 'writing regional_stock', st.text, st.values);
   const applied = res.rowCount ?? 0;
   return { applied, skipped: records.length - applied };
+}
+
+/** The statement of {@link upsertRegionalStock} (the newest record per key), to run with others; undefined when there is nothing to write. */
+export function regionalStockUpsert(records: RegionalStock[]): Statement | undefined {
+  if (records.length === 0) return undefined;
+  const rows = latestPerKey(records);
+  return {
+    text: UPSERT,
+    values: [
+      pgArray(rows.map((r) => r.region)),
+      pgArray(rows.map((r) => r.sku)),
+      pgArray(rows.map((r) => r.bottles)),
+      pgArray(rows.map((r) => r.contributors)),
+      pgArray(rows.map((r) => r.version)),
+      pgArray(rows.map((r) => r.sourceTsMs)),
+      pgArray(rows.map((r) => r.updatedTsMs)),
+      pgArray(rows.map((r) => r.bottleSizeMl)),
+    ],
+  };
 }
 
 /**

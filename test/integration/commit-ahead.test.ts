@@ -111,6 +111,23 @@ describe('commit ahead', () => {
     expect(rows[0].n).toBe(0);
   });
 
+  it('opens a group without history ahead too, and commits it in that transaction', async () => {
+    const counts = { ahead: 0, whole: 0 };
+    const commits = new CommitAhead(pool, retry, (path) => counts[path]++);
+    const ahead = commits.ahead([]);
+    const opened = await ahead;
+    expect(opened?.xid).toBeGreaterThan(0n);
+    const n = 900_000 + Math.floor(Math.random() * 90_000);
+    await commits.commit(ahead, async (tx, historyWritten) => {
+      expect(historyWritten).toBe(true);
+      await tx.query('INSERT INTO public.groups (n, xid, ahead) VALUES ($1, pg_current_xact_id(), true)', [n]);
+    });
+    expect(counts).toEqual({ ahead: 1, whole: 0 });
+    const { rows } = await db.pool.query<{ xid: string }>('SELECT xid::text FROM public.groups WHERE n = $1', [n]);
+    expect(BigInt(rows[0]!.xid)).toBe(opened!.xid);
+    expect(pool.totalCount - pool.idleCount).toBe(0);
+  });
+
   it('writes a group whole when its history cannot be written ahead, and the commit reports the error', async () => {
     const region = rid('d');
     const commits = new CommitAhead(pool, retry);

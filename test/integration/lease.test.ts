@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { createLogger } from '../../pipelines/core/logger.js';
 import { RuntimeLease } from '../../pipelines/runtime/lease.js';
-import { createPgPool, inTransaction } from '../../pipelines/core/pg.js';
+import { createPgPool, inTransaction, queryAll } from '../../pipelines/core/pg.js';
 import { freshDatabase, rid } from '../support/services.js';
 
 /** The single-writer lease against a real Postgres: refusal, takeover, fencing inside a commit, release. */
@@ -38,6 +38,26 @@ describe('single-writer lease', () => {
     const c = await RuntimeLease.acquire(db.url, name, log);
     expect(c.epoch).toBe(b.epoch + 1);
     await c.release();
+    await a.release();
+  });
+
+  it('refuses the old holder\'s group commit, whose writes go in one statement with the fence, landing none of them', async () => {
+    const name = rid('lease-');
+    const table = rid('fenced_');
+    await db.pool.query(`CREATE TABLE ${table} (k text PRIMARY KEY)`);
+    const write = (lease: RuntimeLease, k: string) =>
+      inTransaction(db.pool, 'group commit', async (tx) => {
+        const rows = await queryAll<{ holder: string; epoch: string }>(tx, 'group commit', [{ text: `INSERT INTO ${table} (k) VALUES ($1)`, values: [k] }], lease.fenceRead());
+        lease.checkFence(rows);
+      });
+    const a = await RuntimeLease.acquire(db.url, name, log);
+    await write(a, 'a-before');
+    const b = await RuntimeLease.acquire(db.url, name, log, { takeOver: true });
+    // Straight after the takeover: the old holder has not noticed yet, the row it reads with its writes refuses them.
+    await expect(write(a, 'a-after')).rejects.toMatchObject({ code: 'lease_lost' });
+    await write(b, 'b');
+    expect((await db.pool.query(`SELECT k FROM ${table} ORDER BY k`)).rows.map((r) => r.k)).toEqual(['a-before', 'b']);
+    await b.release();
     await a.release();
   });
 

@@ -137,4 +137,38 @@ describe('native Postgres CDC reader (pgoutput)', () => {
     const missing = createPostgresCdcSource({ url, topicPrefix: rid('x'), tables: ['public.nope'] }, log);
     await expect(missing.prepare()).rejects.toMatchObject({ code: 'cdc_table' });
   }, 60_000);
+
+  it('streams times as the snapshot reads them, whatever the server prints them in', async () => {
+    // The walsender prints timestamptz in its session's time zone: UTC (rewritten without a Date) or another.
+    const values = ['2026-12-01 03:04:05.123456+00', '2026-12-01 03:04:05+00', '1999-12-31 23:59:59.999999+00', '2026-06-30 12:00:00.5+05:30', '0050-01-01 00:00:00+00', '0044-03-15 12:00:00+00 BC', 'infinity', '-infinity', null];
+    for (const zone of ['UTC', 'Asia/Kolkata']) {
+      const zoneUrl = await createDatabase(services().pgUrl, rid('supplier_tz_'));
+      const c = new pg.Client(zoneUrl);
+      await c.connect();
+      try {
+        await c.query(`ALTER DATABASE ${new URL(zoneUrl).pathname.slice(1)} SET timezone = '${zone}'`);
+        await c.query('CREATE TABLE public.times (id int PRIMARY KEY, at timestamptz, local_at timestamp, day date)');
+        const insert = (offset: number) => c.query(
+          'INSERT INTO public.times SELECT $1::int + i, v::timestamptz, v::timestamptz::timestamp, v::timestamptz::date FROM unnest($2::text[]) WITH ORDINALITY AS u(v, i)', [offset, values]);
+        await insert(0);
+        const events: ChangeEvent[] = [];
+        const s = createPostgresCdcSource({ url: zoneUrl, topicPrefix: rid('tz'), tables: ['public.times'] }, log);
+        sources.push(s);
+        await s.start(async (b) => void events.push(...b.changes.map(decodeChecked)));
+        await insert(100);
+        await c.query('UPDATE public.times SET at = at WHERE id > 100');
+        expect(await eventually(async () => events.filter((e) => e.op === 'u').length === values.length, 20_000), `updates streamed (${zone})`).toBe(true);
+        const snapshot = new Map(events.filter((e) => e.op === 'r').map((e) => [e.key!.id as number, e.after]));
+        for (const op of ['c', 'u']) {
+          const streamed = events.filter((e) => e.op === op);
+          expect(streamed).toHaveLength(values.length);
+          for (const e of streamed) expect({ ...e.after, id: 0 }, `${zone} ${op} of ${values[(e.key!.id as number) - 101]}`).toEqual({ ...snapshot.get((e.key!.id as number) - 100), id: 0 });
+        }
+        expect(snapshot.get(1)?.at).toBe('2026-12-01T03:04:05.123Z');
+        await s.stop();
+      } finally {
+        await c.end();
+      }
+    }
+  }, 60_000);
 });
