@@ -100,7 +100,7 @@ export class CellarMetrics {
     this.redisStale = new Gauge({ name: 'cellar_redis_stale', help: '1 while Redis is behind Postgres (unreachable, or being rebuilt from it), else 0 (embedded runtime)', registers: r });
     this.groupPhase = new Histogram({
       name: 'cellar_group_commit_phase_seconds',
-      help: 'Embedded runtime: seconds one group commit spent in each phase (wait, prepare, queued, postgres, redis)',
+      help: 'Embedded runtime: seconds one group commit spent in each phase (wait, prepare, queued, history, postgres, redis)',
       labelNames: ['phase'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
       registers: r,

@@ -151,14 +151,18 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const commits = new CommitAhead(pool, retry, (path) => metrics.groupCommits.inc({ path }));
   const fence: Fence = { read: () => lease.fenceRead(), check: (rows: FenceRow[]) => lease.checkFence(rows) };
   const commitGroup = async (g: Prepared) => {
+    // Its transaction opened ahead (id taken, history written), if that is not done yet: never rejects.
     const began = performance.now();
+    await g.ahead;
+    const opened = performance.now();
+    metrics.groupPhase.observe({ phase: 'history' }, (opened - began) / 1000);
     await commits.commit(g.ahead, async (tx, historyWritten) => {
       await writeGroup(state, g, tx, historyWritten, fence);
     });
     // Postgres holds the committed state: sources are confirmed before Redis, which may be down or behind.
     for (const confirm of g.confirms) await confirm();
     for (const id of g.repairIds) queuedRepairs.delete(id);
-    metrics.groupPhase.observe({ phase: 'postgres' }, (performance.now() - began) / 1000);
+    metrics.groupPhase.observe({ phase: 'postgres' }, (performance.now() - opened) / 1000);
     const previous = redisTail;
     redisTail = previous.then(() => afterCommit(g)).catch((err: unknown) => loop.stopOn(err));
     // At most one group's Redis write waits behind the next commit.
