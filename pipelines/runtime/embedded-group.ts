@@ -29,7 +29,7 @@ import type { ChangeBatch, SourceCheckpoint } from '../../connectors/native-sour
 import type { FeedDelta } from '../../connectors/feed/source.js';
 import { applyFeedDelta } from '../state/feed-rows.js';
 import type { ReadAhead } from './read-ahead.js';
-import type { FenceRow } from './lease.js';
+import type { FenceRow, RuntimeLease } from './lease.js';
 import { afterBatch, finishResnapshotRequests, snapshotStateOf, type SnapshotState } from './resnapshot.js';
 
 /** The `partition` the embedded runtime files its contributions under (the Kafka runtime uses 0..N-1). */
@@ -201,7 +201,7 @@ export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Pre
  * `historyWritten`: written ahead in this transaction, see CommitAhead), events, totals, letters, checkpoints;
  * `fence` (the single-writer lease) is read with the last of them and refuses the commit when lost.
  */
-export async function writeGroup(s: GroupState, g: Prepared, tx: pg.PoolClient, historyWritten = false, fence?: Fence): Promise<void> {
+export async function writeGroup(s: GroupState, g: Prepared, tx: pg.PoolClient, historyWritten = false, fence?: Pick<RuntimeLease, 'fenceRead' | 'checkFence'>): Promise<void> {
   await s.routes.save(g.routesToSave, tx);
   await s.held.apply(g.holds, g.releases, tx);
   if (!historyWritten) await saveHistory(tx, g.history);
@@ -217,14 +217,8 @@ export async function writeGroup(s: GroupState, g: Prepared, tx: pg.PoolClient, 
   const totals = regionalStockUpsert(g.totals);
   if (totals) writes.push(totals);
   for (const [sourceId, checkpoint] of g.checkpoints) writes.push(checkpointUpsert(sourceId, checkpoint));
-  const fenced = await queryAll<FenceRow>(tx, 'saving contributions, totals and checkpoints', writes, fence?.read());
-  fence?.check(fenced);
-}
-
-/** The lease fence a group's commit runs with its writes (RuntimeLease.fenceRead and checkFence). */
-export interface Fence {
-  read(): Statement;
-  check(rows: FenceRow[]): void;
+  const fenced = await queryAll<FenceRow>(tx, 'saving contributions, totals and checkpoints', writes, fence?.fenceRead());
+  fence?.checkFence(fenced);
 }
 
 /** A refused change as its dead letter keeps it: the Debezium JSON a replay can send again, and the letter it replays. */

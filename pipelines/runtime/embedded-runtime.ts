@@ -26,12 +26,12 @@ import { CachedRouteStore } from '../state/routes.js';
 import { MappingInputsStore } from '../normalize/sku-map-store.js';
 import { readCheckpoint, type StoredCheckpoint } from '../state/checkpoints.js';
 import { deploymentId, registerDeployment } from '../state/deployments.js';
-import { prepareGroup, writeGroup, type Fence, type GroupState, type Pending, type Prepared } from './embedded-group.js';
+import { prepareGroup, writeGroup, type GroupState, type Pending, type Prepared } from './embedded-group.js';
 import { GroupCommitLoop } from './group-commit.js';
 import { ReadAhead } from './read-ahead.js';
 import { loadFeedRows } from '../state/feed-rows.js';
 import { readFeedInbox } from '../state/feed-inbox.js';
-import { RuntimeLease, type FenceRow } from './lease.js';
+import { RuntimeLease } from './lease.js';
 import { ReaderSupervisor } from './reader-supervisor.js';
 import { hasNativeSource } from '../../connectors/native-source.js';
 import { pollResnapshotRequests, snapshotStateOf, type SnapshotState } from './resnapshot.js';
@@ -149,7 +149,6 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
    */
   let redisTail: Promise<void> = Promise.resolve();
   const commits = new CommitAhead(pool, retry, (path) => metrics.groupCommits.inc({ path }));
-  const fence: Fence = { read: () => lease.fenceRead(), check: (rows: FenceRow[]) => lease.checkFence(rows) };
   const commitGroup = async (g: Prepared) => {
     // Its transaction opened ahead (id taken, history written), if that is not done yet: never rejects.
     const began = performance.now();
@@ -157,7 +156,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
     const opened = performance.now();
     metrics.groupPhase.observe({ phase: 'history' }, (opened - began) / 1000);
     await commits.commit(g.ahead, async (tx, historyWritten) => {
-      await writeGroup(state, g, tx, historyWritten, fence);
+      await writeGroup(state, g, tx, historyWritten, lease);
     });
     // Postgres holds the committed state: sources are confirmed before Redis, which may be down or behind.
     for (const confirm of g.confirms) await confirm();

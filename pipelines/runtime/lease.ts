@@ -185,7 +185,6 @@ export class RuntimeLease {
    * non-retriable error when this process is no longer the holder.
    */
   async fence(tx: pg.PoolClient): Promise<void> {
-    if (this.lostWith) throw this.lostWith;
     const st = this.fenceRead();
     this.checkFence((await query<FenceRow>(tx, 'checking the lease', st.text, st.values)).rows);
   }
