@@ -228,23 +228,37 @@ export class RegionalAggregator {
       region: o.region, sku: o.sku, version: k.version, bottles: k.bottles, delta: k.bottles - before, contributorId: o.contributorId,
       supplierId: o.supplierId, warehouseId: o.warehouseId, op: deleted ? 'DELETE' : 'UPSERT', sourceTsMs: o.sourceTsMs,
     });
-    const entry: Contribution = {
-      region: o.region,
-      sku: o.sku,
-      contributorId: o.contributorId,
-      supplierId: o.supplierId,
-      warehouseId: o.warehouseId,
-      bottleSizeMl: o.bottleSizeMl,
-      bottles: deleted ? 0 : o.bottles,
-      sourceVersion: o.sourceVersion,
-      sourceTsMs: o.sourceTsMs,
-      deleted,
-      keyVersion: k.version,
-    };
-    if (prev) this.dirtyEntries.delete(prev);
-    else this.entryCount++;
-    k.entries.set(o.contributorId, entry);
-    this.dirtyEntries.add(entry);
+    if (prev) {
+      // Updated in place (drain hands out copies): an entry lives as long as its key is held, and a new
+      // object per change would outlive the young generation and become old garbage at the next change.
+      // Equal strings keep the instance already held, for the same reason.
+      if (prev.supplierId !== o.supplierId) prev.supplierId = o.supplierId;
+      if (prev.warehouseId !== o.warehouseId) prev.warehouseId = o.warehouseId;
+      prev.bottleSizeMl = o.bottleSizeMl;
+      prev.bottles = deleted ? 0 : o.bottles;
+      prev.sourceVersion = o.sourceVersion;
+      prev.sourceTsMs = o.sourceTsMs;
+      prev.deleted = deleted;
+      prev.keyVersion = k.version;
+      this.dirtyEntries.add(prev);
+    } else {
+      const entry: Contribution = {
+        region: k.region,
+        sku: k.sku,
+        contributorId: o.contributorId,
+        supplierId: o.supplierId,
+        warehouseId: o.warehouseId,
+        bottleSizeMl: o.bottleSizeMl,
+        bottles: deleted ? 0 : o.bottles,
+        sourceVersion: o.sourceVersion,
+        sourceTsMs: o.sourceTsMs,
+        deleted,
+        keyVersion: k.version,
+      };
+      this.entryCount++;
+      k.entries.set(o.contributorId, entry);
+      this.dirtyEntries.add(entry);
+    }
     this.dirtyKeys.add(k);
     return 'applied';
   }
@@ -282,7 +296,8 @@ export class RegionalAggregator {
    */
   drain(nowMs: number): { totals: RegionalStock[]; contributions: Contribution[]; history: HistoryEntry[] } {
     const totals = [...this.dirtyKeys].map((k) => this.record(k, nowMs));
-    const contributions = [...this.dirtyEntries];
+    // Copies: the entries held are updated in place by later changes, while these are being written.
+    const contributions = Array.from(this.dirtyEntries, (e) => ({ ...e }));
     const history = this.history;
     this.dirtyKeys.clear();
     this.dirtyEntries.clear();

@@ -73,6 +73,13 @@ export const RuntimeConfigSpec = z.object({
     .describe(
       'CELLAR_TAKE_OVER: `cellar run embedded`/`capture` take the single-writer lease from a live (or frozen) holder, ending its database session, instead of refusing to start (like --take-over). Default 0.',
     ),
+  pgPreparedStatements: z
+    .enum(['0', '1', 'true', 'false'], { error: 'expected 1 or 0 (true or false)' })
+    .default('1')
+    .transform((v) => v === '1' || v === 'true')
+    .describe(
+      'CELLAR_PG_PREPARED_STATEMENTS: the embedded runtime sends each group\'s commit statement as a named prepared statement, parsed and planned once per connection (about a third of a small group\'s statement time). Set 0 behind a pooler that does not keep prepared statements across transactions (PgBouncer before 1.21 in transaction mode). Default 1.',
+    ),
   stateCacheContributors: int(250_000, 1).describe(
     'CELLAR_STATE_CACHE_CONTRIBUTORS: contributions (supplier rows under a region and SKU) the aggregator of each runtime, and routes the embedded runtime, keep in memory, about 400 bytes each, and bottle sizes pinned for SKUs the catalog does not list that each normalizer keeps; beyond it the least recently used (the oldest pins) are dropped and read from Postgres again when a change needs them. Default 250000 (about 250 MB with the routes).',
   ),
@@ -153,6 +160,7 @@ const ENV_NAMES: Record<keyof RuntimeConfig, string> = {
   suppliersDir: 'CELLAR_SUPPLIERS_DIR',
   skuMapRefreshMs: 'CELLAR_SKU_MAP_REFRESH_MS',
   stateCacheContributors: 'CELLAR_STATE_CACHE_CONTRIBUTORS',
+  pgPreparedStatements: 'CELLAR_PG_PREPARED_STATEMENTS',
   takeOver: 'CELLAR_TAKE_OVER',
   httpPort: 'CELLAR_HTTP_PORT',
   apiPort: 'CELLAR_API_PORT',

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { pgConfig } from './pg-tls.js';
 import { fromPgError } from './errors.js';
@@ -33,10 +34,15 @@ export interface OpenTransaction {
   commit(what: string): Promise<void>;
   /** Rolls back and releases the client if it is still held (never throws; safe twice). */
   abandon(): Promise<void>;
+  /** The rows of each statement of `opening` (see {@link beginTransaction}), in order. */
+  readonly opened: pg.QueryResultRow[][];
 }
 
-/** Begins a transaction on a client of `pool`, held until it is committed or abandoned; converts errors. */
-export async function beginTransaction(pool: pg.Pool, what: string): Promise<OpenTransaction> {
+/**
+ * Begins a transaction on a client of `pool`, held until it is committed or abandoned; converts errors.
+ * `opening`: statements without parameters (`;`-separated) sent with the BEGIN, in the same round trip.
+ */
+export async function beginTransaction(pool: pg.Pool, what: string, opening?: string): Promise<OpenTransaction> {
   let client: pg.PoolClient;
   try {
     client = await pool.connect();
@@ -72,8 +78,9 @@ export async function beginTransaction(pool: pg.Pool, what: string): Promise<Ope
       throw fromPgError(err, w);
     }
   };
-  await run(what, (c) => c.query('BEGIN'));
+  const began = await run(what, (c) => c.query(opening ? `BEGIN; ${opening}` : 'BEGIN') as unknown as Promise<pg.QueryResult | pg.QueryResult[]>);
   return {
+    opened: Array.isArray(began) ? began.slice(1).map((r) => r.rows) : [],
     client,
     run,
     commit: async (w) => {
@@ -118,23 +125,54 @@ export interface Statement {
  * machine every round trip waits to be scheduled twice). Postgres runs every data-modifying `WITH` query,
  * all on one snapshot: the statements must write different rows and none may read what another writes.
  * `read` (a SELECT, which may lock what it reads) runs in the same statement; its rows are returned.
+ *
+ * `prepare` (default off) sends it as a named prepared statement, one per distinct text and connection:
+ * the server parses and plans it once per connection instead of at every call (about 0.5 ms of a
+ * 1–1.5 ms statement for 50 rows). Off behind a pooler that does not keep prepared statements (PgBouncer
+ * before 1.21 in transaction mode): see CELLAR_PG_PREPARED_STATEMENTS.
  */
 export async function queryAll<R extends pg.QueryResultRow = pg.QueryResultRow>(
   q: pg.Pool | pg.PoolClient,
   what: string,
   statements: Statement[],
   read?: Statement,
+  opts: { prepare?: boolean } = {},
 ): Promise<R[]> {
   const all = read ? [read, ...statements] : statements;
   if (all.length === 0) return [];
-  if (all.length === 1) return (await query<R>(q, what, all[0]!.text, all[0]!.values)).rows;
-  const values: unknown[] = [];
-  const parts = all.map((st, i) => {
-    const base = values.length;
-    values.push(...st.values);
-    return `w${i} AS (${st.text.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + base}`)}\n)`;
-  });
-  return (await query<R>(q, what, `WITH ${parts.join(',\n')}\n${read ? 'SELECT * FROM w0' : 'SELECT 1 WHERE false'}`, values)).rows;
+  let text: string;
+  let values: unknown[];
+  if (all.length === 1) ({ text, values } = all[0]!);
+  else {
+    values = [];
+    const parts = all.map((st, i) => {
+      const base = values.length;
+      values.push(...st.values);
+      return `w${i} AS (${st.text.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + base}`)}\n)`;
+    });
+    text = `WITH ${parts.join(',\n')}\n${read ? 'SELECT * FROM w0' : 'SELECT 1 WHERE false'}`;
+  }
+  if (!opts.prepare) return (await query<R>(q, what, text, values)).rows;
+  try {
+    return (await q.query<R>({ name: preparedName(text), text, values })).rows;
+  } catch (err) {
+    throw fromPgError(err, what);
+  }
+}
+
+/** Names of prepared statements by text (texts are few: one per mix of statements a caller sends). */
+const preparedNames = new Map<string, string>();
+
+/** A name for `text` as a prepared statement: the same text gets the same name on every connection. */
+function preparedName(text: string): string {
+  let name = preparedNames.get(text);
+  if (name === undefined) {
+    name = `cellar_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`;
+    // Bounded: callers build texts from a few shapes, but a bug must not make this grow without end.
+    if (preparedNames.size >= 1_000) preparedNames.clear();
+    preparedNames.set(text, name);
+  }
+  return name;
 }
 
 /** The parts of node-postgres' connection a COPY FROM STDIN writes to. */

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { HistoryEntry } from '../aggregate/aggregator.js';
 import { beginTransaction, inTransaction, query, type OpenTransaction } from '../core/pg.js';
-import { saveHistory } from '../state/history.js';
+import { HISTORY_SAVEPOINT, saveHistory } from '../state/history.js';
 
 /** A group's transaction opened ahead, its stock history written, and the transaction id it took. */
 export interface OpenedAhead {
@@ -12,8 +12,10 @@ export interface OpenedAhead {
 /** Writes the rest of a group in its transaction; `historyWritten`: its history is in already. */
 export type GroupWrite = (tx: pg.PoolClient, historyWritten: boolean) => Promise<void>;
 
+const TAKE_XID = 'SELECT pg_current_xact_id()::text AS xid';
+
 const takeXid = async (c: pg.PoolClient): Promise<bigint> =>
-  BigInt((await query<{ xid: string }>(c, 'taking a transaction id', 'SELECT pg_current_xact_id()::text AS xid')).rows[0]!.xid);
+  BigInt((await query<{ xid: string }>(c, 'taking a transaction id', TAKE_XID)).rows[0]!.xid);
 
 /**
  * Group transactions whose stock history is written ahead. A group's transaction is opened as soon as the
@@ -51,10 +53,11 @@ export class CommitAhead {
     let tx: OpenTransaction | undefined;
     try {
       await previous;
-      tx = await beginTransaction(this.pool, 'writing stock history ahead');
+      // BEGIN, the id and the history's savepoint in one round trip.
+      tx = await beginTransaction(this.pool, 'writing stock history ahead', history.length ? `${TAKE_XID}; ${HISTORY_SAVEPOINT}` : TAKE_XID);
       this.open.add(tx);
-      const xid = await tx.run('writing stock history ahead', takeXid);
-      if (history.length) await tx.run('writing stock history ahead', (c) => saveHistory(c, history));
+      const xid = BigInt((tx.opened[0]![0] as { xid: string }).xid);
+      if (history.length) await tx.run('writing stock history ahead', (c) => saveHistory(c, history, { savepointTaken: true }));
       return { tx, xid };
     } catch {
       await this.abandon(tx);

@@ -101,6 +101,8 @@ export interface GroupState {
   maxContributions: number;
   /** The low-stock rules events are derived with (refreshed in the background). */
   thresholds: () => Thresholds;
+  /** Send each group's commit statement as a prepared statement (CELLAR_PG_PREPARED_STATEMENTS). */
+  prepare?: boolean;
   /** Contributions read ahead of the group (see ReadAhead); absent: every key is read when needed. */
   readAhead?: Pick<ReadAhead, 'take'>;
 }
@@ -217,7 +219,7 @@ export async function writeGroup(s: GroupState, g: Prepared, tx: pg.PoolClient, 
   const totals = regionalStockUpsert(g.totals);
   if (totals) writes.push(totals);
   for (const [sourceId, checkpoint] of g.checkpoints) writes.push(checkpointUpsert(sourceId, checkpoint));
-  const fenced = await queryAll<FenceRow>(tx, 'saving contributions, totals and checkpoints', writes, fence?.fenceRead());
+  const fenced = await queryAll<FenceRow>(tx, 'saving contributions, totals and checkpoints', writes, fence?.fenceRead(), { prepare: s.prepare === true });
   fence?.checkFence(fenced);
 }
 

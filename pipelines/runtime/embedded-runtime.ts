@@ -142,7 +142,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
       if (missed) metrics.stateKeysLoaded.inc({ from: 'group' }, missed);
     },
   });
-  const state: GroupState = { aggregator, routes, held, contributions, inputs, snapshots, retry, settled: () => loop.settled(), log, maxContributions: cfg.stateCacheContributors, thresholds: records.thresholds, readAhead };
+  const state: GroupState = { aggregator, routes, held, contributions, inputs, snapshots, retry, settled: () => loop.settled(), log, maxContributions: cfg.stateCacheContributors, thresholds: records.thresholds, readAhead, prepare: cfg.pgPreparedStatements };
   /**
    * The Redis writes and metrics of committed groups, in commit order, behind the Postgres commits: the next
    * group's transaction runs while the previous group's totals go to Redis (Postgres holds them already).

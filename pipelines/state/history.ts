@@ -8,6 +8,9 @@ const DAYS_AHEAD = 2;
 const DAY_MS = 86_400_000;
 const COLUMNS = 'region, sku, version, bottles, delta, source_ts, contributor_id, supplier_id, warehouse_id, op';
 
+/** The savepoint {@link saveHistory} rolls back to; `savepointTaken`: the caller took it (sent with its BEGIN). */
+export const HISTORY_SAVEPOINT = 'SAVEPOINT cellar_history';
+
 /**
  * Writes effective changes of totals in the caller's transaction (the one that saves the contributions),
  * each once. They are appended with COPY (no plan, no conflict check per row). A replay of changes already
@@ -15,7 +18,7 @@ const COLUMNS = 'region, sku, version, bottles, delta, source_ts, contributor_id
  * follow the saved contributions; should one come (two writers of one partition for a moment), the COPY
  * fails on the primary key, is rolled back to its savepoint and the rows are inserted skipping those kept.
  */
-export async function saveHistory(tx: pg.PoolClient, entries: HistoryEntry[]): Promise<void> {
+export async function saveHistory(tx: pg.PoolClient, entries: HistoryEntry[], opts: { savepointTaken?: boolean } = {}): Promise<void> {
   if (!entries.length) return;
   const lines = new Array<string>(entries.length + 1);
   let lastMs = NaN;
@@ -29,7 +32,7 @@ export async function saveHistory(tx: pg.PoolClient, entries: HistoryEntry[]): P
   lines[entries.length] = '';
   // Joined once: appending line by line left a chain of string pieces for the whole group.
   const data = lines.join('\n');
-  await query(tx, 'writing stock history', 'SAVEPOINT cellar_history');
+  if (!opts.savepointTaken) await query(tx, 'writing stock history', HISTORY_SAVEPOINT);
   try {
     await copyIn(tx, 'writing stock history', `COPY cellar.stock_history (${COLUMNS}) FROM STDIN`, data);
   } catch (err) {

@@ -154,10 +154,29 @@ export class CachedRouteStore extends RouteStore {
     for (const list of this.recent) this.put(list);
   }
 
+  /**
+   * Keeps the newest route of each contributor. The cache holds copies of its own and updates them in place
+   * (equal strings keep the instance held): a route lives as long as it is cached, and a new object per
+   * change would outlive the young generation and become old garbage at the row's next change.
+   */
   private put(routes: Route[]): void {
     for (const r of routes) {
       const prev = this.cache.get(r.contributorId);
-      if (!prev || prev.sourceVersion < r.sourceVersion) this.cache.set(r.contributorId, r);
+      if (prev === r || (prev && prev.sourceVersion >= r.sourceVersion)) continue;
+      if (!prev) {
+        this.cache.set(r.contributorId, { ...r });
+        continue;
+      }
+      if (prev.supplierId !== r.supplierId) prev.supplierId = r.supplierId;
+      if (prev.sourceTable !== r.sourceTable) prev.sourceTable = r.sourceTable;
+      if (prev.region !== r.region) prev.region = r.region;
+      if (prev.sku !== r.sku) prev.sku = r.sku;
+      if (prev.supplierSku !== r.supplierSku) prev.supplierSku = r.supplierSku;
+      if (prev.warehouseId !== r.warehouseId) prev.warehouseId = r.warehouseId;
+      prev.vintage = r.vintage;
+      prev.bottleSizeMl = r.bottleSizeMl;
+      prev.sourceVersion = r.sourceVersion;
+      prev.deleted = r.deleted;
     }
   }
 

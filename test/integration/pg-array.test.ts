@@ -69,6 +69,29 @@ describe('queryAll', () => {
     expect((await db.pool.query("SELECT count(*)::int AS n FROM a WHERE k = 'r'")).rows[0].n).toBe(0);
   });
 
+  it('prepared: each mix of statements is parsed once per connection, and stays usable after a failed call', async () => {
+    const c = await db.pool.connect();
+    try {
+      const prepared = async () => (await c.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_prepared_statements WHERE name LIKE 'cellar\\_%'")).rows[0]!.n;
+      const read = { text: 'SELECT v FROM lock_me WHERE k = $1 FOR SHARE', values: ['x'] };
+      for (let i = 0; i < 7; i++) {
+        expect(await queryAll<{ v: number }>(c, 'test', [upsertA([['pp', i]]), insertB(`pp${i}`, 'x')], read, { prepare: true })).toEqual([{ v: 7 }]);
+      }
+      expect(await prepared()).toBe(1);
+      // Another mix (one write fewer) is a statement of its own; the first is still there.
+      await queryAll(c, 'test', [insertB('pq', 'y')], read, { prepare: true });
+      expect(await prepared()).toBe(2);
+      // A call that fails (the key is taken) leaves the statement prepared and the next call works.
+      await expect(queryAll(c, 'writing b', [upsertA([['pp', 0]]), insertB('pp0', 'taken')], read, { prepare: true })).rejects.toThrow(/writing b/);
+      await queryAll(c, 'test', [upsertA([['pp', 100]]), insertB('pp100', 'z')], read, { prepare: true });
+      expect(await prepared()).toBe(2);
+      expect((await db.pool.query("SELECT n::int FROM a WHERE k = 'pp'")).rows[0].n).toBe(101);
+      expect((await db.pool.query("SELECT count(*)::int AS n FROM b WHERE k LIKE 'pp%'")).rows[0].n).toBe(8);
+    } finally {
+      c.release();
+    }
+  });
+
   it('holds what the read locks until the transaction ends', async () => {
     const tx = await db.pool.connect();
     try {

@@ -36,4 +36,19 @@ describe('route cache at its bound', () => {
     expect(r?.region, 'the moved row\'s route after the cache started over').toBe('us');
     expect(r?.sourceVersion).toBe(route('r', 'us', 5).sourceVersion);
   });
+
+  it('a group\'s routes stay as remembered while later groups move the same rows', async () => {
+    // Group N's routes are written by its commit while group N+1 is prepared and remembered.
+    const cache = new CachedRouteStore(db.pool, 100);
+    const groupN = [route('m', 'eu', 3)];
+    const asRemembered = structuredClone(groupN);
+    cache.remember(groupN);
+    const id = groupN[0]!.contributorId;
+    cache.remember([{ ...route('m', 'us', 4), sku: 'b', deleted: true }]);
+    expect(groupN).toEqual(asRemembered);
+    expect((await cache.get([id])).get(id)).toMatchObject({ region: 'us', sku: 'b', deleted: true, sourceVersion: route('m', 'us', 4).sourceVersion });
+    // An older route remembered late changes nothing.
+    cache.remember([route('m', 'ap', 2)]);
+    expect((await cache.get([id])).get(id)).toMatchObject({ region: 'us', sourceVersion: route('m', 'us', 4).sourceVersion });
+  });
 });

@@ -21,6 +21,23 @@ describe('RegionalAggregator', () => {
     expect(a.get('r', 'x')).toMatchObject({ bottles: 12, contributors: 2, version: 3 });
   });
 
+  it('contributions drained stay as drained while later changes update the same contributors', () => {
+    // A drained group is written while the next one is applied: what it writes must not move under it.
+    const a = new RegionalAggregator();
+    a.apply(obs('c1', 1, 'r', 'x', 10));
+    a.apply(obs('c2', 1, 'r', 'x', 4));
+    const first = a.drain(0).contributions;
+    const asDrained = structuredClone(first);
+    a.apply(obs('c1', 2, 'r', 'x', 3));
+    a.apply(obs('c2', 2, 'r', 'x', 0, 'DELETE'));
+    expect(first).toEqual(asDrained);
+    const second = a.drain(0).contributions;
+    expect(second.map((c) => [c.contributorId, c.bottles, c.deleted, c.keyVersion]).sort()).toEqual([['c1', 3, false, 3], ['c2', 0, true, 4]]);
+    a.apply(obs('c1', 3, 'r', 'x', 8));
+    expect(second.find((c) => c.contributorId === 'c1')).toMatchObject({ bottles: 3, keyVersion: 3 });
+    expect(a.get('r', 'x')).toMatchObject({ bottles: 8, contributors: 1 });
+  });
+
   it('a delete removes the contributor and a late older upsert does not bring it back', () => {
     const a = new RegionalAggregator();
     a.apply(obs('c1', 1, 'r', 'x', 10));
