@@ -38,7 +38,7 @@ clean:
 	rm -rf dist test-artifacts
 
 # Node flags of every Cellar process (CELLAR_NODE_FLAGS in infra/local/cellar-process.ts: why).
-NODE_FLAGS := --max-semi-space-size=64
+NODE_FLAGS := --max-semi-space-size=64 --initial-old-space-size=256
 
 # Benchmarks run the compiled code, as production does.
 bench: build

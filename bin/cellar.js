@@ -1,6 +1,6 @@
-#!/usr/bin/env -S node --max-semi-space-size=64
-// The flag on the first line: see CELLAR_NODE_FLAGS in infra/local/cellar-process.ts (`node bin/cellar.js`
-// skips that line: pass it yourself, as the Makefile does).
+#!/usr/bin/env -S node --max-semi-space-size=64 --initial-old-space-size=256
+// The flags on the first line: see CELLAR_NODE_FLAGS in infra/local/cellar-process.ts (`node bin/cellar.js`
+// skips that line: pass them yourself, as the Makefile does).
 // `cellar`: runs the compiled CLI (dist/, built by `make build`, `make demo`, `make test` or `npm run build`)
 // when it is newer than every source file it was compiled from; otherwise the sources through tsx, which
 // is slower to start but never stale.

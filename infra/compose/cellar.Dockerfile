@@ -21,7 +21,7 @@ COPY schemas ./schemas
 COPY sinks ./sinks
 COPY infra/local ./infra/local
 
-RUN printf '#!/bin/sh\nexec node --max-semi-space-size=64 --import tsx /app/pipelines/cli/main.ts "$@"\n' > /usr/local/bin/cellar \
+RUN printf '#!/bin/sh\nexec node --max-semi-space-size=64 --initial-old-space-size=256 --import tsx /app/pipelines/cli/main.ts "$@"\n' > /usr/local/bin/cellar \
  && chmod 755 /usr/local/bin/cellar \
  && mkdir -p /etc/cellar/suppliers
 

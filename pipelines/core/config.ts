@@ -11,6 +11,9 @@ const csv = z
   .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
   .pipe(z.array(z.string()).min(1, 'at least one broker host:port'));
 
+/** A 0/1 (true/false) setting with its default. */
+const flag = (def: '0' | '1') =>
+  z.enum(['0', '1', 'true', 'false'], { error: 'expected 1 or 0 (true or false)' }).default(def).transform((v) => v === '1' || v === 'true');
 const int = (def: number, min = 0) => z.coerce.number({ error: 'expected a whole number' }).int('expected a whole number').min(min).default(def);
 
 /**
@@ -66,18 +69,10 @@ export const RuntimeConfigSpec = z.object({
   httpPort: z.coerce.number().int().min(-1).max(65535).default(-1).describe(
     'CELLAR_HTTP_PORT: port of a worker\'s /metrics, /healthz and /readyz (0 = any free port, -1 = off). Default -1.',
   ),
-  takeOver: z
-    .enum(['0', '1', 'true', 'false'], { error: 'expected 1 or 0 (true or false)' })
-    .default('0')
-    .transform((v) => v === '1' || v === 'true')
-    .describe(
+  takeOver: flag('0').describe(
       'CELLAR_TAKE_OVER: `cellar run embedded`/`capture` take the single-writer lease from a live (or frozen) holder, ending its database session, instead of refusing to start (like --take-over). Default 0.',
     ),
-  pgPreparedStatements: z
-    .enum(['0', '1', 'true', 'false'], { error: 'expected 1 or 0 (true or false)' })
-    .default('1')
-    .transform((v) => v === '1' || v === 'true')
-    .describe(
+  pgPreparedStatements: flag('1').describe(
       'CELLAR_PG_PREPARED_STATEMENTS: the embedded runtime sends each group\'s commit statement as a named prepared statement, parsed and planned once per connection (about a third of a small group\'s statement time). Set 0 behind a pooler that does not keep prepared statements across transactions (PgBouncer before 1.21 in transaction mode). Default 1.',
     ),
   stateCacheContributors: int(250_000, 1).describe(
@@ -107,11 +102,7 @@ export const RuntimeConfigSpec = z.object({
   historyRetentionDays: int(30, 0).describe(
     'CELLAR_HISTORY_RETENTION_DAYS: days of stock history kept (every effective change of a total, `cellar.stock_history`, partitioned by day; older days are dropped whole, hourly), and of stock events (`cellar.stock_events`). 0 = no history and no stock events. Default 30.',
   ),
-  stockEventsKafka: z
-    .enum(['0', '1', 'true', 'false'], { error: 'expected 1 or 0 (true or false)' })
-    .default('0')
-    .transform((v) => v === '1' || v === 'true')
-    .describe(
+  stockEventsKafka: flag('0').describe(
       'CELLAR_STOCK_EVENTS_KAFKA: the embedded runtime also publishes stock events to the `<prefix>.stock-events` topic on CELLAR_KAFKA_BROKERS (the Kafka runtime always does). Default 0.',
     ),
   webhookTimeoutMs: int(5_000, 50).describe(
