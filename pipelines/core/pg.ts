@@ -105,9 +105,11 @@ export async function query<R extends pg.QueryResultRow = pg.QueryResultRow>(
   what: string,
   text: string,
   values?: unknown[],
+  /** Sent as the named prepared statement `name` (parsed and planned once per connection). */
+  name?: string,
 ): Promise<pg.QueryResult<R>> {
   try {
-    return await pool.query<R>(text, values);
+    return await (name ? pool.query<R>({ name, text, values }) : pool.query<R>(text, values));
   } catch (err) {
     throw fromPgError(err, what);
   }
@@ -152,12 +154,7 @@ export async function queryAll<R extends pg.QueryResultRow = pg.QueryResultRow>(
     });
     text = `WITH ${parts.join(',\n')}\n${read ? 'SELECT * FROM w0' : 'SELECT 1 WHERE false'}`;
   }
-  if (!opts.prepare) return (await query<R>(q, what, text, values)).rows;
-  try {
-    return (await q.query<R>({ name: preparedName(text), text, values })).rows;
-  } catch (err) {
-    throw fromPgError(err, what);
-  }
+  return (await query<R>(q, what, text, values, opts.prepare ? preparedName(text) : undefined)).rows;
 }
 
 /** Names of prepared statements by text (texts are few: one per mix of statements a caller sends). */

@@ -14,8 +14,10 @@ export type GroupWrite = (tx: pg.PoolClient, historyWritten: boolean) => Promise
 
 const TAKE_XID = 'SELECT pg_current_xact_id()::text AS xid';
 
-const takeXid = async (c: pg.PoolClient): Promise<bigint> =>
-  BigInt((await query<{ xid: string }>(c, 'taking a transaction id', TAKE_XID)).rows[0]!.xid);
+/** The transaction id in the rows of {@link TAKE_XID}. */
+const xidOf = (rows: pg.QueryResultRow[]): bigint => BigInt((rows[0] as { xid: string }).xid);
+
+const takeXid = async (c: pg.PoolClient): Promise<bigint> => xidOf((await query(c, 'taking a transaction id', TAKE_XID)).rows);
 
 /**
  * Group transactions whose stock history is written ahead. A group's transaction is opened as soon as the
@@ -56,7 +58,7 @@ export class CommitAhead {
       // BEGIN, the id and the history's savepoint in one round trip.
       tx = await beginTransaction(this.pool, 'writing stock history ahead', history.length ? `${TAKE_XID}; ${HISTORY_SAVEPOINT}` : TAKE_XID);
       this.open.add(tx);
-      const xid = BigInt((tx.opened[0]![0] as { xid: string }).xid);
+      const xid = xidOf(tx.opened[0]!);
       if (history.length) await tx.run('writing stock history ahead', (c) => saveHistory(c, history, { savepointTaken: true }));
       return { tx, xid };
     } catch {
