@@ -13,6 +13,12 @@ function plain(v: unknown): unknown {
   return typeof v === 'number' && !Number.isFinite(v) ? null : v === undefined ? null : v;
 }
 
+/**
+ * Each table's name, per source info object (a reader's, one per table, never edited: a schema change
+ * keeps it): one string for all of the table's changes, hashed once where it is a map key.
+ */
+const tableNames = new WeakMap<SourceInfo, string>();
+
 /** One change of one captured row (or a table's truncation), as a native reader read it. */
 export class SourceChange {
   constructor(
@@ -28,7 +34,9 @@ export class SourceChange {
 
   /** The captured table as supplier files name it: `schema.table` (Postgres) or `database.table` (MySQL/MariaDB, feeds). */
   get table(): string {
-    return this.info.connector === 'postgresql' ? `${this.info.schema ?? 'public'}.${this.info.table}` : `${this.info.db}.${this.info.table}`;
+    let name = tableNames.get(this.info);
+    if (name === undefined) tableNames.set(this.info, (name = this.info.connector === 'postgresql' ? `${this.info.schema ?? 'public'}.${this.info.table}` : `${this.info.db}.${this.info.table}`));
+    return name;
   }
 
   /**
@@ -49,28 +57,54 @@ export class SourceChange {
    */
   event(): ChangeEvent {
     const { columns, info, spec: s } = this;
-    const image = (row: Record<string, unknown> | null) => {
-      if (!row) return null;
-      const out: Record<string, unknown> = {};
-      for (const c of columns) {
-        const v = row[c.name];
-        // An exact decimal is { unscaled, scale } (normalize/decimal.ts), as a Connect Decimal decodes to.
-        out[c.name] = c.type === 'decimal' && v !== null && v !== undefined ? { unscaled: unscaledOf(v as string | number, c.scale ?? 0), scale: c.scale ?? 0 } : plain(v);
-      }
-      return out;
-    };
     // The version needs only the position fields; the whole source block is built if someone reads it.
-    const at = info.connector === 'postgresql' ? { lsn: s.lsn ?? 0, ...(s.commitLsn !== undefined ? { cellar_commit_lsn: s.commitLsn } : {}) }
-      : info.connector === 'cellar-feed' ? { version: s.feedVersion ?? 0, line: s.line ?? 0, file: s.feedFile }
-      : { file: s.file ?? 'bin.000001', pos: s.pos ?? 4, row: s.row ?? 0 };
-    const { version, position } = s.cellarVersion !== undefined ? { version: s.cellarVersion, position: `reconcile:${s.cellarVersion}` } : sourceVersionOf(info.connector, at);
-    let source: Record<string, unknown> | undefined;
-    return {
-      op: s.op, before: image(s.before), after: image(s.after), key: this.key(),
-      get source() {
-        return (source ??= sourceBlock(info, s));
-      },
-      table: this.table, sourceVersion: version, sourceTsMs: s.tsMs, position,
-    };
+    const { version, position } = s.cellarVersion !== undefined ? { version: s.cellarVersion, position: `reconcile:${s.cellarVersion}` }
+      : info.connector === 'postgresql' ? sourceVersionOf(info.connector, s.commitLsn !== undefined ? { lsn: s.lsn ?? 0, cellar_commit_lsn: s.commitLsn } : { lsn: s.lsn ?? 0 })
+      : info.connector === 'cellar-feed' ? sourceVersionOf(info.connector, { version: s.feedVersion ?? 0, line: s.line ?? 0, file: s.feedFile })
+      : sourceVersionOf(info.connector, { file: s.file ?? 'bin.000001', pos: s.pos ?? 4, row: s.row ?? 0 });
+    return new NativeChangeEvent(s.op, imageOf(columns, s.before), imageOf(columns, s.after), this.key(), this.table, version, s.tsMs, position, info, s);
   }
+}
+
+/**
+ * A native change's {@link ChangeEvent}. A class rather than an object literal with a getter: one is made
+ * per change, and a literal's getter is a new function (and a slower object) each time. Its Debezium
+ * source block is built only when read (the version and position above are what the stages use).
+ */
+class NativeChangeEvent implements ChangeEvent {
+  #source: Record<string, unknown> | undefined;
+  readonly #info: SourceInfo;
+  readonly #spec: ChangeSpec;
+
+  constructor(
+    readonly op: ChangeEvent['op'],
+    readonly before: Record<string, unknown> | null,
+    readonly after: Record<string, unknown> | null,
+    readonly key: Record<string, unknown> | null,
+    readonly table: string,
+    readonly sourceVersion: string,
+    readonly sourceTsMs: number,
+    readonly position: string,
+    info: SourceInfo,
+    spec: ChangeSpec,
+  ) {
+    this.#info = info;
+    this.#spec = spec;
+  }
+
+  get source(): Record<string, unknown> {
+    return (this.#source ??= sourceBlock(this.#info, this.#spec));
+  }
+}
+
+/** A row image as the event carries it: only the columns, decimals as { unscaled, scale }, nothing JSON would not hold. */
+function imageOf(columns: ColumnDef[], row: Record<string, unknown> | null): Record<string, unknown> | null {
+  if (!row) return null;
+  const out: Record<string, unknown> = {};
+  for (const c of columns) {
+    const v = row[c.name];
+    // An exact decimal is { unscaled, scale } (normalize/decimal.ts), as a Connect Decimal decodes to.
+    out[c.name] = c.type === 'decimal' && v !== null && v !== undefined ? { unscaled: unscaledOf(v as string | number, c.scale ?? 0), scale: c.scale ?? 0 } : plain(v);
+  }
+  return out;
 }

@@ -121,6 +121,13 @@ export function rowImage(columns: ColumnDef[], keyColumns: string[], row: Record
   return { key, after };
 }
 
+/** {@link rowImage}'s values alone: what a streamed change carries (one per change, so nothing else is built). */
+export function rowValues(columns: ColumnDef[], row: Record<string, unknown>, value: (v: unknown, type: ColumnDef['type']) => unknown): Record<string, unknown> {
+  const after: Record<string, unknown> = {};
+  for (const c of columns) after[c.name] = value(row[c.name], c.type);
+  return after;
+}
+
 /** The Debezium `source` block of a change. */
 export function sourceBlock(info: SourceInfo, c: ChangeSpec): Record<string, unknown> {
   const base = { version: '2.7.3.Final', connector: info.connector, name: info.name, ts_ms: c.tsMs, snapshot: c.snapshot ?? 'false', db: info.db, ...(c.cellarVersion !== undefined ? { cellar_version: c.cellarVersion } : {}) };

@@ -2,7 +2,7 @@ import mysql from 'mysql2/promise';
 import ZongJi, { type AnyBinlogEvent, type BinlogEvent, type RowData, type TableMapEntry } from '@vlasky/zongji';
 import { CellarError } from '../../pipelines/core/errors.js';
 import type { Logger } from '../../pipelines/core/logger.js';
-import { debeziumJsonMessage, debeziumTopic, rowImage, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
+import { debeziumJsonMessage, debeziumTopic, rowImage, rowValues, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
 import { SourceChange } from '../source-change.js';
 import { parseMysqlCdcConfig, type MysqlCdcConfig } from './config.js';
 import { connectType, fromMysqlError, jsonValue } from './values.js';
@@ -171,7 +171,7 @@ export class MysqlCdcSource {
   }
 
   private message(meta: TableMeta, op: Op, before: RowData | null, after: RowData | null, at: { file: string; pos: number; row: number; tsMs: number; gtid?: string | undefined }, snapshot?: 'true'): Message {
-    const conv = (row: RowData | null) => row && rowImage(meta.columns, [], row, jsonValue).after;
+    const conv = (row: RowData | null) => row && rowValues(meta.columns, row, jsonValue);
     return new SourceChange(meta.info, meta.columns, meta.key, { op, before: conv(before), after: conv(after), tsMs: at.tsMs, file: at.file, pos: at.pos, row: at.row, gtid: at.gtid ?? null, snapshot });
   }
 

@@ -3,7 +3,7 @@ import { pgConfig } from '../../pipelines/core/pg-tls.js';
 import { LogicalReplicationService, type Pgoutput } from 'pg-logical-replication';
 import { CellarError, fromPgError } from '../../pipelines/core/errors.js';
 import type { Logger } from '../../pipelines/core/logger.js';
-import { debeziumJsonMessage, debeziumTopic, rowImage, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
+import { debeziumJsonMessage, debeziumTopic, rowImage, rowValues, type ChangeSpec, type ColumnDef, type SourceInfo } from '../debezium/envelope.js';
 import { SourceChange } from '../source-change.js';
 import { parsePostgresCdcConfig, type PostgresCdcConfig } from './config.js';
 import { lsnBefore, lsnToNumber } from './lsn.js';
@@ -195,8 +195,10 @@ export class PostgresCdcSource {
   }
 
   private message(meta: TableMeta, op: 'c' | 'u' | 'd' | 'r' | 't', before: Record<string, unknown> | null, after: Record<string, unknown> | null, lsn: string, tsMs: number, snapshot?: 'true' | 'last', commitLsn?: string | null) {
-    const conv = (row: Record<string, unknown> | null) => row && rowImage(meta.columns, [], row, jsonValue).after;
-    return new SourceChange(meta.info, meta.columns, meta.key, { op, before: conv(before), after: conv(after), tsMs, lsn: lsnToNumber(lsn), snapshot, ...(commitLsn ? { commitLsn: lsnToNumber(commitLsn) } : {}) });
+    const conv = (row: Record<string, unknown> | null) => row && rowValues(meta.columns, row, jsonValue);
+    const spec: ChangeSpec = { op, before: conv(before), after: conv(after), tsMs, lsn: lsnToNumber(lsn), snapshot };
+    if (commitLsn) spec.commitLsn = lsnToNumber(commitLsn);
+    return new SourceChange(meta.info, meta.columns, meta.key, spec);
   }
 
   /** The slot's confirmed position, or undefined when the slot does not exist. */

@@ -135,7 +135,8 @@ async function normalizeOnce<R>(items: Array<RawItem<R>>, src: RawSource, deps: 
   const work: Array<{ ref: R; change: ChangeEvent; contributorId: string }> = [];
   for (const item of items) {
     try {
-      const change = await decode(item, deps);
+      // A change already decoded (a native reader's) is not awaited: one promise and one microtask less per change.
+      const change = item.change ?? (await decode(item, deps));
       if (!change || change.op === 'm') continue; // tombstones and logical messages carry no stock
       if (change.table !== src.table) throw new Rejection('unknown_table', `change on ${change.table} arrived where ${src.table} is expected`);
       work.push({ ref: item.ref, change, contributorId: change.op === 't' ? '' : contributorIdOf(src.supplierId, change, src.keyColumns) });

@@ -157,9 +157,9 @@ export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Pre
     }
     for (const [table, msgs] of byTable) {
       const res = await normalizeBatch(
-        msgs.map(({ m, at }) => {
+        msgs.map((ref) => {
           // Native readers' changes go in as they are; corrections from the queue are JSON.
-          const ref: { m: EmbeddedChange; at: string } = { m, at };
+          const m = ref.m;
           if (m instanceof SourceChange) return { key: null, value: null, change: m.event(), ref };
           return { key: m.key === null ? null : Buffer.from(m.key), value: Buffer.from(m.value), ref };
         }),
