@@ -58,10 +58,10 @@ export class SourceChange {
   event(): ChangeEvent {
     const { columns, info, spec: s } = this;
     // The version needs only the position fields; the whole source block is built if someone reads it.
-    const { version, position } = s.cellarVersion !== undefined ? { version: s.cellarVersion, position: `reconcile:${s.cellarVersion}` }
-      : info.connector === 'postgresql' ? sourceVersionOf(info.connector, s.commitLsn !== undefined ? { lsn: s.lsn ?? 0, cellar_commit_lsn: s.commitLsn } : { lsn: s.lsn ?? 0 })
-      : info.connector === 'cellar-feed' ? sourceVersionOf(info.connector, { version: s.feedVersion ?? 0, line: s.line ?? 0, file: s.feedFile })
-      : sourceVersionOf(info.connector, { file: s.file ?? 'bin.000001', pos: s.pos ?? 4, row: s.row ?? 0 });
+    const at = info.connector === 'postgresql' ? (s.commitLsn !== undefined ? { lsn: s.lsn ?? 0, cellar_commit_lsn: s.commitLsn } : { lsn: s.lsn ?? 0 })
+      : info.connector === 'cellar-feed' ? { version: s.feedVersion ?? 0, line: s.line ?? 0, file: s.feedFile }
+      : { file: s.file ?? 'bin.000001', pos: s.pos ?? 4, row: s.row ?? 0 };
+    const { version, position } = s.cellarVersion !== undefined ? { version: s.cellarVersion, position: `reconcile:${s.cellarVersion}` } : sourceVersionOf(info.connector, at);
     return new NativeChangeEvent(s.op, imageOf(columns, s.before), imageOf(columns, s.after), this.key(), this.table, version, s.tsMs, position, info, s);
   }
 }

@@ -111,13 +111,9 @@ function sourceStruct(info: SourceInfo): Record<string, unknown> {
  * conversion), without building the message: the key's fields in column order, as the message key has them.
  */
 export function rowImage(columns: ColumnDef[], keyColumns: string[], row: Record<string, unknown>, value: (v: unknown, type: ColumnDef['type']) => unknown): { key: Record<string, unknown>; after: Record<string, unknown> } {
-  const after: Record<string, unknown> = {};
+  const after = rowValues(columns, row, value);
   const key: Record<string, unknown> = {};
-  for (const c of columns) {
-    const v = value(row[c.name], c.type);
-    after[c.name] = v;
-    if (keyColumns.includes(c.name)) key[c.name] = v;
-  }
+  for (const c of columns) if (keyColumns.includes(c.name)) key[c.name] = after[c.name];
   return { key, after };
 }
 
