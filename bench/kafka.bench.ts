@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import type { ChangeSpec } from '../connectors/debezium/envelope.js';
 import { startLocalStack, type LocalStack } from '../infra/local/stack.js';
 import { spawnCellar } from '../infra/local/cellar-process.js';
-import { stopChild, tempDir } from '../infra/local/process.js';
+import { freePort, stopChild, tempDir } from '../infra/local/process.js';
 import { loadRuntimeConfig } from '../pipelines/core/config.js';
 import { createLogger } from '../pipelines/core/logger.js';
 import { createPgPool } from '../pipelines/core/pg.js';
@@ -41,6 +41,21 @@ async function avroEncoder(registryUrl: string, table: SimulatedTable): Promise<
   };
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A worker's counters of how it batches: partition batches and their messages, produce requests and the sends they carried. */
+interface Batching { batches: number; messages: number; requests: number; sends: number }
+
+/** Reads {@link Batching} from a worker's /metrics (zeros where it has none yet). */
+async function batching(port: number): Promise<Batching> {
+  const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text()).catch(() => '');
+  const sum = (re: RegExp) => [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
+  return {
+    batches: sum(/^cellar_kafka_batch_messages_count\{[^}]*\} (\S+)$/gm),
+    messages: sum(/^cellar_kafka_batch_messages_sum\{[^}]*\} (\S+)$/gm),
+    requests: sum(/^cellar_kafka_produce_requests_total (\S+)$/gm),
+    sends: sum(/^cellar_kafka_produce_sends_total (\S+)$/gm),
+  };
+}
 
 /** User + system CPU time of a process from /proc, ms (Linux). */
 function cpuMs(pid: number | undefined): number {
@@ -79,7 +94,8 @@ export async function kafkaBenchmarks(): Promise<BenchResult[]> {
   const redis = new Redis(stack.redisUrl, { maxRetriesPerRequest: 1 });
   redis.on('error', () => undefined);
   try {
-    const formats: Format[] = ['avro', 'json'];
+    // CELLAR_BENCH_KAFKA_FORMATS=avro runs one of them (a profile of one format).
+    const formats = (process.env.CELLAR_BENCH_KAFKA_FORMATS ?? 'avro,json').split(',').filter((f): f is Format => f === 'avro' || f === 'json');
     const tables = new Map(formats.map((f) => [f, new SimulatedTable({ connector: 'postgresql', name: `bench_${f}`, db: 'inv', schema: 'public', table: 'stock' }, COLUMNS, ['id'])]));
     const suppliers = join(work, 'suppliers');
     mkdirSync(suppliers, { recursive: true });
@@ -111,7 +127,12 @@ mapping:
       ['avro', await avroEncoder(stack.schemaRegistryUrl, tables.get('avro')!)],
       ['json', (m) => ({ key: m.key, value: m.value })],
     ]);
-    for (const role of WORKER_ROLES) workers.set(role, spawnCellar(['run', role], env, join(work, `${role}.log`)));
+    const ports = new Map<string, number>();
+    for (const role of WORKER_ROLES) {
+      ports.set(role, await freePort());
+      workers.set(role, spawnCellar(['run', role], { ...env, CELLAR_HTTP_PORT: String(ports.get(role)) }, join(work, `${role}.log`)));
+    }
+    const batchingAll = async () => Object.fromEntries(await Promise.all([...ports].map(async ([role, port]) => [role, await batching(port)] as const)));
     const admin = kafka.admin();
     kafkaAdmin = admin;
     await admin.connect();
@@ -166,6 +187,8 @@ mapping:
       const throughput: number[] = [];
       const publishRate: number[] = [];
       const cpu: Array<Record<string, number>> = [];
+      const perBatch: Array<Record<string, number>> = [];
+      const perRequest: Array<Record<string, number>> = [];
       let sent = { bytes: 0, maxInFlight: 0 };
       for (let run = 0; run < 3; run++) {
         const batch: RawMessage[] = [];
@@ -175,17 +198,22 @@ mapping:
         }
         const messages = batch.map(encode);
         const cpu0 = Object.fromEntries([...workers].map(([role, c]) => [role, cpuMs(c.pid)]));
+        const batching0 = await batchingAll();
         const t0 = Date.now();
         sent = await publish(table.topic, messages);
         publishRate.push(CHANGES / ((Date.now() - t0) / 1000));
         await caughtUp(300_000);
         throughput.push(CHANGES / ((Date.now() - t0) / 1000));
         cpu.push(Object.fromEntries([...workers].map(([role, c]) => [role, Math.round(((cpuMs(c.pid) - cpu0[role]!) * 1000) / CHANGES)])));
+        const batching1 = await batchingAll();
+        const ratio = (a: number, b: number) => (b > 0 ? Math.round((10 * a) / b) / 10 : 0);
+        perBatch.push(Object.fromEntries(Object.entries(batching1).map(([role, b]) => [role, ratio(b.messages - batching0[role]!.messages, b.batches - batching0[role]!.batches)])));
+        perRequest.push(Object.fromEntries(Object.entries(batching1).map(([role, b]) => [role, ratio(b.sends - batching0[role]!.sends, b.requests - batching0[role]!.requests)])));
       }
       const label = format === 'avro' ? 'Debezium Avro' : 'Debezium JSON with schemas';
       out.push(result(`kafka runtime: sustained changes/s, raw topic (${label}) → Postgres + Redis (4 worker processes)`, 'changes/s', throughput, {
         target: 30_000,
-        details: { rows: ROWS, changesPerRun: CHANGES, rawMessageBytes: sent.bytes, maxInFlight: sent.maxInFlight, publishChangesPerS: publishRate.map(Math.round), cpuMicrosPerChangeByWorker: cpu, broker: stack.kafkaCompat },
+        details: { rows: ROWS, changesPerRun: CHANGES, rawMessageBytes: sent.bytes, maxInFlight: sent.maxInFlight, publishChangesPerS: publishRate.map(Math.round), cpuMicrosPerChangeByWorker: cpu, messagesPerBatchByWorker: perBatch, sendsPerProduceRequestByWorker: perRequest, broker: stack.kafkaCompat },
       }));
     }
     return out;

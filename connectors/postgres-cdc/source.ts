@@ -8,6 +8,7 @@ import { SourceChange } from '../source-change.js';
 import { parsePostgresCdcConfig, type PostgresCdcConfig } from './config.js';
 import { lsnBefore, lsnToNumber } from './lsn.js';
 import { createPgoutputPlugin } from './pgoutput.js';
+import { MessageFlow } from './flow.js';
 import { createSlotAndSnapshot, snapshotTablesAgain, type SnapshotSource } from './snapshot.js';
 
 export { lsnToNumber } from './lsn.js';
@@ -254,7 +255,7 @@ export class PostgresCdcSource {
     else if (opts.snapshotTables?.length) await snapshotTablesAgain(this.snapshotSource(), handler, opts.snapshotTables, position);
     const service = new LogicalReplicationService(
       pgConfig(this.cfg.url, { application_name: 'cellar-postgres-cdc' }),
-      { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } },
+      { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
     );
     this.service = service;
     // Positions here (commit end, keepalive) already point past the last byte, and the library adds one:
@@ -277,7 +278,26 @@ export class PostgresCdcSource {
       this.settle(e);
       void service.stop().catch(() => undefined);
     };
-    service.on('data', async (lsn: string, msg: Pgoutput.Message) => {
+    /** A transaction's changes handed over at its commit; resolves once handled (and acknowledged unless explicit). */
+    const commit = async (end: string): Promise<void> => {
+      if (pending.length) {
+        try {
+          await handler({ changes: pending, lsn: end, snapshot: false });
+        } catch (err) {
+          return handlerFailed(err);
+        }
+      }
+      pending = [];
+      if (this.explicit) {
+        if (!this.delivered || lsnToNumber(end) > lsnToNumber(this.delivered)) this.delivered = end;
+      } else {
+        await ack(end);
+        lastAcked = end;
+      }
+      this.inFlight = false;
+    };
+    /** One decoded message, in stream order: a promise only for a commit (the handler runs), else nothing to wait for. */
+    const onMessage = (lsn: string, msg: Pgoutput.Message): Promise<void> | undefined => {
       if (msg.tag === 'relation') {
         // Sent before the first change after a schema change (a column added, renamed, dropped or
         // retyped): row images from now on carry these columns, so the table's metadata follows them.
@@ -311,30 +331,26 @@ export class PostgresCdcSource {
           if (meta) pending.push(this.message(meta, 't', null, null, lsn, commitMs, undefined, commitLsn));
         }
       } else if (msg.tag === 'commit') {
-        const end = msg.commitEndLsn ?? lsn;
-        if (pending.length) {
-          try {
-            await handler({ changes: pending, lsn: end, snapshot: false });
-          } catch (err) {
-            return handlerFailed(err);
-          }
-        }
-        pending = [];
-        if (this.explicit) {
-          if (!this.delivered || lsnToNumber(end) > lsnToNumber(this.delivered)) this.delivered = end;
-        } else {
-          await ack(end);
-          lastAcked = end;
-        }
-        this.inFlight = false;
+        return commit(msg.commitEndLsn ?? lsn);
       }
+      return undefined;
+    };
+    const socket = () => (service as unknown as { _connection?: { stream?: { pause?(): void; resume?(): void } } })._connection?.stream;
+    const flow = new MessageFlow<{ lsn: string; msg: Pgoutput.Message }>({
+      handle: (m) => onMessage(m.lsn, m.msg),
+      pause: () => socket()?.pause?.(),
+      resume: () => socket()?.resume?.(),
+      stopped: () => this.stopped,
+      failed: (err) => {
+        if (!this.stopped) this.log.error({ err: (err as Error)?.message ?? String(err) }, 'handling a replication message failed');
+      },
     });
-    // Keepalives are emitted as they arrive, ahead of data still queued by flow control, so the server's
-    // position may only be acknowledged when nothing is queued, processing or open (pg-logical-replication 2.5).
+    service.on('data', (lsn: string, msg: Pgoutput.Message) => flow.push({ lsn, msg }));
+    // Keepalives are emitted as they arrive, ahead of data still queued above, so the server's position may
+    // only be acknowledged when nothing is queued, waiting or open.
     const idle = () => {
-      const q = service as unknown as { _messageQueue?: unknown[]; _processing?: boolean };
       const unconfirmed = this.explicit && this.delivered !== '' && lsnToNumber(this.delivered) > (this.confirmed ? lsnToNumber(this.confirmed) : 0);
-      return !this.inFlight && !unconfirmed && (q._messageQueue?.length ?? 0) === 0 && !q._processing;
+      return !this.inFlight && !unconfirmed && flow.idle;
     };
     this.confirmTo = async (lsn: string) => {
       if (this.confirmed && lsnToNumber(lsn) <= lsnToNumber(this.confirmed)) return;

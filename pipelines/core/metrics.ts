@@ -52,6 +52,11 @@ export class CellarMetrics {
   readonly groupPhase: Histogram<'phase'>;
   /** Embedded runtime: changes per group commit. */
   readonly groupChanges: Histogram;
+  /** Kafka runtime: messages per partition batch a worker handled (small batches pay the per-batch round trips often). */
+  readonly kafkaBatchMessages: Histogram<'group'>;
+  /** Kafka runtime: produce requests a worker made, and the sends they carried (joined by SendCoalescer). */
+  readonly produceRequests: Counter;
+  readonly produceSends: Counter;
   readonly groupCommits: Counter<'path'>;
   /**
    * Embedded runtime: aggregate keys not in memory that a group needed, by where their state came from
@@ -106,6 +111,9 @@ export class CellarMetrics {
       registers: r,
     });
     this.groupChanges = new Histogram({ name: 'cellar_group_commit_changes', help: 'Embedded runtime: changes per group commit', buckets: [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 50_000], registers: r });
+    this.kafkaBatchMessages = new Histogram({ name: 'cellar_kafka_batch_messages', help: 'Kafka runtime: messages per partition batch a worker handled, by consumer group', labelNames: ['group'], buckets: [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000], registers: r });
+    this.produceRequests = new Counter({ name: 'cellar_kafka_produce_requests_total', help: 'Kafka runtime: produce requests a worker made for its outputs (concurrent sends share one)', registers: r });
+    this.produceSends = new Counter({ name: 'cellar_kafka_produce_sends_total', help: 'Kafka runtime: sends the produce requests carried (sends ÷ requests: how many shared a request)', registers: r });
     this.groupCommits = new Counter({ name: 'cellar_group_commits_total', help: 'Embedded runtime: group commits by path (ahead: in the transaction opened while the previous group committed; whole: written again in a new one, after a retried commit or a failure on the way ahead)', labelNames: ['path'], registers: r });
     this.stateKeysLoaded = new Counter({ name: 'cellar_state_keys_loaded_total', help: 'Embedded runtime: aggregate keys not in memory that a group needed, by where their state came from (read_ahead: read from Postgres while earlier groups committed; group: read by the group itself)', labelNames: ['from'], registers: r });
     this.feedFiles = new Counter({ name: 'cellar_feed_files_total', help: 'File feeds: files read, by outcome (applied, held: held back as a likely truncated export)', labelNames: ['supplier', 'outcome'], registers: r });

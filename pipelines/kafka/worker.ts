@@ -111,6 +111,7 @@ export async function startConsumerWorker(opts: ConsumerWorkerOptions): Promise<
   const eachBatch = async ({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload) => {
     if (!isRunning() || isStale() || batch.messages.length === 0) return;
     lastActivity = Date.now();
+    opts.metrics?.kafkaBatchMessages.observe({ group: groupId }, batch.messages.length);
     const rewindsAtStart = rewinds;
     let rewind = false;
     const ctx: BatchContext = {

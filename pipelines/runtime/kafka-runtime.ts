@@ -21,6 +21,7 @@ import { CellarMetrics } from '../core/metrics.js';
 import { startOpsServer } from '../core/http.js';
 import { DeadLetterWriter } from '../dlq/writer.js';
 import { connectProducer, createKafka, ensureTopics } from '../kafka/client.js';
+import { coalescingProducer } from '../kafka/producer.js';
 import { cellarTopics, groupId } from '../kafka/topics.js';
 import { startConsumerWorker, type BatchHandler, type ConsumerWorker } from '../kafka/worker.js';
 import { describeTopics, NormalizerHandler, rawTopics } from '../normalize/worker.js';
@@ -95,7 +96,11 @@ export async function startWorker(
     let producer: Producer | undefined;
     let pool: pg.Pool | undefined;
     const getProducer = async () => {
-      producer ??= await wait('Kafka', () => connectProducer(kafka, cfg));
+      // Concurrent partition batches' sends share produce requests (see SendCoalescer).
+      producer ??= coalescingProducer(await wait('Kafka', () => connectProducer(kafka, cfg)), (sends) => {
+        metrics.produceRequests.inc();
+        metrics.produceSends.inc(sends);
+      });
       return producer;
     };
     const getPool = () => (pool ??= createPgPool(cfg.pgUrl, { applicationName: `cellar-${role}` }));
