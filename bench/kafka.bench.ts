@@ -10,6 +10,7 @@ import { loadRuntimeConfig } from '../pipelines/core/config.js';
 import { createLogger } from '../pipelines/core/logger.js';
 import { createPgPool } from '../pipelines/core/pg.js';
 import { connectProducer, createKafka, ensureTopics } from '../pipelines/kafka/client.js';
+import { cellarTopics } from '../pipelines/kafka/topics.js';
 import { WORKER_ROLES } from '../pipelines/runtime/kafka-runtime.js';
 import { migrate } from '../pipelines/state/migrate.js';
 import { SimulatedTable, type RawMessage } from '../pipelines/demo/simulated-table.js';
@@ -28,6 +29,12 @@ const COLUMNS = [{ name: 'id', type: 'int32' as const, optional: false }, { name
  * a real cluster's retention is hours). What is measured is the pipeline's rate, not the publisher's.
  */
 const MAX_IN_FLIGHT_BYTES = 8 << 20;
+/**
+ * Observations not yet taken by the aggregator, counting the raw changes the normalizer has still to turn into
+ * them, before the publisher waits too. The test broker keeps about 5 MB of each partition, about 21,000
+ * observations of about 240 bytes; four partitions keep about 84,000, and this leaves room for an uneven spread.
+ */
+const MAX_OBSERVATIONS_IN_FLIGHT = 40_000;
 
 /** Raw topic format: Debezium Avro through the Schema Registry, or Debezium JSON with schemas. */
 type Format = 'avro' | 'json';
@@ -69,14 +76,6 @@ function cpuMs(pid: number | undefined): number {
 }
 
 /**
- * The Kafka runtime end to end through the broker: Debezium JSON changes of one supplier table published
- * to its raw topic, normalized, aggregated and written to Postgres and Redis by the four worker processes
- * (`cellar run normalizer|aggregator|sink-postgres|sink-redis`), on private services (the librdkafka mock
- * broker, an in-process Schema Registry, embedded Postgres, redis-server). Sustained changes/s from the
- * first publish until both stores hold the final totals, and where the time goes: each worker's CPU per
- * change (µs), read from /proc.
- */
-/**
  * The Kafka runtime end to end through the broker: Debezium changes of supplier tables published to their
  * raw topics, normalized, aggregated and written to Postgres and Redis by the four worker processes
  * (`cellar run normalizer|aggregator|sink-postgres|sink-redis`), on private services (the librdkafka mock
@@ -86,6 +85,45 @@ function cpuMs(pid: number | undefined): number {
  * hold the final totals, and where the time goes: each worker's CPU per change (µs), read from /proc.
  */
 export async function kafkaBenchmarks(): Promise<BenchResult[]> {
+  // CELLAR_BENCH_KAFKA_FORMATS=avro runs one of them (a profile of one format).
+  const formats = (process.env.CELLAR_BENCH_KAFKA_FORMATS ?? 'avro,json').split(',').filter((f): f is Format => f === 'avro' || f === 'json');
+  return runKafkaCases(formats.map((format) => ({ id: format, format, rows: ROWS })));
+}
+
+/**
+ * The Kafka workers as work grows: the Avro case at 100k and 1M contributors (supplier rows; add 10M with
+ * `CELLAR_BENCH_KAFKA_SCALE_SIZES=100000,1000000,10000000`), one after the other through the same four
+ * workers with the default `CELLAR_STATE_CACHE_CONTRIBUTORS` (250k), SKUs growing with the rows as in the scale
+ * suite (each held in six depots, two contributors to each region's total): sustained changes/s of updates spread
+ * over every row, each worker's CPU per change and resident memory (now and at its peak), and the ratio of
+ * the largest size's throughput to the smallest's.
+ */
+export async function kafkaScaleBenchmarks(): Promise<BenchResult[]> {
+  const sizes = (process.env.CELLAR_BENCH_KAFKA_SCALE_SIZES ?? '100000,1000000').split(',').map(Number).filter((n) => Number.isSafeInteger(n) && n > 0);
+  const out = await runKafkaCases(sizes.map((rows) => ({ id: `s${rows}`, format: 'avro' as const, rows, label: `${rows.toLocaleString('en-US')} contributors` })));
+  const rates = out.filter((r) => r.unit === 'changes/s');
+  if (rates.length > 1) {
+    const ratio = rates.at(-1)!.median / rates[0]!.median;
+    out.push(result(`kafka runtime at scale: throughput at ${sizes.at(-1)!.toLocaleString('en-US')} ÷ at ${sizes[0]!.toLocaleString('en-US')} contributors`, 'ratio', [ratio], { target: 0.7, details: { sizes } }));
+  }
+  return out;
+}
+
+/** One contestant table of {@link runKafkaCases}: its raw format and how many rows (contributors) it has. */
+interface KafkaCase { id: string; format: Format; rows: number; label?: string }
+
+/** Resident memory of a process now and at its peak, MiB (Linux). */
+function residentMiB(pid: number | undefined): { rss: number; peak: number } {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
+    return { rss: Math.round(kb('VmRSS') / 1024), peak: Math.round(kb('VmHWM') / 1024) };
+  } catch {
+    return { rss: 0, peak: 0 };
+  }
+}
+
+async function runKafkaCases(cases: KafkaCase[]): Promise<BenchResult[]> {
   const stack: LocalStack = await startLocalStack({ envPrefix: 'CELLAR_BENCH_', docker: 'never' });
   const workers = new Map<string, ChildProcess>();
   let kafkaAdmin: { disconnect(): Promise<void> } | undefined;
@@ -94,12 +132,10 @@ export async function kafkaBenchmarks(): Promise<BenchResult[]> {
   const redis = new Redis(stack.redisUrl, { maxRetriesPerRequest: 1 });
   redis.on('error', () => undefined);
   try {
-    // CELLAR_BENCH_KAFKA_FORMATS=avro runs one of them (a profile of one format).
-    const formats = (process.env.CELLAR_BENCH_KAFKA_FORMATS ?? 'avro,json').split(',').filter((f): f is Format => f === 'avro' || f === 'json');
-    const tables = new Map(formats.map((f) => [f, new SimulatedTable({ connector: 'postgresql', name: `bench_${f}`, db: 'inv', schema: 'public', table: 'stock' }, COLUMNS, ['id'])]));
+    const tables = new Map(cases.map((c) => [c.id, new SimulatedTable({ connector: 'postgresql', name: `bench_${c.id}`, db: 'inv', schema: 'public', table: 'stock' }, COLUMNS, ['id'])]));
     const suppliers = join(work, 'suppliers');
     mkdirSync(suppliers, { recursive: true });
-    for (const f of formats) {
+    for (const { id: f } of cases) {
       writeFileSync(join(suppliers, `bench-${f}.yaml`), `id: bench-${f}
 name: Bench ${f}
 source:
@@ -123,10 +159,8 @@ mapping:
     const kafka = createKafka(cfg, createLogger('bench-kafka', 'warn'), 'bench');
     await ensureTopics(kafka, cfg, [...tables.values()].map((t) => t.topic));
     const producer = await connectProducer(kafka, cfg);
-    const encoders = new Map<Format, (m: RawMessage) => { key: Buffer | string | null; value: Buffer | string | null }>([
-      ['avro', await avroEncoder(stack.schemaRegistryUrl, tables.get('avro')!)],
-      ['json', (m) => ({ key: m.key, value: m.value })],
-    ]);
+    const encoders = new Map<string, (m: RawMessage) => { key: Buffer | string | null; value: Buffer | string | null }>();
+    for (const c of cases) encoders.set(c.id, c.format === 'avro' ? await avroEncoder(stack.schemaRegistryUrl, tables.get(c.id)!) : (m) => ({ key: m.key, value: m.value }));
     const ports = new Map<string, number>();
     for (const role of WORKER_ROLES) {
       ports.set(role, await freePort());
@@ -136,18 +170,28 @@ mapping:
     const admin = kafka.admin();
     kafkaAdmin = admin;
     await admin.connect();
-    /** Raw messages published to `topic` and not yet committed by the normalizer group. */
-    const normalizerLag = async (topic: string) => {
-      const [ends, committed] = await Promise.all([admin.fetchTopicOffsets(topic), admin.fetchOffsets({ groupId: `${cfg.groupPrefix}-normalizer`, topics: [topic] })]);
+    /** Messages of `topic` not yet committed by the consumer group of `role`. */
+    const lag = async (role: string, topic: string) => {
+      const [ends, committed] = await Promise.all([admin.fetchTopicOffsets(topic), admin.fetchOffsets({ groupId: `${cfg.groupPrefix}-${role}`, topics: [topic] })]);
       const at = new Map(committed[0]?.partitions.map((p) => [p.partition, Number(p.offset)]) ?? []);
       return ends.reduce((n, e) => n + Number(e.high) - Math.max(Number(e.low), at.get(e.partition) ?? -1), 0);
+    };
+    const observations = cellarTopics(cfg).observations;
+    /**
+     * Whether the publisher must wait: raw changes the normalizer has not taken, or observations the
+     * aggregator has not (it falls behind the normalizer when most keys must be read from Postgres), near
+     * what the test broker keeps.
+     */
+    const behind = async (topic: string, maxInFlight: number, chunk: number) => {
+      const raw = await lag('normalizer', topic);
+      return raw > maxInFlight - chunk || raw + (await lag('aggregator', observations)) > MAX_OBSERVATIONS_IN_FLIGHT - chunk;
     };
     const publish = async (topic: string, messages: Array<{ key: Buffer | string | null; value: Buffer | string | null }>) => {
       const bytes = messages.reduce((n, m) => n + (m.value?.length ?? 0) + (m.key?.length ?? 0), 0) / Math.max(1, messages.length);
       const maxInFlight = Math.floor(MAX_IN_FLIGHT_BYTES / bytes);
       const chunk = Math.max(250, Math.min(5_000, Math.floor(maxInFlight / 8)));
       for (let i = 0; i < messages.length; i += chunk) {
-        while ((await normalizerLag(topic)) > maxInFlight - chunk) await sleep(20);
+        while (await behind(topic, maxInFlight, chunk)) await sleep(20);
         await producer.send({ topic, acks: -1, messages: messages.slice(i, i + chunk) });
       }
       return { bytes: Math.round(bytes), maxInFlight };
@@ -161,28 +205,50 @@ mapping:
       if (pg === want) for (const region of ['eu', 'us', 'ap']) for (const v of (await readRegionSnapshot(redis, region).catch(() => new Map<string, number>())).values()) r += v;
       return { pg, redis: r };
     };
+    /** Error lines (level ≥ 50) of the workers' logs, each with its worker, the last `max` of them. */
+    const workerErrors = (max = 5) =>
+      WORKER_ROLES.flatMap((role) => {
+        let text = '';
+        try {
+          text = readFileSync(join(work, `${role}.log`), 'utf8');
+        } catch {
+          return [];
+        }
+        return text.split('\n').filter((l) => /"level":(50|60)/.test(l)).map((l) => `${role}: ${l.slice(0, 400)}`);
+      }).slice(-max);
     const caughtUp = async (timeoutMs: number) => {
       const want = expectedSum();
       const deadline = Date.now() + timeoutMs;
-      for (;;) {
+      for (let i = 0; ; i++) {
         const s = await sums(want);
         if (s.pg === want && s.redis === want) return;
+        // Changes skipped by the test broker's retention never arrive: fail at once, with the workers' words.
+        const lost = i % 20 === 0 ? workerErrors().filter((l) => l.includes('no longer has the next message')) : [];
+        if (lost.length) throw new Error(`Kafka runtime lost changes to the test broker's retention (Postgres ${s.pg}, Redis ${s.redis}, expected ${want}); the publisher's pacing let a group fall too far behind:\n${lost.join('\n')}`);
         if (Date.now() > deadline) {
           const q = async (sql: string) => JSON.stringify((await pool.query(sql).catch((e: Error) => ({ rows: [e.message] }))).rows);
-          throw new Error(`Kafka runtime not caught up after ${timeoutMs} ms: Postgres ${s.pg}, Redis ${s.redis}, expected ${want}; contributions ${await q('SELECT count(*), sum(bottles) FROM cellar.stock_contributions')}; dead letters ${await q('SELECT reason, count(*) FROM cellar.dead_letters GROUP BY 1')} (logs in ${work})`);
+          throw new Error(`Kafka runtime not caught up after ${timeoutMs} ms: Postgres ${s.pg}, Redis ${s.redis}, expected ${want}; contributions ${await q('SELECT count(*), sum(bottles) FROM cellar.stock_contributions')}; dead letters ${await q('SELECT reason, count(*) FROM cellar.dead_letters GROUP BY 1')}; workers' last errors: ${JSON.stringify(workerErrors())} (logs in ${work})`);
         }
         await sleep(50);
       }
     };
     const out: BenchResult[] = [];
-    for (const format of formats) {
-      const table = tables.get(format)!;
-      const encode = encoders.get(format)!;
-      const prefix = format === 'avro' ? 'a' : 'j';
-      const rows: RawMessage[] = [];
-      for (let id = 0; id < ROWS; id++) rows.push(...table.insert({ id, item_code: `${prefix}-wine-${id % SKUS}`, depot: `d${id % DEPOTS}`, qty: 100 }));
-      await publish(table.topic, rows.map(encode));
-      await caughtUp(Number(process.env.CELLAR_BENCH_WARMUP_MS ?? 300_000)); // warm-up: the snapshot, groups joined, schemas registered
+    for (const { id: caseId, format, rows: rowCount, label: sizeLabel } of cases) {
+      const table = tables.get(caseId)!;
+      const encode = encoders.get(caseId)!;
+      const prefix = caseId;
+      // SKUs grow with the rows, as in the scale suite: each SKU held in the six depots, two in each region.
+      const skus = Math.max(SKUS, Math.ceil(rowCount / DEPOTS));
+      // The snapshot in chunks: a million Debezium JSON messages would not fit in memory at once.
+      const snapshotStart = Date.now();
+      for (let from = 0; from < rowCount; from += 20_000) {
+        const rows: RawMessage[] = [];
+        for (let id = from; id < Math.min(rowCount, from + 20_000); id++) rows.push(...table.insert({ id, item_code: `${prefix}-wine-${id % skus}`, depot: `d${id % DEPOTS}`, qty: 100 }));
+        await publish(table.topic, rows.map(encode));
+      }
+      // Warm-up: the snapshot, groups joined, schemas registered.
+      await caughtUp(Number(process.env.CELLAR_BENCH_WARMUP_MS ?? Math.max(300_000, rowCount)));
+      const snapshotRate = rowCount / ((Date.now() - snapshotStart) / 1000);
 
       const throughput: number[] = [];
       const publishRate: number[] = [];
@@ -193,7 +259,7 @@ mapping:
       for (let run = 0; run < 3; run++) {
         const batch: RawMessage[] = [];
         for (let i = 0; i < CHANGES; i++) {
-          const id = (run * CHANGES + i * 7) % ROWS;
+          const id = (run * CHANGES + i * 7) % rowCount;
           batch.push(...table.update({ id }, { qty: (table.rows.get(String(id))!.qty as number) + 1 }));
         }
         const messages = batch.map(encode);
@@ -210,10 +276,11 @@ mapping:
         perBatch.push(Object.fromEntries(Object.entries(batching1).map(([role, b]) => [role, ratio(b.messages - batching0[role]!.messages, b.batches - batching0[role]!.batches)])));
         perRequest.push(Object.fromEntries(Object.entries(batching1).map(([role, b]) => [role, ratio(b.sends - batching0[role]!.sends, b.requests - batching0[role]!.requests)])));
       }
-      const label = format === 'avro' ? 'Debezium Avro' : 'Debezium JSON with schemas';
+      const label = (format === 'avro' ? 'Debezium Avro' : 'Debezium JSON with schemas') + (sizeLabel ? `, ${sizeLabel}` : '');
+      const memory = Object.fromEntries([...workers].map(([role, c]) => [role, residentMiB(c.pid)]));
       out.push(result(`kafka runtime: sustained changes/s, raw topic (${label}) → Postgres + Redis (4 worker processes)`, 'changes/s', throughput, {
         target: 30_000,
-        details: { rows: ROWS, changesPerRun: CHANGES, rawMessageBytes: sent.bytes, maxInFlight: sent.maxInFlight, publishChangesPerS: publishRate.map(Math.round), cpuMicrosPerChangeByWorker: cpu, messagesPerBatchByWorker: perBatch, sendsPerProduceRequestByWorker: perRequest, broker: stack.kafkaCompat },
+        details: { rows: rowCount, snapshotRowsPerS: Math.round(snapshotRate), residentMiBByWorker: memory, changesPerRun: CHANGES, rawMessageBytes: sent.bytes, maxInFlight: sent.maxInFlight, publishChangesPerS: publishRate.map(Math.round), cpuMicrosPerChangeByWorker: cpu, messagesPerBatchByWorker: perBatch, sendsPerProduceRequestByWorker: perRequest, broker: stack.kafkaCompat },
       }));
     }
     return out;

@@ -8,7 +8,7 @@ import { apiBenchmarks } from './api.bench.js';
 import { reconcileBenchmarks } from './reconcile.bench.js';
 import { cliBenchmarks } from './cli.bench.js';
 import { dashboardBenchmarks } from './dashboard.bench.js';
-import { kafkaBenchmarks } from './kafka.bench.js';
+import { kafkaBenchmarks, kafkaScaleBenchmarks } from './kafka.bench.js';
 import { scaleBenchmarks } from './scale.bench.js';
 import { feedBenchmarks } from './feed.bench.js';
 import { pushBenchmarks } from './push.bench.js';
@@ -27,6 +27,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
   cli: cliBenchmarks,
   dashboard: dashboardBenchmarks,
   kafka: kafkaBenchmarks,
+  'kafka-scale': kafkaScaleBenchmarks,
   feed: feedBenchmarks,
   push: pushBenchmarks,
   history: historyBenchmarks,
@@ -34,7 +35,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
 };
 
 const wanted = process.argv.slice(2).filter((a) => a in suites);
-// history-cost repeats the embedded suite's figure alone: run only when named.
-for (const name of wanted.length ? wanted : Object.keys(suites).filter((n) => n !== 'history-cost')) {
+// history-cost repeats the embedded suite's figure alone, and kafka-scale takes long: run only when named.
+for (const name of wanted.length ? wanted : Object.keys(suites).filter((n) => n !== 'history-cost' && n !== 'kafka-scale')) {
   report(name, await suites[name]!());
 }
