@@ -14,6 +14,7 @@ import { createPgPool } from '../pipelines/core/pg.js';
 import { upsertRegionalStock } from '../sinks/postgres/sink.js';
 import { createRedisSnapshotSink } from '../sinks/redis/sink.js';
 import { median, result, rng, type BenchResult } from './harness.js';
+import { parentPid, processCpuMs } from './proc.js';
 
 const REGIONS = ['eu-west', 'us-east', 'ap-south'];
 const SKUS = 2_000;
@@ -47,23 +48,18 @@ function redisPid(port: number): number {
   throw new Error(`no redis-server on port ${port}`);
 }
 
-/** CPU time (user + system) a process has used, in ms (from /proc; Linux). */
+/** CPU time (user + system) a process has used, ms; a process that is gone fails the run. */
 function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  const ms = processCpuMs(pid);
+  if (ms === undefined) throw new Error(`no CPU time for process ${pid}: it is gone`);
+  return ms;
 }
 
 /** CPU time of a process and its children (the API's cluster workers), ms. */
 function treeCpuMs(pid: number): number {
   let total = cpuMs(pid);
   for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const ppid = Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
-      if (ppid === pid) total += cpuMs(Number(d));
-    } catch {
-      /* gone */
-    }
+    if (/^\d+$/.test(d) && parentPid(Number(d)) === pid) total += processCpuMs(Number(d)) ?? 0;
   }
   return total;
 }
@@ -93,11 +89,7 @@ end
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   let used = 0;
   const poll = setInterval(() => {
-    try {
-      used = cpuMs(child.pid!);
-    } catch {
-      /* exited */
-    }
+    used = processCpuMs(child.pid) ?? used; // the last reading once wrk has exited
   }, 100);
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   clearInterval(poll);

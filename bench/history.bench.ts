@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import type pg from 'pg';
 import { createDatabase, startLocalPostgres, type LocalPostgres } from '../infra/local/postgres.js';
@@ -13,6 +12,7 @@ import { maintainHistory, historyOf, stockAsOf } from '../pipelines/state/histor
 import { migrate } from '../pipelines/state/migrate.js';
 import { median, result, rng, type BenchResult } from './harness.js';
 import { percentile } from './workload.js';
+import { processCpuMs } from './proc.js';
 
 const DAY_MS = 86_400_000;
 /** The month of history: 30 daily partitions from this day (UTC), as CELLAR_HISTORY_RETENTION_DAYS=30 keeps. */
@@ -170,15 +170,6 @@ async function load(pool: pg.Pool, scale: Scale, keys: ReturnType<typeof demoKey
   }
 }
 
-/** CPU time (user + system) a process has used, ms, from /proc (Linux); undefined elsewhere. */
-function cpuMs(pid: number): number | undefined {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-  } catch {
-    return undefined;
-  }
-}
 
 /** Latencies of one shape: ms per call, per measured round; with the server's CPU per call when measured. */
 interface Measured { perRound: number[][]; serverCpuMsPerCall?: number; loadAvg1m: number }
@@ -195,7 +186,7 @@ async function rounds(n: number, seed: number, fn: (rand: () => number) => Promi
   for (let round = 0; round <= ROUNDS; round++) {
     const rand = rng(seed + round);
     const pid = pool && (await pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
-    const before = pid === undefined ? undefined : cpuMs(pid);
+    const before = pid === undefined ? undefined : processCpuMs(pid);
     const xs: number[] = [];
     for (let i = 0; i < n; i++) {
       const t = process.hrtime.bigint();
@@ -205,7 +196,7 @@ async function rounds(n: number, seed: number, fn: (rand: () => number) => Promi
     if (round === 0) continue;
     perRound.push(xs);
     load.push(os.loadavg()[0]!);
-    const after = pid === undefined ? undefined : cpuMs(pid);
+    const after = pid === undefined ? undefined : processCpuMs(pid);
     // The same backend all round (a pool of one connection, not recycled while busy).
     if (before !== undefined && after !== undefined && (await pool!.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid === pid) cpu.push((after - before) / n);
   }

@@ -17,6 +17,7 @@ import { SimulatedTable, type RawMessage } from '../pipelines/demo/simulated-tab
 import { readRegionSnapshot } from '../sinks/redis/read.js';
 import { debeziumAvroWriter } from './debezium-avro-writer.js';
 import { result, type BenchResult } from './harness.js';
+import { processCpuMs, residentMiB } from './proc.js';
 
 const SKUS = 2_000;
 const DEPOTS = 6;
@@ -64,16 +65,6 @@ async function batching(port: number): Promise<Batching> {
   };
 }
 
-/** User + system CPU time of a process from /proc, ms (Linux). */
-function cpuMs(pid: number | undefined): number {
-  if (!pid) return 0;
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-  } catch {
-    return 0;
-  }
-}
 
 /**
  * The Kafka runtime end to end through the broker: Debezium changes of supplier tables published to their
@@ -112,16 +103,6 @@ export async function kafkaScaleBenchmarks(): Promise<BenchResult[]> {
 /** One contestant table of {@link runKafkaCases}: its raw format and how many rows (contributors) it has. */
 interface KafkaCase { id: string; format: Format; rows: number; label?: string }
 
-/** Resident memory of a process now and at its peak, MiB (Linux). */
-function residentMiB(pid: number | undefined): { rss: number; peak: number } {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
-    return { rss: Math.round(kb('VmRSS') / 1024), peak: Math.round(kb('VmHWM') / 1024) };
-  } catch {
-    return { rss: 0, peak: 0 };
-  }
-}
 
 async function runKafkaCases(cases: KafkaCase[]): Promise<BenchResult[]> {
   const stack: LocalStack = await startLocalStack({ envPrefix: 'CELLAR_BENCH_', docker: 'never' });
@@ -236,14 +217,13 @@ mapping:
     for (const { id: caseId, format, rows: rowCount, label: sizeLabel } of cases) {
       const table = tables.get(caseId)!;
       const encode = encoders.get(caseId)!;
-      const prefix = caseId;
       // SKUs grow with the rows, as in the scale suite: each SKU held in the six depots, two in each region.
       const skus = Math.max(SKUS, Math.ceil(rowCount / DEPOTS));
       // The snapshot in chunks: a million Debezium JSON messages would not fit in memory at once.
       const snapshotStart = Date.now();
       for (let from = 0; from < rowCount; from += 20_000) {
         const rows: RawMessage[] = [];
-        for (let id = from; id < Math.min(rowCount, from + 20_000); id++) rows.push(...table.insert({ id, item_code: `${prefix}-wine-${id % skus}`, depot: `d${id % DEPOTS}`, qty: 100 }));
+        for (let id = from; id < Math.min(rowCount, from + 20_000); id++) rows.push(...table.insert({ id, item_code: `${caseId}-wine-${id % skus}`, depot: `d${id % DEPOTS}`, qty: 100 }));
         await publish(table.topic, rows.map(encode));
       }
       // Warm-up: the snapshot, groups joined, schemas registered.
@@ -263,14 +243,14 @@ mapping:
           batch.push(...table.update({ id }, { qty: (table.rows.get(String(id))!.qty as number) + 1 }));
         }
         const messages = batch.map(encode);
-        const cpu0 = Object.fromEntries([...workers].map(([role, c]) => [role, cpuMs(c.pid)]));
+        const cpu0 = Object.fromEntries([...workers].map(([role, c]) => [role, processCpuMs(c.pid) ?? 0]));
         const batching0 = await batchingAll();
         const t0 = Date.now();
         sent = await publish(table.topic, messages);
         publishRate.push(CHANGES / ((Date.now() - t0) / 1000));
         await caughtUp(300_000);
         throughput.push(CHANGES / ((Date.now() - t0) / 1000));
-        cpu.push(Object.fromEntries([...workers].map(([role, c]) => [role, Math.round(((cpuMs(c.pid) - cpu0[role]!) * 1000) / CHANGES)])));
+        cpu.push(Object.fromEntries([...workers].map(([role, c]) => [role, Math.round((((processCpuMs(c.pid) ?? 0) - cpu0[role]!) * 1000) / CHANGES)])));
         const batching1 = await batchingAll();
         const ratio = (a: number, b: number) => (b > 0 ? Math.round((10 * a) / b) / 10 : 0);
         perBatch.push(Object.fromEntries(Object.entries(batching1).map(([role, b]) => [role, ratio(b.messages - batching0[role]!.messages, b.batches - batching0[role]!.batches)])));
