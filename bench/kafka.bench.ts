@@ -17,7 +17,7 @@ import { SimulatedTable, type RawMessage } from '../pipelines/demo/simulated-tab
 import { readRegionSnapshot } from '../sinks/redis/read.js';
 import { debeziumAvroWriter } from './debezium-avro-writer.js';
 import { result, type BenchResult } from './harness.js';
-import { processCpuMs, residentMiB } from './proc.js';
+import { cpuBetween, cpuByProcess, machineCpuMs, residentMiB } from './proc.js';
 
 const SKUS = 2_000;
 const DEPOTS = 6;
@@ -197,20 +197,48 @@ mapping:
         }
         return text.split('\n').filter((l) => /"level":(50|60)/.test(l)).map((l) => `${role}: ${l.slice(0, 400)}`);
       }).slice(-max);
-    const caughtUp = async (timeoutMs: number) => {
-      const want = expectedSum();
+    const { regionalStock } = cellarTopics(cfg);
+    /**
+     * Whether every group has committed all it was given: the raw topic by the normalizer, observations by the
+     * aggregator, totals by both sinks. Read in that order, so each topic's end already holds what the group
+     * before produced (workers commit only after their outputs are acknowledged and written).
+     */
+    const drained = async (rawTopic: string) =>
+      (await lag('normalizer', rawTopic)) === 0 && (await lag('aggregator', observations)) === 0 &&
+      (await lag('sink-postgres', regionalStock)) === 0 && (await lag('sink-redis', regionalStock)) === 0;
+    /**
+     * Waits until the workers have taken every change (cheap: consumer-group offsets), then checks Postgres'
+     * and Redis' totals against the table's; returns when the workers were done, ms. Summing 500k totals
+     * every few ms would cost the machine more CPU than the workers it measures, so the totals are read only
+     * once offsets say they are final; should they differ, they are polled until they agree (and that time counts).
+     */
+    const caughtUp = async (timeoutMs: number, rawTopic: string, want: number, onDone: () => void = () => undefined): Promise<number> => {
       const deadline = Date.now() + timeoutMs;
+      let doneAt: number | undefined;
+      let polling = false;
       for (let i = 0; ; i++) {
-        const s = await sums(want);
-        if (s.pg === want && s.redis === want) return;
+        if (!polling && (await drained(rawTopic))) {
+          doneAt = Date.now();
+          onDone();
+        }
+        if (polling || doneAt !== undefined) {
+          const s = await sums(want);
+          if (s.pg === want && s.redis === want) {
+            if (polling) onDone();
+            return polling ? Date.now() : doneAt!;
+          }
+          polling = true;
+        }
         // Changes skipped by the test broker's retention never arrive: fail at once, with the workers' words.
         const lost = i % 20 === 0 ? workerErrors().filter((l) => l.includes('no longer has the next message')) : [];
-        if (lost.length) throw new Error(`Kafka runtime lost changes to the test broker's retention (Postgres ${s.pg}, Redis ${s.redis}, expected ${want}); the publisher's pacing let a group fall too far behind:\n${lost.join('\n')}`);
+        if (lost.length) throw new Error(`Kafka runtime lost changes to the test broker's retention (expected a total of ${want}); the publisher's pacing let a group fall too far behind:\n${lost.join('\n')}`);
         if (Date.now() > deadline) {
+          const s = await sums(want);
           const q = async (sql: string) => JSON.stringify((await pool.query(sql).catch((e: Error) => ({ rows: [e.message] }))).rows);
-          throw new Error(`Kafka runtime not caught up after ${timeoutMs} ms: Postgres ${s.pg}, Redis ${s.redis}, expected ${want}; contributions ${await q('SELECT count(*), sum(bottles) FROM cellar.stock_contributions')}; dead letters ${await q('SELECT reason, count(*) FROM cellar.dead_letters GROUP BY 1')}; workers' last errors: ${JSON.stringify(workerErrors())} (logs in ${work})`);
+          const lags = JSON.stringify({ normalizer: await lag('normalizer', rawTopic), aggregator: await lag('aggregator', observations), sinkPostgres: await lag('sink-postgres', regionalStock), sinkRedis: await lag('sink-redis', regionalStock) });
+          throw new Error(`Kafka runtime not caught up after ${timeoutMs} ms: Postgres ${s.pg}, Redis ${s.redis}, expected ${want}; messages not committed by group ${lags}; contributions ${await q('SELECT count(*), sum(bottles) FROM cellar.stock_contributions')}; dead letters ${await q('SELECT reason, count(*) FROM cellar.dead_letters GROUP BY 1')}; workers' last errors: ${JSON.stringify(workerErrors())} (logs in ${work})`);
         }
-        await sleep(50);
+        await sleep(polling ? 200 : 20);
       }
     };
     const out: BenchResult[] = [];
@@ -227,14 +255,16 @@ mapping:
         await publish(table.topic, rows.map(encode));
       }
       // Warm-up: the snapshot, groups joined, schemas registered.
-      await caughtUp(Number(process.env.CELLAR_BENCH_WARMUP_MS ?? Math.max(300_000, rowCount)));
-      const snapshotRate = rowCount / ((Date.now() - snapshotStart) / 1000);
+      const snapshotDone = await caughtUp(Number(process.env.CELLAR_BENCH_WARMUP_MS ?? Math.max(300_000, rowCount)), table.topic, expectedSum());
+      const snapshotRate = rowCount / ((snapshotDone - snapshotStart) / 1000);
 
       const throughput: number[] = [];
       const publishRate: number[] = [];
       const cpu: Array<Record<string, number>> = [];
       const perBatch: Array<Record<string, number>> = [];
       const perRequest: Array<Record<string, number>> = [];
+      const others: Array<Record<string, number>> = [];
+      const busy: number[] = [];
       let sent = { bytes: 0, maxInFlight: 0 };
       for (let run = 0; run < 3; run++) {
         const batch: RawMessage[] = [];
@@ -243,14 +273,29 @@ mapping:
           batch.push(...table.update({ id }, { qty: (table.rows.get(String(id))!.qty as number) + 1 }));
         }
         const messages = batch.map(encode);
-        const cpu0 = Object.fromEntries([...workers].map(([role, c]) => [role, processCpuMs(c.pid) ?? 0]));
+        // Summed before the clock starts: at 10M rows that takes a second of the bench's CPU.
+        const want = expectedSum();
         const batching0 = await batchingAll();
+        const procs0 = cpuByProcess();
+        const machine0 = machineCpuMs();
         const t0 = Date.now();
         sent = await publish(table.topic, messages);
         publishRate.push(CHANGES / ((Date.now() - t0) / 1000));
-        await caughtUp(300_000);
-        throughput.push(CHANGES / ((Date.now() - t0) / 1000));
-        cpu.push(Object.fromEntries([...workers].map(([role, c]) => [role, Math.round((((processCpuMs(c.pid) ?? 0) - cpu0[role]!) * 1000) / CHANGES)])));
+        let procs1 = procs0;
+        let machine1 = machine0;
+        const t1 = await caughtUp(300_000, table.topic, want, () => {
+          procs1 = cpuByProcess();
+          machine1 = machineCpuMs();
+        });
+        throughput.push(CHANGES / ((t1 - t0) / 1000));
+        busy.push(Math.round((100 * (machine1.busy - machine0.busy)) / Math.max(1, machine1.total - machine0.total)));
+        // Everything else on the machine: Cellar's Postgres, Redis, the test broker, this bench (publisher, checks).
+        const named = new Map<number, string>([...workers].map(([role, c]) => [c.pid!, role] as const));
+        named.set(process.pid, 'bench');
+        const used = cpuBetween(procs0, procs1, named);
+        for (const role of workers.keys()) delete used[role];
+        others.push(Object.fromEntries(Object.entries(used).filter(([, ms]) => (ms * 1000) / CHANGES >= 1).map(([name, ms]) => [name, Math.round((ms * 1000) / CHANGES)])));
+        cpu.push(Object.fromEntries([...workers].map(([role, c]) => [role, Math.round((((procs1.get(c.pid!)?.ms ?? 0) - (procs0.get(c.pid!)?.ms ?? 0)) * 1000) / CHANGES)])));
         const batching1 = await batchingAll();
         const ratio = (a: number, b: number) => (b > 0 ? Math.round((10 * a) / b) / 10 : 0);
         perBatch.push(Object.fromEntries(Object.entries(batching1).map(([role, b]) => [role, ratio(b.messages - batching0[role]!.messages, b.batches - batching0[role]!.batches)])));
@@ -260,7 +305,7 @@ mapping:
       const memory = Object.fromEntries([...workers].map(([role, c]) => [role, residentMiB(c.pid)]));
       out.push(result(`kafka runtime: sustained changes/s, raw topic (${label}) → Postgres + Redis (4 worker processes)`, 'changes/s', throughput, {
         target: 30_000,
-        details: { rows: rowCount, snapshotRowsPerS: Math.round(snapshotRate), residentMiBByWorker: memory, changesPerRun: CHANGES, rawMessageBytes: sent.bytes, maxInFlight: sent.maxInFlight, publishChangesPerS: publishRate.map(Math.round), cpuMicrosPerChangeByWorker: cpu, messagesPerBatchByWorker: perBatch, sendsPerProduceRequestByWorker: perRequest, broker: stack.kafkaCompat },
+        details: { rows: rowCount, snapshotRowsPerS: Math.round(snapshotRate), residentMiBByWorker: memory, changesPerRun: CHANGES, rawMessageBytes: sent.bytes, maxInFlight: sent.maxInFlight, publishChangesPerS: publishRate.map(Math.round), cpuMicrosPerChangeByWorker: cpu, cpuMicrosPerChangeElsewhere: others, machineBusyPercent: busy, messagesPerBatchByWorker: perBatch, sendsPerProduceRequestByWorker: perRequest, broker: stack.kafkaCompat },
       }));
     }
     return out;

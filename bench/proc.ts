@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /**
  * What the kernel counts for another process, read from /proc (Linux): the benches measure the workers, the
@@ -34,4 +34,45 @@ export function residentMiB(pid: number | undefined): { rss: number; peak: numbe
   } catch {
     return { rss: 0, peak: 0 };
   }
+}
+
+/** CPU time of every process by pid, with its command name, ms (a snapshot of /proc). */
+export function cpuByProcess(): Map<number, { comm: string; ms: number }> {
+  const out = new Map<number, { comm: string; ms: number }>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+      out.set(Number(d), { comm, ms: ((Number(fields[11]) + Number(fields[12])) * 1000) / 100 });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/**
+ * CPU used between two {@link cpuByProcess} snapshots, ms, summed by command name (`postgres`,
+ * `redis-server`, `kcat`…); processes in `named` (pid → name) are reported under that name instead.
+ * A process that ended between the two is missing from it (its time is in no bucket).
+ */
+export function cpuBetween(before: Map<number, { comm: string; ms: number }>, after: Map<number, { comm: string; ms: number }>, named = new Map<number, string>()): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [pid, a] of after) {
+    const used = a.ms - (before.get(pid)?.comm === a.comm ? before.get(pid)!.ms : 0);
+    if (used <= 0) continue;
+    const name = named.get(pid) ?? a.comm;
+    out[name] = (out[name] ?? 0) + used;
+  }
+  return out;
+}
+
+/** Busy and total CPU time of the whole machine since boot, ms (all cores, from /proc/stat). */
+export function machineCpuMs(): { busy: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  return { busy: ((total - idle) * 1000) / 100, total: (total * 1000) / 100 };
 }
