@@ -65,7 +65,7 @@ export function registerSupplierRoutes(
       const connectors = lookup();
       const [h] = await supplierHealth(deps.pool, { only: req.params.id, connectors });
       // A connector (or Connect unreachable, so whether there is one cannot be told) makes it a supplier.
-      if (!h || (h.status === 'unknown' && !h.capture && !h.connector && !h.deadLetters.byReason.length && !h.lastReconciliation && !deps.supplierIds?.includes(req.params.id))) {
+      if (!h || (h.status === 'unknown' && !h.capture && !h.rawTopics && !h.connector && !h.deadLetters.byReason.length && !h.lastReconciliation && !deps.supplierIds?.includes(req.params.id))) {
         throw notFound(`no supplier ${req.params.id}: nothing has reported on it${connectors ? ` and Kafka Connect has no connector ${connectors.namePrefix}${req.params.id}` : ''}`);
       }
       return h;

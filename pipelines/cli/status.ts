@@ -34,7 +34,7 @@ export function formatStatus(list: SupplierHealth[], now = Date.now(), connectEr
       h.supplierId,
       h.status,
       h.capture?.runtime ?? (h.connector && 'state' in h.connector ? 'kafka-connect' : '-'),
-      age(h.capture?.lastChangeAt, now),
+      age(h.lastChangeAt, now),
       bytes(h.capture?.lagBytes),
       h.deadLetters.pending ? `${h.deadLetters.pending} pending` : '0',
       h.held,

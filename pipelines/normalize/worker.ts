@@ -15,6 +15,7 @@ import type { ReasonCode } from './reasons.js';
 import { compileMapping, type CompiledMapping } from './mapping.js';
 import type { RouteStore } from '../state/routes.js';
 import type { MappingInputsStore } from './sku-map-store.js';
+import type { SupplierActivityBoard } from '../state/supplier-activity.js';
 
 /** What the normalizer knows about one raw topic. */
 export interface RawTopic {
@@ -59,6 +60,8 @@ export class NormalizerHandler implements BatchHandler {
     private readonly metrics: CellarMetrics,
     private readonly avro?: DebeziumAvroDecoder,
     private readonly flushPins?: () => Promise<number>,
+    /** Told what each batch received from its supplier (`cellar status`'s last change of Debezium suppliers). */
+    private readonly activity?: SupplierActivityBoard,
   ) {
     this.byTopic = new Map(topics.map((t) => [t.topic, t]));
   }
@@ -128,6 +131,9 @@ export class NormalizerHandler implements BatchHandler {
       this.log.info({ table: raw.table, removed: swept.routes.length }, 'removed rows a truncate on another partition overtook');
     }
     this.metrics.recordStage('normalizer', { in: batch.messages.length, out: observations.length + swept.observations.length, stale: result.stale, letters });
+    let newest = 0;
+    for (const o of observations) if (o.sourceTsMs > newest) newest = o.sourceTsMs;
+    this.activity?.note(raw.supplier.id, batch.messages.length, newest);
     if (letters.length) this.log.warn({ deadLetters: letters.length, reasons: [...new Set(letters.map((l) => l.reason))] }, 'dead-lettered records');
   }
 }

@@ -23,6 +23,7 @@ import { DeadLetterWriter } from '../dlq/writer.js';
 import { connectProducer, createKafka, ensureTopics } from '../kafka/client.js';
 import { coalescingProducer } from '../kafka/producer.js';
 import { cellarTopics, groupId } from '../kafka/topics.js';
+import { SupplierActivityBoard } from '../state/supplier-activity.js';
 import { startConsumerWorker, type BatchHandler, type ConsumerWorker } from '../kafka/worker.js';
 import { describeTopics, NormalizerHandler, rawTopics } from '../normalize/worker.js';
 import { deploymentId, registerDeployment } from '../state/deployments.js';
@@ -30,6 +31,9 @@ import { RouteStore } from '../state/routes.js';
 import { DebeziumAvroDecoder } from '../normalize/debezium-avro.js';
 import { MappingInputsStore } from '../normalize/sku-map-store.js';
 import { SinkHandler, watchStoreLoss } from '../sink/worker.js';
+
+/** How often a normalizer adds what it received from each supplier to `cellar.supplier_activity`, ms. */
+const ACTIVITY_FLUSH_MS = 5_000;
 
 export { WORKER_ROLES };
 export type WorkerRole = (typeof WORKER_ROLES)[number];
@@ -119,12 +123,23 @@ export async function startWorker(
     }
     const raw = inputs ? rawTopics(suppliers, inputs) : [];
     await wait('Kafka topics', () => ensureTopics(kafka, cfg));
+    // What the normalizer receives from each supplier, for `cellar status` (written every few seconds).
+    const activity = role === 'normalizer' ? new SupplierActivityBoard() : undefined;
+    if (activity) {
+      const flush = () => activity.flush(getPool()).catch((err) => log.warn({ err: (err as Error).message }, 'supplier activity not written (kept for the next try)'));
+      const timer = setInterval(() => void flush(), ACTIVITY_FLUSH_MS);
+      timer.unref();
+      closers.push(async () => {
+        clearInterval(timer);
+        await flush();
+      });
+    }
     if (role === 'normalizer') {
       inputTopics = raw.map((r) => r.topic);
       await wait('raw topics', () => ensureTopics(kafka, cfg, inputTopics));
       log.info({ topics: describeTopics(raw) }, 'normalizing raw topics');
       const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
-      const h = new NormalizerHandler(raw, new RouteStore(getPool()), await getProducer(), codecs, topics.observations, dlq, log, metrics, new DebeziumAvroDecoder(cfg.schemaRegistryUrl), () => inputs!.flushPins());
+      const h = new NormalizerHandler(raw, new RouteStore(getPool()), await getProducer(), codecs, topics.observations, dlq, log, metrics, new DebeziumAvroDecoder(cfg.schemaRegistryUrl), () => inputs!.flushPins(), activity);
       await wait('Schema Registry', () => h.init());
       handler = h;
     } else if (role === 'aggregator') {
@@ -179,7 +194,7 @@ export async function startWorker(
       const nextTopics = nextRaw.map((r) => r.topic);
       await wait('raw topics', () => ensureTopics(kafka, cfg, nextTopics));
       const dlq = new DeadLetterWriter(await getProducer(), codecs, topics.dlq, getPool());
-      const h = new NormalizerHandler(nextRaw, new RouteStore(getPool()), await getProducer(), codecs, topics.observations, dlq, log, metrics, new DebeziumAvroDecoder(cfg.schemaRegistryUrl), () => inputs!.flushPins());
+      const h = new NormalizerHandler(nextRaw, new RouteStore(getPool()), await getProducer(), codecs, topics.observations, dlq, log, metrics, new DebeziumAvroDecoder(cfg.schemaRegistryUrl), () => inputs!.flushPins(), activity);
       await wait('Schema Registry', () => h.init());
       await running.stop();
       running = await wait('consumer group', () => consume(nextTopics, h));

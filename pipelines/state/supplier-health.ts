@@ -7,6 +7,7 @@ import { deadLetterCounts, listDeadLetters } from './dead-letters.js';
 import { heldSummary } from './held.js';
 import { listRuns } from './runs.js';
 import { readSourceStatus, type SourceStatus } from './source-status.js';
+import { readSupplierActivity, type SupplierActivity } from './supplier-activity.js';
 import { isHeldBack } from '../../connectors/feed/source.js';
 
 /** A reader whose runtime has not reported for this long no longer counts as reporting, ms. */
@@ -25,6 +26,16 @@ export interface SupplierHealth {
   detail: string | null;
   /** The reader's report, from the runtime that reported last. */
   capture: (Omit<SourceStatus, 'supplierId'> & { reporting: boolean }) | null;
+  /**
+   * What the Kafka runtime's normalizers received from the supplier's raw topics (all of them together,
+   * written every 5 s); null when they never received any (or only the embedded runtime runs).
+   */
+  rawTopics: Omit<SupplierActivity, 'supplierId'> | null;
+  /**
+   * When a change of the supplier last arrived: its reader's report, or else (a Debezium supplier, whose
+   * reader is Kafka Connect) when the normalizers last received one from its raw topics; null: never.
+   */
+  lastChangeAt: Date | null;
   deadLetters: { pending: number; byReason: Array<{ reason: string; pending: number; total: number }>; newest: Array<{ id: number; reason: string; message: string; createdAt: Date }> };
   /** Rows still counted at their last valid state (`cellar dlq held`). */
   held: number;
@@ -57,8 +68,11 @@ export async function readConnectorStatus(source: ConnectorStatusSource): Promis
   }
 }
 
-function statusOf(c: SourceStatus | undefined, now: number): Pick<SupplierHealth, 'status' | 'detail'> {
-  if (!c) return { status: 'unknown', detail: 'no runtime reports on this supplier (a Debezium supplier, or nothing runs it)' };
+function statusOf(c: SourceStatus | undefined, now: number, a?: SupplierActivity): Pick<SupplierHealth, 'status' | 'detail'> {
+  if (!c) {
+    const seen = a ? `; its raw topics last delivered a change at ${a.lastChangeAt.toISOString()} (${a.changes} received in all)` : '';
+    return { status: 'unknown', detail: `no runtime reports on this supplier (a Debezium supplier, or nothing runs it)${seen}` };
+  }
   if (now - c.updatedAt.getTime() > REPORT_STALE_MS) return { status: 'unknown', detail: `the ${c.runtime} runtime last reported at ${c.updatedAt.toISOString()} (${c.state})` };
   switch (c.state) {
     case 'streaming':
@@ -84,17 +98,19 @@ function statusOf(c: SourceStatus | undefined, now: number): Pick<SupplierHealth
  * unreachable leaves them `unknown` with the error, it never fails the call.
  */
 export async function supplierHealth(pool: pg.Pool, o: { supplierIds?: string[]; only?: string; connectors?: ConnectorLookup } = {}): Promise<SupplierHealth[]> {
-  const [status, held, withLetters, reading] = await Promise.all([
+  const [status, held, withLetters, reading, activity] = await Promise.all([
     readSourceStatus(pool, o.only),
     heldSummary(pool),
     query<{ supplier_id: string }>(pool, 'listing suppliers with dead letters', 'SELECT DISTINCT supplier_id FROM cellar.dead_letters WHERE supplier_id IS NOT NULL'),
     o.connectors?.reading,
+    readSupplierActivity(pool, o.only),
   ]);
   const fromConnect = reading && o.connectors ? connectorSupplierIds(reading, o.connectors.namePrefix) : [];
-  const ids = o.only ? [o.only] : [...new Set([...(o.supplierIds ?? []), ...status.map((s) => s.supplierId), ...withLetters.rows.map((r) => r.supplier_id), ...fromConnect])].sort();
+  const ids = o.only ? [o.only] : [...new Set([...(o.supplierIds ?? []), ...status.map((s) => s.supplierId), ...activity.map((x) => x.supplierId), ...withLetters.rows.map((r) => r.supplier_id), ...fromConnect])].sort();
   const now = Date.now();
   const list = await Promise.all(ids.map(async (supplierId): Promise<SupplierHealth> => {
     const latest = status.find((s) => s.supplierId === supplierId);
+    const seen = activity.find((x) => x.supplierId === supplierId);
     const [counts, newest, runs] = await Promise.all([
       deadLetterCounts(pool, { supplierId }),
       listDeadLetters(pool, { supplierId, pending: true, limit: 3 }),
@@ -111,8 +127,10 @@ export async function supplierHealth(pool: pg.Pool, o: { supplierIds?: string[];
     const { supplierId: _id, ...capture } = latest ?? ({} as SourceStatus);
     return {
       supplierId,
-      ...statusOf(latest, now),
+      ...statusOf(latest, now, seen),
       capture: latest ? { ...capture, reporting: now - latest.updatedAt.getTime() <= REPORT_STALE_MS } : null,
+      rawTopics: seen ? { changes: seen.changes, lastChangeAt: seen.lastChangeAt, lastSourceTs: seen.lastSourceTs } : null,
+      lastChangeAt: latest?.lastChangeAt ?? seen?.lastChangeAt ?? null,
       deadLetters: { pending: [...byReason.values()].reduce((n, r) => n + r.pending, 0), byReason: [...byReason.values()], newest: newest.map((l) => ({ id: l.id, reason: l.reason, message: l.message, createdAt: l.createdAt })) },
       held: held.filter((h) => h.supplierId === supplierId).reduce((n, h) => n + h.count, 0),
       lastReconciliation: run ? { runId: run.id, at: run.finishedAt ?? run.startedAt, outcome: run.outcome, driftedKeys: run.driftedKeys, repaired: run.repaired } : null,

@@ -83,6 +83,11 @@ ${skus}
     expect(messages.some((m) => m.includes('1500 ml of "HER-18" → "hermitage-2018", a 750 ml SKU'))).toBe(true);
     const { rows } = await db.pool.query('SELECT bottle_size_ml FROM cellar.regional_stock WHERE region = $1', [R1]);
     expect(rows).toEqual([{ bottle_size_ml: 750 }]);
+    // No reader of Cellar's runs this Debezium supplier: `cellar status` gives its last change as the normalizer received it.
+    let status = '';
+    const shown = await eventually(async () => /^acme\s+unknown\s+-\s+\d+ s ago/m.test((status = (await cli(['status', '--supplier', 'acme'])).out)), 30_000, 1_000);
+    expect(shown, status).toBe(true);
+    expect(status).toMatch(/its raw topics last delivered a change at .* \(3 received in all\)/);
   }, 180_000);
 
   it('after the mapping is keyed by size, replay counts each letter once', async () => {

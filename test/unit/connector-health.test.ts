@@ -13,6 +13,8 @@ function unreported(supplierId: string): SupplierHealth {
     status: 'unknown',
     detail: 'no runtime reports on this supplier (a Debezium supplier, or nothing runs it)',
     capture: null,
+    rawTopics: null,
+    lastChangeAt: null,
     deadLetters: { pending: 0, byReason: [], newest: [] },
     held: 0,
     lastReconciliation: null,
@@ -27,6 +29,7 @@ function native(supplierId: string, reporting: boolean, state: 'streaming' | 'st
     status: reporting ? (state === 'streaming' ? 'ok' : 'stopped') : 'unknown',
     detail: reporting ? null : `the embedded runtime last reported at ${at.toISOString()} (${state})`,
     capture: { runtime: 'embedded', state, detail: null, snapshotRows: 0, changes: 5, lastChangeAt: at, restarts: 0, lagBytes: null, lagDetail: null, stateSince: at, updatedAt: at, reporting },
+    lastChangeAt: at,
   };
 }
 

@@ -121,7 +121,7 @@ export function showSuppliers(suppliers) {
     tr.dataset.status = s.status;
     const cap = s.capture ? `${s.capture.state} (${s.capture.runtime})` : s.connector ? ('state' in s.connector ? `connector ${s.connector.state}` : 'connector ?') : '–';
     setText(c.capture, cap);
-    setTime(c.last, s.capture?.lastChangeAt ?? null);
+    setTime(c.last, s.lastChangeAt ?? s.capture?.lastChangeAt ?? null);
     setTime(c.fresh, s.capture?.updatedAt ?? null);
     c.fresh.classList.toggle('bad', Boolean(s.capture && !s.capture.reporting));
     setText(c.lag, s.capture?.lagBytes === null || s.capture?.lagBytes === undefined ? '–' : bytes(s.capture.lagBytes));
