@@ -4,7 +4,7 @@ import { query } from '../core/pg.js';
 /** One row of `cellar.supplier_activity` (schemas/postgres/0026_supplier_activity.sql). */
 export interface SupplierActivity {
   supplierId: string;
-  /** Raw messages of the supplier the Kafka runtime's normalizers have received, all of them together. */
+  /** Raw messages of the supplier the Kafka runtime's normalizers have received, all of them together (a batch replayed after a crash counts again). */
   changes: number;
   /** When a normalizer last received one. */
   lastChangeAt: Date;
