@@ -170,7 +170,6 @@ async function load(pool: pg.Pool, scale: Scale, keys: ReturnType<typeof demoKey
   }
 }
 
-
 /** Latencies of one shape: ms per call, per measured round; with the server's CPU per call when measured. */
 interface Measured { perRound: number[][]; serverCpuMsPerCall?: number; loadAvg1m: number }
 

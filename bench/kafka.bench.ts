@@ -65,7 +65,6 @@ async function batching(port: number): Promise<Batching> {
   };
 }
 
-
 /**
  * The Kafka runtime end to end through the broker: Debezium changes of supplier tables published to their
  * raw topics, normalized, aggregated and written to Postgres and Redis by the four worker processes
@@ -102,7 +101,6 @@ export async function kafkaScaleBenchmarks(): Promise<BenchResult[]> {
 
 /** One contestant table of {@link runKafkaCases}: its raw format and how many rows (contributors) it has. */
 interface KafkaCase { id: string; format: Format; rows: number; label?: string }
-
 
 async function runKafkaCases(cases: KafkaCase[]): Promise<BenchResult[]> {
   const stack: LocalStack = await startLocalStack({ envPrefix: 'CELLAR_BENCH_', docker: 'never' });
@@ -293,9 +291,10 @@ mapping:
         const named = new Map<number, string>([...workers].map(([role, c]) => [c.pid!, role] as const));
         named.set(process.pid, 'bench');
         const used = cpuBetween(procs0, procs1, named);
+        const perChange = (ms: number) => Math.round((ms * 1000) / CHANGES);
+        cpu.push(Object.fromEntries([...workers.keys()].map((role) => [role, perChange(used[role] ?? 0)])));
         for (const role of workers.keys()) delete used[role];
-        others.push(Object.fromEntries(Object.entries(used).filter(([, ms]) => (ms * 1000) / CHANGES >= 1).map(([name, ms]) => [name, Math.round((ms * 1000) / CHANGES)])));
-        cpu.push(Object.fromEntries([...workers].map(([role, c]) => [role, Math.round((((procs1.get(c.pid!)?.ms ?? 0) - (procs0.get(c.pid!)?.ms ?? 0)) * 1000) / CHANGES)])));
+        others.push(Object.fromEntries(Object.entries(used).filter(([, ms]) => (ms * 1000) / CHANGES >= 1).map(([name, ms]) => [name, perChange(ms)])));
         const batching1 = await batchingAll();
         const ratio = (a: number, b: number) => (b > 0 ? Math.round((10 * a) / b) / 10 : 0);
         perBatch.push(Object.fromEntries(Object.entries(batching1).map(([role, b]) => [role, ratio(b.messages - batching0[role]!.messages, b.batches - batching0[role]!.batches)])));

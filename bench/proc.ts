@@ -5,24 +5,29 @@ import { readdirSync, readFileSync } from 'node:fs';
  * API and the servers they start from outside, where `process.cpuUsage()` cannot reach.
  */
 
-/** User + system CPU time a process has used, ms; undefined when it is gone or /proc is not there. */
-export function processCpuMs(pid: number | undefined): number | undefined {
-  if (!pid) return undefined;
+/**
+ * One process' /proc/<pid>/stat: its command name, parent and user + system CPU time, ms; undefined when it
+ * is gone or /proc is not there. The name is read up to the last `)`, since a name may hold one.
+ */
+function readStat(pid: number | string): { comm: string; ppid: number; cpuMs: number } | undefined {
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+    // utime, stime in clock ticks (USER_HZ = 100)
+    return { comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), ppid: Number(fields[1]), cpuMs: ((Number(fields[11]) + Number(fields[12])) * 1000) / 100 };
   } catch {
     return undefined;
   }
 }
 
+/** User + system CPU time a process has used, ms; undefined when it is gone or /proc is not there. */
+export function processCpuMs(pid: number | undefined): number | undefined {
+  return pid ? readStat(pid)?.cpuMs : undefined;
+}
+
 /** The parent of a process, undefined when it is gone. */
 export function parentPid(pid: number): number | undefined {
-  try {
-    return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
-  } catch {
-    return undefined;
-  }
+  return readStat(pid)?.ppid;
 }
 
 /** Resident memory of a process now and at its peak, MiB; zeros when it is gone. */
@@ -40,15 +45,8 @@ export function residentMiB(pid: number | undefined): { rss: number; peak: numbe
 export function cpuByProcess(): Map<number, { comm: string; ms: number }> {
   const out = new Map<number, { comm: string; ms: number }>();
   for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
-      out.set(Number(d), { comm, ms: ((Number(fields[11]) + Number(fields[12])) * 1000) / 100 });
-    } catch {
-      // gone meanwhile
-    }
+    const st = /^\d+$/.test(d) ? readStat(d) : undefined;
+    if (st) out.set(Number(d), { comm: st.comm, ms: st.cpuMs });
   }
   return out;
 }

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { CellarError } from '../core/errors.js';
 import { query } from '../core/pg.js';
 
 /** One row of `cellar.supplier_activity` (schemas/postgres/0026_supplier_activity.sql). */
@@ -22,15 +23,19 @@ export class SupplierActivityBoard {
 
   /** `changes` raw messages of `supplierId` were normalized; `sourceTsMs`: the newest source time among them, ms (0 or null: none). */
   note(supplierId: string, changes: number, sourceTsMs: number | null): void {
-    if (changes <= 0) return;
+    if (changes > 0) this.add(supplierId, { changes, at: new Date(), sourceTsMs: sourceTsMs && sourceTsMs > 0 ? sourceTsMs : null });
+  }
+
+  /** Adds to what is pending for the supplier: counts summed, the newest times kept. */
+  private add(supplierId: string, n: { changes: number; at: Date; sourceTsMs: number | null }): void {
     const p = this.pending.get(supplierId);
-    const ts = sourceTsMs && sourceTsMs > 0 ? sourceTsMs : null;
-    if (!p) this.pending.set(supplierId, { changes, at: new Date(), sourceTsMs: ts });
-    else {
-      p.changes += changes;
-      p.at = new Date();
-      if (ts !== null && (p.sourceTsMs === null || ts > p.sourceTsMs)) p.sourceTsMs = ts;
+    if (!p) {
+      this.pending.set(supplierId, n);
+      return;
     }
+    p.changes += n.changes;
+    if (n.at > p.at) p.at = n.at;
+    if (n.sourceTsMs !== null && (p.sourceTsMs === null || n.sourceTsMs > p.sourceTsMs)) p.sourceTsMs = n.sourceTsMs;
   }
 
   /**
@@ -49,14 +54,7 @@ export class SupplierActivityBoard {
           last_source_ts = greatest(t.last_source_ts, excluded.last_source_ts), updated_at = now()`,
       [rows.map(([s]) => s), rows.map(([, p]) => p.changes), rows.map(([, p]) => p.at), rows.map(([, p]) => p.sourceTsMs)]);
     } catch (err) {
-      for (const [s, p] of rows) {
-        const later = this.pending.get(s);
-        if (!later) this.pending.set(s, p);
-        else {
-          later.changes += p.changes;
-          if (p.sourceTsMs !== null && (later.sourceTsMs === null || p.sourceTsMs > later.sourceTsMs)) later.sourceTsMs = p.sourceTsMs;
-        }
-      }
+      for (const [s, p] of rows) this.add(s, p);
       throw err;
     }
   }
@@ -71,7 +69,7 @@ export async function readSupplierActivity(pool: pg.Pool, supplierId?: string): 
       `SELECT supplier_id, changes, last_change_at, last_source_ts FROM cellar.supplier_activity ${supplierId ? 'WHERE supplier_id = $1' : ''}`, supplierId ? [supplierId] : []));
   } catch (err) {
     // A database `cellar migrate` has not brought to this version yet: status answers without it.
-    if ((err as { cause?: { code?: string } }).cause?.code === '42P01') return [];
+    if ((err as CellarError).details?.pgCode === '42P01') return [];
     throw err;
   }
   return rows.map((r) => ({ supplierId: r.supplier_id, changes: Number(r.changes), lastChangeAt: r.last_change_at, lastSourceTs: r.last_source_ts }));
