@@ -90,7 +90,10 @@ export async function kafkaBenchmarks(): Promise<BenchResult[]> {
  */
 export async function kafkaScaleBenchmarks(): Promise<BenchResult[]> {
   const sizes = (process.env.CELLAR_BENCH_KAFKA_SCALE_SIZES ?? '100000,1000000').split(',').map(Number).filter((n) => Number.isSafeInteger(n) && n > 0);
-  const out = await runKafkaCases(sizes.map((rows) => ({ id: `s${rows}`, format: 'avro' as const, rows, label: `${rows.toLocaleString('en-US')} contributors` })));
+  // Contributors to each total (even; default 2): more makes the totals wide, as a distributor's that gather many suppliers' rows.
+  const perKey = Number(process.env.CELLAR_BENCH_KAFKA_SCALE_CONTRIBUTORS_PER_KEY ?? 2);
+  const wide = perKey === 2 ? '' : ` (${perKey} a key)`;
+  const out = await runKafkaCases(sizes.map((rows) => ({ id: `s${rows}`, format: 'avro' as const, rows, perKey, label: `${rows.toLocaleString('en-US')} contributors${wide}` })));
   const rates = out.filter((r) => r.unit === 'changes/s');
   if (rates.length > 1) {
     const ratio = rates.at(-1)!.median / rates[0]!.median;
@@ -100,7 +103,14 @@ export async function kafkaScaleBenchmarks(): Promise<BenchResult[]> {
 }
 
 /** One contestant table of {@link runKafkaCases}: its raw format and how many rows (contributors) it has. */
-interface KafkaCase { id: string; format: Format; rows: number; label?: string }
+interface KafkaCase {
+  id: string;
+  format: Format;
+  rows: number;
+  label?: string;
+  /** Contributors to each region's total (default 2: a SKU in each of the six depots once). */
+  perKey?: number;
+}
 
 async function runKafkaCases(cases: KafkaCase[]): Promise<BenchResult[]> {
   const stack: LocalStack = await startLocalStack({ envPrefix: 'CELLAR_BENCH_', docker: 'never' });
@@ -240,11 +250,12 @@ mapping:
       }
     };
     const out: BenchResult[] = [];
-    for (const { id: caseId, format, rows: rowCount, label: sizeLabel } of cases) {
+    for (const { id: caseId, format, rows: rowCount, label: sizeLabel, perKey = 2 } of cases) {
       const table = tables.get(caseId)!;
       const encode = encoders.get(caseId)!;
-      // SKUs grow with the rows, as in the scale suite: each SKU held in the six depots, two in each region.
-      const skus = Math.max(SKUS, Math.ceil(rowCount / DEPOTS));
+      // SKUs grow with the rows, as in the scale suite: each SKU held in the six depots, two in each region
+      // (perKey / 2 rows of it in each depot when totals are wider).
+      const skus = Math.max(perKey === 2 ? SKUS : 1, Math.ceil(rowCount / ((DEPOTS * perKey) / 2)));
       // The snapshot in chunks: a million Debezium JSON messages would not fit in memory at once.
       const snapshotStart = Date.now();
       for (let from = 0; from < rowCount; from += 20_000) {

@@ -13,8 +13,16 @@ import { pollUntil, supplierYaml } from './workload.js';
 
 /** Contributor counts measured by `make bench` (the `scale` suite); `make bench-scale` adds 10M. */
 const SIZES = (process.env.CELLAR_BENCH_SCALE_SIZES ?? '100000,1000000').split(',').map(Number);
-/** Rows per SKU: a SKU is stocked in this many depots (one contributor each). */
+/** Depots: each SKU is stocked in every one; two of them per region (workload's REGIONS). */
 const DEPOTS = 6;
+/**
+ * Contributors per (region, SKU) total (`CELLAR_BENCH_SCALE_CONTRIBUTORS_PER_KEY`, even, default 2: one row per
+ * depot). More puts several rows of one SKU in each depot, as a distributor whose totals gather many
+ * suppliers' rows has: a change to a key not held then costs whatever loading that key costs.
+ */
+const PER_KEY = Number(process.env.CELLAR_BENCH_SCALE_CONTRIBUTORS_PER_KEY ?? 2);
+/** Supplier rows per SKU. */
+const ROWS_PER_SKU = DEPOTS * Math.max(1, Math.round(PER_KEY / 2));
 /** Changes per sustained run, spread over the whole table (most touch keys not in memory at 10M). */
 const CHANGES = 60_000;
 /**
@@ -46,7 +54,7 @@ export async function scaleBenchmarks(): Promise<BenchResult[]> {
       const cellarUrl = await createDatabase(cellarServer.url, 'scale_cellar');
       await supplier.connect();
       await supplier.query('CREATE TABLE public.stock (id int PRIMARY KEY, item_code text NOT NULL, depot text NOT NULL, qty int NOT NULL, updated_at timestamptz NOT NULL DEFAULT clock_timestamp())');
-      await supplier.query(`INSERT INTO public.stock (id, item_code, depot, qty) SELECT g, 'wine-' || (g / ${DEPOTS}), 'd' || (g % ${DEPOTS}), 100 FROM generate_series(0, ${n - 1}) g`);
+      await supplier.query(`INSERT INTO public.stock (id, item_code, depot, qty) SELECT g, 'wine-' || (g / ${ROWS_PER_SKU}), 'd' || (g % ${DEPOTS}), 100 FROM generate_series(0, ${n - 1}) g`);
       const dir = tempDir('bench-scale');
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, 'scale.yaml'), supplierYaml('scale', new URL(server.url).port, 'scale_supplier'));
@@ -83,7 +91,14 @@ export async function scaleBenchmarks(): Promise<BenchResult[]> {
         // 120 transactions of 500 rows at ids spread over the table: each touches keys far apart.
         for (let i = 0; i < CHANGES / 500; i++) {
           const from = Math.floor(((i * 7919 + run * 104_729) % Math.max(1, n / 500)) * 500);
-          await supplier.query('UPDATE public.stock SET qty = qty + 1, updated_at = clock_timestamp() WHERE id >= $1 AND id < $2', [from, from + 500]);
+          if (PER_KEY === 2) {
+            await supplier.query('UPDATE public.stock SET qty = qty + 1, updated_at = clock_timestamp() WHERE id >= $1 AND id < $2', [from, from + 500]);
+          } else {
+            // 500 consecutive rows of a wide table are a few keys: 500 rows scattered over it instead (x → x·p
+            // mod n, p a prime not dividing n, maps distinct x to distinct ids).
+            const ids = Array.from({ length: 500 }, (_, k) => ((run * CHANGES + i * 500 + k) * 2_654_435_761) % n);
+            await supplier.query('UPDATE public.stock SET qty = qty + 1, updated_at = clock_timestamp() WHERE id = ANY($1::int[])', [ids]);
+          }
         }
         await pollUntil('sustained run', async () => (await processed()) >= before + CHANGES);
         runs.push(CHANGES / ((Date.now() - t0) / 1000));
@@ -108,9 +123,10 @@ export async function scaleBenchmarks(): Promise<BenchResult[]> {
       await pollUntil('a change made while stopped', async () => (await processed()) >= 1);
       const restartMs = Date.now() - t0;
 
-      out.push(result(`scale ${n.toLocaleString('en-US')} contributors: sustained changes/s`, 'changes/s', runs, { details: { snapshotRowsPerS: Math.round(snapshotPerS), stateCacheContributors: cfg.stateCacheContributors, cellarSharedBuffers: CELLAR_SHARED_BUFFERS, phaseUsPerChange, processCpuUsPerChange, keysLoadedInRuns } }));
-      out.push(result(`scale ${n.toLocaleString('en-US')} contributors: resident memory`, 'MiB', [rssAfterRuns], { target: 1024, higherIsBetter: false, details: { afterSnapshotMiB: rssAfterSnapshot, note: 'this process: the runtime and the bench writer' } }));
-      out.push(result(`scale ${n.toLocaleString('en-US')} contributors: restart until a change is counted`, 'ms', [restartMs], { higherIsBetter: false }));
+      const label = `scale ${n.toLocaleString('en-US')} contributors${PER_KEY === 2 ? '' : ` (${(ROWS_PER_SKU / DEPOTS) * 2} a key)`}`;
+      out.push(result(`${label}: sustained changes/s`, 'changes/s', runs, { details: { snapshotRowsPerS: Math.round(snapshotPerS), stateCacheContributors: cfg.stateCacheContributors, cellarSharedBuffers: CELLAR_SHARED_BUFFERS, phaseUsPerChange, processCpuUsPerChange, keysLoadedInRuns } }));
+      out.push(result(`${label}: resident memory`, 'MiB', [rssAfterRuns], { target: 1024, higherIsBetter: false, details: { afterSnapshotMiB: rssAfterSnapshot, note: 'this process: the runtime and the bench writer' } }));
+      out.push(result(`${label}: restart until a change is counted`, 'ms', [restartMs], { higherIsBetter: false }));
     } finally {
       await stop?.().catch(() => undefined);
       await supplier.end().catch(() => undefined);

@@ -52,6 +52,12 @@ interface KeyState {
   contributors: number;
   sourceTsMs: number;
   entries: Map<string, Contribution>;
+  /**
+   * Whether `entries` holds every contribution of the key. A key loaded from its summary (a key with many
+   * contributors: {@link KeySummary}) holds only those its changes touched; the totals above are the key's
+   * all the same, and a contributor not held is loaded before it is applied ({@link RegionalAggregator.missing}).
+   */
+  complete: boolean;
   /** When the key was last used (the aggregator's clock): the least recently used are evicted first. */
   touched: number;
 }
@@ -60,6 +66,30 @@ interface KeyState {
 export interface StockKey {
   region: string;
   sku: string;
+}
+
+/** A key and the contributors a batch changes at it: what must be loaded before the batch is applied. */
+export interface KeyWant extends StockKey {
+  contributors: string[];
+}
+
+/**
+ * A key's totals over all its persisted contributions (as {@link RegionalAggregator.restore} would compute
+ * them from every row), for a key loaded without all its rows: `entries` rows in all, tombstones included.
+ */
+export interface KeySummary extends StockKey {
+  version: number;
+  bottles: number;
+  contributors: number;
+  entries: number;
+  sourceTsMs: number;
+  bottleSizeMl: number | null;
+}
+
+/** Persisted state of some keys: their rows, and the summaries of the keys whose rows are only some of theirs. */
+export interface KeyLoad {
+  rows: Contribution[];
+  partial: KeySummary[];
 }
 
 /**
@@ -103,27 +133,77 @@ export class RegionalAggregator {
     return this.keys.get(region)?.has(sku) ?? false;
   }
 
-  /** The distinct keys of `items` whose state is not held. */
-  absent(items: Iterable<StockKey>): StockKey[] {
-    const out: StockKey[] = [];
-    const seen = new Set<string>();
-    for (const { region, sku } of items) {
+  /** The distinct keys of `items` whose state is not held, each with the contributors `items` has at it. */
+  absent(items: Iterable<StockKey & { contributorId: string }>): KeyWant[] {
+    const out = new Map<string, KeyWant>();
+    for (const { region, sku, contributorId } of items) {
       if (this.holds(region, sku)) continue;
       const id = `${region}\u0000${sku}`;
-      if (seen.has(id)) continue;
-      seen.add(id);
-      out.push({ region, sku });
+      const want = out.get(id);
+      if (want) want.contributors.push(contributorId);
+      else out.set(id, { region, sku, contributors: [contributorId] });
     }
-    return out;
+    return [...out.values()];
   }
 
   /**
-   * Takes the persisted state of `keys` (their contributions, `rows`; none for a key never seen): restores
-   * them and marks every one held, so it is not loaded again while it stays in memory.
+   * The contributors of `items` at held keys that hold only some of theirs ({@link KeySummary}) and not
+   * these: their rows must be read ({@link adoptEntries}) before `items` are applied.
    */
-  adopt(keys: StockKey[], rows: Iterable<Contribution>): void {
-    this.restore(rows);
+  missing(items: Iterable<StockKey & { contributorId: string }>): KeyWant[] {
+    const out = new Map<KeyState, KeyWant>();
+    for (const { region, sku, contributorId } of items) {
+      const k = this.keys.get(region)?.get(sku);
+      if (!k || k.complete || k.entries.has(contributorId)) continue;
+      const want = out.get(k);
+      if (!want) out.set(k, { region, sku, contributors: [contributorId] });
+      else if (!want.contributors.includes(contributorId)) want.contributors.push(contributorId);
+    }
+    return [...out.values()];
+  }
+
+  /**
+   * Takes the persisted state of `keys` (their contributions, `rows`; none for a key never seen; for the keys
+   * of `partial`, the key's summary and the rows of the contributors wanted): restores them and marks every
+   * one held, so it is not loaded again while it stays in memory.
+   */
+  adopt(keys: KeyWant[], rows: Iterable<Contribution>, partial: KeySummary[] = []): void {
+    const summaries = new Map(partial.map((p) => [`${p.region}\u0000${p.sku}`, p]));
+    const whole: Contribution[] = [];
+    const some: Contribution[] = [];
+    for (const c of rows) (summaries.has(`${c.region}\u0000${c.sku}`) ? some : whole).push(c);
+    this.restore(whole);
+    for (const p of summaries.values()) {
+      const k = this.keyState(p.region, p.sku);
+      Object.assign(k, { version: p.version, bottles: p.bottles, contributors: p.contributors, sourceTsMs: p.sourceTsMs, bottleSizeMl: p.bottleSizeMl, complete: false });
+    }
     for (const k of keys) this.keyState(k.region, k.sku);
+    this.adoptEntries(keys.filter((k) => summaries.has(`${k.region}\u0000${k.sku}`)), some);
+  }
+
+  /**
+   * Adds the rows read for `wants` at held keys loaded from their summary, as they are (the key's totals
+   * already count them); a contributor held already keeps what it has (it can only be newer). A contributor
+   * wanted without a row has none: it is held as a tombstone older than any version, so that it is not
+   * read again and its first change applies.
+   */
+  adoptEntries(wants: KeyWant[], rows: Iterable<Contribution>): void {
+    const add = (k: KeyState, c: Contribution) => {
+      k.entries.set(c.contributorId, c);
+      this.entryCount++;
+    };
+    for (const c of rows) {
+      const k = this.keys.get(c.region)?.get(c.sku);
+      if (k && !k.complete && !k.entries.has(c.contributorId)) add(k, { ...c });
+    }
+    for (const w of wants) {
+      const k = this.keys.get(w.region)?.get(w.sku);
+      if (!k || k.complete) continue;
+      for (const id of w.contributors) {
+        if (k.entries.has(id)) continue;
+        add(k, { region: k.region, sku: k.sku, contributorId: id, supplierId: '', warehouseId: '', bottleSizeMl: null, bottles: 0, sourceVersion: '', sourceTsMs: 0, deleted: true, keyVersion: 0 });
+      }
+    }
   }
 
   /**
@@ -185,7 +265,7 @@ export class RegionalAggregator {
     }
     let k = byRegion.get(sku);
     if (!k) {
-      k = { region, sku, version: 0, bottleSizeMl: null, bottles: 0, contributors: 0, sourceTsMs: 0, entries: new Map(), touched: this.clock };
+      k = { region, sku, version: 0, bottleSizeMl: null, bottles: 0, contributors: 0, sourceTsMs: 0, entries: new Map(), complete: true, touched: this.clock };
       byRegion.set(sku, k);
     }
     return k;
@@ -201,6 +281,7 @@ export class RegionalAggregator {
     const k = this.keyState(o.region, o.sku);
     k.touched = ++this.clock;
     const prev = k.entries.get(o.contributorId);
+    if (!prev && !k.complete) throw new Error(`${o.region}|${o.sku} holds only some contributors and not ${o.contributorId}: load it first (RegionalAggregator.missing)`);
     if (prev && o.sourceVersion <= prev.sourceVersion) return 'stale';
     const deleted = o.op === 'DELETE';
     if (!deleted && k.bottleSizeMl !== null && o.bottleSizeMl !== k.bottleSizeMl && k.contributors - (prev && !prev.deleted ? 1 : 0) > 0) {

@@ -1,6 +1,6 @@
 import type { DeadLetter, StockObservation } from '../../schemas/records.js';
 import { deadLetter, type LetterOrigin } from '../dlq/letter.js';
-import type { Contribution, RegionalAggregator, StockKey } from './aggregator.js';
+import type { Contribution, KeyLoad, KeyWant, RegionalAggregator, StockKey } from './aggregator.js';
 
 /** What applying a batch of observations did, besides changing the aggregator. */
 export interface AggregateOutcome {
@@ -29,12 +29,26 @@ export function aggregateObservations<T>(agg: RegionalAggregator, items: Iterabl
 }
 
 /**
- * Loads, in one read, the persisted state of the keys among `keys` the aggregator does not hold (its memory
- * is bounded: {@link RegionalAggregator.evict}), so they are applied on top of what was counted before.
- * Both runtimes call it before {@link aggregateObservations}. Returns how many keys were loaded.
+ * Loads the persisted state of the keys among `items` the aggregator does not hold (its memory is bounded:
+ * {@link RegionalAggregator.evict}), in one read, so they are applied on top of what was counted before:
+ * a key with few contributors whole, one with many as its summary and the contributors `items` change
+ * (`load`: {@link ContributionStore.loadKeys}). Then, in a second read only when there are any, the rows
+ * of contributors `items` change at held keys that hold only some of theirs (`loadEntries`). Both runtimes
+ * call it before {@link aggregateObservations}. Returns how many keys were loaded.
  */
-export async function holdKeys(agg: RegionalAggregator, keys: Iterable<StockKey>, load: (keys: StockKey[]) => Promise<Contribution[]>): Promise<number> {
-  const absent = agg.absent(keys);
-  if (absent.length) agg.adopt(absent, await load(absent));
+export async function holdKeys(
+  agg: RegionalAggregator,
+  items: Iterable<StockKey & { contributorId: string }>,
+  load: (keys: KeyWant[]) => Promise<KeyLoad>,
+  loadEntries: (wants: KeyWant[]) => Promise<Contribution[]>,
+): Promise<number> {
+  const list = Array.isArray(items) ? (items as Array<StockKey & { contributorId: string }>) : [...items];
+  const absent = agg.absent(list);
+  if (absent.length) {
+    const { rows, partial } = await load(absent);
+    agg.adopt(absent, rows, partial);
+  }
+  const missing = agg.missing(list);
+  if (missing.length) agg.adoptEntries(missing, await loadEntries(missing));
   return absent.length;
 }

@@ -23,7 +23,8 @@ function validObservation(o: StockObservation): string | undefined {
 /**
  * The aggregate stage on Kafka: observations (key `region|sku`) → RegionalStock totals on the compacted
  * output topic. State is one {@link RegionalAggregator} per owned partition; each key's contributions are
- * read from `cellar.stock_contributions` when a batch first needs it after a group join, and the least
+ * read from `cellar.stock_contributions` when a batch first needs it after a group join (a key of many
+ * contributors as its sums and the contributors the batch changes: {@link holdKeys}), and the least
  * recently used keys are dropped beyond `maxContributions` (memory stays bounded; restarts read nothing up front). Per batch: apply in offset order,
  * produce the changed totals (acks=all), then persist the changed contributions; the worker commits
  * offsets last. Replaying from any committed offset re-applies observations the restored state already
@@ -123,7 +124,9 @@ export class AggregatorHandler implements BatchHandler {
       const o = await ctx.retry('decoding observation', () => this.decode(batch, m, letters));
       if (o) observations.push({ o, m });
     }
-    await holdKeys(agg, observations.map((x) => x.o), (keys) => ctx.retry(`loading aggregator keys of partition ${batch.partition}`, () => this.store.loadKeys(batch.partition, keys)));
+    await holdKeys(agg, observations.map((x) => x.o),
+      (keys) => ctx.retry(`loading aggregator keys of partition ${batch.partition}`, () => this.store.loadKeys(batch.partition, keys)),
+      (wants) => ctx.retry(`loading aggregator contributions of partition ${batch.partition}`, () => this.store.loadEntries(batch.partition, wants)));
     const { stale, letters: refused } = aggregateObservations(agg, observations, (x) => x.o, (x) => ({ topic: batch.topic, partition: batch.partition, offset: x.m.offset, key: x.m.key, value: x.m.value }));
     letters.push(...refused);
     const { totals, contributions, history } = agg.drain(Date.now());

@@ -78,6 +78,9 @@ export const RuntimeConfigSpec = z.object({
   stateCacheContributors: int(250_000, 1).describe(
     'CELLAR_STATE_CACHE_CONTRIBUTORS: contributions (supplier rows under a region and SKU) the aggregator of each runtime, and routes the embedded runtime, keep in memory, about 400 bytes each, and bottle sizes pinned for SKUs the catalog does not list that each normalizer keeps; beyond it the least recently used (the oldest pins) are dropped and read from Postgres again when a change needs them. Default 250000 (about 250 MB with the routes).',
   ),
+  stateWholeKeyContributors: int(16, 0).describe(
+    'CELLAR_STATE_WHOLE_KEY_CONTRIBUTORS: a (region, SKU) total the aggregator loads back from Postgres (it was not in memory) comes with all its contributions when it has at most this many; with more, as its totals (summed by Postgres) and only the contributions its changes touch, so that a change to a total of thousands of supplier rows reads a few of them, not thousands. Default 16.',
+  ),
   skuMapRefreshMs: int(60_000, 1_000).describe(
     'CELLAR_SKU_MAP_REFRESH_MS: how often the normalizer (both runtimes) re-reads cellar.sku_map and cellar.catalog, ms. Default 60000.',
   ),
@@ -151,6 +154,7 @@ const ENV_NAMES: Record<keyof RuntimeConfig, string> = {
   suppliersDir: 'CELLAR_SUPPLIERS_DIR',
   skuMapRefreshMs: 'CELLAR_SKU_MAP_REFRESH_MS',
   stateCacheContributors: 'CELLAR_STATE_CACHE_CONTRIBUTORS',
+  stateWholeKeyContributors: 'CELLAR_STATE_WHOLE_KEY_CONTRIBUTORS',
   pgPreparedStatements: 'CELLAR_PG_PREPARED_STATEMENTS',
   takeOver: 'CELLAR_TAKE_OVER',
   httpPort: 'CELLAR_HTTP_PORT',

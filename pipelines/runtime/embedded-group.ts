@@ -104,7 +104,7 @@ export interface GroupState {
   /** Send each group's commit statement as a prepared statement (CELLAR_PG_PREPARED_STATEMENTS). */
   prepare?: boolean;
   /** Contributions read ahead of the group (see ReadAhead); absent: every key is read when needed. */
-  readAhead?: Pick<ReadAhead, 'take'>;
+  readAhead?: Pick<ReadAhead, 'take' | 'takeEntries'>;
 }
 
 /**
@@ -126,9 +126,14 @@ export async function prepareGroup(s: GroupState, taken: Pending[]): Promise<Pre
   }
   const aggregate = async (list: StockObservation[]) => {
     await holdKeys(s.aggregator, list, async (keys) => {
-      const ahead = s.readAhead?.take(keys) ?? { rows: [], rest: keys };
+      const ahead = s.readAhead?.take(keys) ?? { rows: [], partial: [], rest: keys };
+      if (!ahead.rest.length) return ahead;
+      const read = await s.retry('loading aggregate state', () => s.contributions.loadKeys(EMBEDDED_PARTITION, ahead.rest));
+      return { rows: [...ahead.rows, ...read.rows], partial: [...ahead.partial, ...read.partial] };
+    }, async (wants) => {
+      const ahead = s.readAhead?.takeEntries(wants) ?? { rows: [], rest: wants };
       if (!ahead.rest.length) return ahead.rows;
-      return [...ahead.rows, ...await s.retry('loading aggregate state', () => s.contributions.loadKeys(EMBEDDED_PARTITION, ahead.rest))];
+      return [...ahead.rows, ...await s.retry('loading aggregate state', () => s.contributions.loadEntries(EMBEDDED_PARTITION, ahead.rest))];
     });
     const r = aggregateObservations(s.aggregator, list, (o) => o, (o) => ({ value: JSON.stringify(o) }));
     out.stale.aggregator += r.stale;

@@ -123,7 +123,7 @@ export async function startEmbedded(cfg: RuntimeConfig, log: Logger, metrics: Ce
   const routes = new CachedRouteStore(pool, cfg.stateCacheContributors);
   const held = new CachedHeldStore(pool);
   await retry('reading held contributors', () => held.load(suppliers.map((s) => s.id)));
-  const contributions = new ContributionStore(pool);
+  const contributions = new ContributionStore(pool, cfg.stateWholeKeyContributors);
   // Aggregate state is loaded per key when a change needs it (holdKeys), so a restart reads nothing up front.
   const aggregator = new RegionalAggregator({ history: cfg.historyRetentionDays > 0 });
   const inputs = new MappingInputsStore(pool, suppliers, { cachedSizes: cfg.stateCacheContributors });

@@ -150,7 +150,7 @@ export async function startWorker(
         topic: { name: topics.stockEvents, publish: stockEventPublisher(await getProducer(), codecs.stockEvent, topics.stockEvents) },
       });
       closers.push(() => records.stop());
-      const h = new AggregatorHandler(new ContributionStore(getPool()), await getProducer(), codecs, topics.regionalStock, dlq, log, metrics, cfg.stateCacheContributors, cfg.historyRetentionDays > 0 ? records.thresholds : null);
+      const h = new AggregatorHandler(new ContributionStore(getPool(), cfg.stateWholeKeyContributors), await getProducer(), codecs, topics.regionalStock, dlq, log, metrics, cfg.stateCacheContributors, cfg.historyRetentionDays > 0 ? records.thresholds : null);
       await wait('Schema Registry', () => h.init());
       handler = h;
     } else {

@@ -1,5 +1,5 @@
 import { SourceChange } from '../../connectors/source-change.js';
-import type { Contribution, RegionalAggregator, StockKey } from '../aggregate/aggregator.js';
+import type { Contribution, KeyLoad, KeySummary, KeyWant, RegionalAggregator, StockKey } from '../aggregate/aggregator.js';
 import type { Logger } from '../core/logger.js';
 import { contributorIdOf } from '../normalize/normalize.js';
 import type { ContributionStore } from '../state/contributions.js';
@@ -22,7 +22,8 @@ const keyId = (k: StockKey) => `${k.region}\u0000${k.sku}`;
 
 /**
  * Reads from Postgres, while earlier groups are prepared and committed, what the next group will read:
- * the routes of the rows its changes touch and the contributions of the keys those rows are counted at.
+ * the routes of the rows its changes touch, the state of the keys those rows are counted at that the
+ * aggregator does not hold, and the rows of contributors at held keys loaded from their summary.
  * With more contributors than memory holds (CELLAR_STATE_CACHE_CONTRIBUTORS) preparing a group is mostly
  * those reads, one after the other; read ahead, they overlap the commit in flight.
  *
@@ -31,7 +32,10 @@ const keyId = (k: StockKey) => `${k.region}\u0000${k.sku}`;
  * - contributions are read only for keys the aggregator does not hold at that moment, and used only while
  *   it has evicted nothing since. A key not held has no change in flight (keys are held from the group
  *   that changes them until an eviction, which waits for every commit), so Postgres has its latest state;
- *   a key loaded by a group after the read is held when the rows would be used, so they are not.
+ *   a key loaded by a group after the read is held when the rows would be used, so they are not;
+ * - a contributor's row at a held key is read only while the key does not hold it, and used on the same
+ *   terms: a contributor a key does not hold has had no change since the key was loaded, and one a group
+ *   loads or changes meanwhile is held, so the row read ahead is not taken ({@link RegionalAggregator.adoptEntries}).
  * A read ahead that fails is forgotten: the group reads for itself.
  */
 export class ReadAhead {
@@ -40,8 +44,13 @@ export class ReadAhead {
   private running: Promise<void> | undefined;
   /** The batches being read now, and the read. */
   private current: { items: Set<Pending>; done: Promise<void> } | undefined;
-  /** Contributions read ahead, by key (an empty list: a key with none), valid while `stamp` is the aggregator's evictions. */
-  private readonly rows = new Map<string, Contribution[]>();
+  /**
+   * What was read ahead, by key: its contributions (none: a key never seen) and, for a key read from its
+   * summary, the summary; valid while `stamp` is the aggregator's evictions.
+   */
+  private readonly rows = new Map<string, { rows: Contribution[]; summary?: KeySummary }>();
+  /** Rows read ahead of contributors at held keys loaded from their summary, by key and contributor (null: none), valid as `rows`. */
+  private readonly entries = new Map<string, Map<string, Contribution | null>>();
   private stamp = -1;
   private lastKeyLoadAt = 0;
 
@@ -79,23 +88,51 @@ export class ReadAhead {
   }
 
   /**
-   * The contributions read ahead for `keys` (keys the aggregator does not hold), and the keys still to be
-   * read. Rows handed out are forgotten here (the aggregator holds them from now on).
+   * What was read ahead for `keys` (keys the aggregator does not hold), and the keys still to be read.
+   * What is handed out is forgotten here (the aggregator holds it from now on). A key read from its summary
+   * has the rows of the contributors its read saw; others the group wants are read by the group
+   * ({@link RegionalAggregator.missing}).
    */
-  take(keys: StockKey[]): { rows: Contribution[]; rest: StockKey[] } {
+  take(keys: KeyWant[]): KeyLoad & { rest: KeyWant[] } {
     if (this.stamp !== this.deps.aggregator.evictions) this.forget();
     const rows: Contribution[] = [];
-    const rest: StockKey[] = [];
+    const partial: KeySummary[] = [];
+    const rest: KeyWant[] = [];
     for (const k of keys) {
       const id = keyId(k);
-      const list = this.rows.get(id);
-      if (list === undefined) rest.push(k);
+      const got = this.rows.get(id);
+      if (got === undefined) rest.push(k);
       else {
-        rows.push(...list);
+        rows.push(...got.rows);
+        if (got.summary) partial.push(got.summary);
         this.rows.delete(id);
       }
     }
     this.deps.onTake?.(keys.length - rest.length, rest.length);
+    if (rest.length) this.lastKeyLoadAt = Date.now();
+    return { rows, partial, rest };
+  }
+
+  /**
+   * The rows read ahead of contributors at held keys loaded from their summary ({@link RegionalAggregator.missing});
+   * `rest`: those still to be read. A contributor read ahead without a row is in neither.
+   */
+  takeEntries(wants: KeyWant[]): { rows: Contribution[]; rest: KeyWant[] } {
+    if (this.stamp !== this.deps.aggregator.evictions) this.forget();
+    const rows: Contribution[] = [];
+    const rest: KeyWant[] = [];
+    for (const w of wants) {
+      const known = this.entries.get(keyId(w));
+      const left: string[] = [];
+      for (const c of w.contributors) {
+        const row = known?.get(c);
+        if (row === undefined) left.push(c);
+        else if (row) rows.push(row);
+        known?.delete(c);
+      }
+      if (known?.size === 0) this.entries.delete(keyId(w));
+      if (left.length) rest.push({ ...w, contributors: left });
+    }
     if (rest.length) this.lastKeyLoadAt = Date.now();
     return { rows, rest };
   }
@@ -111,6 +148,7 @@ export class ReadAhead {
 
   private forget(): void {
     this.rows.clear();
+    this.entries.clear();
     this.stamp = this.deps.aggregator.evictions;
   }
 
@@ -145,17 +183,32 @@ export class ReadAhead {
     const routes = await this.deps.routes.prefetch(ids);
     const { aggregator } = this.deps;
     if (this.stamp !== aggregator.evictions) this.forget();
-    const keys = aggregator.absent([...routes.values()].filter((r) => !r.deleted)).filter((k) => !this.rows.has(keyId(k)));
-    if (!keys.length) return;
+    const live = [...routes.values()].filter((r) => !r.deleted);
+    const keys = aggregator.absent(live).filter((k) => !this.rows.has(keyId(k)));
+    const wants = aggregator.missing(live)
+      .map((w) => ({ ...w, contributors: w.contributors.filter((c) => !this.entries.get(keyId(w))?.has(c)) }))
+      .filter((w) => w.contributors.length);
+    if (!keys.length && !wants.length) return;
     // Absent now, with no eviction until the rows are used (checked then): Postgres has their latest state.
     const stamp = aggregator.evictions;
     this.lastKeyLoadAt = Date.now();
-    const rows = await this.deps.contributions.loadKeys(EMBEDDED_PARTITION, keys);
+    const [{ rows, partial }, entries] = await Promise.all([
+      this.deps.contributions.loadKeys(EMBEDDED_PARTITION, keys),
+      this.deps.contributions.loadEntries(EMBEDDED_PARTITION, wants),
+    ]);
     if (stamp !== aggregator.evictions) return;
-    if (this.rows.size + keys.length > (this.deps.maxKeys ?? 100_000)) this.rows.clear();
-    const byKey = new Map<string, Contribution[]>(keys.map((k) => [keyId(k), []]));
-    for (const c of rows) byKey.get(keyId(c))?.push(c);
+    if (this.rows.size + this.entries.size + keys.length + wants.length > (this.deps.maxKeys ?? 100_000)) this.forget();
+    const byKey = new Map<string, { rows: Contribution[]; summary?: KeySummary }>(keys.map((k) => [keyId(k), { rows: [] }]));
+    for (const c of rows) byKey.get(keyId(c))?.rows.push(c);
+    for (const p of partial) byKey.get(keyId(p))!.summary = p;
     // A key a group loaded meanwhile is held: the group's state is the newer one.
     for (const k of keys) if (!aggregator.holds(k.region, k.sku)) this.rows.set(keyId(k), byKey.get(keyId(k))!);
+    // A contributor: null when it has no row. One a group loaded or changed meanwhile is held, and is not replaced (adoptEntries).
+    const found = new Map(entries.map((c) => [`${keyId(c)}\u0000${c.contributorId}`, c]));
+    for (const w of wants) {
+      let known = this.entries.get(keyId(w));
+      if (!known) this.entries.set(keyId(w), (known = new Map()));
+      for (const c of w.contributors) known.set(c, found.get(`${keyId(w)}\u0000${c}`) ?? null);
+    }
   }
 }

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { inTransaction, pgArray, query, type Statement } from '../core/pg.js';
-import type { Contribution, HistoryEntry, StockKey } from '../aggregate/aggregator.js';
+import type { Contribution, HistoryEntry, KeyLoad, KeySummary, KeyWant, StockKey } from '../aggregate/aggregator.js';
 import { saveHistory } from './history.js';
 import { saveEvents } from '../events/log.js';
 import type { StockEventRecord } from '../../schemas/records.js';
@@ -18,6 +18,24 @@ interface Row {
   deleted: boolean;
   key_version: string;
 }
+
+/** Summary columns of {@link ContributionStore.loadKeys} (strings: bigint and numeric arrive as text). */
+interface SummaryColumns {
+  k_entries: string;
+  k_live: string;
+  k_bottles: string;
+  k_version: string;
+  k_ms: number | null;
+  k_ml: string | null;
+}
+
+const keyId = (k: StockKey) => `${k.region}\u0000${k.sku}`;
+
+/**
+ * Contributions of a key at most which {@link ContributionStore.loadKeys} reads the key whole: reading a
+ * few rows costs what reading its summary does, and a whole key needs no read for a contributor it has not seen.
+ */
+export const WHOLE_KEY_UP_TO = 16;
 
 const COLUMNS = `region, sku, contributor_id, supplier_id, warehouse_id, bottle_size_ml, bottles, source_version,
   extract(epoch from source_ts) * 1000 AS source_ms, deleted, key_version`;
@@ -44,7 +62,8 @@ function toContribution(r: Row): Contribution {
  * follows the partition's state, not the topic's history.
  */
 export class ContributionStore {
-  constructor(private readonly pool: pg.Pool) {}
+  /** `wholeKeyUpTo`: {@link loadKeys}' default limit (CELLAR_STATE_WHOLE_KEY_CONTRIBUTORS, default {@link WHOLE_KEY_UP_TO}). */
+  constructor(private readonly pool: pg.Pool, private readonly wholeKeyUpTo = WHOLE_KEY_UP_TO) {}
 
   /** All contributions of one observations partition. */
   async load(partition: number): Promise<Contribution[]> {
@@ -52,13 +71,59 @@ export class ContributionStore {
     return rows.map(toContribution);
   }
 
-  /** The contributions of some keys of one partition (a bounded aggregator loading the keys it needs). */
-  async loadKeys(partition: number, keys: StockKey[]): Promise<Contribution[]> {
-    if (keys.length === 0) return [];
+  /**
+   * The persisted state of some keys of one partition, for a bounded aggregator loading the keys it needs:
+   * a key with at most `wholeUpTo` contributions (tombstones included) all its rows; a key with more, its
+   * summary (totals over all its rows, computed by Postgres) and the rows of the contributors wanted, so
+   * that a change to a key with thousands of contributors reads a few rows, not thousands. One read when
+   * no key has more; then one more for the summaries and one for the rows wanted, at once.
+   */
+  async loadKeys(partition: number, keys: KeyWant[], wholeUpTo = this.wholeKeyUpTo): Promise<KeyLoad> {
+    if (keys.length === 0) return { rows: [], partial: [] };
+    // Up to one row past the limit a key: as cheap as reading the keys whole when none is wide.
+    // `partition + 0` (here and below) keeps the partition index out of every plan: with statistics older than
+    // a big snapshot the planner otherwise ANDs it in for each key and reads all of the partition's rows each time.
     const { rows } = await query<Row>(this.pool, `loading ${keys.length} keys of aggregator partition ${partition}`,
-      `SELECT ${COLUMNS} FROM cellar.stock_contributions
-        WHERE (region, sku) IN (SELECT * FROM unnest($2::text[], $3::text[])) AND partition = $1`,
+      `SELECT c.* FROM unnest($2::text[], $3::text[]) AS u(region, sku)
+         CROSS JOIN LATERAL (SELECT ${COLUMNS} FROM cellar.stock_contributions x
+                              WHERE x.region = u.region AND x.sku = u.sku AND x.partition + 0 = $1 LIMIT $4) c`,
+      [partition, keys.map((k) => k.region), keys.map((k) => k.sku), wholeUpTo + 1]);
+    const count = new Map<string, number>();
+    for (const r of rows) count.set(keyId(r), (count.get(keyId(r)) ?? 0) + 1);
+    const wide = keys.filter((k) => (count.get(keyId(k)) ?? 0) > wholeUpTo);
+    if (!wide.length) return { rows: rows.map(toContribution), partial: [] };
+    const [partial, wanted] = await Promise.all([this.summaries(partition, wide), this.loadEntries(partition, wide)]);
+    const isWide = new Set(wide.map(keyId));
+    return { rows: [...rows.filter((r) => !isWide.has(keyId(r))).map(toContribution), ...wanted], partial };
+  }
+
+  /** The totals of `keys` over all their rows, as restoring every row would give them (RegionalAggregator.restore). */
+  private async summaries(partition: number, keys: StockKey[]): Promise<KeySummary[]> {
+    const { rows } = await query<{ region: string; sku: string } & SummaryColumns>(this.pool, `summing ${keys.length} keys of aggregator partition ${partition}`,
+      `SELECT u.region, u.sku, s.* FROM unnest($2::text[], $3::text[]) AS u(region, sku)
+         CROSS JOIN LATERAL (
+           SELECT count(*) AS k_entries, count(*) FILTER (WHERE NOT deleted) AS k_live,
+                  coalesce(sum(bottles) FILTER (WHERE NOT deleted), 0) AS k_bottles,
+                  max(key_version) AS k_version, max(extract(epoch from source_ts) * 1000) AS k_ms,
+                  -- The live contributors' size; with none, the size of the most recently changed entry that has one.
+                  coalesce(max(bottle_size_ml) FILTER (WHERE NOT deleted),
+                           (max(ARRAY[key_version, bottle_size_ml]) FILTER (WHERE deleted AND bottle_size_ml IS NOT NULL))[2]) AS k_ml
+             FROM cellar.stock_contributions x WHERE x.region = u.region AND x.sku = u.sku AND x.partition + 0 = $1) s`,
       [partition, keys.map((k) => k.region), keys.map((k) => k.sku)]);
+    return rows.map((r) => ({
+      region: r.region, sku: r.sku, version: Number(r.k_version), bottles: Number(r.k_bottles), contributors: Number(r.k_live),
+      entries: Number(r.k_entries), sourceTsMs: Math.round(Number(r.k_ms ?? 0)), bottleSizeMl: r.k_ml === null ? null : Number(r.k_ml),
+    }));
+  }
+
+  /** The rows of some contributors at some keys of one partition (those that have one). */
+  async loadEntries(partition: number, wants: KeyWant[]): Promise<Contribution[]> {
+    const wanted = wants.flatMap((k) => k.contributors.map((c) => [k.region, k.sku, c] as const));
+    if (wanted.length === 0) return [];
+    const { rows } = await query<Row>(this.pool, `loading ${wanted.length} contributions of aggregator partition ${partition}`,
+      `SELECT ${COLUMNS} FROM unnest($2::text[], $3::text[], $4::text[]) AS u(r, s, cid)
+         JOIN cellar.stock_contributions c ON c.region = u.r AND c.sku = u.s AND c.contributor_id = u.cid AND c.partition + 0 = $1`,
+      [partition, wanted.map((w) => w[0]), wanted.map((w) => w[1]), wanted.map((w) => w[2])]);
     return rows.map(toContribution);
   }
 

@@ -7,7 +7,6 @@ import { addRow, storesConverged } from '../support/stores.js';
 import { postgresSupplierYaml, stockSupplier } from '../support/suppliers.js';
 
 const ROWS = 3_000;
-const SKUS = 600;
 
 /**
  * The embedded runtime with far more state than it keeps in memory (200 contributions of about 3,000), so
@@ -15,7 +14,12 @@ const SKUS = 600;
  * commit. Writers race moves, quantity changes, deletes and inserts of the same rows in back-to-back
  * transactions: whatever a group took read ahead must have been current, or a total ends wrong.
  */
-describe('reading ahead with state beyond memory (embedded runtime)', () => {
+describe.each([
+  // About 2.5 contributors a total: keys are loaded whole.
+  { SKUS: 600, shape: 'narrow totals' },
+  // About 75 a total, beyond WHOLE_KEY_UP_TO: keys are loaded as summaries, contributors as changes touch them.
+  { SKUS: 20, shape: 'wide totals' },
+])('reading ahead with state beyond memory (embedded runtime, $shape)', ({ SKUS }) => {
   const R1 = rid('west');
   const R2 = rid('east');
   const region: Record<string, string> = { d1: R1, d2: R2 };

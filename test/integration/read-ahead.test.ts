@@ -73,7 +73,7 @@ describe('reading ahead of a group', () => {
     await db.pool.query('DELETE FROM cellar.contributor_routes WHERE supplier_id = $1', [supplier.id]);
     await db.pool.query('DELETE FROM cellar.stock_contributions WHERE supplier_id = $1', [supplier.id]);
     expect([...(await routes.get(ids.map(idOf))).values()].map((r) => r.region)).toEqual(['eu', 'eu', 'eu']);
-    const keys = ids.map((i) => ({ region: 'eu', sku: `s${i}` }));
+    const keys = ids.map((i) => ({ region: 'eu', sku: `s${i}`, contributors: [idOf(i)] }));
     const got = ahead.take(keys);
     expect(got.rest).toEqual([]);
     expect(got.rows.map((c) => c.bottles)).toEqual([12, 12, 12]);
@@ -86,13 +86,13 @@ describe('reading ahead of a group', () => {
     ahead.offer(later); // read ahead: 12 bottles
     await ahead.idle();
     // A group before `later` loads the key, changes it to 30, commits; the next group evicts it.
-    const key = { region: 'eu', sku: 's7' };
-    aggregator.adopt([key], await contributions.loadKeys(-1, [key]));
+    const key = { region: 'eu', sku: 's7', contributors: [idOf(7)] };
+    aggregator.adopt([key], (await contributions.loadKeys(-1, [key])).rows);
     await contributions.save([contribution(7, 30, 20)], -1);
     expect(aggregator.evict(0)).toBe(1);
     // `later` needs the key again: it must read 30 from Postgres, not take the 12 read ahead.
     await ahead.taking([later]);
-    expect(ahead.take([key])).toEqual({ rows: [], rest: [key] });
+    expect(ahead.take([key])).toEqual({ rows: [], partial: [], rest: [key] });
   });
 
   it('does not hold a group up behind a read ahead that hangs, and what that read brings later is current', async () => {
@@ -109,8 +109,8 @@ describe('reading ahead of a group', () => {
       await ahead.taking([p]);
       expect(readDone, 'the group waited for the read ahead until it was unblocked').toBe(false);
       // Meanwhile the group loads the key itself, changes it to 30, commits and a later group evicts it.
-      const key = { region: 'eu', sku: 's40' };
-      aggregator.adopt([key], await contributions.loadKeys(-1, [key]));
+      const key = { region: 'eu', sku: 's40', contributors: [idOf(40)] };
+      aggregator.adopt([key], (await contributions.loadKeys(-1, [key])).rows);
       await contributions.save([contribution(40, 30, 20)], -1);
       expect(aggregator.evict(0)).toBe(1);
     } finally {
@@ -119,8 +119,43 @@ describe('reading ahead of a group', () => {
     }
     await ahead.idle();
     // The read went on after the eviction: what it hands out is what Postgres has now.
-    const got = ahead.take([{ region: 'eu', sku: 's40' }]);
+    const got = ahead.take([{ region: 'eu', sku: 's40', contributors: [idOf(40)] }]);
     expect([...got.rows.map((c) => c.bottles), ...got.rest.map(() => 'read by the group')]).toEqual([30]);
+  });
+
+  it('reads ahead the contributors a held wide key has not loaded, and hands out none read before an eviction', async () => {
+    const ids = [50, 51, 52, 53, 54, 55];
+    const wide = (id: number) => ({ ...route(id, 'eu', 10), sku: 'wide' });
+    const { contributions, routes, aggregator, ahead } = await committedRows([]);
+    await new RouteStore(db.pool).save(ids.map(wide));
+    await contributions.save(ids.map((id) => ({ ...contribution(id, 12, 10), sku: 'wide' })), -1);
+    routes.lastMissAt = Date.now();
+    // Held from its summary (more than 2 rows) with only 50 and the key's first row.
+    const key = { region: 'eu', sku: 'wide', contributors: [idOf(50)] };
+    const loaded = await contributions.loadKeys(-1, [key], 2);
+    expect(loaded.partial.map((p) => [p.bottles, p.entries])).toEqual([[72, 6]]);
+    aggregator.adopt([key], loaded.rows, loaded.partial);
+    expect(aggregator.get('eu', 'wide')?.bottles).toBe(72);
+
+    const p = pending([51, 52]);
+    ahead.offer(p);
+    await ahead.taking([p]);
+    await db.pool.query("DELETE FROM cellar.stock_contributions WHERE supplier_id = $1 AND sku = 'wide'", [supplier.id]);
+    const want = (list: number[]) => [{ region: 'eu', sku: 'wide', contributors: list.map(idOf) }];
+    const got = ahead.takeEntries(want([51, 52, 99]));
+    expect(got.rows.map((c) => [c.contributorId, c.bottles])).toEqual([[idOf(51), 12], [idOf(52), 12]]);
+    expect(got.rest).toEqual(want([99]));
+    // Handed out once: the aggregator holds them from now on.
+    expect(ahead.takeEntries(want([51])).rest).toEqual(want([51]));
+
+    // Read ahead, then the key is evicted (and may change and be committed once loaded again): not handed out.
+    await contributions.save([{ ...contribution(53, 12, 10), sku: 'wide' }], -1);
+    const later = pending([53]);
+    ahead.offer(later);
+    await ahead.idle();
+    aggregator.drain(0);
+    expect(aggregator.evict(0)).toBe(1);
+    expect(ahead.takeEntries(want([53])).rest).toEqual(want([53]));
   });
 
   it('keeps a route remembered while Postgres was read, and fills nothing after the cache started over meanwhile', async () => {

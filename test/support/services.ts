@@ -62,6 +62,9 @@ export function cellarEnv(extra: Record<string, string>): Record<string, string>
     CELLAR_KAFKA_STALL_MS: '20000',
     // Far below most tests' contributors: every suite runs the aggregator evicting and loading keys again.
     CELLAR_STATE_CACHE_CONTRIBUTORS: '100',
+    // Totals of more than two contributors loaded back as sums and the contributors their changes touch
+    // (the embedded runtime's tests keep the default: both ways run in every suite).
+    CELLAR_STATE_WHOLE_KEY_CONTRIBUTORS: '2',
     ...extra,
   };
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { RegionalAggregator, type Contribution, type StockKey } from '../../pipelines/aggregate/aggregator.js';
+import { RegionalAggregator, type Contribution, type KeyLoad, type KeyWant, type StockKey } from '../../pipelines/aggregate/aggregator.js';
 import { aggregateObservations, holdKeys } from '../../pipelines/aggregate/stage.js';
 import type { RegionalStock, StockObservation } from '../../schemas/records.js';
 
@@ -12,24 +12,52 @@ function obs(contributorId: string, version: number, region: string, sku: string
 }
 
 /**
+ * What `cellar.stock_contributions` answers (ContributionStore.loadKeys / loadEntries, Postgres' role
+ * here): a key of at most `wholeUpTo` rows whole; a bigger one as its summary (what restoring all its rows
+ * gives) and the rows of the contributors wanted.
+ */
+function storeOver(saved: Map<string, Contribution>, wholeUpTo: number) {
+  const rowsOf = (k: StockKey) => [...saved.values()].filter((c) => c.region === k.region && c.sku === k.sku);
+  return {
+    loadKeys: async (keys: KeyWant[]): Promise<KeyLoad> => {
+      const out: KeyLoad = { rows: [], partial: [] };
+      for (const k of keys) {
+        const rows = rowsOf(k);
+        if (rows.length <= wholeUpTo) {
+          out.rows.push(...rows);
+          continue;
+        }
+        const whole = new RegionalAggregator();
+        whole.restore(rows);
+        const t = whole.get(k.region, k.sku)!;
+        out.partial.push({ region: k.region, sku: k.sku, version: t.version, bottles: t.bottles, contributors: t.contributors, entries: rows.length, sourceTsMs: t.sourceTsMs, bottleSizeMl: t.bottleSizeMl });
+        out.rows.push(...rows.filter((c) => k.contributors.includes(c.contributorId)));
+      }
+      return out;
+    },
+    loadEntries: async (wants: KeyWant[]) => wants.flatMap((w) => rowsOf(w).filter((c) => w.contributors.includes(c.contributorId))),
+  };
+}
+
+/**
  * Runs batches through an aggregator the way both runtimes do: load the keys it does not hold, apply,
  * drain, persist the drained contributions (`saved`, Postgres' role here), then evict beyond `max`.
  */
-async function run(batches: StockObservation[][], max: number): Promise<{ totals: RegionalStock[]; letters: string[]; loads: number; peak: number; after: number }> {
+async function run(batches: StockObservation[][], max: number, wholeUpTo = 16): Promise<{ totals: RegionalStock[]; letters: string[]; loads: number; peak: number; after: number }> {
   const saved = new Map<string, Contribution>();
+  const store = storeOver(saved, wholeUpTo);
   const agg = new RegionalAggregator();
   const out: RegionalStock[] = [];
   const letters: string[] = [];
   let loads = 0;
   let peak = 0;
   let after = 0;
-  const load = async (keys: StockKey[]) => {
+  const load = async (keys: KeyWant[]) => {
     loads += keys.length;
-    const want = new Set(keys.map((k) => `${k.region}|${k.sku}`));
-    return [...saved.values()].filter((c) => want.has(`${c.region}|${c.sku}`));
+    return store.loadKeys(keys);
   };
   for (const batch of batches) {
-    await holdKeys(agg, batch, load);
+    await holdKeys(agg, batch, load, store.loadEntries);
     const r = aggregateObservations(agg, batch, (o) => o, () => ({}));
     letters.push(...r.letters.map((l) => `${l.reason}:${l.message}`));
     const { totals, contributions } = agg.drain(0);
@@ -51,10 +79,12 @@ describe('a bounded aggregator (memory capped, keys loaded again when used)', ()
           b: fc.integer({ min: 0, max: 50 }), del: fc.boolean(), ml: fc.constantFrom(750, 750, 750, 1500),
         }), { minLength: 1, maxLength: 30 }), { minLength: 1, maxLength: 25 }),
         fc.integer({ min: 1, max: 12 }),
-        async (raw, max) => {
+        fc.constantFrom(0, 1, 3, 16),
+        async (raw, max, wholeUpTo) => {
           const batches = raw.map((b) => b.map((x) => obs(`c${x.c}`, x.v, x.r, `sku-${x.s}`, x.b, x.del ? 'DELETE' : 'UPSERT', x.ml)));
           const unbounded = await run(batches, Number.MAX_SAFE_INTEGER);
-          const bounded = await run(batches, max);
+          // wholeUpTo 0: every key loaded again is loaded from its summary, holding only what its changes touch.
+          const bounded = await run(batches, max, wholeUpTo);
           expect(bounded.totals).toEqual(unbounded.totals);
           expect(bounded.letters).toEqual(unbounded.letters);
         },
@@ -72,6 +102,27 @@ describe('a bounded aggregator (memory capped, keys loaded again when used)', ()
     expect(r.loads).toBeGreaterThan(200); // keys came back after eviction
     const unbounded = await run(batches, Number.MAX_SAFE_INTEGER);
     expect(r.totals).toEqual(unbounded.totals);
+  });
+
+  it('holds a total loaded from its sums with only the contributors read, and reads the others before counting them', () => {
+    const a = new RegionalAggregator();
+    const key = { region: 'eu', sku: 'x', contributors: ['c1', 'c9'] };
+    const c1: Contribution = { region: 'eu', sku: 'x', contributorId: 'c1', supplierId: 's', warehouseId: 'w', bottleSizeMl: 750, bottles: 5, sourceVersion: '00000000000000000003', sourceTsMs: 3, deleted: false, keyVersion: 40 };
+    // 120 bottles over 30 live contributors; c1 read (5 bottles), c9 has no row yet.
+    a.adopt([key], [c1], [{ region: 'eu', sku: 'x', version: 57, bottles: 120, contributors: 30, entries: 35, sourceTsMs: 9, bottleSizeMl: 750 }]);
+    expect(a.size).toBe(2);
+    expect(a.get('eu', 'x')).toMatchObject({ bottles: 120, contributors: 30, version: 57 });
+    expect(a.apply(obs('c1', 4, 'eu', 'x', 8, 'UPSERT', 750))).toBe('applied');
+    expect(a.apply(obs('c9', 1, 'eu', 'x', 2, 'UPSERT', 750))).toBe('applied');
+    expect(a.get('eu', 'x')).toMatchObject({ bottles: 125, contributors: 31, version: 59 });
+    expect(a.apply(obs('c1', 3, 'eu', 'x', 1, 'UPSERT', 750))).toBe('stale');
+    // c2 was neither read nor wanted: listed as missing, and never counted blind.
+    const c2 = obs('c2', 9, 'eu', 'x', 1, 'UPSERT', 750);
+    expect(a.missing([c2, c2])).toEqual([{ region: 'eu', sku: 'x', contributors: ['c2'] }]);
+    expect(() => a.apply(c2)).toThrow(/holds only some contributors and not c2/);
+    a.adoptEntries(a.missing([c2]), [{ ...c1, contributorId: 'c2', bottles: 7, sourceVersion: '00000000000000000010' }]);
+    expect(a.apply(c2)).toBe('stale');
+    expect(a.get('eu', 'x')).toMatchObject({ bottles: 125, version: 59 });
   });
 
   it('never drops a key with undrained changes', () => {
