@@ -84,6 +84,11 @@ export interface KeySummary extends StockKey {
   entries: number;
   sourceTsMs: number;
   bottleSizeMl: number | null;
+  /**
+   * The contributors whose rows were read with it: the rows loaded are those of them that have one, and one
+   * of them without a row has none. Any other contributor of the key is unknown until read.
+   */
+  read: string[];
 }
 
 /** Persisted state of some keys: their rows, and the summaries of the keys whose rows are only some of theirs. */
@@ -164,10 +169,11 @@ export class RegionalAggregator {
 
   /**
    * Takes the persisted state of `keys` (their contributions, `rows`; none for a key never seen; for the keys
-   * of `partial`, the key's summary and the rows of the contributors wanted): restores them and marks every
-   * one held, so it is not loaded again while it stays in memory.
+   * of `partial`, the key's summary and the rows of the contributors it says were read): restores them and
+   * marks every one held, so it is not loaded again while it stays in memory. Contributors wanted at a
+   * partial key but not read with it (a read ahead of other changes) stay {@link missing}.
    */
-  adopt(keys: KeyWant[], rows: Iterable<Contribution>, partial: KeySummary[] = []): void {
+  adopt(keys: StockKey[], rows: Iterable<Contribution>, partial: KeySummary[] = []): void {
     const summaries = new Map(partial.map((p) => [`${p.region}\u0000${p.sku}`, p]));
     const whole: Contribution[] = [];
     const some: Contribution[] = [];
@@ -178,14 +184,14 @@ export class RegionalAggregator {
       Object.assign(k, { version: p.version, bottles: p.bottles, contributors: p.contributors, sourceTsMs: p.sourceTsMs, bottleSizeMl: p.bottleSizeMl, complete: false });
     }
     for (const k of keys) this.keyState(k.region, k.sku);
-    this.adoptEntries(keys.filter((k) => summaries.has(`${k.region}\u0000${k.sku}`)), some);
+    this.adoptEntries(partial.map((p) => ({ region: p.region, sku: p.sku, contributors: p.read })), some);
   }
 
   /**
    * Adds the rows read for `wants` at held keys loaded from their summary, as they are (the key's totals
-   * already count them); a contributor held already keeps what it has (it can only be newer). A contributor
-   * wanted without a row has none: it is held as a tombstone older than any version, so that it is not
-   * read again and its first change applies.
+   * already count them); a contributor held already keeps what it has (it can only be newer). `wants` must
+   * be exactly what was read: a contributor of it without a row has none, and is held as a tombstone older
+   * than any version, so that it is not read again and its first change applies.
    */
   adoptEntries(wants: KeyWant[], rows: Iterable<Contribution>): void {
     const add = (k: KeyState, c: Contribution) => {

@@ -92,13 +92,15 @@ export class ContributionStore {
     for (const r of rows) count.set(keyId(r), (count.get(keyId(r)) ?? 0) + 1);
     const wide = keys.filter((k) => (count.get(keyId(k)) ?? 0) > wholeUpTo);
     if (!wide.length) return { rows: rows.map(toContribution), partial: [] };
-    const [partial, wanted] = await Promise.all([this.summaries(partition, wide), this.loadEntries(partition, wide)]);
+    const [sums, wanted] = await Promise.all([this.summaries(partition, wide), this.loadEntries(partition, wide)]);
+    const read = new Map(wide.map((k) => [keyId(k), k.contributors]));
+    const partial = sums.map((p) => ({ ...p, read: read.get(keyId(p)) ?? [] }));
     const isWide = new Set(wide.map(keyId));
     return { rows: [...rows.filter((r) => !isWide.has(keyId(r))).map(toContribution), ...wanted], partial };
   }
 
   /** The totals of `keys` over all their rows, as restoring every row would give them (RegionalAggregator.restore). */
-  private async summaries(partition: number, keys: StockKey[]): Promise<KeySummary[]> {
+  private async summaries(partition: number, keys: StockKey[]): Promise<Array<Omit<KeySummary, 'read'>>> {
     const { rows } = await query<{ region: string; sku: string } & SummaryColumns>(this.pool, `summing ${keys.length} keys of aggregator partition ${partition}`,
       `SELECT u.region, u.sku, s.* FROM unnest($2::text[], $3::text[]) AS u(region, sku)
          CROSS JOIN LATERAL (

@@ -52,14 +52,14 @@ describe('loading aggregate keys from Postgres', () => {
       { region: 'eu', sku: `${sku}-never`, contributors: ['c1'] },
     ];
     const got = await store.loadKeys(partition, wants, 3);
-    const expectSummary = (rows: Contribution[]) => {
+    const expectSummary = (rows: Contribution[], read: string[]) => {
       const a = new RegionalAggregator();
       a.restore(rows);
       const t = a.get('eu', rows[0]!.sku)!;
-      return { region: 'eu', sku: t.sku, version: t.version, bottles: t.bottles, contributors: t.contributors, entries: rows.length, sourceTsMs: t.sourceTsMs, bottleSizeMl: t.bottleSizeMl };
+      return { region: 'eu', sku: t.sku, version: t.version, bottles: t.bottles, contributors: t.contributors, entries: rows.length, sourceTsMs: t.sourceTsMs, bottleSizeMl: t.bottleSizeMl, read };
     };
-    expect(got.partial.sort((a, b) => a.sku.localeCompare(b.sku))).toEqual([expectSummary(dead), expectSummary(wide)]);
-    expect(expectSummary(dead).bottleSizeMl).toBe(375);
+    expect(got.partial.sort((a, b) => a.sku.localeCompare(b.sku))).toEqual([expectSummary(dead, ['c3']), expectSummary(wide, ['c7', 'c12', 'c999'])]);
+    expect(expectSummary(dead, []).bottleSizeMl).toBe(375);
     const ids = (s: string) => got.rows.filter((c) => c.sku === s).map((c) => c.contributorId).sort();
     // The wanted rows that exist (none for c999: new); small keys whole.
     expect(ids(`${sku}-w`)).toEqual(['c12', 'c7']);
@@ -72,10 +72,10 @@ describe('loading aggregate keys from Postgres', () => {
     expect(entries.map((c) => c.contributorId).sort()).toEqual(['c5', 'c6']);
     // A wide key none of whose wanted contributors has a row still comes with its summary.
     const none = await store.loadKeys(partition, [{ region: 'eu', sku: `${sku}-w`, contributors: ['c404'] }], 3);
-    expect([none.rows, none.partial]).toEqual([[], [expectSummary(wide)]]);
+    expect([none.rows, none.partial]).toEqual([[], [expectSummary(wide, ['c404'])]]);
     // At the limit a key is whole; one past it, a summary.
     expect((await store.loadKeys(partition, [{ region: 'eu', sku: `${sku}-d`, contributors: [] }], 5)).partial).toEqual([]);
-    expect((await store.loadKeys(partition, [{ region: 'eu', sku: `${sku}-d`, contributors: [] }], 4)).partial).toEqual([expectSummary(dead)]);
+    expect((await store.loadKeys(partition, [{ region: 'eu', sku: `${sku}-d`, contributors: [] }], 4)).partial).toEqual([expectSummary(dead, [])]);
     // Another partition's rows are not this aggregator's.
     expect((await store.loadKeys(partition + 1, wants, 3)).rows).toEqual([]);
   });

@@ -16,7 +16,7 @@ function obs(contributorId: string, version: number, region: string, sku: string
  * here): a key of at most `wholeUpTo` rows whole; a bigger one as its summary (what restoring all its rows
  * gives) and the rows of the contributors wanted.
  */
-function storeOver(saved: Map<string, Contribution>, wholeUpTo: number) {
+function storeOver(saved: Map<string, Contribution>, wholeUpTo: number, readSome = false) {
   const rowsOf = (k: StockKey) => [...saved.values()].filter((c) => c.region === k.region && c.sku === k.sku);
   return {
     loadKeys: async (keys: KeyWant[]): Promise<KeyLoad> => {
@@ -30,8 +30,10 @@ function storeOver(saved: Map<string, Contribution>, wholeUpTo: number) {
         const whole = new RegionalAggregator();
         whole.restore(rows);
         const t = whole.get(k.region, k.sku)!;
-        out.partial.push({ region: k.region, sku: k.sku, version: t.version, bottles: t.bottles, contributors: t.contributors, entries: rows.length, sourceTsMs: t.sourceTsMs, bottleSizeMl: t.bottleSizeMl });
-        out.rows.push(...rows.filter((c) => k.contributors.includes(c.contributorId)));
+        // readSome: as a read ahead that saw other changes than the batch's, some of the contributors wanted.
+        const read = readSome ? k.contributors.filter((_, i) => i % 2 === 1) : k.contributors;
+        out.partial.push({ region: k.region, sku: k.sku, version: t.version, bottles: t.bottles, contributors: t.contributors, entries: rows.length, sourceTsMs: t.sourceTsMs, bottleSizeMl: t.bottleSizeMl, read });
+        out.rows.push(...rows.filter((c) => read.includes(c.contributorId)));
       }
       return out;
     },
@@ -43,9 +45,9 @@ function storeOver(saved: Map<string, Contribution>, wholeUpTo: number) {
  * Runs batches through an aggregator the way both runtimes do: load the keys it does not hold, apply,
  * drain, persist the drained contributions (`saved`, Postgres' role here), then evict beyond `max`.
  */
-async function run(batches: StockObservation[][], max: number, wholeUpTo = 16): Promise<{ totals: RegionalStock[]; letters: string[]; loads: number; peak: number; after: number }> {
+async function run(batches: StockObservation[][], max: number, wholeUpTo = 16, readSome = false): Promise<{ totals: RegionalStock[]; letters: string[]; loads: number; peak: number; after: number }> {
   const saved = new Map<string, Contribution>();
-  const store = storeOver(saved, wholeUpTo);
+  const store = storeOver(saved, wholeUpTo, readSome);
   const agg = new RegionalAggregator();
   const out: RegionalStock[] = [];
   const letters: string[] = [];
@@ -80,11 +82,12 @@ describe('a bounded aggregator (memory capped, keys loaded again when used)', ()
         }), { minLength: 1, maxLength: 30 }), { minLength: 1, maxLength: 25 }),
         fc.integer({ min: 1, max: 12 }),
         fc.constantFrom(0, 1, 3, 16),
-        async (raw, max, wholeUpTo) => {
+        fc.boolean(),
+        async (raw, max, wholeUpTo, readSome) => {
           const batches = raw.map((b) => b.map((x) => obs(`c${x.c}`, x.v, x.r, `sku-${x.s}`, x.b, x.del ? 'DELETE' : 'UPSERT', x.ml)));
           const unbounded = await run(batches, Number.MAX_SAFE_INTEGER);
           // wholeUpTo 0: every key loaded again is loaded from its summary, holding only what its changes touch.
-          const bounded = await run(batches, max, wholeUpTo);
+          const bounded = await run(batches, max, wholeUpTo, readSome);
           expect(bounded.totals).toEqual(unbounded.totals);
           expect(bounded.letters).toEqual(unbounded.letters);
         },
@@ -109,7 +112,7 @@ describe('a bounded aggregator (memory capped, keys loaded again when used)', ()
     const key = { region: 'eu', sku: 'x', contributors: ['c1', 'c9'] };
     const c1: Contribution = { region: 'eu', sku: 'x', contributorId: 'c1', supplierId: 's', warehouseId: 'w', bottleSizeMl: 750, bottles: 5, sourceVersion: '00000000000000000003', sourceTsMs: 3, deleted: false, keyVersion: 40 };
     // 120 bottles over 30 live contributors; c1 read (5 bottles), c9 has no row yet.
-    a.adopt([key], [c1], [{ region: 'eu', sku: 'x', version: 57, bottles: 120, contributors: 30, entries: 35, sourceTsMs: 9, bottleSizeMl: 750 }]);
+    a.adopt([key], [c1], [{ region: 'eu', sku: 'x', version: 57, bottles: 120, contributors: 30, entries: 35, sourceTsMs: 9, bottleSizeMl: 750, read: key.contributors }]);
     expect(a.size).toBe(2);
     expect(a.get('eu', 'x')).toMatchObject({ bottles: 120, contributors: 30, version: 57 });
     expect(a.apply(obs('c1', 4, 'eu', 'x', 8, 'UPSERT', 750))).toBe('applied');
