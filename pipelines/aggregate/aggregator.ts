@@ -68,6 +68,9 @@ export interface StockKey {
   sku: string;
 }
 
+/** A key as one string (a Map key): region and SKU apart by a character neither may hold. */
+export const stockKeyId = (k: StockKey): string => `${k.region}\u0000${k.sku}`;
+
 /** A key and the contributors a batch changes at it: what must be loaded before the batch is applied. */
 export interface KeyWant extends StockKey {
   contributors: string[];
@@ -143,7 +146,7 @@ export class RegionalAggregator {
     const out = new Map<string, KeyWant>();
     for (const { region, sku, contributorId } of items) {
       if (this.holds(region, sku)) continue;
-      const id = `${region}\u0000${sku}`;
+      const id = stockKeyId({ region, sku });
       const want = out.get(id);
       if (want) want.contributors.push(contributorId);
       else out.set(id, { region, sku, contributors: [contributorId] });
@@ -174,10 +177,10 @@ export class RegionalAggregator {
    * partial key but not read with it (a read ahead of other changes) stay {@link missing}.
    */
   adopt(keys: StockKey[], rows: Iterable<Contribution>, partial: KeySummary[] = []): void {
-    const summaries = new Map(partial.map((p) => [`${p.region}\u0000${p.sku}`, p]));
+    const summaries = new Map(partial.map((p) => [stockKeyId(p), p]));
     const whole: Contribution[] = [];
     const some: Contribution[] = [];
-    for (const c of rows) (summaries.has(`${c.region}\u0000${c.sku}`) ? some : whole).push(c);
+    for (const c of rows) (summaries.has(stockKeyId(c)) ? some : whole).push(c);
     this.restore(whole);
     for (const p of summaries.values()) {
       const k = this.keyState(p.region, p.sku);

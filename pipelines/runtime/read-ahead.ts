@@ -1,5 +1,5 @@
 import { SourceChange } from '../../connectors/source-change.js';
-import type { Contribution, KeyLoad, KeySummary, KeyWant, RegionalAggregator, StockKey } from '../aggregate/aggregator.js';
+import { stockKeyId, type Contribution, type KeyLoad, type KeySummary, type KeyWant, type RegionalAggregator } from '../aggregate/aggregator.js';
 import type { Logger } from '../core/logger.js';
 import { contributorIdOf } from '../normalize/normalize.js';
 import type { ContributionStore } from '../state/contributions.js';
@@ -17,8 +17,6 @@ const WAIT_FOR_READ_MS = 1_000;
 
 /** Batches queued for reading ahead at most; older ones are dropped (their groups read for themselves). */
 const MAX_QUEUED = 1_000;
-
-const keyId = (k: StockKey) => `${k.region}\u0000${k.sku}`;
 
 /**
  * Reads from Postgres, while earlier groups are prepared and committed, what the next group will read:
@@ -99,7 +97,7 @@ export class ReadAhead {
     const partial: KeySummary[] = [];
     const rest: KeyWant[] = [];
     for (const k of keys) {
-      const id = keyId(k);
+      const id = stockKeyId(k);
       const got = this.rows.get(id);
       if (got === undefined) rest.push(k);
       else {
@@ -122,7 +120,7 @@ export class ReadAhead {
     const rows: Contribution[] = [];
     const rest: KeyWant[] = [];
     for (const w of wants) {
-      const known = this.entries.get(keyId(w));
+      const known = this.entries.get(stockKeyId(w));
       const left: string[] = [];
       for (const c of w.contributors) {
         const row = known?.get(c);
@@ -130,7 +128,7 @@ export class ReadAhead {
         else if (row) rows.push(row);
         known?.delete(c);
       }
-      if (known?.size === 0) this.entries.delete(keyId(w));
+      if (known?.size === 0) this.entries.delete(stockKeyId(w));
       if (left.length) rest.push({ ...w, contributors: left });
     }
     if (rest.length) this.lastKeyLoadAt = Date.now();
@@ -184,9 +182,9 @@ export class ReadAhead {
     const { aggregator } = this.deps;
     if (this.stamp !== aggregator.evictions) this.forget();
     const live = [...routes.values()].filter((r) => !r.deleted);
-    const keys = aggregator.absent(live).filter((k) => !this.rows.has(keyId(k)));
+    const keys = aggregator.absent(live).filter((k) => !this.rows.has(stockKeyId(k)));
     const wants = aggregator.missing(live)
-      .map((w) => ({ ...w, contributors: w.contributors.filter((c) => !this.entries.get(keyId(w))?.has(c)) }))
+      .map((w) => ({ ...w, contributors: w.contributors.filter((c) => !this.entries.get(stockKeyId(w))?.has(c)) }))
       .filter((w) => w.contributors.length);
     if (!keys.length && !wants.length) return;
     // Absent now, with no eviction until the rows are used (checked then): Postgres has their latest state.
@@ -198,17 +196,17 @@ export class ReadAhead {
     ]);
     if (stamp !== aggregator.evictions) return;
     if (this.rows.size + this.entries.size + keys.length + wants.length > (this.deps.maxKeys ?? 100_000)) this.forget();
-    const byKey = new Map<string, { rows: Contribution[]; summary?: KeySummary }>(keys.map((k) => [keyId(k), { rows: [] }]));
-    for (const c of rows) byKey.get(keyId(c))?.rows.push(c);
-    for (const p of partial) byKey.get(keyId(p))!.summary = p;
+    const byKey = new Map<string, { rows: Contribution[]; summary?: KeySummary }>(keys.map((k) => [stockKeyId(k), { rows: [] }]));
+    for (const c of rows) byKey.get(stockKeyId(c))?.rows.push(c);
+    for (const p of partial) byKey.get(stockKeyId(p))!.summary = p;
     // A key a group loaded meanwhile is held: the group's state is the newer one.
-    for (const k of keys) if (!aggregator.holds(k.region, k.sku)) this.rows.set(keyId(k), byKey.get(keyId(k))!);
+    for (const k of keys) if (!aggregator.holds(k.region, k.sku)) this.rows.set(stockKeyId(k), byKey.get(stockKeyId(k))!);
     // A contributor: null when it has no row. One a group loaded or changed meanwhile is held, and is not replaced (adoptEntries).
-    const found = new Map(entries.map((c) => [`${keyId(c)}\u0000${c.contributorId}`, c]));
+    const found = new Map(entries.map((c) => [`${stockKeyId(c)}\u0000${c.contributorId}`, c]));
     for (const w of wants) {
-      let known = this.entries.get(keyId(w));
-      if (!known) this.entries.set(keyId(w), (known = new Map()));
-      for (const c of w.contributors) known.set(c, found.get(`${keyId(w)}\u0000${c}`) ?? null);
+      let known = this.entries.get(stockKeyId(w));
+      if (!known) this.entries.set(stockKeyId(w), (known = new Map()));
+      for (const c of w.contributors) known.set(c, found.get(`${stockKeyId(w)}\u0000${c}`) ?? null);
     }
   }
 }

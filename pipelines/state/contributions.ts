@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { inTransaction, pgArray, query, type Statement } from '../core/pg.js';
-import type { Contribution, HistoryEntry, KeyLoad, KeySummary, KeyWant, StockKey } from '../aggregate/aggregator.js';
+import { stockKeyId, type Contribution, type HistoryEntry, type KeyLoad, type KeySummary, type KeyWant, type StockKey } from '../aggregate/aggregator.js';
 import { saveHistory } from './history.js';
 import { saveEvents } from '../events/log.js';
 import type { StockEventRecord } from '../../schemas/records.js';
@@ -28,8 +28,6 @@ interface SummaryColumns {
   k_ms: number | null;
   k_ml: string | null;
 }
-
-const keyId = (k: StockKey) => `${k.region}\u0000${k.sku}`;
 
 /**
  * Contributions of a key at most which {@link ContributionStore.loadKeys} reads the key whole: reading a
@@ -89,14 +87,14 @@ export class ContributionStore {
                               WHERE x.region = u.region AND x.sku = u.sku AND x.partition + 0 = $1 LIMIT $4) c`,
       [partition, keys.map((k) => k.region), keys.map((k) => k.sku), wholeUpTo + 1]);
     const count = new Map<string, number>();
-    for (const r of rows) count.set(keyId(r), (count.get(keyId(r)) ?? 0) + 1);
-    const wide = keys.filter((k) => (count.get(keyId(k)) ?? 0) > wholeUpTo);
+    for (const r of rows) count.set(stockKeyId(r), (count.get(stockKeyId(r)) ?? 0) + 1);
+    const wide = keys.filter((k) => (count.get(stockKeyId(k)) ?? 0) > wholeUpTo);
     if (!wide.length) return { rows: rows.map(toContribution), partial: [] };
     const [sums, wanted] = await Promise.all([this.summaries(partition, wide), this.loadEntries(partition, wide)]);
-    const read = new Map(wide.map((k) => [keyId(k), k.contributors]));
-    const partial = sums.map((p) => ({ ...p, read: read.get(keyId(p)) ?? [] }));
-    const isWide = new Set(wide.map(keyId));
-    return { rows: [...rows.filter((r) => !isWide.has(keyId(r))).map(toContribution), ...wanted], partial };
+    const read = new Map(wide.map((k) => [stockKeyId(k), k.contributors]));
+    const partial = sums.map((p) => ({ ...p, read: read.get(stockKeyId(p)) ?? [] }));
+    const isWide = new Set(wide.map(stockKeyId));
+    return { rows: [...rows.filter((r) => !isWide.has(stockKeyId(r))).map(toContribution), ...wanted], partial };
   }
 
   /** The totals of `keys` over all their rows, as restoring every row would give them (RegionalAggregator.restore). */
