@@ -1,3 +1,6 @@
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startLocalStack, type LocalStack } from '../infra/local/stack.js';
 
@@ -33,7 +36,15 @@ export async function setup(project: TestProject): Promise<() => Promise<void>> 
   };
   project.provide('services', services);
   console.log(`test services up in ${Date.now() - t0} ms: kafka ${services.kafkaCompat}, ${stack.notes.join('; ')}`);
+  // The test files' temporary folders (supplier files, feeds, private servers' data) go under one folder of
+  // this run, removed at the end; test workers and the processes they start inherit TMPDIR. Caches shared
+  // between runs (the PostgreSQL binaries) stay in the machine's temporary folder (CELLAR_SHARED_TMP).
+  const runTmp = mkdtempSync(join(tmpdir(), 'cellar-test-run-'));
+  chmodSync(runTmp, 0o777);
+  process.env.CELLAR_SHARED_TMP ??= tmpdir();
+  process.env.TMPDIR = runTmp;
   return async () => {
     await stack?.stop();
+    rmSync(runTmp, { recursive: true, force: true });
   };
 }

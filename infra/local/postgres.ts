@@ -56,7 +56,8 @@ async function binaries(asRoot: boolean): Promise<string> {
   if (!existsSync(join(native, 'bin', 'postgres'))) throw new Error(`PostgreSQL binaries missing in ${native}; run npm ci`);
   if (!asRoot) return native;
   const version = (JSON.parse(readFileSync(pkgJson, 'utf8')) as { version: string }).version;
-  const shared = join(tmpdir(), `cellar-pgbin-${version}`);
+  // CELLAR_SHARED_TMP: the machine's temporary folder when TMPDIR points into one test run's own.
+  const shared = join(process.env.CELLAR_SHARED_TMP ?? tmpdir(), `cellar-pgbin-${version}`);
   if (!existsSync(join(shared, 'bin', 'postgres'))) {
     const staging = `${shared}.${process.pid}`;
     cpSync(native, staging, { recursive: true, verbatimSymlinks: true });
