@@ -15,6 +15,7 @@ import { WORKER_ROLES } from '../pipelines/runtime/kafka-runtime.js';
 import { migrate } from '../pipelines/state/migrate.js';
 import { SimulatedTable, type RawMessage } from '../pipelines/demo/simulated-table.js';
 import { readRegionSnapshot } from '../sinks/redis/read.js';
+import { redisKeys } from '../sinks/redis/config.js';
 import { debeziumAvroWriter } from './debezium-avro-writer.js';
 import { result, type BenchResult } from './harness.js';
 import { cpuBetween, cpuByProcess, machineCpuMs, residentMiB } from './proc.js';
@@ -36,6 +37,9 @@ const MAX_IN_FLIGHT_BYTES = 8 << 20;
  * observations of about 240 bytes; four partitions keep about 84,000, and this leaves room for an uneven spread.
  */
 const MAX_OBSERVATIONS_IN_FLIGHT = 40_000;
+
+/** The suppliers' depots and their regions. */
+const REGIONS: Record<string, string> = { d0: 'eu', d1: 'eu', d2: 'us', d3: 'us', d4: 'ap', d5: 'ap' };
 
 /** Raw topic format: Debezium Avro through the Schema Registry, or Debezium JSON with schemas. */
 type Format = 'avro' | 'json';
@@ -136,7 +140,7 @@ mapping:
   sku: item_code
   warehouse: depot
   quantity: qty
-  regions: { d0: eu, d1: eu, d2: us, d3: us, d4: ap, d5: ap }
+  regions: { ${Object.entries(REGIONS).map(([d, r]) => `${d}: ${r}`).join(', ')} }
 `);
     }
     const env: Record<string, string> = {
@@ -151,9 +155,19 @@ mapping:
     const encoders = new Map<string, (m: RawMessage) => { key: Buffer | string | null; value: Buffer | string | null }>();
     for (const c of cases) encoders.set(c.id, c.format === 'avro' ? await avroEncoder(stack.schemaRegistryUrl, tables.get(c.id)!) : (m) => ({ key: m.key, value: m.value }));
     const ports = new Map<string, number>();
+    let starts = 0;
+    const logOf = (role: string) => join(work, `${role}${starts ? `-${starts}` : ''}.log`);
+    // A restarted worker logs at info, so its log says when it joined its consumer group ('joined consumer group').
+    const spawnWorker = (role: string) => workers.set(role, spawnCellar(['run', role], { ...env, CELLAR_HTTP_PORT: String(ports.get(role)), ...(starts ? { CELLAR_LOG_LEVEL: 'info' } : {}) }, logOf(role)));
+    /** When the worker started last joined its consumer group (epoch ms), from its log. */
+    const joinedAt = (role: string): number => {
+      const line = readFileSync(logOf(role), 'utf8').split('\n').find((l) => l.includes('"joined consumer group"'));
+      const time = line ? (JSON.parse(line) as { time: string | number }).time : undefined;
+      return time === undefined ? NaN : typeof time === 'number' ? time : Date.parse(time);
+    };
     for (const role of WORKER_ROLES) {
       ports.set(role, await freePort());
-      workers.set(role, spawnCellar(['run', role], { ...env, CELLAR_HTTP_PORT: String(ports.get(role)) }, join(work, `${role}.log`)));
+      spawnWorker(role);
     }
     const batchingAll = async () => Object.fromEntries(await Promise.all([...ports].map(async ([role, port]) => [role, await batching(port)] as const)));
     const admin = kafka.admin();
@@ -313,9 +327,45 @@ mapping:
       }
       const label = (format === 'avro' ? 'Debezium Avro' : 'Debezium JSON with schemas') + (sizeLabel ? `, ${sizeLabel}` : '');
       const memory = Object.fromEntries([...workers].map(([role, c]) => [role, residentMiB(c.pid)]));
+
+      /**
+       * Restart, as after a deploy (every worker stopped with SIGTERM) and after a crash (the aggregator killed
+       * with SIGKILL: its group waits for the session timeout before its partitions move): one row changed
+       * while stopped, the worker(s) started again; ms from their start until its total is in Postgres and Redis.
+       */
+      const restart = async (roles: readonly string[], signal: 'SIGTERM' | 'SIGKILL'): Promise<{ ms: number; joinedMs: number }> => {
+        await Promise.all(roles.map((role) => stopChild(workers.get(role)!, signal, 30_000)));
+        const row = table.rows.get('0')!;
+        await producer.send({ topic: table.topic, acks: -1, messages: table.update({ id: 0 }, { qty: (row.qty as number) + 1 }).map(encode) });
+        const sku = row.item_code as string;
+        const depots = Object.keys(REGIONS).filter((d) => REGIONS[d] === REGIONS[row.depot as string]);
+        let want = 0;
+        for (const r of table.rows.values()) if (r.item_code === sku && depots.includes(r.depot as string)) want += r.qty as number;
+        const region = REGIONS[row.depot as string]!;
+        starts++;
+        const t0 = Date.now();
+        for (const role of roles) spawnWorker(role);
+        for (;;) {
+          const { rows } = await pool.query<{ b: string }>('SELECT bottles::text AS b FROM cellar.regional_stock WHERE region = $1 AND sku = $2', [region, sku]).catch(() => ({ rows: [] }));
+          if (Number(rows[0]?.b) === want && Number(await redis.hget(redisKeys('cellar', region).stock, sku).catch(() => null)) === want) {
+            return { ms: Date.now() - t0, joinedMs: Math.max(...roles.map(joinedAt)) - t0 };
+          }
+          if (Date.now() - t0 > 300_000) throw new Error(`Kafka runtime: a change made while ${roles.join(', ')} stopped (${signal}) was not counted 300 s after the start (${region}|${sku}: want ${want}, Postgres ${rows[0]?.b}); workers' last errors: ${JSON.stringify(workerErrors())} (logs in ${work})`);
+          await sleep(20);
+        }
+      };
+      const restartMs = { allStopped: await restart(WORKER_ROLES, 'SIGTERM'), aggregatorKilled: await restart(['aggregator'], 'SIGKILL') };
       out.push(result(`kafka runtime: sustained changes/s, raw topic (${label}) → Postgres + Redis (4 worker processes)`, 'changes/s', throughput, {
         target: 30_000,
         details: { rows: rowCount, snapshotRowsPerS: Math.round(snapshotRate), residentMiBByWorker: memory, changesPerRun: CHANGES, rawMessageBytes: sent.bytes, maxInFlight: sent.maxInFlight, publishChangesPerS: publishRate.map(Math.round), cpuMicrosPerChangeByWorker: cpu, cpuMicrosPerChangeElsewhere: others, machineBusyPercent: busy, messagesPerBatchByWorker: perBatch, sendsPerProduceRequestByWorker: perRequest, broker: stack.kafkaCompat },
+      }));
+      // The consumer groups' rebalances are the broker's: the test broker holds a group whose members left for
+      // the session timeout less 1 s, where Kafka waits group.initial.rebalance.delay.ms (3 s by default).
+      const { allStopped: a, aggregatorKilled: k } = restartMs;
+      out.push(result(`kafka runtime: restart until a change made while stopped is counted (${label}): every worker stopped / the aggregator killed`, 'ms', [a.ms, k.ms], { higherIsBetter: false, details: { sessionTimeoutMs: cfg.kafkaSessionTimeoutMs, restartMs } }));
+      out.push(result(`kafka runtime: the same, from the restarted workers' consumer group join (${label}): every worker stopped / the aggregator killed`, 'ms', [a.ms - a.joinedMs, k.ms - k.joinedMs], {
+        higherIsBetter: false,
+        details: { joinedMs: [a.joinedMs, k.joinedMs], residentMiBByWorkerAfter: Object.fromEntries([...workers].map(([role, c]) => [role, residentMiB(c.pid)])) },
       }));
     }
     return out;
