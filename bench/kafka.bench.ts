@@ -76,7 +76,9 @@ async function batching(port: number): Promise<Batching> {
  * broker, an in-process Schema Registry, embedded Postgres, redis-server). Two raw formats, one after the
  * other through the same workers: Debezium Avro through the Schema Registry (about 90 bytes a change) and
  * Debezium JSON with schemas (about 2.2 KB). Sustained changes/s from the first publish until both stores
- * hold the final totals, and where the time goes: each worker's CPU per change (µs), read from /proc.
+ * hold the final totals, and where the time goes: each worker's CPU per change (µs), read from /proc. Then
+ * a restart: the time until a change made while the workers were stopped is counted, and how much of it
+ * followed the consumer groups' join.
  */
 export async function kafkaBenchmarks(): Promise<BenchResult[]> {
   // CELLAR_BENCH_KAFKA_FORMATS=avro runs one of them (a profile of one format).
@@ -90,7 +92,7 @@ export async function kafkaBenchmarks(): Promise<BenchResult[]> {
  * workers with the default `CELLAR_STATE_CACHE_CONTRIBUTORS` (250k), SKUs growing with the rows as in the scale
  * suite (each held in six depots, two contributors to each region's total): sustained changes/s of updates spread
  * over every row, each worker's CPU per change and resident memory (now and at its peak), and the ratio of
- * the largest size's throughput to the smallest's.
+ * the largest size's throughput to the smallest's; and the restart time at each size.
  */
 export async function kafkaScaleBenchmarks(): Promise<BenchResult[]> {
   const sizes = (process.env.CELLAR_BENCH_KAFKA_SCALE_SIZES ?? '100000,1000000').split(',').map(Number).filter((n) => Number.isSafeInteger(n) && n > 0);
