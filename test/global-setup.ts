@@ -1,8 +1,8 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startLocalStack, type LocalStack } from '../infra/local/stack.js';
+import { tempDir } from '../infra/local/process.js';
 
 /** Addresses of the real services of this test run (see infra/local/stack.ts for overrides). */
 export interface TestServices {
@@ -39,8 +39,7 @@ export async function setup(project: TestProject): Promise<() => Promise<void>> 
   // The test files' temporary folders (supplier files, feeds, private servers' data) go under one folder of
   // this run, removed at the end; test workers and the processes they start inherit TMPDIR. Caches shared
   // between runs (the PostgreSQL binaries) stay in the machine's temporary folder (CELLAR_SHARED_TMP).
-  const runTmp = mkdtempSync(join(tmpdir(), 'cellar-test-run-'));
-  chmodSync(runTmp, 0o777);
+  const runTmp = tempDir('test-run');
   process.env.CELLAR_SHARED_TMP ??= tmpdir();
   process.env.TMPDIR = runTmp;
   return async () => {
