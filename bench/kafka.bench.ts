@@ -340,10 +340,9 @@ mapping:
         const row = table.rows.get('0')!;
         await producer.send({ topic: table.topic, acks: -1, messages: table.update({ id: 0 }, { qty: (row.qty as number) + 1 }).map(encode) });
         const sku = row.item_code as string;
-        const depots = Object.keys(REGIONS).filter((d) => REGIONS[d] === REGIONS[row.depot as string]);
-        let want = 0;
-        for (const r of table.rows.values()) if (r.item_code === sku && depots.includes(r.depot as string)) want += r.qty as number;
         const region = REGIONS[row.depot as string]!;
+        let want = 0;
+        for (const r of table.rows.values()) if (r.item_code === sku && REGIONS[r.depot as string] === region) want += r.qty as number;
         starts++;
         const t0 = Date.now();
         for (const role of roles) spawnWorker(role);

@@ -120,7 +120,8 @@ export class ReadAhead {
     const rows: Contribution[] = [];
     const rest: KeyWant[] = [];
     for (const w of wants) {
-      const known = this.entries.get(stockKeyId(w));
+      const id = stockKeyId(w);
+      const known = this.entries.get(id);
       const left: string[] = [];
       for (const c of w.contributors) {
         const row = known?.get(c);
@@ -128,7 +129,7 @@ export class ReadAhead {
         else if (row) rows.push(row);
         known?.delete(c);
       }
-      if (known?.size === 0) this.entries.delete(stockKeyId(w));
+      if (known?.size === 0) this.entries.delete(id);
       if (left.length) rest.push({ ...w, contributors: left });
     }
     if (rest.length) this.lastKeyLoadAt = Date.now();
@@ -204,9 +205,10 @@ export class ReadAhead {
     // A contributor: null when it has no row. One a group loaded or changed meanwhile is held, and is not replaced (adoptEntries).
     const found = new Map(entries.map((c) => [`${stockKeyId(c)}\u0000${c.contributorId}`, c]));
     for (const w of wants) {
-      let known = this.entries.get(stockKeyId(w));
-      if (!known) this.entries.set(stockKeyId(w), (known = new Map()));
-      for (const c of w.contributors) known.set(c, found.get(`${stockKeyId(w)}\u0000${c}`) ?? null);
+      const id = stockKeyId(w);
+      let known = this.entries.get(id);
+      if (!known) this.entries.set(id, (known = new Map()));
+      for (const c of w.contributors) known.set(c, found.get(`${id}\u0000${c}`) ?? null);
     }
   }
 }

@@ -87,7 +87,10 @@ export class ContributionStore {
                               WHERE x.region = u.region AND x.sku = u.sku AND x.partition + 0 = $1 LIMIT $4) c`,
       [partition, keys.map((k) => k.region), keys.map((k) => k.sku), wholeUpTo + 1]);
     const count = new Map<string, number>();
-    for (const r of rows) count.set(stockKeyId(r), (count.get(stockKeyId(r)) ?? 0) + 1);
+    for (const r of rows) {
+      const id = stockKeyId(r);
+      count.set(id, (count.get(id) ?? 0) + 1);
+    }
     const wide = keys.filter((k) => (count.get(stockKeyId(k)) ?? 0) > wholeUpTo);
     if (!wide.length) return { rows: rows.map(toContribution), partial: [] };
     const [sums, wanted] = await Promise.all([this.summaries(partition, wide), this.loadEntries(partition, wide)]);
